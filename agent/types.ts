@@ -1,0 +1,194 @@
+// Plain data shared by the pipeline stages. No behaviour lives here.
+// sources -> sample -> detect -> breaker -> actions -> journal (see ../shared/DESIGN.md)
+
+export type Role = 'uplink' | 'vm' | 'mgmt' | 'other';
+export const ROLES: readonly Role[] = ['uplink', 'vm', 'mgmt', 'other'];
+
+/** Raw counters of one port, filled in place by sources on every tick (no allocation on the hot path). */
+export interface Counters {
+  rxPackets: number;
+  txPackets: number;
+  rxBytes: number;
+  /** Incoming broadcast frames; NaN when no source can count them for this port. */
+  rxBroadcast: number;
+  /** Incoming multicast frames; NaN when unknown. */
+  rxMulticast: number;
+  /** false when a read of this port failed this tick: the sample is dropped, never acted on. */
+  ok: boolean;
+}
+
+export function emptyCounters(): Counters {
+  return { rxPackets: 0, txPackets: 0, rxBytes: 0, rxBroadcast: NaN, rxMulticast: NaN, ok: false };
+}
+
+/** A watched port as discovered on the host. */
+export interface PortInfo {
+  name: string;
+  ifindex: number;
+  /** Name of the bridge this port is enslaved to, or null. */
+  bridge: string | null;
+}
+
+/** A source of counters. One file per source in agent/sources/, one narrow interface. */
+export interface CounterSource {
+  readonly id: string;
+  /** Replace the set of watched ports. Ports that cannot be opened are skipped (reported via log). */
+  watch(ports: readonly PortInfo[]): void;
+  /**
+   * Write this source's fields into out[port] for every watched port present in out.
+   * Must not throw for a port that vanished: set counters.ok = false instead.
+   */
+  read(out: Map<string, Counters>): void;
+  close(): void;
+}
+
+/** Per-port rates over one sampling interval, computed from measured monotonic time deltas. */
+export interface PortRates {
+  port: string;
+  bridge: string | null;
+  /** Interval length in ms this rate was measured over. */
+  dtMs: number;
+  rxPps: number;
+  txPps: number;
+  rxBps: number;
+  /** Broadcast + multicast rx pps ("flood" traffic); NaN when unknown. */
+  floodPps: number;
+  bcastPps: number;
+  /** false when the counters reset/wrapped or a read failed: no rate for this interval. */
+  valid: boolean;
+}
+
+/** A MAC address seen moving between ports of one bridge (bridge monitor fdb). */
+export interface FdbMove {
+  tNs: number;
+  bridge: string | null;
+  mac: string;
+  port: string;
+}
+
+export interface Tick {
+  /** Monotonic time of the end of this interval, ns. */
+  tNs: number;
+  ports: readonly PortRates[];
+  /** MAC moves observed since the previous tick. */
+  fdbMoves: readonly FdbMove[];
+}
+
+export interface Thresholds {
+  /** Broadcast+multicast rx pps above which a port is hot (rising edge). */
+  floodPps: number;
+  /** Flood pps below which a hot port is cool again (falling edge, < floodPps). */
+  clearPps: number;
+  /** Total rx pps that makes a port hot when no broadcast counter exists for it. */
+  rxPps: number;
+  /** Minimum share of rx that must be broadcast/multicast for a flood to count (0..1). */
+  broadcastShare: number;
+  /** Consecutive hot samples before a verdict. */
+  holdSamples: number;
+  /** A port's own baseline (EWMA of flood pps) times this factor also has to be exceeded. */
+  baselineFactor: number;
+}
+
+export interface PortPolicy {
+  name: string;
+  role: Role;
+  protected: boolean;
+  /** Lower ranks are shut first among loop members (from breaker.shutOrder, then rule order). */
+  shutRank: number;
+  thresholds: Thresholds;
+  /** Which policy rule matched (index in ports[], or -1 for defaults), for the evidence. */
+  rule: number;
+  dryRun: boolean;
+}
+
+export interface Policy {
+  version: 1;
+  /** Where it came from and its content hash (sha256, hex, first 12 chars), journaled with every event. */
+  file: string;
+  hash: string;
+  sampling: {
+    /** Sample period while everything is quiet. */
+    idleMs: number;
+    /** Sample period while any port is warm or a verdict is pending. */
+    activeMs: number;
+    /** How long to stay at the active rate after the last warm sample. */
+    activeHoldMs: number;
+  };
+  defaults: Thresholds;
+  /** Port selection rules in file order; first match wins. `match` is a name or a glob (* ?). */
+  ports: Array<{
+    match: string;
+    role: Role;
+    protected: boolean;
+    thresholds: Partial<Thresholds>;
+    dryRun?: boolean;
+    /** 1-based line of the rule in its file, for messages. */
+    line: number;
+  }>;
+  breaker: {
+    /** At most this many automatic shuts within windowMs. */
+    maxShuts: number;
+    windowMs: number;
+    /** After a shut, wait this long before judging whether the storm persists. */
+    settleMs: number;
+    /** Role order for choosing which loop member to shut first. */
+    shutOrder: Role[];
+    /** Shut the source of a single-port flood that is not a loop (never uplinks unless listed). */
+    floodShutRoles: Role[];
+  };
+  actions: {
+    /** Timeout per host command, ms. */
+    timeoutMs: number;
+    retries: number;
+  };
+  fdb: { enabled: boolean };
+  dryRun: boolean;
+}
+
+export interface Evidence {
+  tNs: number;
+  /** Last few rate samples of the ports involved, newest last. */
+  window: Array<{ port: string; tMs: number; rxPps: number; txPps: number; floodPps: number }>;
+  thresholds: Record<string, number>;
+  clues: string[];
+  rule: number;
+  policyHash: string;
+}
+
+export type Verdict =
+  | { kind: 'loop'; bridge: string | null; members: string[]; evidence: Evidence }
+  | { kind: 'flood'; port: string; evidence: Evidence };
+
+export type ActionKind = 'link-down' | 'link-up';
+
+export interface ActionRequest {
+  kind: ActionKind;
+  port: string;
+  reason: string;
+}
+
+export interface ActionResult {
+  kind: ActionKind;
+  port: string;
+  ok: boolean;
+  /** How the action was carried out ("sysfs-flags" or the argv that ran). */
+  via: string;
+  argv?: string[];
+  durationMs: number;
+  attempts: number;
+  error?: string;
+  /** Was the port verified to be in the requested state afterwards? */
+  verified: boolean;
+}
+
+/** One journal line. Extra fields are allowed; these are the contract. */
+export interface JournalEvent {
+  ts: string;
+  event: 'trip' | 'would-trip' | 'restore' | 'reassert' | 'action-failed' | 'start' | 'stop' | 'flood-observed' | 'escalate';
+  port: string;
+  reason: string;
+  policyHash?: string;
+  evidence?: Evidence;
+  action?: ActionResult;
+  [k: string]: unknown;
+}
