@@ -1,0 +1,176 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { CounterSource, Counters, PortInfo } from '../types.js';
+import { isValidIfName } from '../host/names.js';
+
+// Incoming broadcast and multicast frames per port. sysfs and netlink have no broadcast
+// counter and `multicast` stays 0 on veth (LAB-FACTS), so the native addon
+// (native/packet_stats.c) lets the kernel count: one AF_PACKET socket per port and kind
+// with a BPF filter on skb->pkt_type, read with getsockopt(PACKET_STATISTICS) (~0.5 µs,
+// no frame ever reaches user space). The addon turns the kernel's clear-on-read
+// statistics into running totals, so values here are ordinary monotonic counters that
+// restart at 0 only when a port's sockets are reopened.
+
+export type PacketKind = 'broadcast' | 'multicast';
+
+/** The native addon's API (build/Release/packet_stats.node). */
+export interface PacketAddon {
+  /** Opens a counter on ifname; throws Error with `code` = errno name (ENODEV, EPERM, ...). */
+  open(ifname: string, kind: PacketKind): number;
+  /** Frames matched since open. Throws ENODEV once the interface was deleted (or left the namespace). */
+  read(fd: number): number;
+  close(fd: number): void;
+}
+
+export const PACKET_ADDON_PATH = 'build/Release/packet_stats.node';
+
+export interface PacketLog {
+  warn(obj: object, msg: string): void;
+}
+
+/**
+ * Nearest directory at or above `start` that holds a package.json: the package root both
+ * from agent/sources/ (vitest) and from dist/agent/sources/ (compiled).
+ */
+export function findPackageRoot(start: string): string | null {
+  for (let dir = start; ; ) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    const up = dirname(dir);
+    if (up === dir) return null;
+    dir = up;
+  }
+}
+
+/** Loads the addon, or says why not, so the daemon can run without broadcast counts. */
+export function loadPacketAddon(): PacketAddon | { error: string } {
+  const root = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
+  if (root === null) return { error: `no package.json above ${fileURLToPath(import.meta.url)}` };
+  const path = join(root, PACKET_ADDON_PATH);
+  try {
+    const addon = createRequire(import.meta.url)(path) as Partial<PacketAddon>;
+    if (typeof addon.open !== 'function' || typeof addon.read !== 'function' || typeof addon.close !== 'function') {
+      return { error: `${path}: not the packet_stats addon (open/read/close missing)` };
+    }
+    return addon as PacketAddon;
+  } catch (err) {
+    // Usually "Cannot find module": the addon was never built (npm run build:native).
+    return { error: `${path}: ${(err as Error).message}` };
+  }
+}
+
+interface Watched {
+  name: string;
+  ifindex: number;
+  /** -1 when the port could not be opened: its broadcast/multicast counts are unknown (NaN). */
+  bcast: number;
+  mcast: number;
+  /** A read failed (interface deleted): report not ok until watch() reopens it. */
+  dead: boolean;
+}
+
+export function createPacketSource(log?: PacketLog, addon?: PacketAddon): CounterSource {
+  let native: PacketAddon;
+  if (addon) {
+    native = addon;
+  } else {
+    const loaded = loadPacketAddon();
+    if ('error' in loaded) {
+      throw Object.assign(new Error(`packet source unavailable: ${loaded.error}`), { code: 'E_PACKET_ADDON' });
+    }
+    native = loaded;
+  }
+  // An array, not a Map: read() walks it by index, with no iterator allocated per tick.
+  let watched: Watched[] = [];
+
+  function closeFd(fd: number): void {
+    if (fd < 0) return;
+    try {
+      native.close(fd);
+    } catch {
+      // Only EBADF (never opened by the addon) can land here; nothing left to release.
+    }
+  }
+
+  function closePort(w: Watched): void {
+    closeFd(w.bcast);
+    closeFd(w.mcast);
+    w.bcast = -1;
+    w.mcast = -1;
+  }
+
+  function openPort(p: PortInfo): Watched {
+    const w: Watched = { name: p.name, ifindex: p.ifindex, bcast: -1, mcast: -1, dead: false };
+    try {
+      w.bcast = native.open(p.name, 'broadcast');
+      w.mcast = native.open(p.name, 'multicast');
+    } catch (err) {
+      closePort(w);
+      const e = err as NodeJS.ErrnoException;
+      log?.warn({ port: p.name, code: e.code, err: e.message }, 'packet counters unavailable for port');
+    }
+    return w;
+  }
+
+  return {
+    id: 'packet',
+
+    watch(ports: readonly PortInfo[]): void {
+      const old = new Map(watched.map((w) => [w.name, w]));
+      const next: Watched[] = [];
+      for (const p of ports) {
+        if (!isValidIfName(p.name)) {
+          log?.warn({ port: p.name }, 'invalid interface name: not counted');
+          continue;
+        }
+        const prev = old.get(p.name);
+        // Keep open sockets of ports still watched so their counts run on without a
+        // reset; reopen only a port that is a different interface now (new ifindex),
+        // vanished, or failed to open before.
+        if (prev && prev.ifindex === p.ifindex && !prev.dead && prev.bcast >= 0) {
+          old.delete(p.name);
+          next.push(prev);
+          continue;
+        }
+        next.push(openPort(p));
+      }
+      for (const w of old.values()) closePort(w);
+      watched = next;
+    },
+
+    read(out: Map<string, Counters>): void {
+      for (let i = 0; i < watched.length; i++) {
+        const w = watched[i]!;
+        const c = out.get(w.name);
+        if (c === undefined) continue;
+        if (w.dead) {
+          c.ok = false;
+          continue;
+        }
+        if (w.bcast < 0) {
+          // Could not open: unknown, not zero. Other sources' rx counts still protect it.
+          c.rxBroadcast = NaN;
+          c.rxMulticast = NaN;
+          continue;
+        }
+        try {
+          c.rxBroadcast = native.read(w.bcast);
+          c.rxMulticast = native.read(w.mcast);
+        } catch (err) {
+          // The interface was deleted or moved: this sample is dropped, and so is every
+          // later one until the daemon's rescan calls watch() again. Logged once per port.
+          c.ok = false;
+          w.dead = true;
+          const e = err as NodeJS.ErrnoException;
+          log?.warn({ port: w.name, code: e.code, err: e.message }, 'packet counter read failed: port not ok until rescan');
+        }
+      }
+    },
+
+    close(): void {
+      for (const w of watched) closePort(w);
+      watched = [];
+    },
+  };
+}

@@ -1,0 +1,309 @@
+// packet_stats: count incoming broadcast or multicast frames of one interface.
+//
+// Linux keeps no per-interface broadcast counter (sysfs/netlink have none, and
+// `multicast` stays 0 on veth), so we let the kernel count for us: one AF_PACKET
+// socket per (interface, kind) with a classic BPF filter that accepts only
+// skb->pkt_type == PACKET_BROADCAST (or PACKET_MULTICAST). Every frame the filter
+// accepts bumps the socket's PACKET_STATISTICS counter, whether it is queued or
+// dropped for lack of receive buffer (af_packet.c packet_rcv(): tp_packets++ when
+// queued, tp_drops++ on drop_n_acct; packet_getsockopt() returns
+// tp_packets + tp_drops as tp_packets and clears both). We never read frames: the
+// tiny receive queue fills once and from then on every matching frame is dropped
+// before it is even cloned, which is the cheapest path through packet_rcv().
+//
+// The kernel clears the statistics on every read, so we keep a running 64-bit total
+// per fd and hand JS an ordinary monotonically increasing counter.
+//
+// API (see agent/sources/packet.ts):
+//   open(ifname, 'broadcast' | 'multicast') -> fd
+//   read(fd) -> cumulative count (throws ENODEV once the interface is deleted)
+//   close(fd)
+
+#include <node_api.h>
+
+#include <errno.h>
+#include <net/if.h>
+#include <arpa/inet.h>
+#include <linux/filter.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#ifndef PACKET_IGNORE_OUTGOING
+#define PACKET_IGNORE_OUTGOING 23
+#endif
+
+typedef struct {
+  // Frames matched since open, summed over clear-on-read statistics.
+  uint64_t total;
+  // Interface the socket was bound to; the kernel sets the socket's ifindex to -1
+  // when that interface is unregistered (packet_notifier, NETDEV_UNREGISTER).
+  int ifindex;
+  uint8_t used;
+  char ifname[IF_NAMESIZE];
+} slot_t;
+
+// Per-environment state (one per Node thread that loads the addon), indexed by fd:
+// fds are small integers, so a flat array makes read() a bounds check and a load.
+typedef struct {
+  slot_t *slots;
+  size_t cap;
+} state_t;
+
+static void throw_code(napi_env env, const char *code, const char *fmt, ...) {
+  char msg[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  napi_throw_error(env, code, msg);
+}
+
+static const char *errno_name(int err) {
+  const char *name = strerrorname_np(err);
+  return name != NULL ? name : "EUNKNOWN";
+}
+
+static void throw_errno(napi_env env, int err, const char *what, const char *ifname) {
+  throw_code(env, errno_name(err), "packet_stats %s %s: %s", what, ifname, strerror(err));
+}
+
+static int attach_filter(int fd, struct sock_filter *code, unsigned short len) {
+  struct sock_fprog prog = { .len = len, .filter = code };
+  return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
+}
+
+// Opens and configures the socket; returns fd or -errno.
+static int open_counter(int ifindex, unsigned pkttype) {
+  // Accept nothing: keeps frames that arrive before the real filter from counting.
+  struct sock_filter drop_all[] = {
+    BPF_STMT(BPF_RET | BPF_K, 0),
+  };
+  // A = skb->pkt_type; accept (snaplen 1) if it is the wanted type, else drop.
+  // PACKET_OUTGOING (our own tx) never matches BROADCAST/MULTICAST.
+  struct sock_filter by_type[] = {
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)(SKF_AD_OFF + SKF_AD_PKTTYPE)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, pkttype, 0, 1),
+    BPF_STMT(BPF_RET | BPF_K, 1),
+    BPF_STMT(BPF_RET | BPF_K, 0),
+  };
+  int zero = 0, one = 1, err;
+  struct tpacket_stats st;
+  socklen_t stlen = sizeof st;
+  struct sockaddr_ll sll;
+  char byte;
+
+  // Protocol 0: the socket sees nothing until bind() hooks it to the interface.
+  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+
+  // The kernel raises 0 to its minimum (SOCK_MIN_RCVBUF): a frame or two fit.
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &zero, sizeof zero) < 0) goto fail;
+  if (attach_filter(fd, drop_all, sizeof drop_all / sizeof drop_all[0]) < 0) goto fail;
+  // Skip our own transmitted frames before they are even cloned for us (kernel
+  // >= 4.20); the filter rejects them anyway, so an older kernel only costs more.
+  if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0 &&
+      errno != ENOPROTOOPT && errno != EINVAL)
+    goto fail;
+
+  memset(&sll, 0, sizeof sll);
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = htons(ETH_P_ALL);
+  sll.sll_ifindex = ifindex;
+  // Binding to a down interface succeeds; the kernel hooks the socket on NETDEV_UP.
+  if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) goto fail;
+
+  // Drain anything queued and clear the statistics, then swap in the real filter:
+  // from here on every counted frame matched by_type.
+  for (int i = 0; i < 64; i++) {
+    if (recv(fd, &byte, 1, MSG_DONTWAIT | MSG_TRUNC) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+  }
+  if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &stlen) < 0) goto fail;
+  if (attach_filter(fd, by_type, sizeof by_type / sizeof by_type[0]) < 0) goto fail;
+  return fd;
+
+fail:
+  err = errno;
+  close(fd);
+  return -err;
+}
+
+static int ensure_slot(state_t *s, int fd) {
+  if ((size_t)fd < s->cap) return 0;
+  size_t cap = s->cap ? s->cap : 64;
+  while (cap <= (size_t)fd) cap *= 2;
+  slot_t *slots = realloc(s->slots, cap * sizeof *slots);
+  if (slots == NULL) return -ENOMEM;
+  memset(slots + s->cap, 0, (cap - s->cap) * sizeof *slots);
+  s->slots = slots;
+  s->cap = cap;
+  return 0;
+}
+
+static slot_t *find_slot(state_t *s, int fd) {
+  if (fd < 0 || (size_t)fd >= s->cap || !s->slots[fd].used) return NULL;
+  return &s->slots[fd];
+}
+
+static napi_value js_open(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  state_t *s;
+  char ifname[IF_NAMESIZE + 1];
+  char kind[16];
+  size_t n;
+
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&s) != napi_ok) return NULL;
+  if (argc < 2 ||
+      napi_get_value_string_utf8(env, argv[0], ifname, sizeof ifname, &n) != napi_ok ||
+      n == 0 || n >= IF_NAMESIZE) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE",
+                          "packet_stats open: ifname must be a string of 1-15 bytes");
+    return NULL;
+  }
+  unsigned pkttype;
+  if (napi_get_value_string_utf8(env, argv[1], kind, sizeof kind, &n) != napi_ok) n = 0;
+  if (n > 0 && strcmp(kind, "broadcast") == 0) {
+    pkttype = PACKET_BROADCAST;
+  } else if (n > 0 && strcmp(kind, "multicast") == 0) {
+    pkttype = PACKET_MULTICAST;
+  } else {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE",
+                          "packet_stats open: kind must be 'broadcast' or 'multicast'");
+    return NULL;
+  }
+
+  unsigned ifindex = if_nametoindex(ifname);
+  if (ifindex == 0) {
+    throw_errno(env, errno ? errno : ENODEV, "open", ifname);
+    return NULL;
+  }
+  int fd = open_counter((int)ifindex, pkttype);
+  if (fd < 0) {
+    throw_errno(env, -fd, "open", ifname);
+    return NULL;
+  }
+  int err = ensure_slot(s, fd);
+  if (err < 0) {
+    close(fd);
+    throw_errno(env, -err, "open", ifname);
+    return NULL;
+  }
+  slot_t *slot = &s->slots[fd];
+  slot->total = 0;
+  slot->ifindex = (int)ifindex;
+  slot->used = 1;
+  memcpy(slot->ifname, ifname, sizeof slot->ifname);
+  slot->ifname[IF_NAMESIZE - 1] = '\0';
+
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
+static slot_t *slot_arg(napi_env env, napi_callback_info info, const char *what, int *fd_out) {
+  size_t argc = 1;
+  napi_value argv[1];
+  state_t *s;
+  int fd;
+
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&s) != napi_ok) return NULL;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "packet_stats: fd must be a number");
+    return NULL;
+  }
+  slot_t *slot = find_slot(s, fd);
+  if (slot == NULL) {
+    // Never touch an fd we did not open: it may belong to someone else now.
+    throw_code(env, "EBADF", "packet_stats %s: fd %d was not opened by packet_stats", what, fd);
+    return NULL;
+  }
+  *fd_out = fd;
+  return slot;
+}
+
+static napi_value js_read(napi_env env, napi_callback_info info) {
+  int fd;
+  slot_t *slot = slot_arg(env, info, "read", &fd);
+  if (slot == NULL) return NULL;
+
+  struct tpacket_stats st;
+  socklen_t len = sizeof st;
+  if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) < 0) {
+    throw_errno(env, errno, "read", slot->ifname);
+    return NULL;
+  }
+  // tp_packets already includes tp_drops (see top of file).
+  slot->total += st.tp_packets;
+
+  // A deleted interface just stops counting, so check the binding, but only when
+  // nothing arrived: a frame counted in this interval proves the interface was there.
+  if (st.tp_packets == 0) {
+    struct sockaddr_ll sll;
+    socklen_t sl = sizeof sll;
+    if (getsockname(fd, (struct sockaddr *)&sll, &sl) < 0) {
+      throw_errno(env, errno, "read", slot->ifname);
+      return NULL;
+    }
+    if (sll.sll_ifindex != slot->ifindex) {
+      throw_code(env, "ENODEV", "packet_stats read %s: %s (interface was deleted or moved)",
+                 slot->ifname, strerror(ENODEV));
+      return NULL;
+    }
+  }
+
+  napi_value out;
+  napi_create_double(env, (double)slot->total, &out);
+  return out;
+}
+
+static napi_value js_close(napi_env env, napi_callback_info info) {
+  int fd;
+  slot_t *slot = slot_arg(env, info, "close", &fd);
+  if (slot == NULL) return NULL;
+  slot->used = 0;
+  // close() on a socket cannot fail in a way we could act on; the fd is gone either way.
+  close(fd);
+  return NULL;
+}
+
+static void finalize_state(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  state_t *s = data;
+  for (size_t fd = 0; fd < s->cap; fd++) {
+    if (s->slots[fd].used) close((int)fd);
+  }
+  free(s->slots);
+  free(s);
+}
+
+NAPI_MODULE_INIT() {
+  state_t *s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    napi_throw_error(env, "ENOMEM", "packet_stats: out of memory");
+    return NULL;
+  }
+  // Closes every fd still open when the environment (main thread or worker) ends.
+  if (napi_set_instance_data(env, s, finalize_state, NULL) != napi_ok) {
+    free(s);
+    return NULL;
+  }
+  const struct {
+    const char *name;
+    napi_callback cb;
+  } fns[] = { { "open", js_open }, { "read", js_read }, { "close", js_close } };
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    napi_value fn;
+    if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, s, &fn) != napi_ok ||
+        napi_set_named_property(env, exports, fns[i].name, fn) != napi_ok)
+      return NULL;
+  }
+  return exports;
+}
