@@ -1,0 +1,44 @@
+import { connect } from 'node:net';
+import { PROTOCOL_VERSION } from './protocol.js';
+
+export class DaemonUnreachable extends Error {
+  readonly code = 'E_UNREACHABLE';
+}
+
+export class RemoteError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+/** One request, one response, with a timeout. */
+export function request(path: string, cmd: string, args: Record<string, unknown> = {}, timeoutMs = 5000): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(path);
+    let buf = '';
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new DaemonUnreachable(`no answer from ${path} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    sock.setEncoding('utf8');
+    sock.on('connect', () => sock.write(JSON.stringify({ v: PROTOCOL_VERSION, id: 1, cmd, args }) + '\n'));
+    sock.on('data', (d: string) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      clearTimeout(timer);
+      sock.end();
+      try {
+        const r = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: { code: string; message: string } };
+        if (r.ok) resolve(r.result);
+        else reject(new RemoteError(r.error?.code ?? 'E_REMOTE', r.error?.message ?? 'error'));
+      } catch (err) {
+        reject(err);
+      }
+    });
+    sock.on('error', (err) => {
+      clearTimeout(timer);
+      reject(new DaemonUnreachable(`cannot reach daemon at ${path}: ${err.message}`));
+    });
+  });
+}

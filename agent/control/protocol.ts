@@ -1,0 +1,35 @@
+// Control socket protocol, version 1: one JSON object per line each way.
+// request  {"v":1,"id":N,"cmd":"status","args":{...}}
+// response {"v":1,"id":N,"ok":true,"result":...} | {"v":1,"id":N,"ok":false,"error":{"code","message"}}
+export const PROTOCOL_VERSION = 1;
+export const MAX_LINE = 64 * 1024;
+
+export interface Request {
+  v: number;
+  id: number;
+  cmd: string;
+  args?: Record<string, unknown>;
+}
+
+export type Response =
+  | { v: number; id: number; ok: true; result: unknown }
+  | { v: number; id: number | null; ok: false; error: { code: string; message: string } };
+
+/** Validate one request line. Pure. */
+export function parseRequest(line: string): Request | { error: { code: string; message: string } } {
+  let o: unknown;
+  try {
+    o = JSON.parse(line);
+  } catch {
+    return { error: { code: 'E_BAD_JSON', message: 'request is not valid JSON' } };
+  }
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) return { error: { code: 'E_BAD_REQUEST', message: 'request must be an object' } };
+  const r = o as Record<string, unknown>;
+  if (r.v !== PROTOCOL_VERSION) return { error: { code: 'E_VERSION', message: `protocol version must be ${PROTOCOL_VERSION}` } };
+  if (typeof r.id !== 'number' || !Number.isInteger(r.id)) return { error: { code: 'E_BAD_REQUEST', message: 'id must be an integer' } };
+  if (typeof r.cmd !== 'string') return { error: { code: 'E_BAD_REQUEST', message: 'cmd must be a string' } };
+  if (r.args !== undefined && (typeof r.args !== 'object' || r.args === null || Array.isArray(r.args))) {
+    return { error: { code: 'E_BAD_REQUEST', message: 'args must be an object' } };
+  }
+  return { v: r.v, id: r.id, cmd: r.cmd, args: r.args as Record<string, unknown> | undefined };
+}

@@ -1,0 +1,46 @@
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { basename } from 'node:path';
+import type { PortInfo } from '../types.js';
+import { isValidIfName } from './names.js';
+
+/**
+ * The host's interfaces as sysfs shows them (inside `ip netns exec`, the namespace's own).
+ * Called on a slow timer (rescan), never per sample.
+ */
+export function listInterfaces(root = '/sys/class/net'): PortInfo[] {
+  const out: PortInfo[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch {
+    return out;
+  }
+  for (const name of names) {
+    if (!isValidIfName(name)) continue;
+    try {
+      const ifindex = Number(readFileSync(`${root}/${name}/ifindex`, 'utf8').trim());
+      let bridge: string | null = null;
+      try {
+        bridge = basename(readlinkSync(`${root}/${name}/master`));
+      } catch {
+        bridge = null; // not enslaved
+      }
+      out.push({ name, ifindex, bridge });
+    } catch {
+      // vanished between readdir and read
+    }
+  }
+  return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+const IFF_UP = 0x1;
+
+/** Administrative state from the flags file (IFF_UP), or null when the port is gone. */
+export function isAdminUp(name: string, root = '/sys/class/net'): boolean | null {
+  try {
+    const flags = Number.parseInt(readFileSync(`${root}/${name}/flags`, 'utf8').trim(), 16);
+    return (flags & IFF_UP) !== 0;
+  } catch {
+    return null;
+  }
+}

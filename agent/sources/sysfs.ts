@@ -1,0 +1,107 @@
+import { closeSync, openSync, readSync } from 'node:fs';
+import type { CounterSource, Counters, PortInfo } from '../types.js';
+import { isValidIfName } from '../host/names.js';
+
+// /sys/class/net/X/statistics through kept-open fds: pread(0) returns a fresh value every
+// time (~2 µs, LAB-FACTS) where readFileSync costs ~18 µs and allocates.
+const FIELDS = ['rx_packets', 'tx_packets', 'rx_bytes'] as const;
+
+interface PortFds {
+  ifindex: number;
+  failed: boolean;
+  rx: number;
+  tx: number;
+  bytes: number;
+}
+
+export interface SysfsOptions {
+  root?: string; // for tests: a directory laid out like /sys/class/net
+  warn?: (obj: object, msg: string) => void;
+}
+
+const buf = Buffer.alloc(32);
+
+/** Parse ASCII decimal digits from buf[0..n) without allocating; NaN when there are none. */
+export function parseDecimal(b: Uint8Array, n: number): number {
+  let v = 0;
+  let digits = 0;
+  for (let i = 0; i < n; i++) {
+    const c = b[i]!;
+    if (c >= 48 && c <= 57) {
+      v = v * 10 + (c - 48);
+      digits++;
+    } else if (digits > 0) break;
+  }
+  return digits > 0 ? v : NaN;
+}
+
+function readCounter(fd: number): number {
+  const n = readSync(fd, buf, 0, buf.length, 0);
+  return parseDecimal(buf, n);
+}
+
+export function createSysfsSource(opts: SysfsOptions = {}): CounterSource {
+  const root = opts.root ?? '/sys/class/net';
+  const fds = new Map<string, PortFds>();
+
+  function closePort(name: string): void {
+    const p = fds.get(name);
+    if (!p) return;
+    for (const fd of [p.rx, p.tx, p.bytes]) {
+      try {
+        closeSync(fd);
+      } catch {
+        // already gone with its interface
+      }
+    }
+    fds.delete(name);
+  }
+
+  return {
+    id: 'sysfs',
+    watch(ports: readonly PortInfo[]): void {
+      const want = new Map(ports.map((p) => [p.name, p.ifindex] as const));
+      for (const [name, p] of [...fds]) {
+        // Gone, recreated under the same name (new ifindex), or failing: reopen from scratch.
+        if (want.get(name) !== p.ifindex || p.failed) closePort(name);
+      }
+      for (const { name, ifindex } of ports) {
+        if (fds.has(name) || !isValidIfName(name)) continue;
+        const opened: number[] = [];
+        try {
+          for (const f of FIELDS) opened.push(openSync(`${root}/${name}/statistics/${f}`, 'r'));
+          fds.set(name, { ifindex, failed: false, rx: opened[0]!, tx: opened[1]!, bytes: opened[2]! });
+        } catch (err) {
+          for (const fd of opened) closeSync(fd);
+          opts.warn?.({ port: name, err: (err as Error).message }, 'sysfs counters unavailable');
+        }
+      }
+    },
+    read(out: Map<string, Counters>): void {
+      for (const [name, p] of fds) {
+        const c = out.get(name);
+        if (!c) continue;
+        try {
+          const rx = readCounter(p.rx);
+          const tx = readCounter(p.tx);
+          const bytes = readCounter(p.bytes);
+          // A vanished interface reads as ENODEV (throws) or as no digits: no sample, never a rate.
+          if (Number.isNaN(rx) || Number.isNaN(tx) || Number.isNaN(bytes)) {
+            c.ok = false;
+            p.failed = true;
+            continue;
+          }
+          c.rxPackets = rx;
+          c.txPackets = tx;
+          c.rxBytes = bytes;
+        } catch {
+          c.ok = false;
+          p.failed = true;
+        }
+      }
+    },
+    close(): void {
+      for (const name of [...fds.keys()]) closePort(name);
+    },
+  };
+}
