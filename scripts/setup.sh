@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Shared set-up for the demo and the tests: Debian packages, npm dependencies, native addon, build.
+# Idempotent and quiet when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "stormbreaker: the lab needs root (network namespaces, veth, bridges). Run with sudo." >&2
+  exit 2
+fi
+
+# Debian packages the lab and the agent use (ip/bridge, nft, tcpreplay, python3 for the frame
+# sender, a C toolchain for the AF_PACKET counter addon).
+pkgs=(iproute2 nftables tcpreplay python3 make g++ procps)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "stormbreaker: installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v node >/dev/null 2>&1; then
+  echo "stormbreaker: Node.js >= 20 is required (Debian 12's nodejs is 18; use NodeSource or nvm)." >&2
+  exit 2
+fi
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+  echo "stormbreaker: Node.js >= 20 is required, found $(node --version)." >&2
+  exit 2
+fi
+
+# npm ci when node_modules is missing or older than the lock file (it also builds the addon).
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+[ -f build/Release/packet_stats.node ] || npm run --silent build:native >/dev/null
+npx --no-install tsc -p tsconfig.json
