@@ -1,0 +1,73 @@
+// The product's tuned defaults: everything in a policy except `version` is optional and falls back
+// to these. Kept apart from the loader so the CLI, docs and tests can show the same numbers.
+import type { Policy, Role, Thresholds } from '../types.js';
+
+export interface PolicyDefaults {
+  sampling: Policy['sampling'];
+  defaults: Thresholds;
+  breaker: Policy['breaker'];
+  actions: Policy['actions'];
+  fdb: Policy['fdb'];
+  dryRun: boolean;
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o !== null && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+const SHUT_ORDER: Role[] = ['vm', 'other', 'uplink'];
+const FLOOD_SHUT_ROLES: Role[] = ['vm', 'other'];
+
+/**
+ * Frozen; copy before handing out (the loader does). `mgmt` is deliberately absent from
+ * shutOrder and floodShutRoles: a management port is the operator's way back in, so it is never
+ * chosen unless a policy names it explicitly (and mgmt rules default to protected: true besides).
+ */
+export const POLICY_DEFAULTS: Readonly<PolicyDefaults> = deepFreeze({
+  // 10 ms idle keeps the agent at ~2% of a core; 1 ms while warm breaks a loop in a few ms
+  // (LAB-FACTS: a 1 ms timer really ticks at ~1.1 ms).
+  sampling: { idleMs: 10, activeMs: 1, activeHoldMs: 2000 },
+  // A lab loop reaches 80-130k pps per port within 1 ms; a single host can send ~175k pps of
+  // broadcast, which is why thresholds alone never decide a loop (see detect/).
+  defaults: {
+    floodPps: 20000,
+    clearPps: 5000,
+    rxPps: 60000,
+    broadcastShare: 0.5,
+    holdSamples: 2,
+    baselineFactor: 4,
+  },
+  breaker: {
+    maxShuts: 2,
+    windowMs: 10000,
+    settleMs: 30,
+    shutOrder: SHUT_ORDER,
+    floodShutRoles: FLOOD_SHUT_ROLES,
+  },
+  actions: { timeoutMs: 2000, retries: 2 },
+  fdb: { enabled: true },
+  dryRun: false,
+});
+
+/** Only `version` is required; it must equal this. */
+export const POLICY_VERSION = 1;
+/** Files above this are rejected before parsing (a policy is a few KiB; this bounds parse time). */
+export const MAX_POLICY_BYTES = 1024 * 1024;
+/** Alias dereferences allowed per file: plenty for sharing a thresholds block, far too few for an alias bomb. */
+export const MAX_ALIAS_COUNT = 100;
+/** Flow collections (`[`/`{`) nested deeper than this are rejected before the YAML parser sees them. */
+export const MAX_FLOW_DEPTH = 32;
+/**
+ * Longest time value accepted, ms. Node's timers clamp any delay above 2^31-1 ms to 1 ms (with
+ * only a warning), so a larger value would turn "wait a month" into "retry at once".
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+/**
+ * Most port rules per policy. shutRank is roleIndex * 1000 + ruleIndex (see match.ts), so rule
+ * 1000 would rank like the next role's first rule.
+ */
+export const MAX_PORT_RULES = 1000;

@@ -1,0 +1,63 @@
+// Which policy rule governs a port. Pure: plain data in, plain data out.
+import { isValidIfName } from '../host/names.js';
+import type { Policy, PortPolicy } from '../types.js';
+
+/**
+ * Anchored RegExp for an interface-name glob: `*` any run (also empty), `?` one character,
+ * everything else literal. Interface names have no `/`, so `*` needs no path semantics.
+ */
+export function globToRegExp(glob: string): RegExp {
+  let re = '^';
+  for (const ch of glob) {
+    if (ch === '*') re += '.*';
+    else if (ch === '?') re += '.';
+    else re += ch.replace(/[\\^$.|+()[\]{}*?-]/g, '\\$&');
+  }
+  return new RegExp(re + '$', 's');
+}
+
+type Rule = Policy['ports'][number];
+
+function toPortPolicy(policy: Policy, name: string, rule: Rule, index: number): PortPolicy {
+  const order = policy.breaker.shutOrder.indexOf(rule.role);
+  return {
+    name,
+    role: rule.role,
+    protected: rule.protected,
+    // Role first, then rule order; a role missing from shutOrder (mgmt by default) is never chosen.
+    // The loader caps rules at 1000 so rule order never spills into the next role's ranks.
+    shutRank: order < 0 ? Infinity : order * 1000 + index,
+    thresholds: { ...policy.defaults, ...rule.thresholds },
+    rule: index,
+    dryRun: policy.dryRun || rule.dryRun === true,
+  };
+}
+
+function firstMatch(policy: Policy, matchers: readonly RegExp[], name: string): PortPolicy | null {
+  // An agent must never act on a port the operator did not name: a port no rule matches is not
+  // watched at all (no catch-all default), so a new uplink or a storage NIC that appears on the
+  // host later cannot be shut by a policy written before it existed. Names that cannot be Linux
+  // interface names are refused outright, since the name later reaches argv and sysfs paths.
+  if (!isValidIfName(name)) return null;
+  for (let i = 0; i < matchers.length; i++) {
+    const rule = policy.ports[i];
+    if (rule && matchers[i]?.test(name)) return toPortPolicy(policy, name, rule, i);
+  }
+  return null;
+}
+
+/** The policy for port `name` from the first rule that matches it, or null: not watched. */
+export function resolvePort(policy: Policy, name: string): PortPolicy | null {
+  return firstMatch(policy, policy.ports.map((r) => globToRegExp(r.match)), name);
+}
+
+/** resolvePort for many names (globs compiled once); unmatched names are absent from the map. */
+export function resolvePorts(policy: Policy, names: readonly string[]): Map<string, PortPolicy> {
+  const matchers = policy.ports.map((r) => globToRegExp(r.match));
+  const out = new Map<string, PortPolicy>();
+  for (const name of names) {
+    const p = firstMatch(policy, matchers, name);
+    if (p) out.set(name, p);
+  }
+  return out;
+}

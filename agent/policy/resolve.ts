@@ -1,0 +1,153 @@
+// Stage 2 of loading: fill in defaults and check values against each other (clearPps < floodPps,
+// activeMs <= idleMs, one rule per name). Works on a PolicyInput, whose values carry their own
+// file:line:col, so a future directory loader can merge several files' inputs and call this once.
+import type { Policy, Role, Thresholds } from '../types.js';
+import { POLICY_DEFAULTS } from './defaults.js';
+import { PolicyError, type PolicyErrorCode } from './errors.js';
+import { globToRegExp } from './match.js';
+import type { Located, PolicyInput, Pos, RuleInput, ThresholdKey } from './schema.js';
+
+type ThresholdSection = Partial<Record<ThresholdKey, Located<number>>>;
+
+export interface Resolved {
+  /** Built even when there are errors (defaults in place of bad values); use only if errors is empty. */
+  policy: Policy;
+  errors: PolicyError[];
+}
+
+export function resolvePolicy(input: PolicyInput, file: string, hash: string): Resolved {
+  const errors: PolicyError[] = [];
+  const err = (code: PolicyErrorCode, at: Pos & { file: string; field: string }, message: string): void => {
+    errors.push(new PolicyError({ code, file: at.file, line: at.line, col: at.col, field: at.field, message }));
+  };
+  const bad = (field: string): boolean => isBad(input.bad, field);
+
+  if (!input.version && !bad('version')) {
+    err('E_POLICY_MISSING', { ...input.root, file: input.file, field: 'version' }, 'required: add `version: 1` at the top');
+  }
+
+  const D = POLICY_DEFAULTS;
+  const sampling = {
+    idleMs: input.sampling.idleMs?.value ?? D.sampling.idleMs,
+    activeMs: input.sampling.activeMs?.value ?? D.sampling.activeMs,
+    activeHoldMs: input.sampling.activeHoldMs?.value ?? D.sampling.activeHoldMs,
+  };
+  // Sampling faster while quiet than while warm is backwards: the active rate is the one that
+  // bounds reaction time.
+  if (!bad('sampling.idleMs') && !bad('sampling.activeMs') && sampling.activeMs > sampling.idleMs) {
+    const { activeMs, idleMs } = input.sampling;
+    if (activeMs) err('E_POLICY_RANGE', activeMs, `must be <= sampling.idleMs (${sampling.idleMs}${idleMs ? '' : ', the default'})`);
+    else if (idleMs) err('E_POLICY_RANGE', idleMs, `must be >= sampling.activeMs (${sampling.activeMs}, the default)`);
+  }
+
+  const defaults = mergeThresholds(D.defaults, input.defaults);
+  checkClearBelowFlood(input.defaults, D.defaults, 'the built-in default', 'defaults', bad, err);
+
+  const ports: Policy['ports'] = [];
+  const firstByMatch = new Map<string, RuleInput>();
+  const earlier: Array<{ rule: RuleInput; re: RegExp }> = [];
+  for (const rule of input.ports ?? []) {
+    const m = rule.match.value;
+    const dup = firstByMatch.get(m);
+    if (dup) {
+      err('E_POLICY_DUPLICATE', rule.match, `same match as ${dup.field} (line ${dup.line}); the first rule wins, so this one never applies`);
+    } else {
+      firstByMatch.set(m, rule);
+      // A literal name that an earlier glob already matches can never apply: almost always an
+      // ordering mistake (e.g. `vm*` above `vmgmt0`), so say so rather than ignore the rule.
+      if (!/[*?]/.test(m)) {
+        const shadow = earlier.find((e) => e.re.test(m));
+        if (shadow) {
+          err(
+            'E_POLICY_VALUE',
+            rule.match,
+            `never applies: ${shadow.rule.field} (${JSON.stringify(shadow.rule.match.value)}, line ${shadow.rule.line}) matches ${m} first; move this rule above it`,
+          );
+        }
+      }
+      earlier.push({ rule, re: globToRegExp(m) });
+    }
+    if (!bad('defaults')) {
+      checkClearBelowFlood(rule.thresholds, defaults, 'from defaults', `${rule.field}.thresholds`, (f) => bad(f) || bad(`defaults.${f.slice(f.lastIndexOf('.') + 1)}`), err);
+    }
+    const thresholds: Partial<Thresholds> = {};
+    for (const [k, v] of Object.entries(rule.thresholds) as Array<[ThresholdKey, Located<number>]>) thresholds[k] = v.value;
+    const out: Policy['ports'][number] = {
+      match: m,
+      role: rule.role.value,
+      // Management ports are how the operator reaches the host; protected unless the rule says otherwise.
+      protected: rule.protected?.value ?? rule.role.value === 'mgmt',
+      thresholds,
+      line: rule.line,
+    };
+    if (rule.dryRun) out.dryRun = rule.dryRun.value;
+    ports.push(out);
+  }
+
+  const roles = (l: Located<Role[]> | undefined, d: readonly Role[]): Role[] => [...(l?.value ?? d)];
+  const policy: Policy = {
+    version: 1,
+    file,
+    hash,
+    sampling,
+    defaults,
+    ports,
+    breaker: {
+      maxShuts: input.breaker.maxShuts?.value ?? D.breaker.maxShuts,
+      windowMs: input.breaker.windowMs?.value ?? D.breaker.windowMs,
+      settleMs: input.breaker.settleMs?.value ?? D.breaker.settleMs,
+      shutOrder: roles(input.breaker.shutOrder, D.breaker.shutOrder),
+      floodShutRoles: roles(input.breaker.floodShutRoles, D.breaker.floodShutRoles),
+    },
+    actions: {
+      timeoutMs: input.actions.timeoutMs?.value ?? D.actions.timeoutMs,
+      retries: input.actions.retries?.value ?? D.actions.retries,
+    },
+    fdb: { enabled: input.fdb.enabled?.value ?? D.fdb.enabled },
+    dryRun: input.dryRun?.value ?? D.dryRun,
+  };
+  return { policy, errors };
+}
+
+function mergeThresholds(base: Thresholds, written: ThresholdSection): Thresholds {
+  const out = { ...base };
+  for (const [k, v] of Object.entries(written) as Array<[ThresholdKey, Located<number>]>) out[k] = v.value;
+  return out;
+}
+
+/**
+ * clearPps must stay below floodPps after merging, or a hot port could never cool (or would be
+ * hot and cool at once). Blame the value this section wrote: clearPps if written, else floodPps.
+ */
+function checkClearBelowFlood(
+  written: ThresholdSection,
+  base: Thresholds,
+  baseName: string,
+  section: string,
+  bad: (field: string) => boolean,
+  err: (code: PolicyErrorCode, at: Pos & { file: string; field: string }, message: string) => void,
+): void {
+  if (bad(`${section}.clearPps`) || bad(`${section}.floodPps`)) return;
+  const { clearPps, floodPps } = written;
+  if (!clearPps && !floodPps) return;
+  const clear = clearPps?.value ?? base.clearPps;
+  const flood = floodPps?.value ?? base.floodPps;
+  if (clear < flood) return;
+  if (clearPps) err('E_POLICY_RANGE', clearPps, `must be < floodPps (${flood}${floodPps ? '' : `, ${baseName}`})`);
+  else if (floodPps) err('E_POLICY_RANGE', floodPps, `must be > clearPps (${clear}, ${baseName})`);
+}
+
+/**
+ * True when field or any enclosing field (`ports[2]` for `ports[2].role`, '' for the document)
+ * was invalid.
+ */
+function isBad(bad: ReadonlySet<string>, field: string): boolean {
+  if (bad.has('')) return true;
+  let f = field;
+  for (;;) {
+    if (bad.has(f)) return true;
+    const i = Math.max(f.lastIndexOf('.'), f.lastIndexOf('['));
+    if (i <= 0) return false;
+    f = f.slice(0, i);
+  }
+}

@@ -1,0 +1,474 @@
+// Stage 1 of loading: walk one file's YAML syntax tree and check every value on its own (type,
+// range, allowed keys), remembering where each was written. Nothing here knows defaults or
+// compares two fields: that is resolve.ts, so a later directory loader can merge several files'
+// inputs first and cross-check the merged result with each value's own file:line:col.
+//
+// The tree is walked directly instead of calling doc.toJS(): toJS loses positions, and walking
+// lets us count alias dereferences ourselves (MAX_ALIAS_COUNT) so an alias bomb costs nothing.
+import { isAlias, isMap, isScalar, isSeq, type Document, type LineCounter } from 'yaml';
+import { ROLES, type Role, type Thresholds } from '../types.js';
+import { MAX_ALIAS_COUNT, MAX_PORT_RULES, MAX_TIMER_MS } from './defaults.js';
+import { PolicyError, type PolicyErrorCode } from './errors.js';
+
+export interface Pos {
+  line: number;
+  col: number;
+}
+
+/** A value together with where it was written. */
+export interface Located<T> extends Pos {
+  value: T;
+  file: string;
+  field: string;
+}
+
+type Section<K extends string> = Partial<Record<K, Located<number>>>;
+export type ThresholdKey = keyof Thresholds;
+export type SamplingKey = 'idleMs' | 'activeMs' | 'activeHoldMs';
+
+export interface RuleInput extends Pos {
+  file: string;
+  /** `ports[i]`, for messages. */
+  field: string;
+  match: Located<string>;
+  role: Located<Role>;
+  protected?: Located<boolean>;
+  thresholds: Section<ThresholdKey>;
+  dryRun?: Located<boolean>;
+}
+
+/** What one file wrote, value by value, with positions. Only valid values are present. */
+export interface PolicyInput {
+  file: string;
+  /** Where the top-level mapping starts (missing required keys are reported here). */
+  root: Pos;
+  version?: Located<number>;
+  sampling: Section<SamplingKey>;
+  defaults: Section<ThresholdKey>;
+  breaker: {
+    maxShuts?: Located<number>;
+    windowMs?: Located<number>;
+    settleMs?: Located<number>;
+    shutOrder?: Located<Role[]>;
+    floodShutRoles?: Located<Role[]>;
+  };
+  actions: { timeoutMs?: Located<number>; retries?: Located<number> };
+  fdb: { enabled?: Located<boolean> };
+  dryRun?: Located<boolean>;
+  /** Undefined when the file has no `ports` key; rules with errors are left out. */
+  ports?: RuleInput[];
+  /** Fields that were written but invalid: cross-checks involving them are skipped (no cascades). */
+  bad: Set<string>;
+}
+
+const ROOT_KEYS = ['version', 'sampling', 'defaults', 'breaker', 'actions', 'fdb', 'dryRun', 'ports'] as const;
+const SAMPLING_KEYS = ['idleMs', 'activeMs', 'activeHoldMs'] as const;
+const THRESHOLD_KEYS = ['floodPps', 'clearPps', 'rxPps', 'broadcastShare', 'holdSamples', 'baselineFactor'] as const;
+const BREAKER_KEYS = ['maxShuts', 'windowMs', 'settleMs', 'shutOrder', 'floodShutRoles'] as const;
+const ACTIONS_KEYS = ['timeoutMs', 'retries'] as const;
+const FDB_KEYS = ['enabled'] as const;
+const RULE_KEYS = ['match', 'role', 'protected', 'thresholds', 'dryRun'] as const;
+
+/** Interface name or glob: the Linux name alphabet plus the two glob characters. */
+const MATCH_RE = /^[A-Za-z0-9_.:@*?-]{1,15}$/;
+
+interface NumSpec {
+  int?: boolean;
+  /** Lower bound; exclusive when gt is true. */
+  min?: number;
+  gt?: boolean;
+  max?: number;
+}
+const TIME: NumSpec = { min: 0, gt: true, max: MAX_TIMER_MS };
+const PPS: NumSpec = { min: 0, gt: true };
+const THRESHOLD_SPECS: Record<ThresholdKey, NumSpec> = {
+  floodPps: PPS,
+  clearPps: PPS,
+  rxPps: PPS,
+  broadcastShare: { min: 0, max: 1 },
+  holdSamples: { int: true, min: 1 },
+  // Below 1 the baseline check would call a port's normal traffic a flood.
+  baselineFactor: { min: 1 },
+};
+
+/** A child of the tree after alias resolution, with where it sits. */
+interface Entry {
+  node: unknown;
+  pos: Pos;
+  field: string;
+}
+
+export class SchemaWalker {
+  readonly errors: PolicyError[] = [];
+  private aliases = 0;
+  private aliasBombReported = false;
+  private readonly bad = new Set<string>();
+
+  constructor(
+    private readonly file: string,
+    private readonly doc: Document.Parsed,
+    private readonly lc: LineCounter,
+  ) {}
+
+  /** Walk the document's top-level node into a PolicyInput; errors accumulate in this.errors. */
+  readPolicy(): PolicyInput {
+    const contents = this.doc.contents;
+    const root = this.posOf(contents, { line: 1, col: 1 });
+    const input: PolicyInput = {
+      file: this.file,
+      root,
+      sampling: {},
+      defaults: {},
+      breaker: {},
+      actions: {},
+      fdb: {},
+      bad: this.bad,
+    };
+    const topMap = this.readMap({ node: contents, pos: root, field: '' }, ROOT_KEYS, '(document)');
+    if (!topMap) return input;
+    const top = topMap.entries;
+
+    const version = top.get('version');
+    if (version) {
+      const r = this.deref(version);
+      if (r && isScalar(r.node) && typeof r.node.value === 'number') {
+        if (r.node.value === 1) input.version = this.located(r, 1);
+        else this.markBad(this.fail('E_POLICY_VERSION', r, `unsupported version ${r.node.value} (this agent understands version 1)`));
+      } else if (r) {
+        this.markBad(this.fail('E_POLICY_TYPE', r, `must be the number 1, ${this.describe(r.node)}`));
+      } else {
+        this.markBad(version);
+      }
+    }
+    const sampling = this.readSection(top.get('sampling'), SAMPLING_KEYS);
+    if (sampling) for (const k of SAMPLING_KEYS) this.setNum(input.sampling, k, sampling.get(k), TIME);
+    input.defaults = this.readThresholds(top.get('defaults'));
+
+    const breaker = this.readSection(top.get('breaker'), BREAKER_KEYS);
+    if (breaker) {
+      this.setNum(input.breaker, 'maxShuts', breaker.get('maxShuts'), { int: true, min: 1 });
+      this.setNum(input.breaker, 'windowMs', breaker.get('windowMs'), TIME);
+      this.setNum(input.breaker, 'settleMs', breaker.get('settleMs'), TIME);
+      const so = breaker.get('shutOrder');
+      // An empty shutOrder would make every loop member unshuttable; dryRun is the way to say that.
+      if (so) input.breaker.shutOrder = this.readRoles(so, true);
+      const fr = breaker.get('floodShutRoles');
+      if (fr) input.breaker.floodShutRoles = this.readRoles(fr, false);
+    }
+    const actions = this.readSection(top.get('actions'), ACTIONS_KEYS);
+    if (actions) {
+      this.setNum(input.actions, 'timeoutMs', actions.get('timeoutMs'), TIME);
+      // Every retry is another timeoutMs with the storm still running.
+      this.setNum(input.actions, 'retries', actions.get('retries'), { int: true, min: 0, max: 100 });
+    }
+    const fdb = this.readSection(top.get('fdb'), FDB_KEYS);
+    if (fdb) {
+      const en = fdb.get('enabled');
+      if (en) input.fdb.enabled = this.readBool(en);
+    }
+    const dry = top.get('dryRun');
+    if (dry) input.dryRun = this.readBool(dry);
+    const ports = top.get('ports');
+    if (ports) input.ports = this.readRules(ports);
+    return input;
+  }
+
+  // ---- structure -------------------------------------------------------------------------
+
+  private readRules(e: Entry): RuleInput[] {
+    const r = this.deref(e);
+    if (!r) return [];
+    if (!isSeq(r.node)) {
+      this.fail('E_POLICY_TYPE', r, `must be a list of rules (write [] for none), ${this.describe(r.node)}`);
+      return [];
+    }
+    const rules: RuleInput[] = [];
+    const items = r.node.items;
+    for (let i = 0; i < items.length; i++) {
+      const field = `ports[${i}]`;
+      const item: Entry = { node: items[i], pos: this.posOf(items[i], r.pos), field };
+      if (i === MAX_PORT_RULES) {
+        this.fail('E_POLICY_RANGE', item, `at most ${MAX_PORT_RULES} rules are allowed`);
+        break;
+      }
+      const rule = this.readRule(item);
+      if (rule) rules.push(rule);
+      if (this.aliasBombReported) break;
+    }
+    return rules;
+  }
+
+  private readRule(e: Entry): RuleInput | null {
+    const rm = this.readMap(e, RULE_KEYS, e.field);
+    if (!rm) return null;
+    const { entries: m, at } = rm;
+    let match: Located<string> | undefined;
+    const me = m.get('match');
+    if (!me) {
+      this.fail('E_POLICY_MISSING', { ...at, field: `${e.field}.match` }, 'required: an interface name or glob, e.g. "vnet*"');
+    } else {
+      const s = this.readString(me);
+      if (s !== undefined) {
+        if (MATCH_RE.test(s.value)) match = s;
+        else
+          this.fail(
+            'E_POLICY_VALUE',
+            { pos: s, field: s.field },
+            `${JSON.stringify(s.value)} is not an interface name or glob (1-15 of A-Z a-z 0-9 _ . : @ - * ?)`,
+          );
+      }
+    }
+    let role: Located<Role> | undefined;
+    const re = m.get('role');
+    if (!re) {
+      this.fail('E_POLICY_MISSING', { ...at, field: `${e.field}.role` }, `required: one of ${ROLES.join(', ')}`);
+    } else {
+      role = this.readRole(re);
+    }
+    const rule: RuleInput = {
+      file: this.file,
+      field: e.field,
+      line: at.pos.line,
+      col: at.pos.col,
+      // Only returned (below) when both match and role were valid.
+      match: match as Located<string>,
+      role: role as Located<Role>,
+      thresholds: this.readThresholds(m.get('thresholds')),
+    };
+    const prot = m.get('protected');
+    if (prot) {
+      const b = this.readBool(prot);
+      if (b) rule.protected = b;
+    }
+    const dry = m.get('dryRun');
+    if (dry) {
+      const b = this.readBool(dry);
+      if (b) rule.dryRun = b;
+    }
+    return match && role ? rule : null;
+  }
+
+  private readThresholds(e: Entry | undefined): Section<ThresholdKey> {
+    const out: Section<ThresholdKey> = {};
+    const m = this.readSection(e, THRESHOLD_KEYS);
+    if (m) for (const k of THRESHOLD_KEYS) this.setNum(out, k, m.get(k), THRESHOLD_SPECS[k]);
+    return out;
+  }
+
+  private readSection<K extends string>(e: Entry | undefined, keys: readonly K[]): Map<K, Entry> | null {
+    return e ? (this.readMap(e, keys, e.field)?.entries ?? null) : null;
+  }
+
+  /**
+   * Check e is a mapping with string keys from `keys`, each once. Returns the entries by key
+   * (only known keys) and the mapping itself after alias resolution, or null when e is not a
+   * mapping at all.
+   */
+  private readMap<K extends string>(e: Entry, keys: readonly K[], what: string): { entries: Map<K, Entry>; at: Entry } | null {
+    const r = this.deref(e);
+    if (!r) {
+      this.markBad(e);
+      return null;
+    }
+    if (!isMap(r.node)) {
+      const hint = isScalar(r.node) && r.node.value === null ? ' (write {} for an empty one, or remove the key)' : '';
+      this.fail('E_POLICY_TYPE', { ...r, field: what }, `must be a mapping${hint}, ${this.describe(r.node)}`);
+      this.markBad(e);
+      return null;
+    }
+    const out = new Map<K, Entry>();
+    const seen = new Map<string, Pos>();
+    for (const pair of r.node.items) {
+      const keyPos = this.posOf(pair.key, r.pos);
+      const k = pair.key;
+      if (!isScalar(k) || (typeof k.value !== 'string' && typeof k.value !== 'number' && typeof k.value !== 'boolean')) {
+        this.fail('E_POLICY_TYPE', { pos: keyPos, field: what }, 'keys must be plain words');
+        continue;
+      }
+      const name = String(k.value);
+      const field = e.field ? `${e.field}.${name}` : name;
+      const keyEntry: Entry = { node: k, pos: keyPos, field };
+      const first = seen.get(name);
+      if (first) {
+        this.fail('E_POLICY_DUPLICATE', keyEntry, `written twice (first at line ${first.line}:${first.col})`);
+        continue;
+      }
+      seen.set(name, keyPos);
+      if (!(keys as readonly string[]).includes(name)) {
+        this.fail('E_POLICY_UNKNOWN_KEY', keyEntry, unknownKeyMessage(name, keys));
+        continue;
+      }
+      // `key:` with nothing after it parses as a null scalar; point at the key then.
+      const vpos = isScalar(pair.value) && pair.value.value === null && pair.value.source === '' ? keyPos : this.posOf(pair.value, keyPos);
+      out.set(name as K, { node: pair.value, pos: vpos, field });
+    }
+    return { entries: out, at: r };
+  }
+
+  // ---- scalars ---------------------------------------------------------------------------
+
+  private setNum<K extends string>(out: Section<K>, key: K, e: Entry | undefined, spec: NumSpec): void {
+    if (!e) return;
+    const v = this.readNumber(e, spec);
+    if (v) out[key] = v;
+  }
+
+  private readNumber(e: Entry, spec: NumSpec): Located<number> | undefined {
+    const r = this.deref(e);
+    if (!r) return this.markBad(e);
+    const n = r.node;
+    if (!isScalar(n) || typeof n.value !== 'number') {
+      const quoted = isScalar(n) && typeof n.value === 'string' && n.value.trim() !== '' && Number.isFinite(Number(n.value));
+      const hint = quoted ? ' (remove the quotes)' : '';
+      return this.markBad(this.fail('E_POLICY_TYPE', r, `must be a number${hint}, ${this.describe(n)}`));
+    }
+    const v = n.value;
+    if (!Number.isFinite(v)) return this.markBad(this.fail('E_POLICY_RANGE', r, 'must be a finite number'));
+    if (spec.int && !Number.isInteger(v)) return this.markBad(this.fail('E_POLICY_TYPE', r, `must be a whole number, got ${v}`));
+    if (spec.min !== undefined && (spec.gt ? v <= spec.min : v < spec.min)) {
+      const range = spec.max !== undefined && !spec.gt ? `between ${spec.min} and ${spec.max}` : `${spec.gt ? '>' : '>='} ${spec.min}`;
+      return this.markBad(this.fail('E_POLICY_RANGE', r, `must be ${range}, got ${v}`));
+    }
+    if (spec.max !== undefined && v > spec.max) {
+      const range = spec.min !== undefined && !spec.gt ? `between ${spec.min} and ${spec.max}` : `<= ${spec.max}`;
+      return this.markBad(this.fail('E_POLICY_RANGE', r, `must be ${range}, got ${v}`));
+    }
+    return this.located(r, v);
+  }
+
+  private readBool(e: Entry): Located<boolean> | undefined {
+    const r = this.deref(e);
+    if (!r) return this.markBad(e);
+    if (isScalar(r.node) && typeof r.node.value === 'boolean') return this.located(r, r.node.value);
+    // YAML 1.2 reads yes/no/on/off as strings; say so, since YAML 1.1 habits are common.
+    const yes11 = isScalar(r.node) && typeof r.node.value === 'string' && /^(yes|no|on|off|y|n)$/i.test(r.node.value);
+    return this.markBad(this.fail('E_POLICY_TYPE', r, `must be true or false${yes11 ? ' (YAML 1.2: yes/no/on/off are strings)' : ''}, ${this.describe(r.node)}`));
+  }
+
+  private readString(e: Entry): Located<string> | undefined {
+    const r = this.deref(e);
+    if (!r) return this.markBad(e);
+    if (isScalar(r.node) && typeof r.node.value === 'string') return this.located(r, r.node.value);
+    return this.markBad(this.fail('E_POLICY_TYPE', r, `must be a string, ${this.describe(r.node)}`));
+  }
+
+  private readRole(e: Entry): Located<Role> | undefined {
+    const s = this.readString(e);
+    if (!s) return undefined;
+    if ((ROLES as readonly string[]).includes(s.value)) return { ...s, value: s.value as Role };
+    this.fail('E_POLICY_VALUE', { pos: s, field: s.field }, `unknown role ${JSON.stringify(s.value)} (one of ${ROLES.join(', ')})`);
+    return this.markBad(e);
+  }
+
+  private readRoles(e: Entry, nonEmpty: boolean): Located<Role[]> | undefined {
+    const r = this.deref(e);
+    if (!r) return this.markBad(e);
+    if (!isSeq(r.node)) return this.markBad(this.fail('E_POLICY_TYPE', r, `must be a list of roles, ${this.describe(r.node)}`));
+    if (nonEmpty && r.node.items.length === 0)
+      return this.markBad(this.fail('E_POLICY_RANGE', r, 'must list at least one role (use dryRun: true to never act)'));
+    const roles: Role[] = [];
+    let ok = true;
+    const seen = new Map<Role, Pos>();
+    r.node.items.forEach((item, i) => {
+      const ie: Entry = { node: item, pos: this.posOf(item, r.pos), field: `${e.field}[${i}]` };
+      const role = this.readRole(ie);
+      if (!role) {
+        ok = false;
+        return;
+      }
+      const first = seen.get(role.value);
+      if (first) {
+        this.fail('E_POLICY_DUPLICATE', { pos: role, field: ie.field }, `role ${role.value} listed twice (first at line ${first.line}:${first.col})`);
+        ok = false;
+        return;
+      }
+      seen.set(role.value, role);
+      roles.push(role.value);
+    });
+    return ok ? this.located(r, roles) : this.markBad(e);
+  }
+
+  // ---- helpers ---------------------------------------------------------------------------
+
+  /**
+   * Follow an alias to its anchored node, counting. Returns null (after reporting) for an alias
+   * to nothing or once the alias budget is spent; the walk then stops descending.
+   */
+  private deref(e: Entry): Entry | null {
+    if (!isAlias(e.node)) return e;
+    if (this.aliasBombReported) return null;
+    if (++this.aliases > MAX_ALIAS_COUNT) {
+      this.aliasBombReported = true;
+      this.fail('E_POLICY_ALIAS', e, `more than ${MAX_ALIAS_COUNT} aliases dereferenced; refusing (an alias bomb?)`);
+      return null;
+    }
+    let target: unknown;
+    try {
+      target = e.node.resolve(this.doc);
+    } catch {
+      target = undefined;
+    }
+    if (target === undefined) {
+      this.fail('E_POLICY_ALIAS', e, `alias *${e.node.source} refers to no anchor before it`);
+      return null;
+    }
+    // Aliases of aliases are legal YAML; each hop counts against the budget.
+    return this.deref({ node: target, pos: this.posOf(target, e.pos), field: e.field });
+  }
+
+  private posOf(node: unknown, fallback: Pos): Pos {
+    const range = (node as { range?: unknown } | null | undefined)?.range;
+    if (!Array.isArray(range) || typeof range[0] !== 'number') return fallback;
+    const p = this.lc.linePos(range[0]);
+    return p.line > 0 ? { line: p.line, col: p.col } : fallback;
+  }
+
+  private located<T>(e: Entry, value: T): Located<T> {
+    return { value, file: this.file, line: e.pos.line, col: e.pos.col, field: e.field };
+  }
+
+  private fail(code: PolicyErrorCode, e: { pos: Pos; field: string }, message: string): { field: string } {
+    this.errors.push(
+      new PolicyError({ code, file: this.file, line: e.pos.line, col: e.pos.col, field: e.field || '(document)', message }),
+    );
+    return e;
+  }
+
+  private markBad(e: { field: string }): undefined {
+    this.bad.add(e.field);
+    return undefined;
+  }
+
+  private describe(node: unknown): string {
+    if (isMap(node)) return 'got a mapping';
+    if (isSeq(node)) return 'got a list';
+    if (isScalar(node)) {
+      const v = node.value;
+      if (v === null) return 'got nothing (null)';
+      if (typeof v === 'string') return `got string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '...' : v)}`;
+      return `got ${typeof v} ${String(v)}`;
+    }
+    return 'got nothing';
+  }
+}
+
+function unknownKeyMessage(name: string, keys: readonly string[]): string {
+  if (name === '<<') return `unknown key "<<" (merge keys are not supported; alias the whole mapping instead)`;
+  const near = keys.find((k) => k.toLowerCase() === name.toLowerCase()) ?? keys.find((k) => editDistance(k, name) <= 2);
+  const hint = near ? `did you mean ${near}? ` : '';
+  return `unknown key ${JSON.stringify(name)} (${hint}expected one of: ${keys.join(', ')})`;
+}
+
+/** Levenshtein distance, for "did you mean" on short keys only. */
+function editDistance(a: string, b: string): number {
+  if (Math.abs(a.length - b.length) > 2 || a.length > 32 || b.length > 32) return 99;
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length] ?? 99;
+}
