@@ -1,0 +1,482 @@
+// The breaker: verdicts, action results and operator commands in; link commands and journal
+// events out. Pure (no clock, timers, I/O or logging): monotonic time is input.tNs, the wall
+// time stamped on events is input.wallMs.
+//
+// `breakerStep` MUTATES the state it is given and returns that same object, like the detector:
+// it is called on the sampling path while a storm is on. Deterministic all the same.
+//
+// Safety rules, in the order they win:
+//  1. A protected port is never the subject of an automatic link-down, whatever the verdict; an
+//     operator trip of one is refused too (unprotect it in the policy first).
+//  2. At most policy.breaker.maxShuts automatic link-downs within any windowMs (sliding). A
+//     command counts when issued, whether or not it then succeeds: the budget bounds what the
+//     agent may do to a host, and a half-applied action is still an action.
+//  3. A loop is broken by shutting ONE member (lowest shutRank, then name), waiting settleMs
+//     after it took effect, and only then, if the loop verdict persists, the next one.
+//  4. A flood from a single port is never a reason to shut an uplink, unless the operator put
+//     'uplink' in breaker.floodShutRoles.
+import type { ActionRequest, ActionResult, Evidence, JournalEvent, PortPolicy, Policy, Verdict } from '../types.js';
+
+export type BreakerPortState = 'forwarding' | 'tripping' | 'tripped' | 'restoring';
+
+export interface OperatorCommand {
+  kind: 'restore' | 'trip';
+  port: string;
+  reason: string;
+  by: string;
+}
+
+export interface BreakerInput {
+  /** Monotonic now, ns (same clock as the detector's ticks). */
+  tNs: number;
+  /** Wall clock now, ms since the epoch: only for the `ts` of events. */
+  wallMs: number;
+  verdicts: readonly Verdict[];
+  results: readonly ActionResult[];
+  operator: readonly OperatorCommand[];
+}
+
+export interface BreakerStep {
+  state: BreakerState;
+  /** Shared frozen empty array when there is nothing to do: do not mutate. */
+  commands: ActionRequest[];
+  /** Shared frozen empty array when there is nothing to journal: do not mutate. */
+  events: JournalEvent[];
+}
+
+export interface PortStatus {
+  port: string;
+  state: BreakerPortState;
+  /** ISO time of the last state change (for ports restored from the journal: the trip's ts). */
+  since: string;
+  reason: string;
+  evidence?: Evidence;
+  /** Who asked, for operator actions. */
+  by?: string;
+}
+
+interface PortEntry {
+  state: BreakerPortState;
+  since: string;
+  reason: string;
+  evidence: Evidence | undefined;
+  /** The link-down in flight was the breaker's own decision (budgeted), not an operator's. */
+  auto: boolean;
+  /** Bridge whose loop this port was shut for, or null. */
+  loop: string | null;
+  /** Remaining candidates of the verdict that chose this port: tried next if its link-down fails. */
+  next: string[];
+  by: string | undefined;
+}
+
+interface BridgeEntry {
+  /** Automatic link-down issued for this bridge's loop and not answered yet. */
+  inFlight: string | null;
+  /** Loop verdicts are ignored until then (the last shut needs time to show in the counters). */
+  settleUntilNs: number;
+  /** Last port shut (or would-tripped, in dry run) for this bridge's loop, and when. */
+  lastPort: string | null;
+  lastNs: number;
+  lastDry: boolean;
+  /** Ports already chosen in this storm (shut, would-trip or failed), by tNs: not chosen again within windowMs. */
+  tried: Map<string, number>;
+}
+
+export interface BreakerState {
+  ports: Map<string, PortEntry>;
+  bridges: Map<string, BridgeEntry>;
+  /** tNs of automatic link-downs issued, oldest first; pruned to the sliding window. */
+  autoShuts: number[];
+  /** Rate limiting of repeated notices: key -> tNs last emitted. */
+  notices: Map<string, number>;
+}
+
+// Typed as mutable for the daemon's convenience; frozen so that a caller who pushes finds out.
+const NO_COMMANDS = Object.freeze([]) as unknown as ActionRequest[];
+const NO_EVENTS = Object.freeze([]) as unknown as JournalEvent[];
+const NO_BRIDGE = '(no bridge)';
+
+export function initialBreakerState(): BreakerState {
+  return { ports: new Map(), bridges: new Map(), autoShuts: [], notices: new Map() };
+}
+
+/**
+ * Ports that the journal says were tripped before a restart: they are 'tripped' again (and so
+ * never candidates) until an operator restores them. `since` is the trip's ISO ts (or epoch ms).
+ * Mutates and returns `state`.
+ */
+export function restoreTripped(
+  state: BreakerState,
+  ports: ReadonlyArray<{ port: string; evidence?: Evidence; since: string | number }>,
+): BreakerState {
+  for (const p of ports) {
+    state.ports.set(p.port, {
+      state: 'tripped',
+      since: typeof p.since === 'number' ? iso(p.since) : p.since,
+      reason: 'tripped before restart (journal)',
+      evidence: p.evidence,
+      auto: false,
+      loop: null,
+      next: [],
+      by: undefined,
+    });
+  }
+  return state;
+}
+
+/** Every port the breaker has an opinion about, by name. Ports not listed are forwarding. */
+export function portStates(state: BreakerState): PortStatus[] {
+  const out: PortStatus[] = [];
+  for (const [port, e] of state.ports) {
+    const s: PortStatus = { port, state: e.state, since: e.since, reason: e.reason };
+    if (e.evidence !== undefined) s.evidence = e.evidence;
+    if (e.by !== undefined) s.by = e.by;
+    out.push(s);
+  }
+  return out.sort((a, b) => (a.port < b.port ? -1 : a.port > b.port ? 1 : 0));
+}
+
+/**
+ * Does the breaker need to be stepped even without verdicts? True while an action is in flight or
+ * a loop shut is settling (escalation is decided on the first verdict after settle). No allocation.
+ */
+export function breakerBusy(state: BreakerState, tNs: number): boolean {
+  for (const e of state.ports.values()) if (e.state === 'tripping' || e.state === 'restoring') return true;
+  for (const b of state.bridges.values()) if (b.inFlight !== null || tNs < b.settleUntilNs) return true;
+  return false;
+}
+
+interface Ctx {
+  st: BreakerState;
+  tNs: number;
+  wallMs: number;
+  ports: ReadonlyMap<string, PortPolicy>;
+  policy: Policy;
+  windowNs: number;
+  ts: string | null;
+  commands: ActionRequest[];
+  events: JournalEvent[];
+}
+
+/**
+ * One step: results first (they settle what is in flight), then operator commands (a human's
+ * intent beats the automaton's), then verdicts. Mutates and returns `state`.
+ */
+export function breakerStep(
+  state: BreakerState,
+  input: BreakerInput,
+  ports: ReadonlyMap<string, PortPolicy>,
+  policy: Policy,
+): BreakerStep {
+  const ctx: Ctx = {
+    st: state,
+    tNs: input.tNs,
+    wallMs: input.wallMs,
+    ports,
+    policy,
+    windowNs: policy.breaker.windowMs * 1e6,
+    ts: null,
+    commands: NO_COMMANDS,
+    events: NO_EVENTS,
+  };
+  for (const r of input.results) onResult(ctx, r);
+  for (const o of input.operator) onOperator(ctx, o);
+  for (const v of input.verdicts) {
+    if (v.kind === 'loop') onLoop(ctx, v);
+    else onFlood(ctx, v);
+  }
+  return { state, commands: ctx.commands, events: ctx.events };
+}
+
+// --- results -------------------------------------------------------------------------------------
+
+function onResult(ctx: Ctx, r: ActionResult): void {
+  const e = entry(ctx, r.port);
+  // A result the breaker did not ask for (or a duplicate): an ok result is still the truth about
+  // the link; a failed one changes nothing.
+  const expected = r.kind === 'link-down' ? e.state === 'tripping' : e.state === 'restoring';
+  if (!expected && !r.ok) {
+    event(ctx, 'action-failed', r.port, `${r.kind} of ${r.port} failed (not requested by the breaker): ${r.error ?? 'unknown error'}`, { action: r });
+    return;
+  }
+  if (!expected) {
+    e.reason = `${r.kind} of ${r.port} reported (not requested by the breaker)`;
+    e.by = undefined;
+    e.auto = false;
+    e.loop = null;
+    e.next = [];
+    if (r.kind === 'link-up') e.evidence = undefined;
+  }
+  if (r.kind === 'link-down') {
+    if (r.ok) {
+      setState(ctx, e, 'tripped');
+      event(ctx, 'trip', r.port, e.reason, { evidence: e.evidence, action: r, ...(e.by ? { by: e.by } : {}) });
+      if (e.loop !== null) {
+        const b = bridge(ctx, e.loop);
+        if (b.inFlight === r.port) b.inFlight = null;
+        b.settleUntilNs = ctx.tNs + ctx.policy.breaker.settleMs * 1e6;
+      }
+      e.next = [];
+      return;
+    }
+    const failedAuto = e.auto;
+    const loop = e.loop;
+    const next = e.next;
+    setState(ctx, e, 'forwarding');
+    e.next = [];
+    e.loop = null;
+    event(ctx, 'action-failed', r.port, `link-down of ${r.port} failed: ${r.error ?? 'unknown error'}`, {
+      evidence: e.evidence,
+      action: r,
+    });
+    if (!failedAuto || loop === null) return;
+    // The loop is still there: try the next member of the same verdict right away.
+    const b = bridge(ctx, loop);
+    if (b.inFlight === r.port) b.inFlight = null;
+    const cands = candidates(ctx, b, next);
+    if (cands.length === 0) {
+      notice(ctx, `none:${loop}`, 'flood-observed', loop, `loop on ${loop} but every member is protected or already tripped`, {
+        evidence: e.evidence,
+      });
+      return;
+    }
+    shutForLoop(ctx, loop, b, e.evidence, cands, r.port);
+    return;
+  }
+  // link-up
+  if (r.ok) {
+    setState(ctx, e, 'forwarding');
+    event(ctx, 'restore', r.port, e.reason, { action: r, ...(e.by ? { by: e.by } : {}) });
+    e.evidence = undefined;
+    // A restored port starts a fresh story: if the loop is still there it may be chosen again.
+    for (const b of ctx.st.bridges.values()) {
+      b.tried.delete(r.port);
+      if (b.lastPort === r.port) b.lastPort = null;
+    }
+  } else {
+    setState(ctx, e, 'tripped');
+    event(ctx, 'action-failed', r.port, `link-up of ${r.port} failed: ${r.error ?? 'unknown error'}`, { action: r });
+  }
+}
+
+// --- operator ------------------------------------------------------------------------------------
+
+function onOperator(ctx: Ctx, o: OperatorCommand): void {
+  const e = ctx.st.ports.get(o.port);
+  const cur: BreakerPortState = e?.state ?? 'forwarding';
+  const why = `(by ${o.by}: ${o.reason})`;
+  if (o.kind === 'restore') {
+    if (cur !== 'tripped') {
+      event(ctx, 'action-failed', o.port, `restore of ${o.port} refused: port is ${cur} ${why}`, { by: o.by });
+      return;
+    }
+    const en = entry(ctx, o.port);
+    const reason = `operator restore by ${o.by}: ${o.reason}`;
+    command(ctx, 'link-up', o.port, reason);
+    setState(ctx, en, 'restoring');
+    en.reason = reason;
+    en.by = o.by;
+    return;
+  }
+  const pp = ctx.ports.get(o.port);
+  if (pp === undefined) {
+    event(ctx, 'action-failed', o.port, `trip of ${o.port} refused: not a watched port ${why}`, { by: o.by });
+    return;
+  }
+  if (pp.protected) {
+    event(ctx, 'action-failed', o.port, `trip of ${o.port} refused: protected ${why}`, { by: o.by });
+    return;
+  }
+  if (cur !== 'forwarding') {
+    event(ctx, 'action-failed', o.port, `trip of ${o.port} refused: port is ${cur} ${why}`, { by: o.by });
+    return;
+  }
+  // An explicit human request: not budgeted and carried out even in dry run.
+  const reason = `operator trip by ${o.by}: ${o.reason}`;
+  command(ctx, 'link-down', o.port, reason);
+  const en = entry(ctx, o.port);
+  setState(ctx, en, 'tripping');
+  en.reason = reason;
+  en.by = o.by;
+  en.auto = false;
+  en.loop = null;
+  en.next = [];
+  en.evidence = undefined;
+}
+
+// --- verdicts ------------------------------------------------------------------------------------
+
+function onLoop(ctx: Ctx, v: Extract<Verdict, { kind: 'loop' }>): void {
+  const key = v.bridge ?? NO_BRIDGE;
+  const b = bridge(ctx, key);
+  // One shut at a time per loop, and its effect is judged only after settle.
+  if (b.inFlight !== null || ctx.tNs < b.settleUntilNs) return;
+  for (const [p, t] of b.tried) if (ctx.tNs - t >= ctx.windowNs) b.tried.delete(p);
+  const cands = candidates(ctx, b, v.members);
+  if (cands.length === 0) {
+    notice(ctx, `none:${key}`, 'flood-observed', key, `loop on ${key} but every member is protected or already tripped`, {
+      members: v.members,
+      evidence: v.evidence,
+    });
+    return;
+  }
+  shutForLoop(ctx, key, b, v.evidence, cands, null);
+}
+
+/** Members that may be shut now, in shut order. */
+function candidates(ctx: Ctx, b: BridgeEntry, members: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const m of members) {
+    const pp = ctx.ports.get(m);
+    if (pp === undefined || pp.protected || !Number.isFinite(pp.shutRank)) continue;
+    if ((ctx.st.ports.get(m)?.state ?? 'forwarding') !== 'forwarding') continue;
+    if (b.tried.has(m)) continue;
+    out.push(m);
+  }
+  return out.sort((x, y) => {
+    const d = ctx.ports.get(x)!.shutRank - ctx.ports.get(y)!.shutRank;
+    return d !== 0 ? d : x < y ? -1 : x > y ? 1 : 0;
+  });
+}
+
+function shutForLoop(ctx: Ctx, key: string, b: BridgeEntry, evidence: Evidence | undefined, cands: string[], failed: string | null): void {
+  const target = cands[0]!;
+  const pp = ctx.ports.get(target)!;
+  const dry = pp.dryRun || ctx.policy.dryRun;
+  const reason = `loop on ${key}: shut ${target} (first of ${cands.join(',')} by shut order)`;
+  if (!dry && !budgetLeft(ctx)) {
+    notice(ctx, `budget:${key}`, 'flood-observed', target, `shut budget exhausted: ${budgetText(ctx)}; loop on ${key} continues, would shut ${target}`, {
+      evidence,
+    });
+    return;
+  }
+  const prev = failed ?? (b.lastPort !== null && ctx.tNs - b.lastNs < ctx.windowNs ? b.lastPort : null);
+  if (prev !== null) {
+    const why =
+      failed !== null
+        ? `link-down of ${failed} failed`
+        : `loop on ${key} persisted ${ctx.policy.breaker.settleMs} ms after ${b.lastDry ? 'would-trip of' : 'shutting'} ${prev}`;
+    event(ctx, 'escalate', target, `${why}; escalating to ${target}`, { previous: prev, bridge: key, evidence });
+  }
+  b.lastPort = target;
+  b.lastNs = ctx.tNs;
+  b.lastDry = dry;
+  b.tried.set(target, ctx.tNs);
+  if (dry) {
+    // Shadow mode: say what would happen and behave as if it had (settle, then escalate).
+    notice(ctx, `would-trip:${target}`, 'would-trip', target, reason, { evidence, bridge: key, dryRun: true });
+    b.settleUntilNs = ctx.tNs + ctx.policy.breaker.settleMs * 1e6;
+    return;
+  }
+  ctx.st.autoShuts.push(ctx.tNs);
+  command(ctx, 'link-down', target, reason);
+  const e = entry(ctx, target);
+  setState(ctx, e, 'tripping');
+  e.reason = reason;
+  e.evidence = evidence;
+  e.auto = true;
+  e.loop = key;
+  e.next = cands.slice(1);
+  e.by = undefined;
+  b.inFlight = target;
+}
+
+function onFlood(ctx: Ctx, v: Extract<Verdict, { kind: 'flood' }>): void {
+  const p = v.port;
+  const pp = ctx.ports.get(p);
+  if (pp === undefined) return;
+  if ((ctx.st.ports.get(p)?.state ?? 'forwarding') !== 'forwarding') return;
+  if (pp.protected || !ctx.policy.breaker.floodShutRoles.includes(pp.role)) {
+    const why = pp.protected ? 'port is protected' : `role ${pp.role} is not in breaker.floodShutRoles`;
+    notice(ctx, `flood:${p}`, 'flood-observed', p, `flood on ${p} (role ${pp.role}): not shut, ${why}`, { evidence: v.evidence });
+    return;
+  }
+  const reason = `flood from ${p} (role ${pp.role}, not a loop): shut ${p}`;
+  if (pp.dryRun || ctx.policy.dryRun) {
+    notice(ctx, `would-trip:${p}`, 'would-trip', p, reason, { evidence: v.evidence, dryRun: true });
+    return;
+  }
+  if (!budgetLeft(ctx)) {
+    notice(ctx, `budget:${p}`, 'flood-observed', p, `shut budget exhausted: ${budgetText(ctx)}; flood from ${p} continues`, {
+      evidence: v.evidence,
+    });
+    return;
+  }
+  ctx.st.autoShuts.push(ctx.tNs);
+  command(ctx, 'link-down', p, reason);
+  const e = entry(ctx, p);
+  setState(ctx, e, 'tripping');
+  e.reason = reason;
+  e.evidence = v.evidence;
+  e.auto = true;
+  e.loop = null;
+  e.next = [];
+  e.by = undefined;
+}
+
+// --- helpers -------------------------------------------------------------------------------------
+
+function budgetLeft(ctx: Ctx): boolean {
+  const shuts = ctx.st.autoShuts;
+  // Window (t - W, t]: a shut exactly W ago no longer counts.
+  while (shuts.length > 0 && shuts[0]! <= ctx.tNs - ctx.windowNs) shuts.shift();
+  return shuts.length < ctx.policy.breaker.maxShuts;
+}
+
+function budgetText(ctx: Ctx): string {
+  return `${ctx.st.autoShuts.length} automatic link-downs within ${ctx.policy.breaker.windowMs} ms (max ${ctx.policy.breaker.maxShuts})`;
+}
+
+function entry(ctx: Ctx, port: string): PortEntry {
+  let e = ctx.st.ports.get(port);
+  if (e === undefined) {
+    e = { state: 'forwarding', since: now(ctx), reason: '', evidence: undefined, auto: false, loop: null, next: [], by: undefined };
+    ctx.st.ports.set(port, e);
+  }
+  return e;
+}
+
+function bridge(ctx: Ctx, key: string): BridgeEntry {
+  let b = ctx.st.bridges.get(key);
+  if (b === undefined) {
+    b = { inFlight: null, settleUntilNs: -Infinity, lastPort: null, lastNs: -Infinity, lastDry: false, tried: new Map() };
+    ctx.st.bridges.set(key, b);
+  }
+  return b;
+}
+
+function setState(ctx: Ctx, e: PortEntry, s: BreakerPortState): void {
+  if (e.state !== s) e.since = now(ctx);
+  e.state = s;
+}
+
+function command(ctx: Ctx, kind: ActionRequest['kind'], port: string, reason: string): void {
+  if (ctx.commands === NO_COMMANDS) ctx.commands = [];
+  ctx.commands.push({ kind, port, reason });
+}
+
+function event(ctx: Ctx, kind: JournalEvent['event'], port: string, reason: string, extra?: Record<string, unknown>): void {
+  if (ctx.events === NO_EVENTS) ctx.events = [];
+  const e: JournalEvent = { ts: now(ctx), event: kind, port, reason, policyHash: ctx.policy.hash };
+  if (extra) for (const k of Object.keys(extra)) if (extra[k] !== undefined) e[k] = extra[k];
+  ctx.events.push(e);
+}
+
+/** An event that would otherwise repeat every tick of a storm: at most once per windowMs per key. */
+function notice(ctx: Ctx, key: string, kind: JournalEvent['event'], port: string, reason: string, extra?: Record<string, unknown>): void {
+  const n = ctx.st.notices;
+  const last = n.get(key);
+  if (last !== undefined && ctx.tNs - last < ctx.windowNs) return;
+  n.set(key, ctx.tNs);
+  if (n.size > 4096) for (const [k, t] of n) if (ctx.tNs - t >= ctx.windowNs) n.delete(k);
+  event(ctx, kind, port, reason, extra);
+}
+
+function now(ctx: Ctx): string {
+  return (ctx.ts ??= iso(ctx.wallMs));
+}
+
+function iso(ms: number): string {
+  // A bad wall clock must not throw in the middle of a storm (Date#toISOString throws on NaN).
+  return new Date(Number.isFinite(ms) ? ms : 0).toISOString();
+}

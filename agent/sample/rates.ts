@@ -1,0 +1,82 @@
+// Counters -> rates for one port over one interval. Pure, no allocation: the caller owns `out`
+// (one PortRates per watched port, reused every tick) and the two Counters buffers it swaps.
+import type { Counters, PortRates } from '../types.js';
+
+/**
+ * Intervals shorter than this give no rate. Counters move in driver batches (NAPI polls up to 64
+ * frames at once), so a few frames over a few µs would read as hundreds of thousands of pps: a
+ * spike made of arithmetic. The fastest sampling (1 ms ± 0.5 ms jitter) stays well above it; an
+ * immediate extra tick (e.g. woken by an action result) may fall below and is simply skipped.
+ */
+export const MIN_DT_NS = 200_000;
+
+/**
+ * Fill `out` with the rates of `port` between two reads taken `dtNs` apart (measured monotonic
+ * time, never the nominal period: a "1 ms" Node timer really ticks at ~1.1 ms with 5 ms
+ * outliers, see LAB-FACTS). Returns `out`.
+ *
+ * The sample is invalid (valid=false, every rate 0) when either read failed, when dt is not a
+ * finite number >= MIN_DT_NS, or when any known counter went backwards: a driver reload, a 32-bit wrap or a
+ * re-created interface resets counters, and diffing across that would invent (or hide) a storm.
+ * A broadcast/multicast counter that is unknown (NaN) on either side is not an error; it only
+ * leaves that rate unknown (NaN).
+ */
+export function computeRates(
+  prev: Counters,
+  cur: Counters,
+  dtNs: number,
+  port: string,
+  bridge: string | null,
+  out: PortRates,
+): PortRates {
+  out.port = port;
+  out.bridge = bridge;
+  out.dtMs = dtNs / 1e6;
+  // `!(x >= min)` rather than `x < min` so that NaN also lands here.
+  if (!prev.ok || !cur.ok || !(dtNs >= MIN_DT_NS) || dtNs === Infinity) return invalid(out);
+
+  const dRx = cur.rxPackets - prev.rxPackets;
+  const dTx = cur.txPackets - prev.txPackets;
+  const dBytes = cur.rxBytes - prev.rxBytes;
+  // Also rejects NaN in a counter that must always be known.
+  if (!(dRx >= 0) || !(dTx >= 0) || !(dBytes >= 0)) return invalid(out);
+
+  // NaN when either side is unknown; NaN < 0 is false, so only a real step backwards rejects.
+  const dB = cur.rxBroadcast - prev.rxBroadcast;
+  const dM = cur.rxMulticast - prev.rxMulticast;
+  if (dB < 0 || dM < 0) return invalid(out);
+
+  const perSec = 1e9 / dtNs;
+  out.rxPps = dRx * perSec;
+  out.txPps = dTx * perSec;
+  out.rxBps = dBytes * perSec;
+  const bKnown = Number.isFinite(dB);
+  const mKnown = Number.isFinite(dM);
+  out.bcastPps = bKnown ? dB * perSec : NaN;
+  // Sources that count only broadcast (nft `ether daddr ff:ff:ff:ff:ff:ff`) or only multicast
+  // still give a flood rate: a loop storm is usually one or the other, rarely a mix.
+  out.floodPps = bKnown && mKnown ? (dB + dM) * perSec : bKnown ? dB * perSec : mKnown ? dM * perSec : NaN;
+  out.valid = true;
+  return out;
+}
+
+function invalid(out: PortRates): PortRates {
+  out.rxPps = 0;
+  out.txPps = 0;
+  out.rxBps = 0;
+  out.floodPps = 0;
+  out.bcastPps = 0;
+  out.valid = false;
+  return out;
+}
+
+/** Copy every field of `from` into `to` (no allocation). */
+export function copyCounters(from: Counters, to: Counters): Counters {
+  to.rxPackets = from.rxPackets;
+  to.txPackets = from.txPackets;
+  to.rxBytes = from.rxBytes;
+  to.rxBroadcast = from.rxBroadcast;
+  to.rxMulticast = from.rxMulticast;
+  to.ok = from.ok;
+  return to;
+}

@@ -1,0 +1,414 @@
+import { describe, expect, it } from 'vitest';
+import {
+  breakerBusy,
+  breakerStep,
+  initialBreakerState,
+  portStates,
+  restoreTripped,
+  type BreakerInput,
+  type BreakerState,
+  type OperatorCommand,
+} from '../../agent/breaker/state.js';
+import { initialDetectorState, step } from '../../agent/detect/signature.js';
+import { testPolicy, testPorts } from '../../agent/testing/policy.js';
+import { esxLoop, kvmLoop, TraceGen, uplinkFlood, vmFlood, type TraceSpec } from '../../agent/testing/traces.js';
+import type { ActionRequest, ActionResult, Evidence, JournalEvent, Policy, PortPolicy, Verdict } from '../../agent/types.js';
+
+const WALL0 = Date.UTC(2025, 0, 2, 3, 4, 5);
+const policy = testPolicy();
+const SETTLE = policy.breaker.settleMs;
+const WINDOW = policy.breaker.windowMs;
+const ports3 = testPorts({ up1: 'uplink', up2: 'uplink', up3: 'uplink', vm1: 'vm', vm2: 'vm', mgmt0: 'mgmt' }, policy);
+
+const evidence = (tag = 'x'): Evidence => ({ tNs: 0, window: [], thresholds: {}, clues: [tag], rule: 0, policyHash: policy.hash });
+const loop = (members: string[], bridge: string | null = 'br0'): Verdict => ({ kind: 'loop', bridge, members, evidence: evidence(`loop ${members}`) });
+const flood = (port: string): Verdict => ({ kind: 'flood', port, evidence: evidence(`flood ${port}`) });
+const result = (kind: ActionResult['kind'], port: string, ok = true): ActionResult => ({
+  kind,
+  port,
+  ok,
+  via: 'sysfs-flags',
+  durationMs: 0.2,
+  attempts: 1,
+  verified: ok,
+  ...(ok ? {} : { error: 'EPERM' }),
+});
+
+/** A breaker driven by hand: `at(ms, ...)` is one step at that monotonic time. */
+function driver(ports: ReadonlyMap<string, PortPolicy> = ports3, pol: Policy = policy, state: BreakerState = initialBreakerState()) {
+  const commands: Array<ActionRequest & { tMs: number }> = [];
+  const events: JournalEvent[] = [];
+  return {
+    state,
+    commands,
+    events,
+    at(tMs: number, o: Partial<Omit<BreakerInput, 'tNs' | 'wallMs'>> = {}) {
+      const input: BreakerInput = { tNs: 5e12 + tMs * 1e6, wallMs: WALL0 + tMs, verdicts: [], results: [], operator: [], ...o };
+      const out = breakerStep(state, input, ports, pol);
+      expect(out.state).toBe(state);
+      for (const c of out.commands) commands.push({ ...c, tMs });
+      events.push(...out.events);
+      return out;
+    },
+  };
+}
+
+describe('loops', () => {
+  it('shuts exactly one member, the first by shut order, and waits for its result', () => {
+    const d = driver();
+    const out = d.at(0, { verdicts: [loop(['up2', 'up1'])] });
+    expect(out.commands).toEqual([{ kind: 'link-down', port: 'up1', reason: 'loop on br0: shut up1 (first of up1,up2 by shut order)' }]);
+    expect(out.events).toEqual([]); // journaled when it took effect
+    // The verdict repeats every tick while the action is in flight: nothing more.
+    for (let t = 1; t <= 5; t++) d.at(t, { verdicts: [loop(['up1', 'up2'])] });
+    expect(d.commands).toHaveLength(1);
+    expect(portStates(d.state)).toMatchObject([{ port: 'up1', state: 'tripping' }]);
+  });
+
+  it('journals the trip with evidence, action, reason, policy hash and a wall-clock ts', () => {
+    const d = driver();
+    const v = loop(['up1', 'up2']);
+    d.at(0, { verdicts: [v] });
+    const r = result('link-down', 'up1');
+    const out = d.at(3, { results: [r] });
+    expect(out.events).toHaveLength(1);
+    expect(out.events[0]).toEqual({
+      ts: new Date(WALL0 + 3).toISOString(),
+      event: 'trip',
+      port: 'up1',
+      reason: 'loop on br0: shut up1 (first of up1,up2 by shut order)',
+      policyHash: policy.hash,
+      evidence: v.evidence,
+      action: r,
+    });
+    expect(portStates(d.state)).toMatchObject([{ port: 'up1', state: 'tripped', since: new Date(WALL0 + 3).toISOString() }]);
+  });
+
+  it('ignores the loop while the shut settles, then escalates to the next member only if the loop persists', () => {
+    const d = driver();
+    d.at(0, { verdicts: [loop(['up1', 'up2', 'up3'])] });
+    d.at(2, { results: [result('link-down', 'up1')] });
+    // Settling: residual frames may still show a loop.
+    for (let t = 3; t < 2 + SETTLE; t++) d.at(t, { verdicts: [loop(['up2', 'up3'])] });
+    expect(d.commands.map((c) => c.port)).toEqual(['up1']);
+    // Persisting after settle: escalate, journaled before the new shut.
+    const out = d.at(2 + SETTLE, { verdicts: [loop(['up2', 'up3'])] });
+    expect(out.commands).toEqual([{ kind: 'link-down', port: 'up2', reason: 'loop on br0: shut up2 (first of up2,up3 by shut order)' }]);
+    expect(out.events).toMatchObject([{ event: 'escalate', port: 'up2', previous: 'up1', bridge: 'br0' }]);
+    expect(out.events[0]!.reason).toBe(`loop on br0 persisted ${SETTLE} ms after shutting up1; escalating to up2`);
+  });
+
+  it('does not escalate when the loop stopped after the first shut', () => {
+    const d = driver();
+    d.at(0, { verdicts: [loop(['up1', 'up2', 'up3'])] });
+    d.at(2, { results: [result('link-down', 'up1')] });
+    for (let t = 3; t < 500; t++) d.at(t);
+    expect(d.commands).toHaveLength(1);
+    expect(d.events.map((e) => e.event)).toEqual(['trip']);
+  });
+
+  it('never shuts a protected member; an all-protected loop is only reported, once per window', () => {
+    const ports = testPorts({ up1: { role: 'uplink', protected: true }, up2: 'uplink', mgmt0: 'mgmt' }, policy);
+    const d = driver(ports);
+    d.at(0, { verdicts: [loop(['up1', 'up2'])] });
+    expect(d.commands.map((c) => c.port)).toEqual(['up2']);
+
+    const d2 = driver(ports);
+    for (let t = 0; t < 2 * WINDOW + 10; t += 5) d2.at(t, { verdicts: [loop(['up1', 'mgmt0'])] });
+    expect(d2.commands).toEqual([]);
+    expect(d2.events).toHaveLength(3); // t = 0, WINDOW, 2*WINDOW
+    expect(d2.events[0]).toMatchObject({ event: 'flood-observed', port: 'br0', reason: 'loop on br0 but every member is protected or already tripped' });
+  });
+
+  it('a role missing from shutOrder (infinite rank) is never chosen', () => {
+    const pol = testPolicy({ breaker: { shutOrder: ['vm'] } });
+    const ports = testPorts({ up1: 'uplink', up2: 'uplink', vm1: 'vm' }, pol);
+    const d = driver(ports, pol);
+    d.at(0, { verdicts: [loop(['up1', 'up2'])] });
+    expect(d.commands).toEqual([]);
+    d.at(1, { verdicts: [loop(['up1', 'vm1'])] });
+    expect(d.commands.map((c) => c.port)).toEqual(['vm1']);
+  });
+
+  it('a failed link-down puts the port back to forwarding and tries the next member at once', () => {
+    const d = driver();
+    d.at(0, { verdicts: [loop(['up1', 'up2', 'up3'])] });
+    const out = d.at(1, { results: [result('link-down', 'up1', false)] });
+    expect(out.events.map((e) => e.event)).toEqual(['action-failed', 'escalate']);
+    expect(out.events[0]).toMatchObject({ port: 'up1', reason: 'link-down of up1 failed: EPERM' });
+    expect(out.events[1]).toMatchObject({ port: 'up2', reason: 'link-down of up1 failed; escalating to up2' });
+    expect(out.commands).toEqual([{ kind: 'link-down', port: 'up2', reason: 'loop on br0: shut up2 (first of up2,up3 by shut order)' }]);
+    expect(portStates(d.state)).toMatchObject([
+      { port: 'up1', state: 'forwarding' },
+      { port: 'up2', state: 'tripping' },
+    ]);
+  });
+
+  it('stops at the shut budget and says so, rate-limited', () => {
+    const pol = testPolicy({ breaker: { maxShuts: 1 } });
+    const ports = testPorts({ up1: 'uplink', up2: 'uplink', up3: 'uplink', up4: 'uplink' }, pol);
+    const d = driver(ports, pol);
+    d.at(0, { verdicts: [loop(['up1', 'up2'], 'br0')] });
+    for (let t = 1; t < 100; t++) d.at(t, { verdicts: [loop(['up3', 'up4'], 'br1')] });
+    expect(d.commands.map((c) => c.port)).toEqual(['up1']);
+    expect(d.events).toHaveLength(1);
+    expect(d.events[0]).toMatchObject({ event: 'flood-observed', port: 'up3' });
+    expect(d.events[0]!.reason).toMatch(/^shut budget exhausted: 1 automatic link-downs within 10000 ms \(max 1\); loop on br1 continues, would shut up3$/);
+    // The window slides: WINDOW after the first shut, the budget is back.
+    d.at(WINDOW, { verdicts: [loop(['up3', 'up4'], 'br1')] });
+    expect(d.commands.map((c) => c.port)).toEqual(['up1', 'up3']);
+  });
+
+  it('maxShuts 0 means no automatic shut at all', () => {
+    const pol = testPolicy({ breaker: { maxShuts: 0 } });
+    const d = driver(testPorts({ up1: 'uplink', up2: 'uplink', vm1: 'vm' }, pol), pol);
+    d.at(0, { verdicts: [loop(['up1', 'up2']), flood('vm1')] });
+    expect(d.commands).toEqual([]);
+  });
+});
+
+describe('floods', () => {
+  it('a flood from a VM shuts the VM port', () => {
+    const d = driver();
+    const out = d.at(0, { verdicts: [flood('vm1')] });
+    expect(out.commands).toEqual([{ kind: 'link-down', port: 'vm1', reason: 'flood from vm1 (role vm, not a loop): shut vm1' }]);
+    d.at(1, { verdicts: [flood('vm1')] });
+    expect(d.commands).toHaveLength(1);
+  });
+
+  it('a flood entering on an uplink is observed only (rate-limited), never shut', () => {
+    const d = driver();
+    for (let t = 0; t < WINDOW + 10; t++) d.at(t, { verdicts: [flood('up1')] });
+    expect(d.commands).toEqual([]);
+    expect(d.events).toHaveLength(2);
+    expect(d.events[0]).toMatchObject({
+      event: 'flood-observed',
+      port: 'up1',
+      reason: 'flood on up1 (role uplink): not shut, role uplink is not in breaker.floodShutRoles',
+    });
+  });
+
+  it("an uplink is shut for a flood only if the operator put 'uplink' in floodShutRoles", () => {
+    const pol = testPolicy({ breaker: { floodShutRoles: ['vm', 'uplink'] } });
+    const d = driver(testPorts({ up1: 'uplink', vm1: 'vm' }, pol), pol);
+    d.at(0, { verdicts: [flood('up1')] });
+    expect(d.commands.map((c) => c.port)).toEqual(['up1']);
+  });
+
+  it('a protected VM is not shut for a flood', () => {
+    const d = driver(testPorts({ vm1: { role: 'vm', protected: true } }));
+    d.at(0, { verdicts: [flood('vm1')] });
+    expect(d.commands).toEqual([]);
+    expect(d.events[0]).toMatchObject({ event: 'flood-observed', reason: 'flood on vm1 (role vm): not shut, port is protected' });
+  });
+
+  it('verdicts about ports that are not watched are ignored', () => {
+    const d = driver(testPorts({ vm1: 'vm' }));
+    d.at(0, { verdicts: [flood('vm9'), loop(['up1', 'up2'])] });
+    expect(d.commands).toEqual([]);
+  });
+});
+
+describe('dry run', () => {
+  const dry = testPolicy({ dryRun: true });
+  const dryPorts = testPorts({ up1: 'uplink', up2: 'uplink', up3: 'uplink', vm1: 'vm' }, dry);
+
+  it('a loop gives would-trip (with evidence), no command; the port stays forwarding', () => {
+    const d = driver(dryPorts, dry);
+    const v = loop(['up1', 'up2']);
+    d.at(0, { verdicts: [v] });
+    expect(d.commands).toEqual([]);
+    expect(d.events).toEqual([
+      expect.objectContaining({ event: 'would-trip', port: 'up1', evidence: v.evidence, dryRun: true, reason: 'loop on br0: shut up1 (first of up1,up2 by shut order)' }),
+    ]);
+    expect(portStates(d.state)).toEqual([]);
+  });
+
+  it('escalation still works in shadow mode: settle, then would-trip the next member', () => {
+    const d = driver(dryPorts, dry);
+    for (let t = 0; t <= 3 * SETTLE; t++) d.at(t, { verdicts: [loop(['up1', 'up2', 'up3'])] });
+    expect(d.commands).toEqual([]);
+    expect(d.events.map((e) => `${e.event}:${e.port}`)).toEqual([
+      'would-trip:up1',
+      'escalate:up2',
+      'would-trip:up2',
+      'escalate:up3',
+      'would-trip:up3',
+      // Every member shadow-tripped and the loop still there: reported, not escalated further.
+      'flood-observed:br0',
+    ]);
+    expect(d.events[1]!.reason).toBe(`loop on br0 persisted ${SETTLE} ms after would-trip of up1; escalating to up2`);
+  });
+
+  it('a per-port dryRun shadows only that port', () => {
+    const ports = testPorts({ vm1: { role: 'vm', dryRun: true }, vm2: 'vm' });
+    const d = driver(ports);
+    for (let t = 0; t < 20; t++) d.at(t, { verdicts: [flood('vm1'), flood('vm2')] });
+    expect(d.commands.map((c) => c.port)).toEqual(['vm2']);
+    expect(d.events.filter((e) => e.event === 'would-trip').map((e) => e.port)).toEqual(['vm1']); // rate-limited
+  });
+});
+
+describe('operator commands', () => {
+  const op = (kind: OperatorCommand['kind'], port: string): OperatorCommand => ({ kind, port, reason: 'ticket 42', by: 'alice' });
+
+  it('restore of a tripped port: link-up, restoring, then forwarding with a restore event', () => {
+    const d = driver();
+    d.at(0, { verdicts: [flood('vm1')] });
+    d.at(1, { results: [result('link-down', 'vm1')] });
+    const out = d.at(100, { operator: [op('restore', 'vm1')] });
+    expect(out.commands).toEqual([{ kind: 'link-up', port: 'vm1', reason: 'operator restore by alice: ticket 42' }]);
+    expect(portStates(d.state)[0]).toMatchObject({ port: 'vm1', state: 'restoring', by: 'alice' });
+    const done = d.at(101, { results: [result('link-up', 'vm1')] });
+    expect(done.events).toMatchObject([{ event: 'restore', port: 'vm1', reason: 'operator restore by alice: ticket 42', by: 'alice' }]);
+    expect(portStates(d.state)[0]).toMatchObject({ port: 'vm1', state: 'forwarding' });
+  });
+
+  it('restore of a port that is not tripped is refused', () => {
+    const d = driver();
+    const out = d.at(0, { operator: [op('restore', 'vm1')] });
+    expect(out.commands).toEqual([]);
+    expect(out.events).toMatchObject([{ event: 'action-failed', port: 'vm1', reason: 'restore of vm1 refused: port is forwarding (by alice: ticket 42)' }]);
+  });
+
+  it('trip: link-down without budget; a protected port is refused', () => {
+    const pol = testPolicy({ breaker: { maxShuts: 0 } });
+    const d = driver(testPorts({ vm1: 'vm', mgmt0: 'mgmt' }, pol), pol);
+    const out = d.at(0, { operator: [op('trip', 'vm1'), op('trip', 'mgmt0')] });
+    expect(out.commands).toEqual([{ kind: 'link-down', port: 'vm1', reason: 'operator trip by alice: ticket 42' }]);
+    expect(out.events).toMatchObject([{ event: 'action-failed', port: 'mgmt0', reason: 'trip of mgmt0 refused: protected (by alice: ticket 42)', by: 'alice' }]);
+    const done = d.at(1, { results: [result('link-down', 'vm1')] });
+    expect(done.events).toMatchObject([{ event: 'trip', port: 'vm1', reason: 'operator trip by alice: ticket 42', by: 'alice' }]);
+  });
+
+  it('a restored loop member whose loop is still there is shut again (not its neighbour)', () => {
+    const d = driver();
+    d.at(0, { verdicts: [loop(['up1', 'up2'])] });
+    d.at(1, { results: [result('link-down', 'up1')] });
+    d.at(1000, { operator: [op('restore', 'up1')] });
+    d.at(1001, { results: [result('link-up', 'up1')] });
+    d.at(1002, { verdicts: [loop(['up1', 'up2'])] });
+    expect(d.commands.map((c) => `${c.kind}:${c.port}`)).toEqual(['link-down:up1', 'link-up:up1', 'link-down:up1']);
+  });
+});
+
+describe('restart and status', () => {
+  it('ports tripped before a restart stay tripped and are never candidates', () => {
+    const st = restoreTripped(initialBreakerState(), [{ port: 'up1', since: '2025-01-01T00:00:00.000Z', evidence: evidence('old') }]);
+    expect(portStates(st)).toEqual([
+      { port: 'up1', state: 'tripped', since: '2025-01-01T00:00:00.000Z', reason: 'tripped before restart (journal)', evidence: evidence('old') },
+    ]);
+    const d = driver(ports3, policy, st);
+    d.at(0, { verdicts: [loop(['up1', 'up2'])] });
+    expect(d.commands.map((c) => c.port)).toEqual(['up2']);
+  });
+
+  it('breakerBusy is true while an action is in flight or a loop shut settles', () => {
+    const d = driver();
+    const t = (ms: number) => 5e12 + ms * 1e6;
+    expect(breakerBusy(d.state, t(0))).toBe(false);
+    d.at(0, { verdicts: [loop(['up1', 'up2'])] });
+    expect(breakerBusy(d.state, t(1))).toBe(true);
+    d.at(2, { results: [result('link-down', 'up1')] });
+    expect(breakerBusy(d.state, t(3))).toBe(true);
+    expect(breakerBusy(d.state, t(2 + SETTLE))).toBe(false);
+  });
+
+  it('results it did not ask for: an ok one is the truth about the link, a failed one changes nothing', () => {
+    const d = driver();
+    d.at(0, { verdicts: [flood('vm1')] });
+    d.at(1, { results: [result('link-down', 'vm1')] });
+    const dup = d.at(2, { results: [result('link-down', 'vm1', false)] });
+    expect(dup.events).toMatchObject([{ event: 'action-failed', reason: 'link-down of vm1 failed (not requested by the breaker): EPERM' }]);
+    expect(portStates(d.state)[0]).toMatchObject({ port: 'vm1', state: 'tripped' });
+    const up = d.at(3, { results: [result('link-up', 'vm1')] });
+    expect(up.events).toMatchObject([{ event: 'restore', reason: 'link-up of vm1 reported (not requested by the breaker)' }]);
+    expect(portStates(d.state)[0]).toMatchObject({ port: 'vm1', state: 'forwarding' });
+    expect(d.commands).toHaveLength(1);
+  });
+
+  it('a bad wall clock does not throw', () => {
+    const out = breakerStep(initialBreakerState(), { tNs: 1, wallMs: NaN, verdicts: [flood('vm1')], results: [], operator: [] }, ports3, policy);
+    expect(out.commands).toHaveLength(1);
+  });
+});
+
+// --- closed loop: detector + breaker + a trace that reacts to link-downs ------------------------
+
+function closedLoop(spec: TraceSpec, ports: ReadonlyMap<string, PortPolicy>, ms: number, pol: Policy = policy) {
+  const gen = new TraceGen(spec);
+  const det = initialDetectorState();
+  const brk = initialBreakerState();
+  const commands: Array<ActionRequest & { tMs: number }> = [];
+  const events: JournalEvent[] = [];
+  let pending: ActionRequest[] = [];
+  let verdictTicks = 0;
+  while (gen.tMs < ms) {
+    // The commands of the previous tick take effect during this interval (an action takes
+    // ~0.2-3 ms, about one sample).
+    const results = pending.map((c) => {
+      if (c.kind === 'link-down') gen.down.add(c.port);
+      else gen.down.delete(c.port);
+      return result(c.kind, c.port);
+    });
+    pending = [];
+    const tick = gen.next();
+    const d = step(det, tick, ports, pol);
+    if (d.verdicts.length) verdictTicks++;
+    const out = breakerStep(brk, { tNs: tick.tNs, wallMs: WALL0 + gen.tMs, verdicts: d.verdicts, results, operator: [] }, ports, pol);
+    for (const c of out.commands) commands.push({ ...c, tMs: gen.tMs });
+    pending.push(...out.commands);
+    events.push(...out.events);
+  }
+  return { commands, events, verdictTicks, down: gen.down };
+}
+
+describe('closed loop over generated traces', () => {
+  const kvmPorts = testPorts({ up1: 'uplink', up2: 'uplink', up3: 'uplink', vm1: 'vm', mgmt0: 'mgmt' }, policy);
+
+  it('KVM loop: one link-down (up1) within holdSamples, the loop ends, nothing else is shut', () => {
+    const r = closedLoop(kvmLoop({ startMs: 100, jitterMs: 0.5, seed: 11 }), kvmPorts, 1000);
+    expect(r.commands.map((c) => `${c.kind}:${c.port}`)).toEqual(['link-down:up1']);
+    expect(r.commands[0]!.tMs - 100).toBeLessThan(policy.defaults.holdSamples * 1.5 + 1);
+    expect(r.events.map((e) => e.event)).toEqual(['trip']);
+    expect([...r.down]).toEqual(['up1']);
+    // Verdicts stop as soon as the shut shows in the counters.
+    expect(r.verdictTicks).toBeLessThanOrEqual(3);
+  });
+
+  it('a loop through three ports persists after the first shut: escalate to the second after settle', () => {
+    const r = closedLoop(kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'] }), kvmPorts, 1000);
+    expect(r.commands.map((c) => c.port)).toEqual(['up1', 'up2']);
+    expect(r.commands[1]!.tMs - r.commands[0]!.tMs).toBeGreaterThanOrEqual(SETTLE);
+    expect(r.events.map((e) => `${e.event}:${e.port}`)).toEqual(['trip:up1', 'escalate:up2', 'trip:up2']);
+  });
+
+  it('ESX-style loop: a VM member is shut (shut order vm before uplink), never up1', () => {
+    const ports = testPorts({ up1: 'uplink', vmA1: 'vm', vmA2: 'vm', vmB: 'vm' }, policy);
+    const r = closedLoop(esxLoop(), ports, 500);
+    expect(r.commands.map((c) => c.port)).toEqual(['vmA1']);
+  });
+
+  it('a VM flooding at 175k pps: the VM port is shut, never an uplink', () => {
+    const ports = testPorts({ up1: 'uplink', vm1: 'vm', vm2: 'vm', mgmt0: 'mgmt' }, policy);
+    const r = closedLoop(vmFlood(), ports, 500);
+    expect(r.commands.map((c) => c.port)).toEqual(['vm1']);
+    expect(r.events).toMatchObject([{ event: 'trip', port: 'vm1' }]);
+  });
+
+  it('a flood entering on the uplink: flood-observed only', () => {
+    const ports = testPorts({ up1: 'uplink', vm1: 'vm', vm2: 'vm', mgmt0: 'mgmt' }, policy);
+    const r = closedLoop(uplinkFlood(), ports, 500);
+    expect(r.commands).toEqual([]);
+    expect(r.events).toMatchObject([{ event: 'flood-observed', port: 'up1' }]);
+  });
+
+  it('dry run over a real loop trace: would-trip, no command, the loop goes on', () => {
+    const dry = testPolicy({ dryRun: true });
+    const ports = testPorts({ up1: 'uplink', up2: 'uplink', vm1: 'vm', mgmt0: 'mgmt' }, dry);
+    const r = closedLoop(kvmLoop(), ports, 500, dry);
+    expect(r.commands).toEqual([]);
+    expect(r.events.map((e) => `${e.event}:${e.port}`)).toEqual(['would-trip:up1', 'escalate:up2', 'would-trip:up2', 'flood-observed:br0']);
+    expect(r.verdictTicks).toBeGreaterThan(350);
+  });
+});

@@ -1,0 +1,378 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { initialDetectorState, step, RING_SIZE, type DetectorState } from '../../agent/detect/signature.js';
+import { testPolicy, testPorts } from '../../agent/testing/policy.js';
+import {
+  benignBurst,
+  buildTrace,
+  esxLoop,
+  kvmLoop,
+  perSecond,
+  quietNetwork,
+  TraceGen,
+  uplinkFlood,
+  vmFlood,
+  type LoadFn,
+  type TraceSpec,
+} from '../../agent/testing/traces.js';
+import type { Policy, PortPolicy, Tick, Verdict } from '../../agent/types.js';
+
+const policy = testPolicy();
+const HOLD = policy.defaults.holdSamples;
+const kvmPorts = testPorts({ up1: 'uplink', up2: 'uplink', vm1: 'vm', mgmt0: 'mgmt' }, policy);
+const floodPorts = testPorts({ up1: 'uplink', vm1: 'vm', vm2: 'vm', mgmt0: 'mgmt' }, policy);
+
+interface Run {
+  state: DetectorState;
+  /** Verdicts per tick, same index as ticks. */
+  perTick: Array<readonly Verdict[]>;
+  all: Verdict[];
+  ticks: Tick[];
+}
+
+function run(ticks: Tick[], ports: ReadonlyMap<string, PortPolicy>, pol: Policy = policy, state = initialDetectorState()): Run {
+  const perTick: Array<readonly Verdict[]> = [];
+  for (const t of ticks) perTick.push(step(state, t, ports, pol).verdicts);
+  return { state, perTick, all: perTick.flat(), ticks };
+}
+
+/** Index of the first tick whose end is at or after `ms` into the trace. */
+const firstAfter = (ticks: Tick[], ms: number): number => ticks.findIndex((t) => t.tNs - ticks[0]!.tNs >= ms * 1e6 - 1e6);
+
+function spec(ports: string[], load: LoadFn, o: Partial<TraceSpec> = {}): TraceSpec {
+  return { name: 'custom', ports: ports.map((port) => ({ port, bridge: 'br0' })), load, ...o };
+}
+
+describe('quiet and benign traffic', () => {
+  it('a quiet network with jittered sampling gives no verdict', () => {
+    const r = run(buildTrace(quietNetwork({ jitterMs: 0.5, seed: 3 }), 2000), kvmPorts);
+    expect(r.all).toEqual([]);
+    expect([...r.state.ports.values()].every((p) => !p.hot)).toBe(true);
+  });
+
+  it('a legitimate burst (3000 pps from one port for 2 s) gives no verdict', () => {
+    const r = run(buildTrace(benignBurst({ jitterMs: 0.5 }), 2500), floodPorts);
+    expect(r.all).toEqual([]);
+  });
+
+  it('a short spike (fewer samples than holdSamples) gives no verdict', () => {
+    // 200k pps of broadcast on vm1 for exactly HOLD-1 samples, then quiet.
+    const load: LoadFn = (p, t) =>
+      p === 'vm1' && t > 10 && t <= 10 + (HOLD - 1) ? { rxPps: 200_000, txPps: 0, bcastPps: 200_000 } : { rxPps: 100, txPps: 100, bcastPps: 0 };
+    const r = run(buildTrace(spec(['vm1', 'up1'], load), 100), floodPorts);
+    expect(r.all).toEqual([]);
+    expect(r.state.ports.get('vm1')!.baseline).toBeLessThan(100); // the spike was hot, so not learnt
+  });
+
+  it('FDB moves alone (a VM migrating, a NIC failover) are no verdict', () => {
+    const t = kvmLoop({ fdbFlap: true, memberPps: 0 });
+    const r = run(buildTrace(t, 200), kvmPorts);
+    expect(r.all).toEqual([]);
+  });
+});
+
+describe('loops', () => {
+  it('KVM-style loop: one loop verdict for br0 with up1,up2 after holdSamples, every tick after, no flood verdicts', () => {
+    const ticks = buildTrace(kvmLoop({ startMs: 100 }), 300);
+    const r = run(ticks, kvmPorts);
+    const start = firstAfter(ticks, 100);
+    const first = r.perTick.findIndex((v) => v.length > 0);
+    expect(first).toBe(start + HOLD - 1);
+    for (let i = first; i < ticks.length; i++) {
+      expect(r.perTick[i]).toHaveLength(1);
+      const v = r.perTick[i]![0]!;
+      expect(v.kind).toBe('loop');
+      if (v.kind !== 'loop') continue;
+      expect(v.bridge).toBe('br0');
+      expect(v.members).toEqual(['up1', 'up2']);
+    }
+    expect(r.all.some((v) => v.kind === 'flood')).toBe(false);
+  });
+
+  it('loop evidence explains itself: window newest last, thresholds with observed values, clues', () => {
+    const ticks = buildTrace(kvmLoop({ startMs: 100 }), 130);
+    const r = run(ticks, kvmPorts);
+    const v = r.perTick[r.perTick.length - 1]![0]!;
+    expect(v.kind).toBe('loop');
+    const e = v.evidence;
+    expect(e.tNs).toBe(ticks[ticks.length - 1]!.tNs);
+    expect(e.policyHash).toBe(policy.hash);
+    expect(e.rule).toBe(kvmPorts.get('up1')!.rule);
+    // Both members' rings, RING_SIZE samples each, oldest first, newest at tMs 0.
+    expect(e.window).toHaveLength(2 * RING_SIZE);
+    const ts = e.window.map((w) => w.tMs);
+    expect(ts).toEqual([...ts].sort((a, b) => a - b));
+    expect(ts[ts.length - 1]).toBe(0);
+    expect(new Set(e.window.map((w) => w.port))).toEqual(new Set(['up1', 'up2']));
+    expect(e.window[e.window.length - 1]!.rxPps).toBeGreaterThan(90_000);
+    expect(e.thresholds['up1.floodPps']).toBe(policy.defaults.floodPps);
+    expect(e.thresholds['up1.observedPps']).toBeGreaterThan(90_000);
+    expect(e.thresholds['up2.txPps']).toBeGreaterThan(90_000);
+    expect(e.thresholds['up1.holdSamples']).toBe(HOLD);
+    expect(e.clues).toContain('2 ports of br0 hot at once');
+    // ~98k/101k, give or take one frame per 1 ms sample.
+    expect(e.clues).toContainEqual(expect.stringMatching(/^rx≈tx on up1 \((98|99)k\/(101|102)k pps\)$/));
+    expect(e.clues).toContainEqual(expect.stringMatching(/^rx≈tx on up2 \((101|102)k\/(98|99)k pps\)$/));
+    expect(e.clues).toContainEqual(expect.stringMatching(/^up1 hot for \d+ samples$/));
+    expect(JSON.parse(JSON.stringify(e)).clues).toEqual(e.clues); // journal-able
+  });
+
+  it('MAC flapping between members lowers the hold to 1 sample and is named in the clues', () => {
+    const hold5 = testPolicy({ defaults: { holdSamples: 5 } });
+    const ports5 = testPorts({ up1: 'uplink', up2: 'uplink', vm1: 'vm', mgmt0: 'mgmt' }, hold5);
+    const ticks = buildTrace(kvmLoop({ startMs: 100, fdbFlap: true }), 200);
+    const r = run(ticks, ports5, hold5);
+    const start = firstAfter(ticks, 100);
+    const first = r.perTick.findIndex((v) => v.length > 0);
+    // The first hot sample carries 1 move; 3 moves are needed, so at most 2 more samples (< 5).
+    expect(first).toBeGreaterThanOrEqual(start);
+    expect(first).toBeLessThanOrEqual(start + 2);
+    const v = r.perTick[first]![0]!;
+    expect(v.kind).toBe('loop');
+    expect(v.evidence.clues).toContainEqual(expect.stringMatching(/^MAC 02:00:00:00:00:01 moved \d+ times between up1,up2/));
+    expect(v.evidence.thresholds['up1.holdSamples']).toBe(1);
+    // Without the FDB clue the same loop waits for the full hold.
+    const plain = run(buildTrace(kvmLoop({ startMs: 100 }), 200), ports5, hold5);
+    expect(plain.perTick.findIndex((x) => x.length > 0)).toBe(start + 4);
+  });
+
+  it('a three-port loop names all three members', () => {
+    const ports = testPorts({ up1: 'uplink', up2: 'uplink', up3: 'uplink', vm1: 'vm' }, policy);
+    const r = run(buildTrace(kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'] }), 150), ports);
+    const v = r.all[r.all.length - 1]!;
+    expect(v.kind === 'loop' && v.members).toEqual(['up1', 'up2', 'up3']);
+  });
+
+  it('ESX-style loop: vmA1,vmA2 are the members on vSwitch0; up1 (tx only) is not', () => {
+    const ports = testPorts({ up1: 'uplink', vmA1: 'vm', vmA2: 'vm', vmB: 'vm' }, policy);
+    const r = run(buildTrace(esxLoop(), 300), ports);
+    expect(r.all.length).toBeGreaterThan(100);
+    for (const v of r.all) {
+      expect(v).toMatchObject({ kind: 'loop', bridge: 'vSwitch0', members: ['vmA1', 'vmA2'] });
+    }
+  });
+
+  it('without broadcast counters the loop is found on total rx, with clearPps scaled', () => {
+    const ticks = buildTrace(kvmLoop({ bcastKnown: false }), 200);
+    expect(Number.isNaN(ticks[0]!.ports[0]!.floodPps)).toBe(true);
+    const r = run(ticks, kvmPorts);
+    const v = r.all[r.all.length - 1]!;
+    expect(v).toMatchObject({ kind: 'loop', members: ['up1', 'up2'] });
+    const d = policy.defaults;
+    expect(v.evidence.thresholds['up1.rxPps']).toBe(d.rxPps);
+    expect(v.evidence.thresholds['up1.clearPps']).toBeCloseTo((d.clearPps * d.rxPps) / d.floodPps);
+    expect(v.evidence.clues).toContainEqual(expect.stringMatching(/^rx≈tx on up1/));
+  });
+
+  it('a loop on two different bridges gives one verdict per bridge', () => {
+    const a = kvmLoop({ bridge: 'br0', members: ['up1', 'up2'], others: [] });
+    const b = kvmLoop({ bridge: 'br1', members: ['up3', 'up4'], others: [] });
+    const both: TraceSpec = { name: 'two', ports: [...a.ports, ...b.ports], load: (p, t, d) => (p <= 'up2' ? a.load(p, t, d) : b.load(p, t, d)) };
+    const ports = testPorts({ up1: 'uplink', up2: 'uplink', up3: 'uplink', up4: 'uplink' }, policy);
+    const r = run(buildTrace(both, 150), ports);
+    const last = r.perTick[r.perTick.length - 1]!;
+    expect(last.map((v) => v.kind === 'loop' && v.bridge).sort()).toEqual(['br0', 'br1']);
+  });
+});
+
+describe('single-source floods', () => {
+  it('a VM flooding at 175k pps: a flood verdict for vm1 only (rx only, not a loop)', () => {
+    const ticks = buildTrace(vmFlood({ startMs: 100 }), 300);
+    const r = run(ticks, floodPorts);
+    const first = r.perTick.findIndex((v) => v.length > 0);
+    expect(first).toBe(firstAfter(ticks, 100) + HOLD - 1);
+    expect(r.all.length).toBeGreaterThan(150);
+    for (const v of r.all) expect(v).toMatchObject({ kind: 'flood', port: 'vm1' });
+    const e = r.all[0]!.evidence;
+    expect(e.window.every((w) => w.port === 'vm1')).toBe(true);
+    expect(e.clues).toContainEqual(expect.stringMatching(/^broadcast\+multicast 175k pps on vm1 >= 20k$/));
+    expect(e.clues).toContain(`hot for ${HOLD} samples`);
+    expect(e.clues).toContainEqual(expect.stringMatching(/^rx only: tx 0k pps|^rx only: tx \d+ pps/));
+  });
+
+  it('a flood entering on the uplink: a flood verdict for up1', () => {
+    const r = run(buildTrace(uplinkFlood(), 200), floodPorts);
+    expect(r.all.length).toBeGreaterThan(50);
+    for (const v of r.all) expect(v).toMatchObject({ kind: 'flood', port: 'up1' });
+  });
+
+  it('rx and tx both over the threshold but 7x apart is not a loop member (rx ≈ tx within 4x)', () => {
+    // vm1 floods at 175k while vm2 sends 25k of broadcast: each port also carries the other's
+    // frames out (tx), so both are tx-hot, but neither re-sends what it receives.
+    const load: LoadFn = (p) =>
+      p === 'vm1'
+        ? { rxPps: 175_000, txPps: 25_000, bcastPps: 175_000 }
+        : { rxPps: 25_000, txPps: 175_000, bcastPps: 25_000 };
+    const r = run(buildTrace(spec(['vm1', 'vm2'], load), 50), floodPorts);
+    const last = r.perTick[r.perTick.length - 1]!;
+    expect(last.map((v) => (v.kind === 'flood' ? v.port : v.kind)).sort()).toEqual(['vm1', 'vm2']);
+  });
+
+  it('high rx that is mostly unicast is not a flood (broadcastShare)', () => {
+    const load: LoadFn = (p) => (p === 'vm1' ? { rxPps: 400_000, txPps: 0, bcastPps: 30_000 } : { rxPps: 0, txPps: 400_000, bcastPps: 0 });
+    const r = run(buildTrace(spec(['vm1', 'up1'], load), 100), floodPorts);
+    expect(r.all).toEqual([]);
+  });
+
+  it('hysteresis: hot until the rate falls below clearPps, not below floodPps', () => {
+    const d = policy.defaults;
+    const mid = (d.floodPps + d.clearPps) / 2;
+    const load: LoadFn = (p, t) => {
+      if (p !== 'vm1') return { rxPps: 0, txPps: 0, bcastPps: 0 };
+      const f = t <= 20 ? 2 * d.floodPps : t <= 40 ? mid : d.clearPps / 2;
+      return { rxPps: f, txPps: 0, bcastPps: f };
+    };
+    const ticks = buildTrace(spec(['vm1'], load), 60);
+    const state = initialDetectorState();
+    const hot: boolean[] = [];
+    for (const t of ticks) {
+      step(state, t, floodPorts, policy);
+      hot.push(state.ports.get('vm1')!.hot);
+    }
+    expect(hot.slice(0, 40).every(Boolean)).toBe(true);
+    expect(hot.slice(42).some(Boolean)).toBe(false);
+    // The same middle rate does not make a cool port hot.
+    const cool = run(buildTrace(spec(['vm1'], (p) => ({ rxPps: mid, txPps: 0, bcastPps: mid })), 50), floodPorts);
+    expect(cool.all).toEqual([]);
+  });
+
+  it('the baseline lifts the rising edge of a port that always carries a lot of broadcast', () => {
+    const d = policy.defaults;
+    const usual = d.floodPps * 0.75;
+    let level = usual;
+    const load: LoadFn = (p) => (p === 'vm1' ? { rxPps: level, txPps: 0, bcastPps: level } : { rxPps: 0, txPps: 0, bcastPps: 0 });
+    const tr = spec(['vm1'], load, { periodMs: 10 });
+    const state = initialDetectorState();
+    const gen = new TraceGen(tr);
+    for (let i = 0; i < 3000; i++) step(state, gen.next(), floodPorts, policy); // 30 s
+    const vm1 = state.ports.get('vm1')!;
+    expect(vm1.baseline).toBeGreaterThan(usual * 0.9);
+    // 1.5x the threshold but under baseline x factor: not a storm for this port.
+    level = d.floodPps * 1.5;
+    let verdicts = 0;
+    for (let i = 0; i < 20; i++) verdicts += step(state, gen.next(), floodPorts, policy).verdicts.length;
+    expect(verdicts).toBe(0);
+    level = usual * d.baselineFactor * 1.2;
+    for (let i = 0; i < 20; i++) verdicts += step(state, gen.next(), floodPorts, policy).verdicts.length;
+    expect(verdicts).toBeGreaterThan(0);
+  });
+});
+
+describe('missing and bad data', () => {
+  it('counter resets in the middle of busy traffic: no verdict, no spike', () => {
+    const faults = [
+      { port: 'vm1', atMs: 500, kind: 'reset' as const },
+      { port: 'up1', atMs: 700, kind: 'reset' as const },
+    ];
+    // Busy but legitimate: 15k pps broadcast on vm1 (under the 20k threshold).
+    const r = run(buildTrace(benignBurst({ pps: 15_000, faults, startMs: 0 }), 1000), floodPorts);
+    expect(r.all).toEqual([]);
+    const vm1 = r.ticks.map((t) => t.ports.find((p) => p.port === 'vm1')!);
+    expect(vm1.filter((x) => !x.valid)).toHaveLength(1);
+    expect(Math.max(...vm1.map((x) => x.floodPps))).toBeLessThan(17_000);
+  });
+
+  it('a 32-bit wrap during a loop neither hides it nor resets the hold', () => {
+    const ticks = buildTrace(kvmLoop({ startMs: 0, counterBits: 32, counterStart: 2 ** 32 - 5000 }), 100);
+    const r = run(ticks, kvmPorts);
+    expect(r.all.length).toBeGreaterThan(90);
+    expect(r.all.every((v) => v.kind === 'loop')).toBe(true);
+  });
+
+  it('failed reads neither increment nor reset the hold count', () => {
+    const ticks = buildTrace(kvmLoop({ startMs: 10, faults: [{ port: 'up1', atMs: 11, kind: 'missing', forMs: 5 }] }), 40);
+    const state = initialDetectorState();
+    const counts: number[] = [];
+    let firstVerdict = -1;
+    ticks.forEach((t, i) => {
+      const v = step(state, t, kvmPorts, policy).verdicts;
+      if (v.length && firstVerdict < 0) firstVerdict = i;
+      counts.push(state.ports.get('up1')?.hotCount ?? 0);
+    });
+    // up1: hot at 10 ms (count 1), reads fail 11..15 ms (and the sample after is a diff across
+    // the gap: also invalid), count frozen at 1, then counts on.
+    const at = (ms: number) => counts[firstAfter(ticks, ms)]!;
+    expect(at(10)).toBe(1);
+    expect(at(13)).toBe(1);
+    expect(at(16)).toBe(1);
+    expect(at(17)).toBe(2);
+    expect(firstVerdict).toBe(firstAfter(ticks, 10) + 7);
+  });
+
+  it('failed reads never make a verdict on a quiet network', () => {
+    const faults = [0, 1, 2, 3].map((i) => ({ port: ['up1', 'up2', 'vm1', 'mgmt0'][i]!, atMs: 100 + i * 50, kind: 'missing' as const, forMs: 30 }));
+    expect(run(buildTrace(quietNetwork({ faults }), 500), kvmPorts).all).toEqual([]);
+  });
+
+  it('a port absent from ticks keeps its state for a while, and is forgotten after 1 s', () => {
+    const short = buildTrace(kvmLoop({ faults: [{ port: 'up2', atMs: 150, kind: 'absent', forMs: 100 }] }), 300);
+    const r = run(short, kvmPorts);
+    // During the gap up2 keeps its hot state and the loop verdict continues.
+    const gap = r.perTick.slice(firstAfter(short, 160), firstAfter(short, 240));
+    expect(gap.every((v) => v.length === 1 && v[0]!.kind === 'loop')).toBe(true);
+
+    const long = buildTrace(kvmLoop({ faults: [{ port: 'up2', atMs: 150, kind: 'absent', forMs: 2000 }] }), 1400);
+    const r2 = run(long, kvmPorts);
+    expect(r2.state.ports.has('up2')).toBe(false);
+    expect(r2.state.ports.has('up1')).toBe(true);
+    expect(r2.perTick[r2.perTick.length - 1]).toEqual([]);
+  });
+
+  it('rates of ports that are not watched are ignored', () => {
+    const r = run(buildTrace(kvmLoop(), 200), testPorts({ vm1: 'vm' }, policy));
+    expect(r.all).toEqual([]);
+    expect([...r.state.ports.keys()]).toEqual(['vm1']);
+  });
+});
+
+describe('the recorded shape of a real loop (eNSP capture)', () => {
+  // /work/shared/data/pcap/storm/ensp_l2-loop-arp_1.pcap: one broadcast ARP circling a simulated
+  // (rate-capped) loop; per-second counts of its broadcast frames.
+  const PCAP = '/work/shared/data/pcap/storm/ensp_l2-loop-arp_1.pcap';
+  const SHAPE = [57, 130, 201, 272, 362, 383, 390, 395];
+
+  it('the per-second broadcast counts are those of the capture', () => {
+    expect(perSecondBroadcast(readFileSync(PCAP)).slice(0, SHAPE.length)).toEqual(SHAPE);
+  });
+
+  const trace = () =>
+    // 30 s of quiet first so the baseline has settled. 100 ms samples: at a few hundred pps a
+    // 10 ms sample holds 1-4 frames and quantisation alone would swing it across 150 pps. The
+    // capture holds nothing but the storm, so the background is scaled down with it.
+    kvmLoop({ startMs: 30_000, memberPps: perSecond(SHAPE), periodMs: 100, background: { rxPps: 20, txPps: 20, bcastPps: 5 } });
+
+  it('is far below the default thresholds: not detected', () => {
+    const r = run(buildTrace(trace(), 38_000), kvmPorts);
+    expect(r.all).toEqual([]);
+  });
+
+  it('is detected with thresholds scaled to it (floodPps 150): the detector follows the shape, not constants', () => {
+    const scaled = testPolicy({ defaults: { floodPps: 150, clearPps: 75, rxPps: 500 } });
+    const ports = testPorts({ up1: 'uplink', up2: 'uplink', vm1: 'vm', mgmt0: 'mgmt' }, scaled);
+    const ticks = buildTrace(trace(), 38_000);
+    const r = run(ticks, ports, scaled);
+    const first = r.perTick.findIndex((v) => v.length > 0);
+    expect(first).toBeGreaterThan(0);
+    // Second 3 of the storm (201 pps) is the first above 150; then holdSamples samples.
+    const atMs = (ticks[first]!.tNs - ticks[0]!.tNs) / 1e6 + 100;
+    expect(atMs).toBe(32_000 + (HOLD - 1) * 100);
+    expect(r.perTick[first]![0]).toMatchObject({ kind: 'loop', bridge: 'br0', members: ['up1', 'up2'] });
+  });
+});
+
+/** Per-second counts of broadcast frames in a classic little-endian pcap with Ethernet frames. */
+function perSecondBroadcast(buf: Buffer): number[] {
+  expect(buf.readUInt32LE(0)).toBe(0xa1b2c3d4);
+  expect(buf.readUInt32LE(20)).toBe(1); // LINKTYPE_ETHERNET
+  const counts = new Map<number, number>();
+  let first = -1;
+  for (let off = 24; off + 16 <= buf.length; ) {
+    const sec = buf.readUInt32LE(off);
+    const incl = buf.readUInt32LE(off + 8);
+    const frame = buf.subarray(off + 16, off + 16 + incl);
+    if (first < 0) first = sec;
+    if (frame.length >= 6 && frame.subarray(0, 6).every((b) => b === 0xff)) counts.set(sec - first, (counts.get(sec - first) ?? 0) + 1);
+    off += 16 + incl;
+  }
+  return [...counts.keys()].sort((a, b) => a - b).map((k) => counts.get(k)!);
+}
