@@ -80,6 +80,8 @@ interface BridgeEntry {
   lastDry: boolean;
   /** Ports already chosen in this storm (shut, would-trip or failed), by tNs: not chosen again within windowMs. */
   tried: Map<string, number>;
+  /** Members of the loop verdict behind the last shut: their residual traffic is not a flood while it settles. */
+  members: string[];
 }
 
 export interface BreakerState {
@@ -320,6 +322,7 @@ function onLoop(ctx: Ctx, v: Extract<Verdict, { kind: 'loop' }>): void {
     });
     return;
   }
+  b.members = [...v.members];
   shutForLoop(ctx, key, b, v.evidence, cands, null);
 }
 
@@ -386,6 +389,11 @@ function onFlood(ctx: Ctx, v: Extract<Verdict, { kind: 'flood' }>): void {
   const pp = ctx.ports.get(p);
   if (pp === undefined) return;
   if ((ctx.st.ports.get(p)?.state ?? 'forwarding') !== 'forwarding') return;
+  // Frames still in flight when a loop member goes down make the other member look like a
+  // single-source flood for a sample or two (rx hot, tx already falling): judge it after settle.
+  for (const b of ctx.st.bridges.values()) {
+    if ((b.inFlight !== null || ctx.tNs < b.settleUntilNs) && b.members.includes(p)) return;
+  }
   if (pp.protected || !ctx.policy.breaker.floodShutRoles.includes(pp.role)) {
     const why = pp.protected ? 'port is protected' : `role ${pp.role} is not in breaker.floodShutRoles`;
     notice(ctx, `flood:${p}`, 'flood-observed', p, `flood on ${p} (role ${pp.role}): not shut, ${why}`, { evidence: v.evidence });
@@ -439,7 +447,7 @@ function entry(ctx: Ctx, port: string): PortEntry {
 function bridge(ctx: Ctx, key: string): BridgeEntry {
   let b = ctx.st.bridges.get(key);
   if (b === undefined) {
-    b = { inFlight: null, settleUntilNs: -Infinity, lastPort: null, lastNs: -Infinity, lastDry: false, tried: new Map() };
+    b = { inFlight: null, settleUntilNs: -Infinity, lastPort: null, lastNs: -Infinity, lastDry: false, tried: new Map(), members: [] };
     ctx.st.bridges.set(key, b);
   }
   return b;

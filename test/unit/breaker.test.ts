@@ -412,3 +412,32 @@ describe('closed loop over generated traces', () => {
     expect(r.verdictTicks).toBeGreaterThan(350);
   });
 });
+
+describe('loop residue', () => {
+  // Seen in the lab (esx shape): frames still in flight when vmA1 went down made vmA2 look like
+  // a single-source flood for one sample, and it was shut too. Two shut for one loop is a bug.
+  const esxPorts = testPorts({ up1: 'uplink', vmA1: 'vm', vmA2: 'vm', vm1: 'vm', mgmt0: 'mgmt' }, policy);
+
+  it('does not shut the other member as a flood while the loop shut settles', () => {
+    const d = driver(esxPorts);
+    d.at(0, { verdicts: [loop(['vmA1', 'vmA2'], 'vsw0')] });
+    d.at(1, { results: [result('link-down', 'vmA1')], verdicts: [flood('vmA2')] });
+    d.at(2, { verdicts: [flood('vmA2')] });
+    expect(d.commands.map((c) => c.port)).toEqual(['vmA1']);
+  });
+
+  it('still shuts it if it keeps flooding after the settle time', () => {
+    const d = driver(esxPorts);
+    d.at(0, { verdicts: [loop(['vmA1', 'vmA2'], 'vsw0')] });
+    d.at(1, { results: [result('link-down', 'vmA1')] });
+    d.at(1 + SETTLE + 1, { verdicts: [flood('vmA2')] });
+    expect(d.commands.map((c) => c.port)).toEqual(['vmA1', 'vmA2']);
+  });
+
+  it('a flood on a port that was not a loop member is judged at once', () => {
+    const d = driver(esxPorts);
+    d.at(0, { verdicts: [loop(['vmA1', 'vmA2'], 'vsw0')] });
+    d.at(1, { results: [result('link-down', 'vmA1')], verdicts: [flood('vm1')] });
+    expect(d.commands.map((c) => c.port)).toEqual(['vmA1', 'vm1']);
+  });
+});
