@@ -18,6 +18,13 @@
 //   open(ifname, 'broadcast' | 'multicast') -> fd
 //   read(fd) -> cumulative count (throws ENODEV once the interface is deleted)
 //   close(fd)
+//   openTripwire() -> fd: a BLOCKING socket bound to every interface of the namespace
+//     that receives one byte of each incoming broadcast/multicast frame, with a 500 ms
+//     receive timeout. The agent keeps one read outstanding on it (libuv thread pool) so
+//     the first frame of a storm wakes an idle sampler at once instead of up to one idle
+//     period later; it is never used for counting.
+//   drain(fd) -> frames discarded from the queue (so a re-armed tripwire only fires on
+//     a new frame)
 
 #include <node_api.h>
 
@@ -126,6 +133,50 @@ static int open_counter(int ifindex, unsigned pkttype) {
   }
   if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &stlen) < 0) goto fail;
   if (attach_filter(fd, by_type, sizeof by_type / sizeof by_type[0]) < 0) goto fail;
+  return fd;
+
+fail:
+  err = errno;
+  close(fd);
+  return -err;
+}
+
+
+// The tripwire: blocking, all interfaces (ifindex 0), broadcast or multicast, 1 byte.
+static int open_tripwire(void) {
+  struct sock_filter drop_all[] = {
+    BPF_STMT(BPF_RET | BPF_K, 0),
+  };
+  struct sock_filter bcast_mcast[] = {
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)(SKF_AD_OFF + SKF_AD_PKTTYPE)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_BROADCAST, 1, 0),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_MULTICAST, 0, 1),
+    BPF_STMT(BPF_RET | BPF_K, 1),
+    BPF_STMT(BPF_RET | BPF_K, 0),
+  };
+  int zero = 0, one = 1, err;
+  struct timeval tv = { .tv_sec = 0, .tv_usec = 500000 };
+  struct sockaddr_ll sll;
+  char byte;
+
+  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &zero, sizeof zero) < 0) goto fail;
+  // A blocked read returns EAGAIN twice a second, so the reader can notice a stop.
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) goto fail;
+  if (attach_filter(fd, drop_all, sizeof drop_all / sizeof drop_all[0]) < 0) goto fail;
+  if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0 &&
+      errno != ENOPROTOOPT && errno != EINVAL)
+    goto fail;
+  memset(&sll, 0, sizeof sll);
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = htons(ETH_P_ALL);
+  sll.sll_ifindex = 0;
+  if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) goto fail;
+  for (int i = 0; i < 64; i++) {
+    if (recv(fd, &byte, 1, MSG_DONTWAIT | MSG_TRUNC) < 0) break;
+  }
+  if (attach_filter(fd, bcast_mcast, sizeof bcast_mcast / sizeof bcast_mcast[0]) < 0) goto fail;
   return fd;
 
 fail:
@@ -273,6 +324,43 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+
+static napi_value js_open_tripwire(napi_env env, napi_callback_info info) {
+  state_t *s;
+  if (napi_get_cb_info(env, info, NULL, NULL, NULL, (void **)&s) != napi_ok) return NULL;
+  int fd = open_tripwire();
+  if (fd < 0) {
+    throw_errno(env, -fd, "openTripwire", "*");
+    return NULL;
+  }
+  int err = ensure_slot(s, fd);
+  if (err < 0) {
+    close(fd);
+    throw_errno(env, -err, "openTripwire", "*");
+    return NULL;
+  }
+  slot_t *slot = &s->slots[fd];
+  slot->total = 0;
+  slot->ifindex = 0;
+  slot->used = 1;
+  strcpy(slot->ifname, "*");
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
+static napi_value js_drain(napi_env env, napi_callback_info info) {
+  int fd;
+  char byte;
+  slot_t *slot = slot_arg(env, info, "drain", &fd);
+  if (slot == NULL) return NULL;
+  int n = 0;
+  while (n < 4096 && recv(fd, &byte, 1, MSG_DONTWAIT | MSG_TRUNC) >= 0) n++;
+  napi_value out;
+  napi_create_int32(env, n, &out);
+  return out;
+}
+
 static void finalize_state(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
@@ -298,7 +386,9 @@ NAPI_MODULE_INIT() {
   const struct {
     const char *name;
     napi_callback cb;
-  } fns[] = { { "open", js_open }, { "read", js_read }, { "close", js_close } };
+  } fns[] = { { "open", js_open },   { "read", js_read },
+              { "close", js_close }, { "openTripwire", js_open_tripwire },
+              { "drain", js_drain } };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, s, &fn) != napi_ok ||

@@ -22,6 +22,10 @@ export interface PacketAddon {
   /** Frames matched since open. Throws ENODEV once the interface was deleted (or left the namespace). */
   read(fd: number): number;
   close(fd: number): void;
+  /** A blocking socket that receives 1 byte of every incoming broadcast/multicast frame on any interface (500 ms read timeout). */
+  openTripwire(): number;
+  /** Discard queued frames; returns how many. */
+  drain(fd: number): number;
 }
 
 export const PACKET_ADDON_PATH = 'build/Release/packet_stats.node';

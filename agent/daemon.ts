@@ -1,0 +1,367 @@
+import { join } from 'node:path';
+import type { Server } from 'node:net';
+import type { Logger } from './log.js';
+import type {
+  ActionRequest,
+  ActionResult,
+  CounterSource,
+  Counters,
+  JournalEvent,
+  Policy,
+  PortInfo,
+  PortPolicy,
+  PortRates,
+  Tick,
+  Verdict,
+} from './types.js';
+import { emptyCounters } from './types.js';
+import { createSysfsSource } from './sources/sysfs.js';
+import { createPacketSource, loadPacketAddon } from './sources/packet.js';
+import { createFdbSource, type FdbSource } from './sources/fdb.js';
+import { createTripwire, type Tripwire } from './sources/tripwire.js';
+import { listInterfaces, isAdminUp } from './host/interfaces.js';
+import { computeRates } from './sample/rates.js';
+import { initialDetectorState, step as detectStep } from './detect/signature.js';
+import { breakerBusy, breakerStep, initialBreakerState, portStates, restoreTripped, type OperatorCommand } from './breaker/state.js';
+import { executeLinkAction } from './actions/link.js';
+import { openJournal, readJournal, trippedPorts, type Journal } from './journal/journal.js';
+import { loadPolicyFile } from './policy/load.js';
+import { formatPolicyError } from './policy/errors.js';
+import { resolvePorts } from './policy/match.js';
+import { startControlServer, ControlError } from './control/server.js';
+import { isValidIfName } from './host/names.js';
+
+// The daemon is the only place where clock, timers, sources, actions and the journal meet.
+// Everything it calls on the sampling path is pure (rates, detector, breaker) or a kept-open
+// fd read; commands run off the tick and their results come back on the next one.
+
+export interface DaemonOptions {
+  policyPath: string;
+  stateDir: string;
+  socketPath: string;
+  dryRun: boolean;
+  log: Logger;
+}
+
+export interface Daemon {
+  stop(): Promise<void>;
+}
+
+const hrNs = (): number => Number(process.hrtime.bigint());
+const RESCAN_MS = 1000;
+// After the tripwire fires, sample at the active rate this long; a real storm turns warm within
+// it and extends it by activeHoldMs, a lone legitimate broadcast costs a handful of samples.
+const TRIPWIRE_BURST_MS = 5;
+// Re-arm the tripwire at most this often, bounding the extra samples under broadcast chatter.
+const TRIPWIRE_REARM_MS = 50;
+const LAST_EVENTS = 200;
+
+export class StartupError extends Error {
+  constructor(message: string, readonly exitCode: number) {
+    super(message);
+  }
+}
+
+export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  const log = opts.log;
+  const loaded = await loadPolicyFile(opts.policyPath);
+  if ('errors' in loaded) {
+    throw new StartupError(loaded.errors.map(formatPolicyError).join('\n'), 1);
+  }
+  let policy: Policy = opts.dryRun ? { ...loaded.policy, dryRun: true } : loaded.policy;
+
+  const journal: Journal = openJournal(join(opts.stateDir, 'journal.jsonl'));
+  const replay = readJournal(journal.path);
+  if (replay.badLines.length > 0) {
+    log.warn({ component: 'journal', badLines: replay.badLines }, 'journal has unreadable lines (skipped)');
+  }
+  const recentEvents: JournalEvent[] = replay.events.slice(-LAST_EVENTS);
+  const lastTrip = new Map<string, JournalEvent>();
+  for (const e of replay.events) if (e.event === 'trip' || e.event === 'would-trip') lastTrip.set(e.port, e);
+
+  const record = (e: JournalEvent): void => {
+    journal.append(e);
+    recentEvents.push(e);
+    if (recentEvents.length > LAST_EVENTS) recentEvents.shift();
+    if (e.event === 'trip' || e.event === 'would-trip') lastTrip.set(e.port, e);
+    const level = e.event === 'action-failed' ? 'error' : e.event === 'flood-observed' ? 'warn' : 'info';
+    log[level]({ component: 'breaker', ...e }, e.event);
+  };
+  record({ ts: new Date().toISOString(), event: 'start', port: '', reason: 'agent started', policyHash: policy.hash, policyFile: policy.file, dryRun: policy.dryRun });
+
+  // --- sources -----------------------------------------------------------------------------
+  const warn = (component: string) => (obj: object, msg: string) => log.warn({ component, ...obj }, msg);
+  const sources: CounterSource[] = [createSysfsSource({ warn: warn('sysfs') })];
+  const addon = loadPacketAddon();
+  if ('error' in addon) {
+    log.warn({ component: 'packet', err: addon.error }, 'broadcast counting unavailable: falling back to total rx rates');
+  } else {
+    sources.push(createPacketSource({ warn: warn('packet') }, addon));
+  }
+  let fdb: FdbSource | null = policy.fdb.enabled ? createFdbSource({ now: hrNs, warn: warn('fdb') }) : null;
+
+  // --- per-port sampling state, rebuilt only when the set of ports changes ---------------------
+  let ports = new Map<string, PortPolicy>();
+  let infos: PortInfo[] = [];
+  let prev = new Map<string, Counters>();
+  let cur = new Map<string, Counters>();
+  let rates: PortRates[] = [];
+  const lastRates = new Map<string, PortRates>();
+
+  function rescan(): void {
+    const all = listInterfaces();
+    const names = all.map((i) => i.name);
+    const resolved = resolvePorts(policy, names);
+    const next = all.filter((i) => resolved.has(i.name));
+    const changed =
+      next.length !== infos.length ||
+      next.some((p, i) => p.name !== infos[i]!.name || p.bridge !== infos[i]!.bridge || p.ifindex !== infos[i]!.ifindex);
+    ports = resolved;
+    // watch() every rescan: sources keep fds of unchanged ports and reopen ports that failed
+    // or were recreated under the same name (new ifindex).
+    for (const s of sources) s.watch(next);
+    if (!changed) return;
+    const added = next.filter((p) => !prev.has(p.name)).map((p) => p.name);
+    const removed = infos.filter((p) => !resolved.has(p.name)).map((p) => p.name);
+    infos = next;
+    const np = new Map<string, Counters>();
+    const nc = new Map<string, Counters>();
+    for (const p of infos) {
+      np.set(p.name, prev.get(p.name) ?? emptyCounters());
+      nc.set(p.name, cur.get(p.name) ?? emptyCounters());
+    }
+    prev = np;
+    cur = nc;
+    rates = infos.map((p) => lastRates.get(p.name) ?? blankRates(p));
+    for (const r of rates) lastRates.set(r.port, r);
+    log.info({ component: 'ports', watched: infos.map((p) => ({ port: p.name, bridge: p.bridge, role: ports.get(p.name)?.role })), added, removed }, 'watched ports changed');
+  }
+
+  // --- core state --------------------------------------------------------------------------
+  let det = initialDetectorState();
+  let brk = initialBreakerState();
+  const tripped = trippedPorts(replay.events);
+  if (tripped.size > 0) {
+    brk = restoreTripped(brk, [...tripped.values()].map((t) => ({ port: t.port, evidence: t.event.evidence, since: t.since })));
+  }
+  const results: ActionResult[] = [];
+  const operator: OperatorCommand[] = [];
+  const tick: { tNs: number; ports: PortRates[]; fdbMoves: Tick['fdbMoves'] } = { tNs: 0, ports: [], fdbMoves: [] };
+  const input = { tNs: 0, wallMs: 0, verdicts: [] as Verdict[], results, operator };
+  let lastT = hrNs();
+  let activeUntil = 0;
+  let periodMs = policy.sampling.idleMs;
+  let ticks = 0;
+  let lastTickAt = lastT;
+  let maxLagMs = 0;
+  let timer: NodeJS.Timeout | null = null;
+  let stopped = false;
+  let tripwire: Tripwire | null = null;
+  let tripwireFiredAt = 0;
+
+  function execute(cmd: ActionRequest): void {
+    const actionOpts = { timeoutMs: policy.actions.timeoutMs, retries: policy.actions.retries };
+    executeLinkAction(cmd, actionOpts).then(
+      (r) => {
+        results.push(r);
+        wake();
+      },
+      (err: unknown) => {
+        results.push({ kind: cmd.kind, port: cmd.port, ok: false, via: 'none', durationMs: 0, attempts: 0, error: (err as Error).message, verified: false });
+        wake();
+      },
+    );
+  }
+
+  function runCore(t: number): void {
+    input.tNs = t;
+    input.wallMs = Date.now();
+    const out = breakerStep(brk, input, ports, policy);
+    brk = out.state;
+    results.length = 0;
+    operator.length = 0;
+    for (const e of out.events) record(e);
+    for (const c of out.commands) execute(c);
+  }
+
+  function sample(): void {
+    const t = hrNs();
+    const dt = t - lastT;
+    lastT = t;
+    for (const c of cur.values()) c.ok = true;
+    for (const s of sources) s.read(cur);
+    let warm = false;
+    for (let i = 0; i < infos.length; i++) {
+      const p = infos[i]!;
+      const r = computeRates(prev.get(p.name)!, cur.get(p.name)!, dt, p.name, p.bridge, rates[i]!);
+      const th = ports.get(p.name)?.thresholds;
+      if (th && r.valid) {
+        const m = Number.isFinite(r.floodPps) ? r.floodPps : r.rxPps * (th.clearPps / th.floodPps);
+        if (m >= th.clearPps || r.txPps >= th.clearPps) warm = true;
+      }
+    }
+    const swap = prev;
+    prev = cur;
+    cur = swap;
+    tick.tNs = t;
+    tick.ports = rates;
+    tick.fdbMoves = fdb ? fdb.drain() : [];
+    const d = detectStep(det, tick, ports, policy);
+    det = d.state;
+    input.verdicts = d.verdicts as Verdict[];
+    if (d.verdicts.length > 0 || results.length > 0 || operator.length > 0 || t < busyUntil || breakerBusy(brk, t)) runCore(t);
+    if (warm || d.verdicts.length > 0) activeUntil = t + policy.sampling.activeHoldMs * 1e6;
+    periodMs = t < activeUntil ? policy.sampling.activeMs : policy.sampling.idleMs;
+    ticks++;
+  }
+
+  // The breaker needs ticks while an action is in flight or settling, even when no verdict comes.
+  let busyUntil = 0;
+
+  function onTripwire(): void {
+    if (stopped) return;
+    const now = hrNs();
+    tripwireFiredAt = now;
+    if (now < activeUntil) return; // already sampling fast
+    activeUntil = now + TRIPWIRE_BURST_MS * 1e6;
+    if (timer) clearTimeout(timer);
+    loop(); // a fresh reference sample now; the next one, activeMs later, measures the storm
+  }
+
+  function loop(): void {
+    if (stopped) return;
+    const now = hrNs();
+    const lag = (now - lastTickAt) / 1e6 - periodMs;
+    if (lag > maxLagMs) maxLagMs = lag;
+    lastTickAt = now;
+    try {
+      sample();
+    } catch (err) {
+      log.error({ component: 'sampler', err: (err as Error).message, stack: (err as Error).stack }, 'sampling tick failed');
+    }
+    if (tripwire && !tripwire.armed && lastT >= activeUntil && lastT - tripwireFiredAt >= TRIPWIRE_REARM_MS * 1e6) tripwire.arm();
+    timer = setTimeout(loop, periodMs);
+  }
+
+  function wake(): void {
+    // An action result or an operator command: run the core now rather than waiting a tick.
+    if (stopped) return;
+    busyUntil = hrNs() + (policy.breaker.settleMs + 50) * 1e6;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(loop, 0);
+  }
+
+  // --- keep tripped ports down (someone may have brought one up by hand) -------------------------
+  function reassert(): void {
+    for (const p of portStates(brk)) {
+      if (p.state !== 'tripped') continue;
+      const up = isAdminUp(p.port);
+      if (up !== true || !isValidIfName(p.port)) continue;
+      executeLinkAction({ kind: 'link-down', port: p.port, reason: 'reassert' }, { timeoutMs: policy.actions.timeoutMs, retries: policy.actions.retries }).then((r) => {
+        record({ ts: new Date().toISOString(), event: r.ok ? 'reassert' : 'action-failed', port: p.port, reason: r.ok ? 'port was tripped and found up; put down again until an operator restores it' : `could not put tripped port down again: ${r.error}`, policyHash: policy.hash, action: r });
+      });
+    }
+  }
+
+  rescan();
+  reassert();
+  const slow = setInterval(() => {
+    try {
+      rescan();
+      reassert();
+    } catch (err) {
+      log.error({ component: 'ports', err: (err as Error).message }, 'rescan failed');
+    }
+  }, RESCAN_MS);
+
+  // --- control socket ----------------------------------------------------------------------
+  const server: Server = await startControlServer(
+    opts.socketPath,
+    async (cmd, args) => {
+      const port = typeof args.port === 'string' ? args.port : '';
+      const reason = typeof args.reason === 'string' && args.reason ? args.reason : 'operator request';
+      switch (cmd) {
+        case 'status':
+          return status();
+        case 'why': {
+          if (port) return lastTrip.get(port) ?? null;
+          let latest: JournalEvent | null = null;
+          for (const e of lastTrip.values()) if (!latest || e.ts > latest.ts) latest = e;
+          return latest;
+        }
+        case 'events':
+          return recentEvents.filter((e) => !port || e.port === port);
+        case 'trip':
+        case 'restore': {
+          if (!ports.has(port)) throw new ControlError('E_UNKNOWN_PORT', `port ${JSON.stringify(port)} is not watched by the policy`);
+          operator.push({ kind: cmd, port, reason, by: `client (claimed ${String(args.user ?? 'unknown')})` });
+          wake();
+          return { accepted: true, port, cmd };
+        }
+        default:
+          throw new ControlError('E_UNKNOWN_CMD', `unknown command ${JSON.stringify(cmd)}`);
+      }
+    },
+    warn('control'),
+  );
+
+  function status() {
+    const states = new Map(portStates(brk).map((p) => [p.port, p.state] as const));
+    return {
+      policy: { file: policy.file, hash: policy.hash, dryRun: policy.dryRun },
+      health: {
+        ticks,
+        periodMs,
+        lastTickAgeMs: (hrNs() - lastTickAt) / 1e6,
+        maxLagMs,
+        sources: sources.map((s) => s.id).concat(fdb ? ['fdb'] : [], tripwire ? ['tripwire'] : []),
+        broadcastCounting: !('error' in addon),
+      },
+      ports: infos.map((p) => {
+        const pp = ports.get(p.name);
+        const r = lastRates.get(p.name);
+        return {
+          port: p.name,
+          bridge: p.bridge,
+          role: pp?.role,
+          protected: pp?.protected,
+          state: states.get(p.name) ?? 'forwarding',
+          rxPps: r && r.valid ? Math.round(r.rxPps) : null,
+          floodPps: r && r.valid && Number.isFinite(r.floodPps) ? Math.round(r.floodPps) : null,
+          txPps: r && r.valid ? Math.round(r.txPps) : null,
+          lastEvent: [...recentEvents].reverse().find((e) => e.port === p.name)?.event ?? null,
+        };
+      }),
+    };
+  }
+
+  if (!('error' in addon)) {
+    try {
+      tripwire = createTripwire(addon, onTripwire, warn('tripwire'));
+    } catch (err) {
+      log.warn({ component: 'tripwire', err: (err as Error).message }, 'tripwire unavailable; storms are seen at the next idle sample');
+    }
+  }
+  loop();
+  log.info({ component: 'daemon', policy: policy.file, policyHash: policy.hash, socket: opts.socketPath, dryRun: policy.dryRun, ports: infos.length }, 'stormbreaker running');
+
+  return {
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      clearInterval(slow);
+      for (const s of sources) s.close();
+      tripwire?.close();
+      fdb?.close();
+      fdb = null;
+      await new Promise<void>((r) => server.close(() => r()));
+      record({ ts: new Date().toISOString(), event: 'stop', port: '', reason: 'agent stopped', policyHash: policy.hash });
+      journal.close();
+    },
+  };
+}
+
+function blankRates(p: PortInfo): PortRates {
+  return { port: p.name, bridge: p.bridge, dtMs: 0, rxPps: 0, txPps: 0, rxBps: 0, floodPps: NaN, bcastPps: NaN, valid: false };
+}
