@@ -21,7 +21,7 @@ program
 program
   .command('run')
   .description('run the agent in the foreground (JSON logs on stdout)')
-  .requiredOption('--policy <path>', 'policy file (YAML, version: 1)')
+  .requiredOption('--policy <path>', 'policy file or directory of *.yaml files (version: 1)')
   .option('--state-dir <dir>', 'where the journal lives', DEFAULT_STATE)
   .option('--socket <path>', 'control socket path', DEFAULT_SOCKET)
   .option('--dry-run', 'decide and journal "would-trip", never touch a link', false)
@@ -84,7 +84,7 @@ client('events', 'recent journal events', (c) => c.option('--port <port>'), (o) 
 const policyCmd = program.command('policy').description('policy tools');
 policyCmd
   .command('check')
-  .description('validate policy files; errors as file:line:col: field: message')
+  .description('validate policy files or directories; every error as file:line:col: field: message')
   .argument('<paths...>')
   .action(async (paths: string[]) => {
     let bad = 0;

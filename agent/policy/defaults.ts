@@ -57,6 +57,11 @@ export const POLICY_DEFAULTS: Readonly<PolicyDefaults> = deepFreeze({
 export const POLICY_VERSION = 1;
 /** Files above this are rejected before parsing (a policy is a few KiB; this bounds parse time). */
 export const MAX_POLICY_BYTES = 1024 * 1024;
+/**
+ * Most policy files read from one directory. A policy directory is a handful of files (base,
+ * site, host); this bounds work and memory (each file may be up to MAX_POLICY_BYTES).
+ */
+export const MAX_POLICY_FILES = 100;
 /** Alias dereferences allowed per file: plenty for sharing a thresholds block, far too few for an alias bomb. */
 export const MAX_ALIAS_COUNT = 100;
 /** Flow collections (`[`/`{`) nested deeper than this are rejected before the YAML parser sees them. */

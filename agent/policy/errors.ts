@@ -5,11 +5,11 @@
 export type PolicyErrorCode =
   /** The file could not be read (missing, unreadable, not a regular file). line/col are 0. */
   | 'E_POLICY_IO'
-  /** The file is larger than MAX_POLICY_BYTES; rejected before parsing. line/col are 0. */
+  /** The file is larger than MAX_POLICY_BYTES, or a directory holds more than MAX_POLICY_FILES; rejected before parsing. line/col are 0. */
   | 'E_POLICY_SIZE'
   /** NUL bytes or invalid UTF-8: not a text file. */
   | 'E_POLICY_BINARY'
-  /** No YAML content at all (empty, whitespace or comments only). */
+  /** No YAML content at all (empty, whitespace or comments only); or a policy directory with no *.yaml/*.yml files (line/col 0). */
   | 'E_POLICY_EMPTY'
   /** YAML syntax error or warning (position from the yaml package), or nesting too deep. */
   | 'E_POLICY_YAML'
@@ -19,9 +19,9 @@ export type PolicyErrorCode =
   | 'E_POLICY_TYPE'
   /** A key the schema does not know (typos must not silently fall back to defaults). */
   | 'E_POLICY_UNKNOWN_KEY'
-  /** A key written twice in one mapping, a repeated `match`, or a repeated role in a list. */
+  /** A key written twice in one mapping, a repeated `match` (also across a directory's files), or a repeated role in a list. */
   | 'E_POLICY_DUPLICATE'
-  /** A required key is absent. */
+  /** A required key is absent (`version` is required in every file of a directory). */
   | 'E_POLICY_MISSING'
   /** A number outside its allowed range, or two numbers that contradict each other. */
   | 'E_POLICY_RANGE'

@@ -1,19 +1,21 @@
 // Policy loading: text -> Policy or a list of every error with its file:line:col.
-//   parsePolicy     pure: checks that need no parser (size, NUL, nesting), YAML parse, then
-//                   schema.ts (each value on its own) and resolve.ts (defaults, cross-checks).
-//   loadPolicyFile  the I/O edge: read one file with a size cap, then parsePolicy.
-// A directory of files will be: loadPolicyFile per file -> SchemaWalker inputs -> merge ->
-// resolvePolicy once (resolve.ts already takes positions from each value, not from one file).
+//   parsePolicy   pure: checks that need no parser (size, NUL, nesting), YAML parse, then
+//                 schema.ts (each value on its own) and resolve.ts (defaults, cross-checks).
+//   loadPolicy    the I/O edge: one file (read with a size cap, then as parsePolicy), or a
+//                 directory: every *.yaml/*.yml in it, each walked by schema.ts on its own,
+//                 merged by merge.ts (precedence documented there), resolved once.
 import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, readdir, stat, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import type { Policy } from '../types.js';
 import { checkAliases } from './aliases.js';
-import { MAX_FLOW_DEPTH, MAX_POLICY_BYTES } from './defaults.js';
+import { MAX_FLOW_DEPTH, MAX_POLICY_BYTES, MAX_POLICY_FILES } from './defaults.js';
 import { PolicyError, type PolicyErrorCode } from './errors.js';
+import { mergePolicyInputs } from './merge.js';
 import { resolvePolicy } from './resolve.js';
-import { SchemaWalker } from './schema.js';
+import { SchemaWalker, type PolicyInput } from './schema.js';
 
 export type PolicyResult = { policy: Policy } | { errors: PolicyError[] };
 
@@ -21,30 +23,128 @@ export type PolicyResult = { policy: Policy } | { errors: PolicyError[] };
 const MAX_YAML_ERRORS = 20;
 /** Schema errors past this many are summarised (every one is still counted). */
 const MAX_ERRORS = 100;
+/**
+ * Which names in a policy directory are policy files: what the shell glob `*.yaml *.yml` gives,
+ * so dot files (editor locks like `.#x.yaml`, hidden backups) are never loaded by surprise.
+ */
+const POLICY_FILE_RE = /^[^.].*\.ya?ml$/s;
 
 /**
  * Parse and validate one policy file's text. Never throws: every problem, including parser
  * failures, comes back as a PolicyError. `file` is used for messages and `policy.file` as given.
  */
 export function parsePolicy(text: string, file: string): PolicyResult {
-  return parseWithHash(text, file, () => sha12(Buffer.from(text, 'utf8')));
+  const r = walkText(text, file);
+  if (!r.input) return { errors: r.errors };
+  return resolveOne(r.input, r.errors, file, () => sha12(Buffer.from(text, 'utf8')));
 }
 
 /**
- * Read and parse one policy file. I/O problems become E_POLICY_IO at line 0 col 0; the hash is
- * of the bytes on disk.
+ * Load a policy from a file or a directory. Never throws. I/O problems become E_POLICY_IO at
+ * line 0 col 0.
+ *
+ * A file: `policy.hash` is the sha256 of its bytes on disk (first 12 hex chars).
+ *
+ * A directory: every `*.yaml` / `*.yml` directly in it (not recursive, no dot files), in name
+ * order by UTF-16 code units (`10-base.yaml` < `20-site.yaml`; use numeric prefixes). Settings
+ * merge key by key, later files winning; `ports` lists are concatenated in file order, so an
+ * earlier file's rule wins on first match (see merge.ts). Every file needs `version: 1`; errors
+ * keep each file's own path and line:col; a `match` repeated in two files is an error naming
+ * both. `policy.file` is the directory as given; `policy.hash` is the sha256, over the files in
+ * name order, of `name NUL byteLength NUL bytes` (so renaming, adding or removing a file
+ * changes it too). A directory with no policy files is E_POLICY_EMPTY at 0:0.
+ */
+export async function loadPolicy(path: string): Promise<PolicyResult> {
+  try {
+    const st = await stat(path);
+    if (st.isDirectory()) return await loadDirectory(path);
+  } catch (cause) {
+    return fileError('E_POLICY_IO', path, cannotRead(cause), cause);
+  }
+  const r = await loadText(path);
+  if ('errors' in r) return r;
+  const w = walkText(r.text, path);
+  if (!w.input) return { errors: w.errors };
+  return resolveOne(w.input, w.errors, path, () => sha12(r.bytes));
+}
+
+/**
+ * The name the daemon and the CLI have always called: now the same as loadPolicy, so it accepts
+ * a directory as well as a file.
  */
 export async function loadPolicyFile(path: string): Promise<PolicyResult> {
+  return loadPolicy(path);
+}
+
+async function loadDirectory(dir: string): Promise<PolicyResult> {
+  let names: string[];
+  try {
+    names = (await readdir(dir)).filter((n) => POLICY_FILE_RE.test(n));
+  } catch (cause) {
+    return fileError('E_POLICY_IO', dir, cannotRead(cause), cause);
+  }
+  // Code-unit order, not localeCompare: the same order on every machine and locale.
+  names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  if (names.length === 0) return fileError('E_POLICY_EMPTY', dir, 'directory has no *.yaml or *.yml policy files');
+  if (names.length > MAX_POLICY_FILES) {
+    return fileError('E_POLICY_SIZE', dir, `${names.length} policy files; at most ${MAX_POLICY_FILES} are read from one directory`);
+  }
+
+  const files = names.map((n) => join(dir, n));
+  const errors: PolicyError[] = [];
+  const inputs: PolicyInput[] = [];
+  const bytes: Buffer[] = [];
+  let fatal = false;
+  // One at a time: a policy directory holds a handful of small files, and order matters below.
+  for (const file of files) {
+    const r = await loadText(file);
+    if ('errors' in r) {
+      errors.push(...r.errors);
+      fatal = true;
+      continue;
+    }
+    bytes.push(r.bytes);
+    const w = walkText(r.text, file);
+    errors.push(...w.errors);
+    if (w.input) inputs.push(w.input);
+    else fatal = true;
+  }
+  const merged = mergePolicyInputs(inputs, dir);
+  errors.push(...merged.errors);
+  // A file that could not be read or parsed contributes nothing, so cross-checks of the rest
+  // would judge a policy nobody wrote; report what each file has on its own and stop.
+  if (fatal) return { errors: capErrors(errors, MAX_ERRORS, 'errors', files) };
+  return resolveOne(merged.input, errors, dir, () => dirHash(names, bytes), files);
+}
+
+/** Stage 2 for one input (one file, or a merged directory), then the hash when all is well. */
+function resolveOne(input: PolicyInput, walkErrors: PolicyError[], file: string, hash: () => string, order?: readonly string[]): PolicyResult {
+  try {
+    const { policy, errors } = resolvePolicy(input, file, '');
+    const all = [...walkErrors, ...errors];
+    if (all.length > 0) return { errors: capErrors(all, MAX_ERRORS, 'errors', order) };
+    policy.hash = hash();
+    return { policy };
+  } catch (cause) {
+    return parserFailed(file, cause);
+  }
+}
+
+/** Read one file with the size cap and check it is UTF-8 text. */
+async function loadText(path: string): Promise<{ text: string; bytes: Buffer } | { errors: PolicyError[] }> {
   let fh: FileHandle | undefined;
   let bytes: Buffer;
   try {
     fh = await open(path, 'r');
     const st = await fh.stat();
-    if (st.isDirectory()) return fileError('E_POLICY_IO', path, 'is a directory (give one policy file)');
+    // Only reachable inside a policy directory (a `x.yaml/` subdirectory), or if the path
+    // changed between stat and open: either way the operator meant something else.
+    if (st.isDirectory()) return fileError('E_POLICY_IO', path, 'is a directory (policy directories are not read recursively)');
     if (!st.isFile()) return fileError('E_POLICY_IO', path, 'not a regular file');
     if (st.size > MAX_POLICY_BYTES) return tooLarge(path, st.size);
-    // Read at most one byte past the cap: a file that grows while we read is still refused.
-    const buf = Buffer.alloc(MAX_POLICY_BYTES + 1);
+    // Read at most one byte past the size stat gave (not a 1 MiB buffer per file: a directory
+    // is several files): a file that grows while we read is refused, not half read.
+    const buf = Buffer.alloc(st.size + 1);
     let n = 0;
     for (;;) {
       const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
@@ -52,11 +152,10 @@ export async function loadPolicyFile(path: string): Promise<PolicyResult> {
       n += bytesRead;
       if (n === buf.length) break;
     }
-    if (n > MAX_POLICY_BYTES) return tooLarge(path, n);
+    if (n > st.size) return fileError('E_POLICY_IO', path, 'changed while being read (try again once it is written)');
     bytes = buf.subarray(0, n);
   } catch (cause) {
-    const c = cause as NodeJS.ErrnoException;
-    return fileError('E_POLICY_IO', path, `cannot read: ${c.code ?? ''}${c.code ? ' ' : ''}${c.message}`, cause);
+    return fileError('E_POLICY_IO', path, cannotRead(cause), cause);
   } finally {
     await fh?.close().catch(() => undefined);
   }
@@ -70,21 +169,25 @@ export async function loadPolicyFile(path: string): Promise<PolicyResult> {
     const what = at === nul ? 'contains a NUL byte' : 'is not valid UTF-8';
     return { errors: [errorAt('E_POLICY_BINARY', path, text, at, `${what}: a policy must be UTF-8 text`)] };
   }
-  return parseWithHash(text, path, () => sha12(bytes));
+  return { text, bytes };
 }
 
-function parseWithHash(text: string, file: string, hash: () => string): PolicyResult {
+/**
+ * Stage 1 for one file's text: pre-parse checks, YAML, alias check, schema walk. `input` is
+ * absent when the file could not be walked at all (then `errors` says why); otherwise `errors`
+ * are the walker's, and the input holds every valid value.
+ */
+function walkText(text: string, file: string): { input?: PolicyInput; errors: PolicyError[] } {
   try {
-    return parseUnsafe(text, file, hash);
+    return walkUnsafe(text, file);
   } catch (cause) {
     // The yaml parser and our walker are meant never to throw; if one does anyway the caller
     // still gets an error, never a crash (a bad policy on reload must keep the old one).
-    const message = cause instanceof Error ? cause.message : String(cause);
-    return fileError('E_POLICY_YAML', file, `parser failed: ${message}`, cause);
+    return parserFailed(file, cause);
   }
 }
 
-function parseUnsafe(text: string, file: string, hash: () => string): PolicyResult {
+function walkUnsafe(text: string, file: string): { input?: PolicyInput; errors: PolicyError[] } {
   const size = Buffer.byteLength(text, 'utf8');
   if (size > MAX_POLICY_BYTES) return tooLarge(file, size);
   const nul = text.indexOf('\0');
@@ -125,21 +228,20 @@ function parseUnsafe(text: string, file: string, hash: () => string): PolicyResu
 
   const walker = new SchemaWalker(file, doc, lc);
   const input = walker.readPolicy();
-  const { policy, errors } = resolvePolicy(input, file, '');
-  const all = [...walker.errors, ...errors];
-  if (all.length > 0) return { errors: capErrors(all, MAX_ERRORS, 'errors') };
-  policy.hash = hash();
-  return { policy };
+  return { input, errors: walker.errors };
 }
 
 /**
  * Errors in file order (stable for errors at the same spot), at most `max` of them plus one line
  * saying how many more there were: a file of 50,000 bad keys should not print 50,000 lines.
+ * With `files` (a directory, in load order) errors are grouped by file in that order; errors
+ * about the directory itself come first.
  */
-function capErrors(errors: PolicyError[], max: number, what: string): PolicyError[] {
+function capErrors(errors: PolicyError[], max: number, what: string, files?: readonly string[]): PolicyError[] {
+  const rank = (e: PolicyError): number => files?.indexOf(e.file) ?? 0;
   const sorted = errors
-    .map((e, i) => ({ e, i }))
-    .sort((a, b) => a.e.line - b.e.line || a.e.col - b.e.col || a.i - b.i)
+    .map((e, i) => ({ e, i, f: rank(e) }))
+    .sort((a, b) => a.f - b.f || a.e.line - b.e.line || a.e.col - b.e.col || a.i - b.i)
     .map((x) => x.e);
   if (sorted.length <= max) return sorted;
   const shown = sorted.slice(0, max);
@@ -177,11 +279,35 @@ function sha12(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex').slice(0, 12);
 }
 
-function tooLarge(file: string, size: number): PolicyResult {
+/**
+ * A directory's hash: sha256 over each file in load order as `name NUL byteLength NUL bytes`.
+ * The name and the length frame each file, so moving a line from one file to the next, or
+ * renaming a file (which may change precedence), changes the hash.
+ */
+function dirHash(names: readonly string[], bytes: readonly Buffer[]): string {
+  const h = createHash('sha256');
+  names.forEach((name, i) => {
+    const b = bytes[i] ?? Buffer.alloc(0);
+    h.update(`${name}\0${b.length}\0`, 'utf8').update(b);
+  });
+  return h.digest('hex').slice(0, 12);
+}
+
+function cannotRead(cause: unknown): string {
+  const c = cause as NodeJS.ErrnoException;
+  return `cannot read: ${c.code ?? ''}${c.code ? ' ' : ''}${c.message}`;
+}
+
+function parserFailed(file: string, cause: unknown): { errors: PolicyError[] } {
+  const message = cause instanceof Error ? cause.message : String(cause);
+  return fileError('E_POLICY_YAML', file, `parser failed: ${message}`, cause);
+}
+
+function tooLarge(file: string, size: number): { errors: PolicyError[] } {
   return fileError('E_POLICY_SIZE', file, `${size} bytes is larger than the ${MAX_POLICY_BYTES}-byte limit for a policy file`);
 }
 
-function fileError(code: PolicyErrorCode, file: string, message: string, cause?: unknown): PolicyResult {
+function fileError(code: PolicyErrorCode, file: string, message: string, cause?: unknown): { errors: PolicyError[] } {
   return { errors: [new PolicyError({ code, file, line: 0, col: 0, field: '(file)', message, cause })] };
 }
 

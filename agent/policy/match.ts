@@ -1,6 +1,6 @@
 // Which policy rule governs a port. Pure: plain data in, plain data out.
 import { isValidIfName } from '../host/names.js';
-import type { Policy, PortPolicy } from '../types.js';
+import type { Policy, PortPolicy, Role, Thresholds } from '../types.js';
 
 /**
  * Anchored RegExp for an interface-name glob: `*` any run (also empty), `?` one character,
@@ -58,6 +58,73 @@ export function resolvePorts(policy: Policy, names: readonly string[]): Map<stri
   for (const name of names) {
     const p = firstMatch(policy, matchers, name);
     if (p) out.set(name, p);
+  }
+  return out;
+}
+
+/** One watched port as the policy sees it: the data behind `stormbreaker policy show`. */
+export interface EffectivePort {
+  port: string;
+  role: Role;
+  protected: boolean;
+  /**
+   * The rule that matched: its index in policy.ports, its glob, and its 1-based line in the file
+   * that wrote it (for a policy directory, line is within that file; Policy does not record which).
+   */
+  rule: { index: number; line: number; match: string };
+  /** The rule's thresholds merged over policy.defaults: what the detector will use. */
+  thresholds: Thresholds;
+  /** Which of those the rule itself wrote (the rest come from defaults). */
+  fromRule: Array<keyof Thresholds>;
+  /**
+   * Lower is shut first among loop members; Infinity: never chosen (role not in shutOrder).
+   * Note JSON.stringify turns Infinity into null.
+   */
+  shutRank: number;
+  dryRun: boolean;
+}
+
+export interface EffectivePolicy {
+  /** Watched ports, in the order the names were given (each name once). */
+  ports: EffectivePort[];
+  /** Valid interface names no rule matches: not watched, never shut. */
+  unmatched: string[];
+  /** Names that cannot be Linux interface names: never matched, by any rule (not in unmatched). */
+  invalid: string[];
+}
+
+/**
+ * What the policy does with each of `names` (e.g. the host's interfaces): the rule that governs
+ * it and the values that follow from it, exactly as resolvePorts would give the daemon. Pure.
+ * A name given twice is reported once.
+ */
+export function effectivePolicy(policy: Policy, names: readonly string[]): EffectivePolicy {
+  const matchers = policy.ports.map((r) => globToRegExp(r.match));
+  const out: EffectivePolicy = { ports: [], unmatched: [], invalid: [] };
+  const seen = new Set<string>();
+  for (const name of names) {
+    if (seen.has(name)) continue;
+    seen.add(name);
+    if (!isValidIfName(name)) {
+      out.invalid.push(name);
+      continue;
+    }
+    const p = firstMatch(policy, matchers, name);
+    const rule = p ? policy.ports[p.rule] : undefined;
+    if (!p || !rule) {
+      out.unmatched.push(name);
+      continue;
+    }
+    out.ports.push({
+      port: name,
+      role: p.role,
+      protected: p.protected,
+      rule: { index: p.rule, line: rule.line, match: rule.match },
+      thresholds: p.thresholds,
+      fromRule: (Object.keys(p.thresholds) as Array<keyof Thresholds>).filter((k) => rule.thresholds[k] !== undefined),
+      shutRank: p.shutRank,
+      dryRun: p.dryRun,
+    });
   }
   return out;
 }

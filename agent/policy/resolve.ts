@@ -1,6 +1,7 @@
 // Stage 2 of loading: fill in defaults and check values against each other (clearPps < floodPps,
 // activeMs <= idleMs, one rule per name). Works on a PolicyInput, whose values carry their own
-// file:line:col, so a future directory loader can merge several files' inputs and call this once.
+// file:line:col, so a policy directory (merge.ts) is resolved once, with every error still
+// blaming the file that wrote the value.
 import type { Policy, Role, Thresholds } from '../types.js';
 import { POLICY_DEFAULTS } from './defaults.js';
 import { PolicyError, type PolicyErrorCode } from './errors.js';
@@ -21,6 +22,10 @@ export function resolvePolicy(input: PolicyInput, file: string, hash: string): R
     errors.push(new PolicyError({ code, file: at.file, line: at.line, col: at.col, field: at.field, message }));
   };
   const bad = (field: string): boolean => isBad(input.bad, field);
+  // Rule fields (`ports[0].role`) are numbered per file, so a rule is judged by its own file's set.
+  const ruleBad = (rule: RuleInput, field: string): boolean => isBad(input.badByFile?.get(rule.file) ?? input.bad, field);
+  // Load order of a value's file; 0 for a single file, where every value shares the file.
+  const order = (l: Located<unknown>): number => input.files?.indexOf(l.file) ?? 0;
 
   if (!input.version && !bad('version')) {
     err('E_POLICY_MISSING', { ...input.root, file: input.file, field: 'version' }, 'required: add `version: 1` at the top');
@@ -36,12 +41,16 @@ export function resolvePolicy(input: PolicyInput, file: string, hash: string): R
   // bounds reaction time.
   if (!bad('sampling.idleMs') && !bad('sampling.activeMs') && sampling.activeMs > sampling.idleMs) {
     const { activeMs, idleMs } = input.sampling;
-    if (activeMs) err('E_POLICY_RANGE', activeMs, `must be <= sampling.idleMs (${sampling.idleMs}${idleMs ? '' : ', the default'})`);
-    else if (idleMs) err('E_POLICY_RANGE', idleMs, `must be >= sampling.activeMs (${sampling.activeMs}, the default)`);
+    // Blame activeMs, unless idleMs was written in a later file of a directory: that file made the conflict.
+    if (activeMs && !(idleMs && order(idleMs) > order(activeMs))) {
+      err('E_POLICY_RANGE', activeMs, `must be <= sampling.idleMs (${sampling.idleMs}${idleMs ? elsewhere(idleMs, activeMs) : ', the default'})`);
+    } else if (idleMs) {
+      err('E_POLICY_RANGE', idleMs, `must be >= sampling.activeMs (${sampling.activeMs}${activeMs ? elsewhere(activeMs, idleMs) : ', the default'})`);
+    }
   }
 
   const defaults = mergeThresholds(D.defaults, input.defaults);
-  checkClearBelowFlood(input.defaults, D.defaults, 'the built-in default', 'defaults', bad, err);
+  checkClearBelowFlood(input.defaults, D.defaults, {}, 'the built-in default', 'defaults', bad, err, order);
 
   const ports: Policy['ports'] = [];
   const firstByMatch = new Map<string, RuleInput>();
@@ -50,7 +59,9 @@ export function resolvePolicy(input: PolicyInput, file: string, hash: string): R
     const m = rule.match.value;
     const dup = firstByMatch.get(m);
     if (dup) {
-      err('E_POLICY_DUPLICATE', rule.match, `same match as ${dup.field} (line ${dup.line}); the first rule wins, so this one never applies`);
+      // Across the files of a directory, name the other file: both places are needed to fix it.
+      const first = dup.file === rule.file ? `${dup.field} (line ${dup.line})` : `${dup.field} at ${dup.match.file}:${dup.match.line}:${dup.match.col}`;
+      err('E_POLICY_DUPLICATE', rule.match, `same match as ${first}; the first rule wins, so this one never applies`);
     } else {
       firstByMatch.set(m, rule);
       // A literal name that an earlier glob already matches can never apply: almost always an
@@ -58,17 +69,22 @@ export function resolvePolicy(input: PolicyInput, file: string, hash: string): R
       if (!/[*?]/.test(m)) {
         const shadow = earlier.find((e) => e.re.test(m));
         if (shadow) {
+          const s = shadow.rule;
+          const g = JSON.stringify(s.match.value);
           err(
             'E_POLICY_VALUE',
             rule.match,
-            `never applies: ${shadow.rule.field} (${JSON.stringify(shadow.rule.match.value)}, line ${shadow.rule.line}) matches ${m} first; move this rule above it`,
+            s.file === rule.file
+              ? `never applies: ${s.field} (${g}, line ${s.line}) matches ${m} first; move this rule above it`
+              : `never applies: ${s.field} (${g} at ${s.match.file}:${s.match.line}:${s.match.col}) matches ${m} first; earlier files' rules win, so move this rule into that file above it`,
           );
         }
       }
       earlier.push({ rule, re: globToRegExp(m) });
     }
     if (!bad('defaults')) {
-      checkClearBelowFlood(rule.thresholds, defaults, 'from defaults', `${rule.field}.thresholds`, (f) => bad(f) || bad(`defaults.${f.slice(f.lastIndexOf('.') + 1)}`), err);
+      const fieldBad = (f: string): boolean => ruleBad(rule, f) || bad(`defaults.${f.slice(f.lastIndexOf('.') + 1)}`);
+      checkClearBelowFlood(rule.thresholds, defaults, input.defaults, 'from defaults', `${rule.field}.thresholds`, fieldBad, err, order);
     }
     const thresholds: Partial<Thresholds> = {};
     for (const [k, v] of Object.entries(rule.thresholds) as Array<[ThresholdKey, Located<number>]>) thresholds[k] = v.value;
@@ -117,15 +133,19 @@ function mergeThresholds(base: Thresholds, written: ThresholdSection): Threshold
 
 /**
  * clearPps must stay below floodPps after merging, or a hot port could never cool (or would be
- * hot and cool at once). Blame the value this section wrote: clearPps if written, else floodPps.
+ * hot and cool at once). Blame the value this section wrote: clearPps if written, else floodPps;
+ * when a directory's files wrote both, the one from the later file (it made the conflict).
+ * `baseAt` says where the base values were written, if anywhere, for the message.
  */
 function checkClearBelowFlood(
   written: ThresholdSection,
   base: Thresholds,
+  baseAt: ThresholdSection,
   baseName: string,
   section: string,
   bad: (field: string) => boolean,
   err: (code: PolicyErrorCode, at: Pos & { file: string; field: string }, message: string) => void,
+  order: (l: Located<unknown>) => number,
 ): void {
   if (bad(`${section}.clearPps`) || bad(`${section}.floodPps`)) return;
   const { clearPps, floodPps } = written;
@@ -133,15 +153,25 @@ function checkClearBelowFlood(
   const clear = clearPps?.value ?? base.clearPps;
   const flood = floodPps?.value ?? base.floodPps;
   if (clear < flood) return;
-  if (clearPps) err('E_POLICY_RANGE', clearPps, `must be < floodPps (${flood}${floodPps ? '' : `, ${baseName}`})`);
-  else if (floodPps) err('E_POLICY_RANGE', floodPps, `must be > clearPps (${clear}, ${baseName})`);
+  if (clearPps && !(floodPps && order(floodPps) > order(clearPps))) {
+    const from = floodPps ? elsewhere(floodPps, clearPps) : `, ${baseName}${elsewhere(baseAt.floodPps, clearPps)}`;
+    err('E_POLICY_RANGE', clearPps, `must be < floodPps (${flood}${from})`);
+  } else if (floodPps) {
+    const from = clearPps ? elsewhere(clearPps, floodPps) : `, ${baseName}${elsewhere(baseAt.clearPps, floodPps)}`;
+    err('E_POLICY_RANGE', floodPps, `must be > clearPps (${clear}${from})`);
+  }
+}
+
+/** `, set at file:line:col` when `other` was written in another file than `here`, else nothing. */
+function elsewhere(other: Located<unknown> | undefined, here: Located<unknown>): string {
+  return other && other.file !== here.file ? `, set at ${other.file}:${other.line}:${other.col}` : '';
 }
 
 /**
  * True when field or any enclosing field (`ports[2]` for `ports[2].role`, '' for the document)
  * was invalid.
  */
-function isBad(bad: ReadonlySet<string>, field: string): boolean {
+export function isBad(bad: ReadonlySet<string>, field: string): boolean {
   if (bad.has('')) return true;
   let f = field;
   for (;;) {

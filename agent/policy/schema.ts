@@ -1,7 +1,7 @@
 // Stage 1 of loading: walk one file's YAML syntax tree and check every value on its own (type,
 // range, allowed keys), remembering where each was written. Nothing here knows defaults or
-// compares two fields: that is resolve.ts, so a later directory loader can merge several files'
-// inputs first and cross-check the merged result with each value's own file:line:col.
+// compares two fields: that is resolve.ts; merge.ts combines several files' inputs first (a policy
+// directory), and the cross-checks still blame each value's own file:line:col.
 //
 // The tree is walked directly instead of calling doc.toJS(): toJS loses positions, and walking
 // lets us count alias dereferences ourselves (MAX_ALIAS_COUNT) so an alias bomb costs nothing.
@@ -59,6 +59,13 @@ export interface PolicyInput {
   ports?: RuleInput[];
   /** Fields that were written but invalid: cross-checks involving them are skipped (no cascades). */
   bad: Set<string>;
+  /**
+   * Set only on a merged (directory) input, see merge.ts. `files` is the load order, so a
+   * cross-check between values from two files can blame the later one (it made the conflict);
+   * `badByFile` holds each file's own bad set, since rule fields (`ports[0]...`) are per file.
+   */
+  files?: readonly string[];
+  badByFile?: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
 const ROOT_KEYS = ['version', 'sampling', 'defaults', 'breaker', 'actions', 'fdb', 'dryRun', 'ports'] as const;
@@ -68,6 +75,21 @@ const BREAKER_KEYS = ['maxShuts', 'windowMs', 'settleMs', 'shutOrder', 'floodShu
 const ACTIONS_KEYS = ['timeoutMs', 'retries'] as const;
 const FDB_KEYS = ['enabled'] as const;
 const RULE_KEYS = ['match', 'role', 'protected', 'thresholds', 'dryRun'] as const;
+
+/**
+ * Every key the walker accepts, by section. Exported so policies/schema.json can be checked
+ * against the loader (test/unit/policy-dir.test.ts): the two must list exactly the same keys.
+ */
+export const POLICY_KEYS = {
+  root: ROOT_KEYS,
+  sampling: SAMPLING_KEYS,
+  defaults: THRESHOLD_KEYS,
+  breaker: BREAKER_KEYS,
+  actions: ACTIONS_KEYS,
+  fdb: FDB_KEYS,
+  rule: RULE_KEYS,
+  thresholds: THRESHOLD_KEYS,
+} as const;
 
 /** Interface name or glob: the Linux name alphabet plus the two glob characters. */
 const MATCH_RE = /^[A-Za-z0-9_.:@*?-]{1,15}$/;

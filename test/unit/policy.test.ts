@@ -371,10 +371,10 @@ describe('loadPolicyFile I/O edge', () => {
     expect(formatPolicyError(es[0] as PolicyError)).toMatch(new RegExp(`^${path}: \\(file\\): cannot read: ENOENT`));
   });
 
-  it('a directory is E_POLICY_IO (directories are not supported yet)', async () => {
+  it('a directory is loaded as a policy directory; one with no policy files is E_POLICY_EMPTY (see policy-dir.test.ts)', async () => {
     const es = errs(await loadPolicyFile(dir));
-    expect(brief(es)).toEqual([[0, 0, '(file)', 'E_POLICY_IO']]);
-    expect(es[0]?.message).toMatch(/directory/);
+    expect(brief(es)).toEqual([[0, 0, '(file)', 'E_POLICY_EMPTY']]);
+    expect(es[0]?.message).toMatch(/directory has no/);
   });
 
   it('a file over 1 MiB is refused without parsing', async () => {

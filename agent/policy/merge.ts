@@ -1,0 +1,99 @@
+// A policy directory: several files' PolicyInputs -> one PolicyInput for resolve.ts. Pure.
+//
+// Precedence (files are taken in name order, `10-base.yaml` before `20-site.yaml`):
+//   - Settings (sampling, defaults, breaker, actions, fdb, dryRun) merge key by key: a key the
+//     later file writes replaces the earlier value; keys it does not write are kept. A list
+//     setting (breaker.shutOrder, breaker.floodShutRoles) is one value: replaced whole.
+//   - `ports` lists are CONCATENATED in file order. Rules are first-match, so an earlier file's
+//     rule wins over a later file's for the same port: a base file pins what must never change
+//     (mgmt protected), later files add ports. Two rules with the same `match` in any files is an
+//     error naming both places, and a later literal name an earlier glob already matches is the
+//     usual "never applies" error, since neither can mean what its author wanted.
+//   - Every file must say `version: 1` itself: a file is also read on its own (editor, review,
+//     `policy check` of one file), and a version is a promise about that file's contents.
+// Each value keeps the file:line:col it was written at, so errors point into the right file.
+import { MAX_PORT_RULES } from './defaults.js';
+import { PolicyError } from './errors.js';
+import { isBad } from './resolve.js';
+import type { PolicyInput } from './schema.js';
+
+export interface Merged {
+  input: PolicyInput;
+  errors: PolicyError[];
+}
+
+/**
+ * Merge per-file inputs (already in load order) into one. `file` names the whole (the directory)
+ * and becomes Policy.file. Errors here are the ones only the directory can have: a file without
+ * `version`, and more than MAX_PORT_RULES rules in all.
+ */
+export function mergePolicyInputs(inputs: readonly PolicyInput[], file: string): Merged {
+  const errors: PolicyError[] = [];
+  const merged: PolicyInput = {
+    file,
+    root: { line: 1, col: 1 },
+    sampling: {},
+    defaults: {},
+    breaker: {},
+    actions: {},
+    fdb: {},
+    bad: new Set(),
+    files: inputs.map((i) => i.file),
+    badByFile: new Map(inputs.map((i) => [i.file, i.bad])),
+  };
+  let everyVersion = true;
+  let capped = false;
+  for (const inp of inputs) {
+    if (!inp.version) {
+      everyVersion = false;
+      if (!isBad(inp.bad, 'version')) {
+        errors.push(
+          new PolicyError({
+            code: 'E_POLICY_MISSING',
+            file: inp.file,
+            line: inp.root.line,
+            col: inp.root.col,
+            field: 'version',
+            message: 'required in every file of a policy directory: add `version: 1` at the top',
+          }),
+        );
+      }
+    } else {
+      merged.version = inp.version;
+    }
+    Object.assign(merged.sampling, inp.sampling);
+    Object.assign(merged.defaults, inp.defaults);
+    Object.assign(merged.breaker, inp.breaker);
+    Object.assign(merged.actions, inp.actions);
+    Object.assign(merged.fdb, inp.fdb);
+    if (inp.dryRun) merged.dryRun = inp.dryRun;
+    if (inp.ports) {
+      merged.ports ??= [];
+      for (const rule of inp.ports) {
+        if (capped) break;
+        if (merged.ports.length === MAX_PORT_RULES) {
+          capped = true;
+          // Same cap as one file, for the same reason: shutRank = roleIndex * 1000 + ruleIndex.
+          errors.push(
+            new PolicyError({
+              code: 'E_POLICY_RANGE',
+              file: rule.file,
+              line: rule.line,
+              col: rule.col,
+              field: rule.field,
+              message: `at most ${MAX_PORT_RULES} rules are allowed in all files of a policy directory together`,
+            }),
+          );
+          break;
+        }
+        merged.ports.push(rule);
+      }
+    }
+    // Settings: a field invalid in any file skips the cross-checks that read it (no cascades;
+    // the file is rejected anyway). Rule fields are numbered per file, so they stay in badByFile.
+    for (const f of inp.bad) if (!/^ports(\[|$)/.test(f)) merged.bad.add(f);
+  }
+  // Missing or unsupported versions were reported per file; keep resolve.ts from saying it again.
+  if (!everyVersion) merged.bad.add('version');
+  return { input: merged, errors };
+}
