@@ -336,8 +336,17 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   }
 
   if (!('error' in addon)) {
+    const prio = policy.sampling.realtimePriority;
+    if (prio > 0) {
+      try {
+        addon.setRealtime(prio);
+        log.info({ component: 'daemon', realtimePriority: prio }, 'sampling thread runs SCHED_FIFO');
+      } catch (err) {
+        log.warn({ component: 'daemon', err: (err as Error).message }, 'cannot raise scheduling priority; a storm that pegs a core may delay the agent');
+      }
+    }
     try {
-      tripwire = createTripwire(addon, onTripwire, warn('tripwire'));
+      tripwire = createTripwire(addon, onTripwire, prio);
     } catch (err) {
       log.warn({ component: 'tripwire', err: (err as Error).message }, 'tripwire unavailable; storms are seen at the next idle sample');
     }

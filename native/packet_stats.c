@@ -25,6 +25,13 @@
 //     period later; it is never used for counting.
 //   drain(fd) -> frames discarded from the queue (so a re-armed tripwire only fires on
 //     a new frame)
+//   startTripwire(onFrame, rtPriority) -> handle: the same socket read by a dedicated
+//     thread (SCHED_FIFO at rtPriority when > 0) that calls onFrame on the JS thread
+//     once per arm(handle); stopTripwire(handle). A dedicated thread rather than a read on
+//     libuv's pool so that its priority is ours to set: under a storm that pegs a core,
+//     a normal-priority waker is exactly what gets starved.
+//   setRealtime(priority) -> SCHED_FIFO for the calling (JS) thread only, reset on fork
+//     so child processes (ip, bridge monitor) and later threads run at normal priority.
 
 #include <node_api.h>
 
@@ -41,6 +48,13 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+
+#ifndef SCHED_RESET_ON_FORK
+#define SCHED_RESET_ON_FORK 0x40000000
+#endif
 
 #ifndef PACKET_IGNORE_OUTGOING
 #define PACKET_IGNORE_OUTGOING 23
@@ -361,6 +375,151 @@ static napi_value js_drain(napi_env env, napi_callback_info info) {
   return out;
 }
 
+
+// --- tripwire thread ------------------------------------------------------------------------
+
+typedef struct {
+  int fd;
+  int prio;
+  atomic_int armed;
+  atomic_int stop;
+  pthread_t thread;
+  napi_threadsafe_function tsfn;
+} tripwire_t;
+
+static void *tripwire_main(void *arg) {
+  tripwire_t *tw = arg;
+  char byte;
+  if (tw->prio > 0) {
+    struct sched_param sp = { .sched_priority = tw->prio };
+    // Failure (no CAP_SYS_NICE) leaves the thread at normal priority: slower, not broken.
+    (void)sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp);
+  }
+  while (!atomic_load(&tw->stop)) {
+    ssize_t n = recv(tw->fd, &byte, 1, MSG_TRUNC);
+    if (n < 0) continue; // EAGAIN every 500 ms (SO_RCVTIMEO) or EINTR: check stop, wait again
+    if (atomic_exchange(&tw->armed, 0)) napi_call_threadsafe_function(tw->tsfn, NULL, napi_tsfn_nonblocking);
+  }
+  napi_release_threadsafe_function(tw->tsfn, napi_tsfn_release);
+  close(tw->fd);
+  return NULL;
+}
+
+static void tripwire_call_js(napi_env env, napi_value js_cb, void *context, void *data) {
+  (void)context;
+  (void)data;
+  if (env == NULL || js_cb == NULL) return;
+  napi_value undefined;
+  napi_get_undefined(env, &undefined);
+  napi_call_function(env, undefined, js_cb, 0, NULL, NULL);
+}
+
+static void tripwire_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
+static napi_value js_start_tripwire(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int prio = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  napi_valuetype t;
+  if (argc < 1 || napi_typeof(env, argv[0], &t) != napi_ok || t != napi_function) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "startTripwire: onFrame must be a function");
+    return NULL;
+  }
+  if (argc >= 2) napi_get_value_int32(env, argv[1], &prio);
+  if (prio < 0 || prio > 99) prio = 0;
+  int fd = open_tripwire();
+  if (fd < 0) {
+    throw_errno(env, -fd, "startTripwire", "*");
+    return NULL;
+  }
+  tripwire_t *tw = calloc(1, sizeof *tw);
+  if (tw == NULL) {
+    close(fd);
+    napi_throw_error(env, "ENOMEM", "startTripwire: out of memory");
+    return NULL;
+  }
+  tw->fd = fd;
+  tw->prio = prio;
+  napi_value name;
+  napi_create_string_utf8(env, "stormbreaker-tripwire", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, NULL, tripwire_call_js, &tw->tsfn) != napi_ok) {
+    close(fd);
+    free(tw);
+    napi_throw_error(env, "E_TSFN", "startTripwire: cannot create thread-safe function");
+    return NULL;
+  }
+  // The tripwire must never keep the process alive on its own.
+  napi_unref_threadsafe_function(env, tw->tsfn);
+  int err = pthread_create(&tw->thread, NULL, tripwire_main, tw);
+  if (err != 0) {
+    napi_release_threadsafe_function(tw->tsfn, napi_tsfn_release);
+    close(fd);
+    free(tw);
+    throw_errno(env, err, "startTripwire", "*");
+    return NULL;
+  }
+  napi_value ext;
+  napi_create_external(env, tw, tripwire_finalize, NULL, &ext);
+  return ext;
+}
+
+static tripwire_t *tripwire_arg(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  void *p = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 1 || napi_get_value_external(env, argv[0], &p) != napi_ok || p == NULL) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "tripwire handle expected");
+    return NULL;
+  }
+  return p;
+}
+
+static napi_value js_arm_tripwire(napi_env env, napi_callback_info info) {
+  tripwire_t *tw = tripwire_arg(env, info);
+  if (tw == NULL) return NULL;
+  char byte;
+  // Frames queued while disarmed are old news: only a frame after arming may fire.
+  for (int i = 0; i < 4096 && recv(tw->fd, &byte, 1, MSG_DONTWAIT | MSG_TRUNC) >= 0; i++) {
+  }
+  atomic_store(&tw->armed, 1);
+  return NULL;
+}
+
+static napi_value js_stop_tripwire(napi_env env, napi_callback_info info) {
+  tripwire_t *tw = tripwire_arg(env, info);
+  if (tw == NULL) return NULL;
+  if (!atomic_exchange(&tw->stop, 1)) {
+    atomic_store(&tw->armed, 0);
+    // The thread notices within one receive timeout, releases the tsfn and closes the fd;
+    // detached so stopping never blocks the JS thread.
+    pthread_detach(tw->thread);
+  }
+  return NULL;
+}
+
+static napi_value js_set_realtime(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int prio = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &prio) != napi_ok || prio < 1 || prio > 99) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "setRealtime: priority must be 1-99");
+    return NULL;
+  }
+  struct sched_param sp = { .sched_priority = prio };
+  if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) < 0) {
+    throw_errno(env, errno, "setRealtime", "self");
+    return NULL;
+  }
+  return NULL;
+}
+
 static void finalize_state(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
@@ -388,7 +547,9 @@ NAPI_MODULE_INIT() {
     napi_callback cb;
   } fns[] = { { "open", js_open },   { "read", js_read },
               { "close", js_close }, { "openTripwire", js_open_tripwire },
-              { "drain", js_drain } };
+              { "drain", js_drain }, { "startTripwire", js_start_tripwire },
+              { "armTripwire", js_arm_tripwire }, { "stopTripwire", js_stop_tripwire },
+              { "setRealtime", js_set_realtime } };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, s, &fn) != napi_ok ||

@@ -36,6 +36,7 @@ export function resolvePolicy(input: PolicyInput, file: string, hash: string): R
     idleMs: input.sampling.idleMs?.value ?? D.sampling.idleMs,
     activeMs: input.sampling.activeMs?.value ?? D.sampling.activeMs,
     activeHoldMs: input.sampling.activeHoldMs?.value ?? D.sampling.activeHoldMs,
+    realtimePriority: input.sampling.realtimePriority?.value ?? D.sampling.realtimePriority,
   };
   // Sampling faster while quiet than while warm is backwards: the active rate is the one that
   // bounds reaction time.

@@ -24,7 +24,7 @@ export interface Located<T> extends Pos {
 
 type Section<K extends string> = Partial<Record<K, Located<number>>>;
 export type ThresholdKey = keyof Thresholds;
-export type SamplingKey = 'idleMs' | 'activeMs' | 'activeHoldMs';
+export type SamplingKey = 'idleMs' | 'activeMs' | 'activeHoldMs' | 'realtimePriority';
 
 export interface RuleInput extends Pos {
   file: string;
@@ -69,7 +69,7 @@ export interface PolicyInput {
 }
 
 const ROOT_KEYS = ['version', 'sampling', 'defaults', 'breaker', 'actions', 'fdb', 'dryRun', 'ports'] as const;
-const SAMPLING_KEYS = ['idleMs', 'activeMs', 'activeHoldMs'] as const;
+const SAMPLING_KEYS = ['idleMs', 'activeMs', 'activeHoldMs', 'realtimePriority'] as const;
 const THRESHOLD_KEYS = ['floodPps', 'clearPps', 'rxPps', 'broadcastShare', 'holdSamples', 'baselineFactor'] as const;
 const BREAKER_KEYS = ['maxShuts', 'windowMs', 'settleMs', 'shutOrder', 'floodShutRoles'] as const;
 const ACTIONS_KEYS = ['timeoutMs', 'retries'] as const;
@@ -103,6 +103,8 @@ interface NumSpec {
 }
 const TIME: NumSpec = { min: 0, gt: true, max: MAX_TIMER_MS };
 const PPS: NumSpec = { min: 0, gt: true };
+// SCHED_FIFO priorities are 1-99; 0 means normal scheduling.
+const PRIORITY: NumSpec = { int: true, min: 0, max: 99 };
 const THRESHOLD_SPECS: Record<ThresholdKey, NumSpec> = {
   floodPps: PPS,
   clearPps: PPS,
@@ -163,7 +165,7 @@ export class SchemaWalker {
       }
     }
     const sampling = this.readSection(top.get('sampling'), SAMPLING_KEYS);
-    if (sampling) for (const k of SAMPLING_KEYS) this.setNum(input.sampling, k, sampling.get(k), TIME);
+    if (sampling) for (const k of SAMPLING_KEYS) this.setNum(input.sampling, k, sampling.get(k), k === 'realtimePriority' ? PRIORITY : TIME);
     input.defaults = this.readThresholds(top.get('defaults'));
 
     const breaker = this.readSection(top.get('breaker'), BREAKER_KEYS);

@@ -26,7 +26,16 @@ export interface PacketAddon {
   openTripwire(): number;
   /** Discard queued frames; returns how many. */
   drain(fd: number): number;
+  /** Start the tripwire thread (SCHED_FIFO at rtPriority when > 0); onFrame runs on the JS thread once per arm. */
+  startTripwire(onFrame: () => void, rtPriority: number): TripwireHandle;
+  armTripwire(h: TripwireHandle): void;
+  stopTripwire(h: TripwireHandle): void;
+  /** SCHED_FIFO for the calling thread, reset on fork (children run at normal priority). */
+  setRealtime(priority: number): void;
 }
+
+/** Opaque native handle. */
+export type TripwireHandle = { readonly __tripwire: unique symbol };
 
 export const PACKET_ADDON_PATH = 'build/Release/packet_stats.node';
 

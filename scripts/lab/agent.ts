@@ -34,11 +34,20 @@ export function agentEntry(): string {
 
 export async function startAgent(
   netns: string,
-  o: { policy: string; stateDir?: string; dryRun?: boolean; extraArgs?: string[]; readyTimeoutMs?: number; env?: Record<string, string> },
+  o: {
+    policy: string;
+    stateDir?: string;
+    dryRun?: boolean;
+    extraArgs?: string[];
+    readyTimeoutMs?: number;
+    env?: Record<string, string>;
+    /** argv to run the agent under, e.g. ['chrt', '-f', '20'] as a service unit would set priority. */
+    wrap?: string[];
+  },
 ): Promise<AgentHandle> {
   const stateDir = o.stateDir ?? mkdtempSync(join(tmpdir(), 'sb-agent-'));
   const socket = join(stateDir, 'control.sock');
-  const argv = ns(netns, [process.execPath, agentEntry(), 'run', '--policy', o.policy, '--state-dir', stateDir, '--socket', socket, ...(o.dryRun ? ['--dry-run'] : []), ...(o.extraArgs ?? [])]);
+  const argv = ns(netns, [...(o.wrap ?? []), process.execPath, agentEntry(), 'run', '--policy', o.policy, '--state-dir', stateDir, '--socket', socket, ...(o.dryRun ? ['--dry-run'] : []), ...(o.extraArgs ?? [])]);
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
   const logs: Array<Record<string, unknown>> = [];
   const waiters: Array<{ pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }> = [];

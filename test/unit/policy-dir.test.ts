@@ -65,7 +65,7 @@ describe('policy directory: merge and precedence', () => {
     const p = ok(await loadPolicy(dir));
     expect(p.file).toBe(dir);
     // idleMs/activeMs from 10-base, activeHoldMs from 30-host.
-    expect(p.sampling).toEqual({ idleMs: 20, activeMs: 2, activeHoldMs: 5000 });
+    expect(p.sampling).toEqual({ idleMs: 20, activeMs: 2, activeHoldMs: 5000, realtimePriority: 10 });
     // floodPps: 20-site overrides 10-base; clearPps: 10-base; the rest built-in.
     expect(p.defaults).toEqual({ ...POLICY_DEFAULTS.defaults, floodPps: 25000, clearPps: 8000 });
     // A list setting is one value: 30-host replaces 10-base's shutOrder whole.
@@ -581,7 +581,7 @@ describe('policies/schema.json matches the loader', () => {
 
   it('number bounds and integer-ness agree with the loader at and around every bound', () => {
     const numeric = schemaLeaves(SCHEMA).filter(([, s]) => s.type === 'number' || s.type === 'integer');
-    expect(numeric.length).toBe(20); // 3 sampling + 6 defaults + 3 breaker + 2 actions + 6 rule thresholds
+    expect(numeric.length).toBe(21); // 4 sampling + 6 defaults + 3 breaker + 2 actions + 6 rule thresholds
     for (const [path, s] of numeric) {
       const lo = (s.minimum ?? s.exclusiveMinimum) as number;
       const values = [lo - 1, lo - 0.5, lo, lo + 0.5, lo + 1, -1, 0, 2.5, 1e9];

@@ -166,7 +166,7 @@ describe('parsePolicy edge cases', () => {
 
   it('only version is required; everything else is the tuned default', () => {
     const p = ok(parsePolicy('version: 1\n', 'p.yaml'));
-    expect(p.sampling).toEqual({ idleMs: 10, activeMs: 1, activeHoldMs: 2000 });
+    expect(p.sampling).toEqual({ idleMs: 10, activeMs: 1, activeHoldMs: 2000, realtimePriority: 10 });
     expect(p.defaults).toEqual({ floodPps: 20000, clearPps: 5000, rxPps: 60000, broadcastShare: 0.5, holdSamples: 2, baselineFactor: 4 });
     expect(p.breaker).toEqual({ maxShuts: 2, windowMs: 10000, settleMs: 30, shutOrder: ['vm', 'other', 'uplink'], floodShutRoles: ['vm', 'other'] });
     expect(p.actions).toEqual({ timeoutMs: 2000, retries: 2 });
@@ -196,7 +196,7 @@ describe('parsePolicy edge cases', () => {
 
   it('a full policy keeps every written value; rules keep only what they wrote', async () => {
     const p = ok(await loadPolicyFile(join(FIX, 'good', 'full.yaml')));
-    expect(p.sampling).toEqual({ idleMs: 20, activeMs: 2, activeHoldMs: 5000 });
+    expect(p.sampling).toEqual({ idleMs: 20, activeMs: 2, activeHoldMs: 5000, realtimePriority: 10 });
     expect(p.breaker.shutOrder).toEqual(['other', 'vm', 'uplink', 'mgmt']);
     expect(p.breaker.floodShutRoles).toEqual([]);
     expect(p.actions).toEqual({ timeoutMs: 500, retries: 0 });
@@ -324,7 +324,7 @@ describe('parsePolicy edge cases', () => {
     });
     const input = fc.record({
       version: fc.constant(1),
-      sampling: fc.tuple(ms, ms, ms).map(([a, b, c]) => ({ idleMs: Math.max(a, b), activeMs: Math.min(a, b), activeHoldMs: c })),
+      sampling: fc.tuple(ms, ms, ms).map(([a, b, c]) => ({ idleMs: Math.max(a, b), activeMs: Math.min(a, b), activeHoldMs: c, realtimePriority: 10 })),
       defaults: fc.integer({ min: 2, max: 1e6 }).chain((flood) =>
         fc.record({ floodPps: fc.constant(flood), clearPps: fc.integer({ min: 1, max: flood - 1 }), baselineFactor: fc.double({ min: 1, max: 100, noNaN: true }) }),
       ),
