@@ -197,7 +197,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       const th = ports.get(p.name)?.thresholds;
       if (th && r.valid) {
         const m = Number.isFinite(r.floodPps) ? r.floodPps : r.rxPps * (th.clearPps / th.floodPps);
-        if (m >= th.clearPps || r.txPps >= th.clearPps) warm = true;
+        // Only flood traffic warms the sampler: a busy uplink's unicast must not keep it at 1 ms.
+        if (m >= th.clearPps) warm = true;
       }
     }
     const swap = prev;

@@ -34,6 +34,11 @@ interface ShapeResult {
 
 const fromInject = (r: StormRun) => (r.stats.quietAtNs === null ? NaN : (r.stats.quietAtNs - r.tInjectNs) / 1e6);
 const leaked = (r: StormRun) => r.stats.framesLeaked ?? NaN;
+/** Injection to the agent's verdict (the evidence's monotonic time): the detection share of the reaction. */
+const detectMs = (r: StormRun) => {
+  const t = r.trips.find((x) => x.msg === 'trip') as { evidence?: { tNs?: number } } | undefined;
+  return t?.evidence?.tNs ? (t.evidence.tNs - r.tInjectNs) / 1e6 : NaN;
+};
 
 async function benchShape(shape: Shape): Promise<ShapeResult> {
   const lab = await buildLab(shape, prefix);
@@ -45,7 +50,7 @@ async function benchShape(shape: Shape): Promise<ShapeResult> {
     for (let i = 0; i < storms; i++) {
       const r = await stormWithAgent(lab, agent, 300);
       res.agent.push(r);
-      process.stderr.write(`${shape} agent ${i + 1}/${storms}: ${fmt(fromInject(r), 2)} ms, ${leaked(r)} frames, down ${r.downPorts.join(',')}\n`);
+      process.stderr.write(`${shape} agent ${i + 1}/${storms}: ${fmt(fromInject(r), 2)} ms (verdict at ${fmt(detectMs(r), 2)} ms), ${leaked(r)} frames, down ${r.downPorts.join(',')}\n`);
       if (r.trips.length === 0) {
         const why = agent.logs.filter((l) => (l.level as number) >= 40).map((l) => `${String(l.msg)} ${String(l.reason ?? l.err ?? '')}`);
         process.stderr.write(`  no trip: the loop was opened by hand; agent said: ${why.slice(-3).join(' | ') || 'nothing'}\n`);
@@ -115,7 +120,7 @@ writeFileSync(
   JSON.stringify(
     results.map((r) => ({
       shape: r.shape,
-      agent: r.agent.map((x) => ({ msFromInjection: fromInject(x), msFromFirstFrame: x.stats.msToQuiet, framesLeaked: leaked(x), down: x.downPorts, trips: x.trips.map((t) => ({ event: t.msg, port: t.port, reason: t.reason })) })),
+      agent: r.agent.map((x) => ({ msFromInjection: fromInject(x), msToVerdict: detectMs(x), msFromFirstFrame: x.stats.msToQuiet, framesLeaked: leaked(x), down: x.downPorts, trips: x.trips.map((t) => ({ event: t.msg, port: t.port, reason: t.reason })) })),
       baseline: r.baseline.map((x) => ({ msFromInjection: fromInject(x), framesLeaked: leaked(x), shut: x.shut.map((s) => s.port) })),
     })),
     null,
