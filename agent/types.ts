@@ -85,6 +85,12 @@ export interface Thresholds {
   broadcastShare: number;
   /** Consecutive hot samples before a verdict. */
   holdSamples: number;
+  /**
+   * A single-source flood (no loop clues) must also stay hot this long before its port is shut.
+   * A flood does not amplify itself the way a loop does, and legitimate bursts do cross the
+   * rate for a millisecond or two (an ARP scan sends 39 requests 26 us apart).
+   */
+  floodHoldMs: number;
   /** A port's own baseline (EWMA of flood pps) times this factor also has to be exceeded. */
   baselineFactor: number;
 }

@@ -42,6 +42,8 @@ export interface PortTrack {
   hot: boolean;
   /** Consecutive valid samples while hot. */
   hotCount: number;
+  /** tNs of the first sample of the current hot run. */
+  hotSinceNs: number;
   /** EWMA of the measured rate while not hot; starts at 0 so a storm already running at start is not learnt. */
   baseline: number;
   txHot: boolean;
@@ -192,6 +194,8 @@ export function step(
     if (!tr.hot || tr.loopMember) continue;
     const pp = ports.get(tr.port);
     if (pp === undefined || tr.hotCount < pp.thresholds.holdSamples) continue;
+    // Hot for floodHoldMs, counted from the first hot sample's interval start (its dt ago).
+    if (tick.tNs - tr.hotSinceNs < pp.thresholds.floodHoldMs * 1e6) continue;
     (verdicts ??= []).push(floodVerdict(tr, pp, tick, policy));
   }
 
@@ -204,6 +208,7 @@ function newTrack(port: string, bridge: string | null, tNs: number): PortTrack {
     bridge,
     hot: false,
     hotCount: 0,
+    hotSinceNs: 0,
     baseline: 0,
     txHot: false,
     loopMember: false,
@@ -248,6 +253,7 @@ function observe(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number): void 
     tr.hot = true;
   }
   if (tr.hot) {
+    if (tr.hotCount === 0) tr.hotSinceNs = tNs;
     tr.hotCount++;
   } else {
     tr.hotCount = 0;
@@ -405,11 +411,12 @@ function floodVerdict(tr: PortTrack, pp: PortPolicy, tick: Tick, policy: Policy)
   portThresholds(thresholds, tr, t);
   thresholds[`${tr.port}.txPps`] = tr.txPps;
   thresholds[`${tr.port}.holdSamples`] = t.holdSamples;
+  thresholds[`${tr.port}.floodHoldMs`] = t.floodHoldMs;
   const what = tr.byFlood ? 'broadcast+multicast' : 'rx (no broadcast counter)';
   const clues = [`${what} ${kpps(tr.measure)} pps on ${tr.port} >= ${kpps(tr.risePps)}`];
   if (tr.byFlood && tr.rxPps > 0) clues.push(`broadcast share ${Math.round((100 * tr.floodPps) / tr.rxPps)}%`);
   clues.push(`rx only: tx ${kpps(tr.txPps)} pps (not a loop member)`);
-  clues.push(`hot for ${tr.hotCount} samples`);
+  clues.push(`hot for ${tr.hotCount} samples over ${Math.round((tick.tNs - tr.hotSinceNs) / 1e6)} ms`);
   return { kind: 'flood', port: tr.port, evidence: evidence([tr], thresholds, clues, pp.rule, tick, policy) };
 }
 

@@ -39,6 +39,7 @@ export const POLICY_DEFAULTS: Readonly<PolicyDefaults> = deepFreeze({
     rxPps: 60000,
     broadcastShare: 0.5,
     holdSamples: 2,
+    floodHoldMs: 300,
     baselineFactor: 4,
   },
   breaker: {

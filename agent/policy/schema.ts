@@ -70,7 +70,7 @@ export interface PolicyInput {
 
 const ROOT_KEYS = ['version', 'sampling', 'defaults', 'breaker', 'actions', 'fdb', 'dryRun', 'ports'] as const;
 const SAMPLING_KEYS = ['idleMs', 'activeMs', 'activeHoldMs', 'realtimePriority'] as const;
-const THRESHOLD_KEYS = ['floodPps', 'clearPps', 'rxPps', 'broadcastShare', 'holdSamples', 'baselineFactor'] as const;
+const THRESHOLD_KEYS = ['floodPps', 'clearPps', 'rxPps', 'broadcastShare', 'holdSamples', 'floodHoldMs', 'baselineFactor'] as const;
 const BREAKER_KEYS = ['maxShuts', 'windowMs', 'settleMs', 'shutOrder', 'floodShutRoles'] as const;
 const ACTIONS_KEYS = ['timeoutMs', 'retries'] as const;
 const FDB_KEYS = ['enabled'] as const;
@@ -111,6 +111,7 @@ const THRESHOLD_SPECS: Record<ThresholdKey, NumSpec> = {
   rxPps: PPS,
   broadcastShare: { min: 0, max: 1 },
   holdSamples: { int: true, min: 1 },
+  floodHoldMs: { min: 0, max: MAX_TIMER_MS },
   // Below 1 the baseline check would call a port's normal traffic a flood.
   baselineFactor: { min: 1 },
 };

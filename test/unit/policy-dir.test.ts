@@ -581,7 +581,7 @@ describe('policies/schema.json matches the loader', () => {
 
   it('number bounds and integer-ness agree with the loader at and around every bound', () => {
     const numeric = schemaLeaves(SCHEMA).filter(([, s]) => s.type === 'number' || s.type === 'integer');
-    expect(numeric.length).toBe(21); // 4 sampling + 6 defaults + 3 breaker + 2 actions + 6 rule thresholds
+    expect(numeric.length).toBe(23); // 4 sampling + 7 defaults + 3 breaker + 2 actions + 7 rule thresholds
     for (const [path, s] of numeric) {
       const lo = (s.minimum ?? s.exclusiveMinimum) as number;
       const values = [lo - 1, lo - 0.5, lo, lo + 0.5, lo + 1, -1, 0, 2.5, 1e9];

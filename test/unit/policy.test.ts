@@ -138,7 +138,7 @@ describe('bad policy corpus', () => {
   it('messages say what is wrong and with which value', async () => {
     const msg = async (name: string) => errs(await loadPolicyFile(join(FIX, 'bad', name))).map((e) => e.message);
     expect(await msg('unknown-keys.yaml')).toContain(
-      'unknown key "floodpps" (did you mean floodPps? expected one of: floodPps, clearPps, rxPps, broadcastShare, holdSamples, baselineFactor)',
+      'unknown key "floodpps" (did you mean floodPps? expected one of: floodPps, clearPps, rxPps, broadcastShare, holdSamples, floodHoldMs, baselineFactor)',
     );
     expect(await msg('clear-not-below-flood.yaml')).toEqual([
       'must be < floodPps (10000)',
@@ -167,7 +167,7 @@ describe('parsePolicy edge cases', () => {
   it('only version is required; everything else is the tuned default', () => {
     const p = ok(parsePolicy('version: 1\n', 'p.yaml'));
     expect(p.sampling).toEqual({ idleMs: 10, activeMs: 1, activeHoldMs: 2000, realtimePriority: 10 });
-    expect(p.defaults).toEqual({ floodPps: 20000, clearPps: 5000, rxPps: 60000, broadcastShare: 0.5, holdSamples: 2, baselineFactor: 4 });
+    expect(p.defaults).toEqual({ floodPps: 20000, clearPps: 5000, rxPps: 60000, broadcastShare: 0.5, holdSamples: 2, floodHoldMs: 300, baselineFactor: 4 });
     expect(p.breaker).toEqual({ maxShuts: 2, windowMs: 10000, settleMs: 30, shutOrder: ['vm', 'other', 'uplink'], floodShutRoles: ['vm', 'other'] });
     expect(p.actions).toEqual({ timeoutMs: 2000, retries: 2 });
     expect(p.fdb).toEqual({ enabled: true });
@@ -196,17 +196,17 @@ describe('parsePolicy edge cases', () => {
 
   it('a full policy keeps every written value; rules keep only what they wrote', async () => {
     const p = ok(await loadPolicyFile(join(FIX, 'good', 'full.yaml')));
-    expect(p.sampling).toEqual({ idleMs: 20, activeMs: 2, activeHoldMs: 5000, realtimePriority: 10 });
+    expect(p.sampling).toEqual({ idleMs: 20, activeMs: 2, activeHoldMs: 5000, realtimePriority: 0 });
     expect(p.breaker.shutOrder).toEqual(['other', 'vm', 'uplink', 'mgmt']);
     expect(p.breaker.floodShutRoles).toEqual([]);
     expect(p.actions).toEqual({ timeoutMs: 500, retries: 0 });
     expect(p.fdb.enabled).toBe(false);
     expect(p.dryRun).toBe(true);
     expect(p.ports).toEqual([
-      { match: 'bond0', role: 'uplink', protected: true, thresholds: {}, line: 27 },
-      { match: 'vnet*', role: 'vm', protected: false, thresholds: p.defaults, dryRun: false, line: 30 },
-      { match: 'tap???i?', role: 'other', protected: false, thresholds: { floodPps: 9000 }, line: 34 },
-      { match: 'mgmt0', role: 'mgmt', protected: false, thresholds: {}, line: 38 },
+      { match: 'bond0', role: 'uplink', protected: true, thresholds: {}, line: 29 },
+      { match: 'vnet*', role: 'vm', protected: false, thresholds: p.defaults, dryRun: false, line: 32 },
+      { match: 'tap???i?', role: 'other', protected: false, thresholds: { floodPps: 9000 }, line: 36 },
+      { match: 'mgmt0', role: 'mgmt', protected: false, thresholds: {}, line: 40 },
     ]);
   });
 
@@ -471,7 +471,7 @@ describe('match', () => {
       role: 'uplink',
       protected: false,
       shutRank: 2 * 1000 + 1,
-      thresholds: { floodPps: 30000, clearPps: 1000, rxPps: 60000, broadcastShare: 0.5, holdSamples: 2, baselineFactor: 4 },
+      thresholds: { floodPps: 30000, clearPps: 1000, rxPps: 60000, broadcastShare: 0.5, holdSamples: 2, floodHoldMs: 300, baselineFactor: 4 },
       rule: 1,
       dryRun: false,
     });
