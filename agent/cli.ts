@@ -5,6 +5,9 @@ import { startDaemon, StartupError } from './daemon.js';
 import { request, DaemonUnreachable, RemoteError } from './control/client.js';
 import { loadPolicyFile } from './policy/load.js';
 import { formatPolicyError } from './policy/errors.js';
+import { registerPreflight } from './cli/preflight.js';
+import { runPreflight } from './preflight/preflight.js';
+import { fails, renderText } from './preflight/findings.js';
 
 // Exit codes (DESIGN.md contract): 0 ok, 1 finding or failed check, 2 usage error, 3 daemon unreachable.
 const EXIT = { ok: 0, finding: 1, usage: 2, unreachable: 3 } as const;
@@ -25,8 +28,25 @@ program
   .option('--state-dir <dir>', 'where the journal lives', DEFAULT_STATE)
   .option('--socket <path>', 'control socket path', DEFAULT_SOCKET)
   .option('--dry-run', 'decide and journal "would-trip", never touch a link', false)
-  .action(async (o: { policy: string; stateDir: string; socket: string; dryRun: boolean }) => {
+  .option('--preflight', 'run the preflight check first and refuse to start on a finding', false)
+  .option('--preflight-warn-only', 'with --preflight: print findings but start anyway', false)
+  .action(async (o: { policy: string; stateDir: string; socket: string; dryRun: boolean; preflight: boolean; preflightWarnOnly: boolean }) => {
     const log = createLogger();
+    if (o.preflight) {
+      // "Never switch on without checking": the same check as `stormbreaker preflight`.
+      const loaded = await loadPolicyFile(o.policy);
+      if ('errors' in loaded) {
+        for (const e of loaded.errors) process.stderr.write(formatPolicyError(e) + '\n');
+        process.exit(EXIT.finding);
+      }
+      const report = await runPreflight({ policy: loaded.policy, probe: true });
+      if (report.findings.length > 0) process.stderr.write(renderText(report));
+      if (fails(report.findings) && !o.preflightWarnOnly) {
+        process.stderr.write('stormbreaker run: preflight found a problem; not starting (--preflight-warn-only to start anyway)\n');
+        process.exit(EXIT.finding);
+      }
+      log.info({ component: 'preflight', findings: report.findings.length }, 'preflight done');
+    }
     try {
       const d = await startDaemon({ policyPath: o.policy, stateDir: o.stateDir, socketPath: o.socket, dryRun: o.dryRun, log });
       const shutdown = (sig: string) => {
@@ -99,6 +119,8 @@ policyCmd
     }
     process.exitCode = bad > 0 ? EXIT.finding : EXIT.ok;
   });
+
+registerPreflight(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {

@@ -32,6 +32,17 @@
 //     a normal-priority waker is exactly what gets starved.
 //   setRealtime(priority) -> SCHED_FIFO for the calling (JS) thread only, reset on fork
 //     so child processes (ip, bridge monitor) and later threads run at normal priority.
+//   probeOpen(ethertype, rcvbufBytes) -> fd: the preflight loop probe's socket
+//     (agent/preflight/probe.ts). Bound to every interface of the namespace (ETH_P_ALL,
+//     ifindex 0) with a classic BPF filter that accepts only INCOMING frames of one
+//     ethertype (up to 256 bytes). ETH_P_ALL puts it on the ptype_all tap list, which
+//     __netif_receive_skb_core walks BEFORE the tc/netfilter ingress hooks and the bridge's
+//     rx_handler: it sees probe frames that an nft netdev ingress rule then drops. (A socket
+//     bound to the probe ethertype itself would be a ptype_base handler, run after the
+//     bridge and after ingress, and would see nothing.) Close with close(fd); read(fd)
+//     gives frames matched (queued or dropped for lack of buffer).
+//   probeSend(fd, ifindex, frame) -> bytes: send one raw Ethernet frame out of ifindex.
+//   probeRecv(fd, max) -> [{ ifindex, pktType, frame }]: frames queued now, never blocks.
 
 #include <node_api.h>
 
@@ -520,6 +531,175 @@ static napi_value js_set_realtime(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// --- preflight probe -------------------------------------------------------------------------
+
+#define PROBE_SNAP 256
+
+static int open_probe(uint16_t ethertype, int rcvbuf) {
+  struct sock_filter drop_all[] = {
+    BPF_STMT(BPF_RET | BPF_K, 0),
+  };
+  // Our own transmissions (PACKET_OUTGOING) never count as an arrival; then the ethertype.
+  struct sock_filter by_type[] = {
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)(SKF_AD_OFF + SKF_AD_PKTTYPE)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_OUTGOING, 2, 0),
+    BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 12),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ethertype, 1, 0),
+    BPF_STMT(BPF_RET | BPF_K, 0),
+    BPF_STMT(BPF_RET | BPF_K, PROBE_SNAP),
+  };
+  int one = 1, err;
+  struct sockaddr_ll sll;
+  char byte;
+
+  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  // Room for every probe arriving on every port at once; FORCE needs CAP_NET_ADMIN and
+  // ignores rmem_max, the plain option is the fallback (capped by rmem_max).
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0 &&
+      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) < 0)
+    goto fail;
+  if (attach_filter(fd, drop_all, sizeof drop_all / sizeof drop_all[0]) < 0) goto fail;
+  if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0 &&
+      errno != ENOPROTOOPT && errno != EINVAL)
+    goto fail;
+  memset(&sll, 0, sizeof sll);
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = htons(ETH_P_ALL);
+  sll.sll_ifindex = 0;
+  if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) goto fail;
+  for (int i = 0; i < 4096; i++) {
+    if (recv(fd, &byte, 1, MSG_DONTWAIT | MSG_TRUNC) < 0) break;
+  }
+  if (attach_filter(fd, by_type, sizeof by_type / sizeof by_type[0]) < 0) goto fail;
+  return fd;
+
+fail:
+  err = errno;
+  close(fd);
+  return -err;
+}
+
+static napi_value js_probe_open(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  state_t *s;
+  uint32_t ethertype = 0;
+  int32_t rcvbuf = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&s) != napi_ok) return NULL;
+  if (argc < 2 || napi_get_value_uint32(env, argv[0], &ethertype) != napi_ok ||
+      ethertype < 0x0600 || ethertype > 0xffff ||
+      napi_get_value_int32(env, argv[1], &rcvbuf) != napi_ok || rcvbuf < 4096 || rcvbuf > (64 << 20)) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE",
+                           "probeOpen: ethertype must be 0x0600-0xffff, rcvbuf 4 KiB-64 MiB");
+    return NULL;
+  }
+  int fd = open_probe((uint16_t)ethertype, rcvbuf);
+  if (fd < 0) {
+    throw_errno(env, -fd, "probeOpen", "*");
+    return NULL;
+  }
+  int err = ensure_slot(s, fd);
+  if (err < 0) {
+    close(fd);
+    throw_errno(env, -err, "probeOpen", "*");
+    return NULL;
+  }
+  slot_t *slot = &s->slots[fd];
+  slot->total = 0;
+  slot->ifindex = 0;
+  slot->used = 1;
+  strcpy(slot->ifname, "*probe");
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
+static napi_value js_probe_send(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  state_t *s;
+  int32_t fd = -1, ifindex = 0;
+  void *data = NULL;
+  size_t len = 0;
+  bool is_buf = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&s) != napi_ok) return NULL;
+  if (argc < 3 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_value_int32(env, argv[1], &ifindex) != napi_ok || ifindex <= 0 ||
+      napi_is_buffer(env, argv[2], &is_buf) != napi_ok || !is_buf ||
+      napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok || len < 14 || len > 1514) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE",
+                          "probeSend: (fd, ifindex > 0, Buffer of 14-1514 bytes) expected");
+    return NULL;
+  }
+  slot_t *slot = find_slot(s, fd);
+  if (slot == NULL || strcmp(slot->ifname, "*probe") != 0) {
+    throw_code(env, "EBADF", "probeSend: fd %d is not a probe socket", fd);
+    return NULL;
+  }
+  const uint8_t *frame = data;
+  struct sockaddr_ll sll;
+  memset(&sll, 0, sizeof sll);
+  sll.sll_family = AF_PACKET;
+  sll.sll_ifindex = ifindex;
+  memcpy(&sll.sll_protocol, frame + 12, 2);
+  sll.sll_halen = ETH_ALEN;
+  memcpy(sll.sll_addr, frame, ETH_ALEN);
+  ssize_t n = sendto(fd, data, len, 0, (struct sockaddr *)&sll, sizeof sll);
+  if (n < 0) {
+    char name[IF_NAMESIZE] = "?";
+    if (if_indextoname((unsigned)ifindex, name) == NULL) strcpy(name, "?");
+    throw_errno(env, errno, "probeSend", name);
+    return NULL;
+  }
+  napi_value out;
+  napi_create_int32(env, (int32_t)n, &out);
+  return out;
+}
+
+static napi_value js_probe_recv(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  state_t *s;
+  int32_t fd = -1, max = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&s) != napi_ok) return NULL;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_value_int32(env, argv[1], &max) != napi_ok || max < 1 || max > 1000000) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", "probeRecv: (fd, max 1-1000000) expected");
+    return NULL;
+  }
+  slot_t *slot = find_slot(s, fd);
+  if (slot == NULL || strcmp(slot->ifname, "*probe") != 0) {
+    throw_code(env, "EBADF", "probeRecv: fd %d is not a probe socket", fd);
+    return NULL;
+  }
+  napi_value arr;
+  napi_create_array(env, &arr);
+  uint8_t buf[PROBE_SNAP];
+  uint32_t count = 0;
+  while ((int32_t)count < max) {
+    struct sockaddr_ll sll;
+    socklen_t sl = sizeof sll;
+    ssize_t n = recvfrom(fd, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&sll, &sl);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      throw_errno(env, errno, "probeRecv", "*");
+      return NULL;
+    }
+    napi_value o, v;
+    napi_create_object(env, &o);
+    napi_create_int32(env, sll.sll_ifindex, &v);
+    napi_set_named_property(env, o, "ifindex", v);
+    napi_create_int32(env, sll.sll_pkttype, &v);
+    napi_set_named_property(env, o, "pktType", v);
+    napi_create_buffer_copy(env, (size_t)n, buf, NULL, &v);
+    napi_set_named_property(env, o, "frame", v);
+    napi_set_element(env, arr, count++, o);
+  }
+  return arr;
+}
+
 static void finalize_state(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
@@ -549,7 +729,8 @@ NAPI_MODULE_INIT() {
               { "close", js_close }, { "openTripwire", js_open_tripwire },
               { "drain", js_drain }, { "startTripwire", js_start_tripwire },
               { "armTripwire", js_arm_tripwire }, { "stopTripwire", js_stop_tripwire },
-              { "setRealtime", js_set_realtime } };
+              { "setRealtime", js_set_realtime }, { "probeOpen", js_probe_open },
+              { "probeSend", js_probe_send }, { "probeRecv", js_probe_recv } };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, s, &fn) != napi_ok ||
