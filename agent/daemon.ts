@@ -53,7 +53,9 @@ const RESCAN_MS = 1000;
 // it and extends it by activeHoldMs, a lone legitimate broadcast costs a handful of samples.
 const TRIPWIRE_BURST_MS = 5;
 // Re-arm the tripwire at most this often, bounding the extra samples under broadcast chatter.
-const TRIPWIRE_REARM_MS = 50;
+const TRIPWIRE_REARM_MS = 20;
+// Without the tripwire nothing wakes an idle sampler early, so the idle period is capped here.
+const IDLE_MS_WITHOUT_TRIPWIRE = 10;
 const LAST_EVENTS = 200;
 
 export class StartupError extends Error {
@@ -151,6 +153,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   let lastT = hrNs();
   let activeUntil = 0;
   let periodMs = policy.sampling.idleMs;
+  const idleMs = (): number => (tripwire ? policy.sampling.idleMs : Math.min(policy.sampling.idleMs, IDLE_MS_WITHOUT_TRIPWIRE));
   let ticks = 0;
   let lastTickAt = lastT;
   let maxLagMs = 0;
@@ -212,7 +215,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     input.verdicts = d.verdicts as Verdict[];
     if (d.verdicts.length > 0 || results.length > 0 || operator.length > 0 || t < busyUntil || breakerBusy(brk, t)) runCore(t);
     if (warm || d.verdicts.length > 0) activeUntil = t + policy.sampling.activeHoldMs * 1e6;
-    periodMs = t < activeUntil ? policy.sampling.activeMs : policy.sampling.idleMs;
+    periodMs = t < activeUntil ? policy.sampling.activeMs : idleMs();
     ticks++;
   }
 
@@ -349,7 +352,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     try {
       tripwire = createTripwire(addon, onTripwire, prio);
     } catch (err) {
-      log.warn({ component: 'tripwire', err: (err as Error).message }, 'tripwire unavailable; storms are seen at the next idle sample');
+      log.warn({ component: 'tripwire', err: (err as Error).message, idleMs: idleMs() }, 'tripwire unavailable; idle sampling capped at 10 ms');
     }
   }
   loop();

@@ -30,7 +30,7 @@ const FLOOD_SHUT_ROLES: Role[] = ['vm', 'other'];
 export const POLICY_DEFAULTS: Readonly<PolicyDefaults> = deepFreeze({
   // 10 ms idle keeps the agent at ~2% of a core; 1 ms while warm breaks a loop in a few ms
   // (LAB-FACTS: a 1 ms timer really ticks at ~1.1 ms).
-  sampling: { idleMs: 10, activeMs: 1, activeHoldMs: 2000, realtimePriority: 10 },
+  sampling: { idleMs: 100, activeMs: 1, activeHoldMs: 2000, realtimePriority: 10 },
   // A lab loop reaches 80-130k pps per port within 1 ms; a single host can send ~175k pps of
   // broadcast, which is why thresholds alone never decide a loop (see detect/).
   defaults: {

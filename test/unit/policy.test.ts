@@ -166,7 +166,7 @@ describe('parsePolicy edge cases', () => {
 
   it('only version is required; everything else is the tuned default', () => {
     const p = ok(parsePolicy('version: 1\n', 'p.yaml'));
-    expect(p.sampling).toEqual({ idleMs: 10, activeMs: 1, activeHoldMs: 2000, realtimePriority: 10 });
+    expect(p.sampling).toEqual({ idleMs: 100, activeMs: 1, activeHoldMs: 2000, realtimePriority: 10 });
     expect(p.defaults).toEqual({ floodPps: 20000, clearPps: 5000, rxPps: 60000, broadcastShare: 0.5, holdSamples: 2, floodHoldMs: 300, baselineFactor: 4 });
     expect(p.breaker).toEqual({ maxShuts: 2, windowMs: 10000, settleMs: 30, shutOrder: ['vm', 'other', 'uplink'], floodShutRoles: ['vm', 'other'] });
     expect(p.actions).toEqual({ timeoutMs: 2000, retries: 2 });
