@@ -19,7 +19,7 @@ import { createSysfsSource } from './sources/sysfs.js';
 import { createPacketSource, loadPacketAddon } from './sources/packet.js';
 import { createFdbSource, type FdbSource } from './sources/fdb.js';
 import { createTripwire, type Tripwire } from './sources/tripwire.js';
-import { listInterfaces, isAdminUp } from './host/interfaces.js';
+import { listInterfaceNames, listInterfaces, isAdminUp } from './host/interfaces.js';
 import { computeRates } from './sample/rates.js';
 import { initialDetectorState, step as detectStep } from './detect/signature.js';
 import { breakerBusy, breakerStep, initialBreakerState, portStates, restoreTripped, type OperatorCommand } from './breaker/state.js';
@@ -111,10 +111,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const lastRates = new Map<string, PortRates>();
 
   function rescan(): void {
-    const all = listInterfaces();
-    const names = all.map((i) => i.name);
-    const resolved = resolvePorts(policy, names);
-    const next = all.filter((i) => resolved.has(i.name));
+    const resolved = resolvePorts(policy, listInterfaceNames());
+    const next = listInterfaces(undefined, (name) => resolved.has(name));
     const changed =
       next.length !== infos.length ||
       next.some((p, i) => p.name !== infos[i]!.name || p.bridge !== infos[i]!.bridge || p.ifindex !== infos[i]!.ifindex);
@@ -236,7 +234,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     if (stopped) return;
     const now = hrNs();
     const lag = (now - lastTickAt) / 1e6 - periodMs;
-    if (lag > maxLagMs) maxLagMs = lag;
+    if (lag > maxLagMs && ticks > 0) maxLagMs = lag;
     lastTickAt = now;
     try {
       sample();
@@ -244,7 +242,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       log.error({ component: 'sampler', err: (err as Error).message, stack: (err as Error).stack }, 'sampling tick failed');
     }
     if (tripwire && !tripwire.armed && lastT >= activeUntil && lastT - tripwireFiredAt >= TRIPWIRE_REARM_MS * 1e6) tripwire.arm();
-    timer = setTimeout(loop, periodMs);
+    // Against a deadline: the period is from tick start to tick start, not work + period.
+    const spentMs = (hrNs() - now) / 1e6;
+    timer = setTimeout(loop, Math.max(0, periodMs - spentMs));
   }
 
   function wake(): void {
@@ -364,13 +364,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       stopped = true;
       if (timer) clearTimeout(timer);
       clearInterval(slow);
-      for (const s of sources) s.close();
+      // Journal first: closing hundreds of AF_PACKET sockets takes ~12 ms each (the kernel
+      // waits in packet_release), and a supervisor may kill us before that ends.
+      record({ ts: new Date().toISOString(), event: 'stop', port: '', reason: 'agent stopped', policyHash: policy.hash });
+      journal.close();
+      server.close(); // stop accepting; open clients end with the process
       tripwire?.close();
       fdb?.close();
       fdb = null;
-      await new Promise<void>((r) => server.close(() => r()));
-      record({ ts: new Date().toISOString(), event: 'stop', port: '', reason: 'agent stopped', policyHash: policy.hash });
-      journal.close();
+      for (const s of sources) s.close();
     },
   };
 }

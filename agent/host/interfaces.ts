@@ -7,7 +7,7 @@ import { isValidIfName } from './names.js';
  * The host's interfaces as sysfs shows them (inside `ip netns exec`, the namespace's own).
  * Called on a slow timer (rescan), never per sample.
  */
-export function listInterfaces(root = '/sys/class/net'): PortInfo[] {
+export function listInterfaces(root = '/sys/class/net', wanted: (name: string) => boolean = () => true): PortInfo[] {
   const out: PortInfo[] = [];
   let names: string[];
   try {
@@ -16,7 +16,9 @@ export function listInterfaces(root = '/sys/class/net'): PortInfo[] {
     return out;
   }
   for (const name of names) {
-    if (!isValidIfName(name)) continue;
+    // Filter by name before touching the files: a host with hundreds of unwatched interfaces
+    // would otherwise cost two reads each per rescan (12.7 ms/s at 514 links, bench-cost).
+    if (!isValidIfName(name) || !wanted(name)) continue;
     try {
       const ifindex = Number(readFileSync(`${root}/${name}/ifindex`, 'utf8').trim());
       let bridge: string | null = null;
@@ -31,6 +33,15 @@ export function listInterfaces(root = '/sys/class/net'): PortInfo[] {
     }
   }
   return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Interface names only (one readdir), to match against the policy before reading anything. */
+export function listInterfaceNames(root = '/sys/class/net'): string[] {
+  try {
+    return readdirSync(root).filter(isValidIfName);
+  } catch {
+    return [];
+  }
 }
 
 const IFF_UP = 0x1;
