@@ -53,7 +53,7 @@ const RESCAN_MS = 1000;
 // it and extends it by activeHoldMs, a lone legitimate broadcast costs a handful of samples.
 const TRIPWIRE_BURST_MS = 5;
 // Re-arm the tripwire at most this often, bounding the extra samples under broadcast chatter.
-const TRIPWIRE_REARM_MS = 20;
+const TRIPWIRE_REARM_MS = 5;
 // Without the tripwire nothing wakes an idle sampler early, so the idle period is capped here.
 const IDLE_MS_WITHOUT_TRIPWIRE = 10;
 const LAST_EVENTS = 200;
@@ -220,14 +220,35 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   // The breaker needs ticks while an action is in flight or settling, even when no verdict comes.
   let busyUntil = 0;
 
+  // A wake-up is judged first by the tripwire's own namespace-wide flood counter (one syscall),
+  // over activeMs: ordinary chatter (ARP, DHCP) costs two timer wake-ups and is re-armed at once,
+  // and only a flood rate worth a look starts per-port sampling, whose cost grows with the ports.
   function onTripwire(): void {
-    if (stopped) return;
+    if (stopped || !tripwire) return;
     const now = hrNs();
     tripwireFiredAt = now;
     if (now < activeUntil) return; // already sampling fast
-    activeUntil = now + TRIPWIRE_BURST_MS * 1e6;
-    if (timer) clearTimeout(timer);
-    loop(); // a fresh reference sample now; the next one, activeMs later, measures the storm
+    const tw = tripwire;
+    const c0 = tw.count();
+    setTimeout(() => {
+      if (stopped) return;
+      const t1 = hrNs();
+      const pps = ((tw.count() - c0) * 1e9) / Math.max(1, t1 - now);
+      if (pps < warmPps()) {
+        setTimeout(() => !stopped && t1 >= activeUntil && tw.arm(), TRIPWIRE_REARM_MS);
+        return;
+      }
+      activeUntil = Math.max(activeUntil, t1 + TRIPWIRE_BURST_MS * 1e6);
+      if (timer) clearTimeout(timer);
+      loop(); // per-port samples from now on, activeMs apart; a real storm turns warm at once
+    }, policy.sampling.activeMs);
+  }
+
+  /** The lowest falling edge of any watched port: below it, nothing is worth a fast look. */
+  function warmPps(): number {
+    let m = Infinity;
+    for (const pp of ports.values()) m = Math.min(m, pp.thresholds.clearPps);
+    return Number.isFinite(m) ? m : 0;
   }
 
   function loop(): void {

@@ -394,6 +394,9 @@ typedef struct {
   int prio;
   atomic_int armed;
   atomic_int stop;
+  // Frames the filter matched since start (PACKET_STATISTICS, clear-on-read, summed): a cheap
+  // namespace-wide flood counter for deciding whether a wake-up is a storm or chatter.
+  uint64_t seen;
   pthread_t thread;
   napi_threadsafe_function tsfn;
 } tripwire_t;
@@ -500,6 +503,19 @@ static napi_value js_arm_tripwire(napi_env env, napi_callback_info info) {
   }
   atomic_store(&tw->armed, 1);
   return NULL;
+}
+
+static napi_value js_read_tripwire(napi_env env, napi_callback_info info) {
+  tripwire_t *tw = tripwire_arg(env, info);
+  if (tw == NULL) return NULL;
+  if (!atomic_load(&tw->stop)) {
+    struct tpacket_stats st;
+    socklen_t len = sizeof st;
+    if (getsockopt(tw->fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) == 0) tw->seen += st.tp_packets;
+  }
+  napi_value out;
+  napi_create_double(env, (double)tw->seen, &out);
+  return out;
 }
 
 static napi_value js_stop_tripwire(napi_env env, napi_callback_info info) {
@@ -728,7 +744,7 @@ NAPI_MODULE_INIT() {
   } fns[] = { { "open", js_open },   { "read", js_read },
               { "close", js_close }, { "openTripwire", js_open_tripwire },
               { "drain", js_drain }, { "startTripwire", js_start_tripwire },
-              { "armTripwire", js_arm_tripwire }, { "stopTripwire", js_stop_tripwire },
+              { "armTripwire", js_arm_tripwire }, { "readTripwire", js_read_tripwire }, { "stopTripwire", js_stop_tripwire },
               { "setRealtime", js_set_realtime }, { "probeOpen", js_probe_open },
               { "probeSend", js_probe_send }, { "probeRecv", js_probe_recv } };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {

@@ -124,7 +124,7 @@ function startChatter(lab: HostOnlyLab, totalMs: number): { done: Promise<number
   const done = (async () => {
     let sent = 0;
     for (let left = end - Date.now(); left > 100; left = end - Date.now()) {
-      const r = await inject(lab, 'host', 'q0', { kind: 'broadcast', pps: chatterPps, duration: Math.min(10, left / 1000), payloadTag: 'sbc-chatter' });
+      const r = await inject(lab, 'vms', 'q0', { kind: 'broadcast', pps: chatterPps, duration: Math.min(10, left / 1000), payloadTag: 'sbc-chatter' });
       sent += r.sent;
     }
     return sent;
@@ -253,7 +253,7 @@ work = mkdtempSync(join(tmpdir(), `${prefix}cost-`));
 const results: Result[] = [];
 try {
   for (const n of portCounts) {
-    const lab = await buildHostOnly(prefix, n);
+    const lab = await buildHostOnly(prefix, n, { peersNs: true });
     try {
       for (let run = 1; run <= repeat; run++) {
         for (const s of scenarios) {

@@ -9,6 +9,8 @@ import { buildLab, teardownLab, type Shape } from './lab/topology.js';
 import { startAgent, type AgentHandle } from './lab/agent.js';
 import { resetPorts, stormWithAgent, stormWithStormControl, type StormRun } from './lab/scenario.js';
 import { summary, fmt, percentile } from './lab/stats.js';
+import { run, ns } from './lab/exec.js';
+import { inject } from './lab/traffic.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const { values } = parseArgs({
@@ -19,8 +21,12 @@ const { values } = parseArgs({
     prefix: { type: 'string', default: 'sb-bench-' },
     policy: { type: 'string', default: resolve(root, 'policies/lab-bench.yaml') },
     out: { type: 'string', default: resolve(root, 'out/bench-reaction.json') },
+    // Background broadcast chatter (ARP-like) reaching the host on an unbridged port, so it
+    // wakes the agent's tripwire all the time without ever entering the loop.
+    'chatter-pps': { type: 'string', default: '0' },
   },
 });
+const chatterPps = Number(values['chatter-pps']);
 const storms = Number(values.storms);
 const baselineRuns = Number(values.baseline);
 const prefix = values.prefix!;
@@ -46,9 +52,17 @@ async function benchShape(shape: Shape): Promise<ShapeResult> {
   let agent: AgentHandle | null = null;
   try {
     agent = await startAgent(lab.ns.host, { policy: values.policy! });
+    if (chatterPps > 0) {
+      await run(ns(lab.ns.host, ['ip', 'link', 'add', 'chat0', 'type', 'veth', 'peer', 'name', 'chat1']));
+      await run(ns(lab.ns.host, ['ip', 'link', 'set', 'chat0', 'up']));
+      await run(ns(lab.ns.host, ['ip', 'link', 'set', 'chat1', 'up']));
+    }
     await sleep(300);
     for (let i = 0; i < storms; i++) {
+      const chatter = chatterPps > 0 ? inject(lab, lab.ns.host, 'chat1', { pps: chatterPps, duration: 1.2, kind: 'broadcast' }) : null;
+      if (chatter) await sleep(300 + Math.random() * 200);
       const r = await stormWithAgent(lab, agent, 300);
+      await chatter;
       res.agent.push(r);
       process.stderr.write(`${shape} agent ${i + 1}/${storms}: ${fmt(fromInject(r), 2)} ms (verdict at ${fmt(detectMs(r), 2)} ms), ${leaked(r)} frames, down ${r.downPorts.join(',')}\n`);
       if (r.trips.length === 0) {
@@ -107,6 +121,7 @@ const onSignal = () => {
 process.once('SIGINT', onSignal);
 process.once('SIGTERM', onSignal);
 const results: ShapeResult[] = [];
+if (chatterPps > 0) process.stderr.write(`with ${chatterPps} pps of broadcast chatter on an unbridged host port\n`);
 try {
   for (const s of shapes) results.push(await benchShape(s));
 } finally {

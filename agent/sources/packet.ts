@@ -29,6 +29,8 @@ export interface PacketAddon {
   /** Start the tripwire thread (SCHED_FIFO at rtPriority when > 0); onFrame runs on the JS thread once per arm. */
   startTripwire(onFrame: () => void, rtPriority: number): TripwireHandle;
   armTripwire(h: TripwireHandle): void;
+  /** Broadcast/multicast frames the tripwire's filter matched since start, on all interfaces. */
+  readTripwire(h: TripwireHandle): number;
   stopTripwire(h: TripwireHandle): void;
   /** SCHED_FIFO for the calling thread, reset on fork (children run at normal priority). */
   setRealtime(priority: number): void;

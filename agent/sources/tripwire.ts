@@ -12,6 +12,8 @@ export interface Tripwire {
   arm(): void;
   readonly armed: boolean;
   readonly fired: number;
+  /** Flood frames seen on any interface since start: a namespace-wide counter costing one syscall. */
+  count(): number;
   close(): void;
 }
 
@@ -36,6 +38,9 @@ export function createTripwire(addon: PacketAddon, onFrame: () => void, realtime
     },
     get fired() {
       return fired;
+    },
+    count() {
+      return addon.readTripwire(handle);
     },
     close() {
       if (closed) return;

@@ -34,9 +34,9 @@ export interface Lab {
 
 export interface HostOnlyLab {
   prefix: string;
-  ns: { host: string };
+  ns: { host: string; vms?: string };
   bridge: 'br0';
-  /** Bridge ports p0..pN-1 (peers q0..qN-1 stay unenslaved in the same namespace). */
+  /** Bridge ports p0..pN-1 (peers q0..qN-1 unenslaved, in the host namespace or in ns.vms). */
   ports: string[];
 }
 
@@ -200,7 +200,12 @@ export async function buildLab(shape: Shape, prefix: string): Promise<Lab> {
 }
 
 /** One namespace `${prefix}host` with bridge br0 and nPorts veth pairs p_i (enslaved) / q_i. No loop. */
-export async function buildHostOnly(prefix: string, nPorts: number): Promise<HostOnlyLab> {
+/**
+ * opts.peersNs puts the peers q0..qN-1 in their own namespace `${prefix}vms`, as VM interfaces
+ * are on a real host: a broadcast flooded out of the bridge is then not received again by N
+ * peers in the agent's own namespace (which its namespace-wide tripwire would count N times).
+ */
+export async function buildHostOnly(prefix: string, nPorts: number, opts: { peersNs?: boolean } = {}): Promise<HostOnlyLab> {
   assertPrefix(prefix);
   if (!Number.isInteger(nPorts) || nPorts < 1 || nPorts > MAX_HOST_ONLY_PORTS) {
     throw new Error(`nPorts must be an integer in 1..${MAX_HOST_ONLY_PORTS}, got ${nPorts}`);
@@ -219,7 +224,16 @@ export async function buildHostOnly(prefix: string, nPorts: number): Promise<Hos
       lines.push(`link set dev q${i} up`, `link set dev ${p} up`);
     });
     await run(['ip', '-n', host, '-batch', '-'], { input: `${lines.join('\n')}\n`, timeoutMs: 30_000 + nPorts * 100 });
-    return { prefix, ns: { host }, bridge: 'br0', ports };
+    if (!opts.peersNs) return { prefix, ns: { host }, bridge: 'br0', ports };
+    const vms = assertNetns(`${prefix}vms`);
+    await run(['ip', 'netns', 'add', vms]);
+    await run(sysctlArgv(vms, 'net.ipv6.conf.all.disable_ipv6'));
+    await run(sysctlArgv(vms, 'net.ipv6.conf.default.disable_ipv6'));
+    const moves = ports.map((_, i) => `link set dev q${i} netns ${vms}`);
+    await run(['ip', '-n', host, '-batch', '-'], { input: `${moves.join('\n')}\n`, timeoutMs: 30_000 + nPorts * 100 });
+    const ups = ports.map((_, i) => `link set dev q${i} up`);
+    await run(['ip', '-n', vms, '-batch', '-'], { input: `${ups.join('\n')}\n`, timeoutMs: 30_000 + nPorts * 100 });
+    return { prefix, ns: { host, vms }, bridge: 'br0', ports };
   } catch (err) {
     await teardownLab(prefix).catch(() => undefined);
     throw err;
