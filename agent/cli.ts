@@ -8,6 +8,8 @@ import { formatPolicyError } from './policy/errors.js';
 import { registerPreflight } from './cli/preflight.js';
 import { runPreflight } from './preflight/preflight.js';
 import { fails, renderText } from './preflight/findings.js';
+import { renderEvent, renderStatus, renderWhy, type StatusView } from './cli/render.js';
+import { parseDuration } from './control/duration.js';
 
 // Exit codes (DESIGN.md contract): 0 ok, 1 finding or failed check, 2 usage error, 3 daemon unreachable.
 const EXIT = { ok: 0, finding: 1, usage: 2, unreachable: 3 } as const;
@@ -30,8 +32,22 @@ program
   .option('--dry-run', 'decide and journal "would-trip", never touch a link', false)
   .option('--preflight', 'run the preflight check first and refuse to start on a finding', false)
   .option('--preflight-warn-only', 'with --preflight: print findings but start anyway', false)
-  .action(async (o: { policy: string; stateDir: string; socket: string; dryRun: boolean; preflight: boolean; preflightWarnOnly: boolean }) => {
+  .option('--socket-group <name>', 'group that owns the control socket (0660) and its directory (0750)')
+  .action(async (o: { policy: string; stateDir: string; socket: string; dryRun: boolean; preflight: boolean; preflightWarnOnly: boolean; socketGroup?: string }) => {
     const log = createLogger();
+    // SIGHUP reloads the policy. Listen from the start: without a listener a SIGHUP kills Node,
+    // and one that arrives while starting is applied once the daemon runs.
+    let daemon: Awaited<ReturnType<typeof startDaemon>> | null = null;
+    let hupPending = false;
+    const onHup = () => {
+      if (!daemon) {
+        hupPending = true;
+        return;
+      }
+      log.info({ component: 'daemon', signal: 'SIGHUP' }, 'reloading policy');
+      daemon.reload('SIGHUP').catch((err: unknown) => log.error({ component: 'daemon', err: (err as Error).message }, 'reload failed'));
+    };
+    process.on('SIGHUP', onHup);
     if (o.preflight) {
       // "Never switch on without checking": the same check as `stormbreaker preflight`.
       const loaded = await loadPolicyFile(o.policy);
@@ -48,7 +64,9 @@ program
       log.info({ component: 'preflight', findings: report.findings.length }, 'preflight done');
     }
     try {
-      const d = await startDaemon({ policyPath: o.policy, stateDir: o.stateDir, socketPath: o.socket, dryRun: o.dryRun, log });
+      const d = await startDaemon({ policyPath: o.policy, stateDir: o.stateDir, socketPath: o.socket, dryRun: o.dryRun, log, ...(o.socketGroup !== undefined ? { socketGroup: o.socketGroup } : {}) });
+      daemon = d;
+      if (hupPending) onHup();
       const shutdown = (sig: string) => {
         log.info({ component: 'daemon', signal: sig }, 'stopping');
         d.stop().then(() => process.exit(0), () => process.exit(1));
@@ -64,42 +82,121 @@ program
     }
   });
 
-function client(name: string, desc: string, build: (c: Command) => Command, toArgs: (...a: unknown[]) => Record<string, unknown>, print: (r: unknown, json: boolean) => void) {
+class UsageError extends Error {}
+
+/** Exit code for a failed request: unreachable 3, a bad port or argument 2, anything else 1. */
+function exitFor(err: unknown): number {
+  if (err instanceof DaemonUnreachable) return EXIT.unreachable;
+  if (err instanceof UsageError) return EXIT.usage;
+  if (err instanceof RemoteError && (err.code === 'E_UNKNOWN_PORT' || err.code === 'E_BAD_ARGS')) return EXIT.usage;
+  return EXIT.finding;
+}
+
+/** What the client claims about itself; the daemon prefers the kernel's word (SO_PEERCRED). */
+const claim = () => ({ user: process.env.SUDO_USER ?? process.env.USER, uid: process.getuid?.() });
+
+function client(name: string, desc: string, build: (c: Command) => Command, toArgs: (...a: unknown[]) => Record<string, unknown>, print: (r: unknown, json: boolean) => unknown) {
   const c = program.command(name).description(desc).option('--socket <path>', 'control socket path', DEFAULT_SOCKET).option('--json', 'machine-readable output', false);
   build(c).action(async (...a: unknown[]) => {
     const opts = a[a.length - 2] as { socket: string; json: boolean };
     try {
-      const r = await request(opts.socket, name, { ...toArgs(...a), user: process.env.SUDO_USER ?? process.env.USER });
-      print(r, opts.json);
+      const r = await request(opts.socket, name, { ...toArgs(...a), ...claim() });
+      const code = print(r, opts.json);
+      if (typeof code === 'number') process.exitCode = code;
     } catch (err) {
       process.stderr.write(`stormbreaker ${name}: ${(err as Error).message}\n`);
-      process.exitCode = err instanceof DaemonUnreachable ? EXIT.unreachable : err instanceof RemoteError && err.code === 'E_UNKNOWN_PORT' ? EXIT.usage : EXIT.finding;
+      process.exitCode = exitFor(err);
     }
   });
 }
 
-const printJson = (r: unknown) => process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+function duration(text: string, what: string): number {
+  const ms = parseDuration(text);
+  if (ms === null) throw new UsageError(`${what}: ${JSON.stringify(text)} is not a duration (like 30s, 5m, 2h)`);
+  return ms;
+}
 
-client('status', 'show watched ports, their state and rates', (c) => c, () => ({}), (r, json) => {
+const printJson = (r: unknown): void => void process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+
+client('status', 'show the policy, the agent\'s health, and watched ports with state and rates', (c) => c, () => ({}), (r, json) => {
   if (json) return printJson(r);
-  const s = r as { policy: { file: string; hash: string; dryRun: boolean }; health: { ticks: number; periodMs: number; lastTickAgeMs: number; broadcastCounting: boolean }; ports: Array<Record<string, unknown>> };
-  process.stdout.write(`policy ${s.policy.file} (${s.policy.hash})${s.policy.dryRun ? ' DRY-RUN' : ''}  sampler ${s.health.periodMs} ms, last tick ${s.health.lastTickAgeMs.toFixed(1)} ms ago, broadcast counting ${s.health.broadcastCounting ? 'on' : 'OFF'}\n`);
-  const cols = ['port', 'bridge', 'role', 'protected', 'state', 'rxPps', 'floodPps', 'txPps', 'lastEvent'];
-  const rows = s.ports.map((p) => cols.map((k) => (p[k] === null || p[k] === undefined ? '-' : String(p[k]))));
-  const w = cols.map((k, i) => Math.max(k.length, ...rows.map((r) => r[i]!.length)));
-  const fmt = (r: string[]) => r.map((v, i) => v.padEnd(w[i]!)).join('  ').trimEnd() + '\n';
-  process.stdout.write(fmt(cols) + rows.map(fmt).join(''));
+  process.stdout.write(renderStatus(r as StatusView));
 });
+
+program
+  .command('top')
+  .description('live status: redraw the status table until Ctrl-C')
+  .option('--socket <path>', 'control socket path', DEFAULT_SOCKET)
+  .option('--interval <ms>', 'redraw period, ms', '1000')
+  .action(async (o: { socket: string; interval: string }) => {
+    const every = Number(o.interval);
+    if (!Number.isFinite(every) || every < 100) {
+      process.stderr.write('stormbreaker top: --interval must be a number of ms >= 100\n');
+      process.exit(EXIT.usage);
+    }
+    process.once('SIGINT', () => {
+      process.stdout.write('\n');
+      process.exit(EXIT.ok);
+    });
+    for (;;) {
+      let text: string;
+      try {
+        text = renderStatus((await request(o.socket, 'status', {}, Math.max(2000, every))) as StatusView);
+      } catch (err) {
+        process.stderr.write(`stormbreaker top: ${(err as Error).message}\n`);
+        process.exit(exitFor(err));
+      }
+      // Clear the screen and home the cursor, then the whole table: one write, no flicker.
+      process.stdout.write(`\x1b[2J\x1b[H${new Date().toISOString()}  every ${every} ms, Ctrl-C to quit\n${text}`);
+      await new Promise((res) => setTimeout(res, every));
+    }
+  });
 
 for (const verb of ['trip', 'restore'] as const) {
   client(verb, verb === 'trip' ? 'shut a port now (journaled)' : 'bring a tripped port back up (journaled)', (c) => c.argument('<port>').requiredOption('--reason <text>', 'why (journaled)'), (port, o) => ({ port, reason: (o as { reason: string }).reason }), (r, json) => (json ? printJson(r) : process.stdout.write(`${verb} ${(r as { port: string }).port}: accepted\n`)));
 }
 
-client('why', 'the evidence of the last trip (of PORT, or of any port)', (c) => c.argument('[port]'), (port) => ({ port: port ?? '' }), (r) => printJson(r));
-client('events', 'recent journal events', (c) => c.option('--port <port>'), (o) => ({ port: (o as { port?: string }).port ?? '' }), (r, json) => {
-  if (json) return printJson(r);
-  for (const e of r as Array<{ ts: string; event: string; port: string; reason: string }>) process.stdout.write(`${e.ts}  ${e.event.padEnd(14)} ${(e.port || '-').padEnd(10)} ${e.reason}\n`);
+client(
+  'hold',
+  'keep a port down whatever happens (protected ports too: an operator decides), until released or --for expires into tripped',
+  (c) => c.argument('<port>').requiredOption('--reason <text>', 'why (journaled)').option('--for <duration>', 'expire after this long (30s, 5m, 2h); the port then stays tripped until restore'),
+  (port, o) => {
+    const oo = o as { reason: string; for?: string };
+    return { port, reason: oo.reason, ...(oo.for !== undefined ? { forMs: duration(oo.for, '--for') } : {}) };
+  },
+  (r, json) => {
+    if (json) return printJson(r);
+    const x = r as { port: string; until?: string };
+    process.stdout.write(`hold ${x.port}: accepted${x.until ? ` until ${x.until}` : ' until released'}\n`);
+  },
+);
+client('release', 'end a hold: the port stays down (tripped) until restore', (c) => c.argument('<port>').requiredOption('--reason <text>', 'why (journaled)'), (port, o) => ({ port, reason: (o as { reason: string }).reason }), (r, json) =>
+  json ? printJson(r) : process.stdout.write(`release ${(r as { port: string }).port}: accepted\n`),
+);
+client('reload', 're-read the policy (as SIGHUP does); a bad policy is rejected whole and the last good one stays', (c) => c, () => ({}), (r, json) => {
+  const x = r as { ok: boolean; oldHash?: string; policyHash: string; errors?: string[] };
+  if (json) printJson(r);
+  else if (x.ok) process.stdout.write(`reloaded: ${x.oldHash} -> ${x.policyHash}\n`);
+  else process.stderr.write(`reload rejected; ${x.policyHash} stays in force:\n${(x.errors ?? []).join('\n')}\n`);
+  return x.ok ? EXIT.ok : EXIT.finding;
 });
+
+client('why', 'the evidence of the last trip (of PORT, or of any port)', (c) => c.argument('[port]'), (port) => ({ port: port ?? '' }), (r, json) =>
+  json ? printJson(r) : process.stdout.write(renderWhy(r as Record<string, unknown> | null)),
+);
+client(
+  'events',
+  'journal events, from the journal file (its last 10,000 lines)',
+  (c) => c.option('--port <port>', 'only this port').option('--since <duration>', 'only the last DURATION (30s, 5m, 2h)'),
+  (o) => {
+    const oo = o as { port?: string; since?: string };
+    return { port: oo.port ?? '', ...(oo.since !== undefined ? { sinceMs: duration(oo.since, '--since') } : {}) };
+  },
+  (r, json) => {
+    if (json) return printJson(r);
+    for (const e of r as Array<{ ts: string; event: string; port: string; reason: string }>) process.stdout.write(renderEvent(e));
+  },
+);
 
 const policyCmd = program.command('policy').description('policy tools');
 policyCmd

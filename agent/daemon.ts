@@ -22,13 +22,16 @@ import { createTripwire, type Tripwire } from './sources/tripwire.js';
 import { listInterfaceNames, listInterfaces, isAdminUp } from './host/interfaces.js';
 import { computeRates } from './sample/rates.js';
 import { initialDetectorState, step as detectStep } from './detect/signature.js';
-import { breakerBusy, breakerStep, initialBreakerState, portStates, restoreTripped, type OperatorCommand } from './breaker/state.js';
+import { breakerBusy, breakerStep, holdExpiryDue, initialBreakerState, portStates, restoreHeld, restoreTripped, type OperatorCommand } from './breaker/state.js';
 import { executeLinkAction } from './actions/link.js';
-import { openJournal, readJournal, trippedPorts, type Journal } from './journal/journal.js';
+import { heldPorts, openJournal, readJournal, readJournalTail, trippedPorts, type Journal } from './journal/journal.js';
 import { loadPolicyFile } from './policy/load.js';
 import { formatPolicyError } from './policy/errors.js';
 import { resolvePorts } from './policy/match.js';
-import { startControlServer, ControlError } from './control/server.js';
+import { startControlServer, ControlError, type RequestContext } from './control/server.js';
+import { requester, requesterText, type Requester } from './control/peer.js';
+import { resolveGroup } from './control/group.js';
+import { parseDuration } from './control/duration.js';
 import { isValidIfName } from './host/names.js';
 
 // The daemon is the only place where clock, timers, sources, actions and the journal meet.
@@ -41,9 +44,18 @@ export interface DaemonOptions {
   socketPath: string;
   dryRun: boolean;
   log: Logger;
+  /** Group that owns the control socket (0660) and its directory (0750), by name. */
+  socketGroup?: string;
 }
 
+/** What a reload did: swapped in a new policy, or rejected it whole (the last good one stays). */
+export type ReloadOutcome =
+  | { ok: true; oldHash: string; policyHash: string; changed: boolean }
+  | { ok: false; policyHash: string; errors: string[] };
+
 export interface Daemon {
+  /** Re-read the policy from the same path (SIGHUP, `stormbreaker reload`). Never throws for a bad policy. */
+  reload(trigger: string, by?: Requester): Promise<ReloadOutcome>;
   stop(): Promise<void>;
 }
 
@@ -57,6 +69,8 @@ const TRIPWIRE_REARM_MS = 5;
 // Without the tripwire nothing wakes an idle sampler early, so the idle period is capped here.
 const IDLE_MS_WITHOUT_TRIPWIRE = 10;
 const LAST_EVENTS = 200;
+/** `events` reads at most this many journal lines from the end of the file. */
+const JOURNAL_TAIL_LINES = 10_000;
 
 export class StartupError extends Error {
   constructor(message: string, readonly exitCode: number) {
@@ -70,7 +84,20 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   if ('errors' in loaded) {
     throw new StartupError(loaded.errors.map(formatPolicyError).join('\n'), 1);
   }
-  let policy: Policy = opts.dryRun ? { ...loaded.policy, dryRun: true } : loaded.policy;
+  // --dry-run from the command line wins over every policy, including reloaded ones.
+  const withFlags = (p: Policy): Policy => (opts.dryRun ? { ...p, dryRun: true } : p);
+  let policy: Policy = withFlags(loaded.policy);
+  let policyLoadedAt = new Date().toISOString();
+  let lastReloadError: { at: string; trigger: string; errors: string[] } | null = null;
+  let reloads = 0;
+  let socketGid: number | undefined;
+  if (opts.socketGroup !== undefined) {
+    try {
+      socketGid = resolveGroup(opts.socketGroup);
+    } catch (err) {
+      throw new StartupError(`--socket-group: ${(err as Error).message}`, 1);
+    }
+  }
 
   const journal: Journal = openJournal(join(opts.stateDir, 'journal.jsonl'));
   const replay = readJournal(journal.path);
@@ -86,7 +113,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     recentEvents.push(e);
     if (recentEvents.length > LAST_EVENTS) recentEvents.shift();
     if (e.event === 'trip' || e.event === 'would-trip') lastTrip.set(e.port, e);
-    const level = e.event === 'action-failed' ? 'error' : e.event === 'flood-observed' ? 'warn' : 'info';
+    const level = e.event === 'action-failed' || e.event === 'reload-failed' ? 'error' : e.event === 'flood-observed' ? 'warn' : 'info';
     log[level]({ component: 'breaker', ...e }, e.event);
   };
   record({ ts: new Date().toISOString(), event: 'start', port: '', reason: 'agent started', policyHash: policy.hash, policyFile: policy.file, dryRun: policy.dryRun });
@@ -144,6 +171,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   if (tripped.size > 0) {
     brk = restoreTripped(brk, [...tripped.values()].map((t) => ({ port: t.port, evidence: t.event.evidence, since: t.since })));
   }
+  // Holds outlive a restart with their expiry (one already past expires on the first step).
+  const held = heldPorts(replay.events);
+  if (held.size > 0) {
+    const byText = (b: unknown): string | undefined =>
+      typeof b === 'string' ? b : b && typeof b === 'object' && 'uid' in b ? `uid ${String((b as { uid: unknown }).uid)}` : undefined;
+    brk = restoreHeld(brk, [...held.values()].map((h) => ({ port: h.port, since: h.since, reason: h.reason, untilMs: h.untilMs, ...(byText(h.by) !== undefined ? { by: byText(h.by)! } : {}) })));
+  }
   const results: ActionResult[] = [];
   const operator: OperatorCommand[] = [];
   const tick: { tNs: number; ports: PortRates[]; fdbMoves: Tick['fdbMoves'] } = { tNs: 0, ports: [], fdbMoves: [] };
@@ -153,6 +187,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   let periodMs = policy.sampling.idleMs;
   const idleMs = (): number => (tripwire ? policy.sampling.idleMs : Math.min(policy.sampling.idleMs, IDLE_MS_WITHOUT_TRIPWIRE));
   let ticks = 0;
+  let ticksPerSec = 0;
+  let rateFrom = { ticks: 0, at: lastT };
   let lastTickAt = lastT;
   let maxLagMs = 0;
   let timer: NodeJS.Timeout | null = null;
@@ -279,11 +315,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   // --- keep tripped ports down (someone may have brought one up by hand) -------------------------
   function reassert(): void {
     for (const p of portStates(brk)) {
-      if (p.state !== 'tripped') continue;
+      if (p.state !== 'tripped' && p.state !== 'held') continue;
       const up = isAdminUp(p.port);
       if (up !== true || !isValidIfName(p.port)) continue;
+      const what = p.state === 'held' ? 'held' : 'tripped';
+      const until = p.state === 'held' ? 'until the hold ends' : 'until an operator restores it';
       executeLinkAction({ kind: 'link-down', port: p.port, reason: 'reassert' }, { timeoutMs: policy.actions.timeoutMs, retries: policy.actions.retries }).then((r) => {
-        record({ ts: new Date().toISOString(), event: r.ok ? 'reassert' : 'action-failed', port: p.port, reason: r.ok ? 'port was tripped and found up; put down again until an operator restores it' : `could not put tripped port down again: ${r.error}`, policyHash: policy.hash, action: r });
+        record({ ts: new Date().toISOString(), event: r.ok ? 'reassert' : 'action-failed', port: p.port, reason: r.ok ? `port was ${what} and found up; put down again ${until}` : `could not put ${what} port down again: ${r.error}`, policyHash: policy.hash, action: r });
       });
     }
   }
@@ -292,6 +330,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   reassert();
   const slow = setInterval(() => {
     try {
+      const now = hrNs();
+      ticksPerSec = ((ticks - rateFrom.ticks) * 1e9) / Math.max(1, now - rateFrom.at);
+      rateFrom = { ticks, at: now };
+      if (holdExpiryDue(brk, Date.now())) wake();
       rescan();
       reassert();
     } catch (err) {
@@ -299,43 +341,142 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     }
   }, RESCAN_MS);
 
+  // --- reload ------------------------------------------------------------------------------
+  // One at a time: a SIGHUP and a `reload` arriving together load the file twice, in order.
+  let reloadChain: Promise<unknown> = Promise.resolve();
+  function reload(trigger: string, by?: Requester): Promise<ReloadOutcome> {
+    const next = reloadChain.then(() => doReload(trigger, by));
+    reloadChain = next.catch(() => undefined);
+    return next;
+  }
+
+  async function doReload(trigger: string, by: Requester | undefined): Promise<ReloadOutcome> {
+    if (stopped) throw new ControlError('E_STOPPING', 'agent is stopping');
+    const loadedNext = await loadPolicyFile(opts.policyPath);
+    if (stopped) throw new ControlError('E_STOPPING', 'agent is stopping');
+    const oldHash = policy.hash;
+    const ts = new Date().toISOString();
+    const who = by ? { by } : {};
+    if ('errors' in loadedNext) {
+      // Rejected whole: a policy that is half right is not applied half.
+      const errors = loadedNext.errors.map(formatPolicyError);
+      lastReloadError = { at: ts, trigger, errors };
+      record({ ts, event: 'reload-failed', port: '', reason: `policy reload (${trigger}) rejected with ${errors.length} error(s); ${oldHash} stays in force`, policyHash: oldHash, policyFile: policy.file, errors, trigger, ...who });
+      return { ok: false, policyHash: oldHash, errors };
+    }
+    policy = withFlags(loadedNext.policy);
+    policyLoadedAt = ts;
+    lastReloadError = null;
+    reloads++;
+    if (policy.fdb.enabled && !fdb) fdb = createFdbSource({ now: hrNs, warn: warn('fdb') });
+    else if (!policy.fdb.enabled && fdb) {
+      fdb.close();
+      fdb = null;
+    }
+    record({ ts, event: 'reload', port: '', reason: `policy reloaded (${trigger}): ${oldHash} -> ${policy.hash}`, policyHash: policy.hash, oldHash, newHash: policy.hash, policyFile: policy.file, dryRun: policy.dryRun, trigger, ...who });
+    try {
+      rescan(); // ports re-resolved against the new rules now, not a second later
+    } catch (err) {
+      log.error({ component: 'ports', err: (err as Error).message }, 'rescan after reload failed');
+    }
+    return { ok: true, oldHash, policyHash: policy.hash, changed: oldHash !== policy.hash };
+  }
+
   // --- control socket ----------------------------------------------------------------------
+  const str = (v: unknown, name: string, max = 1024): string => {
+    if (v === undefined || v === null) return '';
+    if (typeof v !== 'string') throw new ControlError('E_BAD_ARGS', `${name} must be a string`);
+    if (v.length > max) throw new ControlError('E_BAD_ARGS', `${name} is longer than ${max} characters`);
+    return v;
+  };
+
+  function operatorCommand(cmd: 'trip' | 'restore' | 'hold' | 'release', args: Record<string, unknown>, ctx: RequestContext) {
+    const port = str(args.port, 'port', 64);
+    const reason = str(args.reason, 'reason') || 'operator request';
+    const who = requester(ctx.peer, args);
+    const state = portStates(brk).find((p) => p.port === port)?.state;
+    // A held port may be released even when a reload stopped watching it.
+    if (!ports.has(port) && !(cmd === 'release' && state === 'held')) {
+      throw new ControlError('E_UNKNOWN_PORT', `port ${JSON.stringify(port)} is not watched by the policy`);
+    }
+    const o: OperatorCommand = { kind: cmd, port, reason, by: requesterText(who), extra: { by: who } };
+    let forMs: number | null = null;
+    if (cmd === 'hold') {
+      if (args.forMs !== undefined && args.forMs !== null) {
+        if (typeof args.forMs !== 'number' || !Number.isFinite(args.forMs) || args.forMs <= 0) throw new ControlError('E_BAD_ARGS', 'forMs must be a positive number');
+        forMs = args.forMs;
+      } else if (args.for !== undefined && args.for !== null) {
+        forMs = parseDuration(str(args.for, 'for', 32));
+        if (forMs === null) throw new ControlError('E_BAD_ARGS', 'for must be a duration like 30s, 5m, 2h');
+      }
+      if (forMs !== null) {
+        o.untilMs = Date.now() + forMs;
+        // Expire on time rather than at the next once-a-second check.
+        setTimeout(wake, forMs + 5).unref();
+      }
+    }
+    operator.push(o);
+    wake();
+    return { accepted: true, port, cmd, by: who, ...(o.untilMs !== undefined ? { until: new Date(o.untilMs).toISOString() } : {}) };
+  }
+
+  async function journalEvents(args: Record<string, unknown>) {
+    const port = str(args.port, 'port', 64);
+    let sinceMs: number | null = null;
+    if (args.sinceMs !== undefined && args.sinceMs !== null) {
+      if (typeof args.sinceMs !== 'number' || !Number.isFinite(args.sinceMs) || args.sinceMs < 0) throw new ControlError('E_BAD_ARGS', 'sinceMs must be a non-negative number');
+      sinceMs = args.sinceMs;
+    }
+    let limit = JOURNAL_TAIL_LINES;
+    if (args.limit !== undefined && args.limit !== null) {
+      if (typeof args.limit !== 'number' || !Number.isInteger(args.limit) || args.limit < 1) throw new ControlError('E_BAD_ARGS', 'limit must be a positive integer');
+      limit = Math.min(args.limit, JOURNAL_TAIL_LINES);
+    }
+    // From the file, not the in-memory tail: the journal is the record (bounded read from the end).
+    const tail = await readJournalTail(journal.path, JOURNAL_TAIL_LINES);
+    const from = sinceMs === null ? '' : new Date(Date.now() - sinceMs).toISOString();
+    const out = tail.events.filter((e) => (!port || e.port === port) && (!from || (typeof e.ts === 'string' && e.ts >= from)));
+    return out.slice(-limit);
+  }
+
   const server: Server = await startControlServer(
     opts.socketPath,
-    async (cmd, args) => {
-      const port = typeof args.port === 'string' ? args.port : '';
-      const reason = typeof args.reason === 'string' && args.reason ? args.reason : 'operator request';
+    async (cmd, args, ctx) => {
       switch (cmd) {
         case 'status':
           return status();
         case 'why': {
+          const port = str(args.port, 'port', 64);
           if (port) return lastTrip.get(port) ?? null;
           let latest: JournalEvent | null = null;
           for (const e of lastTrip.values()) if (!latest || e.ts > latest.ts) latest = e;
           return latest;
         }
         case 'events':
-          return recentEvents.filter((e) => !port || e.port === port);
+          return journalEvents(args);
         case 'trip':
-        case 'restore': {
-          if (!ports.has(port)) throw new ControlError('E_UNKNOWN_PORT', `port ${JSON.stringify(port)} is not watched by the policy`);
-          operator.push({ kind: cmd, port, reason, by: `client (claimed ${String(args.user ?? 'unknown')})` });
-          wake();
-          return { accepted: true, port, cmd };
-        }
+        case 'restore':
+        case 'hold':
+        case 'release':
+          return operatorCommand(cmd, args, ctx);
+        case 'reload':
+          return reload('control', requester(ctx.peer, args));
         default:
-          throw new ControlError('E_UNKNOWN_CMD', `unknown command ${JSON.stringify(cmd)}`);
+          throw new ControlError('E_UNKNOWN_CMD', `unknown command ${JSON.stringify(cmd).slice(0, 80)}`);
       }
     },
-    warn('control'),
+    { onError: warn('control'), ...(socketGid !== undefined ? { gid: socketGid } : {}) },
   );
 
   function status() {
-    const states = new Map(portStates(brk).map((p) => [p.port, p.state] as const));
+    const pstates = portStates(brk);
+    const states = new Map(pstates.map((p) => [p.port, p.state] as const));
+    const byPort = new Map(pstates.map((p) => [p.port, p] as const));
     return {
-      policy: { file: policy.file, hash: policy.hash, dryRun: policy.dryRun },
+      policy: { file: policy.file, hash: policy.hash, dryRun: policy.dryRun, loadedAt: policyLoadedAt, reloads, lastError: lastReloadError },
       health: {
         ticks,
+        ticksPerSec: Math.round(ticksPerSec * 10) / 10,
         periodMs,
         lastTickAgeMs: (hrNs() - lastTickAt) / 1e6,
         maxLagMs,
@@ -351,6 +492,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
           role: pp?.role,
           protected: pp?.protected,
           state: states.get(p.name) ?? 'forwarding',
+          ...(byPort.get(p.name)?.untilMs !== undefined ? { heldUntil: new Date(byPort.get(p.name)!.untilMs!).toISOString() } : {}),
           rxPps: r && r.valid ? Math.round(r.rxPps) : null,
           floodPps: r && r.valid && Number.isFinite(r.floodPps) ? Math.round(r.floodPps) : null,
           txPps: r && r.valid ? Math.round(r.txPps) : null,
@@ -380,6 +522,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   log.info({ component: 'daemon', policy: policy.file, policyHash: policy.hash, socket: opts.socketPath, dryRun: policy.dryRun, ports: infos.length }, 'stormbreaker running');
 
   return {
+    reload,
     async stop() {
       if (stopped) return;
       stopped = true;

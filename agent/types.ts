@@ -196,7 +196,22 @@ export interface ActionResult {
 /** One journal line. Extra fields are allowed; these are the contract. */
 export interface JournalEvent {
   ts: string;
-  event: 'trip' | 'would-trip' | 'restore' | 'reassert' | 'action-failed' | 'start' | 'stop' | 'flood-observed' | 'escalate';
+  event:
+    | 'trip'
+    | 'would-trip'
+    | 'restore'
+    | 'reassert'
+    | 'action-failed'
+    | 'start'
+    | 'stop'
+    | 'flood-observed'
+    | 'escalate'
+    // Operators' control: a policy reload (accepted or rejected whole), and holds.
+    | 'reload'
+    | 'reload-failed'
+    | 'hold'
+    | 'release'
+    | 'hold-expired';
   port: string;
   reason: string;
   policyHash?: string;

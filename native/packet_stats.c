@@ -716,6 +716,34 @@ static napi_value js_probe_recv(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+// Credentials of the peer of a connected unix socket, from the kernel (SO_PEERCRED): the
+// control server journals who asked for an override without trusting the client's claim.
+static napi_value js_peer_cred(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int fd = -1;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "peerCred: fd must be a non-negative integer");
+    return NULL;
+  }
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+    throw_errno(env, errno, "peerCred", "socket");
+    return NULL;
+  }
+  napi_value obj, v;
+  if (napi_create_object(env, &obj) != napi_ok) return NULL;
+  napi_create_int32(env, (int32_t)cred.pid, &v);
+  napi_set_named_property(env, obj, "pid", v);
+  napi_create_uint32(env, (uint32_t)cred.uid, &v);
+  napi_set_named_property(env, obj, "uid", v);
+  napi_create_uint32(env, (uint32_t)cred.gid, &v);
+  napi_set_named_property(env, obj, "gid", v);
+  return obj;
+}
+
 static void finalize_state(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
@@ -746,7 +774,7 @@ NAPI_MODULE_INIT() {
               { "drain", js_drain }, { "startTripwire", js_start_tripwire },
               { "armTripwire", js_arm_tripwire }, { "readTripwire", js_read_tripwire }, { "stopTripwire", js_stop_tripwire },
               { "setRealtime", js_set_realtime }, { "probeOpen", js_probe_open },
-              { "probeSend", js_probe_send }, { "probeRecv", js_probe_recv } };
+              { "probeSend", js_probe_send }, { "probeRecv", js_probe_recv }, { "peerCred", js_peer_cred } };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, s, &fn) != napi_ok ||

@@ -15,15 +15,22 @@
 //     after it took effect, and only then, if the loop verdict persists, the next one.
 //  4. A flood from a single port is never a reason to shut an uplink, unless the operator put
 //     'uplink' in breaker.floodShutRoles.
+//  5. An operator hold keeps a port down whatever happens, protected or not (a human decided);
+//     it ends by `release` or by expiry into 'tripped', so a held port never comes back up
+//     without a separate restore.
 import type { ActionRequest, ActionResult, Evidence, JournalEvent, PortPolicy, Policy, Verdict } from '../types.js';
 
-export type BreakerPortState = 'forwarding' | 'tripping' | 'tripped' | 'restoring';
+export type BreakerPortState = 'forwarding' | 'tripping' | 'tripped' | 'restoring' | 'held';
 
 export interface OperatorCommand {
-  kind: 'restore' | 'trip';
+  kind: 'restore' | 'trip' | 'hold' | 'release';
   port: string;
   reason: string;
   by: string;
+  /** hold only: wall-clock ms (epoch) when the hold expires into 'tripped'; absent = until released. */
+  untilMs?: number;
+  /** Extra fields journaled with the operator's event (e.g. who asked, as the kernel reports it). */
+  extra?: Record<string, unknown>;
 }
 
 export interface BreakerInput {
@@ -53,6 +60,8 @@ export interface PortStatus {
   evidence?: Evidence;
   /** Who asked, for operator actions. */
   by?: string;
+  /** Held ports with an expiry: wall-clock ms (epoch) when the hold ends. */
+  untilMs?: number;
 }
 
 interface PortEntry {
@@ -67,6 +76,10 @@ interface PortEntry {
   /** Remaining candidates of the verdict that chose this port: tried next if its link-down fails. */
   next: string[];
   by: string | undefined;
+  /** 'held' only: expiry in wall-clock ms, or null for a hold until released. */
+  untilMs: number | null;
+  /** Journal fields of the operator request behind the current state (who, per the kernel). */
+  extra?: Record<string, unknown> | undefined;
 }
 
 interface BridgeEntry {
@@ -121,9 +134,40 @@ export function restoreTripped(
       loop: null,
       next: [],
       by: undefined,
+      untilMs: null,
     });
   }
   return state;
+}
+
+/**
+ * Ports the journal says were held before a restart: held again, with the same expiry (an
+ * expiry already past turns into 'tripped' on the first step). Mutates and returns `state`.
+ */
+export function restoreHeld(
+  state: BreakerState,
+  ports: ReadonlyArray<{ port: string; since: string; reason: string; by?: string; untilMs: number | null }>,
+): BreakerState {
+  for (const p of ports) {
+    state.ports.set(p.port, {
+      state: 'held',
+      since: p.since,
+      reason: `held before restart (journal): ${p.reason}`,
+      evidence: undefined,
+      auto: false,
+      loop: null,
+      next: [],
+      by: p.by,
+      untilMs: p.untilMs,
+    });
+  }
+  return state;
+}
+
+/** Is a hold due to expire at wallMs? The daemon steps the breaker when it is. No allocation. */
+export function holdExpiryDue(state: BreakerState, wallMs: number): boolean {
+  for (const e of state.ports.values()) if (e.state === 'held' && e.untilMs !== null && e.untilMs <= wallMs) return true;
+  return false;
 }
 
 /** Every port the breaker has an opinion about, by name. Ports not listed are forwarding. */
@@ -133,6 +177,7 @@ export function portStates(state: BreakerState): PortStatus[] {
     const s: PortStatus = { port, state: e.state, since: e.since, reason: e.reason };
     if (e.evidence !== undefined) s.evidence = e.evidence;
     if (e.by !== undefined) s.by = e.by;
+    if (e.state === 'held' && e.untilMs !== null) s.untilMs = e.untilMs;
     out.push(s);
   }
   return out.sort((a, b) => (a.port < b.port ? -1 : a.port > b.port ? 1 : 0));
@@ -181,6 +226,7 @@ export function breakerStep(
     commands: NO_COMMANDS,
     events: NO_EVENTS,
   };
+  expireHolds(ctx);
   for (const r of input.results) onResult(ctx, r);
   for (const o of input.operator) onOperator(ctx, o);
   for (const v of input.verdicts) {
@@ -194,6 +240,10 @@ export function breakerStep(
 
 function onResult(ctx: Ctx, r: ActionResult): void {
   const e = entry(ctx, r.port);
+  if (e.state === 'held') {
+    onHeldResult(ctx, e, r);
+    return;
+  }
   // A result the breaker did not ask for (or a duplicate): an ok result is still the truth about
   // the link; a failed one changes nothing.
   const expected = r.kind === 'link-down' ? e.state === 'tripping' : e.state === 'restoring';
@@ -204,6 +254,7 @@ function onResult(ctx: Ctx, r: ActionResult): void {
   if (!expected) {
     e.reason = `${r.kind} of ${r.port} reported (not requested by the breaker)`;
     e.by = undefined;
+    e.extra = undefined;
     e.auto = false;
     e.loop = null;
     e.next = [];
@@ -212,7 +263,7 @@ function onResult(ctx: Ctx, r: ActionResult): void {
   if (r.kind === 'link-down') {
     if (r.ok) {
       setState(ctx, e, 'tripped');
-      event(ctx, 'trip', r.port, e.reason, { evidence: e.evidence, action: r, ...(e.by ? { by: e.by } : {}) });
+      event(ctx, 'trip', r.port, e.reason, { evidence: e.evidence, action: r, ...(e.by ? { by: e.by } : {}), ...e.extra });
       if (e.loop !== null) {
         const b = bridge(ctx, e.loop);
         if (b.inFlight === r.port) b.inFlight = null;
@@ -248,7 +299,8 @@ function onResult(ctx: Ctx, r: ActionResult): void {
   // link-up
   if (r.ok) {
     setState(ctx, e, 'forwarding');
-    event(ctx, 'restore', r.port, e.reason, { action: r, ...(e.by ? { by: e.by } : {}) });
+    event(ctx, 'restore', r.port, e.reason, { action: r, ...(e.by ? { by: e.by } : {}), ...e.extra });
+    e.extra = undefined;
     e.evidence = undefined;
     // A restored port starts a fresh story: if the loop is still there it may be chosen again.
     for (const b of ctx.st.bridges.values()) {
@@ -267,9 +319,12 @@ function onOperator(ctx: Ctx, o: OperatorCommand): void {
   const e = ctx.st.ports.get(o.port);
   const cur: BreakerPortState = e?.state ?? 'forwarding';
   const why = `(by ${o.by}: ${o.reason})`;
+  if (o.kind === 'hold') return onHold(ctx, o, cur);
+  if (o.kind === 'release') return onRelease(ctx, o, cur, why);
   if (o.kind === 'restore') {
     if (cur !== 'tripped') {
-      event(ctx, 'action-failed', o.port, `restore of ${o.port} refused: port is ${cur} ${why}`, { by: o.by });
+      const hint = cur === 'held' ? ' (release the hold first)' : '';
+      event(ctx, 'action-failed', o.port, `restore of ${o.port} refused: port is ${cur}${hint} ${why}`, { by: o.by, ...o.extra });
       return;
     }
     const en = entry(ctx, o.port);
@@ -278,6 +333,7 @@ function onOperator(ctx: Ctx, o: OperatorCommand): void {
     setState(ctx, en, 'restoring');
     en.reason = reason;
     en.by = o.by;
+    en.extra = o.extra;
     return;
   }
   const pp = ctx.ports.get(o.port);
@@ -304,6 +360,70 @@ function onOperator(ctx: Ctx, o: OperatorCommand): void {
   en.loop = null;
   en.next = [];
   en.evidence = undefined;
+  en.extra = o.extra;
+}
+
+function onHold(ctx: Ctx, o: OperatorCommand, cur: BreakerPortState): void {
+  const pp = ctx.ports.get(o.port);
+  const until = o.untilMs !== undefined && Number.isFinite(o.untilMs) ? o.untilMs : null;
+  if (pp === undefined && cur === 'forwarding') {
+    event(ctx, 'action-failed', o.port, `hold of ${o.port} refused: not a watched port (by ${o.by}: ${o.reason})`, { by: o.by, ...o.extra });
+    return;
+  }
+  // Protected ports can be held: protection stops the automaton, not a human who decided.
+  const prot = pp?.protected ? ' (protected port: held by operator decision)' : '';
+  const forText = until === null ? 'until released' : `until ${iso(until)}`;
+  const reason = `operator hold by ${o.by}: ${o.reason}${prot}, ${forText}`;
+  const en = entry(ctx, o.port);
+  // Down now if it may be up; a link-up in flight is answered by a link-down when it lands.
+  if (cur === 'forwarding') command(ctx, 'link-down', o.port, reason);
+  setState(ctx, en, 'held');
+  en.reason = reason;
+  en.by = o.by;
+  en.auto = false;
+  en.loop = null;
+  en.next = [];
+  en.untilMs = until;
+  en.extra = o.extra;
+  event(ctx, 'hold', o.port, reason, { by: o.by, ...(until !== null ? { until: iso(until), untilMs: until } : {}), previous: cur, ...o.extra });
+}
+
+function onRelease(ctx: Ctx, o: OperatorCommand, cur: BreakerPortState, why: string): void {
+  if (cur !== 'held') {
+    event(ctx, 'action-failed', o.port, `release of ${o.port} refused: port is ${cur}, not held ${why}`, { by: o.by, ...o.extra });
+    return;
+  }
+  const en = entry(ctx, o.port);
+  setState(ctx, en, 'tripped');
+  en.untilMs = null;
+  en.reason = `hold released by ${o.by}: ${o.reason}; still down until an operator restores it`;
+  en.by = o.by;
+  event(ctx, 'release', o.port, en.reason, { by: o.by, ...o.extra });
+}
+
+/** Holds whose time is up become 'tripped' (still down until restore). */
+function expireHolds(ctx: Ctx): void {
+  for (const [port, e] of ctx.st.ports) {
+    if (e.state !== 'held' || e.untilMs === null || e.untilMs > ctx.wallMs) continue;
+    const was = iso(e.untilMs);
+    setState(ctx, e, 'tripped');
+    e.untilMs = null;
+    e.reason = `hold expired at ${was}; still down until an operator restores it`;
+    event(ctx, 'hold-expired', port, e.reason, { by: e.by });
+  }
+}
+
+/** A link result for a held port: the hold stands whatever the result says. */
+function onHeldResult(ctx: Ctx, e: PortEntry, r: ActionResult): void {
+  if (r.kind === 'link-down') {
+    if (!r.ok) event(ctx, 'action-failed', r.port, `link-down of held ${r.port} failed: ${r.error ?? 'unknown error'} (reasserted)`, { action: r });
+    else event(ctx, 'hold', r.port, `${r.port} is down (held)`, { action: r, by: e.by, applied: true });
+    return;
+  }
+  // A link-up that was in flight when the hold came, or one nobody asked for: down again.
+  if (r.ok) {
+    command(ctx, 'link-down', r.port, `${r.port} came up while held: down again`);
+  }
 }
 
 // --- verdicts ------------------------------------------------------------------------------------
@@ -381,6 +501,7 @@ function shutForLoop(ctx: Ctx, key: string, b: BridgeEntry, evidence: Evidence |
   e.loop = key;
   e.next = cands.slice(1);
   e.by = undefined;
+  e.extra = undefined;
   b.inFlight = target;
 }
 
@@ -420,6 +541,7 @@ function onFlood(ctx: Ctx, v: Extract<Verdict, { kind: 'flood' }>): void {
   e.loop = null;
   e.next = [];
   e.by = undefined;
+  e.extra = undefined;
 }
 
 // --- helpers -------------------------------------------------------------------------------------
@@ -438,7 +560,7 @@ function budgetText(ctx: Ctx): string {
 function entry(ctx: Ctx, port: string): PortEntry {
   let e = ctx.st.ports.get(port);
   if (e === undefined) {
-    e = { state: 'forwarding', since: now(ctx), reason: '', evidence: undefined, auto: false, loop: null, next: [], by: undefined };
+    e = { state: 'forwarding', since: now(ctx), reason: '', evidence: undefined, auto: false, loop: null, next: [], by: undefined, untilMs: null };
     ctx.st.ports.set(port, e);
   }
   return e;

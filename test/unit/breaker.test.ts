@@ -2,8 +2,10 @@ import { describe, expect, it } from 'vitest';
 import {
   breakerBusy,
   breakerStep,
+  holdExpiryDue,
   initialBreakerState,
   portStates,
+  restoreHeld,
   restoreTripped,
   type BreakerInput,
   type BreakerState,
@@ -289,6 +291,108 @@ describe('operator commands', () => {
     d.at(1001, { results: [result('link-up', 'up1')] });
     d.at(1002, { verdicts: [loop(['up1', 'up2'])] });
     expect(d.commands.map((c) => `${c.kind}:${c.port}`)).toEqual(['link-down:up1', 'link-up:up1', 'link-down:up1']);
+  });
+});
+
+describe('operator holds', () => {
+  const hold = (port: string, untilMs?: number, extra?: Record<string, unknown>): OperatorCommand => ({
+    kind: 'hold',
+    port,
+    reason: 'maintenance',
+    by: 'uid 0',
+    ...(untilMs !== undefined ? { untilMs } : {}),
+    ...(extra ? { extra } : {}),
+  });
+  const release = (port: string): OperatorCommand => ({ kind: 'release', port, reason: 'done', by: 'uid 0' });
+  const restore = (port: string): OperatorCommand => ({ kind: 'restore', port, reason: 'fixed', by: 'uid 0' });
+
+  it('holds a forwarding port: link-down now, journaled at once (with who per extra), never a candidate', () => {
+    const d = driver();
+    const who = { uid: 0, source: 'kernel' };
+    const out = d.at(0, { operator: [hold('up1', undefined, { by: who })] });
+    expect(out.commands).toEqual([{ kind: 'link-down', port: 'up1', reason: 'operator hold by uid 0: maintenance, until released' }]);
+    expect(out.events).toMatchObject([{ event: 'hold', port: 'up1', by: who, previous: 'forwarding', policyHash: policy.hash }]);
+    expect(out.events[0]!.untilMs).toBeUndefined();
+    d.at(1, { results: [result('link-down', 'up1')] });
+    expect(portStates(d.state)).toMatchObject([{ port: 'up1', state: 'held' }]);
+    // A loop through up1 and up2: up1 is not a candidate (held), up2 is.
+    d.at(2, { verdicts: [loop(['up1', 'up2'])] });
+    expect(d.commands.map((c) => c.port)).toEqual(['up1', 'up2']);
+  });
+
+  it('a protected port can be held (an operator decides), and the reason says so', () => {
+    const ports = testPorts({ mgmt0: { role: 'mgmt', protected: true } }, policy);
+    const d = driver(ports);
+    const out = d.at(0, { operator: [hold('mgmt0')] });
+    expect(out.commands).toEqual([{ kind: 'link-down', port: 'mgmt0', reason: expect.stringContaining('protected port: held by operator decision') }]);
+    expect(portStates(d.state)).toMatchObject([{ port: 'mgmt0', state: 'held' }]);
+  });
+
+  it('a tripped port held issues no command; restore is refused while held; release leaves it tripped', () => {
+    const d = driver();
+    d.at(0, { verdicts: [flood('vm1')] });
+    d.at(1, { results: [result('link-down', 'vm1')] });
+    const h = d.at(2, { operator: [hold('vm1')] });
+    expect(h.commands).toEqual([]);
+    expect(h.events).toMatchObject([{ event: 'hold', previous: 'tripped' }]);
+    const r = d.at(3, { operator: [restore('vm1')] });
+    expect(r.commands).toEqual([]);
+    expect(r.events).toMatchObject([{ event: 'action-failed', reason: expect.stringContaining('release the hold first') }]);
+    const rel = d.at(4, { operator: [release('vm1')] });
+    expect(rel.commands).toEqual([]);
+    expect(rel.events).toMatchObject([{ event: 'release', port: 'vm1', reason: expect.stringContaining('still down until an operator restores it') }]);
+    expect(portStates(d.state)).toMatchObject([{ port: 'vm1', state: 'tripped' }]);
+    expect(d.at(5, { operator: [release('vm1')] }).events).toMatchObject([{ event: 'action-failed', reason: expect.stringContaining('not held') }]);
+    expect(d.at(6, { operator: [restore('vm1')] }).commands).toEqual([{ kind: 'link-up', port: 'vm1', reason: 'operator restore by uid 0: fixed' }]);
+  });
+
+  it('expires by wall clock into tripped, once, and holdExpiryDue says when', () => {
+    const d = driver();
+    d.at(0, { operator: [hold('vm1', WALL0 + 1000)] });
+    expect(portStates(d.state)[0]).toMatchObject({ state: 'held', untilMs: WALL0 + 1000 });
+    expect(holdExpiryDue(d.state, WALL0 + 999)).toBe(false);
+    expect(holdExpiryDue(d.state, WALL0 + 1000)).toBe(true);
+    expect(d.at(999).events).toEqual([]);
+    const out = d.at(1000);
+    expect(out.events).toMatchObject([{ event: 'hold-expired', port: 'vm1' }]);
+    expect(out.commands).toEqual([]);
+    expect(portStates(d.state)).toMatchObject([{ port: 'vm1', state: 'tripped' }]);
+    expect(d.at(2000).events).toEqual([]);
+    expect(holdExpiryDue(d.state, WALL0 + 5000)).toBe(false);
+  });
+
+  it('a link-up landing on a held port is answered by a link-down; a failed link-down is journaled, hold stands', () => {
+    const d = driver();
+    d.at(0, { verdicts: [flood('vm1')] });
+    d.at(1, { results: [result('link-down', 'vm1')] });
+    d.at(2, { operator: [restore('vm1')] }); // link-up in flight
+    const h = d.at(3, { operator: [hold('vm1')] });
+    expect(h.commands).toEqual([]);
+    const up = d.at(4, { results: [result('link-up', 'vm1')] });
+    expect(up.commands).toEqual([{ kind: 'link-down', port: 'vm1', reason: 'vm1 came up while held: down again' }]);
+    const failed = d.at(5, { results: [result('link-down', 'vm1', false)] });
+    expect(failed.events).toMatchObject([{ event: 'action-failed', port: 'vm1' }]);
+    expect(portStates(d.state)).toMatchObject([{ port: 'vm1', state: 'held' }]);
+  });
+
+  it('restoreHeld: holds from the journal come back with their expiry; a past one expires on the first step', () => {
+    const st = restoreHeld(initialBreakerState(), [
+      { port: 'vm1', since: 'x', reason: 'r', untilMs: null },
+      { port: 'vm2', since: 'x', reason: 'r', untilMs: WALL0 - 1 },
+    ]);
+    const d = driver(ports3, policy, st);
+    const out = d.at(0);
+    expect(out.events).toMatchObject([{ event: 'hold-expired', port: 'vm2' }]);
+    expect(portStates(d.state)).toMatchObject([
+      { port: 'vm1', state: 'held' },
+      { port: 'vm2', state: 'tripped' },
+    ]);
+  });
+
+  it('unwatched ports cannot be held', () => {
+    const d = driver();
+    expect(d.at(0, { operator: [hold('nope0')] }).events).toMatchObject([{ event: 'action-failed', reason: expect.stringContaining('not a watched port') }]);
+    expect(d.commands).toEqual([]);
   });
 });
 

@@ -1,0 +1,78 @@
+// Text forms of control-socket answers for humans. Pure: data in, string out; the CLI prints.
+
+export interface StatusView {
+  policy: { file: string; hash: string; dryRun: boolean; loadedAt?: string; reloads?: number; lastError?: { at: string; trigger: string; errors: string[] } | null };
+  health: { ticks: number; ticksPerSec?: number; periodMs: number; lastTickAgeMs: number; maxLagMs?: number; sources?: string[]; broadcastCounting: boolean };
+  ports: Array<Record<string, unknown>>;
+}
+
+const COLS = ['port', 'bridge', 'role', 'protected', 'state', 'rxPps', 'floodPps', 'txPps', 'lastEvent', 'heldUntil'];
+
+/** Aligned columns; `-` for a missing value. */
+export function table(cols: readonly string[], rows: ReadonlyArray<Record<string, unknown>>): string {
+  const cells = rows.map((p) => cols.map((k) => (p[k] === null || p[k] === undefined ? '-' : String(p[k]))));
+  const w = cols.map((k, i) => Math.max(k.length, ...cells.map((r) => r[i]!.length)));
+  const fmt = (r: readonly string[]) => r.map((v, i) => v.padEnd(w[i]!)).join('  ').trimEnd() + '\n';
+  return fmt(cols) + cells.map(fmt).join('');
+}
+
+export function renderStatus(s: StatusView): string {
+  const p = s.policy;
+  const h = s.health;
+  let out = `policy ${p.file} hash ${p.hash}${p.dryRun ? ' DRY-RUN' : ''}${p.loadedAt ? ` loaded ${p.loadedAt}` : ''}${p.reloads ? ` (${p.reloads} reloads)` : ''}\n`;
+  if (p.lastError) {
+    out += `policy reload REJECTED at ${p.lastError.at} (${p.lastError.trigger}); the policy above stays in force:\n`;
+    for (const e of p.lastError.errors) out += `  ${e}\n`;
+  }
+  const tps = h.ticksPerSec !== undefined ? `${h.ticksPerSec.toFixed(1)} ticks/s` : `${h.ticks} ticks`;
+  const lag = h.maxLagMs !== undefined ? `, max lag ${h.maxLagMs.toFixed(1)} ms` : '';
+  const src = h.sources ? `, sources ${h.sources.join(',') || 'none'}` : '';
+  out += `agent ${tps}, period ${h.periodMs} ms, last tick ${h.lastTickAgeMs.toFixed(1)} ms ago${lag}${src}, broadcast counting ${h.broadcastCounting ? 'on' : 'OFF'}\n`;
+  const cols = s.ports.some((r) => r.heldUntil !== undefined) ? COLS : COLS.slice(0, -1);
+  return out + table(cols, s.ports);
+}
+
+interface EventView {
+  ts: string;
+  event: string;
+  port: string;
+  reason: string;
+  policyHash?: string;
+  by?: unknown;
+}
+
+export function renderEvent(e: EventView): string {
+  const by = e.by && typeof e.by === 'object' ? byText(e.by as Record<string, unknown>) : typeof e.by === 'string' ? e.by : '';
+  return `${e.ts}  ${String(e.event).padEnd(14)} ${(e.port || '-').padEnd(10)} ${e.reason}${by ? `  [${by}]` : ''}\n`;
+}
+
+function byText(b: Record<string, unknown>): string {
+  return b.source === 'kernel' ? `uid ${String(b.uid)} (kernel)` : `${b.claimedUser ? `user ${String(b.claimedUser)}` : `uid ${String(b.uid ?? '?')}`} (claimed)`;
+}
+
+/** `why`: the trip's story in a few lines (verdict, clues, thresholds, action, timings). */
+export function renderWhy(e: Record<string, unknown> | null): string {
+  if (!e) return 'no trip recorded\n';
+  const ev = (e.evidence ?? null) as { tNs?: number; clues?: string[]; thresholds?: Record<string, number>; rule?: number; window?: Array<{ port: string; tMs: number; rxPps: number; txPps: number; floodPps: number }> } | null;
+  const a = (e.action ?? null) as { via?: string; argv?: string[]; durationMs?: number; attempts?: number; verified?: boolean; ok?: boolean; error?: string } | null;
+  let out = `${String(e.event)} of ${String(e.port)} at ${String(e.ts)} (policy ${String(e.policyHash ?? '?')}${e.dryRun ? ', dry run' : ''})\n`;
+  out += `verdict: ${String(e.reason)}\n`;
+  if (e.by) out += `by: ${typeof e.by === 'object' ? byText(e.by as Record<string, unknown>) : String(e.by)}\n`;
+  if (ev) {
+    for (const c of ev.clues ?? []) out += `why: ${c}\n`;
+    const th = Object.entries(ev.thresholds ?? {});
+    if (th.length > 0) out += `thresholds: ${th.map(([k, v]) => `${k}=${v}`).join(' ')}${ev.rule !== undefined ? ` (rule ${ev.rule === -1 ? 'defaults' : ev.rule})` : ''}\n`;
+    const w = ev.window ?? [];
+    if (w.length > 0) {
+      const last = new Map(w.map((s) => [s.port, s] as const));
+      for (const s of last.values()) out += `last sample ${s.port}: rx ${Math.round(s.rxPps)} pps, tx ${Math.round(s.txPps)} pps, flood ${Number.isFinite(s.floodPps) ? Math.round(s.floodPps) : '-'} pps\n`;
+    }
+  } else {
+    out += 'evidence: none (an operator action, or restored from the journal)\n';
+  }
+  if (a) {
+    const via = a.argv && a.argv.length > 0 ? a.argv.join(' ') : (a.via ?? '-');
+    out += `action: ${a.ok === false ? 'FAILED ' : ''}via ${via}, ${a.durationMs !== undefined ? `${a.durationMs.toFixed(2)} ms` : '-'}, ${a.attempts ?? '-'} attempt(s), verified ${a.verified ? 'yes' : 'no'}${a.error ? `, error: ${a.error}` : ''}\n`;
+  }
+  return out;
+}
