@@ -22,7 +22,7 @@ import { createTripwire, type Tripwire } from './sources/tripwire.js';
 import { listInterfaceNames, listInterfaces, isAdminUp } from './host/interfaces.js';
 import { computeRates } from './sample/rates.js';
 import { initialDetectorState, step as detectStep } from './detect/signature.js';
-import { breakerBusy, breakerStep, holdExpiryDue, initialBreakerState, portStates, restoreHeld, restoreTripped, type OperatorCommand } from './breaker/state.js';
+import { breakerBusy, breakerStep, holdExpiryDue, initialBreakerState, nextRecoveryNs, portStates, recoveryProbing, restoreHeld, restoreTripped, type OperatorCommand } from './breaker/state.js';
 import { executeLinkAction } from './actions/link.js';
 import { heldPorts, openJournal, readJournal, readJournalTail, trippedPorts, type Journal } from './journal/journal.js';
 import { loadPolicyFile } from './policy/load.js';
@@ -219,6 +219,27 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     operator.length = 0;
     for (const e of out.events) record(e);
     for (const c of out.commands) execute(c);
+    scheduleRecoveryWake();
+  }
+
+  // Automatic recovery: the breaker says when the next probe is due (monotonic ns); a timer wakes
+  // the sampler then, so a probe is not late by an idle period. Re-armed only when the due time moves.
+  let recoveryTimer: NodeJS.Timeout | null = null;
+  let recoveryDueNs = Infinity;
+  function scheduleRecoveryWake(): void {
+    const due = nextRecoveryNs(brk);
+    if (due === recoveryDueNs) return;
+    recoveryDueNs = due;
+    if (recoveryTimer) clearTimeout(recoveryTimer);
+    recoveryTimer = null;
+    if (!Number.isFinite(due)) return;
+    // +1 ms: a timer may fire a fraction of a ms before hrtime reaches the due time.
+    const inMs = Math.min(2 ** 31 - 1, Math.max(0, Math.ceil((due - hrNs()) / 1e6) + 1));
+    recoveryTimer = setTimeout(() => {
+      recoveryTimer = null;
+      recoveryDueNs = Infinity;
+      wake();
+    }, inMs);
   }
 
   function sample(): void {
@@ -247,8 +268,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const d = detectStep(det, tick, ports, policy);
     det = d.state;
     input.verdicts = d.verdicts as Verdict[];
-    if (d.verdicts.length > 0 || results.length > 0 || operator.length > 0 || t < busyUntil || breakerBusy(brk, t)) runCore(t);
+    if (d.verdicts.length > 0 || results.length > 0 || operator.length > 0 || t < busyUntil || t >= recoveryDueNs || breakerBusy(brk, t)) runCore(t);
     if (warm || d.verdicts.length > 0) activeUntil = t + policy.sampling.activeHoldMs * 1e6;
+    // A recovery probe is judged at the active rate: the storm it looks for must be seen in ms.
+    else if (recoveryProbing(brk)) activeUntil = Math.max(activeUntil, t + policy.sampling.activeMs * 1e6);
     periodMs = t < activeUntil ? policy.sampling.activeMs : idleMs();
     ticks++;
   }
@@ -493,6 +516,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
           protected: pp?.protected,
           state: states.get(p.name) ?? 'forwarding',
           ...(byPort.get(p.name)?.untilMs !== undefined ? { heldUntil: new Date(byPort.get(p.name)!.untilMs!).toISOString() } : {}),
+          ...(byPort.get(p.name)?.recoveryTries !== undefined ? { recoveryTries: byPort.get(p.name)!.recoveryTries } : {}),
           rxPps: r && r.valid ? Math.round(r.rxPps) : null,
           floodPps: r && r.valid && Number.isFinite(r.floodPps) ? Math.round(r.floodPps) : null,
           txPps: r && r.valid ? Math.round(r.txPps) : null,
@@ -527,6 +551,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       if (stopped) return;
       stopped = true;
       if (timer) clearTimeout(timer);
+      if (recoveryTimer) clearTimeout(recoveryTimer);
       clearInterval(slow);
       // Journal first: closing hundreds of AF_PACKET sockets takes ~12 ms each (the kernel
       // waits in packet_release), and a supervisor may kill us before that ends.

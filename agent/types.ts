@@ -95,6 +95,21 @@ export interface Thresholds {
   baselineFactor: number;
 }
 
+/**
+ * Automatic recovery of a tripped port (issue 3 item 5). `manual`: only an operator brings it
+ * back. `auto`: after cooldownMs the breaker brings the link up for probeMs; a verdict touching
+ * the port in that time shuts it again at once, and the next cooldown is cooldownMs * backoff^N
+ * after N failed probes, until maxTries failed probes leave it to a human.
+ */
+export type RecoveryMode = 'manual' | 'auto';
+export interface Recovery {
+  mode: RecoveryMode;
+  cooldownMs: number;
+  probeMs: number;
+  backoff: number;
+  maxTries: number;
+}
+
 export interface PortPolicy {
   name: string;
   role: Role;
@@ -105,6 +120,8 @@ export interface PortPolicy {
   /** Which policy rule matched (index in ports[], or -1 for defaults), for the evidence. */
   rule: number;
   dryRun: boolean;
+  /** Resolved recovery for this port; absent means manual (policies built without the loader). */
+  recovery?: Recovery;
 }
 
 export interface Policy {
@@ -134,6 +151,8 @@ export interface Policy {
     protected: boolean;
     thresholds: Partial<Thresholds>;
     dryRun?: boolean;
+    /** What the rule wrote under `recovery` (over the top-level `recovery`). */
+    recovery?: Partial<Recovery>;
     /** 1-based line of the rule in its file, for messages. */
     line: number;
   }>;
@@ -155,6 +174,12 @@ export interface Policy {
   };
   fdb: { enabled: boolean };
   dryRun: boolean;
+  /**
+   * Top-level `recovery`: the default of every rule, except that uplink and mgmt rules stay
+   * manual unless the rule itself writes `mode: auto`. Absent in policies built without the loader
+   * (= manual everywhere).
+   */
+  recovery?: Recovery;
 }
 
 export interface Evidence {
@@ -211,7 +236,10 @@ export interface JournalEvent {
     | 'reload-failed'
     | 'hold'
     | 'release'
-    | 'hold-expired';
+    | 'hold-expired'
+    // Automatic recovery: a link-up probe of a tripped port, and the end of its tries.
+    | 'probe'
+    | 'recovery-exhausted';
   port: string;
   reason: string;
   policyHash?: string;

@@ -18,9 +18,18 @@
 //  5. An operator hold keeps a port down whatever happens, protected or not (a human decided);
 //     it ends by `release` or by expiry into 'tripped', so a held port never comes back up
 //     without a separate restore.
-import type { ActionRequest, ActionResult, Evidence, JournalEvent, PortPolicy, Policy, Verdict } from '../types.js';
+//  6. Automatic recovery (PortPolicy.recovery, mode auto) only follows the breaker's own trips:
+//     after cooldownMs * backoff^N in 'tripped' (N failed probes so far) the link comes up for
+//     probeMs ('probing'); any verdict that names the port meanwhile is the same storm, so the port
+//     is shut at once, outside the budget and without settle; maxTries failed probes leave it to a
+//     human. Operator trips, holds, releases and journal restarts never recover by themselves.
+import type { ActionRequest, ActionResult, Evidence, JournalEvent, PortPolicy, Policy, Recovery, Verdict } from '../types.js';
+import { MAX_TIMER_MS } from '../policy/defaults.js';
 
-export type BreakerPortState = 'forwarding' | 'tripping' | 'tripped' | 'restoring' | 'held';
+export type BreakerPortState = 'forwarding' | 'tripping' | 'tripped' | 'restoring' | 'held' | 'probing';
+
+/** Who the journal names for what automatic recovery does. */
+export const AUTO_RECOVERY = 'auto-recovery';
 
 export interface OperatorCommand {
   kind: 'restore' | 'trip' | 'hold' | 'release';
@@ -62,6 +71,19 @@ export interface PortStatus {
   by?: string;
   /** Held ports with an expiry: wall-clock ms (epoch) when the hold ends. */
   untilMs?: number;
+  /** Ports under automatic recovery: probes started so far in this story (the current one while probing). */
+  recoveryTries?: number;
+}
+
+/** A tripped port's recovery schedule (mode auto). */
+interface Recovering {
+  /** Probes started so far; while probing, the number of the current probe. */
+  tries: number;
+  /** 'tripped': monotonic ns when the next probe is due. */
+  dueNs: number;
+  /** 'probing': ns when the probe counts as quiet; null while its link-up is in flight. */
+  probeUntilNs: number | null;
+  probeMs: number;
 }
 
 interface PortEntry {
@@ -80,6 +102,8 @@ interface PortEntry {
   untilMs: number | null;
   /** Journal fields of the operator request behind the current state (who, per the kernel). */
   extra?: Record<string, unknown> | undefined;
+  /** Automatic recovery in progress (tripped with a probe scheduled, probing, or re-tripping), else null. */
+  rec: Recovering | null;
 }
 
 interface BridgeEntry {
@@ -135,6 +159,8 @@ export function restoreTripped(
       next: [],
       by: undefined,
       untilMs: null,
+      // After a restart a tripped port is manual: the journal does not say how many probes it had.
+      rec: null,
     });
   }
   return state;
@@ -159,6 +185,7 @@ export function restoreHeld(
       next: [],
       by: p.by,
       untilMs: p.untilMs,
+      rec: null,
     });
   }
   return state;
@@ -178,6 +205,7 @@ export function portStates(state: BreakerState): PortStatus[] {
     if (e.evidence !== undefined) s.evidence = e.evidence;
     if (e.by !== undefined) s.by = e.by;
     if (e.state === 'held' && e.untilMs !== null) s.untilMs = e.untilMs;
+    if (e.rec !== null) s.recoveryTries = e.rec.tries;
     out.push(s);
   }
   return out.sort((a, b) => (a.port < b.port ? -1 : a.port > b.port ? 1 : 0));
@@ -188,7 +216,7 @@ export function portStates(state: BreakerState): PortStatus[] {
  * a loop shut is settling (escalation is decided on the first verdict after settle). No allocation.
  */
 export function breakerBusy(state: BreakerState, tNs: number): boolean {
-  for (const e of state.ports.values()) if (e.state === 'tripping' || e.state === 'restoring') return true;
+  for (const e of state.ports.values()) if (e.state === 'tripping' || e.state === 'restoring' || e.state === 'probing') return true;
   for (const b of state.bridges.values()) if (b.inFlight !== null || tNs < b.settleUntilNs) return true;
   return false;
 }
@@ -229,10 +257,15 @@ export function breakerStep(
   expireHolds(ctx);
   for (const r of input.results) onResult(ctx, r);
   for (const o of input.operator) onOperator(ctx, o);
+  const probing = input.verdicts.length > 0 && anyProbing(state);
   for (const v of input.verdicts) {
+    // A verdict that names a probing port is the storm its probe was looking for: it is handled
+    // by shutting that port again, not by choosing a loop member afresh.
+    if (probing && probeHit(ctx, v)) continue;
     if (v.kind === 'loop') onLoop(ctx, v);
     else onFlood(ctx, v);
   }
+  stepRecovery(ctx);
   return { state, commands: ctx.commands, events: ctx.events };
 }
 
@@ -242,6 +275,10 @@ function onResult(ctx: Ctx, r: ActionResult): void {
   const e = entry(ctx, r.port);
   if (e.state === 'held') {
     onHeldResult(ctx, e, r);
+    return;
+  }
+  if (e.state === 'probing' && e.rec !== null && r.kind === 'link-up' && e.rec.probeUntilNs === null) {
+    onProbeUp(ctx, e, e.rec, r);
     return;
   }
   // A result the breaker did not ask for (or a duplicate): an ok result is still the truth about
@@ -258,12 +295,15 @@ function onResult(ctx: Ctx, r: ActionResult): void {
     e.auto = false;
     e.loop = null;
     e.next = [];
+    e.rec = null;
     if (r.kind === 'link-up') e.evidence = undefined;
   }
   if (r.kind === 'link-down') {
     if (r.ok) {
       setState(ctx, e, 'tripped');
-      event(ctx, 'trip', r.port, e.reason, { evidence: e.evidence, action: r, ...(e.by ? { by: e.by } : {}), ...e.extra });
+      const rec = expected && e.auto ? scheduleRecovery(ctx, e, r.port) : ((e.rec = null), undefined);
+      event(ctx, 'trip', r.port, e.reason, { evidence: e.evidence, action: r, ...(e.by ? { by: e.by } : {}), ...e.extra, ...(rec ? { recovery: rec } : {}) });
+      if (rec?.exhausted) exhausted(ctx, r.port, e, rec.maxTries);
       if (e.loop !== null) {
         const b = bridge(ctx, e.loop);
         if (b.inFlight === r.port) b.inFlight = null;
@@ -276,6 +316,7 @@ function onResult(ctx: Ctx, r: ActionResult): void {
     const loop = e.loop;
     const next = e.next;
     setState(ctx, e, 'forwarding');
+    e.rec = null;
     e.next = [];
     e.loop = null;
     event(ctx, 'action-failed', r.port, `link-down of ${r.port} failed: ${r.error ?? 'unknown error'}`, {
@@ -322,6 +363,7 @@ function onOperator(ctx: Ctx, o: OperatorCommand): void {
   if (o.kind === 'hold') return onHold(ctx, o, cur);
   if (o.kind === 'release') return onRelease(ctx, o, cur, why);
   if (o.kind === 'restore') {
+    if (cur === 'probing') return restoreProbing(ctx, o, entry(ctx, o.port), why);
     if (cur !== 'tripped') {
       const hint = cur === 'held' ? ' (release the hold first)' : '';
       event(ctx, 'action-failed', o.port, `restore of ${o.port} refused: port is ${cur}${hint} ${why}`, { by: o.by, ...o.extra });
@@ -331,6 +373,7 @@ function onOperator(ctx: Ctx, o: OperatorCommand): void {
     const reason = `operator restore by ${o.by}: ${o.reason}`;
     command(ctx, 'link-up', o.port, reason);
     setState(ctx, en, 'restoring');
+    en.rec = null;
     en.reason = reason;
     en.by = o.by;
     en.extra = o.extra;
@@ -345,8 +388,12 @@ function onOperator(ctx: Ctx, o: OperatorCommand): void {
     event(ctx, 'action-failed', o.port, `trip of ${o.port} refused: protected ${why}`, { by: o.by });
     return;
   }
-  if (cur !== 'forwarding') {
-    event(ctx, 'action-failed', o.port, `trip of ${o.port} refused: port is ${cur} ${why}`, { by: o.by });
+  // A probing port is up (the link-up landed): a human may shut it like a forwarding one, which
+  // ends its recovery. While the probe's link-up is still in flight, a link-down could lose the race.
+  const probeUp = cur === 'probing' && e?.rec?.probeUntilNs != null;
+  if (cur !== 'forwarding' && !probeUp) {
+    const hint = cur === 'probing' ? ' (recovery probe starting; try again, or hold it)' : '';
+    event(ctx, 'action-failed', o.port, `trip of ${o.port} refused: port is ${cur}${hint} ${why}`, { by: o.by });
     return;
   }
   // An explicit human request: not budgeted and carried out even in dry run.
@@ -361,6 +408,7 @@ function onOperator(ctx: Ctx, o: OperatorCommand): void {
   en.next = [];
   en.evidence = undefined;
   en.extra = o.extra;
+  en.rec = null;
 }
 
 function onHold(ctx: Ctx, o: OperatorCommand, cur: BreakerPortState): void {
@@ -376,7 +424,9 @@ function onHold(ctx: Ctx, o: OperatorCommand, cur: BreakerPortState): void {
   const reason = `operator hold by ${o.by}: ${o.reason}${prot}, ${forText}`;
   const en = entry(ctx, o.port);
   // Down now if it may be up; a link-up in flight is answered by a link-down when it lands.
-  if (cur === 'forwarding') command(ctx, 'link-down', o.port, reason);
+  if (cur === 'forwarding' || cur === 'probing') command(ctx, 'link-down', o.port, reason);
+  // A hold cancels automatic recovery: a human decided the port stays down.
+  en.rec = null;
   setState(ctx, en, 'held');
   en.reason = reason;
   en.by = o.by;
@@ -544,6 +594,172 @@ function onFlood(ctx: Ctx, v: Extract<Verdict, { kind: 'flood' }>): void {
   e.extra = undefined;
 }
 
+// --- automatic recovery ---------------------------------------------------------------------------
+
+function anyProbing(state: BreakerState): boolean {
+  for (const e of state.ports.values()) if (e.state === 'probing') return true;
+  return false;
+}
+
+/** Delay before probe number tries + 1: cooldownMs * backoff^tries, capped like every policy time. */
+function cooldownMs(rc: Recovery, tries: number): number {
+  return Math.min(rc.cooldownMs * rc.backoff ** tries, MAX_TIMER_MS);
+}
+
+/**
+ * The port just went down by the breaker's own decision: schedule its next probe, or say that
+ * the tries are used up. Returns the journal's `recovery` field, or undefined when manual.
+ */
+function scheduleRecovery(
+  ctx: Ctx,
+  e: PortEntry,
+  port: string,
+): { mode: 'auto'; failedProbes: number; maxTries: number; nextProbeInMs?: number; exhausted?: true } | undefined {
+  const rc = ctx.ports.get(port)?.recovery;
+  if (rc === undefined || rc.mode !== 'auto') {
+    e.rec = null;
+    return undefined;
+  }
+  const tries = e.rec?.tries ?? 0;
+  if (tries >= rc.maxTries) {
+    e.rec = null;
+    return { mode: 'auto', failedProbes: tries, maxTries: rc.maxTries, exhausted: true };
+  }
+  const inMs = cooldownMs(rc, tries);
+  e.rec = { tries, dueNs: ctx.tNs + inMs * 1e6, probeUntilNs: null, probeMs: rc.probeMs };
+  return { mode: 'auto', failedProbes: tries, maxTries: rc.maxTries, nextProbeInMs: inMs };
+}
+
+function exhausted(ctx: Ctx, port: string, e: PortEntry, maxTries: number): void {
+  e.reason = `${e.reason}; automatic recovery gave up after ${maxTries} failed probe(s): down until an operator restores it`;
+  event(ctx, 'recovery-exhausted', port, `storm still present after ${maxTries} recovery probe(s); ${port} stays down until an operator restores it`, {
+    by: AUTO_RECOVERY,
+    maxTries,
+  });
+}
+
+/** Probes that are due start; probes that stayed quiet for probeMs end in 'forwarding'. */
+function stepRecovery(ctx: Ctx): void {
+  for (const [port, e] of ctx.st.ports) {
+    const rec = e.rec;
+    if (rec === null) continue;
+    if (e.state === 'tripped' && rec.dueNs <= ctx.tNs) {
+      const rc = ctx.ports.get(port)?.recovery;
+      // A reload made the port manual (or stopped watching it): recovery ends, the port stays down.
+      if (rc === undefined || rc.mode !== 'auto') {
+        e.rec = null;
+        continue;
+      }
+      rec.tries++;
+      rec.probeUntilNs = null;
+      rec.probeMs = rc.probeMs;
+      const reason = `recovery probe ${rec.tries} of ${rc.maxTries}: ${port} up for ${rc.probeMs} ms to see whether the storm is gone`;
+      command(ctx, 'link-up', port, reason);
+      setState(ctx, e, 'probing');
+      e.reason = reason;
+      e.by = AUTO_RECOVERY;
+      e.extra = undefined;
+      event(ctx, 'probe', port, reason, { by: AUTO_RECOVERY, try: rec.tries, maxTries: rc.maxTries, probeMs: rc.probeMs });
+    } else if (e.state === 'probing' && rec.probeUntilNs !== null && rec.probeUntilNs <= ctx.tNs) {
+      const reason = `no storm for ${rec.probeMs} ms after recovery probe ${rec.tries}: ${port} forwards again`;
+      setState(ctx, e, 'forwarding');
+      e.reason = reason;
+      e.rec = null;
+      e.evidence = undefined;
+      e.auto = false;
+      event(ctx, 'restore', port, reason, { by: AUTO_RECOVERY, try: rec.tries });
+      freshStory(ctx, port);
+    }
+  }
+}
+
+/** The probe's link-up came back: watch from now on, or count a failed probe. */
+function onProbeUp(ctx: Ctx, e: PortEntry, rec: Recovering, r: ActionResult): void {
+  if (r.ok) {
+    rec.probeUntilNs = ctx.tNs + rec.probeMs * 1e6;
+    return;
+  }
+  setState(ctx, e, 'tripped');
+  event(ctx, 'action-failed', r.port, `link-up of ${r.port} for recovery probe ${rec.tries} failed: ${r.error ?? 'unknown error'}`, { action: r });
+  const out = scheduleRecovery(ctx, e, r.port);
+  if (out?.exhausted) exhausted(ctx, r.port, e, out.maxTries);
+}
+
+/** Does v name a probing port whose link is up? Then shut it again at once; true if so. */
+function probeHit(ctx: Ctx, v: Verdict): boolean {
+  if (v.kind === 'flood') return retripIfProbing(ctx, v.port, v, null);
+  let hit = false;
+  for (const m of v.members) if (retripIfProbing(ctx, m, v, v.bridge ?? NO_BRIDGE)) hit = true;
+  return hit;
+}
+
+function retripIfProbing(ctx: Ctx, port: string, v: Verdict, key: string | null): boolean {
+  const e = ctx.st.ports.get(port);
+  // While the probe's link-up is in flight the port is down and cannot carry the storm.
+  if (e === undefined || e.state !== 'probing' || e.rec === null || e.rec.probeUntilNs === null) return false;
+  // The same storm: no settle, no budget (the budget bounds new decisions, this undoes a test).
+  const reason = `storm still present after recovery probe ${e.rec.tries}`;
+  command(ctx, 'link-down', port, reason);
+  setState(ctx, e, 'tripping');
+  e.reason = reason;
+  e.evidence = v.evidence;
+  e.auto = true;
+  e.loop = key;
+  e.next = [];
+  e.by = AUTO_RECOVERY;
+  e.extra = undefined;
+  if (key !== null && v.kind === 'loop') {
+    // Hold the loop's other members while this link-down lands and settles, as after any shut.
+    const b = bridge(ctx, key);
+    b.inFlight = port;
+    b.members = [...v.members];
+    b.lastPort = port;
+    b.lastNs = ctx.tNs;
+    b.lastDry = false;
+    b.tried.set(port, ctx.tNs);
+  }
+  return true;
+}
+
+/** An operator restore of a probing port: confirm it now if it is up, else when its link-up lands. */
+function restoreProbing(ctx: Ctx, o: OperatorCommand, e: PortEntry, why: string): void {
+  const reason = `operator restore by ${o.by} during recovery probe ${e.rec?.tries ?? '?'}: ${o.reason}`;
+  const up = e.rec?.probeUntilNs != null;
+  e.rec = null;
+  e.reason = reason;
+  e.by = o.by;
+  e.extra = o.extra;
+  if (!up) {
+    setState(ctx, e, 'restoring'); // the probe's link-up in flight completes this restore
+    return;
+  }
+  setState(ctx, e, 'forwarding');
+  e.evidence = undefined;
+  event(ctx, 'restore', o.port, reason, { by: o.by, ...o.extra, note: `link already up ${why}` });
+  e.extra = undefined;
+  freshStory(ctx, o.port);
+}
+
+/** A port back to forwarding starts a fresh story: if the loop is still there it may be chosen again. */
+function freshStory(ctx: Ctx, port: string): void {
+  for (const b of ctx.st.bridges.values()) {
+    b.tried.delete(port);
+    if (b.lastPort === port) b.lastPort = null;
+  }
+}
+
+/** Monotonic ns when the next recovery probe is due, or Infinity. No allocation. */
+export function nextRecoveryNs(state: BreakerState): number {
+  let t = Infinity;
+  for (const e of state.ports.values()) if (e.state === 'tripped' && e.rec !== null && e.rec.dueNs < t) t = e.rec.dueNs;
+  return t;
+}
+
+/** Is any port probing? The daemon samples at activeMs meanwhile. No allocation. */
+export function recoveryProbing(state: BreakerState): boolean {
+  return anyProbing(state);
+}
+
 // --- helpers -------------------------------------------------------------------------------------
 
 function budgetLeft(ctx: Ctx): boolean {
@@ -560,7 +776,7 @@ function budgetText(ctx: Ctx): string {
 function entry(ctx: Ctx, port: string): PortEntry {
   let e = ctx.st.ports.get(port);
   if (e === undefined) {
-    e = { state: 'forwarding', since: now(ctx), reason: '', evidence: undefined, auto: false, loop: null, next: [], by: undefined, untilMs: null };
+    e = { state: 'forwarding', since: now(ctx), reason: '', evidence: undefined, auto: false, loop: null, next: [], by: undefined, untilMs: null, rec: null };
     ctx.st.ports.set(port, e);
   }
   return e;

@@ -1,11 +1,12 @@
 // The product's tuned defaults: everything in a policy except `version` is optional and falls back
 // to these. Kept apart from the loader so the CLI, docs and tests can show the same numbers.
-import type { Policy, Role, Thresholds } from '../types.js';
+import type { Policy, Recovery, Role, Thresholds } from '../types.js';
 
 export interface PolicyDefaults {
   sampling: Policy['sampling'];
   defaults: Thresholds;
   breaker: Policy['breaker'];
+  recovery: Recovery;
   actions: Policy['actions'];
   fdb: Policy['fdb'];
   dryRun: boolean;
@@ -49,6 +50,10 @@ export const POLICY_DEFAULTS: Readonly<PolicyDefaults> = deepFreeze({
     shutOrder: SHUT_ORDER,
     floodShutRoles: FLOOD_SHUT_ROLES,
   },
+  // Manual: a tripped port comes back only by a human's hand unless the operator writes
+  // `mode: auto` (and an uplink or mgmt rule only if that rule itself says auto). The numbers are
+  // what `auto` uses: a first probe after 30 s, 2 s of watching, then 60 s, 120 s, then a human.
+  recovery: { mode: 'manual', cooldownMs: 30000, probeMs: 2000, backoff: 2, maxTries: 3 },
   actions: { timeoutMs: 2000, retries: 2 },
   fdb: { enabled: true },
   dryRun: false,

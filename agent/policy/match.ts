@@ -1,6 +1,7 @@
 // Which policy rule governs a port. Pure: plain data in, plain data out.
 import { isValidIfName } from '../host/names.js';
-import type { Policy, PortPolicy, Role, Thresholds } from '../types.js';
+import type { Policy, PortPolicy, Recovery, Role, Thresholds } from '../types.js';
+import { POLICY_DEFAULTS } from './defaults.js';
 
 /**
  * Anchored RegExp for an interface-name glob: `*` any run (also empty), `?` one character,
@@ -18,6 +19,19 @@ export function globToRegExp(glob: string): RegExp {
 
 type Rule = Policy['ports'][number];
 
+/**
+ * A port's recovery: the rule's own keys over the top-level `recovery` over the built-in
+ * defaults. The mode is the exception: uplink and mgmt ports stay manual unless their rule itself
+ * writes `mode: auto`, so a site-wide `recovery: { mode: auto }` meant for guests never brings
+ * an uplink back by itself (a tripped uplink comes back only by a human's hand).
+ */
+export function portRecovery(policy: Policy, rule: Rule): Recovery {
+  const top = policy.recovery ?? POLICY_DEFAULTS.recovery;
+  const own = rule.recovery ?? {};
+  const inherited = rule.role === 'uplink' || rule.role === 'mgmt' ? 'manual' : top.mode;
+  return { ...top, ...own, mode: own.mode ?? inherited };
+}
+
 function toPortPolicy(policy: Policy, name: string, rule: Rule, index: number): PortPolicy {
   const order = policy.breaker.shutOrder.indexOf(rule.role);
   return {
@@ -30,6 +44,7 @@ function toPortPolicy(policy: Policy, name: string, rule: Rule, index: number): 
     thresholds: { ...policy.defaults, ...rule.thresholds },
     rule: index,
     dryRun: policy.dryRun || rule.dryRun === true,
+    recovery: portRecovery(policy, rule),
   };
 }
 

@@ -1,7 +1,7 @@
 // A policy directory: several files' PolicyInputs -> one PolicyInput for resolve.ts. Pure.
 //
 // Precedence (files are taken in name order, `10-base.yaml` before `20-site.yaml`):
-//   - Settings (sampling, defaults, breaker, actions, fdb, dryRun) merge key by key: a key the
+//   - Settings (sampling, defaults, breaker, recovery, actions, fdb, dryRun) merge key by key: a key the
 //     later file writes replaces the earlier value; keys it does not write are kept. A list
 //     setting (breaker.shutOrder, breaker.floodShutRoles) is one value: replaced whole.
 //   - `ports` lists are CONCATENATED in file order. Rules are first-match, so an earlier file's
@@ -35,6 +35,7 @@ export function mergePolicyInputs(inputs: readonly PolicyInput[], file: string):
     sampling: {},
     defaults: {},
     breaker: {},
+    recovery: {},
     actions: {},
     fdb: {},
     bad: new Set(),
@@ -64,6 +65,7 @@ export function mergePolicyInputs(inputs: readonly PolicyInput[], file: string):
     Object.assign(merged.sampling, inp.sampling);
     Object.assign(merged.defaults, inp.defaults);
     Object.assign(merged.breaker, inp.breaker);
+    Object.assign(merged.recovery, inp.recovery);
     Object.assign(merged.actions, inp.actions);
     Object.assign(merged.fdb, inp.fdb);
     if (inp.dryRun) merged.dryRun = inp.dryRun;

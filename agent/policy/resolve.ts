@@ -2,11 +2,11 @@
 // activeMs <= idleMs, one rule per name). Works on a PolicyInput, whose values carry their own
 // file:line:col, so a policy directory (merge.ts) is resolved once, with every error still
 // blaming the file that wrote the value.
-import type { Policy, Role, Thresholds } from '../types.js';
+import type { Policy, Recovery, Role, Thresholds } from '../types.js';
 import { POLICY_DEFAULTS } from './defaults.js';
 import { PolicyError, type PolicyErrorCode } from './errors.js';
 import { globToRegExp } from './match.js';
-import type { Located, PolicyInput, Pos, RuleInput, ThresholdKey } from './schema.js';
+import type { Located, PolicyInput, Pos, RecoveryInput, RuleInput, ThresholdKey } from './schema.js';
 
 type ThresholdSection = Partial<Record<ThresholdKey, Located<number>>>;
 
@@ -98,6 +98,8 @@ export function resolvePolicy(input: PolicyInput, file: string, hash: string): R
       line: rule.line,
     };
     if (rule.dryRun) out.dryRun = rule.dryRun.value;
+    const rec = recoveryWritten(rule.recovery);
+    if (Object.keys(rec).length > 0) out.recovery = rec;
     ports.push(out);
   }
 
@@ -116,6 +118,7 @@ export function resolvePolicy(input: PolicyInput, file: string, hash: string): R
       shutOrder: roles(input.breaker.shutOrder, D.breaker.shutOrder),
       floodShutRoles: roles(input.breaker.floodShutRoles, D.breaker.floodShutRoles),
     },
+    recovery: { ...D.recovery, ...recoveryWritten(input.recovery) },
     actions: {
       timeoutMs: input.actions.timeoutMs?.value ?? D.actions.timeoutMs,
       retries: input.actions.retries?.value ?? D.actions.retries,
@@ -124,6 +127,17 @@ export function resolvePolicy(input: PolicyInput, file: string, hash: string): R
     dryRun: input.dryRun?.value ?? D.dryRun,
   };
   return { policy, errors };
+}
+
+/** The values a `recovery` mapping wrote, without positions. */
+function recoveryWritten(r: RecoveryInput): Partial<Recovery> {
+  const out: Partial<Recovery> = {};
+  if (r.mode) out.mode = r.mode.value;
+  if (r.cooldownMs) out.cooldownMs = r.cooldownMs.value;
+  if (r.probeMs) out.probeMs = r.probeMs.value;
+  if (r.backoff) out.backoff = r.backoff.value;
+  if (r.maxTries) out.maxTries = r.maxTries.value;
+  return out;
 }
 
 function mergeThresholds(base: Thresholds, written: ThresholdSection): Thresholds {

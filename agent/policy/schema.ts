@@ -6,7 +6,7 @@
 // The tree is walked directly instead of calling doc.toJS(): toJS loses positions, and walking
 // lets us count alias dereferences ourselves (MAX_ALIAS_COUNT) so an alias bomb costs nothing.
 import { isAlias, isMap, isScalar, isSeq, type Document, type LineCounter } from 'yaml';
-import { ROLES, type Role, type Thresholds } from '../types.js';
+import { ROLES, type RecoveryMode, type Role, type Thresholds } from '../types.js';
 import { MAX_ALIAS_COUNT, MAX_PORT_RULES, MAX_TIMER_MS } from './defaults.js';
 import { PolicyError, type PolicyErrorCode } from './errors.js';
 
@@ -25,6 +25,9 @@ export interface Located<T> extends Pos {
 type Section<K extends string> = Partial<Record<K, Located<number>>>;
 export type ThresholdKey = keyof Thresholds;
 export type SamplingKey = 'idleMs' | 'activeMs' | 'activeHoldMs' | 'realtimePriority';
+export type RecoveryNumKey = 'cooldownMs' | 'probeMs' | 'backoff' | 'maxTries';
+/** What one `recovery` mapping wrote (top level or in a rule). */
+export type RecoveryInput = Section<RecoveryNumKey> & { mode?: Located<RecoveryMode> };
 
 export interface RuleInput extends Pos {
   file: string;
@@ -35,6 +38,7 @@ export interface RuleInput extends Pos {
   protected?: Located<boolean>;
   thresholds: Section<ThresholdKey>;
   dryRun?: Located<boolean>;
+  recovery: RecoveryInput;
 }
 
 /** What one file wrote, value by value, with positions. Only valid values are present. */
@@ -52,6 +56,7 @@ export interface PolicyInput {
     shutOrder?: Located<Role[]>;
     floodShutRoles?: Located<Role[]>;
   };
+  recovery: RecoveryInput;
   actions: { timeoutMs?: Located<number>; retries?: Located<number> };
   fdb: { enabled?: Located<boolean> };
   dryRun?: Located<boolean>;
@@ -68,13 +73,15 @@ export interface PolicyInput {
   badByFile?: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
-const ROOT_KEYS = ['version', 'sampling', 'defaults', 'breaker', 'actions', 'fdb', 'dryRun', 'ports'] as const;
+const ROOT_KEYS = ['version', 'sampling', 'defaults', 'breaker', 'recovery', 'actions', 'fdb', 'dryRun', 'ports'] as const;
 const SAMPLING_KEYS = ['idleMs', 'activeMs', 'activeHoldMs', 'realtimePriority'] as const;
 const THRESHOLD_KEYS = ['floodPps', 'clearPps', 'rxPps', 'broadcastShare', 'holdSamples', 'floodHoldMs', 'baselineFactor'] as const;
 const BREAKER_KEYS = ['maxShuts', 'windowMs', 'settleMs', 'shutOrder', 'floodShutRoles'] as const;
 const ACTIONS_KEYS = ['timeoutMs', 'retries'] as const;
 const FDB_KEYS = ['enabled'] as const;
-const RULE_KEYS = ['match', 'role', 'protected', 'thresholds', 'dryRun'] as const;
+const RULE_KEYS = ['match', 'role', 'protected', 'thresholds', 'dryRun', 'recovery'] as const;
+const RECOVERY_KEYS = ['mode', 'cooldownMs', 'probeMs', 'backoff', 'maxTries'] as const;
+const RECOVERY_MODES: readonly RecoveryMode[] = ['manual', 'auto'];
 
 /**
  * Every key the walker accepts, by section. Exported so policies/schema.json can be checked
@@ -85,10 +92,12 @@ export const POLICY_KEYS = {
   sampling: SAMPLING_KEYS,
   defaults: THRESHOLD_KEYS,
   breaker: BREAKER_KEYS,
+  recovery: RECOVERY_KEYS,
   actions: ACTIONS_KEYS,
   fdb: FDB_KEYS,
   rule: RULE_KEYS,
   thresholds: THRESHOLD_KEYS,
+  ruleRecovery: RECOVERY_KEYS,
 } as const;
 
 /** Interface name or glob: the Linux name alphabet plus the two glob characters. */
@@ -114,6 +123,13 @@ const THRESHOLD_SPECS: Record<ThresholdKey, NumSpec> = {
   floodHoldMs: { min: 0, max: MAX_TIMER_MS },
   // Below 1 the baseline check would call a port's normal traffic a flood.
   baselineFactor: { min: 1 },
+};
+const RECOVERY_SPECS: Record<RecoveryNumKey, NumSpec> = {
+  cooldownMs: TIME,
+  probeMs: TIME,
+  // Below 1 each failed probe would come sooner than the last: the opposite of backing off.
+  backoff: { min: 1, max: 100 },
+  maxTries: { int: true, min: 1, max: 100 },
 };
 
 /** A child of the tree after alias resolution, with where it sits. */
@@ -145,6 +161,7 @@ export class SchemaWalker {
       sampling: {},
       defaults: {},
       breaker: {},
+      recovery: {},
       actions: {},
       fdb: {},
       bad: this.bad,
@@ -180,6 +197,7 @@ export class SchemaWalker {
       const fr = breaker.get('floodShutRoles');
       if (fr) input.breaker.floodShutRoles = this.readRoles(fr, false);
     }
+    input.recovery = this.readRecovery(top.get('recovery'));
     const actions = this.readSection(top.get('actions'), ACTIONS_KEYS);
     if (actions) {
       this.setNum(input.actions, 'timeoutMs', actions.get('timeoutMs'), TIME);
@@ -259,6 +277,7 @@ export class SchemaWalker {
       match: match as Located<string>,
       role: role as Located<Role>,
       thresholds: this.readThresholds(m.get('thresholds')),
+      recovery: this.readRecovery(m.get('recovery')),
     };
     const prot = m.get('protected');
     if (prot) {
@@ -277,6 +296,23 @@ export class SchemaWalker {
     const out: Section<ThresholdKey> = {};
     const m = this.readSection(e, THRESHOLD_KEYS);
     if (m) for (const k of THRESHOLD_KEYS) this.setNum(out, k, m.get(k), THRESHOLD_SPECS[k]);
+    return out;
+  }
+
+  private readRecovery(e: Entry | undefined): RecoveryInput {
+    const out: RecoveryInput = {};
+    const m = this.readSection(e, RECOVERY_KEYS);
+    if (!m) return out;
+    const me = m.get('mode');
+    if (me) {
+      const s = this.readString(me);
+      if (s && (RECOVERY_MODES as readonly string[]).includes(s.value)) out.mode = { ...s, value: s.value as RecoveryMode };
+      else if (s) {
+        this.fail('E_POLICY_VALUE', { pos: s, field: s.field }, `unknown mode ${JSON.stringify(s.value)} (one of ${RECOVERY_MODES.join(', ')})`);
+        this.markBad(me);
+      }
+    }
+    for (const k of ['cooldownMs', 'probeMs', 'backoff', 'maxTries'] as const) this.setNum(out, k, m.get(k), RECOVERY_SPECS[k]);
     return out;
   }
 

@@ -531,10 +531,12 @@ describe('policies/schema.json matches the loader', () => {
       ['sampling', POLICY_KEYS.sampling],
       ['defaults', POLICY_KEYS.defaults],
       ['breaker', POLICY_KEYS.breaker],
+      ['recovery', POLICY_KEYS.recovery],
       ['actions', POLICY_KEYS.actions],
       ['fdb', POLICY_KEYS.fdb],
       ['ports[]', POLICY_KEYS.rule],
       ['ports[].thresholds', POLICY_KEYS.thresholds],
+      ['ports[].recovery', POLICY_KEYS.ruleRecovery],
     ]);
     expect(Object.fromEntries(fromSchema)).toEqual(Object.fromEntries(fromLoader));
   });
@@ -555,7 +557,8 @@ describe('policies/schema.json matches the loader', () => {
     for (const [p, s] of leaves) {
       if (!('default' in s)) continue;
       // Rule thresholds share $defs/thresholds, whose defaults are those of `defaults`.
-      const key = p.replace(/^ports\[\]\.thresholds\./, 'defaults.');
+      // Rule recovery shares $defs/recovery, whose defaults are those of the top-level `recovery`.
+      const key = p.replace(/^ports\[\]\.thresholds\./, 'defaults.').replace(/^ports\[\]\.recovery\./, 'recovery.');
       if (key === 'ports[].dryRun') expect(s.default).toBe(false);
       else expect(key.split('.').reduce<unknown>((o, k) => (o as S)[k], POLICY_DEFAULTS), p).toEqual(s.default);
     }
@@ -581,7 +584,8 @@ describe('policies/schema.json matches the loader', () => {
 
   it('number bounds and integer-ness agree with the loader at and around every bound', () => {
     const numeric = schemaLeaves(SCHEMA).filter(([, s]) => s.type === 'number' || s.type === 'integer');
-    expect(numeric.length).toBe(23); // 4 sampling + 7 defaults + 3 breaker + 2 actions + 7 rule thresholds
+    // 4 sampling + 7 defaults + 3 breaker + 4 recovery + 2 actions + 7 rule thresholds + 4 rule recovery
+    expect(numeric.length).toBe(31);
     for (const [path, s] of numeric) {
       const lo = (s.minimum ?? s.exclusiveMinimum) as number;
       const values = [lo - 1, lo - 0.5, lo, lo + 0.5, lo + 1, -1, 0, 2.5, 1e9];

@@ -474,6 +474,7 @@ describe('match', () => {
       thresholds: { floodPps: 30000, clearPps: 1000, rxPps: 60000, broadcastShare: 0.5, holdSamples: 2, floodHoldMs: 300, baselineFactor: 4 },
       rule: 1,
       dryRun: false,
+      recovery: { mode: 'manual', cooldownMs: 30000, probeMs: 2000, backoff: 2, maxTries: 3 },
     });
     expect(resolvePort(policy, 'vm3')).toMatchObject({ role: 'vm', shutRank: 2, rule: 2, dryRun: true });
     expect(resolvePort(policy, 'eth10')).toMatchObject({ role: 'other', shutRank: 1003, rule: 3 });
@@ -489,6 +490,41 @@ describe('match', () => {
 
   it('names that cannot be interfaces are never resolved, even by "*"', () => {
     for (const bad of ['', 'a b', 'eth0;reboot', 'x'.repeat(16), '.', '..', 'a/b']) expect(resolvePort(policy, bad)).toBeNull();
+  });
+
+  it('recovery: manual by default; top-level auto reaches vm/other rules, never uplink or mgmt unless the rule says so', () => {
+    expect(resolvePort(ok(parsePolicy('version: 1\nports:\n  - {match: v, role: vm}\n', 'x')), 'v')?.recovery?.mode).toBe('manual');
+    const p = ok(
+      parsePolicy(
+        'version: 1\nrecovery: {mode: auto, cooldownMs: 500, backoff: 3}\nports:\n  - {match: m, role: mgmt}\n  - {match: u, role: uplink}\n' +
+          '  - {match: u2, role: uplink, recovery: {mode: auto, probeMs: 700}}\n  - {match: v, role: vm}\n  - {match: w, role: vm, recovery: {mode: manual}}\n  - {match: o, role: other, recovery: {maxTries: 5}}\n',
+        'x',
+      ),
+    );
+    expect(p.recovery).toEqual({ mode: 'auto', cooldownMs: 500, probeMs: 2000, backoff: 3, maxTries: 3 });
+    expect(resolvePort(p, 'm')?.recovery?.mode).toBe('manual');
+    expect(resolvePort(p, 'u')?.recovery).toEqual({ mode: 'manual', cooldownMs: 500, probeMs: 2000, backoff: 3, maxTries: 3 });
+    expect(resolvePort(p, 'u2')?.recovery).toEqual({ mode: 'auto', cooldownMs: 500, probeMs: 700, backoff: 3, maxTries: 3 });
+    expect(resolvePort(p, 'v')?.recovery?.mode).toBe('auto');
+    expect(resolvePort(p, 'w')?.recovery?.mode).toBe('manual');
+    expect(resolvePort(p, 'o')?.recovery).toEqual({ mode: 'auto', cooldownMs: 500, probeMs: 2000, backoff: 3, maxTries: 5 });
+  });
+
+  it('recovery values are checked where they are written', () => {
+    const r = parsePolicy(
+      'version: 1\nrecovery: {mode: sometimes, backoff: 0.5, maxTries: 0}\nports:\n  - {match: v, role: vm, recovery: {cooldownMs: -1, probeMs: "2000", bogus: 1}}\n',
+      'x',
+    );
+    expect('errors' in r).toBe(true);
+    const fields = 'errors' in r ? r.errors.map((e) => `${e.line}:${e.field}:${e.code}`).sort() : [];
+    expect(fields).toEqual([
+      '2:recovery.backoff:E_POLICY_RANGE',
+      '2:recovery.maxTries:E_POLICY_RANGE',
+      '2:recovery.mode:E_POLICY_VALUE',
+      '4:ports[0].recovery.bogus:E_POLICY_UNKNOWN_KEY',
+      '4:ports[0].recovery.cooldownMs:E_POLICY_RANGE',
+      '4:ports[0].recovery.probeMs:E_POLICY_TYPE',
+    ]);
   });
 
   it('policy-wide dryRun applies to every port', () => {
