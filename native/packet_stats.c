@@ -43,6 +43,8 @@
 //     gives frames matched (queued or dropped for lack of buffer).
 //   probeSend(fd, ifindex, frame) -> bytes: send one raw Ethernet frame out of ifindex.
 //   probeRecv(fd, max) -> [{ ifindex, pktType, frame }]: frames queued now, never blocks.
+//   sdNotify(socketPath, message) -> bytes: one datagram to systemd's notification socket
+//     ($NOTIFY_SOCKET; '@' = abstract namespace), as sd_notify(3) does, without libsystemd.
 
 #include <node_api.h>
 
@@ -57,7 +59,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <pthread.h>
 #include <sched.h>
@@ -744,6 +748,62 @@ static napi_value js_peer_cred(napi_env env, napi_callback_info info) {
   return obj;
 }
 
+// sd_notify(3) without libsystemd: Node core has no unix datagram sockets (dgram rejects
+// AF_UNIX) and spawning systemd-notify costs ~10 ms per call, too much for a watchdog ping
+// from the sampling loop. The protocol is one datagram of newline-separated KEY=VALUE
+// lines to $NOTIFY_SOCKET; the kernel attaches our credentials (systemd enables
+// SO_PASSCRED on its end), which is what NotifyAccess=main checks. A fresh socket per call,
+// like libsystemd, so nothing stays open across fork/exec; MSG_DONTWAIT so a wedged
+// receiver can never block the JS thread (EAGAIN is thrown instead).
+static napi_value js_sd_notify(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
+  char msg[4096];
+  size_t plen = 0, mlen = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 2 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &plen) != napi_ok ||
+      napi_get_value_string_utf8(env, argv[1], msg, sizeof msg, &mlen) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "sdNotify: (socketPath: string, message: string)");
+    return NULL;
+  }
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  // A path that filled the buffer was truncated: refuse rather than send to a wrong name.
+  if (plen < 2 || plen >= sizeof sa.sun_path || (path[0] != '/' && path[0] != '@')) {
+    throw_code(env, "EINVAL", "sdNotify: unsupported NOTIFY_SOCKET '%s' (absolute path or @abstract, < %zu bytes)",
+               path, sizeof sa.sun_path);
+    return NULL;
+  }
+  if (mlen >= sizeof msg - 1) {
+    throw_code(env, "E2BIG", "sdNotify: message longer than %zu bytes", sizeof msg - 2);
+    return NULL;
+  }
+  memcpy(sa.sun_path, path, plen);
+  socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen);
+  if (path[0] == '@') sa.sun_path[0] = '\0';  // abstract: length counts, no trailing NUL
+  else salen += 1;                            // filesystem path: include the NUL
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    throw_errno(env, errno, "sdNotify", "socket");
+    return NULL;
+  }
+  ssize_t n;
+  do {
+    n = sendto(fd, msg, mlen, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&sa, salen);
+  } while (n < 0 && errno == EINTR);
+  int err = errno;
+  close(fd);
+  if (n < 0) {
+    throw_errno(env, err, "sdNotify", path);
+    return NULL;
+  }
+  napi_value r;
+  napi_create_int64(env, (int64_t)n, &r);
+  return r;
+}
+
 static void finalize_state(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
@@ -774,7 +834,8 @@ NAPI_MODULE_INIT() {
               { "drain", js_drain }, { "startTripwire", js_start_tripwire },
               { "armTripwire", js_arm_tripwire }, { "readTripwire", js_read_tripwire }, { "stopTripwire", js_stop_tripwire },
               { "setRealtime", js_set_realtime }, { "probeOpen", js_probe_open },
-              { "probeSend", js_probe_send }, { "probeRecv", js_probe_recv }, { "peerCred", js_peer_cred } };
+              { "probeSend", js_probe_send }, { "probeRecv", js_probe_recv }, { "peerCred", js_peer_cred },
+              { "sdNotify", js_sd_notify } };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, s, &fn) != napi_ok ||
