@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { createLogger } from './log.js';
+import type { WebhookOptions } from './notify/webhook.js';
 import { startDaemon, StartupError } from './daemon.js';
 import { request, DaemonUnreachable, RemoteError } from './control/client.js';
 import { loadPolicyFile } from './policy/load.js';
@@ -15,6 +16,27 @@ import { parseDuration } from './control/duration.js';
 const EXIT = { ok: 0, finding: 1, usage: 2, unreachable: 3 } as const;
 const DEFAULT_SOCKET = '/run/stormbreaker/control.sock';
 const DEFAULT_STATE = '/var/lib/stormbreaker';
+
+/** `127.0.0.1:9781` or `[::1]:9781`. */
+function parseHostPort(v: string): { host: string; port: number } {
+  const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(v);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !(port > 0 && port < 65536)) throw new Error(`--metrics: expected HOST:PORT, got ${JSON.stringify(v)}`);
+  return { host: m[1]!, port };
+}
+
+function parseArgvJson(v: string): string[] {
+  let a: unknown;
+  try {
+    a = JSON.parse(v);
+  } catch {
+    throw new Error('--hook-argv: not JSON; expected an array of strings, e.g. ["/usr/local/bin/page-oncall"]');
+  }
+  if (!Array.isArray(a) || a.length === 0 || !a.every((x) => typeof x === 'string' && x.length > 0)) {
+    throw new Error('--hook-argv: expected a non-empty JSON array of strings');
+  }
+  return a as string[];
+}
 
 const program = new Command();
 program
@@ -33,7 +55,19 @@ program
   .option('--preflight', 'run the preflight check first and refuse to start on a finding', false)
   .option('--preflight-warn-only', 'with --preflight: print findings but start anyway', false)
   .option('--socket-group <name>', 'group that owns the control socket (0660) and its directory (0750)')
-  .action(async (o: { policy: string; stateDir: string; socket: string; dryRun: boolean; preflight: boolean; preflightWarnOnly: boolean; socketGroup?: string }) => {
+  .option('--metrics <host:port>', 'serve Prometheus metrics on a loopback address, e.g. 127.0.0.1:9781')
+  .option('--webhook <url>', 'POST every trip, restore, escalation and failed action as JSON (retried, never blocks)')
+  .option('--hook-argv <json>', 'run this argv (a JSON array) with each such event as JSON on stdin')
+  .action(async (o: { policy: string; stateDir: string; socket: string; dryRun: boolean; preflight: boolean; preflightWarnOnly: boolean; socketGroup?: string; metrics?: string; webhook?: string; hookArgv?: string }) => {
+    let metrics: { host: string; port: number } | undefined;
+    let webhook: WebhookOptions | undefined;
+    try {
+      metrics = o.metrics === undefined ? undefined : parseHostPort(o.metrics);
+      webhook = o.webhook !== undefined ? { target: { kind: 'http', url: o.webhook } } : o.hookArgv !== undefined ? { target: { kind: 'exec', argv: parseArgvJson(o.hookArgv) } } : undefined;
+    } catch (err) {
+      process.stderr.write(`stormbreaker run: ${(err as Error).message}\n`);
+      process.exit(EXIT.usage);
+    }
     const log = createLogger();
     // SIGHUP reloads the policy. Listen from the start: without a listener a SIGHUP kills Node,
     // and one that arrives while starting is applied once the daemon runs.
@@ -64,7 +98,7 @@ program
       log.info({ component: 'preflight', findings: report.findings.length }, 'preflight done');
     }
     try {
-      const d = await startDaemon({ policyPath: o.policy, stateDir: o.stateDir, socketPath: o.socket, dryRun: o.dryRun, log, ...(o.socketGroup !== undefined ? { socketGroup: o.socketGroup } : {}) });
+      const d = await startDaemon({ policyPath: o.policy, stateDir: o.stateDir, socketPath: o.socket, dryRun: o.dryRun, log, ...(o.socketGroup !== undefined ? { socketGroup: o.socketGroup } : {}), ...(metrics ? { metrics } : {}), ...(webhook ? { webhook } : {}) });
       daemon = d;
       if (hupPending) onHup();
       const shutdown = (sig: string) => {

@@ -33,6 +33,9 @@ import { requester, requesterText, type Requester } from './control/peer.js';
 import { resolveGroup } from './control/group.js';
 import { parseDuration } from './control/duration.js';
 import { isValidIfName } from './host/names.js';
+import { createNotifier as createSdNotifier } from './notify/sdnotify.js';
+import { createHistogram, observe, snapshotFromStatus, startMetricsServer, type MetricsServer } from './notify/metrics.js';
+import { createWebhookNotifier, type EventNotifier, type WebhookOptions } from './notify/webhook.js';
 
 // The daemon is the only place where clock, timers, sources, actions and the journal meet.
 // Everything it calls on the sampling path is pure (rates, detector, breaker) or a kept-open
@@ -46,6 +49,10 @@ export interface DaemonOptions {
   log: Logger;
   /** Group that owns the control socket (0660) and its directory (0750), by name. */
   socketGroup?: string;
+  /** Prometheus text format on a loopback address (off when absent). */
+  metrics?: { host: string; port: number };
+  /** Where trips, restores, escalations and failed actions are sent (never blocks protection). */
+  webhook?: WebhookOptions;
 }
 
 /** What a reload did: swapped in a new policy, or rejected it whole (the last good one stays). */
@@ -60,6 +67,7 @@ export interface Daemon {
 }
 
 const hrNs = (): number => Number(process.hrtime.bigint());
+const PKG_VERSION = '0.1.0';
 const RESCAN_MS = 1000;
 // After the tripwire fires, sample at the active rate this long; a real storm turns warm within
 // it and extends it by activeHoldMs, a lone legitimate broadcast costs a handful of samples.
@@ -108,8 +116,25 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const lastTrip = new Map<string, JournalEvent>();
   for (const e of replay.events) if (e.event === 'trip' || e.event === 'would-trip') lastTrip.set(e.port, e);
 
+  // systemd (Type=notify): READY once sampling runs, WATCHDOG from the sampling loop itself
+  // (a stalled sampler is a dead agent), STATUS on trips, STOPPING on the way out.
+  const sd = createSdNotifier(process.env, undefined, {
+    onError: (err: Error, msg: string) => log.warn({ component: 'sdnotify', err: err.message, msg }, 'sd_notify failed'),
+  });
+  if (sd.problem) log.error({ component: 'sdnotify', err: sd.problem }, 'systemd notification unavailable: a Type=notify unit will time out');
+  const hooks: EventNotifier | null = opts.webhook
+    ? createWebhookNotifier({ ...opts.webhook, onError: (e: Error & { code?: string }) => log.warn({ component: 'webhook', code: e.code, err: e.message }, 'notification failed') })
+    : null;
+  const NOTIFIED = new Set(['trip', 'would-trip', 'restore', 'escalate', 'action-failed', 'reassert', 'hold', 'release', 'recovery-exhausted', 'reload-failed']);
+  const reaction = createHistogram();
+  const tripsTotal = new Map<string, number>();
+  const startTimeSeconds = Math.floor(Date.now() / 1000);
+
   const record = (e: JournalEvent): void => {
     journal.append(e);
+    if (e.event === 'trip') tripsTotal.set(e.port, (tripsTotal.get(e.port) ?? 0) + 1);
+    if (hooks && NOTIFIED.has(e.event)) hooks.notify(e); // enqueue only: never waits on the network
+    if (e.event === 'trip' || e.event === 'action-failed') sd.status(`${e.event} ${e.port}: ${e.reason}`);
     recentEvents.push(e);
     if (recentEvents.length > LAST_EVENTS) recentEvents.shift();
     if (e.event === 'trip' || e.event === 'would-trip') lastTrip.set(e.port, e);
@@ -198,8 +223,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
   function execute(cmd: ActionRequest): void {
     const actionOpts = { timeoutMs: policy.actions.timeoutMs, retries: policy.actions.retries };
+    const issuedNs = input.tNs; // the tick of the verdict
     executeLinkAction(cmd, actionOpts).then(
       (r) => {
+        if (r.kind === 'link-down' && r.ok) observe(reaction, (hrNs() - issuedNs) / 1e6);
         results.push(r);
         wake();
       },
@@ -217,8 +244,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     brk = out.state;
     results.length = 0;
     operator.length = 0;
-    for (const e of out.events) record(e);
+    // Act first, journal after: each journal line is fsync'd, and an escalation's event must not
+    // delay its link-down.
     for (const c of out.commands) execute(c);
+    for (const e of out.events) record(e);
     scheduleRecoveryWake();
   }
 
@@ -318,6 +347,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     lastTickAt = now;
     try {
       sample();
+      sd.watchdogTick(now / 1e6);
     } catch (err) {
       log.error({ component: 'sampler', err: (err as Error).message, stack: (err as Error).stack }, 'sampling tick failed');
     }
@@ -543,13 +573,28 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     }
   }
   loop();
-  log.info({ component: 'daemon', policy: policy.file, policyHash: policy.hash, socket: opts.socketPath, dryRun: policy.dryRun, ports: infos.length }, 'stormbreaker running');
+  let metrics: MetricsServer | null = null;
+  if (opts.metrics) {
+    try {
+      metrics = await startMetricsServer({
+        ...opts.metrics,
+        onError: (err: Error) => log.warn({ component: 'metrics', err: err.message }, 'metrics request failed'),
+        snapshot: () => snapshotFromStatus(status() as never, { build: { version: PKG_VERSION, node: process.version }, startTimeSeconds, reaction, tripsTotal, ...(hooks ? { notifyDroppedTotal: hooks.stats.dropped } : {}) }),
+      });
+    } catch (err) {
+      stopped = true;
+      throw new StartupError(`--metrics: ${(err as Error).message}`, 1);
+    }
+  }
+  log.info({ component: 'daemon', policy: policy.file, policyHash: policy.hash, socket: opts.socketPath, dryRun: policy.dryRun, ports: infos.length, metrics: opts.metrics ?? null }, 'stormbreaker running');
+  sd.ready(`watching ${infos.length} ports, policy ${policy.hash}${policy.dryRun ? ' (dry run)' : ''}`);
 
   return {
     reload,
     async stop() {
       if (stopped) return;
       stopped = true;
+      sd.stopping('agent stopping');
       if (timer) clearTimeout(timer);
       if (recoveryTimer) clearTimeout(recoveryTimer);
       clearInterval(slow);
@@ -558,6 +603,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       record({ ts: new Date().toISOString(), event: 'stop', port: '', reason: 'agent stopped', policyHash: policy.hash });
       journal.close();
       server.close(); // stop accepting; open clients end with the process
+      hooks?.close();
+      await metrics?.close();
       tripwire?.close();
       fdb?.close();
       fdb = null;
