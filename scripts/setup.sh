@@ -12,6 +12,8 @@ fi
 # Debian packages the lab and the agent use (ip/bridge, nft, tcpreplay, python3 for the frame
 # sender, a C toolchain for the AF_PACKET counter addon).
 pkgs=(iproute2 nftables tcpreplay python3 make g++ procps)
+# The tests also check install.sh with shellcheck and the unit with systemd-analyze.
+[ "${1:-}" = "--with-test-tools" ] && pkgs+=(shellcheck systemd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,7 +2,7 @@
 # The test command (README, .ci/run): set-up, then every unit, property and integration test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --with-test-tools
 status=0
 npx --no-install vitest run "$@" || status=$?
 # Every test tears its lab down; a namespace left behind is a bug, so it fails the run.

@@ -144,9 +144,11 @@ export function chartSvg(spec: ChartSpec): string {
     );
   }
   out.push('<g class="legend">');
+  // Wide enough for the longest name (~6.5 px a character at the default font size).
+  const legendW = 30 + 6.5 * Math.max(0, ...spec.series.map((s) => s.name.length));
   spec.series.forEach((s, i) => {
     const y = M.top + 8 + i * 15;
-    const x = M.left + pw - 150;
+    const x = M.left + Math.max(0, pw - legendW);
     const color = PALETTE[i % PALETTE.length] as string;
     out.push(
       `<line x1="${x}" y1="${y}" x2="${x + 18}" y2="${y}" stroke="${color}" stroke-width="3"/>`,
