@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { initialDetectorState, step, RING_SIZE, type DetectorState } from '../../agent/detect/signature.js';
@@ -329,9 +330,9 @@ describe('missing and bad data', () => {
 });
 
 describe('the recorded shape of a real loop (eNSP capture)', () => {
-  // /work/shared/data/pcap/storm/ensp_l2-loop-arp_1.pcap: one broadcast ARP circling a simulated
-  // (rate-capped) loop; per-second counts of its broadcast frames.
-  const PCAP = '/work/shared/data/pcap/storm/ensp_l2-loop-arp_1.pcap';
+  // test/fixtures/pcap/storm/ensp_l2-loop-arp_1.pcap (see test/fixtures/pcap/SOURCES.txt): one
+  // broadcast ARP circling a simulated (rate-capped) loop; per-second counts of its broadcast frames.
+  const PCAP = fileURLToPath(new URL('../fixtures/pcap/storm/ensp_l2-loop-arp_1.pcap', import.meta.url));
   const SHAPE = [57, 130, 201, 272, 362, 383, 390, 395];
 
   it('the per-second broadcast counts are those of the capture', () => {
