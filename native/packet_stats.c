@@ -18,18 +18,14 @@
 //   open(ifname, 'broadcast' | 'multicast') -> fd
 //   read(fd) -> cumulative count (throws ENODEV once the interface is deleted)
 //   close(fd)
-//   openTripwire() -> fd: a BLOCKING socket bound to every interface of the namespace
-//     that receives one byte of each incoming broadcast/multicast frame, with a 500 ms
-//     receive timeout. The agent keeps one read outstanding on it (libuv thread pool) so
-//     the first frame of a storm wakes an idle sampler at once instead of up to one idle
-//     period later; it is never used for counting.
-//   drain(fd) -> frames discarded from the queue (so a re-armed tripwire only fires on
-//     a new frame)
-//   startTripwire(onFrame, rtPriority) -> handle: the same socket read by a dedicated
-//     thread (SCHED_FIFO at rtPriority when > 0) that calls onFrame on the JS thread
-//     once per arm(handle); stopTripwire(handle). A dedicated thread rather than a read on
-//     libuv's pool so that its priority is ours to set: under a storm that pegs a core,
-//     a normal-priority waker is exactly what gets starved.
+//   startTripwire(onFrame, rtPriority) -> handle: a BLOCKING socket bound to every
+//     interface of the namespace that receives one byte of each incoming broadcast/multicast
+//     frame (500 ms receive timeout), read by a dedicated thread (SCHED_FIFO at rtPriority
+//     when > 0) that calls onFrame on the JS thread once per armTripwire(handle), so the
+//     first frame of a storm wakes an idle sampler at once; readTripwire(handle) -> frames
+//     its filter matched since start (a namespace-wide flood counter); stopTripwire(handle).
+//     A dedicated thread rather than a read on libuv's pool so that its priority is ours to
+//     set: under a storm that pegs a core, a normal-priority waker is exactly what starves.
 //   setRealtime(priority) -> SCHED_FIFO for the calling (JS) thread only, reset on fork
 //     so child processes (ip, bridge monitor) and later threads run at normal priority.
 //   probeOpen(ethertype, rcvbufBytes) -> fd: the preflight loop probe's socket
@@ -231,6 +227,24 @@ static slot_t *find_slot(state_t *s, int fd) {
   return &s->slots[fd];
 }
 
+// Track a freshly opened socket in its slot and hand its fd to JS; closes it on failure.
+static napi_value register_fd(napi_env env, state_t *s, int fd, int ifindex, const char *name, const char *what) {
+  int err = ensure_slot(s, fd);
+  if (err < 0) {
+    close(fd);
+    throw_errno(env, -err, what, name);
+    return NULL;
+  }
+  slot_t *slot = &s->slots[fd];
+  slot->total = 0;
+  slot->ifindex = ifindex;
+  slot->used = 1;
+  snprintf(slot->ifname, sizeof slot->ifname, "%s", name);
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
 static napi_value js_open(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -269,22 +283,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     throw_errno(env, -fd, "open", ifname);
     return NULL;
   }
-  int err = ensure_slot(s, fd);
-  if (err < 0) {
-    close(fd);
-    throw_errno(env, -err, "open", ifname);
-    return NULL;
-  }
-  slot_t *slot = &s->slots[fd];
-  slot->total = 0;
-  slot->ifindex = (int)ifindex;
-  slot->used = 1;
-  memcpy(slot->ifname, ifname, sizeof slot->ifname);
-  slot->ifname[IF_NAMESIZE - 1] = '\0';
-
-  napi_value out;
-  napi_create_int32(env, fd, &out);
-  return out;
+  return register_fd(env, s, fd, (int)ifindex, ifname, "open");
 }
 
 static slot_t *slot_arg(napi_env env, napi_callback_info info, const char *what, int *fd_out) {
@@ -351,43 +350,6 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   // close() on a socket cannot fail in a way we could act on; the fd is gone either way.
   close(fd);
   return NULL;
-}
-
-
-static napi_value js_open_tripwire(napi_env env, napi_callback_info info) {
-  state_t *s;
-  if (napi_get_cb_info(env, info, NULL, NULL, NULL, (void **)&s) != napi_ok) return NULL;
-  int fd = open_tripwire();
-  if (fd < 0) {
-    throw_errno(env, -fd, "openTripwire", "*");
-    return NULL;
-  }
-  int err = ensure_slot(s, fd);
-  if (err < 0) {
-    close(fd);
-    throw_errno(env, -err, "openTripwire", "*");
-    return NULL;
-  }
-  slot_t *slot = &s->slots[fd];
-  slot->total = 0;
-  slot->ifindex = 0;
-  slot->used = 1;
-  strcpy(slot->ifname, "*");
-  napi_value out;
-  napi_create_int32(env, fd, &out);
-  return out;
-}
-
-static napi_value js_drain(napi_env env, napi_callback_info info) {
-  int fd;
-  char byte;
-  slot_t *slot = slot_arg(env, info, "drain", &fd);
-  if (slot == NULL) return NULL;
-  int n = 0;
-  while (n < 4096 && recv(fd, &byte, 1, MSG_DONTWAIT | MSG_TRUNC) >= 0) n++;
-  napi_value out;
-  napi_create_int32(env, n, &out);
-  return out;
 }
 
 
@@ -619,20 +581,7 @@ static napi_value js_probe_open(napi_env env, napi_callback_info info) {
     throw_errno(env, -fd, "probeOpen", "*");
     return NULL;
   }
-  int err = ensure_slot(s, fd);
-  if (err < 0) {
-    close(fd);
-    throw_errno(env, -err, "probeOpen", "*");
-    return NULL;
-  }
-  slot_t *slot = &s->slots[fd];
-  slot->total = 0;
-  slot->ifindex = 0;
-  slot->used = 1;
-  strcpy(slot->ifname, "*probe");
-  napi_value out;
-  napi_create_int32(env, fd, &out);
-  return out;
+  return register_fd(env, s, fd, 0, "*probe", "probeOpen");
 }
 
 static napi_value js_probe_send(napi_env env, napi_callback_info info) {
@@ -830,8 +779,7 @@ NAPI_MODULE_INIT() {
     const char *name;
     napi_callback cb;
   } fns[] = { { "open", js_open },   { "read", js_read },
-              { "close", js_close }, { "openTripwire", js_open_tripwire },
-              { "drain", js_drain }, { "startTripwire", js_start_tripwire },
+              { "close", js_close }, { "startTripwire", js_start_tripwire },
               { "armTripwire", js_arm_tripwire }, { "readTripwire", js_read_tripwire }, { "stopTripwire", js_stop_tripwire },
               { "setRealtime", js_set_realtime }, { "probeOpen", js_probe_open },
               { "probeSend", js_probe_send }, { "probeRecv", js_probe_recv }, { "peerCred", js_peer_cred },

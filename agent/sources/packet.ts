@@ -22,10 +22,6 @@ export interface PacketAddon {
   /** Frames matched since open. Throws ENODEV once the interface was deleted (or left the namespace). */
   read(fd: number): number;
   close(fd: number): void;
-  /** A blocking socket that receives 1 byte of every incoming broadcast/multicast frame on any interface (500 ms read timeout). */
-  openTripwire(): number;
-  /** Discard queued frames; returns how many. */
-  drain(fd: number): number;
   /** Start the tripwire thread (SCHED_FIFO at rtPriority when > 0); onFrame runs on the JS thread once per arm. */
   startTripwire(onFrame: () => void, rtPriority: number): TripwireHandle;
   armTripwire(h: TripwireHandle): void;
