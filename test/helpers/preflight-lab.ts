@@ -1,9 +1,8 @@
-// Shared by test/integration/preflight-*.test.ts: a private build of the preflight commands (run
-// inside lab namespaces, as on a host), lab variants the toolkit does not build (STP on the
+// Shared by test/integration/preflight-*.test.ts: the built CLI (run inside lab namespaces, as on
+// a host), lab variants the toolkit does not build (STP on the
 // switch or the host bridge), and counter snapshots to prove the probe started no storm.
 import { execFile, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readLinkStats, type LinkStats } from '../../scripts/lab/counters.js';
@@ -21,32 +20,13 @@ export interface PreflightBuild {
 }
 
 /**
- * Compile test/helpers/preflight-main.ts (and what it imports) into a private directory, so that
- * other work in progress in the tree cannot break these tests and dist/ is left alone. The addon
- * and node_modules are linked from the repo (the addon is found from the package root).
+ * The real CLI as built by `npx tsc` (scripts/test.sh builds before the tests): the preflight
+ * commands run from dist/agent/cli.js inside lab namespaces, as on a host.
  */
 export async function buildPreflightCli(): Promise<PreflightBuild> {
-  const dir = await mkdtemp(join(tmpdir(), 'sbp-preflight-build-'));
-  try {
-    await run(
-      [
-        process.execPath,
-        join(REPO, 'node_modules/typescript/bin/tsc'),
-        '--outDir', dir, '--rootDir', REPO,
-        '--module', 'NodeNext', '--moduleResolution', 'NodeNext', '--target', 'ES2022',
-        '--strict', '--skipLibCheck', '--types', 'node',
-        join(REPO, 'test/helpers/preflight-main.ts'),
-      ],
-      { timeoutMs: 90_000 },
-    );
-    await writeFile(join(dir, 'package.json'), '{"type":"module"}\n');
-    await symlink(join(REPO, 'node_modules'), join(dir, 'node_modules'));
-    await symlink(join(REPO, 'build'), join(dir, 'build'));
-  } catch (err) {
-    await rm(dir, { recursive: true, force: true });
-    throw err;
-  }
-  return { entry: join(dir, 'test/helpers/preflight-main.js'), dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+  const entry = join(REPO, 'dist/agent/cli.js');
+  if (!existsSync(entry)) throw new Error(`${entry} is missing: run npx tsc -p tsconfig.json`);
+  return { entry, dir: join(REPO, 'dist'), cleanup: async () => undefined };
 }
 
 export interface CliResult {
