@@ -24,6 +24,7 @@ import { computeRates } from './sample/rates.js';
 import { initialDetectorState, step as detectStep } from './detect/signature.js';
 import { breakerBusy, breakerStep, holdExpiryDue, initialBreakerState, nextRecoveryNs, portStates, recoveryProbing, restoreHeld, restoreTripped, type OperatorCommand } from './breaker/state.js';
 import { executeLinkAction } from './actions/link.js';
+import { createPinger, type Pinger } from './actions/reachability.js';
 import { heldPorts, openJournal, readJournal, readJournalTail, trippedPorts, type Journal } from './journal/journal.js';
 import { loadPolicyFile } from './policy/load.js';
 import { formatPolicyError } from './policy/errors.js';
@@ -77,6 +78,10 @@ const TRIPWIRE_REARM_MS = 5;
 // Without the tripwire nothing wakes an idle sampler early, so the idle period is capped here.
 const IDLE_MS_WITHOUT_TRIPWIRE = 10;
 const LAST_EVENTS = 200;
+/** Baseline reachability check of policy.reachability.target, while nothing else is going on. */
+const REACH_BASELINE_MS = 10_000;
+/** A baseline check put off by a storm or an action in progress is tried again this soon. */
+const REACH_RETRY_MS = 500;
 /** `events` reads at most this many journal lines from the end of the file. */
 const JOURNAL_TAIL_LINES = 10_000;
 
@@ -125,7 +130,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const hooks: EventNotifier | null = opts.webhook
     ? createWebhookNotifier({ ...opts.webhook, onError: (e: Error & { code?: string }) => log.warn({ component: 'webhook', code: e.code, err: e.message }, 'notification failed') })
     : null;
-  const NOTIFIED = new Set(['trip', 'would-trip', 'restore', 'escalate', 'action-failed', 'reassert', 'hold', 'release', 'recovery-exhausted', 'reload-failed']);
+  const NOTIFIED = new Set(['trip', 'would-trip', 'restore', 'escalate', 'action-failed', 'reassert', 'hold', 'release', 'recovery-exhausted', 'reload-failed', 'undo', 'reachability-down', 'reachability-up']);
   const reaction = createHistogram();
   const tripsTotal = new Map<string, number>();
   const startTimeSeconds = Math.floor(Date.now() / 1000);
@@ -138,7 +143,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     recentEvents.push(e);
     if (recentEvents.length > LAST_EVENTS) recentEvents.shift();
     if (e.event === 'trip' || e.event === 'would-trip') lastTrip.set(e.port, e);
-    const level = e.event === 'action-failed' || e.event === 'reload-failed' ? 'error' : e.event === 'flood-observed' ? 'warn' : 'info';
+    // An undo means an action cut the management path: an alert, like a failed action.
+    const level = e.event === 'action-failed' || e.event === 'reload-failed' || e.event === 'undo' ? 'error' : e.event === 'flood-observed' || e.event === 'reachability-down' ? 'warn' : 'info';
     log[level]({ component: 'breaker', ...e }, e.event);
   };
   record({ ts: new Date().toISOString(), event: 'start', port: '', reason: 'agent started', policyHash: policy.hash, policyFile: policy.file, dryRun: policy.dryRun });
@@ -206,7 +212,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const results: ActionResult[] = [];
   const operator: OperatorCommand[] = [];
   const tick: { tNs: number; ports: PortRates[]; fdbMoves: Tick['fdbMoves'] } = { tNs: 0, ports: [], fdbMoves: [] };
-  const input = { tNs: 0, wallMs: 0, verdicts: [] as Verdict[], results, operator };
+  // Automatic link-downs after which the management gateway did not answer (see verifyReach).
+  const unreachable: Array<{ port: string; target: string }> = [];
+  const input = { tNs: 0, wallMs: 0, verdicts: [] as Verdict[], results, operator, unreachable };
   let lastT = hrNs();
   let activeUntil = 0;
   let periodMs = policy.sampling.idleMs;
@@ -221,10 +229,20 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   let tripwire: Tripwire | null = null;
   let tripwireFiredAt = 0;
 
+  // Link-ups in flight: a reachability check waits for them (an undo's link-up may be what
+  // restores the path the next shut relies on).
+  const pendingUps = new Set<Promise<unknown>>();
+
   function execute(cmd: ActionRequest): void {
     const actionOpts = { timeoutMs: policy.actions.timeoutMs, retries: policy.actions.retries };
     const issuedNs = input.tNs; // the tick of the verdict
-    executeLinkAction(cmd, actionOpts).then(
+    const p = executeLinkAction(cmd, actionOpts);
+    if (cmd.kind === 'link-up') {
+      pendingUps.add(p);
+      const drop = (): void => void pendingUps.delete(p);
+      p.then(drop, drop);
+    }
+    p.then(
       (r) => {
         if (r.kind === 'link-down' && r.ok) observe(reaction, (hrNs() - issuedNs) / 1e6);
         results.push(r);
@@ -244,11 +262,99 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     brk = out.state;
     results.length = 0;
     operator.length = 0;
+    unreachable.length = 0;
     // Act first, journal after: each journal line is fsync'd, and an escalation's event must not
     // delay its link-down.
     for (const c of out.commands) execute(c);
     for (const e of out.events) record(e);
+    for (const port of out.verify) void verifyReach(port);
     scheduleRecoveryWake();
+  }
+
+  // --- reachability (policy.reachability): did an automatic link-down cut the management path? --
+  // 'unknown' until the first check; 'down' when the target did not answer while nothing was
+  // being done (then a failed check after an action proves nothing, and is skipped).
+  let pinger: Pinger | null = null;
+  let reach: { state: 'unknown' | 'up' | 'down' | 'unavailable'; target: string; at: string | null; rttMs: number | null; error: string | null } = {
+    state: 'unknown',
+    target: '',
+    at: null,
+    rttMs: null,
+    error: null,
+  };
+  let baselineRunning = false;
+  let baselineRetry: NodeJS.Timeout | null = null;
+
+  function reachTarget(): string | null {
+    const rc = policy.reachability;
+    if (!rc) return null;
+    if (reach.target !== rc.target) reach = { state: 'unknown', target: rc.target, at: null, rttMs: null, error: null };
+    pinger ??= createPinger();
+    return rc.target;
+  }
+
+  /** A check's answer moves the baseline; transitions are journaled once each. */
+  function noteReach(target: string, ok: boolean, rttMs: number | undefined, error: string | undefined, during: string): void {
+    if (stopped || reach.target !== target) return; // stopping (journal closed), or the policy changed meanwhile
+    const was = reach.state;
+    const next = error !== undefined ? 'unavailable' : ok ? 'up' : 'down';
+    reach = { ...reach, state: next, at: new Date().toISOString(), rttMs: rttMs ?? null, error: error ?? null };
+    if (next === was) return;
+    const ts = reach.at!;
+    if (next === 'down') {
+      record({ ts, event: 'reachability-down', port: '', reason: `${target} does not answer (${during}): checks after automatic link-downs are skipped until it does`, policyHash: policy.hash, target });
+    } else if (next === 'unavailable') {
+      record({ ts, event: 'reachability-down', port: '', reason: `cannot check ${target}: ${error}; checks after automatic link-downs are skipped`, policyHash: policy.hash, target, error });
+    } else if (was === 'down' || was === 'unavailable') {
+      record({ ts, event: 'reachability-up', port: '', reason: `${target} answers again (${during}): link-downs are verified again`, policyHash: policy.hash, target });
+    }
+  }
+
+  function baselineCheck(): void {
+    const target = reachTarget();
+    if (target === null || baselineRunning || stopped) return;
+    // During a storm or an action the path may be congested or cut on purpose: not a baseline.
+    const now = hrNs();
+    if (now < activeUntil || breakerBusy(brk, now)) {
+      // Try again once things are quiet rather than a whole period later (a reload's new target).
+      if (!baselineRetry) baselineRetry = setTimeout(() => ((baselineRetry = null), baselineCheck()), REACH_RETRY_MS);
+      return;
+    }
+    const rc = policy.reachability!;
+    baselineRunning = true;
+    pinger!
+      .check(target, rc.timeoutMs, rc.tries)
+      .then((o) => noteReach(target, o.reachable, o.rttMs, o.error, 'baseline check'))
+      .finally(() => (baselineRunning = false));
+  }
+
+  async function verifyReach(port: string): Promise<void> {
+    const target = reachTarget();
+    if (target === null) return;
+    if (reach.state === 'down' || reach.state === 'unavailable') {
+      log.warn({ component: 'reachability', port, target, baseline: reach.state }, 'reachability check skipped: the target did not answer before the action either');
+      return;
+    }
+    const rc = policy.reachability!;
+    try {
+      await Promise.allSettled([...pendingUps]);
+      const o = await pinger!.check(target, rc.timeoutMs, rc.tries);
+      if (stopped) return;
+      if (o.error !== undefined) {
+        noteReach(target, false, undefined, o.error, `after link-down of ${port}`);
+        return;
+      }
+      if (o.reachable) {
+        noteReach(target, true, o.rttMs, undefined, `after link-down of ${port}`);
+        log.info({ component: 'reachability', port, target, rttMs: o.rttMs, tries: o.tries }, 'management path intact after link-down');
+        return;
+      }
+      log.error({ component: 'reachability', port, target, tries: o.tries, timeoutMs: rc.timeoutMs }, `link-down of ${port} cut reachability of ${target}: undoing it`);
+      unreachable.push({ port, target });
+      wake();
+    } catch (err) {
+      log.error({ component: 'reachability', port, target, err: (err as Error).message }, 'reachability check failed');
+    }
   }
 
   // Automatic recovery: the breaker says when the next probe is due (monotonic ns); a timer wakes
@@ -297,7 +403,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const d = detectStep(det, tick, ports, policy);
     det = d.state;
     input.verdicts = d.verdicts as Verdict[];
-    if (d.verdicts.length > 0 || results.length > 0 || operator.length > 0 || t < busyUntil || t >= recoveryDueNs || breakerBusy(brk, t)) runCore(t);
+    if (d.verdicts.length > 0 || results.length > 0 || operator.length > 0 || unreachable.length > 0 || t < busyUntil || t >= recoveryDueNs || breakerBusy(brk, t)) runCore(t);
     if (warm || d.verdicts.length > 0) activeUntil = t + policy.sampling.activeHoldMs * 1e6;
     // A recovery probe is judged at the active rate: the storm it looks for must be seen in ms.
     else if (recoveryProbing(brk)) activeUntil = Math.max(activeUntil, t + policy.sampling.activeMs * 1e6);
@@ -381,6 +487,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
   rescan();
   reassert();
+  const reachTimer = setInterval(baselineCheck, REACH_BASELINE_MS);
   const slow = setInterval(() => {
     try {
       const now = hrNs();
@@ -429,6 +536,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     record({ ts, event: 'reload', port: '', reason: `policy reloaded (${trigger}): ${oldHash} -> ${policy.hash}`, policyHash: policy.hash, oldHash, newHash: policy.hash, policyFile: policy.file, dryRun: policy.dryRun, trigger, ...who });
     try {
       rescan(); // ports re-resolved against the new rules now, not a second later
+      baselineCheck(); // a new target is checked now, not in 10 s
     } catch (err) {
       log.error({ component: 'ports', err: (err as Error).message }, 'rescan after reload failed');
     }
@@ -535,6 +643,17 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         maxLagMs,
         sources: sources.map((s) => s.id).concat(fdb ? ['fdb'] : [], tripwire ? ['tripwire'] : []),
         broadcastCounting: !('error' in addon),
+        // 'reachability-down': the target did not answer while nothing was done, so checks after
+        // automatic link-downs are skipped (they would undo good actions).
+        reachability: policy.reachability
+          ? {
+              target: policy.reachability.target,
+              state: reach.target !== policy.reachability.target ? 'unknown' : reach.state === 'up' ? 'ok' : reach.state === 'unknown' ? 'unknown' : 'reachability-down',
+              ...(reach.state === 'unavailable' ? { error: reach.error } : {}),
+              lastCheckAt: reach.at,
+              lastRttMs: reach.rttMs === null ? null : Math.round(reach.rttMs * 1000) / 1000,
+            }
+          : 'off',
       },
       ports: infos.map((p) => {
         const pp = ports.get(p.name);
@@ -573,6 +692,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     }
   }
   loop();
+  baselineCheck(); // at start: a target that never answers must not make the first action look bad
   let metrics: MetricsServer | null = null;
   if (opts.metrics) {
     try {
@@ -598,6 +718,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       if (timer) clearTimeout(timer);
       if (recoveryTimer) clearTimeout(recoveryTimer);
       clearInterval(slow);
+      clearInterval(reachTimer);
+      if (baselineRetry) clearTimeout(baselineRetry);
+      pinger?.close();
       // Journal first: closing hundreds of AF_PACKET sockets takes ~12 ms each (the kernel
       // waits in packet_release), and a supervisor may kill us before that ends.
       record({ ts: new Date().toISOString(), event: 'stop', port: '', reason: 'agent stopped', policyHash: policy.hash });

@@ -180,6 +180,21 @@ export interface Policy {
    * (= manual everywhere).
    */
   recovery?: Recovery;
+  /**
+   * Top-level `reachability` (issue 5 item 7): after every successful automatic link-down the
+   * agent sends ICMP echoes to `target` (the management gateway); no reply within tries x
+   * timeoutMs means the action cut the management path, and it is undone. Absent = off.
+   */
+  reachability?: Reachability;
+}
+
+export interface Reachability {
+  /** IPv4 address, dotted quad. */
+  target: string;
+  /** Wait per echo, ms. */
+  timeoutMs: number;
+  /** Echoes sent before the target counts as unreachable. */
+  tries: number;
 }
 
 export interface Evidence {
@@ -239,7 +254,11 @@ export interface JournalEvent {
     | 'hold-expired'
     // Automatic recovery: a link-up probe of a tripped port, and the end of its tries.
     | 'probe'
-    | 'recovery-exhausted';
+    | 'recovery-exhausted'
+    // Reachability: a link-down that cut the management path is undone; the target's own state.
+    | 'undo'
+    | 'reachability-down'
+    | 'reachability-up';
   port: string;
   reason: string;
   policyHash?: string;

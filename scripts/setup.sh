@@ -39,4 +39,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund --loglevel=error
 fi
 [ -f build/Release/packet_stats.node ] || npm run --silent build:native >/dev/null
+# raw-socket (ICMP echo for the reachability check) builds at install; npm 11 may hold back a
+# dependency's install script pending approval, so build it here if it is missing.
+[ -f node_modules/raw-socket/build/Release/raw.node ] || npm rebuild raw-socket --foreground-scripts --loglevel=error >/dev/null
 npx --no-install tsc -p tsconfig.json

@@ -23,6 +23,12 @@
 //     probeMs ('probing'); any verdict that names the port meanwhile is the same storm, so the port
 //     is shut at once, outside the budget and without settle; maxTries failed probes leave it to a
 //     human. Operator trips, holds, releases and journal restarts never recover by themselves.
+//  7. Reachability (policy.reachability): every automatic link-down that lands is named in
+//     BreakerStep.verify; the daemon checks the management gateway and reports a failed check as
+//     input.unreachable. That link-down cut the management path: it is undone at once (link-up,
+//     journal 'undo'), the port is spared from automatic shuts for windowMs (and stays in the
+//     loop's `tried`), and the next member of the same loop verdict is shut instead. The next
+//     link-down is issued BEFORE the undo's link-up, so the loop is not closed again meanwhile.
 import type { ActionRequest, ActionResult, Evidence, JournalEvent, PortPolicy, Policy, Recovery, Verdict } from '../types.js';
 import { MAX_TIMER_MS } from '../policy/defaults.js';
 
@@ -50,10 +56,20 @@ export interface BreakerInput {
   verdicts: readonly Verdict[];
   results: readonly ActionResult[];
   operator: readonly OperatorCommand[];
+  /**
+   * Automatic link-downs (from an earlier step's `verify`) after which the management gateway
+   * did not answer: undo them and try the next loop member. Absent = none.
+   */
+  unreachable?: ReadonlyArray<{ port: string; target: string }>;
 }
 
 export interface BreakerStep {
   state: BreakerState;
+  /**
+   * Ports whose automatic link-down (loop or flood, not a recovery re-trip) landed in this step:
+   * the daemon proves the host is still reachable after each. Shared frozen empty array when none.
+   */
+  verify: string[];
   /** Shared frozen empty array when there is nothing to do: do not mutate. */
   commands: ActionRequest[];
   /** Shared frozen empty array when there is nothing to journal: do not mutate. */
@@ -104,6 +120,10 @@ interface PortEntry {
   extra?: Record<string, unknown> | undefined;
   /** Automatic recovery in progress (tripped with a probe scheduled, probing, or re-tripping), else null. */
   rec: Recovering | null;
+  /** 'restoring' because its link-down cut reachability: the link-up is an undo, not a restore. */
+  undo?: boolean;
+  /** Not chosen for an automatic shut before this tNs (its last one cut reachability). */
+  spareUntilNs?: number;
 }
 
 interface BridgeEntry {
@@ -133,6 +153,7 @@ export interface BreakerState {
 // Typed as mutable for the daemon's convenience; frozen so that a caller who pushes finds out.
 const NO_COMMANDS = Object.freeze([]) as unknown as ActionRequest[];
 const NO_EVENTS = Object.freeze([]) as unknown as JournalEvent[];
+const NO_PORTS = Object.freeze([]) as unknown as string[];
 const NO_BRIDGE = '(no bridge)';
 
 export function initialBreakerState(): BreakerState {
@@ -231,6 +252,7 @@ interface Ctx {
   ts: string | null;
   commands: ActionRequest[];
   events: JournalEvent[];
+  verify: string[];
 }
 
 /**
@@ -253,9 +275,12 @@ export function breakerStep(
     ts: null,
     commands: NO_COMMANDS,
     events: NO_EVENTS,
+    verify: NO_PORTS,
   };
   expireHolds(ctx);
   for (const r of input.results) onResult(ctx, r);
+  // After results (the link-down being undone has landed), before operator commands and verdicts.
+  if (input.unreachable) for (const u of input.unreachable) onUnreachable(ctx, u.port, u.target);
   for (const o of input.operator) onOperator(ctx, o);
   const probing = input.verdicts.length > 0 && anyProbing(state);
   for (const v of input.verdicts) {
@@ -266,7 +291,7 @@ export function breakerStep(
     else onFlood(ctx, v);
   }
   stepRecovery(ctx);
-  return { state, commands: ctx.commands, events: ctx.events };
+  return { state, commands: ctx.commands, events: ctx.events, verify: ctx.verify };
 }
 
 // --- results -------------------------------------------------------------------------------------
@@ -304,6 +329,11 @@ function onResult(ctx: Ctx, r: ActionResult): void {
       const rec = expected && e.auto ? scheduleRecovery(ctx, e, r.port) : ((e.rec = null), undefined);
       event(ctx, 'trip', r.port, e.reason, { evidence: e.evidence, action: r, ...(e.by ? { by: e.by } : {}), ...e.extra, ...(rec ? { recovery: rec } : {}) });
       if (rec?.exhausted) exhausted(ctx, r.port, e, rec.maxTries);
+      // The breaker's own decision (not an operator's, not a recovery re-trip): prove reachability.
+      if (expected && e.auto && e.by === undefined) {
+        if (ctx.verify === NO_PORTS) ctx.verify = [];
+        ctx.verify.push(r.port);
+      }
       if (e.loop !== null) {
         const b = bridge(ctx, e.loop);
         if (b.inFlight === r.port) b.inFlight = null;
@@ -334,10 +364,22 @@ function onResult(ctx: Ctx, r: ActionResult): void {
       });
       return;
     }
-    shutForLoop(ctx, loop, b, e.evidence, cands, r.port);
+    shutForLoop(ctx, loop, b, e.evidence, cands, { port: r.port, why: `link-down of ${r.port} failed` });
     return;
   }
   // link-up
+  if (e.undo) {
+    e.undo = false;
+    if (r.ok) {
+      // Already journaled as 'undo' when decided; the port stays in `tried` and spared.
+      setState(ctx, e, 'forwarding');
+      e.evidence = undefined;
+    } else {
+      setState(ctx, e, 'tripped');
+      event(ctx, 'action-failed', r.port, `undo of ${r.port} failed: link-up: ${r.error ?? 'unknown error'}; the management path may still be cut`, { action: r });
+    }
+    return;
+  }
   if (r.ok) {
     setState(ctx, e, 'forwarding');
     event(ctx, 'restore', r.port, e.reason, { action: r, ...(e.by ? { by: e.by } : {}), ...e.extra });
@@ -352,6 +394,41 @@ function onResult(ctx: Ctx, r: ActionResult): void {
     setState(ctx, e, 'tripped');
     event(ctx, 'action-failed', r.port, `link-up of ${r.port} failed: ${r.error ?? 'unknown error'}`, { action: r });
   }
+}
+
+// --- reachability --------------------------------------------------------------------------------
+
+/** The automatic link-down of `port` cut the management path to `target`: undo it, shut the next member. */
+function onUnreachable(ctx: Ctx, port: string, target: string): void {
+  const e = ctx.st.ports.get(port);
+  // Only a port still down by the breaker's own decision is undone: an operator may have held,
+  // restored or re-tripped it since the check started, and a human's decision stands.
+  if (e === undefined || e.state !== 'tripped' || !e.auto || e.by !== undefined) return;
+  const reason = `link-down of ${port} cut reachability of ${target}`;
+  const loop = e.loop;
+  const evidence = e.evidence;
+  e.spareUntilNs = ctx.tNs + ctx.windowNs;
+  e.rec = null;
+  e.auto = false;
+  e.loop = null;
+  e.next = [];
+  e.reason = reason;
+  e.undo = true;
+  setState(ctx, e, 'restoring');
+  event(ctx, 'undo', port, reason, { target, ...(loop !== null ? { bridge: loop } : {}), evidence });
+  if (loop !== null) {
+    const b = bridge(ctx, loop);
+    b.tried.set(port, ctx.tNs);
+    if (b.inFlight === port) b.inFlight = null;
+    const cands = b.inFlight === null ? candidates(ctx, b, b.members) : [];
+    if (cands.length > 0) {
+      // Down first, then up: the loop is never closed again while it may still carry frames.
+      shutForLoop(ctx, loop, b, evidence, cands, { port, why: reason });
+    } else if (b.inFlight === null) {
+      notice(ctx, `unreach:${loop}`, 'flood-observed', loop, `loop on ${loop}: no other member may be shut after ${reason}; reachability comes first, so the loop may storm again`, { evidence });
+    }
+  }
+  command(ctx, 'link-up', port, `undo: ${reason}`);
 }
 
 // --- operator ------------------------------------------------------------------------------------
@@ -425,8 +502,9 @@ function onHold(ctx: Ctx, o: OperatorCommand, cur: BreakerPortState): void {
   const en = entry(ctx, o.port);
   // Down now if it may be up; a link-up in flight is answered by a link-down when it lands.
   if (cur === 'forwarding' || cur === 'probing') command(ctx, 'link-down', o.port, reason);
-  // A hold cancels automatic recovery: a human decided the port stays down.
+  // A hold cancels automatic recovery (and an undo in flight): a human decided the port stays down.
   en.rec = null;
+  en.undo = false;
   setState(ctx, en, 'held');
   en.reason = reason;
   en.by = o.by;
@@ -502,7 +580,9 @@ function candidates(ctx: Ctx, b: BridgeEntry, members: readonly string[]): strin
   for (const m of members) {
     const pp = ctx.ports.get(m);
     if (pp === undefined || pp.protected || !Number.isFinite(pp.shutRank)) continue;
-    if ((ctx.st.ports.get(m)?.state ?? 'forwarding') !== 'forwarding') continue;
+    const pe = ctx.st.ports.get(m);
+    if ((pe?.state ?? 'forwarding') !== 'forwarding') continue;
+    if (pe?.spareUntilNs !== undefined && ctx.tNs < pe.spareUntilNs) continue;
     if (b.tried.has(m)) continue;
     out.push(m);
   }
@@ -512,7 +592,15 @@ function candidates(ctx: Ctx, b: BridgeEntry, members: readonly string[]): strin
   });
 }
 
-function shutForLoop(ctx: Ctx, key: string, b: BridgeEntry, evidence: Evidence | undefined, cands: string[], failed: string | null): void {
+/** `instead`: the member this shut replaces right away (its link-down failed or was undone), and why. */
+function shutForLoop(
+  ctx: Ctx,
+  key: string,
+  b: BridgeEntry,
+  evidence: Evidence | undefined,
+  cands: string[],
+  instead: { port: string; why: string } | null,
+): void {
   const target = cands[0]!;
   const pp = ctx.ports.get(target)!;
   const dry = pp.dryRun || ctx.policy.dryRun;
@@ -523,11 +611,11 @@ function shutForLoop(ctx: Ctx, key: string, b: BridgeEntry, evidence: Evidence |
     });
     return;
   }
-  const prev = failed ?? (b.lastPort !== null && ctx.tNs - b.lastNs < ctx.windowNs ? b.lastPort : null);
+  const prev = instead?.port ?? (b.lastPort !== null && ctx.tNs - b.lastNs < ctx.windowNs ? b.lastPort : null);
   if (prev !== null) {
     const why =
-      failed !== null
-        ? `link-down of ${failed} failed`
+      instead !== null
+        ? instead.why
         : `loop on ${key} persisted ${ctx.policy.breaker.settleMs} ms after ${b.lastDry ? 'would-trip of' : 'shutting'} ${prev}`;
     event(ctx, 'escalate', target, `${why}; escalating to ${target}`, { previous: prev, bridge: key, evidence });
   }
@@ -564,6 +652,11 @@ function onFlood(ctx: Ctx, v: Extract<Verdict, { kind: 'flood' }>): void {
   // single-source flood for a sample or two (rx hot, tx already falling): judge it after settle.
   for (const b of ctx.st.bridges.values()) {
     if ((b.inFlight !== null || ctx.tNs < b.settleUntilNs) && b.members.includes(p)) return;
+  }
+  const spare = ctx.st.ports.get(p)?.spareUntilNs;
+  if (spare !== undefined && ctx.tNs < spare) {
+    notice(ctx, `spare:${p}`, 'flood-observed', p, `flood on ${p}: not shut again, its last link-down cut reachability`, { evidence: v.evidence });
+    return;
   }
   if (pp.protected || !ctx.policy.breaker.floodShutRoles.includes(pp.role)) {
     const why = pp.protected ? 'port is protected' : `role ${pp.role} is not in breaker.floodShutRoles`;

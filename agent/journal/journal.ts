@@ -88,7 +88,9 @@ export function trippedPorts(events: readonly JournalEvent[]): Map<string, Tripp
     // the trip's own event is kept when there was one, for `why`.
     if (e.event === 'trip') out.set(e.port, { port: e.port, since: e.ts, reason: e.reason, event: e });
     else if (e.event === 'release' || e.event === 'hold-expired') out.set(e.port, { port: e.port, since: e.ts, reason: e.reason, event: out.get(e.port)?.event ?? e });
-    else if (e.event === 'restore') out.delete(e.port);
+    // An undo (the link-down cut the management path, so it was brought back up) ends a trip
+    // as a restore does: a restart must not put the management path down again.
+    else if (e.event === 'restore' || e.event === 'undo') out.delete(e.port);
   }
   return out;
 }

@@ -59,6 +59,13 @@ export const POLICY_DEFAULTS: Readonly<PolicyDefaults> = deepFreeze({
   dryRun: false,
 });
 
+/**
+ * Defaults of the optional top-level `reachability` (off unless a target is written, so not part
+ * of POLICY_DEFAULTS). 300 ms per echo x 2: a gateway on the same segment answers in well under
+ * a millisecond, and a cut management path stays cut at most ~0.6 s before it is undone.
+ */
+export const REACHABILITY_DEFAULTS: Readonly<{ timeoutMs: number; tries: number }> = Object.freeze({ timeoutMs: 300, tries: 2 });
+
 /** Only `version` is required; it must equal this. */
 export const POLICY_VERSION = 1;
 /** Files above this are rejected before parsing (a policy is a few KiB; this bounds parse time). */

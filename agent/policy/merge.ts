@@ -1,7 +1,7 @@
 // A policy directory: several files' PolicyInputs -> one PolicyInput for resolve.ts. Pure.
 //
 // Precedence (files are taken in name order, `10-base.yaml` before `20-site.yaml`):
-//   - Settings (sampling, defaults, breaker, recovery, actions, fdb, dryRun) merge key by key: a key the
+//   - Settings (sampling, defaults, breaker, recovery, actions, fdb, reachability, dryRun) merge key by key: a key the
 //     later file writes replaces the earlier value; keys it does not write are kept. A list
 //     setting (breaker.shutOrder, breaker.floodShutRoles) is one value: replaced whole.
 //   - `ports` lists are CONCATENATED in file order. Rules are first-match, so an earlier file's
@@ -38,6 +38,7 @@ export function mergePolicyInputs(inputs: readonly PolicyInput[], file: string):
     recovery: {},
     actions: {},
     fdb: {},
+    reachability: {},
     bad: new Set(),
     files: inputs.map((i) => i.file),
     badByFile: new Map(inputs.map((i) => [i.file, i.bad])),
@@ -68,6 +69,7 @@ export function mergePolicyInputs(inputs: readonly PolicyInput[], file: string):
     Object.assign(merged.recovery, inp.recovery);
     Object.assign(merged.actions, inp.actions);
     Object.assign(merged.fdb, inp.fdb);
+    Object.assign(merged.reachability, inp.reachability);
     if (inp.dryRun) merged.dryRun = inp.dryRun;
     if (inp.ports) {
       merged.ports ??= [];

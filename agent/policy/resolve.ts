@@ -3,7 +3,7 @@
 // file:line:col, so a policy directory (merge.ts) is resolved once, with every error still
 // blaming the file that wrote the value.
 import type { Policy, Recovery, Role, Thresholds } from '../types.js';
-import { POLICY_DEFAULTS } from './defaults.js';
+import { POLICY_DEFAULTS, REACHABILITY_DEFAULTS } from './defaults.js';
 import { PolicyError, type PolicyErrorCode } from './errors.js';
 import { globToRegExp } from './match.js';
 import type { Located, PolicyInput, Pos, RecoveryInput, RuleInput, ThresholdKey } from './schema.js';
@@ -126,6 +126,14 @@ export function resolvePolicy(input: PolicyInput, file: string, hash: string): R
     fdb: { enabled: input.fdb.enabled?.value ?? D.fdb.enabled },
     dryRun: input.dryRun?.value ?? D.dryRun,
   };
+  const reach = input.reachability;
+  if (reach.target) {
+    policy.reachability = {
+      target: reach.target.value,
+      timeoutMs: reach.timeoutMs?.value ?? REACHABILITY_DEFAULTS.timeoutMs,
+      tries: reach.tries?.value ?? REACHABILITY_DEFAULTS.tries,
+    };
+  }
   return { policy, errors };
 }
 

@@ -59,6 +59,7 @@ export interface PolicyInput {
   recovery: RecoveryInput;
   actions: { timeoutMs?: Located<number>; retries?: Located<number> };
   fdb: { enabled?: Located<boolean> };
+  reachability: { target?: Located<string>; timeoutMs?: Located<number>; tries?: Located<number> };
   dryRun?: Located<boolean>;
   /** Undefined when the file has no `ports` key; rules with errors are left out. */
   ports?: RuleInput[];
@@ -73,12 +74,19 @@ export interface PolicyInput {
   badByFile?: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
-const ROOT_KEYS = ['version', 'sampling', 'defaults', 'breaker', 'recovery', 'actions', 'fdb', 'dryRun', 'ports'] as const;
+const ROOT_KEYS = ['version', 'sampling', 'defaults', 'breaker', 'recovery', 'actions', 'fdb', 'reachability', 'dryRun', 'ports'] as const;
 const SAMPLING_KEYS = ['idleMs', 'activeMs', 'activeHoldMs', 'realtimePriority'] as const;
 const THRESHOLD_KEYS = ['floodPps', 'clearPps', 'rxPps', 'broadcastShare', 'holdSamples', 'floodHoldMs', 'baselineFactor'] as const;
 const BREAKER_KEYS = ['maxShuts', 'windowMs', 'settleMs', 'shutOrder', 'floodShutRoles'] as const;
 const ACTIONS_KEYS = ['timeoutMs', 'retries'] as const;
 const FDB_KEYS = ['enabled'] as const;
+const REACHABILITY_KEYS = ['target', 'timeoutMs', 'tries'] as const;
+/**
+ * A dotted-quad IPv4 address, each octet 0-255 without leading zeros (policies/schema.json has
+ * the same pattern). Names are not accepted: resolving one would need DNS, which may be exactly
+ * what a storm or the action just cut.
+ */
+export const IPV4_RE = /^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$/;
 const RULE_KEYS = ['match', 'role', 'protected', 'thresholds', 'dryRun', 'recovery'] as const;
 const RECOVERY_KEYS = ['mode', 'cooldownMs', 'probeMs', 'backoff', 'maxTries'] as const;
 const RECOVERY_MODES: readonly RecoveryMode[] = ['manual', 'auto'];
@@ -95,6 +103,7 @@ export const POLICY_KEYS = {
   recovery: RECOVERY_KEYS,
   actions: ACTIONS_KEYS,
   fdb: FDB_KEYS,
+  reachability: REACHABILITY_KEYS,
   rule: RULE_KEYS,
   thresholds: THRESHOLD_KEYS,
   ruleRecovery: RECOVERY_KEYS,
@@ -164,6 +173,7 @@ export class SchemaWalker {
       recovery: {},
       actions: {},
       fdb: {},
+      reachability: {},
       bad: this.bad,
     };
     const topMap = this.readMap({ node: contents, pos: root, field: '' }, ROOT_KEYS, '(document)');
@@ -208,6 +218,19 @@ export class SchemaWalker {
     if (fdb) {
       const en = fdb.get('enabled');
       if (en) input.fdb.enabled = this.readBool(en);
+    }
+    const reach = this.readSection(top.get('reachability'), REACHABILITY_KEYS);
+    if (reach) {
+      const te = reach.get('target');
+      // Required in every mapping that is written (as policies/schema.json says, file by file):
+      // settings without a target would silently check nothing.
+      if (!te) this.fail('E_POLICY_MISSING', { pos: this.posOf(top.get('reachability')!.node, top.get('reachability')!.pos), field: 'reachability.target' }, 'required when reachability is written: the IPv4 address of the management gateway');
+      const t = te ? this.readString(te) : undefined;
+      if (t && IPV4_RE.test(t.value)) input.reachability.target = t;
+      else if (t) this.markBad(this.fail('E_POLICY_VALUE', { pos: t, field: t.field }, `${JSON.stringify(t.value)} is not an IPv4 address (dotted quad, e.g. 192.0.2.1)`));
+      // Each try waits timeoutMs while the cut stays in place: keep the worst case short.
+      this.setNum(input.reachability, 'timeoutMs', reach.get('timeoutMs'), { min: 0, gt: true, max: 10000 });
+      this.setNum(input.reachability, 'tries', reach.get('tries'), { int: true, min: 1, max: 10 });
     }
     const dry = top.get('dryRun');
     if (dry) input.dryRun = this.readBool(dry);

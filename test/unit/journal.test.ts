@@ -51,4 +51,9 @@ describe('journal', () => {
   it('rejects lines that are JSON but not events', () => {
     expect(parseJournal('{"a":1}\n[1,2]\n').badLines).toEqual([1, 2]);
   });
+
+  it('an undo (reachability) ends a trip like a restore', () => {
+    expect(trippedPorts([ev('trip', 'up1', 't1'), ev('undo', 'up1', 't2'), ev('trip', 'up2', 't3')]).has('up1')).toBe(false);
+    expect(trippedPorts([ev('undo', 'up1', 't1'), ev('trip', 'up1', 't2')]).has('up1')).toBe(true);
+  });
 });

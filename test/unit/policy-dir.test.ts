@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDocument, stringify } from 'yaml';
-import { MAX_POLICY_BYTES, MAX_POLICY_FILES, POLICY_DEFAULTS } from '../../agent/policy/defaults.js';
+import { MAX_POLICY_BYTES, MAX_POLICY_FILES, POLICY_DEFAULTS, REACHABILITY_DEFAULTS } from '../../agent/policy/defaults.js';
 import { PolicyError, formatPolicyError, type PolicyErrorCode } from '../../agent/policy/errors.js';
 import { loadPolicy, loadPolicyFile, parsePolicy, type PolicyResult } from '../../agent/policy/load.js';
 import { effectivePolicy, resolvePorts } from '../../agent/policy/match.js';
@@ -534,6 +534,7 @@ describe('policies/schema.json matches the loader', () => {
       ['recovery', POLICY_KEYS.recovery],
       ['actions', POLICY_KEYS.actions],
       ['fdb', POLICY_KEYS.fdb],
+      ['reachability', POLICY_KEYS.reachability],
       ['ports[]', POLICY_KEYS.rule],
       ['ports[].thresholds', POLICY_KEYS.thresholds],
       ['ports[].recovery', POLICY_KEYS.ruleRecovery],
@@ -560,6 +561,8 @@ describe('policies/schema.json matches the loader', () => {
       // Rule recovery shares $defs/recovery, whose defaults are those of the top-level `recovery`.
       const key = p.replace(/^ports\[\]\.thresholds\./, 'defaults.').replace(/^ports\[\]\.recovery\./, 'recovery.');
       if (key === 'ports[].dryRun') expect(s.default).toBe(false);
+      // reachability is off unless a target is written, so its defaults live apart from POLICY_DEFAULTS.
+      else if (key.startsWith('reachability.')) expect(REACHABILITY_DEFAULTS[key.slice('reachability.'.length) as keyof typeof REACHABILITY_DEFAULTS], p).toEqual(s.default);
       else expect(key.split('.').reduce<unknown>((o, k) => (o as S)[k], POLICY_DEFAULTS), p).toEqual(s.default);
     }
   });
@@ -577,6 +580,8 @@ describe('policies/schema.json matches the loader', () => {
       let o = target;
       for (const k of keys.slice(0, -1)) o = (o[k] ??= {}) as S;
       o[keys[keys.length - 1] as string] = sample(s);
+      // reachability's other keys need its target (the loader says so, as does the schema's `required`).
+      if (path.startsWith('reachability.')) (doc.reachability as S).target ??= '192.0.2.1';
       if (target === rule) doc.ports = [rule];
       ok(parsePolicy(stringify(doc), `${path}.yaml`));
     }
@@ -584,8 +589,8 @@ describe('policies/schema.json matches the loader', () => {
 
   it('number bounds and integer-ness agree with the loader at and around every bound', () => {
     const numeric = schemaLeaves(SCHEMA).filter(([, s]) => s.type === 'number' || s.type === 'integer');
-    // 4 sampling + 7 defaults + 3 breaker + 4 recovery + 2 actions + 7 rule thresholds + 4 rule recovery
-    expect(numeric.length).toBe(31);
+    // 4 sampling + 7 defaults + 3 breaker + 4 recovery + 2 actions + 2 reachability + 7 rule thresholds + 4 rule recovery
+    expect(numeric.length).toBe(33);
     for (const [path, s] of numeric) {
       const lo = (s.minimum ?? s.exclusiveMinimum) as number;
       const values = [lo - 1, lo - 0.5, lo, lo + 0.5, lo + 1, -1, 0, 2.5, 1e9];

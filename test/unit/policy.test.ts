@@ -539,3 +539,28 @@ describe('match', () => {
     expect(m.get('m')?.protected).toBe(true);
   });
 });
+
+describe('reachability (issue 5 item 7)', () => {
+  it('is off when absent, and defaults timeoutMs 300 and tries 2 when a target is written', () => {
+    expect(ok(parsePolicy('version: 1\n', 'x')).reachability).toBeUndefined();
+    expect(ok(parsePolicy('version: 1\nreachability: { target: 192.0.2.1 }\n', 'x')).reachability).toEqual({ target: '192.0.2.1', timeoutMs: 300, tries: 2 });
+    expect(ok(parsePolicy('version: 1\nreachability: { target: "10.0.0.254", timeoutMs: 50, tries: 5 }\n', 'x')).reachability).toEqual({ target: '10.0.0.254', timeoutMs: 50, tries: 5 });
+  });
+
+  it('rejects a target that is not a dotted-quad IPv4 address, with its position', () => {
+    for (const t of ['gw.example', '256.1.1.1', '10.0.0', '01.2.3.4', '::1', '1.2.3.4 ']) {
+      const e = errs(parsePolicy(`version: 1\nreachability: { target: ${JSON.stringify(t)} }\n`, 'x'));
+      expect(e.map((x) => [x.code, x.field, x.line]), t).toEqual([['E_POLICY_VALUE', 'reachability.target', 2]]);
+    }
+  });
+
+  it('requires the target whenever reachability is written, and bounds timeoutMs and tries', () => {
+    expect(errs(parsePolicy('version: 1\nreachability: { tries: 3 }\n', 'x')).map((x) => [x.code, x.field])).toEqual([['E_POLICY_MISSING', 'reachability.target']]);
+    const e = errs(parsePolicy('version: 1\nreachability: { target: 192.0.2.1, timeoutMs: 0, tries: 11 }\n', 'x'));
+    expect(e.map((x) => [x.code, x.field]).sort()).toEqual([
+      ['E_POLICY_RANGE', 'reachability.timeoutMs'],
+      ['E_POLICY_RANGE', 'reachability.tries'],
+    ]);
+    expect(errs(parsePolicy('version: 1\nreachability: { target: 192.0.2.1, tries: 1.5 }\n', 'x')).map((x) => x.code)).toEqual(['E_POLICY_TYPE']);
+  });
+});
