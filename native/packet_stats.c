@@ -111,12 +111,39 @@ static int attach_filter(int fd, struct sock_filter *code, unsigned short len) {
   return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
 }
 
-// Opens and configures the socket; returns fd or -errno.
-static int open_counter(int ifindex, unsigned pkttype) {
-  // Accept nothing: keeps frames that arrive before the real filter from counting.
+// The common arming sequence of every AF_PACKET socket here: a drop-all filter first (frames
+// arriving before the real filter must not count), our own transmitted frames skipped before
+// they are even cloned for us (kernel >= 4.20; the filters reject them anyway), bind (ifindex 0:
+// every interface; a down interface is hooked on NETDEV_UP), drain what queued meanwhile, clear
+// the statistics, then swap in the real filter. Returns 0 or -errno; the caller closes on error.
+static int arm_packet_socket(int fd, int ifindex, struct sock_filter *code, unsigned short len, int drain_max) {
   struct sock_filter drop_all[] = {
     BPF_STMT(BPF_RET | BPF_K, 0),
   };
+  int one = 1;
+  struct tpacket_stats st;
+  socklen_t stlen = sizeof st;
+  struct sockaddr_ll sll;
+  char byte;
+  if (attach_filter(fd, drop_all, 1) < 0) return -errno;
+  if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0 &&
+      errno != ENOPROTOOPT && errno != EINVAL)
+    return -errno;
+  memset(&sll, 0, sizeof sll);
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = htons(ETH_P_ALL);
+  sll.sll_ifindex = ifindex;
+  if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) return -errno;
+  for (int i = 0; i < drain_max; i++) {
+    if (recv(fd, &byte, 1, MSG_DONTWAIT | MSG_TRUNC) < 0) break;
+  }
+  if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &stlen) < 0) return -errno;
+  if (attach_filter(fd, code, len) < 0) return -errno;
+  return 0;
+}
+
+// Opens and configures the socket; returns fd or -errno.
+static int open_counter(int ifindex, unsigned pkttype) {
   // A = skb->pkt_type; accept (snaplen 1) if it is the wanted type, else drop.
   // PACKET_OUTGOING (our own tx) never matches BROADCAST/MULTICAST.
   struct sock_filter by_type[] = {
@@ -125,53 +152,26 @@ static int open_counter(int ifindex, unsigned pkttype) {
     BPF_STMT(BPF_RET | BPF_K, 1),
     BPF_STMT(BPF_RET | BPF_K, 0),
   };
-  int zero = 0, one = 1, err;
-  struct tpacket_stats st;
-  socklen_t stlen = sizeof st;
-  struct sockaddr_ll sll;
-  char byte;
-
+  int zero = 0, err;
   // Protocol 0: the socket sees nothing until bind() hooks it to the interface.
   int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
-
   // The kernel raises 0 to its minimum (SOCK_MIN_RCVBUF): a frame or two fit.
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &zero, sizeof zero) < 0) goto fail;
-  if (attach_filter(fd, drop_all, sizeof drop_all / sizeof drop_all[0]) < 0) goto fail;
-  // Skip our own transmitted frames before they are even cloned for us (kernel
-  // >= 4.20); the filter rejects them anyway, so an older kernel only costs more.
-  if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0 &&
-      errno != ENOPROTOOPT && errno != EINVAL)
-    goto fail;
-
-  memset(&sll, 0, sizeof sll);
-  sll.sll_family = AF_PACKET;
-  sll.sll_protocol = htons(ETH_P_ALL);
-  sll.sll_ifindex = ifindex;
-  // Binding to a down interface succeeds; the kernel hooks the socket on NETDEV_UP.
-  if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) goto fail;
-
-  // Drain anything queued and clear the statistics, then swap in the real filter:
-  // from here on every counted frame matched by_type.
-  for (int i = 0; i < 64; i++) {
-    if (recv(fd, &byte, 1, MSG_DONTWAIT | MSG_TRUNC) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &zero, sizeof zero) < 0) {
+    err = -errno;
+  } else {
+    err = arm_packet_socket(fd, ifindex, by_type, sizeof by_type / sizeof by_type[0], 64);
   }
-  if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &stlen) < 0) goto fail;
-  if (attach_filter(fd, by_type, sizeof by_type / sizeof by_type[0]) < 0) goto fail;
+  if (err < 0) {
+    close(fd);
+    return err;
+  }
   return fd;
-
-fail:
-  err = errno;
-  close(fd);
-  return -err;
 }
 
 
 // The tripwire: blocking, all interfaces (ifindex 0), broadcast or multicast, 1 byte.
 static int open_tripwire(void) {
-  struct sock_filter drop_all[] = {
-    BPF_STMT(BPF_RET | BPF_K, 0),
-  };
   struct sock_filter bcast_mcast[] = {
     BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)(SKF_AD_OFF + SKF_AD_PKTTYPE)),
     BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_BROADCAST, 1, 0),
@@ -179,35 +179,22 @@ static int open_tripwire(void) {
     BPF_STMT(BPF_RET | BPF_K, 1),
     BPF_STMT(BPF_RET | BPF_K, 0),
   };
-  int zero = 0, one = 1, err;
+  int zero = 0, err = 0;
   struct timeval tv = { .tv_sec = 0, .tv_usec = 500000 };
-  struct sockaddr_ll sll;
-  char byte;
-
   int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &zero, sizeof zero) < 0) goto fail;
   // A blocked read returns EAGAIN twice a second, so the reader can notice a stop.
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) goto fail;
-  if (attach_filter(fd, drop_all, sizeof drop_all / sizeof drop_all[0]) < 0) goto fail;
-  if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0 &&
-      errno != ENOPROTOOPT && errno != EINVAL)
-    goto fail;
-  memset(&sll, 0, sizeof sll);
-  sll.sll_family = AF_PACKET;
-  sll.sll_protocol = htons(ETH_P_ALL);
-  sll.sll_ifindex = 0;
-  if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) goto fail;
-  for (int i = 0; i < 64; i++) {
-    if (recv(fd, &byte, 1, MSG_DONTWAIT | MSG_TRUNC) < 0) break;
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &zero, sizeof zero) < 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) {
+    err = -errno;
+  } else {
+    err = arm_packet_socket(fd, 0, bcast_mcast, sizeof bcast_mcast / sizeof bcast_mcast[0], 64);
   }
-  if (attach_filter(fd, bcast_mcast, sizeof bcast_mcast / sizeof bcast_mcast[0]) < 0) goto fail;
+  if (err < 0) {
+    close(fd);
+    return err;
+  }
   return fd;
-
-fail:
-  err = errno;
-  close(fd);
-  return -err;
 }
 
 static int ensure_slot(state_t *s, int fd) {
@@ -518,9 +505,6 @@ static napi_value js_set_realtime(napi_env env, napi_callback_info info) {
 #define PROBE_SNAP 256
 
 static int open_probe(uint16_t ethertype, int rcvbuf) {
-  struct sock_filter drop_all[] = {
-    BPF_STMT(BPF_RET | BPF_K, 0),
-  };
   // Our own transmissions (PACKET_OUTGOING) never count as an arrival; then the ethertype.
   struct sock_filter by_type[] = {
     BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)(SKF_AD_OFF + SKF_AD_PKTTYPE)),
@@ -530,36 +514,22 @@ static int open_probe(uint16_t ethertype, int rcvbuf) {
     BPF_STMT(BPF_RET | BPF_K, 0),
     BPF_STMT(BPF_RET | BPF_K, PROBE_SNAP),
   };
-  int one = 1, err;
-  struct sockaddr_ll sll;
-  char byte;
-
+  int err;
   int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
   // Room for every probe arriving on every port at once; FORCE needs CAP_NET_ADMIN and
   // ignores rmem_max, the plain option is the fallback (capped by rmem_max).
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0 &&
-      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) < 0)
-    goto fail;
-  if (attach_filter(fd, drop_all, sizeof drop_all / sizeof drop_all[0]) < 0) goto fail;
-  if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0 &&
-      errno != ENOPROTOOPT && errno != EINVAL)
-    goto fail;
-  memset(&sll, 0, sizeof sll);
-  sll.sll_family = AF_PACKET;
-  sll.sll_protocol = htons(ETH_P_ALL);
-  sll.sll_ifindex = 0;
-  if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) goto fail;
-  for (int i = 0; i < 4096; i++) {
-    if (recv(fd, &byte, 1, MSG_DONTWAIT | MSG_TRUNC) < 0) break;
+      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) < 0) {
+    err = -errno;
+  } else {
+    err = arm_packet_socket(fd, 0, by_type, sizeof by_type / sizeof by_type[0], 4096);
   }
-  if (attach_filter(fd, by_type, sizeof by_type / sizeof by_type[0]) < 0) goto fail;
+  if (err < 0) {
+    close(fd);
+    return err;
+  }
   return fd;
-
-fail:
-  err = errno;
-  close(fd);
-  return -err;
 }
 
 static napi_value js_probe_open(napi_env env, napi_callback_info info) {
