@@ -127,9 +127,17 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     onError: (err: Error, msg: string) => log.warn({ component: 'sdnotify', err: err.message, msg }, 'sd_notify failed'),
   });
   if (sd.problem) log.error({ component: 'sdnotify', err: sd.problem }, 'systemd notification unavailable: a Type=notify unit will time out');
-  const hooks: EventNotifier | null = opts.webhook
-    ? createWebhookNotifier({ ...opts.webhook, onError: (e: Error & { code?: string }) => log.warn({ component: 'webhook', code: e.code, err: e.message }, 'notification failed') })
-    : null;
+  // Metrics and notifications come from the command line (--metrics, --webhook, --hook-argv) or
+  // else from the policy's `metrics` / `notify`: the CLI wins, as an operator's explicit override,
+  // and then the policy's section is ignored whole. Both are read once, here: a reload does not
+  // restart the metrics server or the notifier, so changes to those sections take effect at the
+  // next restart (keeping a listening socket and a delivery queue alive across reloads is simpler
+  // and loses nothing in flight).
+  const metricsAt = opts.metrics ?? policy.metrics;
+  const metricsFrom = opts.metrics ? '--metrics' : 'policy metrics.listen';
+  const onNotifyError = (e: Error & { code?: string }): void => log.warn({ component: 'webhook', code: e.code, err: e.message }, 'notification failed');
+  const notifyTargets: WebhookOptions[] = opts.webhook ? [opts.webhook] : notifyFromPolicy(policy.notify);
+  const hooks: EventNotifier | null = combineNotifiers(notifyTargets.map((w) => createWebhookNotifier({ ...w, onError: onNotifyError })));
   const NOTIFIED = new Set(['trip', 'would-trip', 'restore', 'escalate', 'action-failed', 'reassert', 'hold', 'release', 'recovery-exhausted', 'reload-failed', 'undo', 'reachability-down', 'reachability-up']);
   const reaction = createHistogram();
   const tripsTotal = new Map<string, number>();
@@ -694,19 +702,20 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   loop();
   baselineCheck(); // at start: a target that never answers must not make the first action look bad
   let metrics: MetricsServer | null = null;
-  if (opts.metrics) {
+  if (metricsAt) {
     try {
       metrics = await startMetricsServer({
-        ...opts.metrics,
+        ...metricsAt,
         onError: (err: Error) => log.warn({ component: 'metrics', err: err.message }, 'metrics request failed'),
         snapshot: () => snapshotFromStatus(status() as never, { build: { version: PKG_VERSION, node: process.version }, startTimeSeconds, reaction, tripsTotal, ...(hooks ? { notifyDroppedTotal: hooks.stats.dropped } : {}) }),
       });
     } catch (err) {
       stopped = true;
-      throw new StartupError(`--metrics: ${(err as Error).message}`, 1);
+      hooks?.close();
+      throw new StartupError(`${metricsFrom}: ${(err as Error).message}`, 1);
     }
   }
-  log.info({ component: 'daemon', policy: policy.file, policyHash: policy.hash, socket: opts.socketPath, dryRun: policy.dryRun, ports: infos.length, metrics: opts.metrics ?? null }, 'stormbreaker running');
+  log.info({ component: 'daemon', policy: policy.file, policyHash: policy.hash, socket: opts.socketPath, dryRun: policy.dryRun, ports: infos.length, metrics: metricsAt ?? null, notify: notifyTargets.map((w) => w.target.kind) }, 'stormbreaker running');
   sd.ready(`watching ${infos.length} ports, policy ${policy.hash}${policy.dryRun ? ' (dry run)' : ''}`);
 
   return {
@@ -732,6 +741,36 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       fdb?.close();
       fdb = null;
       for (const s of sources) s.close();
+    },
+  };
+}
+
+/** The policy's `notify` as notifier options: one per target written (a URL, a hook, or both). */
+function notifyFromPolicy(n: Policy['notify']): WebhookOptions[] {
+  if (!n) return [];
+  const common = { timeoutMs: n.timeoutMs, tries: n.tries };
+  const out: WebhookOptions[] = [];
+  if (n.webhook) out.push({ ...common, target: { kind: 'http', url: n.webhook } });
+  if (n.hookArgv) out.push({ ...common, target: { kind: 'exec', argv: n.hookArgv } });
+  return out;
+}
+
+/** One notifier over several (each keeps its own queue, so a slow webhook never delays the hook). */
+function combineNotifiers(ns: EventNotifier[]): EventNotifier | null {
+  if (ns.length <= 1) return ns[0] ?? null;
+  const sum = (k: keyof EventNotifier['stats']): number => ns.reduce((a, n) => a + n.stats[k], 0);
+  return {
+    notify: (e) => {
+      for (const n of ns) n.notify(e);
+    },
+    get stats() {
+      return { sent: sum('sent'), failed: sum('failed'), dropped: sum('dropped'), tries: sum('tries'), pending: sum('pending') };
+    },
+    idle: async () => {
+      await Promise.all(ns.map((n) => n.idle()));
+    },
+    close: () => {
+      for (const n of ns) n.close();
     },
   };
 }

@@ -186,6 +186,27 @@ export interface Policy {
    * timeoutMs means the action cut the management path, and it is undone. Absent = off.
    */
   reachability?: Reachability;
+  /**
+   * Top-level `metrics`: serve Prometheus text on this loopback address. Absent = off (unless
+   * `run --metrics` is given, which wins). Read at start only.
+   */
+  metrics?: { host: string; port: number };
+  /**
+   * Top-level `notify`: where trips, restores, escalations and failed actions are sent. Absent =
+   * off (unless `run --webhook` / `--hook-argv` is given, which win). Read at start only.
+   */
+  notify?: Notify;
+}
+
+export interface Notify {
+  /** http(s) URL the event JSON is POSTed to. */
+  webhook?: string;
+  /** A hook run without a shell, the event JSON on stdin. At least one of webhook / hookArgv is set. */
+  hookArgv?: string[];
+  /** Per try, ms. */
+  timeoutMs: number;
+  /** Tries per event, including the first. */
+  tries: number;
 }
 
 export interface Reachability {

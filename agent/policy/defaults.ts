@@ -66,6 +66,14 @@ export const POLICY_DEFAULTS: Readonly<PolicyDefaults> = deepFreeze({
  */
 export const REACHABILITY_DEFAULTS: Readonly<{ timeoutMs: number; tries: number }> = Object.freeze({ timeoutMs: 300, tries: 2 });
 
+/**
+ * Defaults of the optional top-level `notify` (off unless a webhook or hookArgv is written). The
+ * same numbers as agent/notify/webhook.ts uses: 2 s per try, 3 tries.
+ */
+export const NOTIFY_DEFAULTS: Readonly<{ timeoutMs: number; tries: number }> = Object.freeze({ timeoutMs: 2000, tries: 3 });
+/** Most hookArgv items: a program and a few arguments; bounds what a policy can make the agent spawn. */
+export const MAX_HOOK_ARGV = 64;
+
 /** Only `version` is required; it must equal this. */
 export const POLICY_VERSION = 1;
 /** Files above this are rejected before parsing (a policy is a few KiB; this bounds parse time). */

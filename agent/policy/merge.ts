@@ -1,7 +1,7 @@
 // A policy directory: several files' PolicyInputs -> one PolicyInput for resolve.ts. Pure.
 //
 // Precedence (files are taken in name order, `10-base.yaml` before `20-site.yaml`):
-//   - Settings (sampling, defaults, breaker, recovery, actions, fdb, reachability, dryRun) merge key by key: a key the
+//   - Settings (sampling, defaults, breaker, recovery, actions, fdb, reachability, metrics, notify, dryRun) merge key by key: a key the
 //     later file writes replaces the earlier value; keys it does not write are kept. A list
 //     setting (breaker.shutOrder, breaker.floodShutRoles) is one value: replaced whole.
 //   - `ports` lists are CONCATENATED in file order. Rules are first-match, so an earlier file's
@@ -39,6 +39,8 @@ export function mergePolicyInputs(inputs: readonly PolicyInput[], file: string):
     actions: {},
     fdb: {},
     reachability: {},
+    metrics: {},
+    notify: {},
     bad: new Set(),
     files: inputs.map((i) => i.file),
     badByFile: new Map(inputs.map((i) => [i.file, i.bad])),
@@ -70,6 +72,9 @@ export function mergePolicyInputs(inputs: readonly PolicyInput[], file: string):
     Object.assign(merged.actions, inp.actions);
     Object.assign(merged.fdb, inp.fdb);
     Object.assign(merged.reachability, inp.reachability);
+    Object.assign(merged.metrics, inp.metrics);
+    // webhook and hookArgv are separate keys: one file may write the URL, another the hook; both are used.
+    Object.assign(merged.notify, inp.notify);
     if (inp.dryRun) merged.dryRun = inp.dryRun;
     if (inp.ports) {
       merged.ports ??= [];

@@ -3,7 +3,7 @@
 // file:line:col, so a policy directory (merge.ts) is resolved once, with every error still
 // blaming the file that wrote the value.
 import type { Policy, Recovery, Role, Thresholds } from '../types.js';
-import { POLICY_DEFAULTS, REACHABILITY_DEFAULTS } from './defaults.js';
+import { NOTIFY_DEFAULTS, POLICY_DEFAULTS, REACHABILITY_DEFAULTS } from './defaults.js';
 import { PolicyError, type PolicyErrorCode } from './errors.js';
 import { globToRegExp } from './match.js';
 import type { Located, PolicyInput, Pos, RecoveryInput, RuleInput, ThresholdKey } from './schema.js';
@@ -132,6 +132,16 @@ export function resolvePolicy(input: PolicyInput, file: string, hash: string): R
       target: reach.target.value,
       timeoutMs: reach.timeoutMs?.value ?? REACHABILITY_DEFAULTS.timeoutMs,
       tries: reach.tries?.value ?? REACHABILITY_DEFAULTS.tries,
+    };
+  }
+  if (input.metrics.listen) policy.metrics = { ...input.metrics.listen.value };
+  const n = input.notify;
+  if (n.webhook || n.hookArgv) {
+    policy.notify = {
+      ...(n.webhook ? { webhook: n.webhook.value } : {}),
+      ...(n.hookArgv ? { hookArgv: [...n.hookArgv.value] } : {}),
+      timeoutMs: n.timeoutMs?.value ?? NOTIFY_DEFAULTS.timeoutMs,
+      tries: n.tries?.value ?? NOTIFY_DEFAULTS.tries,
     };
   }
   return { policy, errors };

@@ -5,9 +5,11 @@
 //
 // The tree is walked directly instead of calling doc.toJS(): toJS loses positions, and walking
 // lets us count alias dereferences ourselves (MAX_ALIAS_COUNT) so an alias bomb costs nothing.
+import { isIP } from 'node:net';
 import { isAlias, isMap, isScalar, isSeq, type Document, type LineCounter } from 'yaml';
 import { ROLES, type RecoveryMode, type Role, type Thresholds } from '../types.js';
-import { MAX_ALIAS_COUNT, MAX_PORT_RULES, MAX_TIMER_MS } from './defaults.js';
+import { isLoopbackHost } from '../notify/metrics.js';
+import { MAX_ALIAS_COUNT, MAX_HOOK_ARGV, MAX_PORT_RULES, MAX_TIMER_MS } from './defaults.js';
 import { PolicyError, type PolicyErrorCode } from './errors.js';
 
 export interface Pos {
@@ -60,6 +62,8 @@ export interface PolicyInput {
   actions: { timeoutMs?: Located<number>; retries?: Located<number> };
   fdb: { enabled?: Located<boolean> };
   reachability: { target?: Located<string>; timeoutMs?: Located<number>; tries?: Located<number> };
+  metrics: { listen?: Located<{ host: string; port: number }> };
+  notify: { webhook?: Located<string>; hookArgv?: Located<string[]>; timeoutMs?: Located<number>; tries?: Located<number> };
   dryRun?: Located<boolean>;
   /** Undefined when the file has no `ports` key; rules with errors are left out. */
   ports?: RuleInput[];
@@ -74,13 +78,15 @@ export interface PolicyInput {
   badByFile?: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
-const ROOT_KEYS = ['version', 'sampling', 'defaults', 'breaker', 'recovery', 'actions', 'fdb', 'reachability', 'dryRun', 'ports'] as const;
+const ROOT_KEYS = ['version', 'sampling', 'defaults', 'breaker', 'recovery', 'actions', 'fdb', 'reachability', 'metrics', 'notify', 'dryRun', 'ports'] as const;
 const SAMPLING_KEYS = ['idleMs', 'activeMs', 'activeHoldMs', 'realtimePriority'] as const;
 const THRESHOLD_KEYS = ['floodPps', 'clearPps', 'rxPps', 'broadcastShare', 'holdSamples', 'floodHoldMs', 'baselineFactor'] as const;
 const BREAKER_KEYS = ['maxShuts', 'windowMs', 'settleMs', 'shutOrder', 'floodShutRoles'] as const;
 const ACTIONS_KEYS = ['timeoutMs', 'retries'] as const;
 const FDB_KEYS = ['enabled'] as const;
 const REACHABILITY_KEYS = ['target', 'timeoutMs', 'tries'] as const;
+const METRICS_KEYS = ['listen'] as const;
+const NOTIFY_KEYS = ['webhook', 'hookArgv', 'timeoutMs', 'tries'] as const;
 /**
  * A dotted-quad IPv4 address, each octet 0-255 without leading zeros (policies/schema.json has
  * the same pattern). Names are not accepted: resolving one would need DNS, which may be exactly
@@ -104,6 +110,8 @@ export const POLICY_KEYS = {
   actions: ACTIONS_KEYS,
   fdb: FDB_KEYS,
   reachability: REACHABILITY_KEYS,
+  metrics: METRICS_KEYS,
+  notify: NOTIFY_KEYS,
   rule: RULE_KEYS,
   thresholds: THRESHOLD_KEYS,
   ruleRecovery: RECOVERY_KEYS,
@@ -174,6 +182,8 @@ export class SchemaWalker {
       actions: {},
       fdb: {},
       reachability: {},
+      metrics: {},
+      notify: {},
       bad: this.bad,
     };
     const topMap = this.readMap({ node: contents, pos: root, field: '' }, ROOT_KEYS, '(document)');
@@ -231,6 +241,35 @@ export class SchemaWalker {
       // Each try waits timeoutMs while the cut stays in place: keep the worst case short.
       this.setNum(input.reachability, 'timeoutMs', reach.get('timeoutMs'), { min: 0, gt: true, max: 10000 });
       this.setNum(input.reachability, 'tries', reach.get('tries'), { int: true, min: 1, max: 10 });
+    }
+    const metrics = this.readSection(top.get('metrics'), METRICS_KEYS);
+    if (metrics) {
+      const le = metrics.get('listen');
+      // Required whenever metrics is written, like reachability.target: `metrics: {}` must not
+      // look like it turned something on.
+      if (!le) this.fail('E_POLICY_MISSING', this.sectionAt(top.get('metrics')!, 'metrics.listen'), 'required when metrics is written: a loopback HOST:PORT, e.g. 127.0.0.1:9781');
+      const l = le ? this.readString(le) : undefined;
+      if (l) {
+        const p = parseListen(l.value);
+        if (typeof p === 'string') this.markBad(this.fail(p.startsWith('port') ? 'E_POLICY_RANGE' : 'E_POLICY_VALUE', { pos: l, field: l.field }, p));
+        else input.metrics.listen = { ...l, value: p };
+      }
+    }
+    const notify = this.readSection(top.get('notify'), NOTIFY_KEYS);
+    if (notify) {
+      const we = notify.get('webhook');
+      const he = notify.get('hookArgv');
+      // Timeouts and tries alone would notify nobody; say so rather than accept a no-op.
+      if (!we && !he) this.fail('E_POLICY_MISSING', this.sectionAt(top.get('notify')!, 'notify'), 'write webhook (an http(s) URL), hookArgv (a list: program and arguments), or both');
+      const w = we ? this.readString(we) : undefined;
+      if (w) {
+        const why = webhookProblem(w.value);
+        if (why) this.markBad(this.fail('E_POLICY_VALUE', { pos: w, field: w.field }, why));
+        else input.notify.webhook = w;
+      }
+      if (he) input.notify.hookArgv = this.readArgv(he);
+      this.setNum(input.notify, 'timeoutMs', notify.get('timeoutMs'), { min: 1, max: 60000 });
+      this.setNum(input.notify, 'tries', notify.get('tries'), { int: true, min: 1, max: 10 });
     }
     const dry = top.get('dryRun');
     if (dry) input.dryRun = this.readBool(dry);
@@ -472,7 +511,33 @@ export class SchemaWalker {
     return ok ? this.located(r, roles) : this.markBad(e);
   }
 
+  /** A hook's argv: a non-empty list of non-empty strings (run without a shell, so no quoting rules). */
+  private readArgv(e: Entry): Located<string[]> | undefined {
+    const r = this.deref(e);
+    if (!r) return this.markBad(e);
+    if (!isSeq(r.node)) return this.markBad(this.fail('E_POLICY_TYPE', r, `must be a list of strings (program, then arguments), ${this.describe(r.node)}`));
+    const items = r.node.items;
+    if (items.length === 0) return this.markBad(this.fail('E_POLICY_RANGE', r, 'must list at least the program to run, e.g. [/usr/local/bin/page-oncall]'));
+    if (items.length > MAX_HOOK_ARGV) return this.markBad(this.fail('E_POLICY_RANGE', r, `at most ${MAX_HOOK_ARGV} items are allowed`));
+    const argv: string[] = [];
+    let ok = true;
+    items.forEach((item, i) => {
+      const s = this.readString({ node: item, pos: this.posOf(item, r.pos), field: `${e.field}[${i}]` });
+      if (!s) ok = false;
+      else if (s.value === '') {
+        ok = false;
+        this.markBad(this.fail('E_POLICY_VALUE', { pos: s, field: s.field }, 'must not be empty'));
+      } else argv.push(s.value);
+    });
+    return ok ? this.located(r, argv) : this.markBad(e);
+  }
+
   // ---- helpers ---------------------------------------------------------------------------
+
+  /** Where a section's mapping starts, for "required key missing" errors (the reachability way). */
+  private sectionAt(e: Entry, field: string): { pos: Pos; field: string } {
+    return { pos: this.posOf(e.node, e.pos), field };
+  }
 
   /**
    * Follow an alias to its anchored node, counting. Returns null (after reporting) for an alias
@@ -534,6 +599,42 @@ export class SchemaWalker {
     }
     return 'got nothing';
   }
+}
+
+const LISTEN_RE = /^(?:\[([^\]]*)\]|([^:[\]]*)):([0-9]+)$/;
+
+/**
+ * `metrics.listen`: `127.0.0.1:9781`, `localhost:9781` or `[::1]:9781` (IPv6 in brackets, as in
+ * a URL). Returns the parts, or why not (a message starting with "port" is a range error). The
+ * host must be loopback, checked by the same isLoopbackHost the metrics server uses, so the
+ * loader never accepts what the server would then refuse at start.
+ */
+export function parseListen(s: string): { host: string; port: number } | string {
+  const m = LISTEN_RE.exec(s);
+  if (!m) return `${JSON.stringify(s)} is not HOST:PORT (e.g. 127.0.0.1:9781, or [::1]:9781 for IPv6)`;
+  const host = m[1] ?? m[2] ?? '';
+  const ps = m[3] ?? '';
+  // A leading zero reads as octal in some tools; refuse it rather than guess.
+  if (!/^(0|[1-9][0-9]{0,4})$/.test(ps) || Number(ps) < 1 || Number(ps) > 65535) return `port ${ps} is not 1-65535`;
+  // Brackets are for IPv6 only, and IPv6 only in brackets: `[127.0.0.1]:1` is no address.
+  if (!isLoopbackHost(host) || (m[1] !== undefined) !== (isIP(host) === 6)) {
+    return `host ${JSON.stringify(host)} is not a loopback address (127.0.0.0/8, [::1] or localhost): the metrics endpoint is never exposed; scrape it locally or through a proxy`;
+  }
+  return { host, port: Number(ps) };
+}
+
+/** Why `notify.webhook` is unusable, or undefined when it is an http(s) URL. */
+export function webhookProblem(s: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    return `${JSON.stringify(s)} is not a URL (e.g. https://hooks.example.net/stormbreaker)`;
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return `${JSON.stringify(u.protocol.slice(0, -1))} URLs are not supported: use http or https`;
+  // `http:host` parses too (WHATWG URL), but is almost surely a typo; the schema's pattern wants `//` as well.
+  if (!/^https?:\/\//i.test(s)) return `${JSON.stringify(s)}: write the URL in full, e.g. https://hooks.example.net/stormbreaker`;
+  return undefined;
 }
 
 function unknownKeyMessage(name: string, keys: readonly string[]): string {

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDocument, stringify } from 'yaml';
-import { MAX_POLICY_BYTES, MAX_POLICY_FILES, POLICY_DEFAULTS, REACHABILITY_DEFAULTS } from '../../agent/policy/defaults.js';
+import { MAX_POLICY_BYTES, MAX_POLICY_FILES, NOTIFY_DEFAULTS, POLICY_DEFAULTS, REACHABILITY_DEFAULTS } from '../../agent/policy/defaults.js';
 import { PolicyError, formatPolicyError, type PolicyErrorCode } from '../../agent/policy/errors.js';
 import { loadPolicy, loadPolicyFile, parsePolicy, type PolicyResult } from '../../agent/policy/load.js';
 import { effectivePolicy, resolvePorts } from '../../agent/policy/match.js';
@@ -417,7 +417,7 @@ const SCHEMA = JSON.parse(await readFile(join(ROOT, 'policies/schema.json'), 'ut
 const ANNOTATIONS = new Set(['$schema', '$id', 'title', 'description', 'default', 'examples', '$defs']);
 const ASSERTIONS = new Set([
   '$ref', 'type', 'const', 'enum', 'properties', 'additionalProperties', 'required', 'minimum', 'exclusiveMinimum', 'maximum',
-  'pattern', 'items', 'minItems', 'maxItems', 'uniqueItems',
+  'pattern', 'items', 'minItems', 'maxItems', 'uniqueItems', 'anyOf',
 ]);
 
 /** Follow a local $ref; sibling keywords of a $ref must be annotations only (checked below). */
@@ -438,6 +438,7 @@ function allSchemas(s: unknown, out: S[] = []): S[] {
   out.push(o);
   for (const k of ['properties', '$defs'] as const) for (const v of Object.values((o[k] as S | undefined) ?? {})) allSchemas(v, out);
   if (o.items) allSchemas(o.items, out);
+  for (const b of (o.anyOf as unknown[] | undefined) ?? []) allSchemas(b, out);
   return out;
 }
 
@@ -482,6 +483,8 @@ function validate(s: S, v: unknown, path = '', out: string[] = []): string[] {
     else if (typeof r.maximum === 'number' && v > r.maximum) fail();
   }
   if (typeof v === 'string' && typeof r.pattern === 'string' && !new RegExp(r.pattern, 'u').test(v)) fail();
+  // anyOf fails at the object itself (the loader says e.g. `notify`: write webhook or hookArgv).
+  if (r.anyOf && !(r.anyOf as S[]).some((b) => validate(b, v, path, []).length === 0)) fail();
   if (Array.isArray(v)) {
     if (typeof r.minItems === 'number' && v.length < r.minItems) fail();
     if (typeof r.maxItems === 'number' && v.length > r.maxItems) fail();
@@ -535,6 +538,8 @@ describe('policies/schema.json matches the loader', () => {
       ['actions', POLICY_KEYS.actions],
       ['fdb', POLICY_KEYS.fdb],
       ['reachability', POLICY_KEYS.reachability],
+      ['metrics', POLICY_KEYS.metrics],
+      ['notify', POLICY_KEYS.notify],
       ['ports[]', POLICY_KEYS.rule],
       ['ports[].thresholds', POLICY_KEYS.thresholds],
       ['ports[].recovery', POLICY_KEYS.ruleRecovery],
@@ -563,6 +568,8 @@ describe('policies/schema.json matches the loader', () => {
       if (key === 'ports[].dryRun') expect(s.default).toBe(false);
       // reachability is off unless a target is written, so its defaults live apart from POLICY_DEFAULTS.
       else if (key.startsWith('reachability.')) expect(REACHABILITY_DEFAULTS[key.slice('reachability.'.length) as keyof typeof REACHABILITY_DEFAULTS], p).toEqual(s.default);
+      // notify, likewise, is off unless a webhook or hookArgv is written.
+      else if (key.startsWith('notify.')) expect(NOTIFY_DEFAULTS[key.slice('notify.'.length) as keyof typeof NOTIFY_DEFAULTS], p).toEqual(s.default);
       else expect(key.split('.').reduce<unknown>((o, k) => (o as S)[k], POLICY_DEFAULTS), p).toEqual(s.default);
     }
   });
@@ -582,6 +589,8 @@ describe('policies/schema.json matches the loader', () => {
       o[keys[keys.length - 1] as string] = sample(s);
       // reachability's other keys need its target (the loader says so, as does the schema's `required`).
       if (path.startsWith('reachability.')) (doc.reachability as S).target ??= '192.0.2.1';
+      // notify's timeoutMs and tries need a webhook or hookArgv (the schema's anyOf).
+      if (path.startsWith('notify.') && !(doc.notify as S).hookArgv) (doc.notify as S).webhook ??= 'http://127.0.0.1:9/hook';
       if (target === rule) doc.ports = [rule];
       ok(parsePolicy(stringify(doc), `${path}.yaml`));
     }
@@ -589,8 +598,8 @@ describe('policies/schema.json matches the loader', () => {
 
   it('number bounds and integer-ness agree with the loader at and around every bound', () => {
     const numeric = schemaLeaves(SCHEMA).filter(([, s]) => s.type === 'number' || s.type === 'integer');
-    // 4 sampling + 7 defaults + 3 breaker + 4 recovery + 2 actions + 2 reachability + 7 rule thresholds + 4 rule recovery
-    expect(numeric.length).toBe(33);
+    // 4 sampling + 7 defaults + 3 breaker + 4 recovery + 2 actions + 2 reachability + 2 notify + 7 rule thresholds + 4 rule recovery
+    expect(numeric.length).toBe(35);
     for (const [path, s] of numeric) {
       const lo = (s.minimum ?? s.exclusiveMinimum) as number;
       const values = [lo - 1, lo - 0.5, lo, lo + 0.5, lo + 1, -1, 0, 2.5, 1e9];
@@ -668,8 +677,10 @@ describe('policies/schema.json matches the loader', () => {
     const valueFor = (s: S): fc.Arbitrary<unknown> => {
       const r = deref(s);
       if (r.enum) return fc.oneof(fc.constantFrom(...(r.enum as unknown[])), junk);
-      if (r.type === 'string') return fc.oneof(fc.constantFrom('vnet*', 'eth0', 'a b', 'x'.repeat(16), ''), junk);
-      if (r.type === 'array') return fc.oneof(fc.array(fc.oneof(fc.constantFrom(...ROLES), junk), { maxLength: 4 }), junk);
+      // The schema's own examples too, so string and list fields are also drawn valid (a listen address, a URL, an argv).
+      const examples = (r.examples as unknown[] | undefined) ?? [];
+      if (r.type === 'string') return fc.oneof(fc.constantFrom('vnet*', 'eth0', 'a b', 'x'.repeat(16), '', ...examples), junk);
+      if (r.type === 'array') return fc.oneof(fc.array(fc.oneof(fc.constantFrom(...ROLES), junk), { maxLength: 4 }), ...(examples.length ? [fc.constantFrom(...examples)] : []), junk);
       if (r.type === 'object') return fc.oneof(objectFor(r), junk);
       return junk;
     };
