@@ -55,10 +55,15 @@ program
   .option('--preflight', 'run the preflight check first and refuse to start on a finding', false)
   .option('--preflight-warn-only', 'with --preflight: print findings but start anyway', false)
   .option('--socket-group <name>', 'group that owns the control socket (0660) and its directory (0750)')
+  .option('--log-format <format>', 'json (for journald, the default) or pretty (for a terminal)', 'json')
   .option('--metrics <host:port>', 'serve Prometheus metrics on a loopback address, e.g. 127.0.0.1:9781')
   .option('--webhook <url>', 'POST every trip, restore, escalation and failed action as JSON (retried, never blocks)')
   .option('--hook-argv <json>', 'run this argv (a JSON array) with each such event as JSON on stdin')
-  .action(async (o: { policy: string; stateDir: string; socket: string; dryRun: boolean; preflight: boolean; preflightWarnOnly: boolean; socketGroup?: string; metrics?: string; webhook?: string; hookArgv?: string }) => {
+  .action(async (o: { policy: string; stateDir: string; socket: string; dryRun: boolean; preflight: boolean; preflightWarnOnly: boolean; socketGroup?: string; metrics?: string; webhook?: string; hookArgv?: string; logFormat: string }) => {
+    if (o.logFormat !== 'json' && o.logFormat !== 'pretty') {
+      process.stderr.write(`stormbreaker run: --log-format must be json or pretty, got ${JSON.stringify(o.logFormat)}\n`);
+      process.exit(EXIT.usage);
+    }
     let metrics: { host: string; port: number } | undefined;
     let webhook: WebhookOptions | undefined;
     try {
@@ -68,7 +73,7 @@ program
       process.stderr.write(`stormbreaker run: ${(err as Error).message}\n`);
       process.exit(EXIT.usage);
     }
-    const log = createLogger();
+    const log = createLogger(undefined, o.logFormat);
     // SIGHUP reloads the policy. Listen from the start: without a listener a SIGHUP kills Node,
     // and one that arrives while starting is applied once the daemon runs.
     let daemon: Awaited<ReturnType<typeof startDaemon>> | null = null;
