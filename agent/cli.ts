@@ -7,6 +7,8 @@ import { request, DaemonUnreachable, RemoteError } from './control/client.js';
 import { loadPolicyFile } from './policy/load.js';
 import { formatPolicyError } from './policy/errors.js';
 import { registerPreflight } from './cli/preflight.js';
+import { effectivePolicy } from './policy/match.js';
+import { listInterfaceNames } from './host/interfaces.js';
 import { runPreflight } from './preflight/preflight.js';
 import { fails, renderText } from './preflight/findings.js';
 import { renderEvent, renderStatus, renderWhy, type StatusView } from './cli/render.js';
@@ -254,6 +256,35 @@ policyCmd
       }
     }
     process.exitCode = bad > 0 ? EXIT.finding : EXIT.ok;
+  });
+
+policyCmd
+  .command('show')
+  .description("the effective policy per port after merging: the rule, role, protection, thresholds and shut rank of each of this host's interfaces (or --ports)")
+  .argument('<path>', 'policy file or directory')
+  .option('--ports <names>', 'comma-separated port names instead of this host\'s interfaces')
+  .option('--json', 'machine-readable output', false)
+  .action(async (path: string, o: { ports?: string; json: boolean }) => {
+    const r = await loadPolicyFile(path);
+    if ('errors' in r) {
+      for (const e of r.errors) process.stderr.write(formatPolicyError(e) + '\n');
+      process.exitCode = EXIT.finding;
+      return;
+    }
+    const names = o.ports !== undefined ? o.ports.split(',').map((n) => n.trim()).filter(Boolean) : listInterfaceNames();
+    const eff = effectivePolicy(r.policy, names);
+    if (o.json) {
+      process.stdout.write(JSON.stringify({ file: r.policy.file, hash: r.policy.hash, ...eff }, null, 2) + '\n');
+      return;
+    }
+    process.stdout.write(`policy ${r.policy.file} (${r.policy.hash})${r.policy.dryRun ? ' DRY-RUN' : ''}\n`);
+    const cols = ['port', 'role', 'protected', 'rule', 'floodPps', 'clearPps', 'holdSamples', 'floodHoldMs', 'shutRank', 'dryRun'];
+    const rows = eff.ports.map((p) => [p.port, p.role, String(p.protected), `#${p.rule.index} ${p.rule.match} (line ${p.rule.line})`, String(p.thresholds.floodPps), String(p.thresholds.clearPps), String(p.thresholds.holdSamples), String(p.thresholds.floodHoldMs), Number.isFinite(p.shutRank) ? String(p.shutRank) : 'never', String(p.dryRun)]);
+    const w = cols.map((k, i) => Math.max(k.length, ...rows.map((row) => row[i]!.length)));
+    const fmt = (row: string[]) => row.map((v, i) => v.padEnd(w[i]!)).join('  ').trimEnd() + '\n';
+    process.stdout.write(fmt(cols) + rows.map(fmt).join(''));
+    if (eff.unmatched.length > 0) process.stdout.write(`not watched (no rule matches): ${eff.unmatched.join(', ')}\n`);
+    if (eff.invalid.length > 0) process.stdout.write(`not interface names: ${eff.invalid.join(', ')}\n`);
   });
 
 registerPreflight(program);

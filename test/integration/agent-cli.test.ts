@@ -216,3 +216,18 @@ describe('run --dry-run in a kvm loop storm', () => {
     }
   });
 });
+
+describe('policy show', () => {
+  it('prints the effective policy per port, and the names no rule watches', async () => {
+    const r = await runCli(['policy', 'show', LAB_POLICY, '--ports', 'up1,vm1,mgmt0,br0']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^up1\s+uplink\s+false\s+#0 up\*/m);
+    expect(r.stdout).toMatch(/^mgmt0\s+mgmt\s+true\s+.*never/m);
+    expect(r.stdout).toMatch(/not watched \(no rule matches\): br0/);
+    const j = JSON.parse((await runCli(['policy', 'show', LAB_POLICY, '--ports', 'vm1', '--json'])).stdout) as { ports: Array<{ port: string; role: string; thresholds: { floodPps: number } }> };
+    expect(j.ports).toMatchObject([{ port: 'vm1', role: 'vm', thresholds: { floodPps: 20000 } }]);
+    const bad = await runCli(['policy', 'show', `${REPO}${BAD}`]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/:\d+:\d+: /);
+  });
+});
