@@ -630,17 +630,23 @@ function shutForLoop(
     return;
   }
   ctx.st.autoShuts.push(ctx.tNs);
-  command(ctx, 'link-down', target, reason);
-  const e = entry(ctx, target);
+  autoLinkDown(ctx, target, reason, evidence, key, cands.slice(1), undefined);
+  b.inFlight = target;
+}
+
+/** The breaker's own link-down: issue it and take the port into 'tripping' with why and what next. */
+function autoLinkDown(ctx: Ctx, port: string, reason: string, evidence: Evidence | undefined, loop: string | null, next: string[], by: string | undefined): PortEntry {
+  command(ctx, 'link-down', port, reason);
+  const e = entry(ctx, port);
   setState(ctx, e, 'tripping');
   e.reason = reason;
   e.evidence = evidence;
   e.auto = true;
-  e.loop = key;
-  e.next = cands.slice(1);
-  e.by = undefined;
+  e.loop = loop;
+  e.next = next;
+  e.by = by;
   e.extra = undefined;
-  b.inFlight = target;
+  return e;
 }
 
 function onFlood(ctx: Ctx, v: Extract<Verdict, { kind: 'flood' }>): void {
@@ -675,16 +681,7 @@ function onFlood(ctx: Ctx, v: Extract<Verdict, { kind: 'flood' }>): void {
     return;
   }
   ctx.st.autoShuts.push(ctx.tNs);
-  command(ctx, 'link-down', p, reason);
-  const e = entry(ctx, p);
-  setState(ctx, e, 'tripping');
-  e.reason = reason;
-  e.evidence = v.evidence;
-  e.auto = true;
-  e.loop = null;
-  e.next = [];
-  e.by = undefined;
-  e.extra = undefined;
+  autoLinkDown(ctx, p, reason, v.evidence, null, [], undefined);
 }
 
 // --- automatic recovery ---------------------------------------------------------------------------
@@ -792,15 +789,7 @@ function retripIfProbing(ctx: Ctx, port: string, v: Verdict, key: string | null)
   if (e === undefined || e.state !== 'probing' || e.rec === null || e.rec.probeUntilNs === null) return false;
   // The same storm: no settle, no budget (the budget bounds new decisions, this undoes a test).
   const reason = `storm still present after recovery probe ${e.rec.tries}`;
-  command(ctx, 'link-down', port, reason);
-  setState(ctx, e, 'tripping');
-  e.reason = reason;
-  e.evidence = v.evidence;
-  e.auto = true;
-  e.loop = key;
-  e.next = [];
-  e.by = AUTO_RECOVERY;
-  e.extra = undefined;
+  autoLinkDown(ctx, port, reason, v.evidence, key, [], AUTO_RECOVERY);
   if (key !== null && v.kind === 'loop') {
     // Hold the loop's other members while this link-down lands and settles, as after any shut.
     const b = bridge(ctx, key);
