@@ -69,6 +69,7 @@ export interface Daemon {
 
 const hrNs = (): number => Number(process.hrtime.bigint());
 const PKG_VERSION = '0.1.0';
+const NO_MOVES: Tick['fdbMoves'] = Object.freeze([]);
 const RESCAN_MS = 1000;
 // After the tripwire fires, sample at the active rate this long; a real storm turns warm within
 // it and extends it by activeHoldMs, a lone legitimate broadcast costs a handful of samples.
@@ -407,7 +408,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     cur = swap;
     tick.tNs = t;
     tick.ports = rates;
-    tick.fdbMoves = fdb ? fdb.drain() : [];
+    tick.fdbMoves = fdb ? fdb.drain() : NO_MOVES;
     const d = detectStep(det, tick, ports, policy);
     det = d.state;
     input.verdicts = d.verdicts as Verdict[];
@@ -641,6 +642,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const pstates = portStates(brk);
     const states = new Map(pstates.map((p) => [p.port, p.state] as const));
     const byPort = new Map(pstates.map((p) => [p.port, p] as const));
+    // Each port's latest event, in one pass (the events are oldest first).
+    const lastEventOf = new Map(recentEvents.map((e) => [e.port, e.event] as const));
     return {
       policy: { file: policy.file, hash: policy.hash, dryRun: policy.dryRun, loadedAt: policyLoadedAt, reloads, lastError: lastReloadError },
       health: {
@@ -665,6 +668,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       },
       ports: infos.map((p) => {
         const pp = ports.get(p.name);
+        const lastEvent = lastEventOf.get(p.name);
         const r = lastRates.get(p.name);
         return {
           port: p.name,
@@ -677,7 +681,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
           rxPps: r && r.valid ? Math.round(r.rxPps) : null,
           floodPps: r && r.valid && Number.isFinite(r.floodPps) ? Math.round(r.floodPps) : null,
           txPps: r && r.valid ? Math.round(r.txPps) : null,
-          lastEvent: [...recentEvents].reverse().find((e) => e.port === p.name)?.event ?? null,
+          lastEvent: lastEvent ?? null,
         };
       }),
     };
