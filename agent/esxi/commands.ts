@@ -6,7 +6,9 @@
 // The agent reaches ESXi over SSH (a later part), where the remote side receives ONE command line
 // for its shell: the SSH layer must quote every element (POSIX single quotes). names.ts already
 // refuses quotes, backslash and '$' in names, so a quoting bug there cannot become injection.
+import { BLOCK_GUEST_BPDU_PATH } from './advanced.js';
 import {
+  checkPortgroupName,
   isDeviceKey,
   isQuarantineVlan,
   isVlanId,
@@ -31,6 +33,10 @@ export type EsxOp =
   | { op: 'vm-port-list'; worldId: string }
   | { op: 'vim-vm-list' }
   | { op: 'vim-vm-devices'; vmid: string }
+  | { op: 'port-stats'; portId: string }
+  | { op: 'pg-security'; portgroup: string }
+  | { op: 'pg-failover'; portgroup: string }
+  | { op: 'advanced-get'; path: AdvancedPath }
   // --- actions ----------------------------------------------------------------------------------
   | { op: 'nic-down'; nic: string; hostNics: readonly string[] }
   | { op: 'nic-up'; nic: string; hostNics: readonly string[] }
@@ -40,6 +46,26 @@ export type EsxOp =
   | { op: 'vm-nic-connect'; vmid: string; deviceKey: number; vmNicKeys: readonly number[] };
 
 export type EsxOpName = EsxOp['op'];
+
+/**
+ * Advanced options the agent may read: a closed set, so no caller can turn `advanced-get` into a
+ * general "read any option" verb. /Net/BlockGuestBPDU feeds the ESXi preflight lint.
+ */
+export const ADVANCED_PATHS = [BLOCK_GUEST_BPDU_PATH] as const;
+export type AdvancedPath = (typeof ADVANCED_PATHS)[number];
+
+/** vSwitch port IDs are unsigned 32-bit ("Uplink Port ID: 2214592517" in the vm port list capture). */
+function portId(id: string): Result<string> {
+  return typeof id === 'string' && /^[0-9]{1,10}$/.test(id) && Number(id) <= 0xffffffff
+    ? ok(id)
+    : fail(`invalid vSwitch port ID ${show(String(id))}: expected decimal digits (0-4294967295)`);
+}
+
+/** A port group name for a read: checked like any name (names.ts), but need not be in a host list. */
+function pgName(name: string): Result<string> {
+  const why = checkPortgroupName(name);
+  return why ? fail(`invalid port group name ${show(String(name))}: ${why}`) : ok(name);
+}
 
 function nic(n: string): Result<string> {
   return isVmnic(n) ? ok(n) : fail(`invalid NIC name ${show(String(n))}: expected vmnic<N>`);
@@ -97,8 +123,8 @@ export function toArgv(op: EsxOp): Result<string[]> {
       return ok(['esxcli', 'network', 'vswitch', 'standard', 'portgroup', 'list']);
 
     /**
-     * Running VMs with their World IDs (table: World ID, Name, Num Ports, Networks; parser not
-     * written yet: no captured output with a license; see the Chinese design doc in SOURCES.txt).
+     * Running VMs with their World IDs and port groups (vm-list.ts). Source: vSphere CLI Concepts and
+     * Examples (`esxcli network vm list`); table shape from three public captures (SOURCES.txt).
      */
     case 'vm-list':
       return ok(['esxcli', 'network', 'vm', 'list']);
@@ -110,15 +136,47 @@ export function toArgv(op: EsxOp): Result<string[]> {
         : fail(`invalid World ID ${show(String(op.worldId))}`);
 
     /**
-     * vim-cmd VM ids ("Vmid", NOT the World ID) by name; needed for vm-nic-*. Parser not written:
-     * the Name column holds spaces and the File column starts with "[datastore]".
+     * vim-cmd VM ids ("Vmid", NOT the World ID) by name; needed for vm-nic-* (vim.ts parseGetAllVms:
+     * rows anchored on "[datastore] path.vmx", since Name and File hold spaces and rows do not line
+     * up with the header). Source: public captures in SOURCES.txt; vim-cmd has no VMware reference.
      */
     case 'vim-vm-list':
       return ok(['vim-cmd', 'vmsvc/getallvms']);
 
-    /** Virtual devices of a VM; VirtualEthernetCard entries give the device keys vm-nic-* take. */
+    /** Virtual devices of a VM; VirtualEthernetCard entries give the device keys vm-nic-* take (vim.ts parseVmDevices). */
     case 'vim-vm-devices':
       return isVmid(op.vmid) ? ok(['vim-cmd', 'vmsvc/device.getdevices', op.vmid]) : fail(`invalid vim-cmd VM id ${show(String(op.vmid))}`);
+
+    /**
+     * Counters of one vSwitch port (port-stats.ts): a vNIC's "Port ID" or an uplink's "Uplink Port
+     * ID" from vm-port-list. Source: vSphere CLI reference `esxcli network port stats get
+     * --portid|-p`; output shape NOT confirmed by a capture (see port-stats.ts). Digits only.
+     */
+    case 'port-stats':
+      return map(portId(op.portId), (id) => ['esxcli', 'network', 'port', 'stats', 'get', '-p', id]);
+
+    /**
+     * Effective security policy of a standard port group (policy-get.ts parseSecurityPolicy).
+     * Source: the command as VMware's VDNet test library runs it (`esxcli network vswitch standard
+     * portgroup policy security get -p=<pg>`); `-p` is --portgroup-name. A read takes the name
+     * without the host list (it is how the list's members are inspected) but still checks it.
+     */
+    case 'pg-security':
+      return map(pgName(op.portgroup), (pg) => ['esxcli', 'network', 'vswitch', 'standard', 'portgroup', 'policy', 'security', 'get', '-p', pg]);
+
+    /** Effective teaming of a standard port group (policy-get.ts parseFailoverPolicy). Source: VDNet, as above. */
+    case 'pg-failover':
+      return map(pgName(op.portgroup), (pg) => ['esxcli', 'network', 'vswitch', 'standard', 'portgroup', 'policy', 'failover', 'get', '-p', pg]);
+
+    /**
+     * One advanced option from the closed ADVANCED_PATHS set (advanced.ts parseAdvancedInt).
+     * Source: vSphere CLI `esxcli system settings advanced list --option|-o <path>` (a public ESXi
+     * 5.0 capture with `--option /VMFS3/EnableBlockDelete`; STIG ESXI-70-000058 for the path).
+     */
+    case 'advanced-get':
+      return (ADVANCED_PATHS as readonly string[]).includes(op.path)
+        ? ok(['esxcli', 'system', 'settings', 'advanced', 'list', '-o', op.path])
+        : fail(`advanced option ${show(String(op.path))} is not one the agent reads (${ADVANCED_PATHS.join(', ')})`);
 
     /**
      * Administratively shut a physical NIC: every vSwitch teamed on it fails over or loses it.
@@ -173,7 +231,7 @@ export function toArgv(op: EsxOp): Result<string[]> {
 const OPS: Record<EsxOpName, true> = {
   'nic-stats': true, 'vsish-pnic-stats': true, 'ens-uplink-stats': true, 'nic-list': true, 'esxcfg-nics': true,
   'vswitch-list': true, 'portgroup-list': true, 'vm-list': true, 'vm-port-list': true, 'vim-vm-list': true,
-  'vim-vm-devices': true, 'nic-down': true, 'nic-up': true, 'portgroup-quarantine': true, 'portgroup-restore-vlan': true,
+  'vim-vm-devices': true, 'port-stats': true, 'pg-security': true, 'pg-failover': true, 'advanced-get': true, 'nic-down': true, 'nic-up': true, 'portgroup-quarantine': true, 'portgroup-restore-vlan': true,
   'vm-nic-disconnect': true, 'vm-nic-connect': true,
 };
 export const ESX_OPS = Object.keys(OPS) as EsxOpName[];

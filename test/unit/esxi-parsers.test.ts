@@ -331,6 +331,10 @@ describe('commands: exact argv per operation, identifiers validated first', () =
     'vm-port-list': [{ op: 'vm-port-list', worldId: '2270220' }, ['esxcli', 'network', 'vm', 'port', 'list', '-w', '2270220']],
     'vim-vm-list': [{ op: 'vim-vm-list' }, ['vim-cmd', 'vmsvc/getallvms']],
     'vim-vm-devices': [{ op: 'vim-vm-devices', vmid: '130' }, ['vim-cmd', 'vmsvc/device.getdevices', '130']],
+    'port-stats': [{ op: 'port-stats', portId: '2214592517' }, ['esxcli', 'network', 'port', 'stats', 'get', '-p', '2214592517']],
+    'pg-security': [{ op: 'pg-security', portgroup: 'VM Network' }, ['esxcli', 'network', 'vswitch', 'standard', 'portgroup', 'policy', 'security', 'get', '-p', 'VM Network']],
+    'pg-failover': [{ op: 'pg-failover', portgroup: 'VM Network' }, ['esxcli', 'network', 'vswitch', 'standard', 'portgroup', 'policy', 'failover', 'get', '-p', 'VM Network']],
+    'advanced-get': [{ op: 'advanced-get', path: '/Net/BlockGuestBPDU' }, ['esxcli', 'system', 'settings', 'advanced', 'list', '-o', '/Net/BlockGuestBPDU']],
     'nic-down': [{ op: 'nic-down', nic: 'vmnic10', hostNics }, ['esxcli', 'network', 'nic', 'down', '-n', 'vmnic10']],
     'nic-up': [{ op: 'nic-up', nic: 'vmnic10', hostNics }, ['esxcli', 'network', 'nic', 'up', '-n', 'vmnic10']],
     'portgroup-quarantine': [
