@@ -1,6 +1,6 @@
 // The product's tuned defaults: everything in a policy except `version` is optional and falls back
 // to these. Kept apart from the loader so the CLI, docs and tests can show the same numbers.
-import type { Policy, Recovery, Role, Thresholds } from '../types.js';
+import { ESXI_ACTION_KINDS, type EsxiHostPolicy, type Policy, type Recovery, type Role, type Thresholds } from '../types.js';
 
 export interface PolicyDefaults {
   sampling: Policy['sampling'];
@@ -73,6 +73,39 @@ export const REACHABILITY_DEFAULTS: Readonly<{ timeoutMs: number; tries: number 
 export const NOTIFY_DEFAULTS: Readonly<{ timeoutMs: number; tries: number }> = Object.freeze({ timeoutMs: 2000, tries: 3 });
 /** Most hookArgv items: a program and a few arguments; bounds what a policy can make the agent spawn. */
 export const MAX_HOOK_ARGV = 64;
+
+/** The keys of an `esxi.hosts[]` entry that have a default (the rest are required, or null when absent). */
+export type EsxiHostDefaults = Pick<
+  EsxiHostPolicy,
+  'port' | 'user' | 'sampleMs' | 'staleMs' | 'connectTimeoutMs' | 'commandTimeoutMs' | 'counters' | 'portgroups' | 'protectedPortgroups' | 'actions'
+>;
+
+/**
+ * Defaults of an `esxi.hosts[]` entry (the section is off unless hosts are written, so not part of
+ * POLICY_DEFAULTS). Frozen; the loader copies the lists. 100 ms samples: one counter block over
+ * SSH costs a few ms of the host's CPU, and ESXi storms last seconds, not milliseconds. staleMs
+ * 1000 = ten missed blocks. "Management Network" is ESXi's own name for the vmkernel port group
+ * the host is managed through (and this agent reaches it by): never quarantined. Every action
+ * kind is allowed by default, so portgroup-quarantine needs a quarantineVlan unless left out.
+ */
+export const ESXI_HOST_DEFAULTS: Readonly<EsxiHostDefaults> = deepFreeze({
+  port: 22,
+  user: 'root',
+  sampleMs: 100,
+  staleMs: 1000,
+  connectTimeoutMs: 5000,
+  commandTimeoutMs: 5000,
+  counters: 'vsish',
+  portgroups: [],
+  protectedPortgroups: ['Management Network'],
+  actions: [...ESXI_ACTION_KINDS],
+} satisfies EsxiHostDefaults);
+/** Most hosts in `esxi.hosts`: one SSH connection and sampler each, all from this one agent. */
+export const MAX_ESXI_HOSTS = 64;
+/** Most vmnics per host (a large ESXi host has a few dozen). */
+export const MAX_ESXI_VMNICS = 64;
+/** Most names in each of portgroups / protectedPortgroups per host. */
+export const MAX_ESXI_PORTGROUPS = 256;
 
 /** Only `version` is required; it must equal this. */
 export const POLICY_VERSION = 1;

@@ -1,6 +1,6 @@
 // Which policy rule governs a port. Pure: plain data in, plain data out.
 import { isValidIfName } from '../host/names.js';
-import type { Policy, PortPolicy, Recovery, Role, Thresholds } from '../types.js';
+import type { EsxiHostPolicy, Policy, PortPolicy, Recovery, Role, Thresholds } from '../types.js';
 import { POLICY_DEFAULTS } from './defaults.js';
 
 /**
@@ -99,6 +99,13 @@ export interface EffectivePort {
   dryRun: boolean;
 }
 
+/** An ESXi host as the policy resolves it, its thresholds merged over policy.defaults. */
+export interface EffectiveEsxiHost extends Omit<EsxiHostPolicy, 'thresholds'> {
+  thresholds: Thresholds;
+  /** Which of those the host entry itself wrote (the rest come from defaults). */
+  fromHost: Array<keyof Thresholds>;
+}
+
 export interface EffectivePolicy {
   /** Watched ports, in the order the names were given (each name once). */
   ports: EffectivePort[];
@@ -106,12 +113,20 @@ export interface EffectivePolicy {
   unmatched: string[];
   /** Names that cannot be Linux interface names: never matched, by any rule (not in unmatched). */
   invalid: string[];
+  /** The policy's `esxi` hosts, in file order; absent when the policy has no `esxi` section. */
+  esxi?: EffectiveEsxiHost[];
+}
+
+/** The thresholds every port of an ESXi host is judged by: the host's own over policy.defaults. */
+export function esxiHostThresholds(policy: Policy, host: EsxiHostPolicy): Thresholds {
+  return { ...policy.defaults, ...host.thresholds };
 }
 
 /**
  * What the policy does with each of `names` (e.g. the host's interfaces): the rule that governs
  * it and the values that follow from it, exactly as resolvePorts would give the daemon. Pure.
- * A name given twice is reported once.
+ * A name given twice is reported once. With an `esxi` section, also its hosts as resolved (they
+ * are not matched against `names`: their ports are named by the host, `esx1/vmnic0`).
  */
 export function effectivePolicy(policy: Policy, names: readonly string[]): EffectivePolicy {
   const matchers = policy.ports.map((r) => globToRegExp(r.match));
@@ -140,6 +155,17 @@ export function effectivePolicy(policy: Policy, names: readonly string[]): Effec
       shutRank: p.shutRank,
       dryRun: p.dryRun,
     });
+  }
+  if (policy.esxi) {
+    out.esxi = policy.esxi.hosts.map((h) => ({
+      ...h,
+      vmnics: h.vmnics.map((v) => ({ ...v })),
+      portgroups: [...h.portgroups],
+      protectedPortgroups: [...h.protectedPortgroups],
+      actions: [...h.actions],
+      thresholds: esxiHostThresholds(policy, h),
+      fromHost: (Object.keys(policy.defaults) as Array<keyof Thresholds>).filter((k) => h.thresholds[k] !== undefined),
+    }));
   }
   return out;
 }

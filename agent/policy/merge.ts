@@ -4,6 +4,10 @@
 //   - Settings (sampling, defaults, breaker, recovery, actions, fdb, reachability, metrics, notify, dryRun) merge key by key: a key the
 //     later file writes replaces the earlier value; keys it does not write are kept. A list
 //     setting (breaker.shutOrder, breaker.floodShutRoles) is one value: replaced whole.
+//   - `esxi` is taken WHOLE from the last file that writes it: its hosts are not merged key by
+//     key nor concatenated. A host's connection, keys, NICs and actions belong together; a later
+//     file changing half of a host (or adding one that an earlier file also names) would build a
+//     host nobody wrote. A file that does not write `esxi` leaves the earlier one in place.
 //   - `ports` lists are CONCATENATED in file order. Rules are first-match, so an earlier file's
 //     rule wins over a later file's for the same port: a base file pins what must never change
 //     (mgmt protected), later files add ports. Two rules with the same `match` in any files is an
@@ -75,6 +79,7 @@ export function mergePolicyInputs(inputs: readonly PolicyInput[], file: string):
     Object.assign(merged.metrics, inp.metrics);
     // webhook and hookArgv are separate keys: one file may write the URL, another the hook; both are used.
     Object.assign(merged.notify, inp.notify);
+    if (inp.esxi) merged.esxi = inp.esxi;
     if (inp.dryRun) merged.dryRun = inp.dryRun;
     if (inp.ports) {
       merged.ports ??= [];
@@ -99,8 +104,9 @@ export function mergePolicyInputs(inputs: readonly PolicyInput[], file: string):
       }
     }
     // Settings: a field invalid in any file skips the cross-checks that read it (no cascades;
-    // the file is rejected anyway). Rule fields are numbered per file, so they stay in badByFile.
-    for (const f of inp.bad) if (!/^ports(\[|$)/.test(f)) merged.bad.add(f);
+    // the file is rejected anyway). Rule fields are numbered per file, and `esxi` comes from one
+    // file, so those stay in badByFile (resolve.ts asks the file that wrote them).
+    for (const f of inp.bad) if (!/^(ports|esxi)(\[|\.|$)/.test(f)) merged.bad.add(f);
   }
   // Missing or unsupported versions were reported per file; keep resolve.ts from saying it again.
   if (!everyVersion) merged.bad.add('version');

@@ -1,14 +1,15 @@
 // Stage 2 of loading: fill in defaults and check values against each other (clearPps < floodPps,
-// activeMs <= idleMs, one rule per name). Works on a PolicyInput, whose values carry their own
-// file:line:col, so a policy directory (merge.ts) is resolved once, with every error still
-// blaming the file that wrote the value.
-import type { Policy, Recovery, Role, Thresholds } from '../types.js';
-import { NOTIFY_DEFAULTS, POLICY_DEFAULTS, REACHABILITY_DEFAULTS } from './defaults.js';
+// activeMs <= idleMs, one rule per name, an esxi host's staleMs >= 2 x sampleMs). Works on a
+// PolicyInput, whose values carry their own file:line:col, so a policy directory (merge.ts) is
+// resolved once, with every error still blaming the file that wrote the value.
+import { ESXI_ACTION_KINDS, type EsxiHostPolicy, type Policy, type Recovery, type Role, type Thresholds } from '../types.js';
+import { ESXI_HOST_DEFAULTS, NOTIFY_DEFAULTS, POLICY_DEFAULTS, REACHABILITY_DEFAULTS } from './defaults.js';
 import { PolicyError, type PolicyErrorCode } from './errors.js';
 import { globToRegExp } from './match.js';
-import type { Located, PolicyInput, Pos, RecoveryInput, RuleInput, ThresholdKey } from './schema.js';
+import type { EsxiHostInput, EsxiInput, Located, PolicyInput, Pos, RecoveryInput, RuleInput, ThresholdKey } from './schema.js';
 
 type ThresholdSection = Partial<Record<ThresholdKey, Located<number>>>;
+type ErrFn = (code: PolicyErrorCode, at: Pos & { file: string; field: string }, message: string) => void;
 
 export interface Resolved {
   /** Built even when there are errors (defaults in place of bad values); use only if errors is empty. */
@@ -135,6 +136,18 @@ export function resolvePolicy(input: PolicyInput, file: string, hash: string): R
     };
   }
   if (input.metrics.listen) policy.metrics = { ...input.metrics.listen.value };
+  if (input.esxi) {
+    const esxi = input.esxi;
+    // esxi comes whole from one file (merge.ts), so its fields are judged by that file's bad set.
+    const esxiBad = (f: string): boolean => isBad(input.badByFile?.get(esxi.file) ?? input.bad, f);
+    policy.esxi = { hosts: esxi.hosts.map((h) => resolveEsxiHost(h, esxi, esxiBad, err)) };
+    if (!bad('defaults')) {
+      for (const h of esxi.hosts) {
+        const fieldBad = (f: string): boolean => esxiBad(f) || bad(`defaults.${f.slice(f.lastIndexOf('.') + 1)}`);
+        checkClearBelowFlood(h.thresholds, defaults, input.defaults, 'from defaults', `${h.field}.thresholds`, fieldBad, err, order);
+      }
+    }
+  }
   const n = input.notify;
   if (n.webhook || n.hookArgv) {
     policy.notify = {
@@ -145,6 +158,59 @@ export function resolvePolicy(input: PolicyInput, file: string, hash: string): R
     };
   }
   return { policy, errors };
+}
+
+/**
+ * One `esxi.hosts[]` entry with its defaults, and the checks between its own values: staleMs
+ * against sampleMs, and a quarantineVlan whenever portgroup-quarantine may be used. Thresholds
+ * stay partial: they are merged over the policy's `defaults` where they are used.
+ */
+function resolveEsxiHost(h: EsxiHostInput, esxi: EsxiInput, bad: (field: string) => boolean, err: ErrFn): EsxiHostPolicy {
+  const D = ESXI_HOST_DEFAULTS;
+  const n = h.num;
+  const sampleMs = n.sampleMs?.value ?? D.sampleMs;
+  const staleMs = n.staleMs?.value ?? D.staleMs;
+  // One block arriving a little late must not mark the host stale (and stop judging its ports).
+  if (!bad(`${h.field}.sampleMs`) && !bad(`${h.field}.staleMs`) && staleMs < 2 * sampleMs) {
+    if (n.staleMs) err('E_POLICY_RANGE', n.staleMs, `must be >= 2 x sampleMs (${2 * sampleMs}; sampleMs is ${sampleMs}${n.sampleMs ? '' : ', the default'})`);
+    else if (n.sampleMs) err('E_POLICY_RANGE', n.sampleMs, `must be <= staleMs / 2 (${staleMs / 2}; staleMs is ${staleMs}, the default): write a larger staleMs too`);
+  }
+  const written = h.actions?.value;
+  // Kept in ESXI_ACTION_KINDS order (smallest scope first) whatever order the file lists them in.
+  const actions = ESXI_ACTION_KINDS.filter((k) => (written ?? D.actions).includes(k));
+  const quarantineVlan = h.quarantineVlan?.value ?? null;
+  if (quarantineVlan === null && actions.includes('portgroup-quarantine') && !bad(`${h.field}.actions`) && !bad(`${h.field}.quarantineVlan`)) {
+    const at = h.quarantineVlan ?? { file: esxi.file, line: h.line, col: h.col, field: `${h.field}.quarantineVlan` };
+    err(
+      'E_POLICY_MISSING',
+      at,
+      `required when actions lists portgroup-quarantine${written ? '' : ' (the default lists every action)'}: the VLAN (1-4094) a quarantined port group is moved to; or leave portgroup-quarantine out of actions`,
+    );
+  }
+  const thresholds: Partial<Thresholds> = {};
+  for (const [k, v] of Object.entries(h.thresholds) as Array<[ThresholdKey, Located<number>]>) thresholds[k] = v.value;
+  return {
+    name: h.name.value,
+    address: h.address.value,
+    port: n.port?.value ?? D.port,
+    user: h.user?.value ?? D.user,
+    identityFile: h.identityFile.value,
+    knownHostsFile: h.knownHostsFile.value,
+    sampleMs,
+    staleMs,
+    connectTimeoutMs: n.connectTimeoutMs?.value ?? D.connectTimeoutMs,
+    commandTimeoutMs: n.commandTimeoutMs?.value ?? D.commandTimeoutMs,
+    counters: h.counters?.value ?? D.counters,
+    // A management NIC is how the operator (and this agent, over SSH) reaches the host: protected
+    // unless the entry says otherwise, as for a local mgmt rule.
+    vmnics: h.vmnics.value.map((v) => ({ name: v.name.value, role: v.role.value, protected: v.protected?.value ?? v.role.value === 'mgmt' })),
+    portgroups: [...(h.portgroups?.value ?? D.portgroups)],
+    protectedPortgroups: [...(h.protectedPortgroups?.value ?? D.protectedPortgroups)],
+    actions,
+    quarantineVlan,
+    thresholds,
+    line: h.line,
+  };
 }
 
 /** The values a `recovery` mapping wrote, without positions. */
@@ -177,7 +243,7 @@ function checkClearBelowFlood(
   baseName: string,
   section: string,
   bad: (field: string) => boolean,
-  err: (code: PolicyErrorCode, at: Pos & { file: string; field: string }, message: string) => void,
+  err: ErrFn,
   order: (l: Located<unknown>) => number,
 ): void {
   if (bad(`${section}.clearPps`) || bad(`${section}.floodPps`)) return;

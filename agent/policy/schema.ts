@@ -3,13 +3,25 @@
 // compares two fields: that is resolve.ts; merge.ts combines several files' inputs first (a policy
 // directory), and the cross-checks still blame each value's own file:line:col.
 //
+// The `esxi` section (issue 4) is read here like the rest; what it may contain is documented in
+// policies/schema.json and at EsxiHostPolicy (types.ts).
+//
 // The tree is walked directly instead of calling doc.toJS(): toJS loses positions, and walking
 // lets us count alias dereferences ourselves (MAX_ALIAS_COUNT) so an alias bomb costs nothing.
 import { isIP } from 'node:net';
 import { isAlias, isMap, isScalar, isSeq, type Document, type LineCounter } from 'yaml';
-import { ROLES, type RecoveryMode, type Role, type Thresholds } from '../types.js';
+import { ESXI_ACTION_KINDS, ROLES, type EsxiActionKind, type EsxiCounterPath, type RecoveryMode, type Role, type Thresholds } from '../types.js';
+import { checkPortgroupName } from '../esxi/names.js';
 import { isLoopbackHost } from '../notify/metrics.js';
-import { MAX_ALIAS_COUNT, MAX_HOOK_ARGV, MAX_PORT_RULES, MAX_TIMER_MS } from './defaults.js';
+import {
+  MAX_ALIAS_COUNT,
+  MAX_ESXI_HOSTS,
+  MAX_ESXI_PORTGROUPS,
+  MAX_ESXI_VMNICS,
+  MAX_HOOK_ARGV,
+  MAX_PORT_RULES,
+  MAX_TIMER_MS,
+} from './defaults.js';
 import { PolicyError, type PolicyErrorCode } from './errors.js';
 
 export interface Pos {
@@ -43,6 +55,42 @@ export interface RuleInput extends Pos {
   recovery: RecoveryInput;
 }
 
+export type EsxiNumKey = 'port' | 'sampleMs' | 'staleMs' | 'connectTimeoutMs' | 'commandTimeoutMs';
+
+export interface EsxiVmnicInput {
+  name: Located<string>;
+  role: Located<Role>;
+  protected?: Located<boolean>;
+}
+
+/** One `esxi.hosts[i]` entry; present only when its required keys were all valid. */
+export interface EsxiHostInput extends Pos {
+  /** `esxi.hosts[i]`, for messages. */
+  field: string;
+  name: Located<string>;
+  address: Located<string>;
+  identityFile: Located<string>;
+  knownHostsFile: Located<string>;
+  vmnics: Located<EsxiVmnicInput[]>;
+  num: Section<EsxiNumKey>;
+  user?: Located<string>;
+  counters?: Located<EsxiCounterPath>;
+  portgroups?: Located<string[]>;
+  protectedPortgroups?: Located<string[]>;
+  actions?: Located<EsxiActionKind[]>;
+  /** value null: written as null (YAML `null`, `~` or nothing), the same as absent. */
+  quarantineVlan?: Located<number | null>;
+  thresholds: Section<ThresholdKey>;
+}
+
+/** What one file wrote under `esxi`. A directory takes it whole from the last file that writes it. */
+export interface EsxiInput {
+  /** The file that wrote it: its fields (`esxi.hosts[0]...`) are judged by that file's bad set. */
+  file: string;
+  /** Hosts whose required keys were valid, in file order, names unique. */
+  hosts: EsxiHostInput[];
+}
+
 /** What one file wrote, value by value, with positions. Only valid values are present. */
 export interface PolicyInput {
   file: string;
@@ -64,6 +112,8 @@ export interface PolicyInput {
   reachability: { target?: Located<string>; timeoutMs?: Located<number>; tries?: Located<number> };
   metrics: { listen?: Located<{ host: string; port: number }> };
   notify: { webhook?: Located<string>; hookArgv?: Located<string[]>; timeoutMs?: Located<number>; tries?: Located<number> };
+  /** Undefined when the file has no `esxi` key; present (possibly with no hosts) when it has one. */
+  esxi?: EsxiInput;
   dryRun?: Located<boolean>;
   /** Undefined when the file has no `ports` key; rules with errors are left out. */
   ports?: RuleInput[];
@@ -78,7 +128,7 @@ export interface PolicyInput {
   badByFile?: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
-const ROOT_KEYS = ['version', 'sampling', 'defaults', 'breaker', 'recovery', 'actions', 'fdb', 'reachability', 'metrics', 'notify', 'dryRun', 'ports'] as const;
+const ROOT_KEYS = ['version', 'sampling', 'defaults', 'breaker', 'recovery', 'actions', 'fdb', 'reachability', 'metrics', 'notify', 'esxi', 'dryRun', 'ports'] as const;
 const SAMPLING_KEYS = ['idleMs', 'activeMs', 'activeHoldMs', 'realtimePriority'] as const;
 const THRESHOLD_KEYS = ['floodPps', 'clearPps', 'rxPps', 'broadcastShare', 'holdSamples', 'floodHoldMs', 'baselineFactor'] as const;
 const BREAKER_KEYS = ['maxShuts', 'windowMs', 'settleMs', 'shutOrder', 'floodShutRoles'] as const;
@@ -87,6 +137,40 @@ const FDB_KEYS = ['enabled'] as const;
 const REACHABILITY_KEYS = ['target', 'timeoutMs', 'tries'] as const;
 const METRICS_KEYS = ['listen'] as const;
 const NOTIFY_KEYS = ['webhook', 'hookArgv', 'timeoutMs', 'tries'] as const;
+const ESXI_KEYS = ['hosts'] as const;
+const ESXI_HOST_KEYS = [
+  'name',
+  'address',
+  'port',
+  'user',
+  'identityFile',
+  'knownHostsFile',
+  'sampleMs',
+  'staleMs',
+  'connectTimeoutMs',
+  'commandTimeoutMs',
+  'counters',
+  'vmnics',
+  'portgroups',
+  'protectedPortgroups',
+  'actions',
+  'quarantineVlan',
+  'thresholds',
+] as const;
+const ESXI_VMNIC_KEYS = ['name', 'role', 'protected'] as const;
+const ESXI_COUNTER_PATHS: readonly EsxiCounterPath[] = ['vsish', 'esxcli'];
+/** A host's short name: the prefix of its port names (`esx1/vmnic0`), so no `/` and nothing to quote. */
+export const ESXI_HOST_NAME_RE = /^[a-z0-9][a-z0-9-]{0,31}$/;
+/** A Unix login name (the usual useradd rule); reaches ssh argv as `-l USER`. */
+export const ESXI_USER_RE = /^[a-z_][a-z0-9_.-]{0,31}$/;
+export const ESXI_VMNIC_RE = /^vmnic[0-9]{1,3}$/;
+/**
+ * identityFile / knownHostsFile: an absolute path of plain characters. ssh expands `%` tokens
+ * and `${VAR}` in both (ssh_config(5) TOKENS / ENVIRONMENT VARIABLES), and splits an `-o`
+ * value on whitespace and quotes (UserKnownHostsFile takes a list), so any of those would make
+ * ssh read a different file than the one written; they are refused rather than escaped.
+ */
+export const ESXI_PATH_RE = /^\/[A-Za-z0-9._+,:=@~\/-]{1,4095}$/;
 /**
  * A dotted-quad IPv4 address, each octet 0-255 without leading zeros (policies/schema.json has
  * the same pattern). Names are not accepted: resolving one would need DNS, which may be exactly
@@ -112,6 +196,10 @@ export const POLICY_KEYS = {
   reachability: REACHABILITY_KEYS,
   metrics: METRICS_KEYS,
   notify: NOTIFY_KEYS,
+  esxi: ESXI_KEYS,
+  esxiHost: ESXI_HOST_KEYS,
+  esxiVmnic: ESXI_VMNIC_KEYS,
+  esxiThresholds: THRESHOLD_KEYS,
   rule: RULE_KEYS,
   thresholds: THRESHOLD_KEYS,
   ruleRecovery: RECOVERY_KEYS,
@@ -141,6 +229,19 @@ const THRESHOLD_SPECS: Record<ThresholdKey, NumSpec> = {
   // Below 1 the baseline check would call a port's normal traffic a flood.
   baselineFactor: { min: 1 },
 };
+const ESXI_NUM_SPECS: Record<EsxiNumKey, NumSpec> = {
+  port: { int: true, min: 1, max: 65535 },
+  // Faster than 10 ms is more SSH round trips than a host's CPU should give us; slower than 10 s
+  // is too late to matter for a storm.
+  sampleMs: { min: 10, max: 10000 },
+  // Resolve also wants staleMs >= 2 x sampleMs; 20 is that for the fastest sampleMs.
+  staleMs: { min: 20, max: 60000 },
+  connectTimeoutMs: { min: 100, max: 60000 },
+  commandTimeoutMs: { min: 100, max: 60000 },
+};
+// VLAN 0 is the untagged native VLAN and 4095 trunks every VLAN: neither isolates (names.ts isQuarantineVlan).
+const QUARANTINE_VLAN: NumSpec = { int: true, min: 1, max: 4094 };
+
 const RECOVERY_SPECS: Record<RecoveryNumKey, NumSpec> = {
   cooldownMs: TIME,
   probeMs: TIME,
@@ -154,6 +255,13 @@ interface Entry {
   node: unknown;
   pos: Pos;
   field: string;
+}
+
+/** A list as readList read it: the valid items, and whether every item was. */
+interface ListRead<T> {
+  at: Entry;
+  items: Array<Located<T>>;
+  ok: boolean;
 }
 
 export class SchemaWalker {
@@ -271,6 +379,8 @@ export class SchemaWalker {
       this.setNum(input.notify, 'timeoutMs', notify.get('timeoutMs'), { min: 1, max: 60000 });
       this.setNum(input.notify, 'tries', notify.get('tries'), { int: true, min: 1, max: 10 });
     }
+    const esxi = top.get('esxi');
+    if (esxi) input.esxi = this.readEsxi(esxi);
     const dry = top.get('dryRun');
     if (dry) input.dryRun = this.readBool(dry);
     const ports = top.get('ports');
@@ -352,6 +462,203 @@ export class SchemaWalker {
       if (b) rule.dryRun = b;
     }
     return match && role ? rule : null;
+  }
+
+  // ---- esxi ------------------------------------------------------------------------------
+
+  private readEsxi(e: Entry): EsxiInput {
+    const out: EsxiInput = { file: this.file, hosts: [] };
+    const m = this.readSection(e, ESXI_KEYS);
+    if (!m) return out;
+    const he = m.get('hosts');
+    // Like metrics.listen: `esxi: {}` must not look like it turned something on.
+    if (!he) {
+      this.fail('E_POLICY_MISSING', this.sectionAt(e, 'esxi.hosts'), 'required when esxi is written: a list of ESXi hosts (name, address, identityFile, knownHostsFile, vmnics)');
+      return out;
+    }
+    // Names are compared as they are read, so a repeat is reported even in an otherwise broken entry.
+    const names = new Map<string, Located<string>>();
+    const hosts = this.readList(he, 'hosts', 1, MAX_ESXI_HOSTS, 'must list at least one host (remove esxi to watch none)', (ie) => this.readEsxiHost(ie, names));
+    out.hosts = hosts?.items.map((h) => h.value) ?? [];
+    return out;
+  }
+
+  /** One host entry; undefined when it is not a mapping or a required key is missing or invalid. */
+  private readEsxiHost(e: Entry, names: Map<string, Located<string>>): Located<EsxiHostInput> | undefined {
+    const rm = this.readMap(e, ESXI_HOST_KEYS, e.field);
+    if (!rm) return undefined;
+    const { entries: m, at } = rm;
+    const required = (k: (typeof ESXI_HOST_KEYS)[number], what: string): Entry | undefined => {
+      const x = m.get(k);
+      if (!x) this.fail('E_POLICY_MISSING', { pos: at.pos, field: `${e.field}.${k}` }, `required: ${what}`);
+      return x;
+    };
+    let name = this.readChecked(required('name', 'a short host name, e.g. esx1'), (v) =>
+      ESXI_HOST_NAME_RE.test(v) ? undefined : `${show(v)} is not a host name (1-32 of a-z 0-9 -, not starting with -)`,
+    );
+    const dup = name && names.get(name.value);
+    if (name && dup) {
+      // `same name as` (not `listed twice`): uniqueItems compares whole entries, so a JSON Schema cannot see this one.
+      const other = dup.field.slice(0, -'.name'.length);
+      name = this.markBad(this.fail('E_POLICY_DUPLICATE', { pos: name, field: name.field }, `same name as ${other} (line ${dup.line}): host names prefix their port names (${name.value}/vmnic0)`));
+    } else if (name) names.set(name.value, name);
+    const address = this.readChecked(required('address', "the IPv4 address of the host's management interface"), (v) =>
+      IPV4_RE.test(v) ? undefined : `${show(v)} is not an IPv4 address (dotted quad, e.g. 192.0.2.10; no names: DNS may be what the storm cut)`,
+    );
+    const pathWhy = (v: string): string | undefined =>
+      ESXI_PATH_RE.test(v)
+        ? undefined
+        : `${show(v)} is not an absolute path of plain characters (A-Z a-z 0-9 . _ + , : = @ ~ / -): ssh would expand % and $ and split on spaces and quotes`;
+    const identityFile = this.readChecked(required('identityFile', 'absolute path of the SSH private key'), pathWhy);
+    const knownHostsFile = this.readChecked(required('knownHostsFile', "absolute path of a known_hosts file holding the host's key"), pathWhy);
+    const ve = required('vmnics', 'a list of the physical NICs to watch, e.g. [{name: vmnic0, role: uplink}]');
+    const vmnics = ve ? this.readVmnics(ve) : undefined;
+
+    const num: Section<EsxiNumKey> = {};
+    for (const k of ['port', 'sampleMs', 'staleMs', 'connectTimeoutMs', 'commandTimeoutMs'] as const) this.setNum(num, k, m.get(k), ESXI_NUM_SPECS[k]);
+    const user = this.readChecked(m.get('user'), (v) => (ESXI_USER_RE.test(v) ? undefined : `${show(v)} is not a user name (a-z or _ first, then up to 31 of a-z 0-9 _ . -)`));
+    const counters = this.readChecked(m.get('counters'), (v) =>
+      (ESXI_COUNTER_PATHS as readonly string[]).includes(v) ? undefined : `unknown counter path ${show(v)} (one of ${ESXI_COUNTER_PATHS.join(', ')})`,
+    ) as Located<EsxiCounterPath> | undefined;
+    const pe = m.get('portgroups');
+    const portgroups = pe ? this.readPortgroups(pe) : undefined;
+    const ppe = m.get('protectedPortgroups');
+    const protectedPortgroups = ppe ? this.readPortgroups(ppe) : undefined;
+    const ae = m.get('actions');
+    const actions = ae ? this.readActions(ae) : undefined;
+    let quarantineVlan: Located<number | null> | undefined;
+    const qe = m.get('quarantineVlan');
+    const q = qe ? this.deref(qe) : null;
+    if (qe && !q) this.markBad(qe);
+    // null is "no VLAN", the same as absent (resolve.ts then says whether one is required).
+    else if (q && isScalar(q.node) && q.node.value === null) quarantineVlan = this.located(q, null);
+    else if (q) quarantineVlan = this.readNumber(q, QUARANTINE_VLAN);
+    const thresholds = this.readThresholds(m.get('thresholds'));
+    if (!name || !address || !identityFile || !knownHostsFile || !vmnics) return undefined;
+    return this.located(at, {
+      field: e.field,
+      line: at.pos.line,
+      col: at.pos.col,
+      name,
+      address,
+      identityFile,
+      knownHostsFile,
+      vmnics,
+      num,
+      thresholds,
+      ...(user ? { user } : {}),
+      ...(counters ? { counters } : {}),
+      ...(portgroups ? { portgroups } : {}),
+      ...(protectedPortgroups ? { protectedPortgroups } : {}),
+      ...(actions ? { actions } : {}),
+      ...(quarantineVlan ? { quarantineVlan } : {}),
+    });
+  }
+
+  /** A string that `why` finds no fault with (else an E_POLICY_VALUE at the string). */
+  private readChecked(e: Entry | undefined, why: (v: string) => string | undefined): Located<string> | undefined {
+    const s = e ? this.readString(e) : undefined;
+    if (!s) return undefined;
+    const w = why(s.value);
+    return w ? this.markBad(this.fail('E_POLICY_VALUE', { pos: s, field: s.field }, w)) : s;
+  }
+
+  private readVmnics(e: Entry): Located<EsxiVmnicInput[]> | undefined {
+    // Names are compared as they are read (as host names are), so a repeat is reported even in a broken entry.
+    const names = new Map<string, Located<string>>();
+    const list = this.readList(e, 'vmnics', 1, MAX_ESXI_VMNICS, 'must list at least one vmnic (the physical NICs to watch)', (ie) => {
+      const rm = this.readMap(ie, ESXI_VMNIC_KEYS, ie.field);
+      if (!rm) return undefined;
+      const { entries: m, at } = rm;
+      const ne = m.get('name');
+      if (!ne) this.fail('E_POLICY_MISSING', { pos: at.pos, field: `${ie.field}.name` }, 'required: the NIC name as ESXi lists it, e.g. vmnic0');
+      let name = this.readChecked(ne, (v) => (ESXI_VMNIC_RE.test(v) ? undefined : `${show(v)} is not a physical NIC name (vmnic0 ... vmnic999)`));
+      const dup = name && names.get(name.value);
+      if (name && dup) {
+        // `same name as` (not `listed twice`): uniqueItems compares whole entries, so a JSON Schema cannot see this one.
+        const other = dup.field.slice(0, -'.name'.length);
+        name = this.markBad(this.fail('E_POLICY_DUPLICATE', { pos: name, field: name.field }, `same name as ${other} (line ${dup.line}): one NIC, one entry`));
+      } else if (name) names.set(name.value, name);
+      const re = m.get('role');
+      if (!re) this.fail('E_POLICY_MISSING', { pos: at.pos, field: `${ie.field}.role` }, `required: one of ${ROLES.join(', ')}`);
+      const role = re ? this.readRole(re) : undefined;
+      const pe = m.get('protected');
+      const prot = pe ? this.readBool(pe) : undefined;
+      if (!name || !role || (pe && !prot)) return undefined;
+      return this.located<EsxiVmnicInput>(at, prot ? { name, role, protected: prot } : { name, role });
+    });
+    if (!list?.ok) return this.markBad(e);
+    return this.located(list.at, list.items.map((v) => v.value));
+  }
+
+  /** portgroups / protectedPortgroups: port group names as agent/esxi/names.ts accepts them, each once. */
+  private readPortgroups(e: Entry): Located<string[]> | undefined {
+    const list = this.readList(e, 'port group names', 0, MAX_ESXI_PORTGROUPS, '', (ie) =>
+      this.readChecked(ie, (v) => {
+        const why = checkPortgroupName(v);
+        return why ? `${show(v)} is not a usable port group name: ${why}` : undefined;
+      }),
+    );
+    return this.unique(e, list, (v) => `port group ${show(v)}`);
+  }
+
+  private readActions(e: Entry): Located<EsxiActionKind[]> | undefined {
+    // No upper bound of its own: kinds may not repeat, so more than three is a repeat.
+    const list = this.readList(e, 'actions', 1, Infinity, 'must list at least one action (use dryRun: true to never act)', (ie) =>
+      this.readChecked(ie, (v) => ((ESXI_ACTION_KINDS as readonly string[]).includes(v) ? undefined : `unknown action ${show(v)} (one of ${ESXI_ACTION_KINDS.join(', ')})`)),
+    );
+    const u = this.unique(e, list, (v) => `action ${v}`);
+    return u && { ...u, value: u.value as EsxiActionKind[] };
+  }
+
+  /**
+   * A list of `min`..`max` items, each read by `item` (which reports its own errors and marks
+   * its own field bad): the valid items, and whether all were. Undefined, and marked bad, when
+   * it is no list or has a wrong length; that is reported at the list itself, as
+   * policies/schema.json's minItems / maxItems do. The caller decides whether a broken item
+   * spoils the whole list (a port group list) or only itself (one host among several).
+   */
+  private readList<T>(
+    e: Entry,
+    what: string,
+    min: number,
+    max: number,
+    tooFew: string,
+    item: (ie: Entry) => Located<T> | undefined,
+  ): ListRead<T> | undefined {
+    const r = this.deref(e);
+    if (!r) return this.markBad(e);
+    if (!isSeq(r.node)) return this.markBad(this.fail('E_POLICY_TYPE', r, `must be a list of ${what}, ${this.describe(r.node)}`));
+    const items = r.node.items;
+    if (items.length < min) return this.markBad(this.fail('E_POLICY_RANGE', r, tooFew));
+    if (items.length > max) return this.markBad(this.fail('E_POLICY_RANGE', r, `at most ${max} ${what} are allowed, got ${items.length}`));
+    const out: Array<Located<T>> = [];
+    let ok = true;
+    for (let i = 0; i < items.length; i++) {
+      const v = item({ node: items[i], pos: this.posOf(items[i], r.pos), field: `${e.field}[${i}]` });
+      if (v) out.push(v);
+      else ok = false;
+      if (this.aliasBombReported) return this.markBad(e);
+    }
+    return { at: r, items: out, ok };
+  }
+
+  /**
+   * A list of strings if every item was valid and none repeats. Repeats among the valid items
+   * are reported even when others are invalid, as uniqueItems in policies/schema.json does.
+   */
+  private unique(e: Entry, list: ListRead<string> | undefined, what: (v: string) => string): Located<string[]> | undefined {
+    if (!list) return undefined;
+    const seen = new Map<string, Located<string>>();
+    let ok = list.ok;
+    for (const v of list.items) {
+      const first = seen.get(v.value);
+      if (first) {
+        ok = false;
+        this.fail('E_POLICY_DUPLICATE', { pos: v, field: v.field }, `${what(v.value)} listed twice (first at line ${first.line}:${first.col})`);
+      } else seen.set(v.value, v);
+    }
+    return ok ? this.located(list.at, list.items.map((v) => v.value)) : this.markBad(e);
   }
 
   private readThresholds(e: Entry | undefined): Section<ThresholdKey> {
@@ -635,6 +942,11 @@ export function webhookProblem(s: string): string | undefined {
   // `http:host` parses too (WHATWG URL), but is almost surely a typo; the schema's pattern wants `//` as well.
   if (!/^https?:\/\//i.test(s)) return `${JSON.stringify(s)}: write the URL in full, e.g. https://hooks.example.net/stormbreaker`;
   return undefined;
+}
+
+/** A value quoted for a message, cut short so one bad value cannot flood the output. */
+function show(v: string): string {
+  return JSON.stringify(v.length > 60 ? v.slice(0, 60) + '...' : v);
 }
 
 function unknownKeyMessage(name: string, keys: readonly string[]): string {
