@@ -1,0 +1,228 @@
+// The stand-in ESXi lab as pure data: namespaces, bridges, veth pairs, the commands that build
+// them, and the nft table that counts broadcast/multicast per port. buildEsxiLab (lab.ts) only
+// runs what this file returns.
+//
+//   ${p}prod eth0 ── swprod ┐
+//                           sw0 (${p}sw, the physical switch)
+//            swe0 ── vmnic0 ┤ (isolated)                      vSwitch0 (${p}esx)
+//            swe1 ── vmnic1 ┘ (isolated)                      ├── vnA0 ── eth0 ┐ vbr (${p}vmA: a VM
+//                                                             ├── vnA1 ── eth1 ┘  bridging 2 vNICs)
+//                                                             └── vn10 ── eth0 (${p}vm1)
+//   vmk0 192.168.254.1/30 (${p}esx, NOT on vSwitch0) ── eth0 192.168.254.2/30 (${p}agent)
+//
+// Uplinks are isolated bridge ports: an ESXi vSwitch never forwards uplink to uplink, and a Linux
+// bridge does exactly that for isolated ports (they only talk to non-isolated ones). Management
+// is out of band: the agent's SSH never crosses vSwitch0, so a storm there cannot cut the agent
+// off (a real host's vmk0 usually sits on vSwitch0; see README).
+//
+// VLANs: this kernel has no CONFIG_VLAN_8021Q, so bridges cannot do vlan_filtering (the kernel
+// refuses the attribute, even `vlan_filtering 0`). Port group VLANs are played by membership
+// rules in an nft bridge table the stand-in rewrites (standin/esxi_standin/vlan.py); it starts
+// empty: every port on VLAN 0.
+//
+// Quiet-lab rules (LAB-FACTS.md, as in ../topology.ts): IPv6 off before any link
+// exists, bridges with stp_state 0 and mcast_snooping 0, no addresses on loop members. The loop
+// (vmA's eth0/eth1) stays down until closeLoop().
+import { assertIfName, assertNetns, assertPrefix } from '../names.js';
+
+export interface EsxiNamespaces {
+  esx: string;
+  vmA: string;
+  vm1: string;
+  sw: string;
+  prod: string;
+  agent: string;
+}
+
+export interface BridgeSpec {
+  ns: string;
+  name: string;
+}
+
+export interface VethSpec {
+  ns: string;
+  name: string;
+  master?: string;
+  /** Bridge port isolated (uplinks of vSwitch0). */
+  isolated?: boolean;
+  /** Address with prefix length, e.g. 192.168.254.1/30. */
+  addr?: string;
+  peerNs: string;
+  peer: string;
+  peerMaster?: string;
+  peerMac?: string;
+  peerAddr?: string;
+  /** Peer stays down at build (loop members: closeLoop brings them up). */
+  peerDown?: boolean;
+}
+
+export interface VmNicPlan {
+  vm: 'vmA' | 'vm1';
+  /** Host-side veth on vSwitch0 (what esxcli/vim-cmd act on). */
+  dev: string;
+  /** Guest-side interface in the VM namespace. */
+  guestIf: string;
+  mac: string;
+  /** vim-cmd device key. */
+  key: number;
+  portId: number;
+  type: 'VirtualVmxnet3' | 'VirtualE1000';
+}
+
+export interface EsxiLabPlan {
+  prefix: string;
+  ns: EsxiNamespaces;
+  namespaces: string[];
+  bridges: BridgeSpec[];
+  veths: VethSpec[];
+  /** The Linux bridge that plays vSwitch0. */
+  bridge: 'vSwitch0';
+  uplinks: ['vmnic0', 'vmnic1'];
+  vmNics: VmNicPlan[];
+  loop: { ns: string; bridge: 'vbr'; ports: ['eth0', 'eth1'] };
+  mgmt: { dev: 'vmk0'; esxIp: string; agentIp: string; prefixLen: 30; agentIf: 'eth0' };
+  /** Ports whose broadcast/multicast nft counts, per direction. */
+  countedPorts: string[];
+}
+
+export const NFT_TABLE = 'stormbreaker_standin';
+export const NFT_VLAN_TABLE = 'stormbreaker_vlan';
+export const MGMT_ESX_IP = '192.168.254.1';
+export const MGMT_AGENT_IP = '192.168.254.2';
+/** First VM port ID: 0x2000008, the range ESXi gives VM ports on vSwitch0. */
+export const FIRST_VM_PORT_ID = 33554440;
+
+/** Pure: the lab's layout for a prefix. */
+export function esxiLabPlan(prefix: string): EsxiLabPlan {
+  assertPrefix(prefix);
+  const ns: EsxiNamespaces = {
+    esx: `${prefix}esx`,
+    vmA: `${prefix}vmA`,
+    vm1: `${prefix}vm1`,
+    sw: `${prefix}sw`,
+    prod: `${prefix}prod`,
+    agent: `${prefix}agent`,
+  };
+  const namespaces = Object.values(ns);
+  for (const n of namespaces) assertNetns(n);
+  // VMware's OUI for generated vNIC MACs (00:0c:29), as in the captures.
+  const vmNics: VmNicPlan[] = [
+    { vm: 'vmA', dev: 'vnA0', guestIf: 'eth0', mac: '00:0c:29:5b:a0:00', key: 4000, portId: FIRST_VM_PORT_ID, type: 'VirtualVmxnet3' },
+    { vm: 'vmA', dev: 'vnA1', guestIf: 'eth1', mac: '00:0c:29:5b:a0:01', key: 4001, portId: FIRST_VM_PORT_ID + 1, type: 'VirtualVmxnet3' },
+    { vm: 'vm1', dev: 'vn10', guestIf: 'eth0', mac: '00:0c:29:5b:10:00', key: 4000, portId: FIRST_VM_PORT_ID + 2, type: 'VirtualE1000' },
+  ];
+  const bridges: BridgeSpec[] = [
+    { ns: ns.sw, name: 'sw0' },
+    { ns: ns.esx, name: 'vSwitch0' },
+    { ns: ns.vmA, name: 'vbr' },
+  ];
+  const veths: VethSpec[] = [
+    { ns: ns.prod, name: 'eth0', peerNs: ns.sw, peer: 'swprod', peerMaster: 'sw0' },
+    { ns: ns.esx, name: 'vmnic0', master: 'vSwitch0', isolated: true, peerNs: ns.sw, peer: 'swe0', peerMaster: 'sw0' },
+    { ns: ns.esx, name: 'vmnic1', master: 'vSwitch0', isolated: true, peerNs: ns.sw, peer: 'swe1', peerMaster: 'sw0' },
+    ...vmNics.map(
+      (n): VethSpec => ({
+        ns: ns.esx,
+        name: n.dev,
+        master: 'vSwitch0',
+        peerNs: n.vm === 'vmA' ? ns.vmA : ns.vm1,
+        peer: n.guestIf,
+        peerMac: n.mac,
+        ...(n.vm === 'vmA' ? { peerMaster: 'vbr', peerDown: true } : {}),
+      }),
+    ),
+    {
+      ns: ns.esx,
+      name: 'vmk0',
+      addr: `${MGMT_ESX_IP}/30`,
+      peerNs: ns.agent,
+      peer: 'eth0',
+      peerAddr: `${MGMT_AGENT_IP}/30`,
+    },
+  ];
+  for (const v of veths) (assertIfName(v.name), assertIfName(v.peer));
+  return {
+    prefix,
+    ns,
+    namespaces,
+    bridges,
+    veths,
+    bridge: 'vSwitch0',
+    uplinks: ['vmnic0', 'vmnic1'],
+    vmNics,
+    loop: { ns: ns.vmA, bridge: 'vbr', ports: ['eth0', 'eth1'] },
+    mgmt: { dev: 'vmk0', esxIp: MGMT_ESX_IP, agentIp: MGMT_AGENT_IP, prefixLen: 30, agentIf: 'eth0' },
+    countedPorts: ['vmnic0', 'vmnic1', ...vmNics.map((n) => n.dev), 'vmk0'],
+  };
+}
+
+const link = (netns: string, dev: string, ...what: string[]): string[] => ['ip', '-n', netns, 'link', 'set', 'dev', dev, ...what];
+const sysctl = (netns: string, key: string): string[] => ['ip', 'netns', 'exec', netns, 'sysctl', '-q', '-w', `${key}=1`];
+
+/** Pure: the commands that build the plan, in order. */
+export function esxiPlanCommands(plan: EsxiLabPlan): string[][] {
+  const cmds: string[][] = [];
+  for (const n of plan.namespaces) cmds.push(['ip', 'netns', 'add', n]);
+  for (const n of plan.namespaces) {
+    cmds.push(sysctl(n, 'net.ipv6.conf.all.disable_ipv6'), sysctl(n, 'net.ipv6.conf.default.disable_ipv6'));
+  }
+  for (const b of plan.bridges) {
+    cmds.push(['ip', '-n', b.ns, 'link', 'add', 'name', b.name, 'type', 'bridge', 'stp_state', '0', 'mcast_snooping', '0']);
+  }
+  for (const v of plan.veths) {
+    cmds.push(['ip', '-n', v.ns, 'link', 'add', 'name', v.name, 'type', 'veth', 'peer', 'name', v.peer, 'netns', v.peerNs]);
+    if (v.peerMac) cmds.push(link(v.peerNs, v.peer, 'address', v.peerMac));
+    if (v.master) cmds.push(link(v.ns, v.name, 'master', v.master));
+    if (v.isolated) cmds.push(['bridge', '-n', v.ns, 'link', 'set', 'dev', v.name, 'isolated', 'on']);
+    if (v.peerMaster) cmds.push(link(v.peerNs, v.peer, 'master', v.peerMaster));
+    // Management addresses sit on a point-to-point pair off every bridge; without IFF_MULTICAST
+    // they send no IGMP reports either.
+    if (v.addr) cmds.push(link(v.ns, v.name, 'multicast', 'off'), ['ip', '-n', v.ns, 'addr', 'add', v.addr, 'dev', v.name]);
+    if (v.peerAddr) cmds.push(link(v.peerNs, v.peer, 'multicast', 'off'), ['ip', '-n', v.peerNs, 'addr', 'add', v.peerAddr, 'dev', v.peer]);
+  }
+  for (const n of plan.namespaces) cmds.push(link(n, 'lo', 'up'));
+  for (const b of plan.bridges) cmds.push(link(b.ns, b.name, 'up'));
+  for (const v of plan.veths) {
+    if (!v.peerDown) cmds.push(link(v.peerNs, v.peer, 'up'));
+    cmds.push(link(v.ns, v.name, 'up'));
+  }
+  return cmds;
+}
+
+/** Names of the four nft counters of one port (the stand-ins read these; see host.py). */
+export function counterNames(dev: string): { rxBc: string; rxMc: string; txBc: string; txMc: string } {
+  assertIfName(dev);
+  return { rxBc: `${dev}_rx_bc`, rxMc: `${dev}_rx_mc`, txBc: `${dev}_tx_bc`, txMc: `${dev}_tx_mc` };
+}
+
+/**
+ * Pure: an `nft -f` script for the esx namespace. Per port, an ingress chain counts frames the
+ * port receives and an egress chain frames it sends (netdev egress hooks, kernel >= 5.16, sees
+ * bridge-forwarded frames because the bridge transmits through dev_queue_xmit). Broadcast is
+ * counted and accepted first, so the multicast counter (group bit set) excludes broadcast.
+ * Policy accept everywhere: the table counts, it never filters.
+ *
+ * Plus the (empty) bridge table whose forward chain the stand-in fills with VLAN membership
+ * rules (vlan.py).
+ */
+export function nftScript(ports: readonly string[]): string {
+  const lines = [`table netdev ${NFT_TABLE} {`];
+  for (const p of ports) {
+    const c = counterNames(p);
+    for (const name of [c.rxBc, c.rxMc, c.txBc, c.txMc]) lines.push(`  counter ${name} { }`);
+  }
+  for (const p of ports) {
+    const c = counterNames(p);
+    for (const [dir, hook, bc, mc] of [['in', 'ingress', c.rxBc, c.rxMc], ['out', 'egress', c.txBc, c.txMc]] as const) {
+      lines.push(
+        `  chain ${p}_${dir} {`,
+        `    type filter hook ${hook} device "${p}" priority 0; policy accept;`,
+        `    ether daddr ff:ff:ff:ff:ff:ff counter name ${bc} accept`,
+        `    ether daddr & 01:00:00:00:00:00 == 01:00:00:00:00:00 counter name ${mc}`,
+        '  }',
+      );
+    }
+  }
+  lines.push('}', `table bridge ${NFT_VLAN_TABLE} {`, '  chain forward {', '    type filter hook forward priority 0; policy accept;', '  }', '}');
+  return `${lines.join('\n')}\n`;
+}

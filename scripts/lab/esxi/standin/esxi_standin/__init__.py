@@ -1,0 +1,1 @@
+"""Stand-in ESXi tools (esxcli, vsish, vim-cmd) for the stormbreaker lab; see ../../README.md."""
