@@ -37,6 +37,8 @@ import { isValidIfName } from './host/names.js';
 import { createNotifier as createSdNotifier } from './notify/sdnotify.js';
 import { createHistogram, observe, snapshotFromStatus, startMetricsServer, type MetricsServer } from './notify/metrics.js';
 import { createWebhookNotifier, type EventNotifier, type WebhookOptions } from './notify/webhook.js';
+import { startEsxHost, type EsxHost } from './esxi/host.js';
+import { esxHostOf } from './esxi/ports.js';
 
 // The daemon is the only place where clock, timers, sources, actions and the journal meet.
 // Everything it calls on the sampling path is pure (rates, detector, breaker) or a kept-open
@@ -170,7 +172,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   let fdb: FdbSource | null = policy.fdb.enabled ? createFdbSource({ now: hrNs, warn: warn('fdb') }) : null;
 
   // --- per-port sampling state, rebuilt only when the set of ports changes ---------------------
+  // `ports`: every watched port, local and ESXi (the breaker and operators act on these);
+  // `judged`: the ones the detector may judge now (an ESXi host whose counters stopped is left out).
+  let localPorts = new Map<string, PortPolicy>();
   let ports = new Map<string, PortPolicy>();
+  let judged = new Map<string, PortPolicy>();
+  let allRates: PortRates[] = [];
   let infos: PortInfo[] = [];
   let prev = new Map<string, Counters>();
   let cur = new Map<string, Counters>();
@@ -183,7 +190,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const changed =
       next.length !== infos.length ||
       next.some((p, i) => p.name !== infos[i]!.name || p.bridge !== infos[i]!.bridge || p.ifindex !== infos[i]!.ifindex);
-    ports = resolved;
+    localPorts = resolved;
+    mergeRemote();
     // watch() every rescan: sources keep fds of unchanged ports and reopen ports that failed
     // or were recreated under the same name (new ifindex).
     for (const s of sources) s.watch(next);
@@ -201,7 +209,55 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     cur = nc;
     rates = infos.map((p) => lastRates.get(p.name) ?? blankRates(p));
     for (const r of rates) lastRates.set(r.port, r);
+    mergeRemote();
     log.info({ component: 'ports', watched: infos.map((p) => ({ port: p.name, bridge: p.bridge, role: ports.get(p.name)?.role })), added, removed }, 'watched ports changed');
+  }
+
+  // --- ESXi hosts over SSH (policy esxi): their ports join the same detector and breaker ------
+  const esxHosts = new Map<string, EsxHost>();
+  let freshKey = '';
+  /** Re-merge when a host turned fresh or stale since the last merge (cheap: one string per tick). */
+  function checkFresh(t: number): void {
+    let k = '';
+    for (const h of esxHosts.values()) k += h.fresh(t) ? '1' : '0';
+    if (k !== freshKey) mergeRemote();
+  }
+  function mergeRemote(): void {
+    if (esxHosts.size === 0) {
+      ports = localPorts;
+      judged = localPorts;
+      allRates = rates;
+      return;
+    }
+    ports = new Map(localPorts);
+    judged = new Map(localPorts);
+    allRates = [...rates];
+    const now = hrNs();
+    freshKey = '';
+    for (const h of esxHosts.values()) {
+      const fresh = h.fresh(now);
+      freshKey += fresh ? '1' : '0';
+      for (const [n, pp] of h.ports()) {
+        ports.set(n, pp);
+        if (fresh) judged.set(n, pp);
+      }
+      allRates.push(...h.rates());
+    }
+  }
+  for (const hp of policy.esxi?.hosts ?? []) {
+    esxHosts.set(
+      hp.name,
+      startEsxHost(policy, hp, policy.actions.retries, {
+        onPortsChanged: () => {
+          mergeRemote();
+          log.info({ component: 'esxi', host: hp.name, ports: [...esxHosts.get(hp.name)?.ports().keys() ?? []], live: esxHosts.get(hp.name)?.live() }, 'ESXi ports changed');
+        },
+        // A block of counters arrived: judge it now, not at the next idle tick.
+        onRates: () => kick(),
+        log: { info: (o, m) => log.info(o, m), warn: (o, m) => log.warn(o, m), error: (o, m) => log.error(o, m) },
+        ...(process.env.STORMBREAKER_SSH ? { ssh: process.env.STORMBREAKER_SSH } : {}),
+      }),
+    );
   }
 
   // --- core state --------------------------------------------------------------------------
@@ -245,7 +301,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   function execute(cmd: ActionRequest): void {
     const actionOpts = { timeoutMs: policy.actions.timeoutMs, retries: policy.actions.retries };
     const issuedNs = input.tNs; // the tick of the verdict
-    const p = executeLinkAction(cmd, actionOpts);
+    const esx = esxHosts.get(esxHostOf(cmd.port) ?? '');
+    const p = esx ? esx.act(cmd, lastTrip.get(cmd.port)?.action?.esxi) : executeLinkAction(cmd, actionOpts);
     if (cmd.kind === 'link-up') {
       pendingUps.add(p);
       const drop = (): void => void pendingUps.delete(p);
@@ -407,10 +464,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     prev = cur;
     cur = swap;
     tick.tNs = t;
-    tick.ports = rates;
+    if (esxHosts.size > 0) checkFresh(t);
+    tick.ports = allRates;
     tick.fdbMoves = fdb ? fdb.drain() : NO_MOVES;
-    const d = detectStep(det, tick, ports, policy);
+    const d = detectStep(det, tick, judged, policy);
     det = d.state;
+    for (const h of esxHosts.values()) h.consume();
     input.verdicts = d.verdicts as Verdict[];
     if (d.verdicts.length > 0 || results.length > 0 || operator.length > 0 || unreachable.length > 0 || t < busyUntil || t >= recoveryDueNs || breakerBusy(brk, t)) runCore(t);
     if (warm || d.verdicts.length > 0) activeUntil = t + policy.sampling.activeHoldMs * 1e6;
@@ -472,6 +531,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     timer = setTimeout(loop, Math.max(0, periodMs - spentMs));
   }
 
+  /** Run a tick now (an ESXi block arrived) without forcing the breaker to run. */
+  function kick(): void {
+    if (stopped) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(loop, 0);
+  }
+
   function wake(): void {
     // An action result or an operator command: run the core now rather than waiting a tick.
     if (stopped) return;
@@ -484,8 +550,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   function reassert(): void {
     for (const p of portStates(brk)) {
       if (p.state !== 'tripped' && p.state !== 'held') continue;
+      if (!isValidIfName(p.port)) continue; // ESXi ports: not re-asserted (see README)
       const up = isAdminUp(p.port);
-      if (up !== true || !isValidIfName(p.port)) continue;
+      if (up !== true) continue;
       const what = p.state === 'held' ? 'held' : 'tripped';
       const until = p.state === 'held' ? 'until the hold ends' : 'until an operator restores it';
       executeLinkAction({ kind: 'link-down', port: p.port, reason: 'reassert' }, { timeoutMs: policy.actions.timeoutMs, retries: policy.actions.retries }).then((r) => {
@@ -666,7 +733,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
             }
           : 'off',
       },
-      ports: infos.map((p) => {
+      ...(esxHosts.size > 0 ? { esxi: [...esxHosts.values()].map((h) => h.status()) } : {}),
+      ports: [...infos, ...esxiInfos()].map((p) => {
         const pp = ports.get(p.name);
         const lastEvent = lastEventOf.get(p.name);
         const r = lastRates.get(p.name);
@@ -685,6 +753,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         };
       }),
     };
+  }
+
+  /** ESXi ports in the shape of local ones, for status (bridge = `<host>/<vSwitch>`). */
+  function esxiInfos(): PortInfo[] {
+    const out: PortInfo[] = [];
+    for (const h of esxHosts.values()) for (const r of h.rates()) out.push({ name: r.port, ifindex: 0, bridge: r.bridge });
+    for (const h of esxHosts.values()) for (const n of h.ports().keys()) if (!out.some((o) => o.name === n)) out.push({ name: n, ifindex: 0, bridge: null });
+    return out;
   }
 
   if (!('error' in addon)) {
@@ -745,6 +821,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       fdb?.close();
       fdb = null;
       for (const s of sources) s.close();
+      await Promise.all([...esxHosts.values()].map((h) => h.stop()));
     },
   };
 }

@@ -122,6 +122,11 @@ export interface PortPolicy {
   dryRun: boolean;
   /** Resolved recovery for this port; absent means manual (policies built without the loader). */
   recovery?: Recovery;
+  /**
+   * Settle after shutting this port, when longer than breaker.settleMs: a port sampled every
+   * 100 ms over SSH (ESXi) shows the effect of its shut only a few samples later.
+   */
+  settleMs?: number;
 }
 
 export interface Policy {
@@ -196,6 +201,61 @@ export interface Policy {
    * off (unless `run --webhook` / `--hook-argv` is given, which win). Read at start only.
    */
   notify?: Notify;
+  /**
+   * Top-level `esxi` (issue 4): ESXi hosts watched and acted on over SSH from this Linux host.
+   * Absent = none. Read at start only (a reload that changes it is refused with a message).
+   */
+  esxi?: EsxiPolicy;
+}
+
+/** What the agent may do to an ESXi host, smallest scope first (policy `esxi.hosts[].actions`). */
+export type EsxiActionKind = 'vnic-disconnect' | 'portgroup-quarantine' | 'nic-down';
+export const ESXI_ACTION_KINDS: readonly EsxiActionKind[] = ['vnic-disconnect', 'portgroup-quarantine', 'nic-down'];
+export type EsxiCounterPath = 'vsish' | 'esxcli';
+
+export interface EsxiVmnicPolicy {
+  /** vmnic<N>; the agent's port name is `<host>/<name>`. */
+  name: string;
+  role: Role;
+  protected: boolean;
+}
+
+export interface EsxiHostPolicy {
+  /** Short name, [a-z0-9-]{1,32}: the prefix of every port name of this host (`esx1/vmnic0`). */
+  name: string;
+  /** IPv4 address of the host's management interface (no DNS: it may be what the storm cut). */
+  address: string;
+  port: number;
+  user: string;
+  /** Absolute path of the private key (key authentication only). */
+  identityFile: string;
+  /** Absolute path of a known_hosts file holding this host's key (strict checking, never TOFU). */
+  knownHostsFile: string;
+  /** One counter block is requested this often. */
+  sampleMs: number;
+  /** No block for this long = stale: the host's ports are not judged and nothing is done on them. */
+  staleMs: number;
+  connectTimeoutMs: number;
+  /** Per remote command (reads and actions). */
+  commandTimeoutMs: number;
+  counters: EsxiCounterPath;
+  vmnics: EsxiVmnicPolicy[];
+  /** VM ports on these port groups are watched (role vm, one port per vNIC, named by MAC). */
+  portgroups: string[];
+  /** Port groups never quarantined and whose VM ports are never disconnected (vmkernel, management). */
+  protectedPortgroups: string[];
+  /** Which actions may be used, smallest scope first; a kind not listed is never used. */
+  actions: EsxiActionKind[];
+  /** VLAN a quarantined port group is moved to (1-4094); required when portgroup-quarantine is listed. */
+  quarantineVlan: number | null;
+  /** Over the policy's `defaults` for every port of this host (samples are slower than local ones). */
+  thresholds: Partial<Thresholds>;
+  /** 1-based line of the host entry in its file, for messages. */
+  line: number;
+}
+
+export interface EsxiPolicy {
+  hosts: EsxiHostPolicy[];
 }
 
 export interface Notify {
@@ -252,6 +312,17 @@ export interface ActionResult {
   error?: string;
   /** Was the port verified to be in the requested state afterwards? */
   verified: boolean;
+  /** ESXi ports: what was done on the host, and what its undo needs (journaled with the trip). */
+  esxi?: EsxiActionRecord;
+}
+
+export interface EsxiActionRecord {
+  host: string;
+  action: EsxiActionKind | 'vnic-connect' | 'portgroup-restore' | 'nic-up';
+  /** vmnic, port group name, or `<vm name> key <device key>`. */
+  target: string;
+  /** Port group VLAN before a quarantine, for restore. */
+  previousVlan?: number;
 }
 
 /** One journal line. Extra fields are allowed; these are the contract. */

@@ -12,16 +12,33 @@ fi
 # Debian packages the lab and the agent use (ip/bridge, nft, tcpreplay, python3 for the frame
 # sender, a C toolchain for the AF_PACKET counter addon).
 pkgs=(iproute2 nftables tcpreplay python3 make g++ procps)
-# The tests also check install.sh with shellcheck and the unit with systemd-analyze.
-[ "${1:-}" = "--with-test-tools" ] && pkgs+=(shellcheck systemd)
+# The tests also check install.sh with shellcheck and the unit with systemd-analyze; the ESXi
+# tests run a real sshd (openssh-server) in a namespace, and the remote loop under busybox sh.
+# The demo's ESXi part needs openssh-client only.
+pkgs+=(openssh-client)
+[ "${1:-}" = "--with-test-tools" ] && pkgs+=(shellcheck systemd openssh-server busybox)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "stormbreaker: installing Debian packages: ${missing[*]}"
+  # openssh-server's package scripts would start and enable a host-wide sshd on port 22. The tests
+  # only ever start their own sshd inside a lab namespace, so keep the package from starting one
+  # (policy-rc.d, Debian's own mechanism) and leave the unit disabled.
+  guard=""
+  if [[ " ${missing[*]} " == *" openssh-server "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    guard=/usr/sbin/policy-rc.d
+  fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ -n "$guard" ] && rm -f "$guard"
+  if [[ " ${missing[*]} " == *" openssh-server "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
+    echo "stormbreaker: installed openssh-server for the tests; its host-wide service is left disabled."
+  fi
 fi
 
 if ! command -v node >/dev/null 2>&1; then

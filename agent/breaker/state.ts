@@ -337,7 +337,7 @@ function onResult(ctx: Ctx, r: ActionResult): void {
       if (e.loop !== null) {
         const b = bridge(ctx, e.loop);
         if (b.inFlight === r.port) b.inFlight = null;
-        b.settleUntilNs = ctx.tNs + ctx.policy.breaker.settleMs * 1e6;
+        b.settleUntilNs = ctx.tNs + settleMsOf(ctx, r.port) * 1e6;
       }
       e.next = [];
       return;
@@ -616,7 +616,7 @@ function shutForLoop(
     const why =
       instead !== null
         ? instead.why
-        : `loop on ${key} persisted ${ctx.policy.breaker.settleMs} ms after ${b.lastDry ? 'would-trip of' : 'shutting'} ${prev}`;
+        : `loop on ${key} persisted ${settleMsOf(ctx, prev)} ms after ${b.lastDry ? 'would-trip of' : 'shutting'} ${prev}`;
     event(ctx, 'escalate', target, `${why}; escalating to ${target}`, { previous: prev, bridge: key, evidence });
   }
   b.lastPort = target;
@@ -626,7 +626,7 @@ function shutForLoop(
   if (dry) {
     // Shadow mode: say what would happen and behave as if it had (settle, then escalate).
     notice(ctx, `would-trip:${target}`, 'would-trip', target, reason, { evidence, bridge: key, dryRun: true });
-    b.settleUntilNs = ctx.tNs + ctx.policy.breaker.settleMs * 1e6;
+    b.settleUntilNs = ctx.tNs + settleMsOf(ctx, target) * 1e6;
     return;
   }
   ctx.st.autoShuts.push(ctx.tNs);
@@ -781,6 +781,11 @@ function probeHit(ctx: Ctx, v: Verdict): boolean {
   let hit = false;
   for (const m of v.members) if (retripIfProbing(ctx, m, v, v.bridge ?? NO_BRIDGE)) hit = true;
   return hit;
+}
+
+/** A port from a slower source (ESXi over SSH) needs longer to show that its shut worked. */
+function settleMsOf(ctx: Ctx, port: string): number {
+  return Math.max(ctx.policy.breaker.settleMs, ctx.ports.get(port)?.settleMs ?? 0);
 }
 
 function retripIfProbing(ctx: Ctx, port: string, v: Verdict, key: string | null): boolean {

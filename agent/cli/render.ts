@@ -4,6 +4,15 @@ export interface StatusView {
   policy: { file: string; hash: string; dryRun: boolean; loadedAt?: string; reloads?: number; lastError?: { at: string; trigger: string; errors: string[] } | null };
   health: { ticks: number; ticksPerSec?: number; periodMs: number; lastTickAgeMs: number; maxLagMs?: number; sources?: string[]; broadcastCounting: boolean };
   ports: Array<Record<string, unknown>>;
+  esxi?: Array<{
+    host: string;
+    address: string;
+    live: boolean;
+    samplesPerSec: number;
+    session: { state: string; lastBlockAgeMs: number | null; connects: number; lastError: string | null; roundTripMs: number | null; late: number };
+    missing: string[];
+    ports: Array<{ port: string; broadcast: string; lastError: string | null }>;
+  }>;
 }
 
 const COLS = ['port', 'bridge', 'role', 'protected', 'state', 'rxPps', 'floodPps', 'txPps', 'lastEvent', 'heldUntil'];
@@ -28,6 +37,16 @@ export function renderStatus(s: StatusView): string {
   const lag = h.maxLagMs !== undefined ? `, max lag ${h.maxLagMs.toFixed(1)} ms` : '';
   const src = h.sources ? `, sources ${h.sources.join(',') || 'none'}` : '';
   out += `agent ${tps}, period ${h.periodMs} ms, last tick ${h.lastTickAgeMs.toFixed(1)} ms ago${lag}${src}, broadcast counting ${h.broadcastCounting ? 'on' : 'OFF'}\n`;
+  for (const e of s.esxi ?? []) {
+    const ss = e.session;
+    const age = ss.lastBlockAgeMs === null ? 'no counters yet' : `last counters ${ss.lastBlockAgeMs} ms ago`;
+    const rtt = ss.roundTripMs === null ? '' : `, round trip ${ss.roundTripMs.toFixed(1)} ms`;
+    // Anything but live means: these ports are NOT being judged right now.
+    out += `esxi ${e.host} (${e.address}): ${ss.state.toUpperCase()}${e.live ? '' : ' - not judged'}, ${age}, ${e.samplesPerSec} samples/s${rtt}, ${ss.connects} connects\n`;
+    if (ss.lastError && !e.live) out += `  last error: ${ss.lastError}\n`;
+    for (const m of e.missing) out += `  policy names ${m}: not watched\n`;
+    for (const p of e.ports) if (p.lastError || !/moves/.test(p.broadcast)) out += `  ${p.port}: ${p.lastError ?? p.broadcast}\n`;
+  }
   const cols = s.ports.some((r) => r.heldUntil !== undefined) ? COLS : COLS.slice(0, -1);
   return out + table(cols, s.ports);
 }

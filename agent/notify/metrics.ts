@@ -71,6 +71,8 @@ export interface Snapshot {
   };
   /** Webhook/hook events dropped because the queue was full (see webhook.ts), if wired. */
   notifyDroppedTotal?: number;
+  /** ESXi hosts over SSH (policy esxi). */
+  esxi?: ReadonlyArray<{ host: string; live: boolean; lastBlockAgeMs: number | null; connects: number; samplesPerSec: number; roundTripMs: number | null }>;
 }
 
 /** Label value escaping per the exposition format: backslash, double quote, newline. */
@@ -152,6 +154,16 @@ export function renderMetrics(s: Snapshot): string {
   line('stormbreaker_sampler_period_seconds', {}, sec(s.sampler.periodMs));
   head('stormbreaker_sampler_ticks_total', 'counter', 'Sampling ticks since the agent started.');
   line('stormbreaker_sampler_ticks_total', {}, s.sampler.ticksTotal);
+  if (s.esxi && s.esxi.length > 0) {
+    head('stormbreaker_esxi_up', 'gauge', '1 while counters arrive from the ESXi host; 0 = its ports are not being judged');
+    for (const e of s.esxi) line('stormbreaker_esxi_up', { host: e.host }, e.live ? 1 : 0);
+    head('stormbreaker_esxi_sample_age_seconds', 'gauge', 'Seconds since the last counter block from the ESXi host (NaN before the first)');
+    for (const e of s.esxi) line('stormbreaker_esxi_sample_age_seconds', { host: e.host }, e.lastBlockAgeMs === null ? NaN : e.lastBlockAgeMs / 1000);
+    head('stormbreaker_esxi_samples_per_second', 'gauge', 'Counter blocks per second from the ESXi host');
+    for (const e of s.esxi) line('stormbreaker_esxi_samples_per_second', { host: e.host }, e.samplesPerSec);
+    head('stormbreaker_esxi_connects_total', 'counter', 'SSH connection attempts to the ESXi host');
+    for (const e of s.esxi) line('stormbreaker_esxi_connects_total', { host: e.host }, e.connects);
+  }
   if (s.notifyDroppedTotal !== undefined) {
     head('stormbreaker_notify_dropped_total', 'counter', 'Notification events dropped because the queue was full.');
     line('stormbreaker_notify_dropped_total', {}, s.notifyDroppedTotal);
@@ -241,6 +253,7 @@ export interface StatusLike {
   policy: { hash: string; dryRun: boolean };
   health: { ticks: number; periodMs: number; maxLagMs: number; lastTickAgeMs: number };
   ports: ReadonlyArray<{ port: string; bridge: string | null; role?: Role | undefined; state: string; rxPps: number | null; txPps: number | null; floodPps: number | null }>;
+  esxi?: ReadonlyArray<{ host: string; live: boolean; samplesPerSec: number; session: { lastBlockAgeMs: number | null; connects: number; roundTripMs: number | null } }>;
 }
 
 export interface SnapshotExtras {
@@ -281,5 +294,8 @@ export function snapshotFromStatus(st: StatusLike, x: SnapshotExtras): Snapshot 
       ticksTotal: st.health.ticks,
     },
     ...(x.notifyDroppedTotal !== undefined ? { notifyDroppedTotal: x.notifyDroppedTotal } : {}),
+    ...(st.esxi
+      ? { esxi: st.esxi.map((e) => ({ host: e.host, live: e.live, lastBlockAgeMs: e.session.lastBlockAgeMs, connects: e.session.connects, samplesPerSec: e.samplesPerSec, roundTripMs: e.session.roundTripMs })) }
+      : {}),
   };
 }

@@ -7,6 +7,7 @@ import type { Policy } from '../types.js';
 import { mergeReports, type CheckReport, type Finding } from './findings.js';
 import { runLint, type Exec } from './lint.js';
 import { runProbe, type ProbeOptions } from './probe.js';
+import { runEsxiPreflight } from './esxi.js';
 
 export interface ProbeEvidence {
   /** Ports a probe was sent from. */
@@ -42,8 +43,10 @@ export interface PreflightOptions {
 
 export async function runPreflight(opts: PreflightOptions): Promise<CheckReport> {
   const lint = (await runLint(opts.policy, opts.exec)).report;
-  if (!opts.probe) return mergeReports(lint, { findings: [], notes: ['--no-probe: the active loop probe did not run'] });
+  // ESXi hosts named by the policy are read over SSH and linted (no probe is sent to them).
+  const esxi = await runEsxiPreflight(opts.policy, process.env.STORMBREAKER_SSH);
+  if (!opts.probe) return mergeReports(lint, esxi, { findings: [], notes: ['--no-probe: the active loop probe did not run'] });
   const run = await runProbe({ ...opts.probeOptions, policy: opts.policy });
   const evidence = run.result ? { probed: run.result.sent.map((s) => s.port), paths: run.paths } : null;
-  return mergeReports({ ...lint, findings: crossCheck(lint.findings, evidence) }, run.report);
+  return mergeReports({ ...lint, findings: crossCheck(lint.findings, evidence) }, esxi, run.report);
 }

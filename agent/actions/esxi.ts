@@ -1,0 +1,159 @@
+// Link-down / link-up of an ESXi port, as the policy allows, over the host's SSH session.
+//
+//   <host>/vmnicN        link-down: esxcli network nic down -n vmnicN      (nic-down)
+//   <host>/vnic-<mac>    link-down: the first of the host's `actions` that applies, in its order:
+//                          vnic-disconnect       vim-cmd vmsvc/device.connection VMID KEY 0
+//                          portgroup-quarantine  esxcli ... portgroup set -p PG --vlan-id Q
+//   link-up undoes what the trip did (its EsxiActionRecord): nic up, reconnect, the old VLAN.
+//
+// Every target is validated against the host's own lists (commands.ts) and every action is
+// verified by reading the host again; a failed or unverified action is retried, then reported.
+import { toArgv, type EsxOp } from '../esxi/commands.js';
+import type { EsxInventory, EsxVm, EsxVmNic } from '../esxi/inventory.js';
+import { parseNicList } from '../esxi/nic-list.js';
+import { parsePortgroupList } from '../esxi/portgroup.js';
+import { parseVmDevices } from '../esxi/vim.js';
+import type { RemoteExec } from '../esxi/session.js';
+import type { ActionRequest, ActionResult, EsxiActionRecord, EsxiHostPolicy } from '../types.js';
+
+export interface EsxiActionContext {
+  host: EsxiHostPolicy;
+  inventory: EsxInventory | null;
+  exec: RemoteExec;
+  retries: number;
+  /** What the last trip of this port did (from the journal), for link-up. */
+  previous?: EsxiActionRecord;
+}
+
+interface Plan {
+  op: EsxOp;
+  record: EsxiActionRecord;
+  /** Read the host again: is the requested state there? */
+  verify: () => Promise<boolean>;
+}
+
+const MAC_HEX = /^vnic-([0-9a-f]{12})$/;
+
+function findVnic(inv: EsxInventory, local: string): { vm: EsxVm; nic: EsxVmNic } | null {
+  const m = MAC_HEX.exec(local);
+  if (!m) return null;
+  const mac = m[1]!.match(/../g)!.join(':');
+  for (const vm of inv.vms) for (const nic of vm.nics) if (nic.mac === mac) return { vm, nic };
+  return null;
+}
+
+async function nicAdminUp(exec: RemoteExec, nic: string): Promise<boolean | null> {
+  const r = await exec(['esxcli', 'network', 'nic', 'list']);
+  if (r.error !== undefined || r.code !== 0) return null;
+  const p = parseNicList(r.stdout);
+  return p.ok ? (p.value.find((n) => n.name === nic)?.adminUp ?? null) : null;
+}
+
+async function pgVlan(exec: RemoteExec, pg: string): Promise<number | null> {
+  const r = await exec(['esxcli', 'network', 'vswitch', 'standard', 'portgroup', 'list']);
+  if (r.error !== undefined || r.code !== 0) return null;
+  const p = parsePortgroupList(r.stdout);
+  return p.ok ? (p.value.find((x) => x.name === pg)?.vlanId ?? null) : null;
+}
+
+async function vnicConnected(exec: RemoteExec, vmid: string, key: number): Promise<boolean | null> {
+  const r = await exec(['vim-cmd', 'vmsvc/device.getdevices', vmid]);
+  if (r.error !== undefined || r.code !== 0) return null;
+  const p = parseVmDevices(r.stdout);
+  return p.ok ? (p.value.find((d) => d.key === key)?.connected ?? null) : null;
+}
+
+/** What to run for this request, or why nothing may be run. Pure apart from the verify closures. */
+export function planEsxiAction(req: ActionRequest, ctx: EsxiActionContext): Plan | string {
+  const { host, inventory: inv, exec } = ctx;
+  const prefix = `${host.name}/`;
+  if (!req.port.startsWith(prefix)) return `${req.port} is not a port of ESXi host ${host.name}`;
+  if (!inv) return `no inventory of ${host.name} yet (not connected)`;
+  const local = req.port.slice(prefix.length);
+  const down = req.kind === 'link-down';
+  const hostNics = inv.nics.map((n) => n.name);
+
+  if (/^vmnic[0-9]+$/.test(local)) {
+    if (down && !host.actions.includes('nic-down')) return `policy esxi.hosts[${host.name}].actions does not list nic-down`;
+    return {
+      op: { op: down ? 'nic-down' : 'nic-up', nic: local, hostNics },
+      record: { host: host.name, action: down ? 'nic-down' : 'nic-up', target: local },
+      verify: async () => (await nicAdminUp(exec, local)) === !down,
+    };
+  }
+
+  const found = findVnic(inv, local);
+  if (!found) return `${req.port}: no virtual NIC with that MAC on ${host.name}`;
+  const { vm, nic } = found;
+  const hostPgs = inv.portgroups.map((p) => p.name);
+  if (host.protectedPortgroups.includes(nic.portgroup)) return `${req.port} is on protected port group ${nic.portgroup}`;
+
+  const disconnect = (connect: boolean): Plan | string => {
+    if (vm.vmid === null || nic.deviceKey === null) return `vim-cmd id or device key of ${vm.name} ${nic.mac} unknown (vim-cmd reads failed)`;
+    const keys = vm.nics.map((n) => n.deviceKey).filter((k): k is number => k !== null);
+    const vmid = vm.vmid;
+    const key = nic.deviceKey;
+    return {
+      op: { op: connect ? 'vm-nic-connect' : 'vm-nic-disconnect', vmid, deviceKey: key, vmNicKeys: keys },
+      record: { host: host.name, action: connect ? 'vnic-connect' : 'vnic-disconnect', target: `${vm.name} key ${key}` },
+      verify: async () => (await vnicConnected(exec, vmid, key)) === connect,
+    };
+  };
+  const quarantine = (): Plan | string => {
+    if (host.quarantineVlan === null) return 'no quarantineVlan in the policy';
+    const pg = inv.portgroups.find((p) => p.name === nic.portgroup);
+    if (!pg) return `port group ${nic.portgroup} not listed by the host`;
+    const q = host.quarantineVlan;
+    return {
+      op: { op: 'portgroup-quarantine', portgroup: pg.name, vlanId: q, hostPortgroups: hostPgs },
+      record: { host: host.name, action: 'portgroup-quarantine', target: pg.name, previousVlan: pg.vlanId },
+      verify: async () => (await pgVlan(exec, pg.name)) === q,
+    };
+  };
+
+  if (down) {
+    const why: string[] = [];
+    for (const kind of host.actions) {
+      const p = kind === 'vnic-disconnect' ? disconnect(false) : kind === 'portgroup-quarantine' ? quarantine() : null;
+      if (p === null) continue;
+      if (typeof p !== 'string') return p;
+      why.push(`${kind}: ${p}`);
+    }
+    return why.length ? `no allowed action works for ${req.port}: ${why.join('; ')}` : `policy allows no action on virtual NICs (actions: ${host.actions.join(', ')})`;
+  }
+  // link-up: undo what the trip did; without a record, reconnecting is the only undo that fits.
+  const prev = ctx.previous;
+  if (prev?.action === 'portgroup-quarantine') {
+    if (prev.previousVlan === undefined) return `no previous VLAN recorded for ${prev.target}: restore it by hand`;
+    const vlan = prev.previousVlan;
+    return {
+      op: { op: 'portgroup-restore-vlan', portgroup: prev.target, vlanId: vlan, hostPortgroups: hostPgs },
+      record: { host: host.name, action: 'portgroup-restore', target: prev.target, previousVlan: vlan },
+      verify: async () => (await pgVlan(exec, prev.target)) === vlan,
+    };
+  }
+  return disconnect(true);
+}
+
+export async function executeEsxiAction(req: ActionRequest, ctx: EsxiActionContext): Promise<ActionResult> {
+  const t0 = performance.now();
+  const base = { kind: req.kind, port: req.port, via: 'ssh' } as const;
+  const plan = planEsxiAction(req, ctx);
+  if (typeof plan === 'string') return { ...base, ok: false, durationMs: performance.now() - t0, attempts: 0, error: plan, verified: false };
+  const argv = toArgv(plan.op);
+  if (!argv.ok) return { ...base, ok: false, durationMs: performance.now() - t0, attempts: 0, error: argv.error, verified: false, esxi: plan.record };
+  let attempts = 0;
+  let error = '';
+  while (attempts <= ctx.retries) {
+    attempts++;
+    const r = await ctx.exec(argv.value);
+    if (r.error !== undefined || r.code !== 0) {
+      error = r.error ?? `exit ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').slice(-1)[0] ?? ''}`;
+      continue;
+    }
+    const verified = await plan.verify();
+    if (verified) return { ...base, ok: true, argv: argv.value, durationMs: performance.now() - t0, attempts, verified: true, esxi: plan.record };
+    error = 'ran, but the host does not show the requested state';
+  }
+  return { ...base, ok: false, argv: argv.value, durationMs: performance.now() - t0, attempts, error, verified: false, esxi: plan.record };
+}

@@ -1,0 +1,243 @@
+// The agent next to an ESXi host, end to end, with real parts: a real OpenSSH sshd in a namespace
+// plays the ESXi host (stand-in esxcli / vsish / vim-cmd printing the real formats from that
+// namespace's real counters, acting on its real links; scripts/lab/esxi/README.md). The agent runs
+// in its own namespace and reaches the host only over SSH, exactly as on a Linux host next to ESXi.
+//
+// What this proves: counters stream over one SSH connection; a real loop storm (a VM bridging its
+// two vNICs) is broken by disconnecting one vNIC over SSH; a dropped connection makes the host
+// stale and nothing is acted on until fresh counters arrive; a changed host key is refused;
+// preflight finds the bridging VM. What it cannot prove: anything about a real ESXi host.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { buildEsxiLab, closeLoop, openLoop, standinArgv, teardownEsxiLab, type EsxiLab } from '../../scripts/lab/esxi/lab.js';
+import { readInventory as readStandinInventory } from '../../scripts/lab/esxi/inventory.js';
+import { rotateHostKey, sshTarget, trustHostKey } from '../../scripts/lab/esxi/sshd.js';
+import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
+import { inject } from '../../scripts/lab/traffic.js';
+import { run, ns } from '../../scripts/lab/exec.js';
+import { readLinkStats } from '../../scripts/lab/counters.js';
+import { CLI, eventsOf, isUp, newStateDir, readJournalStrict, removeStateDirs, requireBuiltAgent, runCli, sleep, until, waitForNew, type Line } from '../helpers/agent-lab.js';
+
+const PREFIX = 'sbe-';
+const VNIC_A0 = 'esx1/vnic-000c295ba000';
+const VNIC_A1 = 'esx1/vnic-000c295ba001';
+
+let lab: EsxiLab;
+let policyPath = '';
+
+function writePolicy(extra = ''): string {
+  const t = sshTarget(lab);
+  const p = join(lab.dir, 'policy.yaml');
+  writeFileSync(
+    p,
+    `version: 1
+breaker: { maxShuts: 2, windowMs: 10000, shutOrder: [vm, other, uplink] }
+esxi:
+  hosts:
+    - name: esx1
+      address: ${t.address}
+      user: root
+      identityFile: ${t.identityFile}
+      knownHostsFile: ${t.knownHostsFile}
+      sampleMs: 100
+      staleMs: 1000
+      connectTimeoutMs: 3000
+      commandTimeoutMs: 5000
+      vmnics:
+        - { name: vmnic0, role: uplink }
+        - { name: vmnic1, role: uplink }
+      portgroups: ["VM Network"]
+      quarantineVlan: 4001
+      thresholds: { holdSamples: 2 }
+${extra}ports: []
+`,
+  );
+  return p;
+}
+
+/** Put every disconnected vNIC back through the stand-in's own vim-cmd (state and link). */
+async function reconnectAll(): Promise<void> {
+  const inv = await readStandinInventory(lab);
+  for (const vm of inv.vms) for (const n of vm.nics) if (!n.connected) await run(standinArgv(lab, 'vim-cmd', ['vmsvc/device.connection', String(vm.vmid), String(n.key), '1']));
+}
+
+/** No storm outlives a test: the VM's bridge opens after afterMs whatever happens. */
+function stormGuard(afterMs: number): () => void {
+  const t = setTimeout(() => void openLoop(lab).catch(() => undefined), afterMs);
+  return () => clearTimeout(t);
+}
+
+async function uplinkRx(): Promise<number> {
+  const s = await readLinkStats(lab.ns.esx);
+  const rx = (n: string): number => {
+    const l = s.get(n);
+    if (!l) throw new Error(`${n} missing in ${lab.ns.esx}`);
+    return l.rxPackets;
+  };
+  return rx('vmnic0') + rx('vmnic1');
+}
+
+function dumpJournal(agent: AgentHandle): void {
+  for (const e of readJournalStrict(agent.stateDir)) console.log(`[journal] ${String(e.event)} ${String(e.port)} ${String(e.reason)} ${JSON.stringify((e.action as { error?: string } | undefined)?.error ?? '')}`);
+  for (const l of agent.logs.filter((x) => x.component === 'esxi')) console.log(`[log] ${JSON.stringify(l).slice(0, 300)}`);
+}
+
+const isTrip = (l: Line): boolean => l.msg === 'trip';
+const streaming = (l: Line): boolean => l.component === 'esxi' && l.state === 'streaming';
+
+describe('agent next to a stand-in ESXi host, over a real sshd', () => {
+  beforeAll(async () => {
+    requireBuiltAgent();
+    lab = await buildEsxiLab(PREFIX);
+    policyPath = writePolicy();
+  }, 60_000);
+
+  afterAll(async () => {
+    await teardownEsxiLab(PREFIX);
+    removeStateDirs();
+  }, 60_000);
+
+  it('streams counters of the vmnics and the VM ports over one connection and shows them', async () => {
+    const agent = await startAgent(lab.ns.agent, { policy: policyPath, stateDir: newStateDir('esxi-status') });
+    try {
+      await agent.waitFor(streaming, 15_000);
+      await sleep(1200);
+      const st = (await agent.ask('status')) as { esxi: Array<Record<string, any>>; ports: Array<Record<string, any>> };
+      const h = st.esxi[0]!;
+      expect(h.live).toBe(true);
+      expect(h.session.state).toBe('streaming');
+      expect(h.session.lastBlockAgeMs).toBeLessThan(1000);
+      expect(h.samplesPerSec).toBeGreaterThan(3);
+      expect(h.ports.map((p: { port: string }) => p.port).sort()).toEqual(['esx1/vmnic0', 'esx1/vmnic1', 'esx1/vnic-000c295b1000', VNIC_A0, VNIC_A1]);
+      expect(st.ports.find((p) => p.port === 'esx1/vmnic0')).toMatchObject({ bridge: 'esx1/vSwitch0', role: 'uplink', state: 'forwarding' });
+      expect(st.ports.find((p) => p.port === VNIC_A0)).toMatchObject({ bridge: 'esx1/vSwitch0', role: 'vm' });
+      // One master connection: the sshd log shows one accepted publickey login for the agent so far.
+      const text = await runCli(['status', '--socket', agent.socket]);
+      expect(text.stdout).toMatch(/esxi esx1 \(192\.168\.254\.1\): STREAMING/);
+    } finally {
+      await agent.stop();
+    }
+  }, 60_000);
+
+  it('breaks a real loop storm by disconnecting one vNIC of the bridging VM over SSH, and restores it', async () => {
+    const agent = await startAgent(lab.ns.agent, { policy: policyPath, stateDir: newStateDir('esxi-break') });
+    const unguard = stormGuard(8000);
+    try {
+      await agent.waitFor(streaming, 15_000);
+      await sleep(500);
+      await closeLoop(lab);
+      const t0 = Date.now();
+      await inject({ prefix: lab.prefix, ns: { prod: lab.ns.prod } }, 'prod', 'eth0', { count: 1, kind: 'broadcast' });
+      const trip = await waitForNew(agent, isTrip, 7000);
+      const tripMs = Date.now() - t0;
+      expect([VNIC_A0, VNIC_A1]).toContain(trip.port);
+      const action = trip.action as { ok: boolean; via: string; argv: string[]; esxi: { action: string; target: string } };
+      expect(action.ok).toBe(true);
+      expect(action.via).toBe('ssh');
+      expect(action.esxi.action).toBe('vnic-disconnect');
+      expect(action.argv.slice(0, 2)).toEqual(['vim-cmd', 'vmsvc/device.connection']);
+      expect(action.argv.at(-1)).toBe('0');
+      // The stand-in applied it to the real link: the vNIC's vSwitch side is down.
+      const dev = trip.port === VNIC_A0 ? 'vnA0' : 'vnA1';
+      expect(await isUp(lab.ns.esx, dev)).toBe(false);
+      // The storm is over: the uplinks go quiet (a few residual frames at most).
+      await sleep(300);
+      const a = await uplinkRx();
+      await sleep(500);
+      const b = await uplinkRx();
+      expect(b - a).toBeLessThan(50);
+      // Exactly one member was cut: the other vNIC and both uplinks are untouched.
+      expect(await isUp(lab.ns.esx, dev === 'vnA0' ? 'vnA1' : 'vnA0')).toBe(true);
+      expect(await isUp(lab.ns.esx, 'vmnic0')).toBe(true);
+      console.log(`[esxi] loop broken over SSH: first frame -> trip logged ${tripMs} ms`);
+
+      // Restore (after the VM stopped bridging): vim-cmd reconnects the vNIC, the link comes back.
+      await openLoop(lab);
+      const r = await runCli(['restore', trip.port as string, '--reason', 'vmA no longer bridges', '--socket', agent.socket]);
+      expect(r.code).toBe(0);
+      await waitForNew(agent, (l) => l.msg === 'restore' && l.port === trip.port, 10_000);
+      expect(await until(() => isUp(lab.ns.esx, dev), 3000)).toBe(true);
+      const j = readJournalStrict(agent.stateDir);
+      const restore = eventsOf(j, 'restore', trip.port as string)[0] as { action: { argv: string[]; esxi: { action: string } } };
+      expect(restore.action.esxi.action).toBe('vnic-connect');
+      expect(restore.action.argv.at(-1)).toBe('1');
+    } catch (e) {
+      dumpJournal(agent);
+      throw e;
+    } finally {
+      unguard();
+      await openLoop(lab);
+      await agent.stop();
+      await reconnectAll();
+    }
+  }, 60_000);
+
+  it('never acts on stale data: SSH cut mid-storm, the host goes stale, and the storm is broken only after fresh counters', async () => {
+    const agent = await startAgent(lab.ns.agent, { policy: policyPath, stateDir: newStateDir('esxi-drop') });
+    const unguard = stormGuard(20_000);
+    try {
+      await agent.waitFor(streaming, 15_000);
+      await sleep(300);
+      // The management cable is pulled (the agent's side of the link): SSH stalls, no counters.
+      await run(ns(lab.ns.agent, ['ip', 'link', 'set', 'dev', lab.mgmt.agentIf, 'down']));
+      await closeLoop(lab);
+      await inject({ prefix: lab.prefix, ns: { prod: lab.ns.prod } }, 'prod', 'eth0', { count: 1, kind: 'broadcast' });
+      const stale = await waitForNew(agent, (l) => l.component === 'esxi' && (l.state === 'stale' || l.state === 'backoff'), 5000);
+      expect(stale.host).toBe('esx1');
+      const st = (await agent.ask('status')) as { esxi: Array<{ live: boolean }> };
+      expect(st.esxi[0]!.live).toBe(false);
+      // The storm rages on while the host is stale; nothing is tripped on old numbers.
+      const a = await uplinkRx();
+      await sleep(1500);
+      expect((await uplinkRx()) - a).toBeGreaterThan(1000);
+      expect(agent.logs.filter(isTrip)).toHaveLength(0);
+      // The cable is back: the agent reconnects, sees the storm in fresh counters, breaks it.
+      const from = agent.logs.length;
+      await run(ns(lab.ns.agent, ['ip', 'link', 'set', 'dev', lab.mgmt.agentIf, 'up']));
+      const trip = await waitForNew(agent, isTrip, 15_000);
+      const back = agent.logs.slice(from).findIndex(streaming);
+      expect(back).toBeGreaterThanOrEqual(0);
+      expect(agent.logs.indexOf(trip)).toBeGreaterThan(from + back);
+      expect([VNIC_A0, VNIC_A1]).toContain(trip.port);
+    } finally {
+      unguard();
+      await run(ns(lab.ns.agent, ['ip', 'link', 'set', 'dev', lab.mgmt.agentIf, 'up'])).catch(() => undefined);
+      await openLoop(lab);
+      await agent.stop();
+      await reconnectAll();
+    }
+  }, 90_000);
+
+  it('preflight over SSH finds the VM with two vNICs on one port group (exit 1)', async () => {
+    // In the agent's namespace: the host is reachable only from there, as from the Linux host.
+    const out = await new Promise<{ code: number | null; stdout: string }>((resolve) =>
+      execFile('ip', ['netns', 'exec', lab.ns.agent, process.execPath, CLI, 'preflight', '--policy', policyPath, '--no-probe', '--json'], { timeout: 30_000, encoding: 'utf8' }, (err, stdout) =>
+        resolve({ code: err ? ((err as { code?: unknown }).code as number) : 0, stdout }),
+      ),
+    );
+    expect(out.code).toBe(1);
+    const rep = JSON.parse(out.stdout) as { findings: Array<{ rule: string; ports: string[]; severity: string }> };
+    const f = rep.findings.find((x) => x.rule === 'esxi-vm-two-vnics-same-l2');
+    expect(f?.severity).toBe('error');
+    expect(f?.ports.join(' ')).toMatch(/vmA/);
+    expect(rep.findings.some((x) => x.rule === 'esxi-not-checked')).toBe(false);
+  }, 60_000);
+
+  it('refuses a host whose key changed, and says so', async () => {
+    await rotateHostKey(lab);
+    const agent = await startAgent(lab.ns.agent, { policy: policyPath, stateDir: newStateDir('esxi-hostkey') });
+    try {
+      const refused = await agent.waitFor((l) => l.component === 'esxi' && l.state === 'refused', 15_000);
+      expect(String(refused.why)).toMatch(/IDENTIFICATION HAS CHANGED|host-key-changed|Host key verification failed/);
+      const st = (await agent.ask('status')) as { esxi: Array<{ live: boolean; session: { state: string; lastFailure: string } }> };
+      expect(st.esxi[0]!.live).toBe(false);
+      expect(st.esxi[0]!.session).toMatchObject({ state: 'refused', lastFailure: 'host-key-changed' });
+      expect(agent.logs.some(streaming)).toBe(false);
+    } finally {
+      await agent.stop();
+      await trustHostKey(lab);
+    }
+  }, 60_000);
+});
