@@ -600,6 +600,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       record({ ts, event: 'reload-failed', port: '', reason: `policy reload (${trigger}) rejected with ${errors.length} error(s); ${oldHash} stays in force`, policyHash: oldHash, policyFile: policy.file, errors, trigger, ...who });
       return { ok: false, policyHash: oldHash, errors };
     }
+    // ESXi hosts keep the connection, ports and settings they started with: reconnecting every host
+    // on a reload would blind the agent for seconds. Say so instead of pretending.
+    const esxiChanged = JSON.stringify(loadedNext.policy.esxi ?? null) !== JSON.stringify(policy.esxi ?? null);
+    if (esxiChanged) log.warn({ component: 'esxi' }, 'policy reload changed the esxi section: it takes effect at the next restart; hosts keep their current settings');
     policy = withFlags(loadedNext.policy);
     policyLoadedAt = ts;
     lastReloadError = null;
@@ -609,7 +613,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       fdb.close();
       fdb = null;
     }
-    record({ ts, event: 'reload', port: '', reason: `policy reloaded (${trigger}): ${oldHash} -> ${policy.hash}`, policyHash: policy.hash, oldHash, newHash: policy.hash, policyFile: policy.file, dryRun: policy.dryRun, trigger, ...who });
+    record({ ts, event: 'reload', port: '', reason: `policy reloaded (${trigger}): ${oldHash} -> ${policy.hash}${esxiChanged ? '; esxi section changes take effect at restart' : ''}`, policyHash: policy.hash, oldHash, newHash: policy.hash, policyFile: policy.file, dryRun: policy.dryRun, trigger, ...who });
     try {
       rescan(); // ports re-resolved against the new rules now, not a second later
       baselineCheck(); // a new target is checked now, not in 10 s

@@ -12,7 +12,7 @@ import { writeFileSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { buildEsxiLab, closeLoop, openLoop, standinArgv, teardownEsxiLab, type EsxiLab } from '../../scripts/lab/esxi/lab.js';
-import { readInventory as readStandinInventory } from '../../scripts/lab/esxi/inventory.js';
+import { readInventory as readStandinInventory, writeInventory as writeStandinInventory } from '../../scripts/lab/esxi/inventory.js';
 import { rotateHostKey, sshTarget, trustHostKey } from '../../scripts/lab/esxi/sshd.js';
 import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 import { inject } from '../../scripts/lab/traffic.js';
@@ -27,9 +27,9 @@ const VNIC_A1 = 'esx1/vnic-000c295ba001';
 let lab: EsxiLab;
 let policyPath = '';
 
-function writePolicy(extra = ''): string {
+function writePolicy(opts: { portgroups?: string; file?: string } = {}): string {
   const t = sshTarget(lab);
-  const p = join(lab.dir, 'policy.yaml');
+  const p = join(lab.dir, opts.file ?? 'policy.yaml');
   writeFileSync(
     p,
     `version: 1
@@ -48,10 +48,10 @@ esxi:
       vmnics:
         - { name: vmnic0, role: uplink }
         - { name: vmnic1, role: uplink }
-      portgroups: ["VM Network"]
+      portgroups: ${opts.portgroups ?? '["VM Network"]'}
       quarantineVlan: 4001
       thresholds: { holdSamples: 2 }
-${extra}ports: []
+ports: []
 `,
   );
   return p;
@@ -209,6 +209,42 @@ describe('agent next to a stand-in ESXi host, over a real sshd', () => {
       await reconnectAll();
     }
   }, 90_000);
+
+  it('judges a vmnic whose driver counts no broadcast on total rx packets, says so, and shuts it with esxcli nic down', async () => {
+    // Some drivers leave "Broadcast packets received" at 0 (KB 341594's vmnic2). Only uplinks
+    // watched here: the loop shows as both vmnics hot with rx ~ tx.
+    const inv = await readStandinInventory(lab);
+    await writeStandinInventory(lab, { ...inv, driverReportsBroadcast: false });
+    const policy = writePolicy({ portgroups: '[]', file: 'policy-uplinks.yaml' });
+    const agent = await startAgent(lab.ns.agent, { policy, stateDir: newStateDir('esxi-nobcast') });
+    const unguard = stormGuard(6000);
+    try {
+      await agent.waitFor(streaming, 15_000);
+      await sleep(600);
+      await closeLoop(lab);
+      await inject({ prefix: lab.prefix, ns: { prod: lab.ns.prod } }, 'prod', 'eth0', { count: 1, kind: 'broadcast' });
+      const trip = await waitForNew(agent, isTrip, 7000);
+      expect(['esx1/vmnic0', 'esx1/vmnic1']).toContain(trip.port);
+      const action = trip.action as { ok: boolean; argv: string[]; esxi: { action: string } };
+      expect(action.esxi.action).toBe('nic-down');
+      expect(action.argv).toEqual(['esxcli', 'network', 'nic', 'down', '-n', String(trip.port).slice(5)]);
+      expect(await isUp(lab.ns.esx, String(trip.port).slice(5))).toBe(false);
+      // Judged on packets: no flood rate in the evidence, and status says why.
+      const w = (trip.evidence as { window: Array<{ port: string; floodPps: number | null }> }).window.filter((x) => x.port === trip.port);
+      expect(w.at(-1)!.floodPps).toBeNull();
+      const st = (await agent.ask('status')) as { esxi: Array<{ ports: Array<{ port: string; broadcast: string }> }> };
+      for (const p of st.esxi[0]!.ports) expect(p.broadcast).toMatch(/judging on total rx packets/);
+    } catch (e) {
+      dumpJournal(agent);
+      throw e;
+    } finally {
+      unguard();
+      await openLoop(lab);
+      await agent.stop();
+      for (const n of ['vmnic0', 'vmnic1']) await run(standinArgv(lab, 'esxcli', ['network', 'nic', 'up', '-n', n]));
+      await writeStandinInventory(lab, { ...(await readStandinInventory(lab)), driverReportsBroadcast: true });
+    }
+  }, 60_000);
 
   it('preflight over SSH finds the VM with two vNICs on one port group (exit 1)', async () => {
     // In the agent's namespace: the host is reachable only from there, as from the Linux host.
