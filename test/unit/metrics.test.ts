@@ -158,4 +158,28 @@ describe('snapshotFromStatus', () => {
     expect(text).toContain('stormbreaker_sampler_lag_seconds 0.25\n');
     expect(text).toContain('stormbreaker_reaction_seconds_bucket{le="0.001"} 1\n');
   });
+
+  it('shows each ESXi host: up only while counters arrive, with sample age and rate', async () => {
+    const { snapshotFromStatus } = await import('../../agent/notify/metrics.js');
+    const s = snapshotFromStatus(
+      {
+        policy: { hash: 'h1', dryRun: false },
+        health: { ticks: 1, periodMs: 100, maxLagMs: 0, lastTickAgeMs: 1 },
+        ports: [],
+        esxi: [
+          { host: 'esx1', live: true, samplesPerSec: 5.2, session: { lastBlockAgeMs: 180, connects: 1, roundTripMs: 160 } },
+          { host: 'esx2', live: false, samplesPerSec: 0, session: { lastBlockAgeMs: null, connects: 4, roundTripMs: null } },
+        ],
+      },
+      { build: { version: '0.1.0', node: 'v20' }, startTimeSeconds: 1, reaction: createHistogram(), tripsTotal: new Map() },
+    );
+    const text = renderMetrics(s);
+    expect(text).toContain('stormbreaker_esxi_up{host="esx1"} 1\n');
+    expect(text).toContain('stormbreaker_esxi_up{host="esx2"} 0\n');
+    expect(text).toContain('stormbreaker_esxi_sample_age_seconds{host="esx1"} 0.18\n');
+    expect(text).toContain('stormbreaker_esxi_sample_age_seconds{host="esx2"} NaN\n');
+    expect(text).toContain('stormbreaker_esxi_samples_per_second{host="esx1"} 5.2\n');
+    expect(text).toContain('stormbreaker_esxi_connects_total{host="esx2"} 4\n');
+    expect(text).toContain('# TYPE stormbreaker_esxi_up gauge\n');
+  });
 });
