@@ -741,7 +741,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       ports: [...infos, ...esxiInfos()].map((p) => {
         const pp = ports.get(p.name);
         const lastEvent = lastEventOf.get(p.name);
-        const r = lastRates.get(p.name);
+        const r = lastRates.get(p.name) ?? esxShown(p.name);
         return {
           port: p.name,
           bridge: p.bridge,
@@ -757,6 +757,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         };
       }),
     };
+  }
+
+  /** An ESXi port's last valid rates, in the shape status reads (valid: they were, when measured). */
+  function esxShown(port: string): Pick<PortRates, 'rxPps' | 'txPps' | 'floodPps' | 'valid'> | undefined {
+    const h = esxHosts.get(esxHostOf(port) ?? '');
+    const r = h?.live() ? h.shownRates().get(port) : undefined; // a stale host shows no rates, not old ones
+    return r ? { ...r, valid: true } : undefined;
   }
 
   /** ESXi ports in the shape of local ones, for status (bridge = `<host>/<vSwitch>`). */

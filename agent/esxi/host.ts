@@ -52,6 +52,8 @@ export interface EsxHost {
   rates(): readonly PortRates[];
   /** After the detector has seen a block's rates: they must not count again on later ticks. */
   consume(): void;
+  /** The last valid rates of each port (for status; never for judging). */
+  shownRates(): ReadonlyMap<string, { rxPps: number; txPps: number; floodPps: number }>;
   act(req: ActionRequest, previous?: EsxiActionRecord): Promise<ActionResult>;
   status(): EsxHostStatus;
   drop(why: string): void;
@@ -79,6 +81,7 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
   let refreshTimer: NodeJS.Timeout | null = null;
   // Arrival times (ms) of the last blocks: samples per second over the last few seconds.
   const arrivals: number[] = [];
+  const shown = new Map<string, { rxPps: number; txPps: number; floodPps: number }>();
   let ratesAtNs = 0;
   // After an action: blocks asked for before it landed straddle it; they are dropped, and the
   // first block after only sets a new baseline, so what is judged next is purely post-action.
@@ -142,6 +145,7 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
         t.lastError = null;
       }
       computeRates(t.prev, t.cur, t.prevNs === 0 ? NaN : tNs - t.prevNs, t.port.name, t.port.bridge, t.rates);
+      if (t.rates.valid) shown.set(t.port.name, { rxPps: t.rates.rxPps, txPps: t.rates.txPps, floodPps: t.rates.floodPps });
       const swap = t.prev;
       t.prev = t.cur;
       t.cur = swap;
@@ -185,6 +189,7 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
     live: () => live,
     fresh: (nowNs) => live && !awaitingPost && ratesAtNs > 0 && nowNs - ratesAtNs <= host.staleMs * 1e6,
     rates: () => rateList,
+    shownRates: () => shown,
     consume(): void {
       for (const r of rateList) r.valid = false;
     },
