@@ -13,9 +13,9 @@
 // absolute value. Drivers break invariants: the Intel capture shows "Packets received: 0" next to
 // "Bytes received: 5271156", and the KB host shows broadcast 0 on a NIC that received 7e11 frames.
 // So the parser checks syntax only, and broadcastUsable() below judges the broadcast counter.
+import { collectCounters, readCounterLines } from './counter-lines.js';
 import { isVmnic } from './names.js';
-import { kvLine } from './kv.js';
-import { fail, ok, parseCounter, setOwn, show, toLines, type Result } from './result.js';
+import { fail, ok, show, toLines, type Result } from './result.js';
 
 /** The 23 counters esxcli prints, in its order, with the labels it prints them with. */
 export const NIC_STATS_LABELS = {
@@ -72,18 +72,9 @@ export function buildNicStats(
   values: ReadonlyMap<NicCounterKey, { value: number; exact: boolean }>,
   extra: Record<string, number>,
 ): Result<NicStats> {
-  const missingRequired = REQUIRED_COUNTERS.filter((k) => !values.has(k));
-  if (missingRequired.length > 0) return fail(`missing counters: ${missingRequired.join(', ')}`);
-  const counters = {} as NicCounters;
-  const inexact: NicCounterKey[] = [];
-  const missing: NicCounterKey[] = [];
-  for (const k of NIC_COUNTER_KEYS) {
-    const v = values.get(k);
-    counters[k] = v ? v.value : NaN;
-    if (!v) missing.push(k);
-    else if (!v.exact) inexact.push(k);
-  }
-  return ok({ nic, ...counters, inexact, missing, extra });
+  const c = collectCounters(NIC_COUNTER_KEYS, REQUIRED_COUNTERS, values);
+  if (!c.ok) return c;
+  return ok({ nic, ...c.value.counters, inexact: c.value.inexact, missing: c.value.missing, extra });
 }
 
 export function parseNicStats(text: unknown): Result<NicStats> {
@@ -96,24 +87,9 @@ export function parseNicStats(text: unknown): Result<NicStats> {
   const nic = head[1]!;
   if (!isVmnic(nic)) return fail(`not a vmnic name: ${show(nic)}`, h + 1);
 
-  const values = new Map<NicCounterKey, { value: number; exact: boolean }>();
-  const extra: Record<string, number> = {};
-  const seen = new Set<string>();
-  for (let i = h + 1; i < lines.length; i++) {
-    const l = lines[i]!;
-    if (l.trim() === '') continue;
-    const kv = kvLine(l);
-    // "..." (an elided transcription), a second header or anything else is not a counter line.
-    if (!kv) return fail(`not a "Label: value" line: ${show(l.trim())}`, i + 1);
-    if (seen.has(kv.key)) return fail(`${show(kv.key)} twice`, i + 1);
-    seen.add(kv.key);
-    const c = parseCounter(kv.value);
-    if (!c) return fail(`${kv.key} is not an unsigned 64-bit counter: ${show(kv.value)}`, i + 1);
-    const key = BY_LABEL.get(kv.key);
-    if (key) values.set(key, c);
-    else setOwn(extra, kv.key, c.value);
-  }
-  return buildNicStats(nic, values, extra);
+  const body = readCounterLines(lines, h + 1, BY_LABEL);
+  if (!body.ok) return body;
+  return buildNicStats(nic, body.value.values, body.value.extra);
 }
 
 // --- does this NIC's driver count broadcast at all? --------------------------------------------

@@ -14,8 +14,8 @@
 // `extra`, and only the six counters the detector needs are required. Check it against a real
 // host before relying on it; a mismatch shows up as a parse error naming the line, never as a
 // wrong number. Counters are cumulative: callers diff them (nic-stats.ts, KB 341594).
-import { kvLine } from './kv.js';
-import { fail, ok, parseCounter, setOwn, show, toLines, type Result } from './result.js';
+import { collectCounters, readCounterLines } from './counter-lines.js';
+import { fail, ok, show, toLines, type Result } from './result.js';
 
 export const PORT_STATS_LABELS = {
   rxPackets: 'Packets received',
@@ -63,32 +63,9 @@ export function parsePortStats(text: unknown): Result<PortStats> {
   const portId = Number(head[1]);
   if (portId > 0xffffffff) return fail(`port ID out of range: ${head[1]}`, h + 1);
 
-  const values = new Map<PortCounterKey, { value: number; exact: boolean }>();
-  const extra: Record<string, number> = {};
-  const seen = new Set<string>();
-  for (let i = h + 1; i < lines.length; i++) {
-    const l = lines[i]!;
-    if (l.trim() === '') continue;
-    const kv = kvLine(l);
-    if (!kv || !/^\s/.test(l)) return fail(`not an indented "Label: value" line: ${show(l.trim())}`, i + 1);
-    if (seen.has(kv.key)) return fail(`${show(kv.key)} twice`, i + 1);
-    seen.add(kv.key);
-    const c = parseCounter(kv.value);
-    if (!c) return fail(`${kv.key} is not an unsigned 64-bit counter: ${show(kv.value)}`, i + 1);
-    const key = BY_LABEL.get(kv.key);
-    if (key) values.set(key, c);
-    else setOwn(extra, kv.key, c.value);
-  }
-  const missingRequired = REQUIRED_PORT_COUNTERS.filter((k) => !values.has(k));
-  if (missingRequired.length > 0) return fail(`missing counters: ${missingRequired.join(', ')}`);
-  const counters = {} as PortCounters;
-  const inexact: PortCounterKey[] = [];
-  const missing: PortCounterKey[] = [];
-  for (const k of PORT_COUNTER_KEYS) {
-    const v = values.get(k);
-    counters[k] = v ? v.value : NaN;
-    if (!v) missing.push(k);
-    else if (!v.exact) inexact.push(k);
-  }
-  return ok({ portId, ...counters, inexact, missing, extra });
+  const body = readCounterLines(lines, h + 1, BY_LABEL, true);
+  if (!body.ok) return body;
+  const c = collectCounters(PORT_COUNTER_KEYS, REQUIRED_PORT_COUNTERS, body.value.values);
+  if (!c.ok) return c;
+  return ok({ portId, ...c.value.counters, inexact: c.value.inexact, missing: c.value.missing, extra: body.value.extra });
 }

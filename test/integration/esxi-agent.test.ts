@@ -63,6 +63,14 @@ async function reconnectAll(): Promise<void> {
   for (const vm of inv.vms) for (const n of vm.nics) if (!n.connected) await run(standinArgv(lab, 'vim-cmd', ['vmsvc/device.connection', String(vm.vmid), String(n.key), '1']));
 }
 
+/** Close the bridging VM's loop and send one broadcast from prod; returns when (Date.now()) it was sent. */
+async function startStorm(): Promise<number> {
+  await closeLoop(lab);
+  const t0 = Date.now();
+  await inject({ prefix: lab.prefix, ns: { prod: lab.ns.prod } }, 'prod', 'eth0', { count: 1, kind: 'broadcast' });
+  return t0;
+}
+
 /** No storm outlives a test: the VM's bridge opens after afterMs whatever happens. */
 function stormGuard(afterMs: number): () => void {
   const t = setTimeout(() => void openLoop(lab).catch(() => undefined), afterMs);
@@ -127,9 +135,7 @@ describe('agent next to a stand-in ESXi host, over a real sshd', () => {
     try {
       await agent.waitFor(streaming, 15_000);
       await sleep(500);
-      await closeLoop(lab);
-      const t0 = Date.now();
-      await inject({ prefix: lab.prefix, ns: { prod: lab.ns.prod } }, 'prod', 'eth0', { count: 1, kind: 'broadcast' });
+      const t0 = await startStorm();
       const trip = await waitForNew(agent, isTrip, 7000);
       const tripMs = Date.now() - t0;
       expect([VNIC_A0, VNIC_A1]).toContain(trip.port);
@@ -182,8 +188,7 @@ describe('agent next to a stand-in ESXi host, over a real sshd', () => {
       await sleep(300);
       // The management cable is pulled (the agent's side of the link): SSH stalls, no counters.
       await run(ns(lab.ns.agent, ['ip', 'link', 'set', 'dev', lab.mgmt.agentIf, 'down']));
-      await closeLoop(lab);
-      await inject({ prefix: lab.prefix, ns: { prod: lab.ns.prod } }, 'prod', 'eth0', { count: 1, kind: 'broadcast' });
+      await startStorm();
       const stale = await waitForNew(agent, (l) => l.component === 'esxi' && (l.state === 'stale' || l.state === 'backoff'), 5000);
       expect(stale.host).toBe('esx1');
       const st = (await agent.ask('status')) as { esxi: Array<{ live: boolean }> };
@@ -221,8 +226,7 @@ describe('agent next to a stand-in ESXi host, over a real sshd', () => {
     try {
       await agent.waitFor(streaming, 15_000);
       await sleep(600);
-      await closeLoop(lab);
-      await inject({ prefix: lab.prefix, ns: { prod: lab.ns.prod } }, 'prod', 'eth0', { count: 1, kind: 'broadcast' });
+      await startStorm();
       const trip = await waitForNew(agent, isTrip, 7000);
       expect(['esx1/vmnic0', 'esx1/vmnic1']).toContain(trip.port);
       const action = trip.action as { ok: boolean; argv: string[]; esxi: { action: string } };
