@@ -285,6 +285,16 @@ policyCmd
     process.stdout.write(fmt(cols) + rows.map(fmt).join(''));
     if (eff.unmatched.length > 0) process.stdout.write(`not watched (no rule matches): ${eff.unmatched.join(', ')}\n`);
     if (eff.invalid.length > 0) process.stdout.write(`not interface names: ${eff.invalid.join(', ')}\n`);
+    for (const h of eff.esxi ?? []) {
+      const t = h.thresholds;
+      process.stdout.write(
+        `esxi ${h.name}: ${h.user}@${h.address}:${h.port} every ${h.sampleMs} ms (stale after ${h.staleMs} ms), counters ${h.counters}, ` +
+          `vmnics ${h.vmnics.map((v) => `${v.name}(${v.role}${v.protected ? ',protected' : ''})`).join(' ')}, ` +
+          `VM ports on ${h.portgroups.length ? h.portgroups.join(', ') : 'none'}, protected port groups ${h.protectedPortgroups.join(', ') || 'none'}, ` +
+          `actions ${h.actions.join(' > ')}${h.quarantineVlan !== null ? ` (quarantine VLAN ${h.quarantineVlan})` : ''}, ` +
+          `floodPps ${t.floodPps} clearPps ${t.clearPps} rxPps ${t.rxPps} holdSamples ${t.holdSamples} floodHoldMs ${t.floodHoldMs}\n`,
+      );
+    }
   });
 
 registerPreflight(program);

@@ -13,6 +13,7 @@ import { parseNicStats } from './nic-stats.js';
 import { parseVsishPnicStats } from './vsish.js';
 import { parsePortStats } from './port-stats.js';
 import { ok, fail, type Result } from './result.js';
+import { esxiHostThresholds } from '../policy/match.js';
 
 export interface EsxPort {
   name: string;
@@ -43,7 +44,7 @@ function portPolicy(policy: Policy, host: EsxiHostPolicy, name: string, role: Ro
     role,
     protected: prot,
     shutRank: order < 0 ? Infinity : order * 1000 + index,
-    thresholds: { ...policy.defaults, ...host.thresholds },
+    thresholds: esxiHostThresholds(policy, host),
     rule: -1,
     dryRun: policy.dryRun,
     // Over SSH there is no automatic probing: a tripped ESXi port comes back by a human's hand.
