@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { Server } from 'node:net';
 import type { Logger } from './log.js';
 import type {
+  EsxiHostPolicy,
   ActionRequest,
   ActionResult,
   CounterSource,
@@ -39,6 +40,8 @@ import { createHistogram, observe, snapshotFromStatus, startMetricsServer, type 
 import { createWebhookNotifier, type EventNotifier, type WebhookOptions } from './notify/webhook.js';
 import { startEsxHost, type EsxHost } from './esxi/host.js';
 import { esxHostOf } from './esxi/ports.js';
+import { tripUndone } from './actions/esxi.js';
+import type { EsxInventory } from './esxi/inventory.js';
 
 // The daemon is the only place where clock, timers, sources, actions and the journal meet.
 // Everything it calls on the sampling path is pure (rates, detector, breaker) or a kept-open
@@ -254,6 +257,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         },
         // A block of counters arrived: judge it now, not at the next idle tick.
         onRates: () => kick(),
+        onInventory: (inv) => reassertEsxi(hp, inv),
         log: { info: (o, m) => log.info(o, m), warn: (o, m) => log.warn(o, m), error: (o, m) => log.error(o, m) },
         ...(process.env.STORMBREAKER_SSH ? { ssh: process.env.STORMBREAKER_SSH } : {}),
       }),
@@ -558,6 +562,28 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       executeLinkAction({ kind: 'link-down', port: p.port, reason: 'reassert' }, { timeoutMs: policy.actions.timeoutMs, retries: policy.actions.retries }).then((r) => {
         record({ ts: new Date().toISOString(), event: r.ok ? 'reassert' : 'action-failed', port: p.port, reason: r.ok ? `port was ${what} and found up; put down again ${until}` : `could not put ${what} port down again: ${r.error}`, policyHash: policy.hash, action: r });
       });
+    }
+  }
+
+  // ESXi ports: a tripped or held port whose cut was undone on the host (a vNIC reconnected by
+  // hand, also while the agent was down) is cut again, judged on each fresh inventory.
+  const reasserting = new Set<string>();
+  function reassertEsxi(hp: EsxiHostPolicy, inv: EsxInventory): void {
+    const h = esxHosts.get(hp.name);
+    if (!h || stopped) return;
+    for (const p of portStates(brk)) {
+      if ((p.state !== 'tripped' && p.state !== 'held') || esxHostOf(p.port) !== hp.name || reasserting.has(p.port)) continue;
+      const rec = lastTrip.get(p.port)?.action?.esxi;
+      if (!tripUndone(inv, hp, p.port, rec)) continue;
+      const what = p.state === 'held' ? 'held' : 'tripped';
+      reasserting.add(p.port);
+      void h
+        .act({ kind: 'link-down', port: p.port, reason: 'reassert' }, rec)
+        .then((r) => {
+          if (stopped) return;
+          record({ ts: new Date().toISOString(), event: r.ok ? 'reassert' : 'action-failed', port: p.port, reason: r.ok ? `port was ${what} and found undone on ${hp.name}; cut again` : `could not cut ${what} port again on ${hp.name}: ${r.error}`, policyHash: policy.hash, action: r });
+        })
+        .finally(() => reasserting.delete(p.port));
     }
   }
 

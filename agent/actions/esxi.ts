@@ -157,3 +157,19 @@ export async function executeEsxiAction(req: ActionRequest, ctx: EsxiActionConte
   }
   return { ...base, ok: false, argv: argv.value, durationMs: performance.now() - t0, attempts, error, verified: false, esxi: plan.record };
 }
+
+/**
+ * Is the effect of a trip still in place on the host? (A vNIC reconnected by hand, a vmnic brought
+ * up, a port group moved back.) Pure: judged on a fresh inventory; unknown counts as in place, so
+ * the agent never re-acts on a guess.
+ */
+export function tripUndone(inv: EsxInventory, host: EsxiHostPolicy, port: string, rec: EsxiActionRecord | undefined): boolean {
+  const local = port.slice(host.name.length + 1);
+  if (/^vmnic[0-9]+$/.test(local)) return inv.nics.find((n) => n.name === local)?.adminUp === true;
+  if (rec?.action === 'portgroup-quarantine') {
+    const pg = inv.portgroups.find((p) => p.name === rec.target);
+    return pg !== undefined && host.quarantineVlan !== null && pg.vlanId !== host.quarantineVlan;
+  }
+  const found = findVnic(inv, local);
+  return found !== null && found.nic.connected === true && found.nic.portId !== null;
+}

@@ -65,6 +65,8 @@ export interface EsxHostHooks {
   onPortsChanged(): void;
   /** A block was turned into rates: run a tick now. */
   onRates(): void;
+  /** A fresh inventory was read (at connect, every 30 s, after actions). */
+  onInventory?(inv: EsxInventory): void;
   log: { info(o: object, m: string): void; warn(o: object, m: string): void; error(o: object, m: string): void };
   ssh?: string;
 }
@@ -111,6 +113,7 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
     inventory = r.inventory;
     problems = r.problems;
     if (problems.length) log.warn({ component: 'esxi', host: host.name, problems }, 'parts of the host inventory could not be read');
+    hooks.onInventory?.(r.inventory);
     const w = watchedPorts(policy, host, r.inventory);
     if (w.missing.join() !== missing.join()) log.warn({ component: 'esxi', host: host.name, missing: w.missing }, 'the policy names things this host does not have: not watched');
     missing = w.missing;

@@ -66,7 +66,11 @@ export async function readInventory(exec: RemoteExec, opts: ReadOptions): Promis
   // Running VMs (World IDs) and their vSwitch ports; then vim-cmd's ids and device keys.
   const running = soft(await run(exec, { op: 'vm-list' }, parseVmList)) ?? [];
   const all = soft(await run(exec, { op: 'vim-vm-list' }, parseGetAllVms)) ?? [];
-  const vmidByName = new Map(all.map((v) => [v.name, v.vmid]));
+  // esxcli names VMs by World ID, vim-cmd by Vmid: the only join is the name. A name held by two
+  // VMs joins nothing (their vNICs cannot be disconnected; the next allowed action is used).
+  const vmidByName = new Map<string, string | null>();
+  for (const v of all) vmidByName.set(v.name, vmidByName.has(v.name) ? null : v.vmid);
+  for (const [name, id] of vmidByName) if (id === null) problems.push(`two VMs are named ${JSON.stringify(name)}: vim-cmd ids not joined, vNIC disconnect refused for them`);
   const vms: EsxVm[] = [];
   for (const v of running) {
     const ports = soft(await run(exec, { op: 'vm-port-list', worldId: v.worldId }, parseVmPortList)) ?? [];

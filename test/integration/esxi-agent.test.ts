@@ -180,6 +180,38 @@ describe('agent next to a stand-in ESXi host, over a real sshd', () => {
     }
   }, 60_000);
 
+  it('a restart never re-enables a tripped vNIC: one reconnected by hand while the agent was down is cut again at connect', async () => {
+    const stateDir = newStateDir('esxi-restart');
+    let agent = await startAgent(lab.ns.agent, { policy: policyPath, stateDir });
+    const unguard = stormGuard(8000);
+    try {
+      await agent.waitFor(streaming, 15_000);
+      await sleep(500);
+      await startStorm();
+      const trip = await waitForNew(agent, isTrip, 7000);
+      await openLoop(lab);
+      await agent.stop();
+      // While nobody watches, someone reconnects the vNIC by hand (the loop is open: no storm).
+      const dev = trip.port === VNIC_A0 ? 'vnA0' : 'vnA1';
+      await reconnectAll();
+      expect(await isUp(lab.ns.esx, dev)).toBe(true);
+      agent = await startAgent(lab.ns.agent, { policy: policyPath, stateDir });
+      const re = await agent.waitFor((l) => l.msg === 'reassert' && l.port === trip.port, 15_000);
+      expect((re.action as { argv: string[] }).argv.slice(0, 2)).toEqual(['vim-cmd', 'vmsvc/device.connection']);
+      expect(await until(async () => !(await isUp(lab.ns.esx, dev)), 3000)).toBe(true);
+      const st = (await agent.ask('status')) as { ports: Array<{ port: string; state: string }> };
+      expect(st.ports.find((p) => p.port === trip.port)?.state).toBe('tripped');
+    } catch (e) {
+      dumpJournal(agent);
+      throw e;
+    } finally {
+      unguard();
+      await openLoop(lab);
+      await agent.stop();
+      await reconnectAll();
+    }
+  }, 90_000);
+
   it('never acts on stale data: SSH cut mid-storm, the host goes stale, and the storm is broken only after fresh counters', async () => {
     const agent = await startAgent(lab.ns.agent, { policy: policyPath, stateDir: newStateDir('esxi-drop') });
     const unguard = stormGuard(20_000);

@@ -3,7 +3,7 @@
 // effects are proven in test/integration/esxi-agent.test.ts against a real sshd.
 import { describe, expect, it } from 'vitest';
 import { judgeBroadcast, streamItems, toCounters, watchedPorts, esxHostOf } from '../../agent/esxi/ports.js';
-import { planEsxiAction } from '../../agent/actions/esxi.js';
+import { planEsxiAction, tripUndone } from '../../agent/actions/esxi.js';
 import type { EsxInventory } from '../../agent/esxi/inventory.js';
 import type { EsxiHostPolicy } from '../../agent/types.js';
 import { emptyCounters } from '../../agent/types.js';
@@ -103,5 +103,20 @@ describe('ESXi action plans', () => {
     expect(plan('link-down', 'esx1/vmnic0', { inventory: null })).toMatch(/no inventory/);
     const n = plan('link-down', 'esx1/vmnic1');
     expect(typeof n !== 'string' && n.op).toEqual({ op: 'nic-down', nic: 'vmnic1', hostNics: ['vmnic0', 'vmnic1'] });
+  });
+});
+
+describe('ESXi reassert: is a trip still in place?', () => {
+  it('sees a vNIC reconnected by hand, a vmnic brought up, a port group moved back; unknown is not undone', () => {
+    expect(tripUndone(inv, host, 'esx1/vnic-000c295ba000', { host: 'esx1', action: 'vnic-disconnect', target: 'vmA key 4000' })).toBe(true);
+    expect(tripUndone(inv, host, 'esx1/vnic-000c295ba001', { host: 'esx1', action: 'vnic-disconnect', target: 'vmA key 4001' })).toBe(false);
+    expect(tripUndone(inv, host, 'esx1/vmnic1', undefined)).toBe(true);
+    const down = { ...inv, nics: [nic('vmnic0'), { ...nic('vmnic1'), adminUp: false }] };
+    expect(tripUndone(down, host, 'esx1/vmnic1', undefined)).toBe(false);
+    const q = { host: 'esx1', action: 'portgroup-quarantine' as const, target: 'VM Network', previousVlan: 12 };
+    expect(tripUndone(inv, host, 'esx1/vnic-000c29000002', q)).toBe(true); // VLAN 12 again
+    const quarantined = { ...inv, portgroups: [pg('VM Network', 4001), pg('Management Network', 0)] };
+    expect(tripUndone(quarantined, host, 'esx1/vnic-000c29000002', q)).toBe(false);
+    expect(tripUndone(inv, host, 'esx1/vnic-ffffffffffff', undefined)).toBe(false);
   });
 });
