@@ -26,7 +26,8 @@ export interface EsxiActionContext {
 }
 
 interface Plan {
-  op: EsxOp;
+  /** null: the host is already in the requested state (nothing to run; `record` says why). */
+  op: EsxOp | null;
   record: EsxiActionRecord;
   /** Read the host again: is the requested state there? */
   verify: () => Promise<boolean>;
@@ -104,6 +105,9 @@ export function planEsxiAction(req: ActionRequest, ctx: EsxiActionContext): Plan
     const pg = inv.portgroups.find((p) => p.name === nic.portgroup);
     if (!pg) return `port group ${nic.portgroup} not listed by the host`;
     const q = host.quarantineVlan;
+    // A second vNIC of a quarantined port group (an escalation): nothing left to move. The VLAN to
+    // go back to is in the first trip's record; this one has none, and its restore says so.
+    if (pg.vlanId === q) return { op: null, record: { host: host.name, action: 'portgroup-quarantine', target: pg.name }, verify: async () => true };
     return {
       op: { op: 'portgroup-quarantine', portgroup: pg.name, vlanId: q, hostPortgroups: hostPgs },
       record: { host: host.name, action: 'portgroup-quarantine', target: pg.name, previousVlan: pg.vlanId },
@@ -124,7 +128,7 @@ export function planEsxiAction(req: ActionRequest, ctx: EsxiActionContext): Plan
   // link-up: undo what the trip did; without a record, reconnecting is the only undo that fits.
   const prev = ctx.previous;
   if (prev?.action === 'portgroup-quarantine') {
-    if (prev.previousVlan === undefined) return `no previous VLAN recorded for ${prev.target}: restore it by hand`;
+    if (prev.previousVlan === undefined) return `port group ${prev.target} was already quarantined when this port tripped: restore the port tripped first (its record holds the VLAN to go back to), or set the VLAN by hand`;
     const vlan = prev.previousVlan;
     return {
       op: { op: 'portgroup-restore-vlan', portgroup: prev.target, vlanId: vlan, hostPortgroups: hostPgs },
@@ -140,6 +144,7 @@ export async function executeEsxiAction(req: ActionRequest, ctx: EsxiActionConte
   const base = { kind: req.kind, port: req.port, via: 'ssh' } as const;
   const plan = planEsxiAction(req, ctx);
   if (typeof plan === 'string') return { ...base, ok: false, durationMs: performance.now() - t0, attempts: 0, error: plan, verified: false };
+  if (plan.op === null) return { ...base, ok: true, durationMs: performance.now() - t0, attempts: 0, verified: await plan.verify(), esxi: plan.record };
   const argv = toArgv(plan.op);
   if (!argv.ok) return { ...base, ok: false, durationMs: performance.now() - t0, attempts: 0, error: argv.error, verified: false, esxi: plan.record };
   let attempts = 0;

@@ -27,7 +27,7 @@ const VNIC_A1 = 'esx1/vnic-000c295ba001';
 let lab: EsxiLab;
 let policyPath = '';
 
-function writePolicy(opts: { portgroups?: string; file?: string } = {}): string {
+function writePolicy(opts: { portgroups?: string; file?: string; actions?: string } = {}): string {
   const t = sshTarget(lab);
   const p = join(lab.dir, opts.file ?? 'policy.yaml');
   writeFileSync(
@@ -50,6 +50,7 @@ esxi:
         - { name: vmnic1, role: uplink }
       portgroups: ${opts.portgroups ?? '["VM Network"]'}
       quarantineVlan: 4001
+      actions: ${opts.actions ?? '[vnic-disconnect, portgroup-quarantine, nic-down]'}
       thresholds: { holdSamples: 2 }
 ports: []
 `,
@@ -211,6 +212,42 @@ describe('agent next to a stand-in ESXi host, over a real sshd', () => {
       await reconnectAll();
     }
   }, 90_000);
+
+  it('without vNIC disconnect allowed, quarantines the port group (prod goes quiet) and restore puts its VLAN back', async () => {
+    const policy = writePolicy({ actions: '[portgroup-quarantine, nic-down]', file: 'policy-quarantine.yaml' });
+    const agent = await startAgent(lab.ns.agent, { policy, stateDir: newStateDir('esxi-quarantine') });
+    const unguard = stormGuard(8000);
+    const vlanOf = async (): Promise<number> => (await readStandinInventory(lab)).portgroups.find((p) => p.name === 'VM Network')!.vlanId;
+    try {
+      await agent.waitFor(streaming, 15_000);
+      await sleep(500);
+      await startStorm();
+      const trip = await waitForNew(agent, isTrip, 7000);
+      const action = trip.action as { ok: boolean; argv: string[]; esxi: { action: string; previousVlan: number } };
+      expect(action.esxi).toMatchObject({ action: 'portgroup-quarantine', previousVlan: 0 });
+      expect(action.argv).toEqual(['esxcli', 'network', 'vswitch', 'standard', 'portgroup', 'set', '-p', 'VM Network', '--vlan-id', '4001']);
+      expect(await vlanOf()).toBe(4001);
+      // The loop goes on inside the quarantined port group, but no longer reaches the uplinks.
+      await sleep(400);
+      const a = await uplinkRx();
+      await sleep(500);
+      expect((await uplinkRx()) - a).toBeLessThan(50);
+      await openLoop(lab);
+      await sleep(300);
+      const r = await runCli(['restore', trip.port as string, '--reason', 'vmA fixed', '--socket', agent.socket]);
+      expect(r.code).toBe(0);
+      await waitForNew(agent, (l) => l.msg === 'restore' && l.port === trip.port, 10_000);
+      expect(await vlanOf()).toBe(0);
+    } catch (e) {
+      dumpJournal(agent);
+      throw e;
+    } finally {
+      unguard();
+      await openLoop(lab);
+      await agent.stop();
+      await run(standinArgv(lab, 'esxcli', ['network', 'vswitch', 'standard', 'portgroup', 'set', '-p', 'VM Network', '--vlan-id', '0']));
+    }
+  }, 60_000);
 
   it('never acts on stale data: SSH cut mid-storm, the host goes stale, and the storm is broken only after fresh counters', async () => {
     const agent = await startAgent(lab.ns.agent, { policy: policyPath, stateDir: newStateDir('esxi-drop') });

@@ -92,6 +92,12 @@ describe('ESXi action plans', () => {
     expect(typeof q !== 'string' && q.record.previousVlan).toBe(12);
     const u = plan('link-up', 'esx1/vnic-000c29000002', { previous: { host: 'esx1', action: 'portgroup-quarantine', target: 'VM Network', previousVlan: 12 } } as never);
     expect(typeof u !== 'string' && u.op).toMatchObject({ op: 'portgroup-restore-vlan', portgroup: 'VM Network', vlanId: 12 });
+    // A second trip in the quarantined port group runs nothing, and its restore says where the VLAN is.
+    const inQ = { ...inv, portgroups: [pg('VM Network', 4001), pg('Management Network', 0)] };
+    const again = plan('link-down', 'esx1/vnic-000c29000002', { inventory: inQ });
+    expect(typeof again !== 'string' && again.op).toBeNull();
+    expect(typeof again !== 'string' && again.record.previousVlan).toBeUndefined();
+    expect(plan('link-up', 'esx1/vnic-000c29000002', { previous: { host: 'esx1', action: 'portgroup-quarantine', target: 'VM Network' } } as never)).toMatch(/already quarantined when this port tripped/);
   });
 
   it('refuses what the policy does not allow or protects, and says why', () => {
