@@ -5,6 +5,7 @@
 // "ESXi" side and is reported apart, never added to the agent's.
 //   node dist/scripts/bench-esxi.js [--storms 10] [--sample-ms 100,50] [--seconds 10] [--warmup 2]
 //       [--guard-ms 2500] [--prefix sbb-] [--out out/bench-esxi.json]
+import { esxiLabPolicy } from './lab/esxi/policy.js';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -12,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { buildEsxiLab, closeLoop, openLoop, standinArgv, teardownEsxiLab, type EsxiLab } from './lab/esxi/lab.js';
 import { readInventory as readStandinInventory } from './lab/esxi/inventory.js';
-import { sshTarget, sshdPidsFor } from './lab/esxi/sshd.js';
+import { sshdPidsFor } from './lab/esxi/sshd.js';
 import { startAgent, type AgentHandle } from './lab/agent.js';
 import { inject } from './lab/traffic.js';
 import { startObserver } from './lab/observer.js';
@@ -58,7 +59,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const hrNs = (): number => Number(process.hrtime.bigint());
 
 /** The stand-in host's watched ports (scripts/lab/esxi/plan.ts): 2 vmnics and 3 vNICs on "VM Network". */
-const HOST = 'esx1';
 const ALL_PORTS = ['esx1/vmnic0', 'esx1/vmnic1', 'esx1/vnic-000c295b1000', 'esx1/vnic-000c295ba000', 'esx1/vnic-000c295ba001'];
 /** vmA's two vNICs: the loop members the agent should cut (one of them). */
 const VMA_PORTS = new Set(['esx1/vnic-000c295ba000', 'esx1/vnic-000c295ba001']);
@@ -75,28 +75,7 @@ const HOLD_SAMPLES = 2;
  */
 function policyYaml(lab: EsxiLab, sampleMs: number | null): string {
   if (sampleMs === null) return 'version: 1\nports: []\n';
-  const t = sshTarget(lab);
-  return `version: 1
-breaker: { maxShuts: 2, windowMs: 1500, shutOrder: [vm, other, uplink] }
-esxi:
-  hosts:
-    - name: ${HOST}
-      address: ${t.address}
-      user: root
-      identityFile: ${t.identityFile}
-      knownHostsFile: ${t.knownHostsFile}
-      sampleMs: ${sampleMs}
-      staleMs: ${Math.max(1000, 2 * sampleMs)}
-      connectTimeoutMs: 3000
-      commandTimeoutMs: 5000
-      vmnics:
-        - { name: vmnic0, role: uplink }
-        - { name: vmnic1, role: uplink }
-      portgroups: ["VM Network"]
-      quarantineVlan: 4001
-      thresholds: { holdSamples: ${HOLD_SAMPLES} }
-ports: []
-`;
+  return esxiLabPolicy(lab, { sampleMs, holdSamples: HOLD_SAMPLES, windowMs: 1500 });
 }
 
 // --- CPU of process trees, from /proc --------------------------------------------------------------

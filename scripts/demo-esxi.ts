@@ -5,13 +5,13 @@
 //
 // The flow is test/integration/esxi-agent.test.ts's "breaks a real loop storm" case, told to a
 // human: same lab, same policy shape, same checks, and a non-zero exit when they fail.
+import { esxiLabPolicy } from './lab/esxi/policy.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { buildEsxiLab, closeLoop, openLoop, teardownEsxiLab, type EsxiLab } from './lab/esxi/lab.js';
 import { readInventory } from './lab/esxi/inventory.js';
-import { sshTarget } from './lab/esxi/sshd.js';
 import { agentEntry, startAgent, type AgentHandle } from './lab/agent.js';
 import { startObserver, type ObserverHandle } from './lab/observer.js';
 import { inject } from './lab/traffic.js';
@@ -62,34 +62,10 @@ const logNs = (l: Line) => {
 };
 
 function writePolicy(lab: EsxiLab): string {
-  const t = sshTarget(lab);
   const p = join(lab.dir, 'policy.yaml');
   // As the integration test: stream every 100 ms, judge after 2 hot samples, disconnect a vNIC
   // of the port group "VM Network" before anything else; the uplinks are never the first choice.
-  writeFileSync(
-    p,
-    `version: 1
-breaker: { maxShuts: 2, windowMs: 10000, shutOrder: [vm, other, uplink] }
-esxi:
-  hosts:
-    - name: ${HOST}
-      address: ${t.address}
-      user: root
-      identityFile: ${t.identityFile}
-      knownHostsFile: ${t.knownHostsFile}
-      sampleMs: 100
-      staleMs: 1000
-      connectTimeoutMs: 3000
-      commandTimeoutMs: 5000
-      vmnics:
-        - { name: vmnic0, role: uplink }
-        - { name: vmnic1, role: uplink }
-      portgroups: ["VM Network"]
-      quarantineVlan: 4001
-      thresholds: { holdSamples: 2 }
-ports: []
-`,
-  );
+  writeFileSync(p, esxiLabPolicy(lab));
   return p;
 }
 

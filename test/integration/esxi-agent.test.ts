@@ -13,7 +13,8 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { buildEsxiLab, closeLoop, openLoop, standinArgv, teardownEsxiLab, type EsxiLab } from '../../scripts/lab/esxi/lab.js';
 import { readInventory as readStandinInventory, writeInventory as writeStandinInventory } from '../../scripts/lab/esxi/inventory.js';
-import { rotateHostKey, sshTarget, trustHostKey } from '../../scripts/lab/esxi/sshd.js';
+import { rotateHostKey, trustHostKey } from '../../scripts/lab/esxi/sshd.js';
+import { esxiLabPolicy } from '../../scripts/lab/esxi/policy.js';
 import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 import { inject } from '../../scripts/lab/traffic.js';
 import { run, ns } from '../../scripts/lab/exec.js';
@@ -28,33 +29,8 @@ let lab: EsxiLab;
 let policyPath = '';
 
 function writePolicy(opts: { portgroups?: string; file?: string; actions?: string } = {}): string {
-  const t = sshTarget(lab);
   const p = join(lab.dir, opts.file ?? 'policy.yaml');
-  writeFileSync(
-    p,
-    `version: 1
-breaker: { maxShuts: 2, windowMs: 10000, shutOrder: [vm, other, uplink] }
-esxi:
-  hosts:
-    - name: esx1
-      address: ${t.address}
-      user: root
-      identityFile: ${t.identityFile}
-      knownHostsFile: ${t.knownHostsFile}
-      sampleMs: 100
-      staleMs: 1000
-      connectTimeoutMs: 3000
-      commandTimeoutMs: 5000
-      vmnics:
-        - { name: vmnic0, role: uplink }
-        - { name: vmnic1, role: uplink }
-      portgroups: ${opts.portgroups ?? '["VM Network"]'}
-      quarantineVlan: 4001
-      actions: ${opts.actions ?? '[vnic-disconnect, portgroup-quarantine, nic-down]'}
-      thresholds: { holdSamples: 2 }
-ports: []
-`,
-  );
+  writeFileSync(p, esxiLabPolicy(lab, opts));
   return p;
 }
 
@@ -70,6 +46,33 @@ async function startStorm(): Promise<number> {
   const t0 = Date.now();
   await inject({ prefix: lab.prefix, ns: { prod: lab.ns.prod } }, 'prod', 'eth0', { count: 1, kind: 'broadcast' });
   return t0;
+}
+
+/** The stand-in's VLAN of "VM Network" (what `portgroup set` last wrote). */
+async function vlanOf(): Promise<number> {
+  return (await readStandinInventory(lab)).portgroups.find((p) => p.name === 'VM Network')!.vlanId;
+}
+
+/**
+ * An agent on `policy`, streaming, with a storm guard: body runs, the journal is printed if it
+ * throws, and the loop is opened, the agent stopped and `after` run (default: reconnect vNICs) on
+ * every path.
+ */
+async function withStormAgent(tag: string, policy: string, guardMs: number, body: (agent: AgentHandle) => Promise<void>, after: () => Promise<void> = reconnectAll): Promise<void> {
+  const agent = await startAgent(lab.ns.agent, { policy, stateDir: newStateDir(tag) });
+  const unguard = stormGuard(guardMs);
+  try {
+    await agent.waitFor(streaming, 15_000);
+    await body(agent);
+  } catch (e) {
+    dumpJournal(agent);
+    throw e;
+  } finally {
+    unguard();
+    await openLoop(lab);
+    await agent.stop();
+    await after();
+  }
 }
 
 /** No storm outlives a test: the VM's bridge opens after afterMs whatever happens. */
@@ -130,11 +133,8 @@ describe('agent next to a stand-in ESXi host, over a real sshd', () => {
     }
   }, 60_000);
 
-  it('breaks a real loop storm by disconnecting one vNIC of the bridging VM over SSH, and restores it', async () => {
-    const agent = await startAgent(lab.ns.agent, { policy: policyPath, stateDir: newStateDir('esxi-break') });
-    const unguard = stormGuard(8000);
-    try {
-      await agent.waitFor(streaming, 15_000);
+  it('breaks a real loop storm by disconnecting one vNIC of the bridging VM over SSH, and restores it', () =>
+    withStormAgent('esxi-break', policyPath, 8000, async (agent) => {
       await sleep(500);
       const t0 = await startStorm();
       const trip = await waitForNew(agent, isTrip, 7000);
@@ -170,16 +170,7 @@ describe('agent next to a stand-in ESXi host, over a real sshd', () => {
       const restore = eventsOf(j, 'restore', trip.port as string)[0] as { action: { argv: string[]; esxi: { action: string } } };
       expect(restore.action.esxi.action).toBe('vnic-connect');
       expect(restore.action.argv.at(-1)).toBe('1');
-    } catch (e) {
-      dumpJournal(agent);
-      throw e;
-    } finally {
-      unguard();
-      await openLoop(lab);
-      await agent.stop();
-      await reconnectAll();
-    }
-  }, 60_000);
+    }), 60_000);
 
   it('a restart never re-enables a tripped vNIC: one reconnected by hand while the agent was down is cut again at connect', async () => {
     const stateDir = newStateDir('esxi-restart');
@@ -213,13 +204,8 @@ describe('agent next to a stand-in ESXi host, over a real sshd', () => {
     }
   }, 90_000);
 
-  it('without vNIC disconnect allowed, quarantines the port group (prod goes quiet) and restore puts its VLAN back', async () => {
-    const policy = writePolicy({ actions: '[portgroup-quarantine, nic-down]', file: 'policy-quarantine.yaml' });
-    const agent = await startAgent(lab.ns.agent, { policy, stateDir: newStateDir('esxi-quarantine') });
-    const unguard = stormGuard(8000);
-    const vlanOf = async (): Promise<number> => (await readStandinInventory(lab)).portgroups.find((p) => p.name === 'VM Network')!.vlanId;
-    try {
-      await agent.waitFor(streaming, 15_000);
+  it('without vNIC disconnect allowed, quarantines the port group (prod goes quiet) and restore puts its VLAN back', () =>
+    withStormAgent('esxi-quarantine', writePolicy({ actions: '[portgroup-quarantine, nic-down]', file: 'policy-quarantine.yaml' }), 8000, async (agent) => {
       await sleep(500);
       await startStorm();
       const trip = await waitForNew(agent, isTrip, 7000);
@@ -238,22 +224,10 @@ describe('agent next to a stand-in ESXi host, over a real sshd', () => {
       expect(r.code).toBe(0);
       await waitForNew(agent, (l) => l.msg === 'restore' && l.port === trip.port, 10_000);
       expect(await vlanOf()).toBe(0);
-    } catch (e) {
-      dumpJournal(agent);
-      throw e;
-    } finally {
-      unguard();
-      await openLoop(lab);
-      await agent.stop();
-      await run(standinArgv(lab, 'esxcli', ['network', 'vswitch', 'standard', 'portgroup', 'set', '-p', 'VM Network', '--vlan-id', '0']));
-    }
-  }, 60_000);
+    }, () => run(standinArgv(lab, 'esxcli', ['network', 'vswitch', 'standard', 'portgroup', 'set', '-p', 'VM Network', '--vlan-id', '0'])).then(() => undefined)), 60_000);
 
-  it('never acts on stale data: SSH cut mid-storm, the host goes stale, and the storm is broken only after fresh counters', async () => {
-    const agent = await startAgent(lab.ns.agent, { policy: policyPath, stateDir: newStateDir('esxi-drop') });
-    const unguard = stormGuard(20_000);
-    try {
-      await agent.waitFor(streaming, 15_000);
+  it('never acts on stale data: SSH cut mid-storm, the host goes stale, and the storm is broken only after fresh counters', () =>
+    withStormAgent('esxi-drop', policyPath, 20_000, async (agent) => {
       await sleep(300);
       // The management cable is pulled (the agent's side of the link): SSH stalls, no counters.
       await run(ns(lab.ns.agent, ['ip', 'link', 'set', 'dev', lab.mgmt.agentIf, 'down']));
@@ -275,14 +249,10 @@ describe('agent next to a stand-in ESXi host, over a real sshd', () => {
       expect(back).toBeGreaterThanOrEqual(0);
       expect(agent.logs.indexOf(trip)).toBeGreaterThan(from + back);
       expect([VNIC_A0, VNIC_A1]).toContain(trip.port);
-    } finally {
-      unguard();
+    }, async () => {
       await run(ns(lab.ns.agent, ['ip', 'link', 'set', 'dev', lab.mgmt.agentIf, 'up'])).catch(() => undefined);
-      await openLoop(lab);
-      await agent.stop();
       await reconnectAll();
-    }
-  }, 90_000);
+    }), 90_000);
 
   it('judges a vmnic whose driver counts no broadcast on total rx packets, says so, and shuts it with esxcli nic down', async () => {
     // Some drivers leave "Broadcast packets received" at 0 (KB 341594's vmnic2). Only uplinks
