@@ -48,6 +48,15 @@ async function startStorm(): Promise<number> {
   return t0;
 }
 
+/** `stormbreaker preflight --no-probe --json` in the agent's namespace (the host is reachable only from there). */
+function preflightJson(): Promise<{ code: number | null; stdout: string }> {
+  return new Promise((resolve) =>
+    execFile('ip', ['netns', 'exec', lab.ns.agent, process.execPath, CLI, 'preflight', '--policy', policyPath, '--no-probe', '--json'], { timeout: 30_000, encoding: 'utf8' }, (err, stdout) =>
+      resolve({ code: err ? ((err as { code?: unknown }).code as number) : 0, stdout }),
+    ),
+  );
+}
+
 /** The stand-in's VLAN of "VM Network" (what `portgroup set` last wrote). */
 async function vlanOf(): Promise<number> {
   return (await readStandinInventory(lab)).portgroups.find((p) => p.name === 'VM Network')!.vlanId;
@@ -291,17 +300,33 @@ describe('agent next to a stand-in ESXi host, over a real sshd', () => {
 
   it('preflight over SSH finds the VM with two vNICs on one port group (exit 1)', async () => {
     // In the agent's namespace: the host is reachable only from there, as from the Linux host.
-    const out = await new Promise<{ code: number | null; stdout: string }>((resolve) =>
-      execFile('ip', ['netns', 'exec', lab.ns.agent, process.execPath, CLI, 'preflight', '--policy', policyPath, '--no-probe', '--json'], { timeout: 30_000, encoding: 'utf8' }, (err, stdout) =>
-        resolve({ code: err ? ((err as { code?: unknown }).code as number) : 0, stdout }),
-      ),
-    );
+    const out = await preflightJson();
     expect(out.code).toBe(1);
     const rep = JSON.parse(out.stdout) as { findings: Array<{ rule: string; ports: string[]; severity: string }> };
     const f = rep.findings.find((x) => x.rule === 'esxi-vm-two-vnics-same-l2');
     expect(f?.severity).toBe('error');
     expect(f?.ports.join(' ')).toMatch(/vmA/);
     expect(rep.findings.some((x) => x.rule === 'esxi-not-checked')).toBe(false);
+    // Every counter the stream will carry was read once and parsed; the note says what rate the host gives.
+    expect(rep.findings.filter((x) => x.rule === 'esxi-counters-unreadable')).toEqual([]);
+    expect((rep as unknown as { notes: string[] }).notes.join('\n')).toMatch(/esx1: one block of 5 counter reads took \d+ ms over SSH .* samples\/s at most/);
+  }, 60_000);
+
+  it('preflight warns about a vmnic whose driver counts no broadcast (after enough frames to tell)', async () => {
+    const inv = await readStandinInventory(lab);
+    await writeStandinInventory(lab, { ...inv, driverReportsBroadcast: false });
+    try {
+      // Enough frames through both vmnics that "0 broadcast" means a driver that does not count.
+      await inject({ prefix: lab.prefix, ns: { prod: lab.ns.prod } }, 'prod', 'eth0', { count: 12_000, kind: 'broadcast' });
+      const out = await preflightJson();
+      const rep = JSON.parse(out.stdout) as { findings: Array<{ rule: string; ports: string[]; severity: string; what: string }> };
+      const w = rep.findings.filter((x) => x.rule === 'esxi-no-broadcast-counter');
+      expect(w.map((x) => x.ports[0]).sort()).toEqual(['esx1/vmnic0', 'esx1/vmnic1']);
+      expect(w[0]!.severity).toBe('warning');
+      expect(w[0]!.what).toMatch(/judging on total rx packets/);
+    } finally {
+      await writeStandinInventory(lab, { ...(await readStandinInventory(lab)), driverReportsBroadcast: true });
+    }
   }, 60_000);
 
   it('refuses a host whose key changed, and says so', async () => {
