@@ -218,12 +218,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
   // --- ESXi hosts over SSH (policy esxi): their ports join the same detector and breaker ------
   const esxHosts = new Map<string, EsxHost>();
-  let freshKey = '';
-  /** Re-merge when a host turned fresh or stale since the last merge (cheap: one string per tick). */
+  /** The same hosts as an array, and whether each was fresh at the last merge (the tick reads these: no allocation). */
+  const esxList: EsxHost[] = [];
+  const esxFresh: boolean[] = [];
+  /** Re-merge when a host turned fresh or stale since the last merge. */
   function checkFresh(t: number): void {
-    let k = '';
-    for (const h of esxHosts.values()) k += h.fresh(t) ? '1' : '0';
-    if (k !== freshKey) mergeRemote();
+    for (let i = 0; i < esxList.length; i++) {
+      if (esxList[i]!.fresh(t) !== esxFresh[i]) return mergeRemote();
+    }
   }
   function mergeRemote(): void {
     if (esxHosts.size === 0) {
@@ -236,10 +238,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     judged = new Map(localPorts);
     allRates = [...rates];
     const now = hrNs();
-    freshKey = '';
-    for (const h of esxHosts.values()) {
+    for (let i = 0; i < esxList.length; i++) {
+      const h = esxList[i]!;
       const fresh = h.fresh(now);
-      freshKey += fresh ? '1' : '0';
+      esxFresh[i] = fresh;
       for (const [n, pp] of h.ports()) {
         ports.set(n, pp);
         if (fresh) judged.set(n, pp);
@@ -263,6 +265,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       }),
     );
   }
+  for (const h of esxHosts.values()) (esxList.push(h), esxFresh.push(false));
 
   // --- core state --------------------------------------------------------------------------
   let det = initialDetectorState();
@@ -473,7 +476,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     tick.fdbMoves = fdb ? fdb.drain() : NO_MOVES;
     const d = detectStep(det, tick, judged, policy);
     det = d.state;
-    for (const h of esxHosts.values()) h.consume();
+    for (let i = 0; i < esxList.length; i++) esxList[i]!.consume();
     input.verdicts = d.verdicts as Verdict[];
     if (d.verdicts.length > 0 || results.length > 0 || operator.length > 0 || unreachable.length > 0 || t < busyUntil || t >= recoveryDueNs || breakerBusy(brk, t)) runCore(t);
     if (warm || d.verdicts.length > 0) activeUntil = t + policy.sampling.activeHoldMs * 1e6;
