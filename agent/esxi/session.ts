@@ -169,7 +169,9 @@ export function startSession(opts: SessionOptions, hooks: SessionHooks): Session
     connects++;
     setState('connecting', `connecting to ${opts.user}@${opts.address}:${opts.port}`);
     rmSync(ctl, { force: true });
-    const m = spawn(ssh, masterArgv(opts, ctl).slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+    // stdin stays open (a pipe nobody writes to) for as long as this process lives: see masterArgv.
+    const m = spawn(ssh, masterArgv(opts, ctl).slice(1), { stdio: ['pipe', 'ignore', 'pipe'] });
+    m.stdin!.on('error', () => undefined);
     master = m;
     children.add(m);
     let err = '';
@@ -317,7 +319,8 @@ export async function openConnection(opts: SshTarget & { name: string; commandTi
   const dir = mkdtempSync(join(tmpdir(), 'sb-ssh-'));
   const ctl = join(dir, `${opts.name}.ctl`);
   const ssh = opts.ssh ?? 'ssh';
-  const m = spawn(ssh, masterArgv(opts, ctl).slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+  const m = spawn(ssh, masterArgv(opts, ctl).slice(1), { stdio: ['pipe', 'ignore', 'pipe'] });
+  m.stdin!.on('error', () => undefined);
   let err = '';
   m.stderr!.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-4000)));
   const exited = new Promise<number | null>((r) => m.on('exit', (code) => r(code)));

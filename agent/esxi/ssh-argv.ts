@@ -52,9 +52,15 @@ export function sshOptions(t: SshTarget, controlPath: string): string[] {
   ];
 }
 
-/** The master: authenticates, then holds the connection open for sessions (no command). */
+/**
+ * The master: authenticates, then holds the connection open for sessions. Its own session only
+ * reads its stdin, which is a pipe from the agent: if the agent dies (even by SIGKILL, outside a
+ * systemd unit that would reap it), the pipe closes, the remote `cat` ends, and the master exits
+ * with it instead of lingering on the ESXi host. (`-N` would hold it open forever.)
+ */
+export const MASTER_REMOTE_COMMAND = 'cat >/dev/null';
 export function masterArgv(t: SshTarget, controlPath: string): string[] {
-  return ['ssh', ...sshOptions(t, controlPath), '-o', 'ControlMaster=yes', '-o', 'ControlPersist=no', '-N', '--', t.address];
+  return ['ssh', ...sshOptions(t, controlPath), '-o', 'ControlMaster=yes', '-o', 'ControlPersist=no', '--', t.address, MASTER_REMOTE_COMMAND];
 }
 
 /** One session on the master running `remoteCommand` (already one quoted shell line). */

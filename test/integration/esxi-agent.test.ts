@@ -9,11 +9,11 @@
 // preflight finds the bridging VM. What it cannot prove: anything about a real ESXi host.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { buildEsxiLab, closeLoop, openLoop, standinArgv, teardownEsxiLab, type EsxiLab } from '../../scripts/lab/esxi/lab.js';
 import { readInventory as readStandinInventory, writeInventory as writeStandinInventory } from '../../scripts/lab/esxi/inventory.js';
-import { rotateHostKey, trustHostKey } from '../../scripts/lab/esxi/sshd.js';
+import { rotateHostKey, sshTarget, trustHostKey } from '../../scripts/lab/esxi/sshd.js';
 import { esxiLabPolicy } from '../../scripts/lab/esxi/policy.js';
 import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 import { inject } from '../../scripts/lab/traffic.js';
@@ -327,6 +327,19 @@ describe('agent next to a stand-in ESXi host, over a real sshd', () => {
     } finally {
       await writeStandinInventory(lab, { ...(await readStandinInventory(lab)), driverReportsBroadcast: true });
     }
+  }, 60_000);
+
+  it('an agent killed with SIGKILL leaves no ssh process behind (the master dies with its stdin)', async () => {
+    const agent = await startAgent(lab.ns.agent, { policy: policyPath, stateDir: newStateDir('esxi-kill') });
+    await agent.waitFor(streaming, 15_000);
+    const key = sshTarget(lab).identityFile;
+    const sshPids = (): number[] => {
+      const r = spawnSync('pgrep', ['-f', `^ssh .*-i ${key}`], { encoding: 'utf8' });
+      return r.stdout.split('\n').filter(Boolean).map(Number);
+    };
+    expect(sshPids().length).toBeGreaterThanOrEqual(2); // the master and the counter stream
+    await agent.stop('SIGKILL');
+    expect(await until(() => sshPids().length === 0, 5000)).toBe(true);
   }, 60_000);
 
   it('refuses a host whose key changed, and says so', async () => {
