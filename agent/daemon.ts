@@ -665,8 +665,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const reason = str(args.reason, 'reason') || 'operator request';
     const who = requester(ctx.peer, args);
     const state = portStates(brk).find((p) => p.port === port)?.state;
-    // A held port may be released even when a reload stopped watching it.
-    if (!ports.has(port) && !(cmd === 'release' && state === 'held')) {
+    // A held port may be released even when a reload stopped watching it; a tripped ESXi vNIC may
+    // be restored though the host no longer lists it among the watched ports (its VM has no vSwitch
+    // port left while it is disconnected).
+    const esxKnown = state !== undefined && esxHosts.has(esxHostOf(port) ?? '') && (cmd === 'restore' || cmd === 'release');
+    if (!ports.has(port) && !(cmd === 'release' && state === 'held') && !esxKnown) {
       throw new ControlError('E_UNKNOWN_PORT', `port ${JSON.stringify(port)} is not watched by the policy`);
     }
     const o: OperatorCommand = { kind: cmd, port, reason, by: requesterText(who), extra: { by: who } };

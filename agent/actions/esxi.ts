@@ -139,10 +139,39 @@ export function planEsxiAction(req: ActionRequest, ctx: EsxiActionContext): Plan
   return disconnect(true);
 }
 
+/**
+ * Reconnecting a vNIC the inventory no longer shows (its VM has no vSwitch port left, so it is not
+ * in `vm list`): from the trip's record (`<vm> key <key>`), the VM's vim-cmd id and its devices
+ * read now. The device must still carry the port's MAC: a key reused by another vNIC is refused.
+ */
+async function planReconnectFromRecord(req: ActionRequest, ctx: EsxiActionContext): Promise<Plan | string> {
+  const rec = ctx.previous;
+  const m = rec?.action === 'vnic-disconnect' ? /^(.*) key ([0-9]+)$/.exec(rec.target) : null;
+  const mac = MAC_HEX.exec(req.port.slice(ctx.host.name.length + 1))?.[1]?.match(/../g)?.join(':');
+  if (!m || !mac) return 'no record of the disconnect to undo';
+  const vmid = ctx.inventory?.vimVms?.find((v) => v.name === m[1])?.vmid;
+  if (vmid === undefined) return `VM ${m[1]} not found by vim-cmd vmsvc/getallvms (or its name is not unique)`;
+  const r = await ctx.exec(['vim-cmd', 'vmsvc/device.getdevices', vmid]);
+  const d = r.error === undefined && r.code === 0 ? parseVmDevices(r.stdout) : null;
+  if (!d?.ok) return `cannot read the devices of ${m[1]}: ${r.error ?? (d && !d.ok ? d.error : `exit ${r.code}`)}`;
+  const key = Number(m[2]);
+  const dev = d.value.find((x) => x.key === key);
+  if (!dev || dev.mac !== mac) return `device ${key} of ${m[1]} no longer carries ${mac}: refusing to connect another vNIC`;
+  return {
+    op: { op: 'vm-nic-connect', vmid, deviceKey: key, vmNicKeys: d.value.map((x) => x.key) },
+    record: { host: ctx.host.name, action: 'vnic-connect', target: `${m[1]} key ${key}` },
+    verify: async () => (await vnicConnected(ctx.exec, vmid, key)) === true,
+  };
+}
+
 export async function executeEsxiAction(req: ActionRequest, ctx: EsxiActionContext): Promise<ActionResult> {
   const t0 = performance.now();
   const base = { kind: req.kind, port: req.port, via: 'ssh' } as const;
-  const plan = planEsxiAction(req, ctx);
+  let plan = planEsxiAction(req, ctx);
+  if (typeof plan === 'string' && req.kind === 'link-up' && /no virtual NIC with that MAC/.test(plan)) {
+    const again = await planReconnectFromRecord(req, ctx);
+    plan = typeof again === 'string' ? `${plan}; ${again}` : again;
+  }
   if (typeof plan === 'string') return { ...base, ok: false, durationMs: performance.now() - t0, attempts: 0, error: plan, verified: false };
   if (plan.op === null) return { ...base, ok: true, durationMs: performance.now() - t0, attempts: 0, verified: await plan.verify(), esxi: plan.record };
   const argv = toArgv(plan.op);

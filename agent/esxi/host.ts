@@ -109,7 +109,7 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
   }
 
   async function refresh(exec: Session['exec']): Promise<boolean> {
-    const r = await readInventory(exec, { host: host.name });
+    const r = await readInventory(exec, { host: host.name, onlyPortgroups: host.portgroups });
     inventory = r.inventory;
     problems = r.problems;
     if (problems.length) log.warn({ component: 'esxi', host: host.name, problems }, 'parts of the host inventory could not be read');

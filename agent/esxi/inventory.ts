@@ -60,4 +60,10 @@ export interface EsxInventory {
   blockGuestBpdu: boolean | null;
   /** Monotonic ms when it was read; an action never relies on an inventory older than policy allows. */
   readAtMs: number;
+  /**
+   * Every registered VM by vim-cmd id (`vmsvc/getallvms`), also those with no vSwitch port now (a
+   * VM whose only vNIC was disconnected is not in `vm list`, but must be reconnectable). Names held
+   * by two VMs are left out. Absent when not read.
+   */
+  vimVms?: Array<{ name: string; vmid: string }>;
 }

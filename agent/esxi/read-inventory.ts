@@ -21,6 +21,12 @@ export interface ReadOptions {
   host: string;
   /** Also read each port group's security and failover policy and /Net/BlockGuestBPDU (preflight). */
   policies?: boolean;
+  /**
+   * Read the ports and devices only of VMs with a port on one of these port groups (the daemon:
+   * on a host with many VMs, two commands per VM every 30 s would load it for nothing). Absent:
+   * every running VM (preflight, which judges them all).
+   */
+  onlyPortgroups?: readonly string[];
   nowMs?: () => number;
 }
 
@@ -72,7 +78,10 @@ export async function readInventory(exec: RemoteExec, opts: ReadOptions): Promis
   for (const v of all) vmidByName.set(v.name, vmidByName.has(v.name) ? null : v.vmid);
   for (const [name, id] of vmidByName) if (id === null) problems.push(`two VMs are named ${JSON.stringify(name)}: vim-cmd ids not joined, vNIC disconnect refused for them`);
   const vms: EsxVm[] = [];
-  for (const v of running) {
+  const only = opts.onlyPortgroups ? new Set(opts.onlyPortgroups) : null;
+  // `vm list` names each VM's networks; when that list cannot be trusted (a comma in a name), read the VM anyway.
+  const relevant = only ? running.filter((v) => !v.networksComplete || v.networks.some((n) => only.has(n))) : running;
+  for (const v of relevant) {
     const ports = soft(await run(exec, { op: 'vm-port-list', worldId: v.worldId }, parseVmPortList)) ?? [];
     const vmid = vmidByName.get(v.name) ?? null;
     const devices = vmid !== null ? soft(await run(exec, { op: 'vim-vm-devices', vmid }, parseVmDevices)) : null;
@@ -98,5 +107,6 @@ export async function readInventory(exec: RemoteExec, opts: ReadOptions): Promis
     if (a) blockGuestBpdu = a.intValue === 1;
   }
   const now = opts.nowMs ?? ((): number => performance.now());
-  return { inventory: { host: opts.host, nics, vswitches, portgroups, vms, blockGuestBpdu, readAtMs: now() }, problems };
+  const vimVms = [...vmidByName].filter((e): e is [string, string] => e[1] !== null).map(([name, vmid]) => ({ name, vmid }));
+  return { inventory: { host: opts.host, nics, vswitches, portgroups, vms, blockGuestBpdu, readAtMs: now(), vimVms }, problems };
 }

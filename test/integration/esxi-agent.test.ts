@@ -181,6 +181,24 @@ describe('agent next to a stand-in ESXi host, over a real sshd', () => {
       expect(restore.action.argv.at(-1)).toBe('1');
     }), 60_000);
 
+  it('an operator trips and restores the only vNIC of a VM (which then has no vSwitch port at all)', () =>
+    withStormAgent('esxi-operator', policyPath, 8000, async (agent) => {
+      const port = 'esx1/vnic-000c295b1000';
+      const t = await runCli(['trip', port, '--reason', 'maintenance test', '--socket', agent.socket]);
+      expect(t.code).toBe(0);
+      const trip = await waitForNew(agent, (l) => l.msg === 'trip' && l.port === port, 10_000);
+      expect((trip.action as { argv: string[] }).argv).toEqual(['vim-cmd', 'vmsvc/device.connection', '2', '4000', '0']);
+      expect(await isUp(lab.ns.esx, 'vn10')).toBe(false);
+      // The agent re-reads the host after the action: vm1 now has no port on any port group.
+      await waitForNew(agent, (l) => l.component === 'esxi' && l.msg === 'restarting the counter stream', 5000);
+      const r = await runCli(['restore', port, '--reason', 'done', '--socket', agent.socket]);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      const back = await waitForNew(agent, (l) => (l.msg === 'restore' || l.msg === 'action-failed') && l.port === port, 10_000);
+      expect(back.msg).toBe('restore');
+      expect((back.action as { argv: string[]; esxi: { action: string } }).esxi.action).toBe('vnic-connect');
+      expect(await until(() => isUp(lab.ns.esx, 'vn10'), 3000)).toBe(true);
+    }), 60_000);
+
   it('a restart never re-enables a tripped vNIC: one reconnected by hand while the agent was down is cut again at connect', async () => {
     const stateDir = newStateDir('esxi-restart');
     let agent = await startAgent(lab.ns.agent, { policy: policyPath, stateDir });
