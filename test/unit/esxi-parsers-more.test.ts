@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
+import { assertMutationsFailInside, assertNeverThrows } from '../helpers/parser-properties.js';
 import { describe, expect, it } from 'vitest';
 import { BLOCK_GUEST_BPDU_PATH, blockGuestBpduOn, parseAdvancedInt } from '../../agent/esxi/advanced.js';
 import { ADVANCED_PATHS, toArgv, type EsxOp } from '../../agent/esxi/commands.js';
@@ -376,37 +377,9 @@ describe('commands: the new read ops', () => {
 const RUNS = 300;
 
 describe('properties', () => {
-  it('no parser throws, whatever the input', () => {
-    fc.assert(
-      fc.property(fc.oneof(fc.string({ unit: 'binary', maxLength: 400 }), fc.string({ unit: 'grapheme', maxLength: 400 }), fc.anything()), (input) => {
-        for (const p of ALL_PARSERS) expect(typeof p(input).ok).toBe('boolean');
-      }),
-      { numRuns: RUNS },
-    );
-  });
+  it('no parser throws, whatever the input', () => assertNeverThrows(ALL_PARSERS, RUNS));
 
-  it('no parser throws on mutated real or reconstructed outputs; an error carries a line inside the text', () => {
-    const texts = FIXTURES.map(([n]) => fixture(n));
-    const edit = fc.record({ at: fc.nat(), del: fc.nat({ max: 8 }), ins: fc.string({ unit: 'binary-ascii', maxLength: 8 }) });
-    fc.assert(
-      fc.property(fc.nat({ max: texts.length - 1 }), fc.array(edit, { maxLength: 4 }), (ti, edits) => {
-        let t = texts[ti]!;
-        for (const e of edits) {
-          const at = e.at % (t.length + 1);
-          t = t.slice(0, at) + e.ins + t.slice(at + e.del);
-        }
-        const lines = t.split('\n').length;
-        for (const p of ALL_PARSERS) {
-          const r = p(t);
-          if (!r.ok && r.line !== undefined) {
-            expect(r.line).toBeGreaterThanOrEqual(1);
-            expect(r.line).toBeLessThanOrEqual(lines);
-          }
-        }
-      }),
-      { numRuns: RUNS },
-    );
-  });
+  it('no parser throws on mutated real or reconstructed outputs; an error carries a line inside the text', () => assertMutationsFailInside(FIXTURES.map(([n]) => fixture(n)), ALL_PARSERS, RUNS));
 
   it('getallvms: any name, datastore and path without " [" round-trip, however the columns are padded', () => {
     const word = fc.stringMatching(/^[A-Za-z0-9_.()-]{1,10}$/);

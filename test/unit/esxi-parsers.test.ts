@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
+import { assertMutationsFailInside, assertNeverThrows } from '../helpers/parser-properties.js';
 import { describe, expect, it } from 'vitest';
 import { ESX_OPS, toArgv, type EsxOp, type EsxOpName } from '../../agent/esxi/commands.js';
 import { parseTitledBlocks, parseUntitledBlocks } from '../../agent/esxi/kv.js';
@@ -395,40 +396,9 @@ const word = fc.stringMatching(/^[A-Za-z][A-Za-z0-9:._-]{0,11}$/);
 const phrase = fc.array(word, { minLength: 1, maxLength: 3 }).map((w) => w.join(' '));
 
 describe('properties', () => {
-  it('no parser throws, whatever the input (strings of any characters, non-strings)', () => {
-    fc.assert(
-      fc.property(fc.oneof(fc.string({ unit: 'binary', maxLength: 400 }), fc.string({ unit: 'grapheme', maxLength: 400 }), fc.anything()), (input) => {
-        for (const p of ALL_PARSERS) {
-          const r = p(input);
-          expect(typeof r.ok).toBe('boolean');
-        }
-      }),
-      { numRuns: RUNS },
-    );
-  });
+  it('no parser throws, whatever the input (strings of any characters, non-strings)', () => assertNeverThrows(ALL_PARSERS, RUNS));
 
-  it('no parser throws on mutated real outputs; an error carries a line inside the text', () => {
-    const texts = FIXTURES.map(([n]) => fixture(n));
-    const edit = fc.record({ at: fc.nat(), del: fc.nat({ max: 8 }), ins: fc.string({ unit: 'binary-ascii', maxLength: 8 }) });
-    fc.assert(
-      fc.property(fc.nat({ max: texts.length - 1 }), fc.array(edit, { maxLength: 4 }), (ti, edits) => {
-        let t = texts[ti]!;
-        for (const e of edits) {
-          const at = e.at % (t.length + 1);
-          t = t.slice(0, at) + e.ins + t.slice(at + e.del);
-        }
-        const lines = t.split('\n').length;
-        for (const p of ALL_PARSERS) {
-          const r = p(t);
-          if (!r.ok && r.line !== undefined) {
-            expect(r.line).toBeGreaterThanOrEqual(1);
-            expect(r.line).toBeLessThanOrEqual(lines);
-          }
-        }
-      }),
-      { numRuns: RUNS },
-    );
-  });
+  it('no parser throws on mutated real outputs; an error carries a line inside the text', () => assertMutationsFailInside(FIXTURES.map(([n]) => fixture(n)), ALL_PARSERS, RUNS));
 
   it('tables: any column widths, gaps, alignments and extra padding give back the same cells (dashes row)', () => {
     const table = fc.integer({ min: 1, max: 6 }).chain((cols) =>
