@@ -63,12 +63,15 @@ async function vlanOf(): Promise<number> {
 }
 
 /**
- * An agent on `policy`, streaming, with a storm guard: body runs, the journal is printed if it
+ * An agent on `policy` (state in a new directory for `tag`, or in an existing one given as a
+ * path), streaming, with a storm guard: body runs, the journal is printed if it
  * throws, and the loop is opened, the agent stopped and `after` run (default: reconnect vNICs) on
  * every path.
  */
-async function withStormAgent(tag: string, policy: string, guardMs: number, body: (agent: AgentHandle) => Promise<void>, after: () => Promise<void> = reconnectAll): Promise<void> {
-  const agent = await startAgent(lab.ns.agent, { policy, stateDir: newStateDir(tag) });
+async function withStormAgent(tagOrStateDir: string, policy: string, guardMs: number, body: (agent: AgentHandle) => Promise<void>, after: () => Promise<void> = reconnectAll): Promise<void> {
+  // A path is an existing state directory (a restart keeps its journal); anything else is a tag for a new one.
+  const stateDir = tagOrStateDir.startsWith('/') ? tagOrStateDir : newStateDir(tagOrStateDir);
+  const agent = await startAgent(lab.ns.agent, { policy, stateDir });
   const unguard = stormGuard(guardMs);
   try {
     await agent.waitFor(streaming, 15_000);
@@ -201,34 +204,24 @@ describe('agent next to a stand-in ESXi host, over a real sshd', () => {
 
   it('a restart never re-enables a tripped vNIC: one reconnected by hand while the agent was down is cut again at connect', async () => {
     const stateDir = newStateDir('esxi-restart');
-    let agent = await startAgent(lab.ns.agent, { policy: policyPath, stateDir });
-    const unguard = stormGuard(8000);
-    try {
-      await agent.waitFor(streaming, 15_000);
+    let tripped = '';
+    // First life: the storm, the trip. Its cleanup is the hand reconnect, while no agent runs
+    // (the loop is open by then: no storm).
+    await withStormAgent(stateDir, policyPath, 8000, async (agent) => {
       await sleep(500);
       await startStorm();
-      const trip = await waitForNew(agent, isTrip, 7000);
-      await openLoop(lab);
-      await agent.stop();
-      // While nobody watches, someone reconnects the vNIC by hand (the loop is open: no storm).
-      const dev = trip.port === VNIC_A0 ? 'vnA0' : 'vnA1';
-      await reconnectAll();
-      expect(await isUp(lab.ns.esx, dev)).toBe(true);
-      agent = await startAgent(lab.ns.agent, { policy: policyPath, stateDir });
-      const re = await agent.waitFor((l) => l.msg === 'reassert' && l.port === trip.port, 15_000);
+      tripped = String((await waitForNew(agent, isTrip, 7000)).port);
+    });
+    const dev = tripped === VNIC_A0 ? 'vnA0' : 'vnA1';
+    expect(await isUp(lab.ns.esx, dev)).toBe(true);
+    // Second life, same journal: the reassert happens at connect.
+    await withStormAgent(stateDir, policyPath, 8000, async (agent) => {
+      const re = await agent.waitFor((l) => l.msg === 'reassert' && l.port === tripped, 15_000);
       expect((re.action as { argv: string[] }).argv.slice(0, 2)).toEqual(['vim-cmd', 'vmsvc/device.connection']);
       expect(await until(async () => !(await isUp(lab.ns.esx, dev)), 3000)).toBe(true);
       const st = (await agent.ask('status')) as { ports: Array<{ port: string; state: string }> };
-      expect(st.ports.find((p) => p.port === trip.port)?.state).toBe('tripped');
-    } catch (e) {
-      dumpJournal(agent);
-      throw e;
-    } finally {
-      unguard();
-      await openLoop(lab);
-      await agent.stop();
-      await reconnectAll();
-    }
+      expect(st.ports.find((p) => p.port === tripped)?.state).toBe('tripped');
+    });
   }, 90_000);
 
   it('without vNIC disconnect allowed, quarantines the port group (prod goes quiet) and restore puts its VLAN back', () =>
