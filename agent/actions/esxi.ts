@@ -13,6 +13,7 @@ import type { EsxInventory, EsxVm, EsxVmNic } from '../esxi/inventory.js';
 import { parseNicList } from '../esxi/nic-list.js';
 import { parsePortgroupList } from '../esxi/portgroup.js';
 import { parseVmDevices } from '../esxi/vim.js';
+import { macOfVnicPort } from '../esxi/ports.js';
 import type { RemoteExec } from '../esxi/session.js';
 import type { ActionRequest, ActionResult, EsxiActionRecord, EsxiHostPolicy } from '../types.js';
 
@@ -33,12 +34,9 @@ interface Plan {
   verify: () => Promise<boolean>;
 }
 
-const MAC_HEX = /^vnic-([0-9a-f]{12})$/;
-
 function findVnic(inv: EsxInventory, local: string): { vm: EsxVm; nic: EsxVmNic } | null {
-  const m = MAC_HEX.exec(local);
-  if (!m) return null;
-  const mac = m[1]!.match(/../g)!.join(':');
+  const mac = macOfVnicPort(local);
+  if (mac === null) return null;
   for (const vm of inv.vms) for (const nic of vm.nics) if (nic.mac === mac) return { vm, nic };
   return null;
 }
@@ -147,7 +145,7 @@ export function planEsxiAction(req: ActionRequest, ctx: EsxiActionContext): Plan
 async function planReconnectFromRecord(req: ActionRequest, ctx: EsxiActionContext): Promise<Plan | string> {
   const rec = ctx.previous;
   const m = rec?.action === 'vnic-disconnect' ? /^(.*) key ([0-9]+)$/.exec(rec.target) : null;
-  const mac = MAC_HEX.exec(req.port.slice(ctx.host.name.length + 1))?.[1]?.match(/../g)?.join(':');
+  const mac = macOfVnicPort(req.port.slice(ctx.host.name.length + 1));
   if (!m || !mac) return 'no record of the disconnect to undo';
   const vmid = ctx.inventory?.vimVms?.find((v) => v.name === m[1])?.vmid;
   if (vmid === undefined) return `VM ${m[1]} not found by vim-cmd vmsvc/getallvms (or its name is not unique)`;

@@ -85,6 +85,8 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
   const arrivals: number[] = [];
   const shown = new Map<string, { rxPps: number; txPps: number; floodPps: number }>();
   let ratesAtNs = 0;
+  /** Rates of a block not yet seen by the detector: consume() has work only then (it runs every tick). */
+  let unconsumed = false;
   // After an action: blocks asked for before it landed straddle it; they are dropped, and the
   // first block after only sets a new baseline, so what is judged next is purely post-action.
   let ignoreThroughTick = 0;
@@ -155,6 +157,7 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
       t.prevNs = tNs;
     }
     ratesAtNs = tNs;
+    unconsumed = true;
     hooks.onRates();
   }
 
@@ -168,7 +171,7 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
   }
 
   const session = startSession(
-    { ...host, name: host.name, ...(hooks.ssh ? { ssh: hooks.ssh } : {}) },
+    { ...host, ...(hooks.ssh ? { ssh: hooks.ssh } : {}) },
     {
       async prepare(exec) {
         await refresh(exec);
@@ -194,6 +197,8 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
     rates: () => rateList,
     shownRates: () => shown,
     consume(): void {
+      if (!unconsumed) return;
+      unconsumed = false;
       for (const r of rateList) r.valid = false;
     },
     async act(req, previous) {

@@ -31,6 +31,12 @@ export interface EsxPort {
 export const nicPortName = (host: string, nic: string): string => `${host}/${nic}`;
 export const vnicPortName = (host: string, mac: string): string => `${host}/vnic-${mac.toLowerCase().replace(/:/g, '')}`;
 
+/** The MAC a vNIC port name carries (`vnic-000c295ba000` -> `00:0c:29:5b:a0:00`), or null. */
+export function macOfVnicPort(local: string): string | null {
+  const m = /^vnic-([0-9a-f]{12})$/.exec(local);
+  return m ? m[1]!.match(/../g)!.join(':') : null;
+}
+
 /** Is this an ESXi port name, and of which host? */
 export function esxHostOf(port: string): string | null {
   const i = port.indexOf('/');
