@@ -10,11 +10,8 @@
 // The golden files were written by running each parser once and checking the JSON field by field
 // against the .txt (every VM row, world ID, network list, the one NIC of the device dump, every
 // counter and flag). Re-check against the .txt before updating one.
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
-import { assertMutationsFailInside, assertNeverThrows } from '../helpers/parser-properties.js';
+import { assertMutationsFailInside, assertNeverThrows, describeGolden, fixture, value } from '../helpers/esxi-parsing.js';
 import { describe, expect, it } from 'vitest';
 import { BLOCK_GUEST_BPDU_PATH, blockGuestBpduOn, parseAdvancedInt } from '../../agent/esxi/advanced.js';
 import { ADVANCED_PATHS, toArgv, type EsxOp } from '../../agent/esxi/commands.js';
@@ -26,15 +23,6 @@ import { joinVmNics, parseGetAllVms, parseVmDevices, parseVmodl, type VmNicDevic
 import { parseVmList } from '../../agent/esxi/vm-list.js';
 import { parseVmPortList } from '../../agent/esxi/vm-port.js';
 
-const DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'esxcli');
-const fixture = (name: string): string => readFileSync(join(DIR, `${name}.txt`), 'utf8');
-const golden = (name: string): unknown => JSON.parse(readFileSync(join(DIR, `${name}.golden.json`), 'utf8'));
-const asJson = (r: unknown): unknown => JSON.parse(JSON.stringify(r));
-
-function value<T>(r: Result<T>): T {
-  if (!r.ok) throw new Error(`expected ok, got ${r.error} (line ${r.line})`);
-  return r.value;
-}
 
 const bpdu = (t: unknown): Result<unknown> => parseAdvancedInt(t, BLOCK_GUEST_BPDU_PATH);
 
@@ -60,19 +48,7 @@ const ALL_PARSERS: Array<(text: unknown) => Result<unknown>> = [
   (t) => (typeof t === 'string' ? parseVmodl(t) : parseVmodl('')),
 ];
 
-describe('golden: every new fixture parses to its hand-checked JSON', () => {
-  for (const [name, parse] of FIXTURES) {
-    it(name, () => {
-      expect(asJson(parse(fixture(name)))).toEqual(golden(name));
-    });
-  }
-
-  it('the same outputs with CRLF line ends (ssh with a pty) parse identically', () => {
-    for (const [name, parse] of FIXTURES) {
-      expect(asJson(parse(fixture(name).replace(/\n/g, '\r\n'))), name).toEqual(golden(name));
-    }
-  });
-});
+describeGolden('golden: every new fixture parses to its hand-checked JSON', FIXTURES);
 
 describe('esxcli network port stats get (shape RECONSTRUCTED, see port-stats.ts)', () => {
   const head = 'Packet statistics for port 50331660\n';

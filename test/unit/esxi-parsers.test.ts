@@ -7,11 +7,8 @@
 // port). They are not a blind snapshot: when a parser change alters one, re-check it against the
 // .txt the same way before updating it. The semantic tests below pin the points that matter most
 // independently of the goldens.
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
-import { assertMutationsFailInside, assertNeverThrows } from '../helpers/parser-properties.js';
+import { assertMutationsFailInside, assertNeverThrows, describeGolden, fixture, value } from '../helpers/esxi-parsing.js';
 import { describe, expect, it } from 'vitest';
 import { ESX_OPS, toArgv, type EsxOp, type EsxOpName } from '../../agent/esxi/commands.js';
 import { parseTitledBlocks, parseUntitledBlocks } from '../../agent/esxi/kv.js';
@@ -37,16 +34,6 @@ import { parseVmPortList } from '../../agent/esxi/vm-port.js';
 import { parseEnsUplinkStats, parseVsishPnicStats } from '../../agent/esxi/vsish.js';
 import { parseVswitchList } from '../../agent/esxi/vswitch.js';
 
-const DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'esxcli');
-const fixture = (name: string): string => readFileSync(join(DIR, `${name}.txt`), 'utf8');
-const golden = (name: string): unknown => JSON.parse(readFileSync(join(DIR, `${name}.golden.json`), 'utf8'));
-/** What the golden files hold: JSON (NaN would read back as null; no golden has one). */
-const asJson = (r: unknown): unknown => JSON.parse(JSON.stringify(r));
-
-function value<T>(r: Result<T>): T {
-  if (!r.ok) throw new Error(`expected ok, got ${r.error} (line ${r.line})`);
-  return r.value;
-}
 
 /** Every fixture, with the parser for the command that produced it. Listed explicitly: none is skipped silently. */
 const FIXTURES: Array<[string, (text: unknown) => Result<unknown>]> = [
@@ -70,19 +57,7 @@ const ALL_PARSERS: Array<(text: unknown) => Result<unknown>> = [
   parseVsishPnicStats, parseEnsUplinkStats, (t) => parseTable(t), (t) => parseTitledBlocks(t), (t) => parseUntitledBlocks(t, 'Port ID'),
 ];
 
-describe('golden: every captured output parses to its hand-checked JSON', () => {
-  for (const [name, parse] of FIXTURES) {
-    it(name, () => {
-      expect(asJson(parse(fixture(name)))).toEqual(golden(name));
-    });
-  }
-
-  it('the same outputs with CRLF line ends (ssh with a pty) parse identically', () => {
-    for (const [name, parse] of FIXTURES) {
-      expect(asJson(parse(fixture(name).replace(/\n/g, '\r\n'))), name).toEqual(golden(name));
-    }
-  });
-});
+describeGolden('golden: every captured output parses to its hand-checked JSON', FIXTURES);
 
 describe('nic stats (esxcli network nic stats get)', () => {
   it('keeps counters far above 2^32 exact (KB 341594: 6.7e14 bytes) and breaks no invariant (packets 0, bytes 5271156)', () => {
