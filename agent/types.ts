@@ -244,6 +244,12 @@ export interface EsxiHostPolicy {
   portgroups: string[];
   /** Port groups never quarantined and whose VM ports are never disconnected (vmkernel, management). */
   protectedPortgroups: string[];
+  /**
+   * Also watch the vNICs of every VM that has two vNICs in one L2 (same port group, or same
+   * vSwitch and VLAN), whatever their port group: such a guest can close a loop, and it is cut
+   * best at its vNIC. Default true.
+   */
+  watchBridgingVms: boolean;
   /** Which actions may be used, smallest scope first; a kind not listed is never used. */
   actions: EsxiActionKind[];
   /** VLAN a quarantined port group is moved to (1-4094); required when portgroup-quarantine is listed. */

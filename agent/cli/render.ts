@@ -11,7 +11,7 @@ export interface StatusView {
     samplesPerSec: number;
     session: { state: string; lastBlockAgeMs: number | null; connects: number; lastError: string | null; roundTripMs: number | null; late: number };
     missing: string[];
-    ports: Array<{ port: string; broadcast: string; lastError: string | null }>;
+    ports: Array<{ port: string; vm?: string; portgroup?: string; watched?: string; broadcast: string; lastError: string | null }>;
   }>;
 }
 
@@ -46,6 +46,8 @@ export function renderStatus(s: StatusView): string {
     if (ss.lastError && !e.live) out += `  last error: ${ss.lastError}\n`;
     for (const m of e.missing) out += `  policy names ${m}: not watched\n`;
     for (const p of e.ports) if (p.lastError || !/moves/.test(p.broadcast)) out += `  ${p.port}: ${p.lastError ?? p.broadcast}\n`;
+    // Ports the operator did not name: say why they are watched.
+    for (const p of e.ports) if (p.watched === 'bridging-vm') out += `  ${p.port}: vNIC of VM ${p.vm} on ${p.portgroup}, watched: the VM has two vNICs in one L2\n`;
   }
   const cols = s.ports.some((r) => r.heldUntil !== undefined) ? COLS : COLS.slice(0, -1);
   return out + table(cols, s.ports);

@@ -30,7 +30,7 @@ export interface EsxHostStatus {
   session: SessionStatus;
   /** Judged right now: streaming and not stale. */
   live: boolean;
-  ports: Array<{ port: string; kind: string; id: string; vm?: string; portgroup?: string; broadcast: string; lastError: string | null }>;
+  ports: Array<{ port: string; kind: string; id: string; vm?: string; portgroup?: string; watched?: 'portgroup' | 'bridging-vm'; broadcast: string; lastError: string | null }>;
   missing: string[];
   inventoryProblems: string[];
   inventoryAgeMs: number | null;
@@ -111,7 +111,9 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
   }
 
   async function refresh(exec: Session['exec']): Promise<boolean> {
-    const r = await readInventory(exec, { host: host.name, onlyPortgroups: host.portgroups });
+    // VMs already watched stay read: one cut down to a single connected vNIC must stay restorable.
+    const alsoVms = [...new Set(tracks.map((t) => t.port.vm).filter((v): v is string => v !== undefined))];
+    const r = await readInventory(exec, { host: host.name, onlyPortgroups: host.portgroups, bridgeSuspects: host.watchBridgingVms, alsoVms });
     inventory = r.inventory;
     problems = r.problems;
     if (problems.length) log.warn({ component: 'esxi', host: host.name, problems }, 'parts of the host inventory could not be read');
@@ -230,7 +232,7 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
           port: t.port.name,
           kind: t.port.kind,
           id: t.port.id,
-          ...(t.port.vm ? { vm: t.port.vm, portgroup: t.port.portgroup! } : {}),
+          ...(t.port.vm ? { vm: t.port.vm, portgroup: t.port.portgroup!, watched: t.port.watched! } : {}),
           broadcast: t.bcast ? t.bcast.reason : 'no sample yet',
           lastError: t.lastError,
         })),

@@ -7,6 +7,7 @@
 // is two or more hot ports of one vSwitch, exactly as on a Linux bridge.
 import type { Counters, EsxiHostPolicy, Policy, PortPolicy, Role } from '../types.js';
 import type { EsxInventory } from './inventory.js';
+import { bridgingNics } from './l2.js';
 import type { StreamItem, Section } from './stream.js';
 import { broadcastUsable } from './nic-stats.js';
 import { parseNicStats } from './nic-stats.js';
@@ -24,6 +25,12 @@ export interface EsxPort {
   policy: PortPolicy;
   /** VM ports only. */
   vm?: string;
+  /**
+   * VM ports only: why it is watched. 'portgroup': on a port group the policy names.
+   * 'bridging-vm': its VM has another vNIC in the same L2 (watchBridgingVms), so the guest can
+   * close a loop through the vSwitch, and that loop is cut best at this vNIC.
+   */
+  watched?: 'portgroup' | 'bridging-vm';
   portgroup?: string;
   mac?: string;
 }
@@ -61,9 +68,10 @@ function portPolicy(policy: Policy, host: EsxiHostPolicy, name: string, role: Ro
 }
 
 /**
- * The ports of one host to watch: the policy's vmnics that the host lists, and the connected
- * vNICs on the policy's port groups. What the policy names but the host does not have is
- * returned in `missing` (said in status and the log, never watched).
+ * The ports of one host to watch: the policy's vmnics that the host lists, the vNICs on the
+ * policy's port groups, and (watchBridgingVms) the vNICs of every VM with two vNICs in one L2.
+ * A disconnected vNIC is listed (so it can be restored) but not streamed. What the policy names
+ * but the host does not have is returned in `missing` (said in status and the log, never watched).
  */
 export function watchedPorts(policy: Policy, host: EsxiHostPolicy, inv: EsxInventory): { ports: EsxPort[]; missing: string[] } {
   const ports: EsxPort[] = [];
@@ -85,8 +93,10 @@ export function watchedPorts(policy: Policy, host: EsxiHostPolicy, inv: EsxInven
   const protectedPgs = new Set(host.protectedPortgroups);
   let i = host.vmnics.length;
   for (const vm of inv.vms) {
+    const bridging = host.watchBridgingVms ? new Set(bridgingNics(inv, vm)) : null;
     for (const n of vm.nics) {
-      if (!watchedPgs.has(n.portgroup)) continue;
+      const why = watchedPgs.has(n.portgroup) ? 'portgroup' : bridging?.has(n) ? 'bridging-vm' : null;
+      if (why === null) continue;
       const name = vnicPortName(host.name, n.mac);
       // A disconnected vNIC has no vSwitch port: listed (so it can be restored), not streamed.
       ports.push({
@@ -98,6 +108,7 @@ export function watchedPorts(policy: Policy, host: EsxiHostPolicy, inv: EsxInven
         vm: vm.name,
         portgroup: n.portgroup,
         mac: n.mac,
+        watched: why,
       });
     }
   }

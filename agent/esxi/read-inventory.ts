@@ -14,6 +14,7 @@ import { parseVmPortList } from './vm-port.js';
 import { parseGetAllVms, parseVmDevices } from './vim.js';
 import { parseSecurityPolicy, parseFailoverPolicy } from './policy-get.js';
 import { parseAdvancedInt } from './advanced.js';
+import { mayBridge } from './l2.js';
 import type { Result } from './result.js';
 import type { RemoteExec } from './session.js';
 
@@ -27,6 +28,13 @@ export interface ReadOptions {
    * every running VM (preflight, which judges them all).
    */
   onlyPortgroups?: readonly string[];
+  /**
+   * With onlyPortgroups: also read every VM that may have two vNICs in one L2 (l2.ts mayBridge),
+   * a guest that could bridge them into a loop, and the VMs named here (those already watched:
+   * a VM cut down to one connected vNIC is not in `vm list` twice any more, but must stay known).
+   */
+  bridgeSuspects?: boolean;
+  alsoVms?: readonly string[];
   nowMs?: () => number;
 }
 
@@ -80,7 +88,10 @@ export async function readInventory(exec: RemoteExec, opts: ReadOptions): Promis
   const vms: EsxVm[] = [];
   const only = opts.onlyPortgroups ? new Set(opts.onlyPortgroups) : null;
   // `vm list` names each VM's networks; when that list cannot be trusted (a comma in a name), read the VM anyway.
-  const relevant = only ? running.filter((v) => !v.networksComplete || v.networks.some((n) => only.has(n))) : running;
+  const also = new Set(opts.alsoVms ?? []);
+  const relevant = only
+    ? running.filter((v) => !v.networksComplete || v.networks.some((n) => only.has(n)) || also.has(v.name) || (opts.bridgeSuspects === true && mayBridge(v, pgs)))
+    : running;
   for (const v of relevant) {
     const ports = soft(await run(exec, { op: 'vm-port-list', worldId: v.worldId }, parseVmPortList)) ?? [];
     const vmid = vmidByName.get(v.name) ?? null;

@@ -77,7 +77,7 @@ export const MAX_HOOK_ARGV = 64;
 /** The keys of an `esxi.hosts[]` entry that have a default (the rest are required, or null when absent). */
 export type EsxiHostDefaults = Pick<
   EsxiHostPolicy,
-  'port' | 'user' | 'sampleMs' | 'staleMs' | 'connectTimeoutMs' | 'commandTimeoutMs' | 'counters' | 'portgroups' | 'protectedPortgroups' | 'actions'
+  'port' | 'user' | 'sampleMs' | 'staleMs' | 'connectTimeoutMs' | 'commandTimeoutMs' | 'counters' | 'portgroups' | 'protectedPortgroups' | 'watchBridgingVms' | 'actions'
 >;
 
 /**
@@ -98,6 +98,7 @@ export const ESXI_HOST_DEFAULTS: Readonly<EsxiHostDefaults> = deepFreeze({
   counters: 'vsish',
   portgroups: [],
   protectedPortgroups: ['Management Network'],
+  watchBridgingVms: true,
   actions: [...ESXI_ACTION_KINDS],
 } satisfies EsxiHostDefaults);
 /** Most hosts in `esxi.hosts`: one SSH connection and sampler each, all from this one agent. */

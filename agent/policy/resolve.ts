@@ -206,6 +206,7 @@ function resolveEsxiHost(h: EsxiHostInput, esxi: EsxiInput, bad: (field: string)
     vmnics: h.vmnics.value.map((v) => ({ name: v.name.value, role: v.role.value, protected: v.protected?.value ?? v.role.value === 'mgmt' })),
     portgroups: [...(h.portgroups?.value ?? D.portgroups)],
     protectedPortgroups: [...(h.protectedPortgroups?.value ?? D.protectedPortgroups)],
+    watchBridgingVms: h.watchBridgingVms?.value ?? D.watchBridgingVms,
     actions,
     quarantineVlan,
     thresholds,

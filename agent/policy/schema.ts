@@ -77,6 +77,7 @@ export interface EsxiHostInput extends Pos {
   counters?: Located<EsxiCounterPath>;
   portgroups?: Located<string[]>;
   protectedPortgroups?: Located<string[]>;
+  watchBridgingVms?: Located<boolean>;
   actions?: Located<EsxiActionKind[]>;
   /** value null: written as null (YAML `null`, `~` or nothing), the same as absent. */
   quarantineVlan?: Located<number | null>;
@@ -153,6 +154,7 @@ const ESXI_HOST_KEYS = [
   'vmnics',
   'portgroups',
   'protectedPortgroups',
+  'watchBridgingVms',
   'actions',
   'quarantineVlan',
   'thresholds',
@@ -524,6 +526,8 @@ export class SchemaWalker {
     const portgroups = pe ? this.readPortgroups(pe) : undefined;
     const ppe = m.get('protectedPortgroups');
     const protectedPortgroups = ppe ? this.readPortgroups(ppe) : undefined;
+    const wbe = m.get('watchBridgingVms');
+    const watchBridgingVms = wbe ? this.readBool(wbe) : undefined;
     const ae = m.get('actions');
     const actions = ae ? this.readActions(ae) : undefined;
     let quarantineVlan: Located<number | null> | undefined;
@@ -550,6 +554,7 @@ export class SchemaWalker {
       ...(counters ? { counters } : {}),
       ...(portgroups ? { portgroups } : {}),
       ...(protectedPortgroups ? { protectedPortgroups } : {}),
+      ...(watchBridgingVms ? { watchBridgingVms } : {}),
       ...(actions ? { actions } : {}),
       ...(quarantineVlan ? { quarantineVlan } : {}),
     });

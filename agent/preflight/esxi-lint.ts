@@ -19,10 +19,9 @@
 // What the inventory does not know is never read as safe: a policy or setting that was not read
 // becomes a note naming what was not checked.
 import type { EsxInventory, EsxPortgroup, EsxVm, EsxVmNic } from '../esxi/inventory.js';
+import { l2OfNic, sharedL2Groups, TRUNK_VLAN, type L2 } from '../esxi/l2.js';
 import type { CheckReport, Finding } from './findings.js';
 
-/** VLAN 4095 on a standard port group trunks every VLAN to the guest (names.ts isVlanId). */
-const TRUNK_VLAN = 4095;
 
 const q = (s: string): string => `"${s}"`;
 
@@ -115,27 +114,11 @@ function promiscForged(inv: EsxInventory, pg: EsxPortgroup, port: PortName, find
 
 // --- esxi-vm-two-vnics-same-l2 -------------------------------------------------------------------
 
-interface L2 {
-  vswitch: string;
-  /** null when the port group is not in the host's list: only the same port group then compares. */
-  vlanId: number | null;
-  portgroup: string;
-}
-
-function sameL2(a: L2, b: L2): boolean {
-  if (a.vswitch === b.vswitch && a.portgroup === b.portgroup) return true;
-  if (a.vswitch !== b.vswitch || a.vlanId === null || b.vlanId === null) return false;
-  return a.vlanId === b.vlanId || a.vlanId === TRUNK_VLAN || b.vlanId === TRUNK_VLAN;
-}
-
 function vnicsSameL2(inv: EsxInventory, vm: EsxVm, port: PortName, findings: Finding[], notes: string[]): void {
   // A vNIC known to be disconnected carries nothing; one whose state was not read might.
   const live = vm.nics.filter((n) => n.connected !== false);
   if (live.length < 2) return;
-  const l2 = live.map((n): L2 => {
-    const pg = inv.portgroups.find((p) => p.name === n.portgroup && p.vswitch === n.vswitch);
-    return { vswitch: n.vswitch, vlanId: pg ? pg.vlanId : null, portgroup: n.portgroup };
-  });
+  const l2 = live.map((n) => l2OfNic(inv, n));
   const unknown = [...new Set(l2.filter((x) => x.vlanId === null).map((x) => x.portgroup))];
   if (unknown.length > 0) {
     notes.push(
@@ -143,16 +126,8 @@ function vnicsSameL2(inv: EsxInventory, vm: EsxVm, port: PortName, findings: Fin
         'its vNICs were compared by port group name only (VLAN unknown)',
     );
   }
-  // Union the vNICs that share an L2 domain; every group of two or more is one finding.
-  const parent = live.map((_, i) => i);
-  const find = (i: number): number => (parent[i] === i ? i : (parent[i] = find(parent[i]!)));
-  for (let i = 0; i < live.length; i++) {
-    for (let j = i + 1; j < live.length; j++) if (sameL2(l2[i]!, l2[j]!)) parent[find(j)] = find(i);
-  }
-  const groups = new Map<number, number[]>();
-  live.forEach((_, i) => groups.set(find(i), [...(groups.get(find(i)) ?? []), i]));
-  for (const idx of groups.values()) {
-    if (idx.length < 2) continue;
+  // Every group of two or more vNICs sharing an L2 domain is one finding.
+  for (const idx of sharedL2Groups(l2)) {
     const nics = idx.map((i) => live[i]!);
     const pgs = [...new Set(idx.map((i) => l2[i]!.portgroup))].sort();
     const vlans = [...new Set(idx.map((i) => l2[i]!.vlanId))];

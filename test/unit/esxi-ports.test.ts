@@ -13,7 +13,7 @@ const host: EsxiHostPolicy = {
   name: 'esx1', address: '192.0.2.21', port: 22, user: 'root', identityFile: '/k', knownHostsFile: '/kh',
   sampleMs: 100, staleMs: 1000, connectTimeoutMs: 3000, commandTimeoutMs: 5000, counters: 'vsish',
   vmnics: [{ name: 'vmnic0', role: 'uplink', protected: true }, { name: 'vmnic1', role: 'uplink', protected: false }, { name: 'vmnic7', role: 'uplink', protected: false }],
-  portgroups: ['VM Network', 'Management Network'], protectedPortgroups: ['Management Network'],
+  portgroups: ['VM Network', 'Management Network'], protectedPortgroups: ['Management Network'], watchBridgingVms: true,
   actions: ['vnic-disconnect', 'portgroup-quarantine', 'nic-down'], quarantineVlan: 4001, thresholds: { holdSamples: 3 }, line: 1,
 };
 

@@ -71,6 +71,7 @@ describe('esxi: what loads', () => {
           vmnics: [{ name: 'vmnic0', role: 'uplink', protected: false }],
           portgroups: [],
           protectedPortgroups: ['Management Network'],
+          watchBridgingVms: true,
           actions: ['vnic-disconnect', 'portgroup-quarantine', 'nic-down'],
           quarantineVlan: 4001,
           thresholds: {},
@@ -100,6 +101,7 @@ esxi:
         - { name: vmnic1, role: other }
       portgroups: ["VM Network", "lab (1)%[a]/b"]
       protectedPortgroups: []
+      watchBridgingVms: false
       actions: [nic-down]
       thresholds: { floodPps: 1000, clearPps: 200, holdSamples: 3 }
 `);
@@ -121,6 +123,7 @@ esxi:
       ],
       portgroups: ['VM Network', 'lab (1)%[a]/b'],
       protectedPortgroups: [],
+      watchBridgingVms: false,
       actions: ['nic-down'],
       // portgroup-quarantine not allowed: no VLAN needed.
       quarantineVlan: null,
@@ -228,6 +231,7 @@ esxi:
         ],
         portgroups: ['VM Network'],
         protectedPortgroups: ['Management Network'],
+        watchBridgingVms: true,
         actions: ['vnic-disconnect', 'portgroup-quarantine', 'nic-down'],
         quarantineVlan: 4001,
         thresholds: { holdSamples: 2, floodHoldMs: 300 },
@@ -319,6 +323,7 @@ describe('esxi: every error, at its file:line:col and field', () => {
     for (const v of ['Root', '1admin', 'a b', '"a:b"', 'a'.repeat(33), '""', '-x']) expect(withKey('user', v), v).toEqual(at11('user', 'E_POLICY_VALUE'));
     expect(withKey('user', '5')).toEqual(at11('user', 'E_POLICY_TYPE'));
     for (const v of ['snmp', 'VSISH', '""']) expect(withKey('counters', v), v).toEqual(at11('counters', 'E_POLICY_VALUE'));
+    for (const v of ['yes', '1', '"true"']) expect(withKey('watchBridgingVms', v), v).toEqual(at11('watchBridgingVms', 'E_POLICY_TYPE'));
   });
 
   it('timers', () => {

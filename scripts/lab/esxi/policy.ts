@@ -13,6 +13,8 @@ export interface LabPolicyOptions {
   holdSamples?: number;
   /** The shut budget's window (a benchmark restores within seconds and shortens it). */
   windowMs?: number;
+  /** Written only when given (the agent's default is true). */
+  watchBridgingVms?: boolean;
 }
 
 export function esxiLabPolicy(lab: EsxiLab, o: LabPolicyOptions = {}): string {
@@ -35,7 +37,7 @@ esxi:
         - { name: vmnic0, role: uplink }
         - { name: vmnic1, role: uplink }
       portgroups: ${o.portgroups ?? '["VM Network"]'}
-      quarantineVlan: 4001
+${o.watchBridgingVms === undefined ? '' : `      watchBridgingVms: ${o.watchBridgingVms}\n`}      quarantineVlan: 4001
       actions: ${o.actions ?? '[vnic-disconnect, portgroup-quarantine, nic-down]'}
       thresholds: { holdSamples: ${o.holdSamples ?? 2} }
 ports: []
