@@ -54,6 +54,11 @@ export interface PortRates {
   /** Broadcast + multicast rx pps ("flood" traffic); NaN when unknown. */
   floodPps: number;
   bcastPps: number;
+  /**
+   * Broadcast + multicast tx pps, where a source counts it (ESXi vmnics); absent or NaN when
+   * unknown. Judged only on uplinks: a flood leaving the host whose source no watched port shows.
+   */
+  txFloodPps?: number;
   /** false when the counters reset/wrapped or a read failed: no rate for this interval. */
   valid: boolean;
 }
@@ -296,7 +301,9 @@ export interface Evidence {
 
 export type Verdict =
   | { kind: 'loop'; bridge: string | null; members: string[]; evidence: Evidence }
-  | { kind: 'flood'; port: string; evidence: Evidence };
+  | { kind: 'flood'; port: string; evidence: Evidence }
+  /** An uplink transmits a flood while no watched port of its bridge is hot: reported, never acted on. */
+  | { kind: 'egress'; port: string; evidence: Evidence };
 
 export type ActionKind = 'link-down' | 'link-up';
 

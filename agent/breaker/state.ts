@@ -288,7 +288,8 @@ export function breakerStep(
     // by shutting that port again, not by choosing a loop member afresh.
     if (probing && probeHit(ctx, v)) continue;
     if (v.kind === 'loop') onLoop(ctx, v);
-    else onFlood(ctx, v);
+    else if (v.kind === 'flood') onFlood(ctx, v);
+    else onEgress(ctx, v);
   }
   stepRecovery(ctx);
   return { state, commands: ctx.commands, events: ctx.events, verify: ctx.verify };
@@ -684,6 +685,18 @@ function onFlood(ctx: Ctx, v: Extract<Verdict, { kind: 'flood' }>): void {
   autoLinkDown(ctx, p, reason, v.evidence, null, [], undefined);
 }
 
+/**
+ * A flood leaving by an uplink with no watched source: told, never acted on. The uplink is the
+ * victim's way out, not the cause, and it may be the host's last one.
+ */
+function onEgress(ctx: Ctx, v: Extract<Verdict, { kind: 'egress' }>): void {
+  const p = v.port;
+  if (!ctx.ports.has(p) || (ctx.st.ports.get(p)?.state ?? 'forwarding') !== 'forwarding') return;
+  notice(ctx, `egress:${p}`, 'flood-observed', p, `flood leaving by ${p}, and no watched port shows its source: not shut (an uplink's own transmit is reported, never acted on); find the source on this host, e.g. watch its VM ports`, {
+    evidence: v.evidence,
+  });
+}
+
 // --- automatic recovery ---------------------------------------------------------------------------
 
 function anyProbing(state: BreakerState): boolean {
@@ -777,6 +790,7 @@ function onProbeUp(ctx: Ctx, e: PortEntry, rec: Recovering, r: ActionResult): vo
 
 /** Does v name a probing port whose link is up? Then shut it again at once; true if so. */
 function probeHit(ctx: Ctx, v: Verdict): boolean {
+  if (v.kind === 'egress') return false;
   if (v.kind === 'flood') return retripIfProbing(ctx, v.port, v, null);
   let hit = false;
   for (const m of v.members) if (retripIfProbing(ctx, m, v, v.bridge ?? NO_BRIDGE)) hit = true;

@@ -7,6 +7,11 @@
 // flapping between ports in the FDB. A flooding VM's port has high rx and ~0 tx; the ports it
 // floods into have high tx and ~0 rx.
 //
+// Egress: an uplink that transmits a flood (tx broadcast+multicast, where the source counts it)
+// while no watched port of its bridge is hot means the storm's source is on this host but not
+// watched (an ESXi guest bridging two unwatched vNICs, after the loop through the switch was
+// cut). It is reported, never acted on: shutting the last uplink would cut the host off.
+//
 // `step` MUTATES the state it is given and returns that same object (the hot path runs up to
 // ~1000 times a second over up to 256 ports; rebuilding per-port state each tick would be pure
 // garbage). It is still deterministic: same state + same inputs -> same result. On a quiet tick
@@ -63,6 +68,12 @@ export interface PortTrack {
   clearPps: number;
   /** true: measure is the flood rate; false: total rx fallback (no broadcast counter). */
   byFlood: boolean;
+  /** tx broadcast+multicast pps of the last valid sample (NaN: not counted by the source). */
+  txFloodPps: number;
+  /** tx flood above floodPps (falls below clearPps to clear), and for how many samples since when. */
+  egressHot: boolean;
+  egressCount: number;
+  egressSinceNs: number;
   // Ring of the last RING_SIZE valid samples (preallocated).
   readonly ringT: Float64Array;
   readonly ringRx: Float64Array;
@@ -154,7 +165,9 @@ export function step(
 
   // Pass 1: loop membership and per-bridge tallies.
   let candidateBridges = 0;
+  let egress = 0;
   for (const tr of state.ports.values()) {
+    if (tr.egressHot) egress++;
     // A port the policy stopped watching (reload) is ignored until the sweep forgets it.
     const pp = ports.get(tr.port);
     tr.loopMember =
@@ -199,6 +212,18 @@ export function step(
     (verdicts ??= []).push(floodVerdict(tr, pp, tick, policy));
   }
 
+  // Pass 4: a flood leaving by an uplink whose source no watched port shows (rare: skipped unless some port is egress-hot).
+  if (egress > 0) {
+    for (const tr of state.ports.values()) {
+      if (!tr.egressHot || tr.hot || tr.loopMember) continue;
+      const pp = ports.get(tr.port);
+      if (pp === undefined || pp.role !== 'uplink' || tr.egressCount < pp.thresholds.holdSamples) continue;
+      if (tick.tNs - tr.egressSinceNs < pp.thresholds.floodHoldMs * 1e6) continue;
+      if (hotOnBridge(state, tr)) continue;
+      (verdicts ??= []).push(egressVerdict(tr, pp, tick, policy));
+    }
+  }
+
   return { state, verdicts: verdicts ?? NO_VERDICTS };
 }
 
@@ -220,6 +245,10 @@ function newTrack(port: string, bridge: string | null, tNs: number): PortTrack {
     risePps: 0,
     clearPps: 0,
     byFlood: false,
+    txFloodPps: NaN,
+    egressHot: false,
+    egressCount: 0,
+    egressSinceNs: 0,
     ringT: new Float64Array(RING_SIZE),
     ringRx: new Float64Array(RING_SIZE),
     ringTx: new Float64Array(RING_SIZE),
@@ -261,6 +290,15 @@ function observe(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number): void 
   }
   // Same threshold as rx: in a loop every member re-sends what it receives.
   tr.txHot = r.txPps >= base;
+  const txf = r.txFloodPps ?? NaN;
+  if (!Number.isFinite(txf)) tr.egressHot = false;
+  else if (tr.egressHot) tr.egressHot = txf >= t.clearPps;
+  else tr.egressHot = txf >= t.floodPps;
+  if (tr.egressHot) {
+    if (tr.egressCount === 0) tr.egressSinceNs = tNs;
+    tr.egressCount++;
+  } else tr.egressCount = 0;
+  tr.txFloodPps = txf;
 
   tr.rxPps = r.rxPps;
   tr.txPps = r.txPps;
@@ -418,6 +456,33 @@ function floodVerdict(tr: PortTrack, pp: PortPolicy, tick: Tick, policy: Policy)
   clues.push(`rx only: tx ${kpps(tr.txPps)} pps (not a loop member)`);
   clues.push(`hot for ${tr.hotCount} samples over ${Math.round((tick.tNs - tr.hotSinceNs) / 1e6)} ms`);
   return { kind: 'flood', port: tr.port, evidence: evidence([tr], thresholds, clues, pp.rule, tick, policy) };
+}
+
+/** Is a watched port of tr's bridge (other than tr) hot on rx? Then the flood's source is watched. */
+function hotOnBridge(state: DetectorState, tr: PortTrack): boolean {
+  if (tr.bridge === null) return false;
+  for (const o of state.ports.values()) if (o !== tr && o.hot && o.bridge === tr.bridge) return true;
+  return false;
+}
+
+function egressVerdict(tr: PortTrack, pp: PortPolicy, tick: Tick, policy: Policy): Verdict {
+  const t = pp.thresholds;
+  const p = tr.port;
+  const thresholds: Record<string, number> = {
+    [`${p}.txFloodPps`]: tr.txFloodPps,
+    [`${p}.floodPps`]: t.floodPps,
+    [`${p}.clearPps`]: t.clearPps,
+    [`${p}.rxPps`]: tr.rxPps,
+    [`${p}.holdSamples`]: t.holdSamples,
+    [`${p}.floodHoldMs`]: t.floodHoldMs,
+  };
+  const clues = [
+    `tx broadcast+multicast ${kpps(tr.txFloodPps)} pps leaving by ${p} >= ${kpps(t.floodPps)}`,
+    `rx ${kpps(tr.rxPps)} pps on ${p}: not received, not a loop member`,
+    tr.bridge === null ? `${p} has no known bridge` : `no watched port of ${tr.bridge} is hot: the source is not watched`,
+    `for ${tr.egressCount} samples over ${Math.round((tick.tNs - tr.egressSinceNs) / 1e6)} ms`,
+  ];
+  return { kind: 'egress', port: p, evidence: evidence([tr], thresholds, clues, pp.rule, tick, policy) };
 }
 
 function portThresholds(out: Record<string, number>, tr: PortTrack, t: Thresholds): void {

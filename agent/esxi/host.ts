@@ -22,6 +22,9 @@ interface Track {
   rates: PortRates;
   bcast: BroadcastJudgement | undefined;
   lastError: string | null;
+  /** tx broadcast + multicast of the previous and this block (NaN: not counted or not trusted). */
+  txFloodPrev: number;
+  txFloodCur: number;
 }
 
 export interface EsxHostStatus {
@@ -102,7 +105,7 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
       const o = old.get(p.name);
       // Same port, same counter source: keep its counters (a new vSwitch port ID starts over).
       if (o && o.port.id === p.id) return { ...o, port: p };
-      return { port: p, prev: emptyCounters(), cur: emptyCounters(), prevNs: 0, rates: blankRates(p), bcast: undefined, lastError: null };
+      return { port: p, prev: emptyCounters(), cur: emptyCounters(), prevNs: 0, rates: blankRates(p), bcast: undefined, lastError: null, txFloodPrev: NaN, txFloodCur: NaN };
     });
     byItem = new Map(tracks.map((t) => [`${t.port.kind}:${t.port.id}`, t]));
     portMap = new Map(tracks.map((t) => [t.port.name, t.port.policy]));
@@ -140,6 +143,7 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
       const t = byItem.get(`${s.kind}:${s.id}`);
       if (!t) continue;
       const raw = sectionCounters(s, host.counters);
+      t.txFloodCur = NaN;
       if (!raw.ok) {
         t.cur.ok = false;
         if (t.lastError !== raw.error) log.warn({ component: 'esxi', host: host.name, port: t.port.name, err: raw.error }, 'counter read failed');
@@ -149,9 +153,15 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
         if (t.bcast?.reason !== j.reason && (!j.usable || !t.bcast?.usable)) log.info({ component: 'esxi', host: host.name, port: t.port.name, broadcast: j.reason }, 'broadcast counter judged');
         t.bcast = j;
         toCounters(raw.value, j, t.cur);
+        // A driver that counts no rx broadcast counts no tx broadcast either (KB 341594's vmnic2).
+        if (j.usable) t.txFloodCur = raw.value.txBroadcast + (Number.isFinite(raw.value.txMulticast) ? raw.value.txMulticast : 0);
         t.lastError = null;
       }
-      computeRates(t.prev, t.cur, t.prevNs === 0 ? NaN : tNs - t.prevNs, t.port.name, t.port.bridge, t.rates);
+      const dtNs = t.prevNs === 0 ? NaN : tNs - t.prevNs;
+      computeRates(t.prev, t.cur, dtNs, t.port.name, t.port.bridge, t.rates);
+      const dTxFlood = t.txFloodCur - t.txFloodPrev;
+      t.rates.txFloodPps = t.rates.valid && dTxFlood >= 0 ? (dTxFlood * 1e9) / dtNs : NaN;
+      t.txFloodPrev = t.txFloodCur;
       if (t.rates.valid) shown.set(t.port.name, { rxPps: t.rates.rxPps, txPps: t.rates.txPps, floodPps: t.rates.floodPps });
       const swap = t.prev;
       t.prev = t.cur;

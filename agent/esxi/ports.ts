@@ -132,6 +132,7 @@ export interface RawCounters {
   rxBroadcast: number;
   rxMulticast: number;
   txBroadcast: number;
+  txMulticast: number;
 }
 
 export function sectionCounters(s: Section, counters: EsxiHostPolicy['counters']): Result<RawCounters> {
@@ -139,7 +140,7 @@ export function sectionCounters(s: Section, counters: EsxiHostPolicy['counters']
   const r = s.kind === 'port' ? parsePortStats(s.text) : counters === 'vsish' ? parseVsishPnicStats(s.text) : parseNicStats(s.text);
   if (!r.ok) return r;
   const v = r.value;
-  return ok({ rxPackets: v.rxPackets, txPackets: v.txPackets, rxBytes: v.rxBytes, rxBroadcast: v.rxBroadcast, rxMulticast: v.rxMulticast, txBroadcast: v.txBroadcast });
+  return ok({ rxPackets: v.rxPackets, txPackets: v.txPackets, rxBytes: v.rxBytes, rxBroadcast: v.rxBroadcast, rxMulticast: v.rxMulticast, txBroadcast: v.txBroadcast, txMulticast: v.txMulticast });
 }
 
 /** Per port: can its rx broadcast counter be trusted? Decided once it has moved; until then re-judged. */

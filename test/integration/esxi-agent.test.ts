@@ -311,6 +311,33 @@ describe('agent next to a stand-in ESXi host, over a real sshd', () => {
       await waitForNew(agent, (l) => l.msg === 'restore' && l.port === trip.port, 10_000);
     }), 60_000);
 
+  it('uplinks only, bridging VMs not watched: one uplink is shut, and the flood still leaving by the other is reported (egress), never shut', () =>
+    withStormAgent(
+      'esxi-egress',
+      writePolicy({ portgroups: '[]', watchBridgingVms: false, file: 'policy-egress.yaml' }),
+      8000,
+      async (agent) => {
+        await sleep(500);
+        await startStorm();
+        const trip = await waitForNew(agent, isTrip, 7000);
+        expect(['esx1/vmnic0', 'esx1/vmnic1']).toContain(trip.port);
+        expect((trip.action as { esxi: { action: string } }).esxi.action).toBe('nic-down');
+        const other = trip.port === 'esx1/vmnic0' ? 'esx1/vmnic1' : 'esx1/vmnic0';
+        // The guest's loop goes on inside the host: its flood leaves by the other uplink.
+        const seen = await waitForNew(agent, (l) => l.msg === 'flood-observed' && l.port === other, 5000);
+        expect(String(seen.reason)).toMatch(/flood leaving by esx1\/vmnic[01], and no watched port shows its source: not shut/);
+        const clues = (seen.evidence as { clues: string[] }).clues.join('\n');
+        expect(clues).toMatch(/tx broadcast\+multicast \d+k pps leaving by/);
+        // Told, not acted on: the last uplink stays up, and there was exactly one trip.
+        expect(await isUp(lab.ns.esx, other.slice(5))).toBe(true);
+        expect(agent.logs.filter(isTrip)).toHaveLength(1);
+        console.log(`[esxi egress] after nic down ${trip.port}: ${clues.split('\n')[0]}`);
+      },
+      async () => {
+        for (const n of ['vmnic0', 'vmnic1']) await run(standinArgv(lab, 'esxcli', ['network', 'nic', 'up', '-n', n]));
+      },
+    ), 60_000);
+
   it('judges a vmnic whose driver counts no broadcast on total rx packets, says so, and shuts it with esxcli nic down', async () => {
     // Some drivers leave "Broadcast packets received" at 0 (KB 341594's vmnic2). Only uplinks
     // watched here (watchBridgingVms off too): the loop shows as both vmnics hot with rx ~ tx.

@@ -204,6 +204,21 @@ describe('floods', () => {
     expect(d.events[0]).toMatchObject({ event: 'flood-observed', reason: 'flood on vm1 (role vm): not shut, port is protected' });
   });
 
+  it('a flood leaving by an uplink (egress) is told once per window and never shut, even with uplink in floodShutRoles', () => {
+    const pol = testPolicy({ breaker: { floodShutRoles: ['vm', 'uplink'] } });
+    const d = driver(testPorts({ up1: 'uplink', up2: 'uplink' }, pol), pol);
+    const egress: Verdict = { kind: 'egress', port: 'up2', evidence: evidence('egress up2') };
+    d.at(0, { verdicts: [egress] });
+    d.at(100, { verdicts: [egress] });
+    expect(d.commands).toEqual([]);
+    expect(d.events).toHaveLength(1);
+    expect(d.events[0]).toMatchObject({ event: 'flood-observed', port: 'up2' });
+    expect(d.events[0]!.reason).toMatch(/^flood leaving by up2, and no watched port shows its source: not shut/);
+    d.at(pol.breaker.windowMs + 1, { verdicts: [egress] });
+    expect(d.events).toHaveLength(2);
+    expect(d.commands).toEqual([]);
+  });
+
   it('verdicts about ports that are not watched are ignored', () => {
     const d = driver(testPorts({ vm1: 'vm' }));
     d.at(0, { verdicts: [flood('vm9'), loop(['up1', 'up2'])] });

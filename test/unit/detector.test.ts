@@ -418,3 +418,60 @@ describe('flood hold', () => {
     expect((ticks[first]!.tNs - ticks[0]!.tNs) / 1e6).toBeLessThan(110);
   });
 });
+
+describe('egress: a flood leaving by an uplink whose source no watched port shows', () => {
+  // An ESXi host after one uplink was shut: a guest's loop inside the host, on unwatched vNICs,
+  // floods out of the other uplink. Only sources that count tx broadcast give txFloodPps.
+  const pol = testPolicy({ defaults: { floodHoldMs: 300 } });
+  const ports = testPorts({ vmnic0: 'uplink', vmnic1: 'uplink', vnic: 'vm' }, pol);
+  const FLOOD = pol.defaults.floodPps;
+  type R = { rxPps?: number; txPps?: number; floodPps?: number; txFloodPps?: number };
+  function ticks(n: number, load: (port: string, i: number) => R): Tick[] {
+    const out: Tick[] = [];
+    for (let i = 1; i <= n; i++) {
+      out.push({
+        tNs: 1e12 + i * 100e6,
+        fdbMoves: [],
+        ports: ['vmnic0', 'vmnic1', 'vnic'].map((port) => {
+          const l = { rxPps: 50, txPps: 50, floodPps: 10, ...load(port, i) };
+          return { port, bridge: 'esx1/vSwitch0', dtMs: 100, rxBps: 0, bcastPps: l.floodPps, valid: true, ...l };
+        }),
+      });
+    }
+    return out;
+  }
+  const egressOnly = (i: number): R => (i >= 3 ? { txPps: 8 * FLOOD, txFloodPps: 8 * FLOOD } : {});
+
+  it('reports the uplink once held for holdSamples and floodHoldMs; nothing else', () => {
+    const r = run(ticks(12, (p, i) => (p === 'vmnic1' ? egressOnly(i) : {})), ports, pol);
+    expect(r.all.every((v) => v.kind === 'egress' && v.port === 'vmnic1')).toBe(true);
+    const first = r.perTick.findIndex((v) => v.length > 0);
+    // Hot from tick index 2 (i = 3); 300 ms hold at 100 ms samples: the 4th hot sample is the first verdict.
+    expect(first).toBe(5);
+    const v = r.all[0]!;
+    expect(v.evidence.clues.join('\n')).toMatch(/tx broadcast\+multicast 160k pps leaving by vmnic1/);
+    expect(v.evidence.clues.join('\n')).toMatch(/no watched port of esx1\/vSwitch0 is hot: the source is not watched/);
+    expect(v.evidence.thresholds['vmnic1.txFloodPps']).toBe(8 * FLOOD);
+  });
+
+  it('no verdict when the source is watched (a hot port on the same bridge), for a VM port, or without a tx flood counter', () => {
+    const watchedSource = run(ticks(12, (p, i) => (p === 'vmnic1' ? egressOnly(i) : p === 'vnic' && i >= 3 ? { rxPps: 8 * FLOOD, floodPps: 8 * FLOOD } : {})), ports, pol);
+    expect(watchedSource.all.filter((v) => v.kind === 'egress')).toEqual([]);
+    expect(watchedSource.all.some((v) => v.kind === 'flood' && v.port === 'vnic')).toBe(true);
+    const toVm = run(ticks(12, (p, i) => (p === 'vnic' ? egressOnly(i) : {})), ports, pol);
+    expect(toVm.all).toEqual([]);
+    const uncounted = run(ticks(12, (p, i) => (p === 'vmnic1' ? { ...egressOnly(i), txFloodPps: NaN } : {})), ports, pol);
+    expect(uncounted.all).toEqual([]);
+    // Plenty of unicast leaving (a backup job): tx high, tx flood low.
+    const unicast = run(ticks(12, (p) => (p === 'vmnic1' ? { txPps: 8 * FLOOD, txFloodPps: 100 } : {})), ports, pol);
+    expect(unicast.all).toEqual([]);
+  });
+
+  it('clears below clearPps (hysteresis), not below floodPps', () => {
+    const between = (pol.defaults.clearPps + FLOOD) / 2;
+    const r = run(ticks(20, (p, i) => (p !== 'vmnic1' ? {} : i < 3 ? {} : i < 10 ? egressOnly(i) : i < 15 ? { txFloodPps: between } : { txFloodPps: 0 })), ports, pol);
+    const last = r.perTick.map((v) => v.length > 0).lastIndexOf(true);
+    expect(last).toBe(13); // still hot between clearPps and floodPps (i = 10..14), cleared at i = 15
+    expect(r.state.ports.get('vmnic1')!.egressHot).toBe(false);
+  });
+});
