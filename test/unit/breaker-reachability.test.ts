@@ -2,9 +2,9 @@
 // management gateway stopped answering is undone, that port is not shut again for this storm,
 // and the next member of the same loop verdict is shut instead. Pure: driven step by step.
 import { describe, expect, it } from 'vitest';
-import { breakerStep, initialBreakerState, portStates, type BreakerInput, type BreakerStep } from '../../agent/breaker/state.js';
+import { breakerStep, initialBreakerState, portStates } from '../../agent/breaker/state.js';
 import { testPolicy, testPorts } from '../../agent/testing/policy.js';
-import type { ActionRequest, ActionResult, Evidence, JournalEvent, Verdict } from '../../agent/types.js';
+import { breakerDriver, result, verdictsFor } from '../helpers/breaker-driver.js';
 
 const policy = testPolicy();
 const SETTLE = policy.breaker.settleMs;
@@ -13,37 +13,9 @@ const ports = testPorts({ up1: 'uplink', up2: 'uplink', up3: 'uplink', vm1: 'vm'
 const GW = '10.99.0.1';
 const CUT = `link-down of up1 cut reachability of ${GW}`;
 
-const evidence = (tag: string): Evidence => ({ tNs: 0, window: [], thresholds: {}, clues: [tag], rule: 0, policyHash: policy.hash });
-const loop = (members: string[]): Verdict => ({ kind: 'loop', bridge: 'br0', members, evidence: evidence(`loop ${members}`) });
-const flood = (port: string): Verdict => ({ kind: 'flood', port, evidence: evidence(`flood ${port}`) });
-const result = (kind: ActionResult['kind'], port: string, ok = true): ActionResult => ({
-  kind,
-  port,
-  ok,
-  via: 'sysfs-flags',
-  durationMs: 0.2,
-  attempts: 1,
-  verified: ok,
-  ...(ok ? {} : { error: 'EPERM' }),
-});
+const { loop, flood } = verdictsFor(policy);
 
-function driver(pol = policy) {
-  const state = initialBreakerState();
-  const commands: Array<ActionRequest & { tMs: number }> = [];
-  const events: JournalEvent[] = [];
-  return {
-    state,
-    commands,
-    events,
-    at(tMs: number, o: Partial<Omit<BreakerInput, 'tNs' | 'wallMs'>> = {}): BreakerStep {
-      const input: BreakerInput = { tNs: 1e12 + tMs * 1e6, wallMs: 1.7e12 + tMs, verdicts: [], results: [], operator: [], ...o };
-      const out = breakerStep(state, input, ports, pol);
-      for (const c of out.commands) commands.push({ ...c, tMs });
-      events.push(...out.events);
-      return out;
-    },
-  };
-}
+const driver = (pol = policy) => breakerDriver(ports, pol, initialBreakerState(), { t0Ns: 1e12, wall0: 1.7e12 });
 
 /** A loop on up1/up2/up3 whose first shut (up1) has landed. */
 function tripped() {

@@ -2,21 +2,17 @@
 import { describe, expect, it } from 'vitest';
 import {
   breakerBusy,
-  breakerStep,
   initialBreakerState,
   nextRecoveryNs,
-  portStates,
   recoveryProbing,
   restoreTripped,
-  type BreakerInput,
   type BreakerState,
   type OperatorCommand,
 } from '../../agent/breaker/state.js';
 import { testPolicy, testPorts } from '../../agent/testing/policy.js';
-import type { ActionRequest, ActionResult, Evidence, JournalEvent, PortPolicy, Recovery, Verdict } from '../../agent/types.js';
+import type { PortPolicy, Recovery } from '../../agent/types.js';
+import { breakerDriver, result, T0, verdictsFor, WALL0 } from '../helpers/breaker-driver.js';
 
-const WALL0 = Date.UTC(2025, 0, 2, 3, 4, 5);
-const T0 = 5e12;
 const policy = testPolicy();
 const AUTO: Recovery = { mode: 'auto', cooldownMs: 1000, probeMs: 200, backoff: 2, maxTries: 3 };
 
@@ -25,38 +21,10 @@ function portsWith(rec: Recovery | undefined): Map<string, PortPolicy> {
   for (const p of ps.values()) if (rec) p.recovery = { ...rec };
   return ps;
 }
-const evidence = (tag: string): Evidence => ({ tNs: 0, window: [], thresholds: {}, clues: [tag], rule: 0, policyHash: policy.hash });
-const loop = (members: string[]): Verdict => ({ kind: 'loop', bridge: 'br0', members, evidence: evidence(`loop ${members}`) });
-const flood = (port: string): Verdict => ({ kind: 'flood', port, evidence: evidence(`flood ${port}`) });
-const result = (kind: ActionResult['kind'], port: string, ok = true): ActionResult => ({
-  kind,
-  port,
-  ok,
-  via: 'sysfs-flags',
-  durationMs: 0.2,
-  attempts: 1,
-  verified: ok,
-  ...(ok ? {} : { error: 'EPERM' }),
-});
+const { loop, flood } = verdictsFor(policy);
 const op = (kind: OperatorCommand['kind'], port: string): OperatorCommand => ({ kind, port, reason: 'test', by: 'alice' });
 
-function driver(ports: ReadonlyMap<string, PortPolicy>, state: BreakerState = initialBreakerState()) {
-  const commands: Array<ActionRequest & { tMs: number }> = [];
-  const events: JournalEvent[] = [];
-  return {
-    state,
-    commands,
-    events,
-    at(tMs: number, o: Partial<Omit<BreakerInput, 'tNs' | 'wallMs'>> = {}) {
-      const out = breakerStep(state, { tNs: T0 + tMs * 1e6, wallMs: WALL0 + tMs, verdicts: [], results: [], operator: [], ...o }, ports, policy);
-      for (const c of out.commands) commands.push({ ...c, tMs });
-      events.push(...out.events);
-      return out;
-    },
-    stateOf: (port: string) => portStates(state).find((p) => p.port === port)?.state ?? 'forwarding',
-    kinds: () => events.map((e) => `${e.event}:${e.port}`),
-  };
-}
+const driver = (ports: ReadonlyMap<string, PortPolicy>, state: BreakerState = initialBreakerState()) => breakerDriver(ports, policy, state);
 
 /** Trip up1 for a loop at t=0 (link-down lands at t=1). */
 function tripped(rec: Recovery | null = AUTO) {

@@ -7,53 +7,23 @@ import {
   portStates,
   restoreHeld,
   restoreTripped,
-  type BreakerInput,
   type BreakerState,
   type OperatorCommand,
 } from '../../agent/breaker/state.js';
 import { initialDetectorState, step } from '../../agent/detect/signature.js';
 import { testPolicy, testPorts } from '../../agent/testing/policy.js';
 import { esxLoop, kvmLoop, TraceGen, uplinkFlood, vmFlood, type TraceSpec } from '../../agent/testing/traces.js';
-import type { ActionRequest, ActionResult, Evidence, JournalEvent, Policy, PortPolicy, Verdict } from '../../agent/types.js';
+import type { ActionRequest, JournalEvent, Policy, PortPolicy, Verdict } from '../../agent/types.js';
+import { breakerDriver, result, verdictsFor, WALL0 } from '../helpers/breaker-driver.js';
 
-const WALL0 = Date.UTC(2025, 0, 2, 3, 4, 5);
 const policy = testPolicy();
 const SETTLE = policy.breaker.settleMs;
 const WINDOW = policy.breaker.windowMs;
 const ports3 = testPorts({ up1: 'uplink', up2: 'uplink', up3: 'uplink', vm1: 'vm', vm2: 'vm', mgmt0: 'mgmt' }, policy);
-
-const evidence = (tag = 'x'): Evidence => ({ tNs: 0, window: [], thresholds: {}, clues: [tag], rule: 0, policyHash: policy.hash });
-const loop = (members: string[], bridge: string | null = 'br0'): Verdict => ({ kind: 'loop', bridge, members, evidence: evidence(`loop ${members}`) });
-const flood = (port: string): Verdict => ({ kind: 'flood', port, evidence: evidence(`flood ${port}`) });
-const result = (kind: ActionResult['kind'], port: string, ok = true): ActionResult => ({
-  kind,
-  port,
-  ok,
-  via: 'sysfs-flags',
-  durationMs: 0.2,
-  attempts: 1,
-  verified: ok,
-  ...(ok ? {} : { error: 'EPERM' }),
-});
+const { evidence, loop, flood } = verdictsFor(policy);
 
 /** A breaker driven by hand: `at(ms, ...)` is one step at that monotonic time. */
-function driver(ports: ReadonlyMap<string, PortPolicy> = ports3, pol: Policy = policy, state: BreakerState = initialBreakerState()) {
-  const commands: Array<ActionRequest & { tMs: number }> = [];
-  const events: JournalEvent[] = [];
-  return {
-    state,
-    commands,
-    events,
-    at(tMs: number, o: Partial<Omit<BreakerInput, 'tNs' | 'wallMs'>> = {}) {
-      const input: BreakerInput = { tNs: 5e12 + tMs * 1e6, wallMs: WALL0 + tMs, verdicts: [], results: [], operator: [], ...o };
-      const out = breakerStep(state, input, ports, pol);
-      expect(out.state).toBe(state);
-      for (const c of out.commands) commands.push({ ...c, tMs });
-      events.push(...out.events);
-      return out;
-    },
-  };
-}
+const driver = (ports: ReadonlyMap<string, PortPolicy> = ports3, pol: Policy = policy, state: BreakerState = initialBreakerState()) => breakerDriver(ports, pol, state);
 
 describe('loops', () => {
   it('shuts exactly one member, the first by shut order, and waits for its result', () => {

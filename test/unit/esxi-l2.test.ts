@@ -66,7 +66,7 @@ const host: EsxiHostPolicy = {
 const vnic = (mac: string, portgroup: string, portId: number | null, connected: boolean) => ({ portId, mac, portgroup, vswitch: portgroup === 'iscsi' ? 'storage' : 'vSwitch0', teamUplink: null, deviceKey: 4000, connected });
 const inv = (vms: EsxVm[]): EsxInventory => ({
   host: 'esx1',
-  nics: ['vmnic0', 'vmnic1'].map((name) => ({ name, pci: null, driver: 'x', adminUp: true, linkUp: true, speedMbps: 1000, duplex: 'Full', mac: null, mtu: 1500, description: '' })) as EsxInventory['nics'],
+  nics: ['vmnic0', 'vmnic1'].map((name) => ({ name, pci: '0000:00:00.0', driver: 'x', adminUp: true, linkUp: true, speedMbps: 1000, duplex: 'Full', mac: null, mtu: 1500, description: '' })),
   vswitches: [],
   portgroups: elatov.map((p) => ({ ...p, security: null, failover: null })),
   vms,

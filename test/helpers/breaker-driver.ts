@@ -1,0 +1,54 @@
+// The pure breaker driven by hand in unit tests: verdict and result factories, and a driver whose
+// `at(ms, ...)` is one breakerStep at that monotonic time. Shared by breaker*.test.ts.
+import { expect } from 'vitest';
+import { breakerStep, initialBreakerState, portStates, type BreakerInput, type BreakerState, type BreakerStep } from '../../agent/breaker/state.js';
+import type { ActionRequest, ActionResult, Evidence, JournalEvent, Policy, PortPolicy, Verdict } from '../../agent/types.js';
+
+export const WALL0 = Date.UTC(2025, 0, 2, 3, 4, 5);
+export const T0 = 5e12;
+
+/** Evidence, loop and flood verdicts stamped with `policy`'s hash. */
+export function verdictsFor(policy: Policy) {
+  const evidence = (tag = 'x'): Evidence => ({ tNs: 0, window: [], thresholds: {}, clues: [tag], rule: 0, policyHash: policy.hash });
+  return {
+    evidence,
+    loop: (members: string[], bridge: string | null = 'br0'): Verdict => ({ kind: 'loop', bridge, members, evidence: evidence(`loop ${members}`) }),
+    flood: (port: string): Verdict => ({ kind: 'flood', port, evidence: evidence(`flood ${port}`) }),
+  };
+}
+
+export const result = (kind: ActionResult['kind'], port: string, ok = true): ActionResult => ({
+  kind,
+  port,
+  ok,
+  via: 'sysfs-flags',
+  durationMs: 0.2,
+  attempts: 1,
+  verified: ok,
+  ...(ok ? {} : { error: 'EPERM' }),
+});
+
+export function breakerDriver(
+  ports: ReadonlyMap<string, PortPolicy>,
+  pol: Policy,
+  state: BreakerState = initialBreakerState(),
+  clock: { t0Ns: number; wall0: number } = { t0Ns: T0, wall0: WALL0 },
+) {
+  const commands: Array<ActionRequest & { tMs: number }> = [];
+  const events: JournalEvent[] = [];
+  return {
+    state,
+    commands,
+    events,
+    at(tMs: number, o: Partial<Omit<BreakerInput, 'tNs' | 'wallMs'>> = {}): BreakerStep {
+      const input: BreakerInput = { tNs: clock.t0Ns + tMs * 1e6, wallMs: clock.wall0 + tMs, verdicts: [], results: [], operator: [], ...o };
+      const out = breakerStep(state, input, ports, pol);
+      expect(out.state).toBe(state);
+      for (const c of out.commands) commands.push({ ...c, tMs });
+      events.push(...out.events);
+      return out;
+    },
+    stateOf: (port: string) => portStates(state).find((p) => p.port === port)?.state ?? 'forwarding',
+    kinds: () => events.map((e) => `${e.event}:${e.port}`),
+  };
+}
