@@ -12,25 +12,18 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDocument, stringify } from 'yaml';
 import { ESXI_HOST_DEFAULTS, MAX_POLICY_BYTES, MAX_POLICY_FILES, NOTIFY_DEFAULTS, POLICY_DEFAULTS, REACHABILITY_DEFAULTS } from '../../agent/policy/defaults.js';
-import { PolicyError, formatPolicyError, type PolicyErrorCode } from '../../agent/policy/errors.js';
+import { PolicyError, type PolicyErrorCode } from '../../agent/policy/errors.js';
 import { loadPolicy, loadPolicyFile, parsePolicy, type PolicyResult } from '../../agent/policy/load.js';
 import { effectivePolicy, resolvePorts } from '../../agent/policy/match.js';
 import { POLICY_KEYS } from '../../agent/policy/schema.js';
 import { ROLES, type Policy } from '../../agent/types.js';
+import { ok, errs } from '../helpers/policy-result.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const FIX = join(ROOT, 'test/fixtures/policies');
 const HOOK = join(ROOT, 'scripts/pre-commit-policy-check.sh');
 const run = promisify(execFile);
 
-function ok(r: PolicyResult): Policy {
-  if ('errors' in r) throw new Error(`expected a policy, got:\n${r.errors.map(formatPolicyError).join('\n')}`);
-  return r.policy;
-}
-function errs(r: PolicyResult): PolicyError[] {
-  if (!('errors' in r)) throw new Error('expected errors, got a policy');
-  return r.errors;
-}
 /** [file (basename, or '' for the directory itself), line, col, field, code], in reported order. */
 type Expect = [string, number, number, string, PolicyErrorCode];
 function brief(dir: string, es: PolicyError[]): Expect[] {

@@ -8,24 +8,15 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkPortgroupName } from '../../agent/esxi/names.js';
 import { ESXI_HOST_DEFAULTS, MAX_ESXI_HOSTS, MAX_ESXI_PORTGROUPS, MAX_ESXI_VMNICS, POLICY_DEFAULTS } from '../../agent/policy/defaults.js';
-import { formatPolicyError, type PolicyError, type PolicyErrorCode } from '../../agent/policy/errors.js';
-import { loadPolicy, parsePolicy, type PolicyResult } from '../../agent/policy/load.js';
+import { formatPolicyError, type PolicyErrorCode } from '../../agent/policy/errors.js';
+import { loadPolicy, parsePolicy } from '../../agent/policy/load.js';
 import { effectivePolicy, esxiHostThresholds } from '../../agent/policy/match.js';
 import { ESXI_HOST_NAME_RE, ESXI_PATH_RE, ESXI_USER_RE, ESXI_VMNIC_RE, IPV4_RE, POLICY_KEYS } from '../../agent/policy/schema.js';
-import { ESXI_ACTION_KINDS, ROLES, type EsxiHostPolicy, type Policy } from '../../agent/types.js';
+import { ESXI_ACTION_KINDS, ROLES, type EsxiHostPolicy } from '../../agent/types.js';
+import { ok, errs, brief, type Expect } from '../helpers/policy-result.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-function ok(r: PolicyResult): Policy {
-  if ('errors' in r) throw new Error(`expected a policy, got:\n${r.errors.map(formatPolicyError).join('\n')}`);
-  return r.policy;
-}
-function errs(r: PolicyResult): PolicyError[] {
-  if (!('errors' in r)) throw new Error('expected errors, got a policy');
-  return r.errors;
-}
-type Expect = [number, number, string, PolicyErrorCode];
-const brief = (es: PolicyError[]): Expect[] => es.map((e) => [e.line, e.col, e.field, e.code]);
 
 /**
  * A valid one-host policy; `extra` lines are host keys written at line 11 on (6 spaces in), so a

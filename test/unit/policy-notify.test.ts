@@ -6,23 +6,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { NOTIFY_DEFAULTS } from '../../agent/policy/defaults.js';
-import { formatPolicyError, type PolicyError } from '../../agent/policy/errors.js';
-import { loadPolicyFile, parsePolicy, type PolicyResult } from '../../agent/policy/load.js';
+import { loadPolicyFile, parsePolicy } from '../../agent/policy/load.js';
 import { parseListen } from '../../agent/policy/schema.js';
-import type { Policy } from '../../agent/types.js';
+import { ok, errs, brief } from '../helpers/policy-result.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-function ok(r: PolicyResult): Policy {
-  if ('errors' in r) throw new Error(`expected a policy, got:\n${r.errors.map(formatPolicyError).join('\n')}`);
-  return r.policy;
-}
-function errs(r: PolicyResult): PolicyError[] {
-  if (!('errors' in r)) throw new Error('expected errors, got a policy');
-  return r.errors;
-}
-/** [line, col, field, code] per error. */
-const brief = (es: PolicyError[]): Array<[number, number, string, string]> => es.map((e) => [e.line, e.col, e.field, e.code]);
 
 describe('metrics', () => {
   it('is off when absent; listen gives host and port', () => {

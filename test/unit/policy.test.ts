@@ -8,9 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { POLICY_DEFAULTS, MAX_POLICY_BYTES } from '../../agent/policy/defaults.js';
 import { PolicyError, formatPolicyError, type PolicyErrorCode } from '../../agent/policy/errors.js';
-import { loadPolicyFile, parsePolicy, type PolicyResult } from '../../agent/policy/load.js';
+import { loadPolicyFile, parsePolicy } from '../../agent/policy/load.js';
 import { globToRegExp, resolvePort, resolvePorts } from '../../agent/policy/match.js';
-import type { Policy } from '../../agent/types.js';
+import { ok, errs, brief, type Expect } from '../helpers/policy-result.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const FIX = join(ROOT, 'test/fixtures/policies');
@@ -20,17 +20,6 @@ const CODES: PolicyErrorCode[] = [
   'E_POLICY_VALUE', 'E_POLICY_VERSION',
 ];
 
-function ok(r: PolicyResult): Policy {
-  if ('errors' in r) throw new Error(`expected a policy, got:\n${r.errors.map(formatPolicyError).join('\n')}`);
-  return r.policy;
-}
-function errs(r: PolicyResult): PolicyError[] {
-  if (!('errors' in r)) throw new Error('expected errors, got a policy');
-  return r.errors;
-}
-/** [line, col, field, code] per error, in the order reported (file order). */
-type Expect = [number, number, string, PolicyErrorCode];
-const brief = (es: PolicyError[]): Expect[] => es.map((e) => [e.line, e.col, e.field, e.code]);
 
 // Every broken fixture, with every error it must produce: exact positions, fields and codes.
 const BAD: Record<string, Expect[]> = {
