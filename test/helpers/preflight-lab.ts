@@ -1,6 +1,7 @@
 // Shared by test/integration/preflight-*.test.ts: the built CLI (run inside lab namespaces, as on
 // a host), lab variants the toolkit does not build (STP on the
 // switch or the host bridge), and counter snapshots to prove the probe started no storm.
+import { afterAll, beforeAll, expect } from 'vitest';
 import { execFile, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { readLinkStats, type LinkStats } from '../../scripts/lab/counters.js';
 import { run } from '../../scripts/lab/exec.js';
 import { assertIfName, assertNetns } from '../../scripts/lab/names.js';
-import { linkDown, type Lab } from '../../scripts/lab/topology.js';
+import { linkDown, listNamespaces, teardownLab, type Lab } from '../../scripts/lab/topology.js';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 export const LAB_POLICY = join(REPO, 'policies/lab.yaml');
@@ -27,6 +28,27 @@ export async function buildPreflightCli(): Promise<PreflightBuild> {
   const entry = join(REPO, 'dist/agent/cli.js');
   if (!existsSync(entry)) throw new Error(`${entry} is missing: run npx tsc -p tsconfig.json`);
   return { entry, dir: join(REPO, 'dist'), cleanup: async () => undefined };
+}
+
+/**
+ * One test file's lab life: labs with `prefix` removed before the first test and after the last
+ * (and none may be left), the CLI built once. Returns the CLI entry (valid inside tests).
+ */
+export function usePreflightLab(prefix: string): () => string {
+  let cli: PreflightBuild | undefined;
+  beforeAll(async () => {
+    await teardownLab(prefix);
+    cli = await buildPreflightCli();
+  }, 120_000);
+  afterAll(async () => {
+    await teardownLab(prefix);
+    await cli?.cleanup();
+    expect(await listNamespaces(prefix)).toEqual([]);
+  });
+  return () => {
+    if (!cli) throw new Error('no build');
+    return cli.entry;
+  };
 }
 
 export interface CliResult {

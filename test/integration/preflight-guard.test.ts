@@ -2,12 +2,12 @@
 // port never forwarded while it was up for the probe), brings up a port that closes none, and
 // shuts a port again at once when its flood rate explodes after it came up. Labs are torn down
 // in finally and afterAll; storms are bounded by a guard that downs the loop ports.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { run } from '../../scripts/lab/exec.js';
-import { buildLab, linkDown, listNamespaces, teardownLab, type Lab } from '../../scripts/lab/topology.js';
+import { buildLab, linkDown, teardownLab, type Lab } from '../../scripts/lab/topology.js';
 import { inject } from '../../scripts/lab/traffic.js';
 import {
-  buildPreflightCli,
+  usePreflightLab,
   isAdminUp,
   LAB_POLICY,
   moved,
@@ -18,26 +18,13 @@ import {
   sleep,
   startInNetns,
   stormGuard,
-  type PreflightBuild,
 } from '../helpers/preflight-lab.js';
 
 const PREFIX = 'sbp-b-';
-let cli: PreflightBuild | undefined;
-
-beforeAll(async () => {
-  await teardownLab(PREFIX);
-  cli = await buildPreflightCli();
-}, 120_000);
-
-afterAll(async () => {
-  await teardownLab(PREFIX);
-  await cli?.cleanup();
-  expect(await listNamespaces(PREFIX)).toEqual([]);
-});
+const entry = usePreflightLab(PREFIX);
 
 function guardUp(lab: Lab, port: string, ...extra: string[]) {
-  if (!cli) throw new Error('no build');
-  return runInNetns(lab.ns.host, cli.entry, ['guard-up', port, '--policy', LAB_POLICY, '--json', ...extra]);
+  return runInNetns(lab.ns.host, entry(), ['guard-up', port, '--policy', LAB_POLICY, '--json', ...extra]);
 }
 
 const outcome = (r: { stats?: Record<string, unknown> }) => (r.stats?.['guard'] as { outcome: string } | undefined)?.outcome;
@@ -138,7 +125,7 @@ describe('guard-up', () => {
     try {
       await linkDown(lab, 'up2');
       await linkDown(lab, 'vm1');
-      const g = startInNetns(lab.ns.host, cli!.entry, ['guard-up', 'vm1', '--policy', LAB_POLICY, '--watch-ms', '10000']);
+      const g = startInNetns(lab.ns.host, entry(), ['guard-up', 'vm1', '--policy', LAB_POLICY, '--watch-ms', '10000']);
       // Wait until the probe is over and the watch runs: the port is up and the table is gone.
       const t0 = performance.now();
       while (!(await isAdminUp(lab.ns.host, 'vm1')) || (await nftTables(lab.ns.host)).includes('stormbreaker_probe')) {
@@ -156,7 +143,7 @@ describe('guard-up', () => {
       // A table left by a killed run (here: made by hand) is never replaced: the next run
       // refuses, sends nothing, and leaves that table as it found it.
       await run(['ip', 'netns', 'exec', lab.ns.host, 'nft', 'add', 'table', 'netdev', 'stormbreaker_probe']);
-      const busy = await runInNetns(lab.ns.host, cli!.entry, ['preflight', '--policy', LAB_POLICY, '--json']);
+      const busy = await runInNetns(lab.ns.host, entry(), ['preflight', '--policy', LAB_POLICY, '--json']);
       expect(busy.code).toBe(1);
       expect(busy.stderr).toMatch(/already exists: another preflight or guard-up is running/);
       expect(JSON.parse(busy.stdout)).toMatchObject({ ok: false, error: { code: 'E_PROBE_NFT' } });
@@ -180,7 +167,7 @@ describe('guard-up', () => {
         [['guard-up', 'up2', '--policy', LAB_POLICY, '--watch-ms', '-1'], /watch-ms/],
         [['guard-up', '--policy', LAB_POLICY], /missing required argument/],
       ] as Array<[string[], RegExp]>) {
-        const r = await runInNetns(lab.ns.host, cli!.entry, args);
+        const r = await runInNetns(lab.ns.host, entry(), args);
         expect(r.code, args.join(' ')).toBe(2);
         expect(r.stderr).toMatch(msg);
       }

@@ -2,11 +2,11 @@
 // (a) bridge-uplinks-no-stp, (c) vm-port-no-bpdu-guard, (d) vm-peers-bridged. Rule (b) is OVS,
 // which neither is installed nor has a datapath in this kernel: it is tested on literal fixtures
 // only (test/unit/preflight-lint.test.ts). --no-probe sends nothing: counters stay exactly flat.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { run } from '../../scripts/lab/exec.js';
-import { buildLab, linkDown, linkUp, listNamespaces, teardownLab, type Lab } from '../../scripts/lab/topology.js';
+import { buildLab, linkDown, linkUp, teardownLab, type Lab } from '../../scripts/lab/topology.js';
 import {
-  buildPreflightCli,
+  usePreflightLab,
   LAB_POLICY,
   moved,
   parseReport,
@@ -15,24 +15,12 @@ import {
   snapshot,
   waitStpBlocking,
   type JsonReport,
-  type PreflightBuild,
 } from '../helpers/preflight-lab.js';
 
 const PREFIX = 'sbp-c-';
-let cli: PreflightBuild | undefined;
+const entry = usePreflightLab(PREFIX);
 
-beforeAll(async () => {
-  await teardownLab(PREFIX);
-  cli = await buildPreflightCli();
-}, 120_000);
-
-afterAll(async () => {
-  await teardownLab(PREFIX);
-  await cli?.cleanup();
-  expect(await listNamespaces(PREFIX)).toEqual([]);
-});
-
-const lint = (lab: Lab, ...extra: string[]) => runInNetns(lab.ns.host, cli!.entry, ['preflight', '--policy', LAB_POLICY, '--json', '--no-probe', ...extra]);
+const lint = (lab: Lab, ...extra: string[]) => runInNetns(lab.ns.host, entry(), ['preflight', '--policy', LAB_POLICY, '--json', '--no-probe', ...extra]);
 const summary = (r: JsonReport) => r.findings.map((f) => `${f.severity} ${f.rule} ${f.ports.join(',')}`).sort();
 
 describe('static lint on live labs', () => {
@@ -50,7 +38,7 @@ describe('static lint on live labs', () => {
       for (const [k, v] of Object.entries(moved(before, after, lab.hostPorts.map((p): [string, string] => [lab.ns.host, p])))) expect(v, k).toEqual({ rx: 0, tx: 0 });
 
       // Human output names the ports and the fix.
-      const text = await runInNetns(lab.ns.host, cli!.entry, ['preflight', '--policy', LAB_POLICY, '--no-probe']);
+      const text = await runInNetns(lab.ns.host, entry(), ['preflight', '--policy', LAB_POLICY, '--no-probe']);
       expect(text.code).toBe(1);
       expect(text.stdout).toMatch(/^error {3}bridge-uplinks-no-stp {2}\[up1, up2\]$/m);
       expect(text.stdout).toMatch(/fix: .*stp_state 1/);

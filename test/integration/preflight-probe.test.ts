@@ -4,10 +4,10 @@
 // loop-free lab and redundant links that STP blocks (on the switch, or on the host bridge) pass.
 // Every lab is torn down in finally and afterAll; a storm guard downs the loop ports if anything
 // ever started to circle.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertQuiet, buildLab, linkDown, linkUp, listNamespaces, teardownLab, type Lab } from '../../scripts/lab/topology.js';
+import { describe, expect, it } from 'vitest';
+import { assertQuiet, buildLab, linkDown, linkUp, teardownLab, type Lab } from '../../scripts/lab/topology.js';
 import {
-  buildPreflightCli,
+  usePreflightLab,
   LAB_POLICY,
   moved,
   nftTables,
@@ -19,26 +19,13 @@ import {
   stormGuard,
   waitStpBlocking,
   type JsonReport,
-  type PreflightBuild,
 } from '../helpers/preflight-lab.js';
 
 const PREFIX = 'sbp-a-';
-let cli: PreflightBuild | undefined;
-
-beforeAll(async () => {
-  await teardownLab(PREFIX);
-  cli = await buildPreflightCli();
-}, 120_000);
-
-afterAll(async () => {
-  await teardownLab(PREFIX);
-  await cli?.cleanup();
-  expect(await listNamespaces(PREFIX)).toEqual([]);
-});
+const entry = usePreflightLab(PREFIX);
 
 function preflight(lab: Lab, ...extra: string[]) {
-  if (!cli) throw new Error('no build');
-  return runInNetns(lab.ns.host, cli.entry, ['preflight', '--policy', LAB_POLICY, '--json', ...extra]);
+  return runInNetns(lab.ns.host, entry(), ['preflight', '--policy', LAB_POLICY, '--json', ...extra]);
 }
 
 const probeStats = (r: JsonReport) => r.stats?.['probe'] as { framesSent: number; framesSeen: number; totalMs: number; tapDrops: number; paths: Array<{ from: string; to: string; count: number }> };
