@@ -1,6 +1,7 @@
 // Shared by test/integration/agent-*.test.ts: what every test of the real agent in a real lab
 // needs and would otherwise copy: the compiled entry check, a strict journal reader, link state,
 // a storm guard and a CLI runner that reports exit codes instead of throwing.
+import { expect } from 'vitest';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run, ns } from '../../scripts/lab/exec.js';
 import { assertIfName } from '../../scripts/lab/names.js';
-import { linkDown, type Lab } from '../../scripts/lab/topology.js';
+import { linkDown, listNamespaces, teardownLab, type Lab } from '../../scripts/lab/topology.js';
 import type { AgentHandle } from '../../scripts/lab/agent.js';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -126,4 +127,14 @@ export function runCli(args: readonly string[], timeoutMs = 15_000): Promise<Cli
 export function waitForNew(agent: AgentHandle, pred: (l: Line) => boolean, timeoutMs: number): Promise<Line> {
   const from = agent.logs.length;
   return agent.waitFor((l) => agent.logs.indexOf(l) >= from && pred(l), timeoutMs);
+}
+
+/** afterAll of a file's lab: stop the agent (SIGTERM), tear the labs with `prefix` down whatever happens, and none may be left. */
+export async function stopAgentAndLab(agent: AgentHandle | null | undefined, prefix: string): Promise<void> {
+  try {
+    await agent?.stop('SIGTERM');
+  } finally {
+    await teardownLab(prefix);
+  }
+  expect(await listNamespaces(prefix)).toEqual([]);
 }

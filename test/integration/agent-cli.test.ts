@@ -12,18 +12,7 @@ import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 import { downHostPorts, openLoop } from '../../scripts/lab/scenario.js';
 import { buildHostOnly, buildLab, listNamespaces, teardownLab, type HostOnlyLab, type Lab } from '../../scripts/lab/topology.js';
 import { inject } from '../../scripts/lab/traffic.js';
-import {
-  REPO,
-  eventsOf,
-  isUp,
-  newStateDir,
-  readJournalStrict,
-  requireBuiltAgent,
-  runCli,
-  sleep,
-  stormGuard,
-  removeStateDirs,
-} from '../helpers/agent-lab.js';
+import { eventsOf, isUp, newStateDir, readJournalStrict, removeStateDirs, REPO, requireBuiltAgent, runCli, sleep, stopAgentAndLab, stormGuard } from '../helpers/agent-lab.js';
 
 const HOST_PREFIX = 'sbt-clh-';
 const KVM_PREFIX = 'sbt-clk-';
@@ -108,14 +97,7 @@ describe('cli against a running agent (host-only lab, 4 ports)', () => {
     }
   });
 
-  afterAll(async () => {
-    try {
-      await agent?.stop('SIGTERM');
-    } finally {
-      await teardownLab(HOST_PREFIX);
-    }
-    expect(await listNamespaces(HOST_PREFIX)).toEqual([]);
-  });
+  afterAll(() => stopAgentAndLab(agent, HOST_PREFIX));
 
   it('status --json lists the watched ports', async () => {
     const r = await runCli(['status', '--json', '--socket', agent!.socket]);

@@ -11,22 +11,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 import { run, ns } from '../../scripts/lab/exec.js';
-import { buildHostOnly, listNamespaces, teardownLab, type HostOnlyLab } from '../../scripts/lab/topology.js';
+import { buildHostOnly, teardownLab, type HostOnlyLab } from '../../scripts/lab/topology.js';
 import { request } from '../../agent/control/client.js';
-import {
-  CLI,
-  eventsOf,
-  isUp,
-  newStateDir,
-  readJournalStrict,
-  removeStateDirs,
-  requireBuiltAgent,
-  runCli,
-  sleep,
-  until,
-  waitForNew,
-  type Line,
-} from '../helpers/agent-lab.js';
+import { CLI, eventsOf, isUp, type Line, newStateDir, readJournalStrict, removeStateDirs, requireBuiltAgent, runCli, sleep, stopAgentAndLab, until, waitForNew } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbo-ct-';
 
@@ -93,12 +80,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   try {
-    await agent?.stop('SIGTERM');
+    await stopAgentAndLab(agent, PREFIX);
   } finally {
-    await teardownLab(PREFIX);
     removeStateDirs();
   }
-  expect(await listNamespaces(PREFIX)).toEqual([]);
 });
 
 describe('policy reload', () => {

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 import { stormWithAgent, downHostPorts } from '../../scripts/lab/scenario.js';
 import { buildLab, listNamespaces, teardownLab, type Lab, type Shape } from '../../scripts/lab/topology.js';
-import { REPO, eventsOf, isUp, logsOf, newStateDir, readJournalStrict, requireBuiltAgent, sleep, stormGuard, removeStateDirs, type Line } from '../helpers/agent-lab.js';
+import { eventsOf, isUp, type Line, logsOf, newStateDir, readJournalStrict, removeStateDirs, REPO, requireBuiltAgent, sleep, stopAgentAndLab, stormGuard } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbt-lp-';
 const POLICY = `${REPO}policies/lab.yaml`;
@@ -51,14 +51,7 @@ for (const shape of ['kvm', 'esx'] as const satisfies readonly Shape[]) {
       }
     });
 
-    afterAll(async () => {
-      try {
-        await agent?.stop('SIGTERM');
-      } finally {
-        await teardownLab(PREFIX);
-      }
-      expect(await listNamespaces(PREFIX)).toEqual([]);
-    });
+    afterAll(() => stopAgentAndLab(agent, PREFIX));
 
     it(`shuts ${want} only, fast, journals the loop evidence and answers why`, async () => {
       const a = agent!;

@@ -30,7 +30,7 @@ import { run, ns } from '../../scripts/lab/exec.js';
 import { inject } from '../../scripts/lab/traffic.js';
 import { readLinkStats } from '../../scripts/lab/counters.js';
 import { assertQuiet, buildLab, listNamespaces, teardownLab, type Lab } from '../../scripts/lab/topology.js';
-import { REPO, eventsOf, isUp, newStateDir, readJournalStrict, removeStateDirs, requireBuiltAgent, sleep, stormGuard, until, type Line } from '../helpers/agent-lab.js';
+import { eventsOf, isUp, type Line, newStateDir, readJournalStrict, removeStateDirs, REPO, requireBuiltAgent, sleep, stopAgentAndLab, stormGuard, until } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbq-rc-';
 const GW = '10.99.0.1';
@@ -123,14 +123,7 @@ describe('agent undoes a link-down that cut the management path', () => {
     }
   });
 
-  afterAll(async () => {
-    try {
-      await agent?.stop('SIGTERM');
-    } finally {
-      await teardownLab(PREFIX);
-    }
-    expect(await listNamespaces(PREFIX)).toEqual([]);
-  });
+  afterAll(() => stopAgentAndLab(agent, PREFIX));
 
   it('shuts up1, finds the gateway gone, undoes up1 and shuts up2 instead; the gateway answers at the end', async () => {
     const a = agent!;
