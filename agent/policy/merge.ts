@@ -19,7 +19,7 @@
 import { MAX_PORT_RULES } from './defaults.js';
 import { PolicyError } from './errors.js';
 import { isBad } from './resolve.js';
-import type { PolicyInput } from './schema.js';
+import { emptyPolicyInput, type PolicyInput } from './schema.js';
 
 export interface Merged {
   input: PolicyInput;
@@ -34,18 +34,7 @@ export interface Merged {
 export function mergePolicyInputs(inputs: readonly PolicyInput[], file: string): Merged {
   const errors: PolicyError[] = [];
   const merged: PolicyInput = {
-    file,
-    root: { line: 1, col: 1 },
-    sampling: {},
-    defaults: {},
-    breaker: {},
-    recovery: {},
-    actions: {},
-    fdb: {},
-    reachability: {},
-    metrics: {},
-    notify: {},
-    bad: new Set(),
+    ...emptyPolicyInput(file, { line: 1, col: 1 }, new Set()),
     files: inputs.map((i) => i.file),
     badByFile: new Map(inputs.map((i) => [i.file, i.bad])),
   };

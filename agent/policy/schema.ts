@@ -129,6 +129,11 @@ export interface PolicyInput {
   badByFile?: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
+/** A PolicyInput that wrote nothing yet: every section present and empty. */
+export function emptyPolicyInput(file: string, root: Pos, bad: Set<string>): PolicyInput {
+  return { file, root, sampling: {}, defaults: {}, breaker: {}, recovery: {}, actions: {}, fdb: {}, reachability: {}, metrics: {}, notify: {}, bad };
+}
+
 const ROOT_KEYS = ['version', 'sampling', 'defaults', 'breaker', 'recovery', 'actions', 'fdb', 'reachability', 'metrics', 'notify', 'esxi', 'dryRun', 'ports'] as const;
 const SAMPLING_KEYS = ['idleMs', 'activeMs', 'activeHoldMs', 'realtimePriority'] as const;
 const THRESHOLD_KEYS = ['floodPps', 'clearPps', 'rxPps', 'broadcastShare', 'holdSamples', 'floodHoldMs', 'baselineFactor'] as const;
@@ -282,20 +287,7 @@ export class SchemaWalker {
   readPolicy(): PolicyInput {
     const contents = this.doc.contents;
     const root = this.posOf(contents, { line: 1, col: 1 });
-    const input: PolicyInput = {
-      file: this.file,
-      root,
-      sampling: {},
-      defaults: {},
-      breaker: {},
-      recovery: {},
-      actions: {},
-      fdb: {},
-      reachability: {},
-      metrics: {},
-      notify: {},
-      bad: this.bad,
-    };
+    const input = emptyPolicyInput(this.file, root, this.bad);
     const topMap = this.readMap({ node: contents, pos: root, field: '' }, ROOT_KEYS, '(document)');
     if (!topMap) return input;
     const top = topMap.entries;
