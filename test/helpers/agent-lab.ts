@@ -1,7 +1,7 @@
 // Shared by test/integration/agent-*.test.ts: what every test of the real agent in a real lab
 // needs and would otherwise copy: the compiled entry check, a strict journal reader, link state,
 // a storm guard and a CLI runner that reports exit codes instead of throwing.
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run, ns } from '../../scripts/lab/exec.js';
 import { assertIfName } from '../../scripts/lab/names.js';
-import { linkDown, listNamespaces, teardownLab, type Lab } from '../../scripts/lab/topology.js';
+import { buildLab, linkDown, listNamespaces, teardownLab, type Lab } from '../../scripts/lab/topology.js';
 import type { AgentHandle } from '../../scripts/lab/agent.js';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -137,4 +137,20 @@ export async function stopAgentAndLab(agent: AgentHandle | null | undefined, pre
     await teardownLab(prefix);
   }
   expect(await listNamespaces(prefix)).toEqual([]);
+}
+
+/**
+ * One file's kvm lab: built before the first test (after checking the agent is built), torn down
+ * with the state dirs after the last; none may be left. `set` receives the lab.
+ */
+export function useKvmLab(prefix: string, set: (lab: Lab) => void): void {
+  beforeAll(async () => {
+    requireBuiltAgent();
+    set(await buildLab('kvm', prefix));
+  });
+  afterAll(async () => {
+    await teardownLab(prefix);
+    removeStateDirs();
+    expect(await listNamespaces(prefix)).toEqual([]);
+  });
 }

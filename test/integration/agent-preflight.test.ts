@@ -2,27 +2,18 @@
 // (the moment before go-live in the story), and starts once the loop is open. The probe itself
 // must not start the storm: prod's counter barely moves.
 import { spawn } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startAgent } from '../../scripts/lab/agent.js';
-import { buildLab, listNamespaces, teardownLab, type Lab } from '../../scripts/lab/topology.js';
+import type { Lab } from '../../scripts/lab/topology.js';
 import { readLinkStats } from '../../scripts/lab/counters.js';
 import { run, ns } from '../../scripts/lab/exec.js';
-import { CLI, REPO, newStateDir, removeStateDirs, requireBuiltAgent } from '../helpers/agent-lab.js';
+import { CLI, newStateDir, REPO, useKvmLab } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbt-pf-';
 const POLICY = `${REPO}policies/lab.yaml`;
 let lab: Lab;
 
-beforeAll(async () => {
-  requireBuiltAgent();
-  lab = await buildLab('kvm', PREFIX);
-});
-
-afterAll(async () => {
-  await teardownLab(PREFIX);
-  removeStateDirs();
-  expect(await listNamespaces(PREFIX)).toEqual([]);
-});
+useKvmLab(PREFIX, (l) => (lab = l));
 
 function runAgentOnce(args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {

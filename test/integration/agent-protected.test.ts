@@ -4,12 +4,12 @@
 // the agent shuts up2 although up1 comes first by name.
 // Storms are bounded: the hand break after ~300 ms, a guard 2.5 s after injection, and
 // stormWithAgent's own hand break; labs are torn down in finally and afterAll.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 import { downHostPorts, stormWithAgent } from '../../scripts/lab/scenario.js';
-import { breakLoopByHand, buildLab, linkUp, listNamespaces, teardownLab, type Lab } from '../../scripts/lab/topology.js';
+import { breakLoopByHand, linkUp, listNamespaces, teardownLab, type Lab } from '../../scripts/lab/topology.js';
 import { inject } from '../../scripts/lab/traffic.js';
-import { REPO, eventsOf, isUp, logsOf, newStateDir, readJournalStrict, requireBuiltAgent, sleep, stormGuard, removeStateDirs } from '../helpers/agent-lab.js';
+import { eventsOf, isUp, logsOf, newStateDir, readJournalStrict, REPO, sleep, stormGuard, useKvmLab } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbt-pr-';
 const BOTH = `${REPO}test/fixtures/policies/agent/loop-members-protected.yaml`;
@@ -17,16 +17,7 @@ const ONLY_UP1 = `${REPO}test/fixtures/policies/agent/only-up1-protected.yaml`;
 
 let lab: Lab;
 
-beforeAll(async () => {
-  requireBuiltAgent();
-  lab = await buildLab('kvm', PREFIX);
-});
-
-afterAll(async () => {
-  await teardownLab(PREFIX);
-  removeStateDirs();
-  expect(await listNamespaces(PREFIX)).toEqual([]);
-});
+useKvmLab(PREFIX, (l) => (lab = l));
 
 describe('protected loop members (kvm)', () => {
   it('both protected: never shut, flood-observed says so, the storm is broken by hand', async () => {

@@ -5,24 +5,12 @@
 // put down again within about a second (the rescan period).
 // Storms are bounded (stormWithAgent opens the loop by hand, a guard downs both loop members);
 // the lab is torn down in finally and afterAll.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 import { run, ns } from '../../scripts/lab/exec.js';
 import { downHostPorts, stormWithAgent } from '../../scripts/lab/scenario.js';
-import { buildLab, listNamespaces, teardownLab, type Lab } from '../../scripts/lab/topology.js';
-import {
-  REPO,
-  eventsOf,
-  isUp,
-  newStateDir,
-  readJournalStrict,
-  requireBuiltAgent,
-  sleep,
-  stormGuard,
-  until,
-  waitForNew,
-  removeStateDirs,
-} from '../helpers/agent-lab.js';
+import { listNamespaces, teardownLab, type Lab } from '../../scripts/lab/topology.js';
+import { eventsOf, isUp, newStateDir, readJournalStrict, REPO, sleep, stormGuard, until, useKvmLab, waitForNew } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbt-rs-';
 // Several trips in one state dir's life (storm, then an operator trip): the large budget.
@@ -30,16 +18,7 @@ const POLICY = `${REPO}policies/lab-bench.yaml`;
 
 let lab: Lab;
 
-beforeAll(async () => {
-  requireBuiltAgent();
-  lab = await buildLab('kvm', PREFIX);
-});
-
-afterAll(async () => {
-  await teardownLab(PREFIX);
-  removeStateDirs();
-  expect(await listNamespaces(PREFIX)).toEqual([]);
-});
+useKvmLab(PREFIX, (l) => (lab = l));
 
 /** What a human does at the console: bring a port up by hand, behind the agent's back. */
 const upByHand = (port: string) => run(ns(lab.ns.host, ['ip', 'link', 'set', 'dev', port, 'up']));
