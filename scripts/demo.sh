@@ -4,6 +4,8 @@
 #   --esxi  instead: the agent next to a stand-in ESXi host over SSH (scripts/demo-esxi.ts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One lab at a time on this machine (see scripts/lab/with-lock.sh).
+[ -n "${STORMBREAKER_LAB_LOCK_HELD:-}" ] || exec bash scripts/lab/with-lock.sh bash scripts/demo.sh "$@"
 esxi=0
 args=()
 for a in "$@"; do

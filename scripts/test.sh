@@ -2,6 +2,8 @@
 # The test command (README, .ci/run): set-up, then every unit, property and integration test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One lab at a time on this machine (see scripts/lab/with-lock.sh).
+[ -n "${STORMBREAKER_LAB_LOCK_HELD:-}" ] || exec bash scripts/lab/with-lock.sh bash scripts/test.sh "$@"
 bash scripts/setup.sh --with-test-tools
 status=0
 npx --no-install vitest run "$@" || status=$?
