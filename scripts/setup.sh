@@ -16,28 +16,44 @@ pkgs=(iproute2 nftables tcpreplay python3 make g++ procps)
 # tests run a real sshd (openssh-server) in a namespace, and the remote loop under busybox sh.
 # The demo's ESXi part needs openssh-client only.
 pkgs+=(openssh-client)
-[ "${1:-}" = "--with-test-tools" ] && pkgs+=(shellcheck systemd openssh-server busybox)
+# The Prometheus lab test runs a real Prometheus and Alertmanager (Debian `prometheus`, which also
+# brings promtool, and `prometheus-alertmanager` with amtool) inside a lab namespace; they come
+# without Recommends (node-exporter, smartmontools, ipmitool... are not needed).
+norec=()
+if [ "${1:-}" = "--with-test-tools" ]; then
+  pkgs+=(shellcheck systemd openssh-server busybox)
+  norec+=(prometheus prometheus-alertmanager)
+fi
+# Packages whose maintainer scripts would start a host-wide daemon (sshd on 22, Prometheus on 9090,
+# Alertmanager on 9093). The tests only ever start their own copies inside lab namespaces.
+daemons=" openssh-server prometheus prometheus-alertmanager "
 missing=()
+missing_norec=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "stormbreaker: installing Debian packages: ${missing[*]}"
-  # openssh-server's package scripts would start and enable a host-wide sshd on port 22. The tests
-  # only ever start their own sshd inside a lab namespace, so keep the package from starting one
-  # (policy-rc.d, Debian's own mechanism) and leave the unit disabled.
+for p in "${norec[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing_norec+=("$p")
+done
+if [ "$((${#missing[@]} + ${#missing_norec[@]}))" -gt 0 ]; then
+  echo "stormbreaker: installing Debian packages: ${missing[*]} ${missing_norec[*]}"
+  # Keep the packages from starting their daemons (policy-rc.d, Debian's own mechanism: invoke-rc.d
+  # and deb-systemd-invoke ask it first) and leave their units disabled.
+  starts=()
+  for p in "${missing[@]}" "${missing_norec[@]}"; do [[ "$daemons" == *" $p "* ]] && starts+=("$p"); done
   guard=""
-  if [[ " ${missing[*]} " == *" openssh-server "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+  if [ "${#starts[@]}" -gt 0 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
     guard=/usr/sbin/policy-rc.d
   fi
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ "${#missing[@]}" -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ "${#missing_norec[@]}" -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_norec[@]}" >/dev/null
   [ -n "$guard" ] && rm -f "$guard"
-  if [[ " ${missing[*]} " == *" openssh-server "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
-    echo "stormbreaker: installed openssh-server for the tests; its host-wide service is left disabled."
+  if [ "${#starts[@]}" -gt 0 ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now ssh.service ssh.socket prometheus.service prometheus-alertmanager.service >/dev/null 2>&1 || true
+    echo "stormbreaker: installed ${starts[*]} for the tests; their host-wide services are left disabled."
   fi
 fi
 
