@@ -5,6 +5,9 @@
 // "ESXi" side and is reported apart, never added to the agent's.
 //   node dist/scripts/bench-esxi.js [--storms 10] [--sample-ms 100,50] [--seconds 10] [--warmup 2]
 //       [--guard-ms 2500] [--prefix sbb-] [--out out/bench-esxi.json]
+//       [--mgmt oob|inband] [--uplink-rate 4mbit] [--no-cost]
+// --mgmt inband puts vmk0 on vSwitch0 and the agent behind the physical switch; --uplink-rate
+// shapes the uplinks (tbf) so a loop fills them (scripts/lab/esxi/plan.ts, issue 12).
 import { esxiLabPolicy } from './lab/esxi/policy.js';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
@@ -35,6 +38,9 @@ const { values } = parseArgs({
     'guard-ms': { type: 'string', default: '2500' },
     prefix: { type: 'string', default: 'sbb-' },
     out: { type: 'string', default: resolve(root, 'out/bench-esxi.json') },
+    mgmt: { type: 'string', default: 'oob' },
+    'uplink-rate': { type: 'string' },
+    'no-cost': { type: 'boolean', default: false },
   },
 });
 
@@ -54,6 +60,11 @@ const seconds = num('seconds', values.seconds, (x) => x > 0 && x <= 600);
 const warmupMs = num('warmup', values.warmup, (x) => x >= 0 && x <= 60) * 1000;
 const guardMs = num('guard-ms', values['guard-ms'], (x) => x >= 500 && x <= 3000);
 const prefix = values.prefix!;
+const mgmt = values.mgmt === 'inband' ? 'inband' : values.mgmt === 'oob' ? 'oob' : fail(`--mgmt ${JSON.stringify(values.mgmt)}: oob or inband`);
+const uplinkRate = values['uplink-rate'];
+/** In band, the agent's own SSH crosses the uplinks: only the loop's VM ports must be silent, and a storm can cost the session (backoff up to 30 s). */
+const QUIET_PORTS = mgmt === 'inband' ? ['vnA0', 'vnA1'] : ['vmnic0', 'vmnic1', 'vnA0', 'vnA1'];
+const READY_MS = mgmt === 'inband' ? 60_000 : 20_000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const hrNs = (): number => Number(process.hrtime.bigint());
@@ -236,7 +247,7 @@ async function waitReady(agent: AgentHandle, lab: EsxiLab, changed: Map<string, 
       const a = await readLinkStats(lab.ns.esx);
       await sleep(200);
       const b = await readLinkStats(lab.ns.esx);
-      const moved = ['vmnic0', 'vmnic1', 'vnA0', 'vnA1'].reduce((s, i) => s + (b.get(i)?.rxPackets ?? 0) - (a.get(i)?.rxPackets ?? 0), 0);
+      const moved = QUIET_PORTS.reduce((s, i) => s + (b.get(i)?.rxPackets ?? 0) - (a.get(i)?.rxPackets ?? 0), 0);
       if (moved < 5) return;
       last = `vSwitch not quiet: ${moved} frames in 200 ms`;
     }
@@ -358,7 +369,7 @@ async function storm(lab: EsxiLab, agent: AgentHandle, sampleMs: number, n: numb
   }
   if ((await reconnectAll(lab)) > 0) restoredVia = 'stand-in';
   // The agent re-reads the inventory 3 x sampleMs + 1 s after an action and restarts its stream.
-  await waitReady(agent, lab, changed, 20_000, restoredAt ? restoredAt + 3 * sampleMs + 1000 : 0);
+  await waitReady(agent, lab, changed, READY_MS, restoredAt ? restoredAt + 3 * sampleMs + 1000 : 0);
   return {
     sampleMs,
     n,
@@ -495,7 +506,7 @@ async function withAgent<T>(l: EsxiLab, sampleMs: number | null, fn: (a: AgentHa
   const agent = await startAgent(l.ns.agent, { policy, stateDir: mkdtempSync(join(work, 'state-')) });
   current = agent;
   try {
-    if (sampleMs !== null) await waitReady(agent, l, new Map(), 20_000);
+    if (sampleMs !== null) await waitReady(agent, l, new Map(), READY_MS);
     return await fn(agent);
   } finally {
     await agent.stop();
@@ -510,16 +521,19 @@ const costs: Cost[] = [];
 const results: Storm[] = [];
 process.stderr.write(`bench-esxi: ${storms} storms per sampleMs ${sampleMsList.join(',')}, ${seconds} s cost windows; lab prefix ${prefix}\n`);
 try {
-  lab = await buildEsxiLab(prefix);
+  lab = await buildEsxiLab(prefix, { mgmt, ...(uplinkRate ? { uplinkRate } : {}) });
   const l = lab;
-  const base = await withAgent(l, null, (a) => measureCost(l, a, null, hz));
-  costs.push(base);
-  process.stderr.write(`cost ${base.setting}: node ${fmt(base.agent.rootPct, 2)}%, children ${fmt(base.agent.totalPct - base.agent.rootPct, 2)}%, RSS ${fmt(base.agent.rootRssKb / 1024, 1)} MB\n`);
+  process.stderr.write(`lab: management ${mgmt}, uplinks ${uplinkRate ? `shaped to ${uplinkRate}` : 'not shaped'}\n`);
+  if (!values['no-cost']) {
+    const base = await withAgent(l, null, (a) => measureCost(l, a, null, hz));
+    costs.push(base);
+    process.stderr.write(`cost ${base.setting}: node ${fmt(base.agent.rootPct, 2)}%, children ${fmt(base.agent.totalPct - base.agent.rootPct, 2)}%, RSS ${fmt(base.agent.rootRssKb / 1024, 1)} MB\n`);
+  }
   for (const ms of sampleMsList) {
     await withAgent(l, ms, async (agent) => {
-      const c = await measureCost(l, agent, ms, hz);
-      costs.push(c);
-      process.stderr.write(
+      const c = values['no-cost'] ? null : await measureCost(l, agent, ms, hz);
+      if (c) costs.push(c);
+      if (c) process.stderr.write(
         `cost ${c.setting}: node ${fmt(c.agent.rootPct, 2)}%, ssh ${fmt(c.agent.byComm['ssh'] ?? 0, 2)}% (live: ${c.agent.live.join(',')}), exited ${fmt(c.agent.exitedPct, 2)}%, RSS ${fmt(c.agent.rootRssKb / 1024, 1)} MB, ${fmt(c.blocksPerSec ?? NaN, 1)} blocks/s, rtt ${fmt(c.roundTripMs ?? NaN, 1)} ms, ESXi side ${fmt(c.esxSide.totalPct, 1)}%${c.warnings.length ? `, warnings: ${c.warnings.slice(0, 3).join(' | ')}` : ''}\n`,
       );
       for (let i = 1; i <= storms; i++) {
@@ -541,5 +555,5 @@ process.stdout.write([HEADER, ...stormReport(results), ...costReport(costs), '',
 mkdirSync(dirname(values.out!), { recursive: true });
 writeFileSync(
   values.out!,
-  JSON.stringify({ node: process.version, kernel: release(), clkTck: hz, seconds, warmupMs, guardMs, holdSamples: HOLD_SAMPLES, date: new Date().toISOString(), storms: results, costs }, null, 2) + '\n',
+  JSON.stringify({ node: process.version, kernel: release(), mgmt, uplinkRate: uplinkRate ?? null, clkTck: hz, seconds, warmupMs, guardMs, holdSamples: HOLD_SAMPLES, date: new Date().toISOString(), storms: results, costs }, null, 2) + '\n',
 );

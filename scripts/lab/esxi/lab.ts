@@ -3,15 +3,15 @@
 // starts with `${prefix}esxi-`, which is how teardown finds it again from the prefix alone.
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readLinkStats, statsDelta } from '../counters.js';
 import { ns, run } from '../exec.js';
 import { assertIfName, assertPrefix } from '../names.js';
 import { listNamespaces, teardownLab } from '../topology.js';
 import { defaultInventory, writeInventory, type InventoryOptions, type UplinkFacts } from './inventory.js';
-import { esxiLabPlan, esxiPlanCommands, nftScript, type EsxiLabPlan, type EsxiNamespaces } from './plan.js';
-import { startSshd, stopSshd, sshdPidsFor } from './sshd.js';
+import { esxiLabPlan, esxiPlanCommands, nftScript, type EsxiLabPlan, type EsxiNamespaces, type PlanOptions } from './plan.js';
+import { startSshd, stopSshd, sshdPidsFor, type StandinPython } from './sshd.js';
 
 export interface EsxiLab {
   prefix: string;
@@ -26,11 +26,15 @@ export interface EsxiLab {
   mgmt: EsxiLabPlan['mgmt'];
   /** Directory of the stand-in esxcli, vsish and vim-cmd (first in the remote PATH). */
   standinBin: string;
+  /** The host's `python` and `vmware.vsi` (null: a host without them, BuildOptions.python false). */
+  python: StandinPython | null;
 }
 
-export interface BuildOptions extends InventoryOptions {
+export interface BuildOptions extends InventoryOptions, PlanOptions {
   /** Start sshd after the build (default true). */
   sshd?: boolean;
+  /** `python` and `vmware.vsi` on the host (default true); false plays a host without them. */
+  python?: boolean;
 }
 
 const QUIET_WINDOW_MS = 300;
@@ -82,7 +86,7 @@ async function assertQuiet(plan: EsxiLabPlan, windowMs = QUIET_WINDOW_MS): Promi
 }
 
 export async function buildEsxiLab(prefix: string, opts: BuildOptions = {}): Promise<EsxiLab> {
-  const plan = esxiLabPlan(prefix);
+  const plan = esxiLabPlan(prefix, { ...(opts.mgmt ? { mgmt: opts.mgmt } : {}), ...(opts.uplinkRate ? { uplinkRate: opts.uplinkRate } : {}) });
   await teardownEsxiLab(prefix);
   const dir = await mkdtemp(join(TMP, `${prefix}esxi-`));
   const lab: EsxiLab = {
@@ -96,6 +100,7 @@ export async function buildEsxiLab(prefix: string, opts: BuildOptions = {}): Pro
     loop: plan.loop,
     mgmt: plan.mgmt,
     standinBin: standinBinDir(),
+    python: opts.python === false ? null : { bin: join(dirname(standinBinDir()), 'python', 'bin'), lib: join(dirname(standinBinDir()), 'python', 'lib') },
   };
   try {
     for (const argv of esxiPlanCommands(plan)) await run(argv);

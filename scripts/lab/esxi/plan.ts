@@ -10,6 +10,17 @@
 //                                                             └── vn10 ── eth0 (${p}vm1)
 //   vmk0 192.168.254.1/30 (${p}esx, NOT on vSwitch0) ── eth0 192.168.254.2/30 (${p}agent)
 //
+// Variant mgmt 'inband' (issue 12; as on most real hosts): vmk0's other end, vmk0sw, is a port of
+// vSwitch0, and the agent hangs off the physical switch (swagent on sw0), so the agent's SSH
+// crosses sw0, an uplink and vSwitch0, the very network a loop storms:
+//
+//   ${p}agent eth0 192.168.254.2/30 ── swagent (sw0) ... vmnic0/1 ── vSwitch0 ── vmk0sw ── vmk0 192.168.254.1/30
+//
+// Variant uplinkRate (e.g. '4mbit'): a tbf qdisc on both directions of each uplink (vmnic0/1 in
+// ${p}esx, swe0/1 in ${p}sw), so a loop fills the uplinks as a real loop fills a 1/10 GbE link
+// (netem is not built on this kernel; tbf is, LAB-FACTS.md). The queue is short (tbfLimit) so
+// the backlog drains within a few ms after the loop is cut.
+//
 // Uplinks are isolated bridge ports: an ESXi vSwitch never forwards uplink to uplink, and a Linux
 // bridge does exactly that for isolated ports (they only talk to non-isolated ones). Management
 // is out of band: the agent's SSH never crosses vSwitch0, so a storm there cannot cut the agent
@@ -83,7 +94,24 @@ export interface EsxiLabPlan {
   mgmt: { dev: 'vmk0'; esxIp: string; agentIp: string; prefixLen: 30; agentIf: 'eth0' };
   /** Ports whose broadcast/multicast nft counts, per direction. */
   countedPorts: string[];
+  /** 'oob': vmk0 on its own pair (default); 'inband': vmk0 a port of vSwitch0, agent on sw0. */
+  mgmtMode: MgmtMode;
+  /** tbf rate on every uplink direction (tc syntax, e.g. '4mbit'); null = not shaped. */
+  uplinkRate: string | null;
 }
+
+export type MgmtMode = 'oob' | 'inband';
+
+export interface PlanOptions {
+  mgmt?: MgmtMode;
+  /** tc rate, e.g. '4mbit' (digits and a tc unit). */
+  uplinkRate?: string;
+}
+
+/** tbf queue per shaped uplink direction: 6 kB drains in ~12 ms at 4 Mbit/s. */
+export const TBF_LIMIT = '6kb';
+export const TBF_BURST = '6kb';
+const RATE_RE = /^[1-9][0-9]{0,5}(kbit|mbit|gbit)$/;
 
 export const NFT_TABLE = 'stormbreaker_standin';
 export const NFT_VLAN_TABLE = 'stormbreaker_vlan';
@@ -93,8 +121,11 @@ export const MGMT_AGENT_IP = '192.168.254.2';
 export const FIRST_VM_PORT_ID = 33554440;
 
 /** Pure: the lab's layout for a prefix. */
-export function esxiLabPlan(prefix: string): EsxiLabPlan {
+export function esxiLabPlan(prefix: string, opts: PlanOptions = {}): EsxiLabPlan {
   assertPrefix(prefix);
+  const mgmtMode = opts.mgmt ?? 'oob';
+  if (mgmtMode !== 'oob' && mgmtMode !== 'inband') throw new Error(`bad mgmt mode ${JSON.stringify(mgmtMode)}`);
+  if (opts.uplinkRate !== undefined && !RATE_RE.test(opts.uplinkRate)) throw new Error(`bad uplink rate ${JSON.stringify(opts.uplinkRate)}`);
   const ns: EsxiNamespaces = {
     esx: `${prefix}esx`,
     vmA: `${prefix}vmA`,
@@ -131,14 +162,12 @@ export function esxiLabPlan(prefix: string): EsxiLabPlan {
         ...(n.vm === 'vmA' ? { peerMaster: 'vbr', peerDown: true } : {}),
       }),
     ),
-    {
-      ns: ns.esx,
-      name: 'vmk0',
-      addr: `${MGMT_ESX_IP}/30`,
-      peerNs: ns.agent,
-      peer: 'eth0',
-      peerAddr: `${MGMT_AGENT_IP}/30`,
-    },
+    ...(mgmtMode === 'oob'
+      ? [{ ns: ns.esx, name: 'vmk0', addr: `${MGMT_ESX_IP}/30`, peerNs: ns.agent, peer: 'eth0', peerAddr: `${MGMT_AGENT_IP}/30` }]
+      : [
+          { ns: ns.esx, name: 'vmk0', addr: `${MGMT_ESX_IP}/30`, peerNs: ns.esx, peer: 'vmk0sw', peerMaster: 'vSwitch0' },
+          { ns: ns.agent, name: 'eth0', addr: `${MGMT_AGENT_IP}/30`, peerNs: ns.sw, peer: 'swagent', peerMaster: 'sw0' },
+        ]),
   ];
   for (const v of veths) (assertIfName(v.name), assertIfName(v.peer));
   return {
@@ -153,6 +182,8 @@ export function esxiLabPlan(prefix: string): EsxiLabPlan {
     loop: { ns: ns.vmA, bridge: 'vbr', ports: ['eth0', 'eth1'] },
     mgmt: { dev: 'vmk0', esxIp: MGMT_ESX_IP, agentIp: MGMT_AGENT_IP, prefixLen: 30, agentIf: 'eth0' },
     countedPorts: ['vmnic0', 'vmnic1', ...vmNics.map((n) => n.dev), 'vmk0'],
+    mgmtMode,
+    uplinkRate: opts.uplinkRate ?? null,
   };
 }
 
@@ -185,6 +216,12 @@ export function esxiPlanCommands(plan: EsxiLabPlan): string[][] {
   for (const v of plan.veths) {
     if (!v.peerDown) cmds.push(link(v.peerNs, v.peer, 'up'));
     cmds.push(link(v.ns, v.name, 'up'));
+  }
+  if (plan.uplinkRate) {
+    const shaped: Array<[string, string]> = [[plan.ns.esx, 'vmnic0'], [plan.ns.esx, 'vmnic1'], [plan.ns.sw, 'swe0'], [plan.ns.sw, 'swe1']];
+    for (const [n, dev] of shaped) {
+      cmds.push(['tc', '-n', n, 'qdisc', 'replace', 'dev', dev, 'root', 'tbf', 'rate', plan.uplinkRate, 'burst', TBF_BURST, 'limit', TBF_LIMIT]);
+    }
   }
   return cmds;
 }

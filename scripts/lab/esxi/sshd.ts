@@ -15,6 +15,12 @@ import { join } from 'node:path';
 import { run, ns } from '../exec.js';
 import type { EsxiLab } from './lab.js';
 
+/** Where the stand-in's `python` (a link to python3) and its `vmware` package live. */
+export interface StandinPython {
+  bin: string;
+  lib: string;
+}
+
 export interface SshPaths {
   hostKey: string;
   clientKey: string;
@@ -73,8 +79,8 @@ export function sshPaths(lab: Pick<EsxiLab, 'dir'>): SshPaths {
  * different python3 in front of every stand-in call. ESXi's own shell (busybox sh) reads no
  * such file, so this is closer to the real host, not further.
  */
-export function sshdConfig(p: SshPaths, listen: string, labDir: string, standinBin: string): string {
-  for (const s of [labDir, standinBin]) {
+export function sshdConfig(p: SshPaths, listen: string, labDir: string, standinBin: string, python: StandinPython | null = null): string {
+  for (const s of [labDir, standinBin, ...(python ? [python.bin, python.lib] : [])]) {
     if (/[\s"'\\]/.test(s)) throw new Error(`path unusable in sshd_config: ${JSON.stringify(s)}`);
   }
   return [
@@ -90,7 +96,11 @@ export function sshdConfig(p: SshPaths, listen: string, labDir: string, standinB
     'UsePAM no',
     'StrictModes no',
     `PidFile ${p.pidFile}`,
-    `SetEnv PATH=${standinBin}:/usr/sbin:/usr/bin:/sbin:/bin STORMBREAKER_ESXI_LAB=${labDir} SHLVL=1`,
+    // `python` as on ESXi (/bin/python) with the stand-in `vmware.vsi` importable; a lab built
+    // with python: false has neither (a host whose interpreter is missing or refused).
+    python
+      ? `SetEnv PATH=${python.bin}:${standinBin}:/usr/sbin:/usr/bin:/sbin:/bin PYTHONPATH=${python.lib} STORMBREAKER_ESXI_LAB=${labDir} SHLVL=1`
+      : `SetEnv PATH=${standinBin}:/usr/sbin:/usr/bin:/sbin:/bin STORMBREAKER_ESXI_LAB=${labDir} SHLVL=1`,
     'MaxSessions 32',
     'MaxStartups 64:30:128',
     'LogLevel VERBOSE',
@@ -276,7 +286,7 @@ export async function startSshd(lab: EsxiLab, opts: { timeoutMs?: number } = {})
   const p = sshPaths(lab);
   await stopSshd(lab);
   await ensureKeys(lab);
-  await writeFile(p.config, sshdConfig(p, lab.mgmt.esxIp, lab.dir, lab.standinBin), { mode: 0o600 });
+  await writeFile(p.config, sshdConfig(p, lab.mgmt.esxIp, lab.dir, lab.standinBin, lab.python), { mode: 0o600 });
   // Privilege separation directory; Debian creates it from the service unit, which we do not use.
   await mkdir('/run/sshd', { recursive: true, mode: 0o755 });
   await run([SSHD, '-t', '-f', p.config]);

@@ -1,0 +1,26 @@
+// The stand-in ESXi lab's layout variants (issue 12): management in band and shaped uplinks.
+import { describe, expect, it } from 'vitest';
+import { esxiLabPlan, esxiPlanCommands } from '../../scripts/lab/esxi/plan.js';
+
+describe('stand-in ESXi lab plan', () => {
+  it('out of band by default: vmk0 pairs with the agent directly, nothing shaped', () => {
+    const p = esxiLabPlan('sbq-');
+    expect(p.mgmtMode).toBe('oob');
+    expect(p.veths.find((v) => v.name === 'vmk0')).toMatchObject({ peerNs: 'sbq-agent', peer: 'eth0' });
+    expect(esxiPlanCommands(p).some((c) => c.includes('tbf'))).toBe(false);
+  });
+
+  it('in band: vmk0 is a vSwitch0 port and the agent hangs off the physical switch', () => {
+    const p = esxiLabPlan('sbq-', { mgmt: 'inband' });
+    expect(p.veths.find((v) => v.name === 'vmk0')).toMatchObject({ ns: 'sbq-esx', peerNs: 'sbq-esx', peer: 'vmk0sw', peerMaster: 'vSwitch0', addr: '192.168.254.1/30' });
+    expect(p.veths.find((v) => v.ns === 'sbq-agent')).toMatchObject({ name: 'eth0', peerNs: 'sbq-sw', peer: 'swagent', peerMaster: 'sw0', addr: '192.168.254.2/30' });
+  });
+
+  it('shaped uplinks: a tbf qdisc on both directions of each uplink; bad rates refused', () => {
+    const cmds = esxiPlanCommands(esxiLabPlan('sbq-', { mgmt: 'inband', uplinkRate: '4mbit' })).filter((c) => c.includes('tbf'));
+    expect(cmds.map((c) => `${c[2]} ${c[6]}`)).toEqual(['sbq-esx vmnic0', 'sbq-esx vmnic1', 'sbq-sw swe0', 'sbq-sw swe1']);
+    expect(cmds[0]).toEqual(['tc', '-n', 'sbq-esx', 'qdisc', 'replace', 'dev', 'vmnic0', 'root', 'tbf', 'rate', '4mbit', 'burst', '6kb', 'limit', '6kb']);
+    expect(() => esxiLabPlan('sbq-', { uplinkRate: '4mbit; reboot' })).toThrow(/bad uplink rate/);
+    expect(() => esxiLabPlan('sbq-', { mgmt: 'x' as never })).toThrow(/bad mgmt mode/);
+  });
+});
