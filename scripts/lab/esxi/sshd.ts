@@ -99,7 +99,7 @@ export function sshdConfig(p: SshPaths, listen: string, labDir: string, standinB
     // `python` as on ESXi (/bin/python) with the stand-in `vmware.vsi` importable; a lab built
     // with python: false has neither (a host whose interpreter is missing or refused).
     python
-      ? `SetEnv PATH=${python.bin}:${standinBin}:/usr/sbin:/usr/bin:/sbin:/bin PYTHONPATH=${python.lib} STORMBREAKER_ESXI_LAB=${labDir} SHLVL=1`
+      ? `SetEnv PATH=${python.bin}:${standinBin}:/usr/sbin:/usr/bin:/sbin:/bin PYTHONPATH=${python.lib} PYTHONDONTWRITEBYTECODE=1 STORMBREAKER_ESXI_LAB=${labDir} SHLVL=1`
       : `SetEnv PATH=${standinBin}:/usr/sbin:/usr/bin:/sbin:/bin STORMBREAKER_ESXI_LAB=${labDir} SHLVL=1`,
     'MaxSessions 32',
     'MaxStartups 64:30:128',
