@@ -171,3 +171,10 @@ if (bad.length > 0) {
   process.exit(1);
 }
 process.stdout.write(`\nsummary: ${resolve(outDir, 'demo-summary.json')}; no namespace is left behind.\n`);
+// The newcomer's last question: where are the pictures, and how do I look at them.
+const charts = results.map((d) => resolve(outDir, `demo-${d.shape}.svg`));
+process.stdout.write(
+  `charts (SVG, frames/s at the production host, stormbreaker vs a 1 s storm-control): ${charts.join(', ')}\n` +
+    `  open them in any web browser (file://${charts[0] ?? resolve(outDir, 'demo-kvm.svg')}), or on a remote machine copy them first:\n` +
+    `  scp root@THIS-HOST:${outDir.endsWith('/') ? outDir : `${resolve(outDir)}/`}demo-*.svg . && xdg-open demo-kvm.svg\n`,
+);

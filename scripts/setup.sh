@@ -57,14 +57,22 @@ if [ "$((${#missing[@]} + ${#missing_norec[@]}))" -gt 0 ]; then
   fi
 fi
 
-if ! command -v node >/dev/null 2>&1; then
-  echo "stormbreaker: Node.js >= 20 is required (Debian 12's nodejs is 18; use NodeSource or nvm)." >&2
-  exit 2
-fi
-node_major=$(node -p 'process.versions.node.split(".")[0]')
-if [ "$node_major" -lt 20 ]; then
-  echo "stormbreaker: Node.js >= 20 is required, found $(node --version)." >&2
-  exit 2
+# Node.js >= 20: from this machine's apt when it offers one (Debian 13, or a configured NodeSource
+# repository); otherwise one line that says what to do. Debian 12's own nodejs is 18.
+node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+if ! command -v node >/dev/null 2>&1 || [ "$(node_major)" -lt 20 ]; then
+  apt-get update -qq || true
+  cand=$(apt-cache policy nodejs 2>/dev/null | sed -n 's/^ *Candidate: *//p')
+  cand_major=$(printf '%s\n' "$cand" | sed -E 's/^[0-9]+://; s/[^0-9].*$//')
+  if [ -n "$cand_major" ] && [ "$cand_major" -ge 20 ] 2>/dev/null; then
+    echo "stormbreaker: installing Node.js $cand from apt (nodejs)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs >/dev/null
+    # Debian's nodejs comes without npm (NodeSource's includes it).
+    command -v npm >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+  else
+    echo "stormbreaker: Node.js >= 20 is required and this machine's apt offers nodejs ${cand:-none} (Debian 12's is 18): install Node 20 from NodeSource (deb.nodesource.com) or nvm, then run this again." >&2
+    exit 2
+  fi
 fi
 
 # npm ci when node_modules is missing or older than the lock file (it also builds the addon).
