@@ -7,6 +7,26 @@
 // flapping between ports in the FDB. A flooding VM's port has high rx and ~0 tx; the ports it
 // floods into have high tx and ~0 rx.
 //
+// Loop signature first, rate second (issue 11). The rate gate above (floodPps, rxPps) catches a
+// loop in a couple of 1 ms samples when it runs at CPU speed, but a loop is a loop at any rate:
+// one circling an unknown-unicast frame moves no broadcast/multicast counter at all, and one
+// over a 10 Mbit/s segment circles at a few thousand frames/s forever. Two more ways to a loop
+// verdict, neither gated on floodPps/rxPps:
+//  - flap: a MAC moving >= FDB_MIN_MOVES times within FDB_WINDOW_MS between >= 2 watched ports
+//    of one bridge, each of which carries >= LOOP_FLOOR_PPS with rx ≈ tx on its TOTAL counters
+//    (every class of frame: broadcast, multicast, unknown unicast). Judged per tick.
+//  - sustained: >= 2 ports of one bridge whose flood rate (or total rx, where no flood counter
+//    exists) stays >= the port's floor and baselineFactor x its own baseline with rx ≈ tx within
+//    SLOW_RX_TX_FACTOR, for holdSamples samples and SLOW_LOOP_MS: the signature of a loop where
+//    no FDB can be seen (ESXi vmnics, fdb off). Totals alone are never judged without a flap:
+//    a TCP transfer shows rx ≈ tx too (data one way, acks the other).
+//
+// Floods from one port are cut in proportion to their size: the frames above the threshold in
+// force are summed while the port is hot, and the port is cut when they exceed
+// FLOOD_BURST_FRAMES (like a switch's storm-control burst) or when it stayed hot floodHoldMs,
+// whichever comes first. At 175k pps against 20k the budget is spent in ~13 ms; a 3k pps ARP
+// scan never makes the port hot; a 39-frame burst 26 µs apart (an ARP scan) is ~20 frames over.
+//
 // Egress: an uplink that transmits a flood (tx broadcast+multicast, where the source counts it)
 // while no watched port of its bridge is hot means the storm's source is on this host but not
 // watched (an ESXi guest bridging two unwatched vNICs, after the loop through the switch was
@@ -37,6 +57,23 @@ export const FDB_WINDOW_MS = 50;
 export const FDB_MIN_MOVES = 3;
 /** Moves kept per bridge (newest win); a loop produces far more, a few dozen suffice as proof. */
 export const FDB_RING = 64;
+/**
+ * Below this total rate a flapping MAC is not taken for a loop (a bond sending from one MAC over
+ * two ports flaps too, at its own traffic's rate); a loop over a 10 Mbit/s link runs at ~14k
+ * frames/s, one over 2 Mbit/s at ~4k.
+ */
+export const LOOP_FLOOR_PPS = 1000;
+/**
+ * Loop evidence is judged on rates averaged over about this long (EWMA): at 1 ms samples one
+ * frame reads as 1000 pps, so a single sample of background chatter would pass any floor.
+ */
+export const LOOP_WINDOW_MS = 10;
+/** Without a flap, rx and tx of a sustained loop member agree this closely (a loop re-sends what it receives). */
+export const SLOW_RX_TX_FACTOR = 1.5;
+/** Without a flap, a loop must sustain itself this long (a legitimate burst ends; a loop does not). */
+export const SLOW_LOOP_MS = 100;
+/** Frames above the threshold a single-port flood may send before its port is cut (storm-control's burst). */
+export const FLOOD_BURST_FRAMES = 2000;
 /** A port with no valid sample for this long is forgotten (it vanished or cannot be read). */
 export const FORGET_AFTER_MS = 1000;
 
@@ -52,8 +89,19 @@ export interface PortTrack {
   /** EWMA of the measured rate while not hot; starts at 0 so a storm already running at start is not learnt. */
   baseline: number;
   txHot: boolean;
-  /** hot && txHot && rx ≈ tx, as of the last valid sample. */
+  /** hot && txHot && rx ≈ tx, as of the last valid sample; or a member by flap or sustained evidence this tick. */
   loopMember: boolean;
+  /** Averaged total rx and tx both >= LOOP_FLOOR_PPS and within RX_TX_FACTOR: a loop member if a MAC flaps over it. */
+  symmetric: boolean;
+  /** rx, tx and measure averaged over ~LOOP_WINDOW_MS (EWMA by measured dt). */
+  rxAvg: number;
+  txAvg: number;
+  measureAvg: number;
+  /** Consecutive samples that fit a sustained loop (see the file comment), and since when. */
+  slowRun: number;
+  slowSinceNs: number;
+  /** Frames above the rising threshold since the port turned hot (the flood budget spent). */
+  excess: number;
   /** tNs of the last valid sample (or of creation). */
   lastSeenNs: number;
   // The last valid sample and what it was judged against, for verdicts and their evidence.
@@ -97,6 +145,10 @@ export interface BridgeTrack {
   members: number;
   /** Members whose hotCount reached their own holdSamples. */
   held: number;
+  /** Members by sustained evidence (slowRun over holdSamples and SLOW_LOOP_MS). */
+  slow: number;
+  /** A MAC flapping over >= 2 symmetric watched ports this tick, or null. */
+  flap: Flap | null;
   lastActiveNs: number;
 }
 
@@ -163,7 +215,7 @@ export function step(
     sweep(state, ports, tNs);
   }
 
-  // Pass 1: loop membership and per-bridge tallies.
+  // Pass 1: loop membership by rate (hot) and by sustained evidence, and per-bridge tallies.
   let candidateBridges = 0;
   let egress = 0;
   for (const tr of state.ports.values()) {
@@ -176,29 +228,45 @@ export function step(
       tr.txHot &&
       tr.rxPps <= RX_TX_FACTOR * tr.txPps &&
       tr.txPps <= RX_TX_FACTOR * tr.rxPps;
-    if (!tr.loopMember || tr.bridge === null) continue;
-    const b = bridgeTrack(state, tr.bridge, tNs);
-    if (b.seq !== seq) {
-      b.seq = seq;
-      b.members = 0;
-      b.held = 0;
+    const slow =
+      pp !== undefined && tr.slowRun >= pp.thresholds.holdSamples && tNs - tr.slowSinceNs >= SLOW_LOOP_MS * 1e6;
+    if ((!tr.loopMember && !slow) || tr.bridge === null) continue;
+    const b = tallied(state, tr.bridge, seq, tNs);
+    if (tr.loopMember) {
+      b.members++;
+      if (tr.hotCount >= pp!.thresholds.holdSamples) b.held++;
+      if (b.members === 2) candidateBridges++;
     }
-    b.members++;
-    if (tr.hotCount >= pp!.thresholds.holdSamples) b.held++;
-    b.lastActiveNs = tNs;
-    if (b.members === 2) candidateBridges++;
+    if (slow && ++b.slow === 2) candidateBridges++;
+  }
+  // Pass 1b: MAC flapping over symmetric ports, at any rate and for any class of frame. Only
+  // bridges with recent moves are looked at (none while nothing moves).
+  for (const b of state.bridges.values()) {
+    if (b.fdbLen < FDB_MIN_MOVES) continue;
+    pruneMoves(b, tNs);
+    if (b.fdbLen < FDB_MIN_MOVES) continue;
+    const flap = worstFlap(b);
+    if (flap === null || symmetricWatched(state, b.bridge, flap, ports) < 2) continue;
+    tallied(state, b.bridge, seq, tNs).flap = flap;
+    candidateBridges++;
   }
 
   let verdicts: Verdict[] | null = null;
-  // Pass 2: loop verdicts, only for bridges with two or more members (rare: a storm).
+  // Pass 2: loop verdicts, only for candidate bridges (rare: a storm).
   if (candidateBridges > 0) {
     for (const b of state.bridges.values()) {
-      if (b.seq !== seq || b.members < 2) continue;
-      pruneMoves(b, tNs);
-      const flap = b.fdbLen >= FDB_MIN_MOVES ? worstFlap(b) : null;
-      // MAC flapping is near-proof of a loop: then one hot sample per member suffices.
-      if (flap === null && b.held < 2) continue;
-      (verdicts ??= []).push(loopVerdict(state, b, flap, tick, ports, policy));
+      if (b.seq !== seq) continue;
+      // MAC flapping is near-proof of a loop: then one sample per member suffices.
+      if (b.flap === null && b.members >= 2) {
+        pruneMoves(b, tNs);
+        b.flap = b.fdbLen >= FDB_MIN_MOVES ? worstFlap(b) : null;
+      }
+      const byRate = b.members >= 2 && (b.flap !== null || b.held >= 2);
+      const byFlap = b.flap !== null && symmetricWatched(state, b.bridge, b.flap, ports) >= 2;
+      const bySustain = b.slow >= 2;
+      if (!byRate && !byFlap && !bySustain) continue;
+      markMembers(state, b, byFlap, bySustain, ports, tNs);
+      (verdicts ??= []).push(loopVerdict(state, b, b.flap, byRate ? 'rate' : byFlap ? 'flap' : 'sustained', tick, ports, policy));
     }
   }
 
@@ -207,8 +275,8 @@ export function step(
     if (!tr.hot || tr.loopMember) continue;
     const pp = ports.get(tr.port);
     if (pp === undefined || tr.hotCount < pp.thresholds.holdSamples) continue;
-    // Hot for floodHoldMs, counted from the first hot sample's interval start (its dt ago).
-    if (tick.tNs - tr.hotSinceNs < pp.thresholds.floodHoldMs * 1e6) continue;
+    // Its burst budget spent, or hot for floodHoldMs (counted from the first hot sample).
+    if (tr.excess < FLOOD_BURST_FRAMES && tick.tNs - tr.hotSinceNs < pp.thresholds.floodHoldMs * 1e6) continue;
     (verdicts ??= []).push(floodVerdict(tr, pp, tick, policy));
   }
 
@@ -237,6 +305,13 @@ function newTrack(port: string, bridge: string | null, tNs: number): PortTrack {
     baseline: 0,
     txHot: false,
     loopMember: false,
+    symmetric: false,
+    rxAvg: 0,
+    txAvg: 0,
+    measureAvg: 0,
+    slowRun: 0,
+    slowSinceNs: 0,
+    excess: 0,
     lastSeenNs: tNs,
     rxPps: 0,
     txPps: 0,
@@ -282,12 +357,32 @@ function observe(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number): void 
     tr.hot = true;
   }
   if (tr.hot) {
-    if (tr.hotCount === 0) tr.hotSinceNs = tNs;
+    if (tr.hotCount === 0) {
+      tr.hotSinceNs = tNs;
+      tr.excess = 0;
+    }
     tr.hotCount++;
+    if (m > rise) tr.excess += ((m - rise) * r.dtMs) / 1000;
   } else {
     tr.hotCount = 0;
+    tr.excess = 0;
     tr.baseline += Math.min(1, r.dtMs / BASELINE_TAU_MS) * (m - tr.baseline);
   }
+  // Loop evidence that does not depend on the rate gate (see the file comment), on averaged rates.
+  const a = Math.min(1, r.dtMs / LOOP_WINDOW_MS);
+  const rx = (tr.rxAvg += a * (r.rxPps - tr.rxAvg));
+  const tx = (tr.txAvg += a * (r.txPps - tr.txAvg));
+  const ma = (tr.measureAvg += a * (m - tr.measureAvg));
+  // ...and this very sample moved frames both ways: the average lags a loop that was just broken
+  // by ~5 windows, and a member already shut must not look like one for that long (escalation).
+  const now = r.rxPps > 0 && r.txPps > 0;
+  tr.symmetric = now && rx >= LOOP_FLOOR_PPS && tx >= LOOP_FLOOR_PPS && rx <= RX_TX_FACTOR * tx && tx <= RX_TX_FACTOR * rx;
+  // Without a flood counter only a rate at the falling edge's level counts: totals carry unicast.
+  const slowFloor = byFlood ? LOOP_FLOOR_PPS : Math.max(LOOP_FLOOR_PPS, clear);
+  if (now && m > 0 && ma >= slowFloor && ma >= tr.baseline * t.baselineFactor && ma <= SLOW_RX_TX_FACTOR * tx && tx <= SLOW_RX_TX_FACTOR * ma) {
+    if (tr.slowRun === 0) tr.slowSinceNs = tNs - r.dtMs * 1e6;
+    tr.slowRun++;
+  } else tr.slowRun = 0;
   // Same threshold as rx: in a loop every member re-sends what it receives.
   tr.txHot = r.txPps >= base;
   const txf = r.txFloodPps ?? NaN;
@@ -322,11 +417,60 @@ function bridgeTrack(state: DetectorState, bridge: string, tNs: number): BridgeT
       seq: 0,
       members: 0,
       held: 0,
+      slow: 0,
+      flap: null,
       lastActiveNs: tNs,
     };
     state.bridges.set(bridge, b);
   }
   return b;
+}
+
+/** The bridge's track with its per-tick tallies reset on the first touch of this tick. */
+function tallied(state: DetectorState, bridge: string, seq: number, tNs: number): BridgeTrack {
+  const b = bridgeTrack(state, bridge, tNs);
+  if (b.seq !== seq) {
+    b.seq = seq;
+    b.members = 0;
+    b.held = 0;
+    b.slow = 0;
+    b.flap = null;
+  }
+  b.lastActiveNs = tNs;
+  return b;
+}
+
+/** How many of the flap's ports are watched, of this bridge and symmetric now. */
+function symmetricWatched(state: DetectorState, bridge: string, flap: Flap, ports: ReadonlyMap<string, PortPolicy>): number {
+  let n = 0;
+  for (const p of flap.ports) {
+    const tr = state.ports.get(p);
+    if (tr !== undefined && tr.symmetric && tr.bridge === bridge && ports.has(p)) n++;
+  }
+  return n;
+}
+
+/** Mark the ports that the flap or sustained evidence makes loop members (the verdict lists loop members). */
+function markMembers(
+  state: DetectorState,
+  b: BridgeTrack,
+  byFlap: boolean,
+  bySustain: boolean,
+  ports: ReadonlyMap<string, PortPolicy>,
+  tNs: number,
+): void {
+  if (byFlap) {
+    for (const p of b.flap!.ports) {
+      const tr = state.ports.get(p);
+      if (tr !== undefined && tr.symmetric && ports.has(p) && tr.bridge === b.bridge) tr.loopMember = true;
+    }
+  }
+  if (!bySustain) return;
+  for (const tr of state.ports.values()) {
+    const pp = ports.get(tr.port);
+    if (tr.bridge !== b.bridge || pp === undefined) continue;
+    if (tr.slowRun >= pp.thresholds.holdSamples && tNs - tr.slowSinceNs >= SLOW_LOOP_MS * 1e6) tr.loopMember = true;
+  }
 }
 
 function pushMove(b: BridgeTrack, tNs: number, mac: string, port: string): void {
@@ -409,6 +553,7 @@ function loopVerdict(
   state: DetectorState,
   b: BridgeTrack,
   flap: Flap | null,
+  how: 'rate' | 'flap' | 'sustained',
   tick: Tick,
   ports: ReadonlyMap<string, PortPolicy>,
   policy: Policy,
@@ -418,7 +563,13 @@ function loopVerdict(
   members.sort((x, y) => (x.port < y.port ? -1 : x.port > y.port ? 1 : 0));
 
   const thresholds: Record<string, number> = {};
-  const clues: string[] = [`${members.length} ports of ${b.bridge} hot at once`];
+  const clues: string[] = [
+    how === 'rate'
+      ? `${members.length} ports of ${b.bridge} hot at once`
+      : how === 'flap'
+        ? `${members.length} ports of ${b.bridge} with a flapping MAC and rx≈tx (any frame class, >= ${LOOP_FLOOR_PPS} pps)`
+        : `${members.length} ports of ${b.bridge} with rx≈tx sustained over their baselines`,
+  ];
   for (const tr of members) {
     const t = ports.get(tr.port)!.thresholds;
     portThresholds(thresholds, tr, t);
@@ -426,13 +577,17 @@ function loopVerdict(
     thresholds[`${tr.port}.holdSamples`] = flap === null ? t.holdSamples : 1;
     clues.push(`rx≈tx on ${tr.port} (${kpps(tr.rxPps)}/${kpps(tr.txPps)} pps)`);
   }
-  thresholds.rxTxFactor = RX_TX_FACTOR;
+  thresholds.rxTxFactor = how === 'sustained' ? SLOW_RX_TX_FACTOR : RX_TX_FACTOR;
+  if (how !== 'rate') thresholds.loopFloorPps = LOOP_FLOOR_PPS;
+  if (how === 'sustained') thresholds.slowLoopMs = SLOW_LOOP_MS;
   if (flap !== null) {
     clues.push(`MAC ${flap.mac} moved ${flap.moves} times between ${flap.ports.join(',')} within ${FDB_WINDOW_MS} ms`);
     thresholds.fdbMoves = flap.moves;
     thresholds.fdbMinMoves = FDB_MIN_MOVES;
   }
-  for (const tr of members) clues.push(`${tr.port} hot for ${tr.hotCount} samples`);
+  for (const tr of members) {
+    clues.push(how === 'sustained' ? `${tr.port} sustained for ${tr.slowRun} samples over ${Math.round((tick.tNs - tr.slowSinceNs) / 1e6)} ms` : `${tr.port} hot for ${tr.hotCount} samples`);
+  }
 
   const first = ports.get(members[0]!.port)!;
   return {
@@ -450,11 +605,13 @@ function floodVerdict(tr: PortTrack, pp: PortPolicy, tick: Tick, policy: Policy)
   thresholds[`${tr.port}.txPps`] = tr.txPps;
   thresholds[`${tr.port}.holdSamples`] = t.holdSamples;
   thresholds[`${tr.port}.floodHoldMs`] = t.floodHoldMs;
+  thresholds[`${tr.port}.excessFrames`] = tr.excess;
+  thresholds.floodBurstFrames = FLOOD_BURST_FRAMES;
   const what = tr.byFlood ? 'broadcast+multicast' : 'rx (no broadcast counter)';
   const clues = [`${what} ${kpps(tr.measure)} pps on ${tr.port} >= ${kpps(tr.risePps)}`];
   if (tr.byFlood && tr.rxPps > 0) clues.push(`broadcast share ${Math.round((100 * tr.floodPps) / tr.rxPps)}%`);
   clues.push(`rx only: tx ${kpps(tr.txPps)} pps (not a loop member)`);
-  clues.push(`hot for ${tr.hotCount} samples over ${Math.round((tick.tNs - tr.hotSinceNs) / 1e6)} ms`);
+  clues.push(`hot for ${tr.hotCount} samples over ${Math.round((tick.tNs - tr.hotSinceNs) / 1e6)} ms, ${Math.round(tr.excess)} frames over the threshold (budget ${FLOOD_BURST_FRAMES})`);
   return { kind: 'flood', port: tr.port, evidence: evidence([tr], thresholds, clues, pp.rule, tick, policy) };
 }
 

@@ -57,7 +57,7 @@ export function createMoveTracker(maxMacs = 65536) {
 export interface FdbSource {
   /** Moves since the last drain, oldest first (the array is reused; copy if kept). */
   drain(): readonly FdbMove[];
-  /** Moves dropped because the buffer was full since start. */
+  /** Moves dropped (the oldest) because the buffer was full, since start. */
   readonly dropped: number;
   close(): void;
 }
@@ -93,8 +93,15 @@ export function createFdbSource(opts: {
         if (!e) continue;
         const mv = track(e, t);
         if (!mv) continue;
-        if (buf.length < MAX_BUFFERED) buf.push(mv);
-        else dropped++;
+        // Full (a storm between two slow ticks): drop the OLDEST half. The detector judges moves
+        // of the last few tens of ms, so keeping the first 4096 of a long interval would keep
+        // only moves too old to count and hide the flap.
+        if (buf.length >= MAX_BUFFERED) {
+          buf.copyWithin(0, MAX_BUFFERED / 2);
+          buf.length = MAX_BUFFERED / 2;
+          dropped += MAX_BUFFERED / 2;
+        }
+        buf.push(mv);
       }
     });
     c.stderr!.setEncoding('utf8');

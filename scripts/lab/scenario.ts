@@ -2,7 +2,7 @@
 // VM, and either the agent or the 1-second storm-control baseline breaking the loop. Shared by
 // the demo, scripts/bench-reaction and the integration tests, so they measure the same thing.
 import { run, ns } from './exec.js';
-import { inject } from './traffic.js';
+import { inject, type FrameKind } from './traffic.js';
 import { startObserver } from './observer.js';
 import { stormStats, type CounterSeries, type StormStats } from './analyze.js';
 import { startStormControl } from './baseline.js';
@@ -42,24 +42,30 @@ export async function openLoop(lab: Lab): Promise<void> {
   for (const p of lab.loopPorts) await run(ns(lab.ns.host, ['ip', 'link', 'set', 'dev', p, 'down'])).catch(() => undefined);
 }
 
+/** Two loop members still up close a loop (three uplinks into one switch need two shut). */
+export function loopStillClosed(lab: Lab, downs: readonly string[]): boolean {
+  return lab.loopPorts.filter((p) => !downs.includes(p)).length >= 2;
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * The agent must already run in lab.ns.host with every port up. Observes for observeMs (the
+ * The agent must already run in lab.ns.host with every port up. One frame of `kind` from vm1
+ * starts the storm (an unknown unicast circles like a broadcast). Observes for observeMs (the
  * storm is bounded: if the agent did not break it by then, the loop is opened by hand).
  */
-export async function stormWithAgent(lab: Lab, agent: AgentHandle, observeMs = 400): Promise<StormRun> {
+export async function stormWithAgent(lab: Lab, agent: AgentHandle, observeMs = 400, kind: FrameKind = 'broadcast'): Promise<StormRun> {
   const seen = agent.logs.length;
   const obs = await startObserver(lab.ns.prod, ['eth0'], observeMs + 2000);
   let prod: CounterSeries;
   let tInjectNs = 0;
   try {
-    const sent = await inject(lab, 'vm1', 'eth0', { count: 1, kind: 'broadcast' });
+    const sent = await inject(lab, 'vm1', 'eth0', { count: 1, kind });
     tInjectNs = sent.tFirstNs;
     await sleep(observeMs);
   } finally {
     const downs = await downHostPorts(lab).catch(() => [] as string[]);
-    if (!lab.loopPorts.some((p) => downs.includes(p))) await openLoop(lab);
+    if (loopStillClosed(lab, downs)) await openLoop(lab);
     prod = (await obs.stop()).eth0 ?? { t: [], c: [] };
   }
   const trips = agent.logs.slice(seen).filter((l) => l.msg === 'trip' || l.msg === 'escalate' || l.msg === 'would-trip');
@@ -84,7 +90,7 @@ export async function stormWithStormControl(lab: Lab, o: { levelPps?: number; in
     await sleep(50);
   } finally {
     const downs = await downHostPorts(lab).catch(() => [] as string[]);
-    if (!lab.loopPorts.some((p) => downs.includes(p))) await openLoop(lab);
+    if (loopStillClosed(lab, downs)) await openLoop(lab);
     await sc.stop().catch(() => undefined);
     prod = (await obs.stop()).eth0 ?? { t: [], c: [] };
   }
