@@ -1,13 +1,18 @@
-// Reaction benchmark: >= 20 real loop storms per shape broken by the agent, and the same storm
-// under a 1-second storm-control baseline, in one run. Prints percentiles and ratios.
-//   node dist/scripts/bench-reaction.js [--storms 20] [--baseline 5] [--shapes kvm,esx] [--out out/bench-reaction.json]
+// Reaction benchmark (issue 11): real storms of every shape broken by the agent, warm (one agent,
+// many storms) and cold (a fresh agent idle >= --cold-idle-ms, one storm each), beside the
+// near-limit reference (a minimal 1 ms sysfs poller that cuts through /sys/class/net/X/flags and
+// decides nothing) on the same storms in the same run, and a 1-second storm-control for the
+// base loops. Prints percentiles and every agent figure as a ratio to the reference.
+//   node dist/scripts/bench-reaction.js [--storms 10] [--cold 5] [--cold-idle-ms 30000] [--near 5]
+//     [--baseline 3] [--chatter-pps 0] [--shapes kvm,esx,kvm-unicast,kvm-multicast,kvm-slow,kvm-3up,vm-flood] [--out out/bench-reaction.json]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { buildLab, teardownLab, type Shape } from './lab/topology.js';
+import { buildLab, teardownLab, type Lab } from './lab/topology.js';
 import { startAgent, type AgentHandle } from './lab/agent.js';
-import { resetPorts, stormWithAgent, stormWithStormControl, type StormRun } from './lab/scenario.js';
+import { resetPorts, stormWithStormControl, type StormRun } from './lab/scenario.js';
+import { restoreAfter, shapeSpec, shapeStorm, SHAPES, type ShapeName, type ShapeRun, type ShapeSpec } from './lab/shape-storms.js';
 import { summary, fmt, percentile } from './lab/stats.js';
 import { run, ns } from './lab/exec.js';
 import { inject } from './lab/traffic.js';
@@ -15,81 +20,98 @@ import { inject } from './lab/traffic.js';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const { values } = parseArgs({
   options: {
-    storms: { type: 'string', default: '20' },
-    baseline: { type: 'string', default: '5' },
-    shapes: { type: 'string', default: 'kvm,esx' },
+    storms: { type: 'string', default: '10' },
+    cold: { type: 'string', default: '5' },
+    'cold-idle-ms': { type: 'string', default: '30000' },
+    near: { type: 'string', default: '5' },
+    baseline: { type: 'string', default: '3' },
+    shapes: { type: 'string', default: SHAPES.join(',') },
     prefix: { type: 'string', default: 'sb-bench-' },
     policy: { type: 'string', default: resolve(root, 'policies/lab-bench.yaml') },
     out: { type: 'string', default: resolve(root, 'out/bench-reaction.json') },
-    // Background broadcast chatter (ARP-like) reaching the host on an unbridged port, so it
-    // wakes the agent's tripwire all the time without ever entering the loop.
+    // Background broadcast chatter (ARP-like) reaching the host on an unbridged port during the
+    // warm storms, so it wakes the agent's tripwire all the time without ever entering the loop.
     'chatter-pps': { type: 'string', default: '0' },
   },
 });
-const chatterPps = Number(values['chatter-pps']);
-const storms = Number(values.storms);
-const baselineRuns = Number(values.baseline);
+const n = (k: keyof typeof values): number => Number(values[k]);
 const prefix = values.prefix!;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const OBSERVE_MS = 400;
 
 interface ShapeResult {
-  shape: Shape;
-  agent: StormRun[];
+  shape: ShapeName;
+  warm: ShapeRun[];
+  cold: ShapeRun[];
+  near: ShapeRun[];
   baseline: StormRun[];
 }
 
-const fromInject = (r: StormRun) => (r.stats.quietAtNs === null ? NaN : (r.stats.quietAtNs - r.tInjectNs) / 1e6);
-const leaked = (r: StormRun) => r.stats.framesLeaked ?? NaN;
-/** Injection to the agent's verdict (the evidence's monotonic time): the detection share of the reaction. */
-const detectMs = (r: StormRun) => {
-  const t = r.trips.find((x) => x.msg === 'trip') as { evidence?: { tNs?: number } } | undefined;
-  return t?.evidence?.tNs ? (t.evidence.tNs - r.tInjectNs) / 1e6 : NaN;
-};
+function note(shape: string, who: string, i: number, of: number, r: ShapeRun): void {
+  process.stderr.write(`${shape} ${who} ${i + 1}/${of}: ${fmt(r.msFromInject, 2)} ms (verdict ${fmt(r.msToVerdict, 2)} ms), ${r.framesLeaked} frames, down ${r.down.join(',')}\n`);
+}
 
-async function benchShape(shape: Shape): Promise<ShapeResult> {
-  const lab = await buildLab(shape, prefix);
-  const res: ShapeResult = { shape, agent: [], baseline: [] };
+async function agentStorms(lab: Lab, spec: ShapeSpec, shape: ShapeName, res: ShapeResult): Promise<void> {
   let agent: AgentHandle | null = null;
   try {
     agent = await startAgent(lab.ns.host, { policy: values.policy! });
+    const chatterPps = n('chatter-pps');
     if (chatterPps > 0) {
       await run(ns(lab.ns.host, ['ip', 'link', 'add', 'chat0', 'type', 'veth', 'peer', 'name', 'chat1']));
       await run(ns(lab.ns.host, ['ip', 'link', 'set', 'chat0', 'up']));
       await run(ns(lab.ns.host, ['ip', 'link', 'set', 'chat1', 'up']));
     }
     await sleep(300);
-    for (let i = 0; i < storms; i++) {
+    for (let i = 0; i < n('storms'); i++) {
       const chatter = chatterPps > 0 ? inject(lab, lab.ns.host, 'chat1', { pps: chatterPps, duration: 1.2, kind: 'broadcast' }) : null;
       if (chatter) await sleep(300 + Math.random() * 200);
-      const r = await stormWithAgent(lab, agent, 300);
+      const r = await shapeStorm(lab, spec, { kind: 'agent', agent }, OBSERVE_MS);
       await chatter;
-      res.agent.push(r);
-      process.stderr.write(`${shape} agent ${i + 1}/${storms}: ${fmt(fromInject(r), 2)} ms (verdict at ${fmt(detectMs(r), 2)} ms), ${leaked(r)} frames, down ${r.downPorts.join(',')}\n`);
-      if (r.trips.length === 0) {
-        const why = agent.logs.filter((l) => (l.level as number) >= 40).map((l) => `${String(l.msg)} ${String(l.reason ?? l.err ?? '')}`);
-        process.stderr.write(`  no trip: the loop was opened by hand; agent said: ${why.slice(-3).join(' | ') || 'nothing'}\n`);
-      }
-      // Restore through the operator path, as a human would.
-      agent.logs.length = 0; // keep memory flat and waitFor honest across runs
-      for (const t of r.trips.filter((x) => x.msg === 'trip')) {
-        const port = String(t.port);
-        await agent.ask('restore', { port, reason: 'bench: next storm' });
-        await agent.waitFor((l) => l.msg === 'restore' && l.port === port, 5000);
-      }
-      await resetPorts(lab);
+      res.warm.push(r);
+      note(shape, 'warm', i, n('storms'), r);
+      await restoreAfter(lab, spec, r, agent);
       await sleep(150);
     }
   } finally {
     await agent?.stop();
   }
+  // Cold: what a real agent meets after months of idling is its first storm.
+  for (let i = 0; i < n('cold'); i++) {
+    const a = await startAgent(lab.ns.host, { policy: values.policy! });
+    try {
+      await sleep(n('cold-idle-ms'));
+      const r = await shapeStorm(lab, spec, { kind: 'agent', agent: a }, OBSERVE_MS);
+      res.cold.push(r);
+      note(shape, 'cold', i, n('cold'), r);
+      await restoreAfter(lab, spec, r, a);
+    } finally {
+      await a.stop();
+    }
+  }
+}
+
+async function benchShape(shape: ShapeName): Promise<ShapeResult> {
+  const spec = shapeSpec(shape);
+  let lab = await buildLab(spec.base, prefix);
+  const res: ShapeResult = { shape, warm: [], cold: [], near: [], baseline: [] };
   try {
-    await resetPorts(lab);
-    for (let i = 0; i < baselineRuns; i++) {
-      const r = await stormWithStormControl(lab);
-      res.baseline.push(r);
-      process.stderr.write(`${shape} storm-control ${i + 1}/${baselineRuns}: ${fmt(fromInject(r), 0)} ms, ${leaked(r)} frames, shut ${r.shut.map((s) => s.port).join(',')}\n`);
-      await resetPorts(lab);
+    lab = await spec.prepare(lab);
+    await agentStorms(lab, spec, shape, res);
+    for (let i = 0; i < n('near'); i++) {
+      const r = await shapeStorm(lab, spec, { kind: 'near-limit' }, OBSERVE_MS);
+      res.near.push(r);
+      note(shape, 'near-limit', i, n('near'), r);
+      await spec.reset(lab);
       await sleep(100);
+    }
+    if (shape === 'kvm' || shape === 'esx') {
+      for (let i = 0; i < n('baseline'); i++) {
+        const r = await stormWithStormControl(lab);
+        res.baseline.push(r);
+        process.stderr.write(`${shape} storm-control ${i + 1}/${n('baseline')}: ${r.stats.framesLeaked} frames, shut ${r.shut.map((s) => s.port).join(',')}\n`);
+        await resetPorts(lab);
+        await sleep(100);
+      }
     }
   } finally {
     await teardownLab(prefix);
@@ -97,31 +119,36 @@ async function benchShape(shape: Shape): Promise<ShapeResult> {
   return res;
 }
 
+const ms = (r: ShapeRun) => r.msFromInject;
+const leaked = (r: ShapeRun) => r.framesLeaked;
+
 function report(results: ShapeResult[]): string {
-  const lines: string[] = [];
-  lines.push('shape  who            runs  ms to quiet from injection (p50 / p95 / p99 / max)   frames leaked at prod (p50 / p99 / max)   ports shut per storm');
+  const lines = ['shape          who          runs   ms to quiet p50 / p99 / max     x near-limit (p50)   frames leaked p50 / max   ports down'];
   for (const r of results) {
-    for (const [who, runs] of [['stormbreaker', r.agent], ['storm-control', r.baseline]] as const) {
-      const t = summary(runs.map(fromInject));
+    const ref = percentile(r.near.map(ms), 50);
+    for (const [who, runs] of [['warm', r.warm], ['cold', r.cold], ['near-limit', r.near]] as const) {
+      if (runs.length === 0) continue;
+      const t = summary(runs.map(ms));
       const f = summary(runs.map(leaked));
-      const shut = runs.map((x) => (who === 'stormbreaker' ? x.downPorts.length : x.shut.length));
-      lines.push(`${r.shape.padEnd(6)} ${who.padEnd(14)} ${String(runs.length).padStart(4)}  ${fmt(t.p50, 2).padStart(8)} / ${fmt(t.p95, 2).padStart(8)} / ${fmt(t.p99, 2).padStart(8)} / ${fmt(t.max, 2).padStart(8)}            ${fmt(f.p50, 0).padStart(8)} / ${fmt(f.p99, 0).padStart(8)} / ${fmt(f.max, 0).padStart(8)}       ${[...new Set(shut)].sort().join(',')}`);
+      const down = [...new Set(runs.map((x) => x.down.join('+') || '-'))].join(' ');
+      lines.push(
+        `${r.shape.padEnd(14)} ${who.padEnd(11)} ${String(runs.length).padStart(4)}   ${fmt(t.p50, 2).padStart(7)} / ${fmt(t.p99, 2).padStart(7)} / ${fmt(t.max, 2).padStart(7)}   ${fmt(t.p50 / ref, 2).padStart(8)}x            ${fmt(f.p50, 0).padStart(7)} / ${fmt(f.max, 0).padStart(7)}   ${down}`,
+      );
     }
-    const ratio = percentile(r.agent.map(leaked), 50) / percentile(r.baseline.map(leaked), 50);
-    const speed = percentile(r.baseline.map(fromInject), 50) / percentile(r.agent.map(fromInject), 50);
-    lines.push(`${r.shape.padEnd(6)} ratio: stormbreaker leaks ${(ratio * 100).toFixed(2)}% of the baseline's frames (medians); quiet ${speed.toFixed(0)}x sooner`);
+    if (r.baseline.length > 0) {
+      const b = summary(r.baseline.map((x) => x.stats.framesLeaked ?? NaN));
+      lines.push(`${r.shape.padEnd(14)} storm-control ${r.baseline.length}: frames leaked p50 ${fmt(b.p50, 0)}; the agent (warm) leaks ${fmt((100 * percentile(r.warm.map(leaked), 50)) / b.p50, 2)}% of that`);
+    }
   }
   return lines.join('\n');
 }
 
-const shapes = values.shapes!.split(',') as Shape[];
-const onSignal = () => {
-  void teardownLab(prefix).finally(() => process.exit(130));
-};
+const shapes = values.shapes!.split(',') as ShapeName[];
+for (const s of shapes) if (!SHAPES.includes(s)) throw new Error(`unknown shape ${s}; known: ${SHAPES.join(',')}`);
+const onSignal = () => void teardownLab(prefix).finally(() => process.exit(130));
 process.once('SIGINT', onSignal);
 process.once('SIGTERM', onSignal);
 const results: ShapeResult[] = [];
-if (chatterPps > 0) process.stderr.write(`with ${chatterPps} pps of broadcast chatter on an unbridged host port\n`);
 try {
   for (const s of shapes) results.push(await benchShape(s));
 } finally {
@@ -130,14 +157,11 @@ try {
 const text = report(results);
 process.stdout.write(text + '\n');
 mkdirSync(dirname(values.out!), { recursive: true });
+const slim = (x: ShapeRun) => ({ msFromInjection: x.msFromInject, msToVerdict: x.msToVerdict, framesLeaked: x.framesLeaked, down: x.down, trips: x.trips.map((t) => ({ event: t.msg, port: t.port, reason: t.reason })) });
 writeFileSync(
   values.out!,
   JSON.stringify(
-    results.map((r) => ({
-      shape: r.shape,
-      agent: r.agent.map((x) => ({ msFromInjection: fromInject(x), msToVerdict: detectMs(x), msFromFirstFrame: x.stats.msToQuiet, framesLeaked: leaked(x), down: x.downPorts, trips: x.trips.map((t) => ({ event: t.msg, port: t.port, reason: t.reason })) })),
-      baseline: r.baseline.map((x) => ({ msFromInjection: fromInject(x), framesLeaked: leaked(x), shut: x.shut.map((s) => s.port) })),
-    })),
+    results.map((r) => ({ shape: r.shape, warm: r.warm.map(slim), cold: r.cold.map(slim), nearLimit: r.near.map(slim), stormControl: r.baseline.map((x) => ({ framesLeaked: x.stats.framesLeaked, shut: x.shut.map((s) => s.port) })) })),
     null,
     2,
   ) + '\n',

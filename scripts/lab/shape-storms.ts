@@ -1,0 +1,134 @@
+// Storm shapes for the reaction benchmark (issue 11): every shape the agent must break, built on
+// the two base labs, and one storm of a shape against either the agent or the near-limit poller.
+// The storm is bounded on every path: after observeMs the loop is opened (or the flood stopped)
+// by hand whatever the breaker did.
+import { ns } from './exec.js';
+import { inject, type FrameKind } from './traffic.js';
+import { startObserver } from './observer.js';
+import { stormStats, type CounterSeries } from './analyze.js';
+import { labDistEntry } from './assets.js';
+import { startJsonProc } from './jsonproc.js';
+import { addUplink, shapeUplinks } from './shapes.js';
+import { downHostPorts, loopStillClosed, openLoop, resetPorts } from './scenario.js';
+import { linkDown, type Lab, type Shape } from './topology.js';
+import type { AgentHandle } from './agent.js';
+import type { NearLimitResult } from './near-limit.js';
+
+export const SHAPES = ['kvm', 'esx', 'kvm-unicast', 'kvm-multicast', 'kvm-slow', 'kvm-3up', 'vm-flood'] as const;
+export type ShapeName = (typeof SHAPES)[number];
+
+export interface ShapeSpec {
+  base: Shape;
+  /** The frame that starts the storm (one frame; a flood sends at full speed for FLOOD_S). */
+  kind: FrameKind;
+  flood: boolean;
+  /** Ports the near-limit poller cuts (no decisions: the ones the agent should cut). */
+  cut: string[];
+  /** Turn the base lab into this shape (once, after build). */
+  prepare(lab: Lab): Promise<Lab>;
+  /** Between storms: every port back as the shape needs it. */
+  reset(lab: Lab): Promise<void>;
+}
+
+const FLOOD_S = 1.5;
+
+const plain = (base: Shape, kind: FrameKind, cut: string[]): ShapeSpec => ({ base, kind, flood: false, cut, prepare: async (l) => l, reset: resetPorts });
+
+export function shapeSpec(name: ShapeName): ShapeSpec {
+  switch (name) {
+    case 'kvm':
+      return plain('kvm', 'broadcast', ['up1']);
+    case 'esx':
+      return plain('esx', 'broadcast', ['vmA1']);
+    case 'kvm-unicast':
+      return plain('kvm', 'unicast', ['up1']);
+    case 'kvm-multicast':
+      return plain('kvm', 'multicast', ['up1']);
+    case 'kvm-slow':
+      // Both ends of both uplinks through a 2 Mbit/s token bucket: ~4k frames/s per port.
+      return { ...plain('kvm', 'broadcast', ['up1']), prepare: async (l) => (await shapeUplinks(l, ['up1', 'up2'], 2), l) };
+    case 'kvm-3up':
+      // Three unbonded uplinks into one switch: one cut is not enough.
+      return { ...plain('kvm', 'broadcast', ['up1', 'up2']), prepare: (l) => addUplink(l, 'up3', 'sw3') };
+    case 'vm-flood':
+      // vm1 floods broadcast at full speed; the loop is open (up2 down) so only the flood runs.
+      return {
+        base: 'kvm',
+        kind: 'broadcast',
+        flood: true,
+        cut: ['vm1'],
+        prepare: async (l) => (await linkDown(l, 'up2'), { ...l, loopPorts: ['up1'] }),
+        reset: async (l) => (await resetPorts(l), await linkDown(l, 'up2')),
+      };
+  }
+}
+
+export interface ShapeRun {
+  tInjectNs: number;
+  msFromInject: number;
+  framesLeaked: number;
+  /** Injection to the agent's first verdict (evidence tNs), NaN for the poller. */
+  msToVerdict: number;
+  down: string[];
+  trips: Array<Record<string, unknown>>;
+}
+
+export type Breaker = { kind: 'agent'; agent: AgentHandle } | { kind: 'near-limit' };
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** One storm of `spec` in `lab`, broken by `b` (or by hand after observeMs). */
+export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeMs: number): Promise<ShapeRun> {
+  const seen = b.kind === 'agent' ? b.agent.logs.length : 0;
+  const poller =
+    b.kind === 'near-limit'
+      ? await startJsonProc<{ startNs: number }, NearLimitResult>(
+          ns(lab.ns.host, [process.execPath, labDistEntry('near-limit-run.js'), '--ports', spec.cut.join(','), '--duration-ms', String(observeMs + 1000)]),
+          'near-limit',
+          observeMs + 6000,
+        )
+      : null;
+  const obs = await startObserver(lab.ns.prod, ['eth0'], observeMs + (spec.flood ? FLOOD_S * 1000 : 0) + 2000);
+  let prod: CounterSeries;
+  let tInjectNs = 0;
+  try {
+    if (spec.flood) {
+      const sending = inject(lab, 'vm1', 'eth0', { duration: FLOOD_S, kind: spec.kind });
+      // send.py reports its first frame's time only at its end; the observer's first frame is the start.
+      const sent = await sending;
+      tInjectNs = sent.tFirstNs;
+    } else {
+      tInjectNs = (await inject(lab, 'vm1', 'eth0', { count: 1, kind: spec.kind })).tFirstNs;
+      await sleep(observeMs);
+    }
+  } finally {
+    const downs = await downHostPorts(lab).catch(() => [] as string[]);
+    if (loopStillClosed(lab, downs)) await openLoop(lab);
+    await poller?.stop().catch(() => undefined);
+    prod = (await obs.stop()).eth0 ?? { t: [], c: [] };
+  }
+  const st = stormStats(prod, tInjectNs);
+  const trips = b.kind === 'agent' ? b.agent.logs.slice(seen).filter((l) => l.msg === 'trip' || l.msg === 'escalate') : [];
+  const first = trips.find((x) => x.msg === 'trip') as { evidence?: { tNs?: number } } | undefined;
+  return {
+    tInjectNs,
+    msFromInject: st.quietAtNs === null ? NaN : (st.quietAtNs - tInjectNs) / 1e6,
+    framesLeaked: st.framesLeaked ?? NaN,
+    msToVerdict: first?.evidence?.tNs ? (first.evidence.tNs - tInjectNs) / 1e6 : NaN,
+    down: await downHostPorts(lab),
+    trips,
+  };
+}
+
+/** After an agent storm: restore what it tripped through the operator path, then reset the shape. */
+export async function restoreAfter(lab: Lab, spec: ShapeSpec, r: ShapeRun, agent: AgentHandle | null): Promise<void> {
+  if (agent) {
+    for (const t of r.trips.filter((x) => x.msg === 'trip')) {
+      const port = String(t.port);
+      await agent.ask('restore', { port, reason: 'bench: next storm' }).catch(() => undefined);
+      await agent.waitFor((l) => l.msg === 'restore' && l.port === port, 5000).catch(() => undefined);
+    }
+    agent.logs.length = 0;
+  }
+  await spec.reset(lab);
+}
