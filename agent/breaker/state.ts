@@ -129,8 +129,10 @@ interface PortEntry {
 interface BridgeEntry {
   /** Automatic link-down issued for this bridge's loop and not answered yet. */
   inFlight: string | null;
-  /** Loop verdicts are ignored until then (the last shut needs time to show in the counters). */
+  /** Loop verdicts are ignored until then (the last shut needs time to show in the counters)... */
   settleUntilNs: number;
+  /** ...unless the loop is seen going on entirely after this tNs, when the last shut landed (see persistsAfter). */
+  shutDoneNs: number;
   /** Last port shut (or would-tripped, in dry run) for this bridge's loop, and when. */
   lastPort: string | null;
   lastNs: number;
@@ -339,6 +341,7 @@ function onResult(ctx: Ctx, r: ActionResult): void {
         const b = bridge(ctx, e.loop);
         if (b.inFlight === r.port) b.inFlight = null;
         b.settleUntilNs = ctx.tNs + settleMsOf(ctx, r.port) * 1e6;
+        b.shutDoneNs = ctx.tNs;
       }
       e.next = [];
       return;
@@ -560,8 +563,10 @@ function onHeldResult(ctx: Ctx, e: PortEntry, r: ActionResult): void {
 function onLoop(ctx: Ctx, v: Extract<Verdict, { kind: 'loop' }>): void {
   const key = v.bridge ?? NO_BRIDGE;
   const b = bridge(ctx, key);
-  // One shut at a time per loop, and its effect is judged only after settle.
-  if (b.inFlight !== null || ctx.tNs < b.settleUntilNs) return;
+  // One shut at a time per loop, and its effect is judged only after settle, or as soon as the
+  // evidence shows the loop going on without the shut port (three uplinks into one switch: one
+  // shut is not enough, and every ms of settle is a ms of storm).
+  if (b.inFlight !== null || (ctx.tNs < b.settleUntilNs && !persistsAfter(ctx, v, b.shutDoneNs))) return;
   for (const [p, t] of b.tried) if (ctx.tNs - t >= ctx.windowNs) b.tried.delete(p);
   const cands = candidates(ctx, b, v.members);
   if (cands.length === 0) {
@@ -573,6 +578,37 @@ function onLoop(ctx: Ctx, v: Extract<Verdict, { kind: 'loop' }>): void {
   }
   b.members = [...v.members];
   shutForLoop(ctx, key, b, v.evidence, cands, null);
+}
+
+/** Samples of a member, all taken after the shut landed, that the early judgement needs. */
+const PERSIST_SAMPLES = 2;
+/** rx and tx of a member that still circles frames agree within this factor (as the detector's). */
+const PERSIST_RX_TX = 4;
+
+/**
+ * Does the verdict show the loop going on entirely after `doneNs`? Two or more members still
+ * forwarding, each with its last PERSIST_SAMPLES samples wholly after doneNs (the sample before
+ * them too: an interval that straddles the shut still carries frames from before it) moving
+ * frames both ways with rx ≈ tx. Frames in flight when the shut landed are gone within a sample;
+ * a loop that is broken leaves its other members with nothing to re-send.
+ */
+function persistsAfter(ctx: Ctx, v: Extract<Verdict, { kind: 'loop' }>, doneNs: number): boolean {
+  const w = v.evidence.window;
+  let alive = 0;
+  for (const m of v.members) {
+    if ((ctx.st.ports.get(m)?.state ?? 'forwarding') !== 'forwarding') continue;
+    let after = 0;
+    let ok = true;
+    for (let i = w.length - 1; i >= 0 && after <= PERSIST_SAMPLES; i--) {
+      const x = w[i]!;
+      if (x.port !== m) continue;
+      if (v.evidence.tNs + x.tMs * 1e6 <= doneNs) break;
+      if (after < PERSIST_SAMPLES && !(x.rxPps > 0 && x.txPps > 0 && x.rxPps <= PERSIST_RX_TX * x.txPps && x.txPps <= PERSIST_RX_TX * x.rxPps)) ok = false;
+      after++;
+    }
+    if (ok && after > PERSIST_SAMPLES) alive++;
+  }
+  return alive >= 2;
 }
 
 /** Members that may be shut now, in shut order. */
@@ -886,7 +922,7 @@ function entry(ctx: Ctx, port: string): PortEntry {
 function bridge(ctx: Ctx, key: string): BridgeEntry {
   let b = ctx.st.bridges.get(key);
   if (b === undefined) {
-    b = { inFlight: null, settleUntilNs: -Infinity, lastPort: null, lastNs: -Infinity, lastDry: false, tried: new Map(), members: [] };
+    b = { inFlight: null, settleUntilNs: -Infinity, shutDoneNs: -Infinity, lastPort: null, lastNs: -Infinity, lastDry: false, tried: new Map(), members: [] };
     ctx.st.bridges.set(key, b);
   }
   return b;

@@ -70,6 +70,30 @@ describe('loops', () => {
     expect(out.events[0]!.reason).toBe(`loop on br0 persisted ${SETTLE} ms after shutting up1; escalating to up2`);
   });
 
+  it('settles in full when the samples after the shut do not show both remaining members circling frames', () => {
+    const d = driver();
+    d.at(0, { verdicts: [loop(['up1', 'up2', 'up3'])] });
+    d.at(2, { results: [result('link-down', 'up1')] });
+    // Windows (ms relative to the verdict): up2 still busy after the shut, up3 receives nothing
+    // any more (frames in flight only): not proof, so no escalation before settle.
+    const T0NS = 5e12;
+    const v = (tMs: number): Verdict => {
+      const w: Verdict['evidence']['window'] = [];
+      for (const dt of [-3, -2, -1, 0]) {
+        w.push({ port: 'up2', tMs: dt, rxPps: 90_000, txPps: 95_000, floodPps: 90_000 });
+        w.push({ port: 'up3', tMs: dt, rxPps: 0, txPps: 95_000, floodPps: 0 });
+      }
+      return { kind: 'loop', bridge: 'br0', members: ['up2', 'up3'], evidence: { ...evidence('w'), tNs: T0NS + tMs * 1e6, window: w } };
+    };
+    for (let t = 6; t < 2 + SETTLE; t++) d.at(t, { verdicts: [v(t)] });
+    expect(d.commands.map((c) => c.port)).toEqual(['up1']);
+    // Both circling in every sample after the shut: escalate now, inside settle.
+    const both = v(2 + SETTLE - 5);
+    for (const x of both.evidence.window) if (x.port === 'up3') x.rxPps = 92_000;
+    d.at(2 + SETTLE - 5, { verdicts: [both] });
+    expect(d.commands.map((c) => c.port)).toEqual(['up1', 'up2']);
+  });
+
   it('does not escalate when the loop stopped after the first shut', () => {
     const d = driver();
     d.at(0, { verdicts: [loop(['up1', 'up2', 'up3'])] });
@@ -465,10 +489,14 @@ describe('closed loop over generated traces', () => {
     expect(r.verdictTicks).toBeLessThanOrEqual(3);
   });
 
-  it('a loop through three ports persists after the first shut: escalate to the second after settle', () => {
+  it('a loop through three ports persists after the first shut: escalate to the second as soon as the samples after the shut show it, before settle ends', () => {
     const r = closedLoop(kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'] }), kvmPorts, 1000);
     expect(r.commands.map((c) => c.port)).toEqual(['up1', 'up2']);
-    expect(r.commands[1]!.tMs - r.commands[0]!.tMs).toBeGreaterThanOrEqual(SETTLE);
+    // The shut lands a tick after it is issued; two whole samples after it (plus the one that
+    // straddles it) show up2/up3 still circling frames: ~4 ticks, not settleMs (30).
+    const gap = r.commands[1]!.tMs - r.commands[0]!.tMs;
+    expect(gap).toBeGreaterThanOrEqual(3);
+    expect(gap).toBeLessThan(SETTLE / 2);
     expect(r.events.map((e) => `${e.event}:${e.port}`)).toEqual(['trip:up1', 'escalate:up2', 'trip:up2']);
   });
 
