@@ -1,8 +1,9 @@
 import { chmodSync, chownSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { createServer, type Server, type Socket } from 'node:net';
-import { MAX_LINE, PROTOCOL_VERSION, parseRequest, type Response } from './protocol.js';
+import { PROTOCOL_VERSION } from './protocol.js';
 import { peerCredOf, type PeerCred } from './peer.js';
+import { serveConnection, type Connection } from './connection.js';
 
 export class ControlError extends Error {
   constructor(readonly code: string, message: string) {
@@ -22,17 +23,32 @@ export interface ControlServerOptions {
   onError?: (obj: object, msg: string) => void;
   /** Group (gid) that owns the socket and the directory the server creates for it. */
   gid?: number;
+  /** Open connections at once (default MAX_CONNECTIONS). */
+  maxConnections?: number;
+  /** A connection with nothing to do for this long is closed (default IDLE_MS). */
+  idleMs?: number;
+  /** A client that reads nothing of its answer for this long is dropped (default STALL_MS). */
+  stallMs?: number;
 }
 
-/** Requests answered or pending per connection at once; more is a client not reading its answers. */
-const MAX_PENDING = 64;
-/** Array answers longer than this are serialized this many items at a time. */
-const SERIALIZE_BATCH = 50;
+/**
+ * Connections at once. Every connection is a file descriptor, and the agent needs descriptors
+ * for what protects: `ip` and `bridge` children, sysfs counters, AF_PACKET sockets. 21,000 idle
+ * connections once made `spawn ip` fail with EMFILE during a storm; 64 is far more than any
+ * operator uses and far below the limit (Node raises the soft RLIMIT_NOFILE to the hard one).
+ */
+export const MAX_CONNECTIONS = 64;
+/** A connection with no request in flight and nothing sent for this long is closed. */
+export const IDLE_MS = 30_000;
+/** Commands that read the journal: one at a time across all clients (bounded memory and disk). */
+const HEAVY = new Set(['events']);
 
 /**
- * Unix-socket control server: many clients, one JSON line per request. A bad line gets an error
- * answer and the connection stays usable; an over-long line gets E_TOO_LARGE and that client
- * is closed. Nothing a client sends can throw out of here.
+ * Unix-socket control server: many clients, one JSON line per request, answered in order per
+ * connection. A bad line gets an error answer and the connection stays usable; an over-long line
+ * gets E_TOO_LARGE and that client is closed. When all MAX_CONNECTIONS are open, the one idle the
+ * longest makes room for the newcomer (an operator always gets in); if none is idle, the newcomer
+ * gets E_BUSY. Nothing a client sends can throw out of here.
  */
 export function startControlServer(path: string, handle: Handler, opts: ControlServerOptions = {}): Promise<Server> {
   const dir = dirname(path);
@@ -46,67 +62,61 @@ export function startControlServer(path: string, handle: Handler, opts: ControlS
   } catch {
     // none
   }
+  const onError = opts.onError ?? (() => undefined);
+  const maxConnections = opts.maxConnections ?? MAX_CONNECTIONS;
+  const idleMs = opts.idleMs ?? IDLE_MS;
+  /** Open connections, least recently active first (re-inserted on activity). */
+  const open = new Map<Socket, Connection>();
+  let heavy: Promise<unknown> = Promise.resolve();
+  let refusedSince = 0;
+
+  const run = (cmd: string, args: Record<string, unknown>, ctx: RequestContext): Promise<unknown> => {
+    if (!HEAVY.has(cmd)) return Promise.resolve().then(() => handle(cmd, args, ctx));
+    const next = heavy.then(() => handle(cmd, args, ctx));
+    heavy = next.catch(() => undefined);
+    return next;
+  };
+
+  const makeRoom = (): boolean => {
+    if (open.size < maxConnections) return true;
+    for (const [s, c] of open) {
+      if (!c.idle()) continue;
+      c.drop();
+      open.delete(s);
+      return true;
+    }
+    return false;
+  };
+
   const server = createServer((sock: Socket) => {
-    let buf = '';
-    let pending = 0;
-    let closed = false;
-    const ctx: RequestContext = { peer: peerCredOf(sock) };
-    sock.setEncoding('utf8');
-    const send = (r: Response) => {
-      if (!sock.destroyed && sock.writable) sock.write(JSON.stringify(r) + '\n');
-    };
-    const refuse = (code: string, message: string) => {
-      // Answer, then stop reading: whatever else this client sends is dropped, never buffered.
-      closed = true;
-      buf = '';
-      send({ v: PROTOCOL_VERSION, id: null, ok: false, error: { code, message } });
-      sock.end();
-      sock.on('data', () => undefined);
+    sock.on('error', () => undefined); // a reset by the peer is not ours to report twice
+    if (!makeRoom()) {
+      if (refusedSince++ === 0) onError({ maxConnections }, 'control connections at their cap, all busy: refusing new clients');
+      sock.end(JSON.stringify({ v: PROTOCOL_VERSION, id: null, ok: false, error: { code: 'E_BUSY', message: `${maxConnections} control connections busy; try again` } }) + '\n');
       setTimeout(() => sock.destroy(), 1000).unref();
-    };
-    sock.on('data', (chunk: string) => {
-      if (closed) return;
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (line.length > MAX_LINE) return refuse('E_TOO_LARGE', `request line over ${MAX_LINE} bytes`);
-        if (line.trim() === '') continue;
-        const req = parseRequest(line);
-        if ('error' in req) {
-          send({ v: PROTOCOL_VERSION, id: null, ok: false, error: req.error });
-          continue;
-        }
-        if (pending >= MAX_PENDING) return refuse('E_BUSY', `more than ${MAX_PENDING} requests pending on one connection`);
-        pending++;
-        Promise.resolve()
-          .then(() => handle(req.cmd, req.args ?? {}, ctx))
-          .then(
-            async (result) => {
-              if (!Array.isArray(result) || result.length <= SERIALIZE_BATCH) return send({ v: PROTOCOL_VERSION, id: req.id, ok: true, result });
-              // A long answer (`events`: up to 10,000 journal lines with evidence, tens of MB) is
-              // serialized in batches, yielding in between, so the sampler keeps its period.
-              const parts: string[] = [];
-              for (let i = 0; i < result.length; i += SERIALIZE_BATCH) {
-                parts.push(result.slice(i, i + SERIALIZE_BATCH).map((x) => JSON.stringify(x) ?? 'null').join(','));
-                await new Promise<void>((r) => setImmediate(r));
-              }
-              if (!sock.destroyed && sock.writable) sock.write(`{"v":${PROTOCOL_VERSION},"id":${req.id},"ok":true,"result":[${parts.join(',')}]}\n`);
-            },
-            (err: unknown) => {
-              const code = err instanceof ControlError ? err.code : 'E_INTERNAL';
-              send({ v: PROTOCOL_VERSION, id: req.id, ok: false, error: { code, message: err instanceof Error ? err.message : String(err) } });
-            },
-          )
-          .catch((err: unknown) => opts.onError?.({ err: String(err) }, 'control answer failed'))
-          .finally(() => pending--);
-      }
-      if (buf.length > MAX_LINE) refuse('E_TOO_LARGE', `request line over ${MAX_LINE} bytes`);
+      return;
+    }
+    if (refusedSince > 0) {
+      onError({ refused: refusedSince }, 'control connections below their cap again');
+      refusedSince = 0;
+    }
+    const ctx: RequestContext = { peer: peerCredOf(sock) };
+    const conn = serveConnection(sock, {
+      run: (req) => run(req.cmd, req.args ?? {}, ctx),
+      onError,
+      ...(opts.stallMs !== undefined ? { stallMs: opts.stallMs } : {}),
+      touch: () => {
+        // Most recently active last: eviction takes the first idle one.
+        if (open.delete(sock)) open.set(sock, conn);
+      },
     });
-    sock.on('error', (err) => opts.onError?.({ err: err.message }, 'control client error'));
+    open.set(sock, conn);
+    sock.setTimeout(idleMs, () => {
+      if (conn.idle()) conn.drop();
+    });
+    sock.on('close', () => open.delete(sock));
   });
-  server.on('error', (err) => opts.onError?.({ err: err.message }, 'control server error'));
+  server.on('error', (err) => onError({ err: err.message }, 'control server error'));
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(path, () => {

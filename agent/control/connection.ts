@@ -1,0 +1,199 @@
+import type { Socket } from 'node:net';
+import { MAX_LINE, PROTOCOL_VERSION, parseRequest, type Request, type Response } from './protocol.js';
+
+// One control connection: bytes in, one request at a time through the handler, answers out with
+// bounded memory. A client can cost the agent at most MAX_QUEUED_BYTES of requests and
+// HIGH_WATER bytes (plus one batch) of unsent answers; one that stops reading is dropped after
+// STALL_MS, so nothing a client does (or fails to do) can pile memory up or starve the sampler.
+
+/** Requests accepted on one connection and not yet answered; more is a client not reading. */
+export const MAX_PENDING = 64;
+/** Bytes of accepted, unanswered request lines per connection. */
+const MAX_QUEUED_BYTES = 1024 * 1024;
+/** Unsent answer bytes above which the writer waits for the client to read. */
+const HIGH_WATER = 256 * 1024;
+/** A client that reads nothing of its answer for this long is dropped. */
+export const STALL_MS = 10_000;
+/** Array answers are serialized and written this many items at a time, yielding in between. */
+const SERIALIZE_BATCH = 50;
+
+export interface ConnectionHooks {
+  /** Runs one request; throws ControlError-like { code, message } for an error answer. */
+  run(req: Request): Promise<unknown>;
+  onError(obj: object, msg: string): void;
+  /** Called whenever the connection reads or writes: idle accounting for eviction. */
+  touch(): void;
+  /** Drop a client that reads nothing for this long (default STALL_MS). */
+  stallMs?: number;
+}
+
+export interface Connection {
+  /** Nothing queued, running or unsent: safe to drop for a newer client. */
+  idle(): boolean;
+  drop(): void;
+}
+
+type Item = { req: Request; bytes: number } | { error: Response };
+
+/** Serve one accepted socket until it closes. Never throws. */
+export function serveConnection(sock: Socket, hooks: ConnectionHooks): Connection {
+  const queue: Item[] = [];
+  let queuedBytes = 0;
+  /** Requests accepted and not yet answered (queued or running). */
+  let pending = 0;
+  let running = false;
+  let reading = true;
+  let endAfterQueue = false;
+  // Unfinished line: chunks kept as received, joined once a newline arrives (no quadratic concat).
+  let partial: Buffer[] = [];
+  let partialBytes = 0;
+  const stallMs = hooks.stallMs ?? STALL_MS;
+
+  const drop = (): void => {
+    reading = false;
+    queue.length = 0;
+    pending = 0;
+    sock.destroy();
+  };
+  const stopReading = (code: string, message: string, id: number | null): void => {
+    // Answer what was accepted, then this error, then close: nothing already accepted goes unanswered.
+    reading = false;
+    partial = [];
+    partialBytes = 0;
+    queue.push({ error: { v: PROTOCOL_VERSION, id, ok: false, error: { code, message } } });
+    endAfterQueue = true;
+    sock.pause();
+    pump();
+  };
+
+  const onLine = (line: Buffer): void => {
+    if (line.length > MAX_LINE) return stopReading('E_TOO_LARGE', `request line over ${MAX_LINE} bytes`, null);
+    const text = line.toString('utf8');
+    if (text.trim() === '') return;
+    const req = parseRequest(text);
+    if ('error' in req) {
+      queue.push({ error: { v: PROTOCOL_VERSION, id: null, ok: false, error: req.error } });
+    } else {
+      if (pending >= MAX_PENDING || queuedBytes + line.length > MAX_QUEUED_BYTES) {
+        return stopReading('E_BUSY', `more than ${MAX_PENDING} requests (or ${MAX_QUEUED_BYTES} bytes) pending on one connection`, req.id);
+      }
+      queuedBytes += line.length;
+      pending++;
+      queue.push({ req, bytes: line.length });
+    }
+    pump();
+  };
+
+  sock.on('data', (chunk: Buffer) => {
+    if (!reading) return;
+    hooks.touch();
+    let from = 0;
+    let nl: number;
+    while (reading && (nl = chunk.indexOf(0x0a, from)) >= 0) {
+      const piece = chunk.subarray(from, nl);
+      const line = partialBytes > 0 ? Buffer.concat([...partial, piece]) : piece;
+      partial = [];
+      partialBytes = 0;
+      from = nl + 1;
+      onLine(line);
+    }
+    if (!reading || from >= chunk.length) return;
+    // Bytes, not characters: a line of multi-byte UTF-8 counts what it costs.
+    partialBytes += chunk.length - from;
+    if (partialBytes > MAX_LINE) return stopReading('E_TOO_LARGE', `request line over ${MAX_LINE} bytes`, null);
+    partial.push(Buffer.from(chunk.subarray(from)));
+  });
+  sock.on('error', (err) => hooks.onError({ err: err.message }, 'control client error'));
+  sock.on('close', () => {
+    reading = false;
+    queue.length = 0;
+  });
+
+  /** Wait until the client has read enough of what was written; false: it stalled and was dropped. */
+  const writable = async (): Promise<boolean> => {
+    while (!sock.destroyed && sock.writableLength > HIGH_WATER) {
+      const drained = await new Promise<boolean>((resolve) => {
+        const t = setTimeout(() => (cleanup(), resolve(false)), stallMs);
+        const ok = (): void => (cleanup(), resolve(true));
+        const cleanup = (): void => {
+          clearTimeout(t);
+          sock.off('drain', ok);
+          sock.off('close', ok);
+        };
+        sock.once('drain', ok);
+        sock.once('close', ok);
+      });
+      if (!drained) {
+        hooks.onError({ unsentBytes: sock.writableLength, stallMs }, 'control client does not read its answers: dropped');
+        drop();
+        return false;
+      }
+      hooks.touch();
+    }
+    return !sock.destroyed;
+  };
+
+  const write = async (text: string): Promise<boolean> => {
+    if (sock.destroyed || !sock.writable) return false;
+    sock.write(text);
+    return writable();
+  };
+
+  const answer = async (req: Request): Promise<void> => {
+    let result: unknown;
+    try {
+      result = await hooks.run(req);
+    } catch (err) {
+      const e = err as { code?: unknown; message?: unknown };
+      const code = typeof e?.code === 'string' && e.code.startsWith('E_') ? e.code : 'E_INTERNAL';
+      await write(JSON.stringify({ v: PROTOCOL_VERSION, id: req.id, ok: false, error: { code, message: err instanceof Error ? err.message : String(err) } }) + '\n');
+      return;
+    }
+    if (!Array.isArray(result) || result.length <= SERIALIZE_BATCH) {
+      await write(JSON.stringify({ v: PROTOCOL_VERSION, id: req.id, ok: true, result }) + '\n');
+      return;
+    }
+    // A long answer (`events`: thousands of journal lines with evidence) is streamed in batches,
+    // yielding to the sampler between them and waiting for the client to read.
+    if (!(await write(`{"v":${PROTOCOL_VERSION},"id":${req.id},"ok":true,"result":[`))) return;
+    for (let i = 0; i < result.length; i += SERIALIZE_BATCH) {
+      const part = result.slice(i, i + SERIALIZE_BATCH).map((x) => JSON.stringify(x) ?? 'null').join(',');
+      if (!(await write(i === 0 ? part : ',' + part))) return;
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    await write(']}\n');
+  };
+
+  const pump = (): void => {
+    if (running) return;
+    running = true;
+    void (async () => {
+      try {
+        while (queue.length > 0 && !sock.destroyed) {
+          const item = queue.shift()!;
+          if ('error' in item) {
+            if (!(await write(JSON.stringify(item.error) + '\n'))) break;
+            continue;
+          }
+          queuedBytes -= item.bytes;
+          await answer(item.req);
+          pending--;
+        }
+        if (endAfterQueue && !sock.destroyed) {
+          sock.end();
+          setTimeout(() => sock.destroy(), 1000).unref();
+        }
+      } catch (err) {
+        hooks.onError({ err: String(err) }, 'control answer failed');
+        drop();
+      } finally {
+        running = false;
+      }
+    })();
+  };
+
+  return {
+    idle: () => !running && queue.length === 0 && partialBytes === 0 && sock.writableLength === 0,
+    drop,
+  };
+}
