@@ -343,6 +343,10 @@ export interface JournalEvent {
   ts: string;
   event:
     | 'trip'
+    // Written before a link-down reaches the kernel: a trip that a kill cannot lose.
+    | 'trip-intent'
+    // The agent was not running for longer than expected (SIGSTOP, a VM pause, a swap storm).
+    | 'stall'
     | 'would-trip'
     | 'restore'
     | 'reassert'
