@@ -122,6 +122,11 @@ export const MAX_ALIAS_COUNT = 100;
 /** Flow collections (`[`/`{`) nested deeper than this are rejected before the YAML parser sees them. */
 export const MAX_FLOW_DEPTH = 32;
 /**
+ * YAML items (content lines plus flow `[`, `{`, `,`) in one policy file. MAX_PORT_RULES rules of
+ * a dozen lines each fit many times over; the parser's cost is bounded by it (see load.ts).
+ */
+export const MAX_POLICY_NODES = 20_000;
+/**
  * Longest time value accepted, ms. Node's timers clamp any delay above 2^31-1 ms to 1 ms (with
  * only a warning), so a larger value would turn "wait a month" into "retry at once".
  */

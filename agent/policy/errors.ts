@@ -68,5 +68,11 @@ export class PolicyError extends Error {
  */
 export function formatPolicyError(e: PolicyError): string {
   const where = e.line > 0 ? `${e.file}:${e.line}:${e.col}` : e.file;
-  return `${where}: ${e.field}: ${e.message}`;
+  return `${where}: ${oneLine(e.field)}: ${oneLine(e.message)}`;
+}
+
+/** One error is one line: a key written as "a\nb" must not split it (control characters escaped). */
+function oneLine(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

@@ -223,7 +223,8 @@ interface NumSpec {
   max?: number;
 }
 const TIME: NumSpec = { min: 0, gt: true, max: MAX_TIMER_MS };
-const PPS: NumSpec = { min: 0, gt: true };
+// 10^9 frames/s is above any port (400GbE at 64-byte frames is ~595M): a larger rate is a typo.
+const PPS: NumSpec = { min: 0, gt: true, max: 1e9 };
 // SCHED_FIFO priorities are 1-99; 0 means normal scheduling.
 const PRIORITY: NumSpec = { int: true, min: 0, max: 99 };
 const THRESHOLD_SPECS: Record<ThresholdKey, NumSpec> = {
@@ -751,6 +752,9 @@ export class SchemaWalker {
     }
     const v = n.value;
     if (!Number.isFinite(v)) return this.markBad(this.fail('E_POLICY_RANGE', r, 'must be a finite number'));
+    // Beyond 2^53 a double no longer holds the number written (9007199254740993 reads as ...992,
+    // 0xffffffffffffffffffff as 1.2e24): refuse it rather than act on another value.
+    if (Math.abs(v) > Number.MAX_SAFE_INTEGER) return this.markBad(this.fail('E_POLICY_RANGE', r, `must be at most ${Number.MAX_SAFE_INTEGER} in size, got ${v}`));
     if (spec.int && !Number.isInteger(v)) return this.markBad(this.fail('E_POLICY_TYPE', r, `must be a whole number, got ${v}`));
     if (spec.min !== undefined && (spec.gt ? v <= spec.min : v < spec.min)) {
       const range = spec.max !== undefined && !spec.gt ? `between ${spec.min} and ${spec.max}` : `${spec.gt ? '>' : '>='} ${spec.min}`;
