@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { killGroup, spawnGroup } from '../host/child.js';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 
@@ -117,29 +117,47 @@ function httpDeliver(url: string, headers: Record<string, string> = {}): Deliver
     });
 }
 
+/** Hooks still running, killed (whole process group) when the notifier closes. */
+const running = new Set<import('node:child_process').ChildProcess>();
+
 function execDeliver(argv: readonly string[]): Deliver {
   const file = argv[0]!;
   const args = argv.slice(1);
   return (body, timeoutMs) =>
     new Promise<void>((resolve, reject) => {
-      const child = execFile(file, args, { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 }, (err, _stdout, stderr) => {
-        if (!err) return resolve();
-        const e = err as NodeJS.ErrnoException & { code?: number | string; killed?: boolean; signal?: NodeJS.Signals | null };
-        const timedOut = e.killed === true && e.signal === 'SIGKILL';
-        reject(
-          new NotifyError(timedOut ? 'E_NOTIFY_TIMEOUT' : 'E_NOTIFY_HOOK', timedOut ? `hook ${file} killed after ${timeoutMs} ms` : `hook ${file} failed: ${e.message.split('\n')[0]}`, {
-            argv,
-            exitCode: typeof e.code === 'number' ? e.code : null,
-            signal: e.signal ?? null,
-            stderrTail: String(stderr).slice(-500),
-          }, { cause: err }),
-        );
+      // Own process group: a timeout kills the hook and everything it started (`sh -c` children).
+      const child = spawnGroup(file, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+      running.add(child);
+      let stderr = '';
+      let timedOut = false;
+      const timer = setTimeout(() => ((timedOut = true), killGroup(child, 'SIGKILL')), timeoutMs);
+      child.stderr?.setEncoding('utf8');
+      child.stderr?.on('data', (d: string) => (stderr = (stderr + d).slice(-64 * 1024)));
+      const fail = (message: string, exitCode: number | null, signal: NodeJS.Signals | null, cause?: unknown): void =>
+        reject(new NotifyError(timedOut ? 'E_NOTIFY_TIMEOUT' : 'E_NOTIFY_HOOK', message, { argv, exitCode, signal, stderrTail: stderr.slice(-500) }, cause === undefined ? undefined : { cause }));
+      child.on('error', (err) => {
+        clearTimeout(timer);
+        running.delete(child);
+        fail(`hook ${file} failed: ${err.message.split('\n')[0]}`, null, null, err);
+      });
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        running.delete(child);
+        // The group may hold more than the hook itself: nothing it started outlives it.
+        killGroup(child, 'SIGKILL');
+        if (code === 0) return resolve();
+        fail(timedOut ? `hook ${file} killed after ${timeoutMs} ms` : `hook ${file} failed: exit ${code ?? signal}`, code, signal);
       });
       // A hook that exits without reading stdin closes the pipe: EPIPE here is not an error of ours.
       child.stdin?.on('error', () => {});
       // One line per event: a shell hook's `read -r line` needs the newline to see the last one.
       child.stdin?.end(body + '\n');
     });
+}
+
+/** Kill every running hook's process group (the agent is stopping). */
+export function killRunningHooks(): void {
+  for (const c of running) killGroup(c, 'SIGKILL');
 }
 
 /** A 4xx other than 408/429 will not change by asking again. */
@@ -246,6 +264,7 @@ export function createNotifier(options: WebhookOptions): EventNotifier {
     idle: () => (stats.pending === 0 && !busy && !scheduled ? Promise.resolve() : new Promise<void>((r) => idleWaiters.push(r))),
     close() {
       closed = true;
+      if (o.target.kind === 'exec') killRunningHooks(); // no hook (nor what it started) outlives the agent
       if (backoffTimer) clearTimeout(backoffTimer);
       backoffDone?.(); // ends the retry loop (it checks `closed`)
       queue.length = 0;

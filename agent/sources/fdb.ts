@@ -1,4 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { killGroup, spawnGroup } from '../host/child.js';
 import type { FdbMove } from '../types.js';
 
 // `bridge monitor fdb` streams RTM_NEWNEIGH for every learn and every move. In a loop the same
@@ -80,7 +81,8 @@ export function createFdbSource(opts: {
   function start(): void {
     if (closed) return;
     let rest = '';
-    const c = spawn(opts.bridgeBin ?? 'bridge', ['monitor', 'fdb'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own process group, killed with the agent even by kill -9 (see host/child.ts).
+    const c = spawnGroup(opts.bridgeBin ?? 'bridge', ['monitor', 'fdb'], { stdio: ['ignore', 'pipe', 'pipe'], tied: true });
     child = c;
     c.stdout!.setEncoding('utf8');
     c.stdout!.on('data', (chunk: string) => {
@@ -130,7 +132,7 @@ export function createFdbSource(opts: {
     },
     close() {
       closed = true;
-      child?.kill('SIGTERM');
+      if (child) killGroup(child, 'SIGTERM');
     },
   };
 }
