@@ -11,7 +11,7 @@ import { effectivePolicy } from './policy/match.js';
 import { listInterfaceNames } from './host/interfaces.js';
 import { runPreflight } from './preflight/preflight.js';
 import { fails, renderText } from './preflight/findings.js';
-import { renderEvent, renderStatus, renderWhy, type StatusView } from './cli/render.js';
+import { renderEvent, renderOutcome, renderStatus, renderWhy, type CommandOutcome, type StatusView } from './cli/render.js';
 import { parseDuration } from './control/duration.js';
 
 // Exit codes (DESIGN.md contract): 0 ok, 1 finding or failed check, 2 usage error, 3 daemon unreachable.
@@ -136,12 +136,12 @@ function exitFor(err: unknown): number {
 /** What the client claims about itself; the daemon prefers the kernel's word (SO_PEERCRED). */
 const claim = () => ({ user: process.env.SUDO_USER ?? process.env.USER, uid: process.getuid?.() });
 
-function client(name: string, desc: string, build: (c: Command) => Command, toArgs: (...a: unknown[]) => Record<string, unknown>, print: (r: unknown, json: boolean) => unknown) {
+function client(name: string, desc: string, build: (c: Command) => Command, toArgs: (...a: unknown[]) => Record<string, unknown>, print: (r: unknown, json: boolean) => unknown, timeoutMs?: number) {
   const c = program.command(name).description(desc).option('--socket <path>', 'control socket path', DEFAULT_SOCKET).option('--json', 'machine-readable output', false);
   build(c).action(async (...a: unknown[]) => {
     const opts = a[a.length - 2] as { socket: string; json: boolean };
     try {
-      const r = await request(opts.socket, name, { ...toArgs(...a), ...claim() });
+      const r = await request(opts.socket, name, { ...toArgs(...a), ...claim() }, timeoutMs);
       const code = print(r, opts.json);
       if (typeof code === 'number') process.exitCode = code;
     } catch (err) {
@@ -193,8 +193,17 @@ program
     }
   });
 
+// Operator commands wait for the action's result (`wait`: the daemon answers once the link is
+// down or up and verified, or refused and why); exit 1 when refused or not verified.
+const printOutcome = (r: unknown, json: boolean): number => {
+  const o = renderOutcome(r as CommandOutcome);
+  if (json) printJson(r);
+  else (o.toStderr ? process.stderr : process.stdout).write(o.text);
+  return o.code;
+};
+const OUTCOME_TIMEOUT_MS = 30_000;
 for (const verb of ['trip', 'restore'] as const) {
-  client(verb, verb === 'trip' ? 'shut a port now (journaled)' : 'bring a tripped port back up (journaled)', (c) => c.argument('<port>').requiredOption('--reason <text>', 'why (journaled)'), (port, o) => ({ port, reason: (o as { reason: string }).reason }), (r, json) => (json ? printJson(r) : process.stdout.write(`${verb} ${(r as { port: string }).port}: accepted\n`)));
+  client(verb, verb === 'trip' ? 'shut a port now (journaled); waits for the link to be down' : 'bring a tripped port back up (journaled); waits for the link to be up', (c) => c.argument('<port>').requiredOption('--reason <text>', 'why (journaled)'), (port, o) => ({ port, reason: (o as { reason: string }).reason, wait: true }), printOutcome, OUTCOME_TIMEOUT_MS);
 }
 
 client(
@@ -203,13 +212,10 @@ client(
   (c) => c.argument('<port>').requiredOption('--reason <text>', 'why (journaled)').option('--for <duration>', 'expire after this long (30s, 5m, 2h); the port then stays tripped until restore'),
   (port, o) => {
     const oo = o as { reason: string; for?: string };
-    return { port, reason: oo.reason, ...(oo.for !== undefined ? { forMs: duration(oo.for, '--for') } : {}) };
+    return { port, reason: oo.reason, wait: true, ...(oo.for !== undefined ? { forMs: duration(oo.for, '--for') } : {}) };
   },
-  (r, json) => {
-    if (json) return printJson(r);
-    const x = r as { port: string; until?: string };
-    process.stdout.write(`hold ${x.port}: accepted${x.until ? ` until ${x.until}` : ' until released'}\n`);
-  },
+  printOutcome,
+  OUTCOME_TIMEOUT_MS,
 );
 client('release', 'end a hold: the port stays down (tripped) until restore', (c) => c.argument('<port>').requiredOption('--reason <text>', 'why (journaled)'), (port, o) => ({ port, reason: (o as { reason: string }).reason }), (r, json) =>
   json ? printJson(r) : process.stdout.write(`release ${(r as { port: string }).port}: accepted\n`),

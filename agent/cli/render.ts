@@ -79,21 +79,47 @@ export function renderWhy(e: Record<string, unknown> | null): string {
   let out = `${String(e.event)} of ${String(e.port)} at ${String(e.ts)} (policy ${String(e.policyHash ?? '?')}${e.dryRun ? ', dry run' : ''})\n`;
   out += `verdict: ${String(e.reason)}\n`;
   if (e.by) out += `by: ${typeof e.by === 'object' ? byText(e.by as Record<string, unknown>) : String(e.by)}\n`;
-  if (ev) {
-    for (const c of ev.clues ?? []) out += `why: ${c}\n`;
-    const th = Object.entries(ev.thresholds ?? {});
+  if (ev && typeof ev === 'object') {
+    // A journal is a file people edit and disks tear: take only what has the right shape.
+    for (const c of Array.isArray(ev.clues) ? ev.clues : []) out += `why: ${String(c)}\n`;
+    const th = ev.thresholds && typeof ev.thresholds === 'object' ? Object.entries(ev.thresholds) : [];
     if (th.length > 0) out += `thresholds: ${th.map(([k, v]) => `${k}=${v}`).join(' ')}${ev.rule !== undefined ? ` (rule ${ev.rule === -1 ? 'defaults' : ev.rule})` : ''}\n`;
-    const w = ev.window ?? [];
+    const w = Array.isArray(ev.window) ? ev.window.filter((s) => s && typeof s === 'object') : [];
     if (w.length > 0) {
       const last = new Map(w.map((s) => [s.port, s] as const));
-      for (const s of last.values()) out += `last sample ${s.port}: rx ${Math.round(s.rxPps)} pps, tx ${Math.round(s.txPps)} pps, flood ${Number.isFinite(s.floodPps) ? Math.round(s.floodPps) : '-'} pps\n`;
+      const n = (v: unknown): string => (typeof v === 'number' && Number.isFinite(v) ? String(Math.round(v)) : '-');
+      for (const s of last.values()) out += `last sample ${String(s.port)}: rx ${n(s.rxPps)} pps, tx ${n(s.txPps)} pps, flood ${n(s.floodPps)} pps\n`;
     }
   } else {
     out += 'evidence: none (an operator action, or restored from the journal)\n';
   }
-  if (a) {
-    const via = a.argv && a.argv.length > 0 ? a.argv.join(' ') : (a.via ?? '-');
-    out += `action: ${a.ok === false ? 'FAILED ' : ''}via ${via}, ${a.durationMs !== undefined ? `${a.durationMs.toFixed(2)} ms` : '-'}, ${a.attempts ?? '-'} attempt(s), verified ${a.verified ? 'yes' : 'no'}${a.error ? `, error: ${a.error}` : ''}\n`;
+  if (a && typeof a === 'object') {
+    const via = Array.isArray(a.argv) && a.argv.length > 0 ? a.argv.join(' ') : String(a.via ?? '-');
+    out += `action: ${a.ok === false ? 'FAILED ' : ''}via ${via}, ${typeof a.durationMs === 'number' ? `${a.durationMs.toFixed(2)} ms` : '-'}, ${a.attempts ?? '-'} attempt(s), verified ${a.verified ? 'yes' : 'no'}${a.error ? `, error: ${a.error}` : ''}\n`;
   }
   return out;
+}
+
+/** What a trip/restore/hold/release answer says once the daemon waited for the action. */
+export interface CommandOutcome {
+  port: string;
+  cmd: string;
+  /** done: the action ran and was verified (or nothing was needed); refused: not done, `why`. */
+  outcome?: 'done' | 'refused';
+  why?: string;
+  verified?: boolean;
+  via?: string;
+  until?: string;
+}
+
+/** `trip vm1: done (down, verified via sysfs-flags)` or `trip mgmt0: refused: <why>` and the exit code. Pure. */
+export function renderOutcome(r: CommandOutcome): { text: string; toStderr: boolean; code: number } {
+  const until = r.cmd === 'hold' ? (r.until ? ` until ${r.until}` : ' until released') : '';
+  if (r.outcome === 'refused') return { text: `${r.cmd} ${r.port}: refused: ${r.why ?? 'no reason given'}\n`, toStderr: true, code: 1 };
+  if (r.outcome === 'done') {
+    const how = r.verified === false ? 'NOT verified' : `verified${r.via ? ` via ${r.via}` : ''}`;
+    return { text: `${r.cmd} ${r.port}: done (${how})${until}${r.why ? `: ${r.why}` : ''}\n`, toStderr: false, code: r.verified === false ? 1 : 0 };
+  }
+  // An agent that does not wait for the action (older): accepted is all it knows.
+  return { text: `${r.cmd} ${r.port}: accepted${until}\n`, toStderr: false, code: 0 };
 }
