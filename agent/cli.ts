@@ -119,7 +119,10 @@ program
         process.stderr.write(err.message + '\n');
         process.exit(err.exitCode);
       }
-      throw err;
+      // Anything else that stops the start (a socket path that cannot be made, ...): one clear
+      // line for the operator, not a stack trace.
+      process.stderr.write(`stormbreaker run: cannot start: ${(err as Error).message ?? String(err)}\n`);
+      process.exit(EXIT.finding);
     }
   });
 
