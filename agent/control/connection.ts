@@ -18,7 +18,7 @@ export const STALL_MS = 10_000;
 const SERIALIZE_BATCH = 50;
 
 export interface ConnectionHooks {
-  /** Runs one request; throws ControlError-like { code, message } for an error answer. */
+  /** Runs one request; throws { code: 'E_...', message } for an error answer. */
   run(req: Request): Promise<unknown>;
   onError(obj: object, msg: string): void;
   /** Called whenever the connection reads or writes: idle accounting for eviction. */
@@ -35,6 +35,96 @@ export interface Connection {
 
 type Item = { req: Request; bytes: number } | { error: Response };
 
+/**
+ * Split bytes into lines of at most MAX_LINE bytes (bytes, not characters: multi-byte UTF-8
+ * counts what it costs). The unfinished line is kept as chunks and joined once its newline comes.
+ */
+function lineSplitter(onLine: (line: Buffer) => void, onTooLong: () => void) {
+  let partial: Buffer[] = [];
+  let bytes = 0;
+  return {
+    feed(chunk: Buffer, stillReading: () => boolean): void {
+      let from = 0;
+      let nl: number;
+      while (stillReading() && (nl = chunk.indexOf(0x0a, from)) >= 0) {
+        const piece = chunk.subarray(from, nl);
+        const line = bytes > 0 ? Buffer.concat([...partial, piece]) : piece;
+        partial = [];
+        bytes = 0;
+        from = nl + 1;
+        onLine(line);
+      }
+      if (!stillReading() || from >= chunk.length) return;
+      bytes += chunk.length - from;
+      if (bytes > MAX_LINE) return onTooLong();
+      partial.push(Buffer.from(chunk.subarray(from)));
+    },
+    reset(): void {
+      partial = [];
+      bytes = 0;
+    },
+    get bytes(): number {
+      return bytes;
+    },
+  };
+}
+
+/** Writes that wait for the client to read below HIGH_WATER; a client stalled for stallMs is dropped. */
+function boundedWriter(sock: Socket, hooks: ConnectionHooks, drop: () => void) {
+  const stallMs = hooks.stallMs ?? STALL_MS;
+  const drained = (): Promise<boolean> =>
+    new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => (cleanup(), resolve(false)), stallMs);
+      const ok = (): void => (cleanup(), resolve(true));
+      const cleanup = (): void => {
+        clearTimeout(t);
+        sock.off('drain', ok);
+        sock.off('close', ok);
+      };
+      sock.once('drain', ok);
+      sock.once('close', ok);
+    });
+  return async (text: string): Promise<boolean> => {
+    if (sock.destroyed || !sock.writable) return false;
+    sock.write(text);
+    while (!sock.destroyed && sock.writableLength > HIGH_WATER) {
+      if (!(await drained())) {
+        hooks.onError({ unsentBytes: sock.writableLength, stallMs }, 'control client does not read its answers: dropped');
+        drop();
+        return false;
+      }
+      hooks.touch();
+    }
+    return !sock.destroyed;
+  };
+}
+
+/** Run one request and write its answer; a long array answer is streamed in batches. */
+async function answer(req: Request, hooks: ConnectionHooks, write: (text: string) => Promise<boolean>): Promise<void> {
+  let result: unknown;
+  try {
+    result = await hooks.run(req);
+  } catch (err) {
+    const e = err as { code?: unknown; message?: unknown };
+    const code = typeof e?.code === 'string' && e.code.startsWith('E_') ? e.code : 'E_INTERNAL';
+    await write(JSON.stringify({ v: PROTOCOL_VERSION, id: req.id, ok: false, error: { code, message: err instanceof Error ? err.message : String(err) } }) + '\n');
+    return;
+  }
+  if (!Array.isArray(result) || result.length <= SERIALIZE_BATCH) {
+    await write(JSON.stringify({ v: PROTOCOL_VERSION, id: req.id, ok: true, result }) + '\n');
+    return;
+  }
+  // A long answer (`events`: thousands of journal lines with evidence) is streamed in batches,
+  // yielding to the sampler between them and waiting for the client to read.
+  if (!(await write(`{"v":${PROTOCOL_VERSION},"id":${req.id},"ok":true,"result":[`))) return;
+  for (let i = 0; i < result.length; i += SERIALIZE_BATCH) {
+    const part = result.slice(i, i + SERIALIZE_BATCH).map((x) => JSON.stringify(x) ?? 'null').join(',');
+    if (!(await write(i === 0 ? part : ',' + part))) return;
+    await new Promise<void>((r) => setImmediate(r));
+  }
+  await write(']}\n');
+}
+
 /** Serve one accepted socket until it closes. Never throws. */
 export function serveConnection(sock: Socket, hooks: ConnectionHooks): Connection {
   const queue: Item[] = [];
@@ -44,10 +134,6 @@ export function serveConnection(sock: Socket, hooks: ConnectionHooks): Connectio
   let running = false;
   let reading = true;
   let endAfterQueue = false;
-  // Unfinished line: chunks kept as received, joined once a newline arrives (no quadratic concat).
-  let partial: Buffer[] = [];
-  let partialBytes = 0;
-  const stallMs = hooks.stallMs ?? STALL_MS;
 
   const drop = (): void => {
     reading = false;
@@ -55,114 +141,33 @@ export function serveConnection(sock: Socket, hooks: ConnectionHooks): Connectio
     pending = 0;
     sock.destroy();
   };
+  const write = boundedWriter(sock, hooks, drop);
   const stopReading = (code: string, message: string, id: number | null): void => {
     // Answer what was accepted, then this error, then close: nothing already accepted goes unanswered.
     reading = false;
-    partial = [];
-    partialBytes = 0;
+    lines.reset();
     queue.push({ error: { v: PROTOCOL_VERSION, id, ok: false, error: { code, message } } });
     endAfterQueue = true;
     sock.pause();
     pump();
   };
-
+  const tooLarge = (): void => stopReading('E_TOO_LARGE', `request line over ${MAX_LINE} bytes`, null);
   const onLine = (line: Buffer): void => {
-    if (line.length > MAX_LINE) return stopReading('E_TOO_LARGE', `request line over ${MAX_LINE} bytes`, null);
+    if (line.length > MAX_LINE) return tooLarge();
     const text = line.toString('utf8');
     if (text.trim() === '') return;
     const req = parseRequest(text);
-    if ('error' in req) {
-      queue.push({ error: { v: PROTOCOL_VERSION, id: null, ok: false, error: req.error } });
+    if ('error' in req) queue.push({ error: { v: PROTOCOL_VERSION, id: null, ok: false, error: req.error } });
+    else if (pending >= MAX_PENDING || queuedBytes + line.length > MAX_QUEUED_BYTES) {
+      return stopReading('E_BUSY', `more than ${MAX_PENDING} requests (or ${MAX_QUEUED_BYTES} bytes) pending on one connection`, req.id);
     } else {
-      if (pending >= MAX_PENDING || queuedBytes + line.length > MAX_QUEUED_BYTES) {
-        return stopReading('E_BUSY', `more than ${MAX_PENDING} requests (or ${MAX_QUEUED_BYTES} bytes) pending on one connection`, req.id);
-      }
       queuedBytes += line.length;
       pending++;
       queue.push({ req, bytes: line.length });
     }
     pump();
   };
-
-  sock.on('data', (chunk: Buffer) => {
-    if (!reading) return;
-    hooks.touch();
-    let from = 0;
-    let nl: number;
-    while (reading && (nl = chunk.indexOf(0x0a, from)) >= 0) {
-      const piece = chunk.subarray(from, nl);
-      const line = partialBytes > 0 ? Buffer.concat([...partial, piece]) : piece;
-      partial = [];
-      partialBytes = 0;
-      from = nl + 1;
-      onLine(line);
-    }
-    if (!reading || from >= chunk.length) return;
-    // Bytes, not characters: a line of multi-byte UTF-8 counts what it costs.
-    partialBytes += chunk.length - from;
-    if (partialBytes > MAX_LINE) return stopReading('E_TOO_LARGE', `request line over ${MAX_LINE} bytes`, null);
-    partial.push(Buffer.from(chunk.subarray(from)));
-  });
-  sock.on('error', (err) => hooks.onError({ err: err.message }, 'control client error'));
-  sock.on('close', () => {
-    reading = false;
-    queue.length = 0;
-  });
-
-  /** Wait until the client has read enough of what was written; false: it stalled and was dropped. */
-  const writable = async (): Promise<boolean> => {
-    while (!sock.destroyed && sock.writableLength > HIGH_WATER) {
-      const drained = await new Promise<boolean>((resolve) => {
-        const t = setTimeout(() => (cleanup(), resolve(false)), stallMs);
-        const ok = (): void => (cleanup(), resolve(true));
-        const cleanup = (): void => {
-          clearTimeout(t);
-          sock.off('drain', ok);
-          sock.off('close', ok);
-        };
-        sock.once('drain', ok);
-        sock.once('close', ok);
-      });
-      if (!drained) {
-        hooks.onError({ unsentBytes: sock.writableLength, stallMs }, 'control client does not read its answers: dropped');
-        drop();
-        return false;
-      }
-      hooks.touch();
-    }
-    return !sock.destroyed;
-  };
-
-  const write = async (text: string): Promise<boolean> => {
-    if (sock.destroyed || !sock.writable) return false;
-    sock.write(text);
-    return writable();
-  };
-
-  const answer = async (req: Request): Promise<void> => {
-    let result: unknown;
-    try {
-      result = await hooks.run(req);
-    } catch (err) {
-      const e = err as { code?: unknown; message?: unknown };
-      const code = typeof e?.code === 'string' && e.code.startsWith('E_') ? e.code : 'E_INTERNAL';
-      await write(JSON.stringify({ v: PROTOCOL_VERSION, id: req.id, ok: false, error: { code, message: err instanceof Error ? err.message : String(err) } }) + '\n');
-      return;
-    }
-    if (!Array.isArray(result) || result.length <= SERIALIZE_BATCH) {
-      await write(JSON.stringify({ v: PROTOCOL_VERSION, id: req.id, ok: true, result }) + '\n');
-      return;
-    }
-    // A long answer (`events`: thousands of journal lines with evidence) is streamed in batches,
-    // yielding to the sampler between them and waiting for the client to read.
-    if (!(await write(`{"v":${PROTOCOL_VERSION},"id":${req.id},"ok":true,"result":[`))) return;
-    for (let i = 0; i < result.length; i += SERIALIZE_BATCH) {
-      const part = result.slice(i, i + SERIALIZE_BATCH).map((x) => JSON.stringify(x) ?? 'null').join(',');
-      if (!(await write(i === 0 ? part : ',' + part))) return;
-      await new Promise<void>((r) => setImmediate(r));
-    }
-    await write(']}\n');
-  };
+  const lines = lineSplitter(onLine, tooLarge);
 
   const pump = (): void => {
     if (running) return;
@@ -176,7 +181,7 @@ export function serveConnection(sock: Socket, hooks: ConnectionHooks): Connectio
             continue;
           }
           queuedBytes -= item.bytes;
-          await answer(item.req);
+          await answer(item.req, hooks, write);
           pending--;
         }
         if (endAfterQueue && !sock.destroyed) {
@@ -192,8 +197,18 @@ export function serveConnection(sock: Socket, hooks: ConnectionHooks): Connectio
     })();
   };
 
+  sock.on('data', (chunk: Buffer) => {
+    if (!reading) return;
+    hooks.touch();
+    lines.feed(chunk, () => reading);
+  });
+  sock.on('error', (err) => hooks.onError({ err: err.message }, 'control client error'));
+  sock.on('close', () => {
+    reading = false;
+    queue.length = 0;
+  });
   return {
-    idle: () => !running && queue.length === 0 && partialBytes === 0 && sock.writableLength === 0,
+    idle: () => !running && queue.length === 0 && lines.bytes === 0 && sock.writableLength === 0,
     drop,
   };
 }

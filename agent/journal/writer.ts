@@ -54,21 +54,95 @@ export interface JournalOptions {
 const KEEP = new Set(['trip', 'trip-intent', 'restore', 'hold', 'release', 'hold-expired', 'undo']);
 
 /**
- * Open (create) the journal for appending. Refuses a symlink (O_NOFOLLOW), anything but a regular
- * file, and a file owned by another user: the agent runs as root and must never append to
- * whatever a path points at (journal.jsonl -> /etc/passwd). A refusal is not fatal: the journal
- * starts failing and retries, the agent protects anyway.
+ * Open (create) the journal file for appending: O_NOFOLLOW (a symlink is refused), O_NONBLOCK
+ * (a FIFO would wait for a reader forever: ENXIO instead), a regular file owned by `uid`.
+ */
+function openJournalFd(path: string, uid: number): number {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
+  let f: number;
+  try {
+    f = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o640);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') throw new Error(`journal ${path} is a symlink: refused`);
+    if (code === 'ENXIO') throw new Error(`journal ${path} is not a regular file: refused`);
+    throw err;
+  }
+  const st = fstatSync(f);
+  const bad = !st.isFile() ? 'is not a regular file' : st.uid !== uid ? `belongs to uid ${st.uid}, not ${uid}` : null;
+  if (bad) {
+    closeSync(f);
+    throw new Error(`journal ${path} ${bad}: refused`);
+  }
+  return f;
+}
+
+/**
+ * Write one whole line or nothing: a short write on a full disk is cut back off the file. When
+ * it cannot be cut, the error is marked `torn`: the caller writes the record again on a new line
+ * (the torn part is then one bad line on replay, reported and skipped).
+ */
+function writeWholeLine(f: number, b: Buffer): void {
+  const size = fstatSync(f).size;
+  let off = 0;
+  try {
+    while (off < b.length) off += writeSync(f, b, off, b.length - off);
+  } catch (err) {
+    if (off > 0) {
+      try {
+        ftruncateSync(f, size);
+      } catch {
+        throw Object.assign(new Error((err as Error).message), { torn: true, cause: err });
+      }
+    }
+    throw err;
+  }
+}
+
+/** Records waiting for the disk, at most max; a full queue drops the oldest record that decides no port first. */
+function pendingQueue(max: number, h: JournalHealth) {
+  const lines: Buffer[] = [];
+  const keep: boolean[] = [];
+  return {
+    lines,
+    push(e: JournalEvent): void {
+      let line: string;
+      try {
+        line = JSON.stringify(e) + '\n';
+      } catch (err) {
+        line = JSON.stringify({ ts: e.ts, event: e.event, port: e.port, reason: e.reason, unserializable: String(err) }) + '\n';
+      }
+      if (lines.length >= max) {
+        let i = keep.indexOf(false);
+        if (i < 0) i = 0;
+        lines.splice(i, 1);
+        keep.splice(i, 1);
+        h.dropped++;
+      }
+      lines.push(Buffer.from(line));
+      keep.push(KEEP.has(e.event));
+    },
+    shift(): void {
+      lines.shift();
+      keep.shift();
+    },
+  };
+}
+
+/**
+ * The journal: append (write + fdatasync) and intent (write now, sync right after). A refused
+ * path, ENOSPC, EROFS or EIO is not fatal: records wait in memory and the condition is reported
+ * (onCondition) once when it starts and once when it ends; the agent protects anyway.
  */
 export function openJournal(path: string, opts: JournalOptions = {}): Journal {
   const uid = opts.uid ?? process.geteuid?.() ?? 0;
-  const maxPending = opts.maxPending ?? 10_000;
-  const queue: Buffer[] = [];
-  const queueKeep: boolean[] = [];
+  const h: JournalHealth = { failing: false, error: null, since: null, pending: 0, dropped: 0, failures: 0 };
+  const queue = pendingQueue(opts.maxPending ?? 10_000, h);
   let fd: number | null = null;
   let closed = false;
   let syncDue = false;
   let retry: NodeJS.Timeout | null = null;
-  const h: JournalHealth = { failing: false, error: null, since: null, pending: 0, dropped: 0, failures: 0 };
+  let syncTimer: NodeJS.Immediate | null = null;
 
   const fail = (err: unknown): void => {
     h.failures++;
@@ -76,118 +150,55 @@ export function openJournal(path: string, opts: JournalOptions = {}): Journal {
     if (!h.failing) {
       h.failing = true;
       h.since = new Date().toISOString();
-      opts.onCondition?.({ ...h, pending: queue.length });
+      opts.onCondition?.({ ...h, pending: queue.lines.length });
     }
     if (!retry && !closed) {
       retry = setTimeout(() => ((retry = null), flush()), opts.retryMs ?? 1000);
       retry.unref();
     }
   };
-
-  const openFd = (): number => {
-    if (fd !== null) return fd;
-    mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
-    // O_NONBLOCK: opening a FIFO for writing would wait for a reader forever (ENXIO instead).
-    let f: number;
-    try {
-      f = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o640);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ELOOP') throw new Error(`journal ${path} is a symlink: refused`);
-      if (code === 'ENXIO') throw new Error(`journal ${path} is not a regular file: refused`);
-      throw err;
-    }
-    const st = fstatSync(f);
-    const bad = !st.isFile() ? 'is not a regular file' : st.uid !== uid ? `belongs to uid ${st.uid}, not ${uid}` : null;
-    if (bad) {
-      closeSync(f);
-      throw new Error(`journal ${path} ${bad}: refused`);
-    }
-    fd = f;
-    return f;
+  const recovered = (): void => {
+    h.pending = 0;
+    if (!h.failing) return;
+    h.failing = false;
+    opts.onCondition?.({ ...h });
+    h.error = null;
+    h.since = null;
   };
-
-  /** Write one whole line or nothing: a short write on a full disk is cut back off the file. */
-  const writeLine = (f: number, b: Buffer): void => {
-    const size = fstatSync(f).size;
-    let off = 0;
-    try {
-      while (off < b.length) off += writeSync(f, b, off, b.length - off);
-    } catch (err) {
-      if (off > 0) {
-        try {
-          ftruncateSync(f, size);
-        } catch {
-          // cannot cut it: the torn part is a bad line on replay (reported, skipped); the whole
-          // record is written again after it, starting on a new line
-          queue[0] = Buffer.concat([Buffer.from('\n'), queue[0]!]);
-        }
-      }
-      throw err;
-    }
-  };
-
   /** Write queued records in order; false when the disk refused (they stay queued). */
   const flush = (): boolean => {
     if (closed && fd === null) return false;
     try {
-      const f = openFd();
-      while (queue.length > 0) {
-        writeLine(f, queue[0]!);
+      fd ??= openJournalFd(path, uid);
+      while (queue.lines.length > 0) {
+        writeWholeLine(fd, queue.lines[0]!);
         queue.shift();
-        queueKeep.shift();
       }
       if (syncDue) {
-        fdatasyncSync(f);
+        fdatasyncSync(fd);
         syncDue = false;
       }
     } catch (err) {
-      if (fd !== null && (err as NodeJS.ErrnoException).code === 'EBADF') fd = null;
+      // A torn line that could not be cut off: the record is written again on a line of its own.
+      if ((err as { torn?: boolean }).torn) queue.lines[0] = Buffer.concat([Buffer.from('\n'), queue.lines[0]!]);
       fail(err);
       return false;
     }
-    h.pending = 0;
-    if (h.failing) {
-      h.failing = false;
-      opts.onCondition?.({ ...h });
-      h.error = null;
-      h.since = null;
-    }
+    recovered();
     return true;
   };
 
-  const enqueue = (e: JournalEvent): void => {
-    let line: string;
-    try {
-      line = JSON.stringify(e) + '\n';
-    } catch (err) {
-      line = JSON.stringify({ ts: e.ts, event: e.event, port: e.port, reason: e.reason, unserializable: String(err) }) + '\n';
-    }
-    if (queue.length >= maxPending) {
-      // Bounded: the oldest record that does not decide a port's state goes first.
-      let i = queueKeep.indexOf(false);
-      if (i < 0) i = 0;
-      queue.splice(i, 1);
-      queueKeep.splice(i, 1);
-      h.dropped++;
-    }
-    queue.push(Buffer.from(line));
-    queueKeep.push(KEEP.has(e.event));
-    h.pending = queue.length;
-  };
-
-  let syncTimer: NodeJS.Immediate | null = null;
   return {
     path,
     append(e) {
       if (closed) return;
-      enqueue(e);
+      queue.push(e);
       syncDue = true;
       flush();
     },
     intent(e) {
       if (closed) return;
-      enqueue(e);
+      queue.push(e);
       if (!flush()) return;
       syncDue = true;
       syncTimer ??= setImmediate(() => {
@@ -195,9 +206,9 @@ export function openJournal(path: string, opts: JournalOptions = {}): Journal {
         if (syncDue) flush();
       });
     },
-    health: () => ({ ...h, pending: queue.length }),
+    health: () => ({ ...h, pending: queue.lines.length }),
     close() {
-      if (queue.length > 0 || syncDue) flush();
+      if (queue.lines.length > 0 || syncDue) flush();
       closed = true;
       if (retry) clearTimeout(retry);
       if (syncTimer) clearImmediate(syncTimer);
