@@ -29,8 +29,11 @@ export interface PortInfo {
   bridge: string | null;
 }
 
-/** A source of counters. One file per source in agent/sources/, one narrow interface. */
-export interface CounterSource {
+/**
+ * Reads some counter fields of local ports (sysfs: packets and bytes; packet: broadcast and
+ * multicast). The local TickSource (sources/local.ts) combines them; one file per reader.
+ */
+export interface CounterReader {
   readonly id: string;
   /** Replace the set of watched ports. Ports that cannot be opened are skipped (reported via log). */
   watch(ports: readonly PortInfo[]): void;
@@ -40,6 +43,38 @@ export interface CounterSource {
    */
   read(out: Map<string, Counters>): void;
   close(): void;
+}
+
+/**
+ * What one tick gathers besides each source's rates, filled in place (no allocation per tick).
+ */
+export interface TickFrame {
+  /** Monotonic time of this tick, ns. */
+  tNs: number;
+  /** MAC moves since the previous tick (the FDB source sets it; empty otherwise). */
+  fdbMoves: readonly FdbMove[];
+  /** A port's flood rate reached its falling edge: sample at the active rate. */
+  warm: boolean;
+}
+
+/**
+ * One source of what the tick judges, local or remote: the host's own ports, one ESXi host,
+ * the FDB monitor (the model: node_exporter's Collector, one file per collector). `collect` is
+ * the one call on the hot path; the rest change only when the source's ports do.
+ */
+export interface TickSource {
+  readonly id: string;
+  /** The ports it measures, with their policies: the same Map object until they change. */
+  ports(): ReadonlyMap<string, PortPolicy>;
+  /** One PortRates per port, filled in place: the same array until ports() changes. */
+  rates(): readonly PortRates[];
+  /** May its ports be judged at tNs? (An ESXi host whose counters stopped may not.) */
+  fresh(tNs: number): boolean;
+  /** Measure up to f.tNs (into rates() and f); called once per tick. */
+  collect(f: TickFrame): void;
+  /** The detector has seen this tick's rates (a remote block must not count twice). */
+  consume(): void;
+  close(): void | Promise<void>;
 }
 
 /** Per-port rates over one sampling interval, computed from measured monotonic time deltas. */

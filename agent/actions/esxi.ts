@@ -15,16 +15,11 @@ import { parsePortgroupList } from '../esxi/portgroup.js';
 import { parseVmDevices } from '../esxi/vim.js';
 import { macOfVnicPort } from '../esxi/ports.js';
 import type { RemoteExec } from '../esxi/session.js';
+import type { EsxActionContext } from '../esxi/host.js';
 import type { ActionRequest, ActionResult, EsxiActionRecord, EsxiHostPolicy } from '../types.js';
 
-export interface EsxiActionContext {
-  host: EsxiHostPolicy;
-  inventory: EsxInventory | null;
-  exec: RemoteExec;
-  retries: number;
-  /** What the last trip of this port did (from the journal), for link-up. */
-  previous?: EsxiActionRecord;
-}
+/** The host's policy, inventory and session, and the previous trip's record (see esxi/host.ts). */
+export type EsxiActionContext = EsxActionContext;
 
 interface Plan {
   /** null: the host is already in the requested state (nothing to run; `record` says why). */

@@ -1,18 +1,18 @@
 // Text forms of control-socket answers for humans. Pure: data in, string out; the CLI prints.
+import type { PortStatusRow, StatusAnswer } from '../control/protocol.js';
+import type { EsxHostStatus } from '../esxi/host.js';
 
+/** The parts of the status answer (control/protocol.ts) the text form reads: a StatusAnswer is one. */
 export interface StatusView {
-  policy: { file: string; hash: string; dryRun: boolean; loadedAt?: string; reloads?: number; lastError?: { at: string; trigger: string; errors: string[] } | null };
-  health: { ticks: number; ticksPerSec?: number; periodMs: number; lastTickAgeMs: number; maxLagMs?: number; sources?: string[]; broadcastCounting: boolean };
-  ports: Array<Record<string, unknown>>;
-  esxi?: Array<{
-    host: string;
-    address: string;
-    live: boolean;
-    samplesPerSec: number;
-    session: { state: string; lastBlockAgeMs: number | null; connects: number; lastError: string | null; roundTripMs: number | null; late: number };
-    missing: string[];
-    ports: Array<{ port: string; vm?: string; portgroup?: string; watched?: string; broadcast: string; lastError: string | null }>;
-  }>;
+  policy: Pick<StatusAnswer['policy'], 'file' | 'hash' | 'dryRun'> & Partial<Pick<StatusAnswer['policy'], 'loadedAt' | 'reloads' | 'lastError'>>;
+  health: Pick<StatusAnswer['health'], 'ticks' | 'periodMs' | 'lastTickAgeMs' | 'broadcastCounting'> & Partial<Pick<StatusAnswer['health'], 'ticksPerSec' | 'maxLagMs' | 'sources'>>;
+  ports: ReadonlyArray<Partial<PortStatusRow>>;
+  esxi?: ReadonlyArray<
+    Pick<EsxHostStatus, 'host' | 'address' | 'live' | 'samplesPerSec' | 'missing'> & {
+      session: Pick<EsxHostStatus['session'], 'state' | 'lastBlockAgeMs' | 'connects' | 'lastError' | 'roundTripMs' | 'late'>;
+      ports: ReadonlyArray<Pick<EsxHostStatus['ports'][number], 'port' | 'vm' | 'portgroup' | 'watched' | 'broadcast' | 'lastError'>>;
+    }
+  >;
 }
 
 const COLS = ['port', 'bridge', 'role', 'protected', 'state', 'rxPps', 'floodPps', 'txPps', 'lastEvent', 'heldUntil'];

@@ -1,8 +1,5 @@
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Socket } from 'node:net';
-import { findPackageRoot, PACKET_ADDON_PATH } from '../sources/packet.js';
+import { loadAddon } from '../host/addon.js';
 
 // Who is on the other end of a control connection. Node has no API for SO_PEERCRED, so the
 // native addon asks the kernel; the fd comes from the accepted socket's libuv handle. When
@@ -21,21 +18,9 @@ export type Requester =
 
 type PeerAddon = { peerCred(fd: number): PeerCred };
 
-let addon: PeerAddon | null | undefined;
-
 function load(): PeerAddon | null {
-  if (addon !== undefined) return addon;
-  addon = null;
-  try {
-    const root = findPackageRoot(fileURLToPath(new URL('.', import.meta.url)));
-    if (root) {
-      const a = createRequire(import.meta.url)(join(root, PACKET_ADDON_PATH)) as Partial<PeerAddon>;
-      if (typeof a.peerCred === 'function') addon = a as PeerAddon;
-    }
-  } catch {
-    addon = null;
-  }
-  return addon;
+  const a = loadAddon();
+  return !('error' in a) && typeof a.peerCred === 'function' ? (a as unknown as PeerAddon) : null;
 }
 
 /** The kernel's credentials of the peer, or null (no addon, or no fd on this handle). */

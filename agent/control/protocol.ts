@@ -1,6 +1,9 @@
 // Control socket protocol, version 1: one JSON object per line each way.
 // request  {"v":1,"id":N,"cmd":"status","args":{...}}
 // response {"v":1,"id":N,"ok":true,"result":...} | {"v":1,"id":N,"ok":false,"error":{"code","message"}}
+import type { Role } from '../types.js';
+import type { EsxHostStatus } from '../esxi/host.js';
+
 export const PROTOCOL_VERSION = 1;
 export const MAX_LINE = 64 * 1024;
 
@@ -33,3 +36,35 @@ export function parseRequest(line: string): Request | { error: { code: string; m
   }
   return { v: r.v, id: r.id, cmd: r.cmd, args: r.args as Record<string, unknown> | undefined };
 }
+
+/** The answer to `status`: read by `stormbreaker status` (cli/render.ts) and by the metrics. */
+export interface StatusAnswer {
+  policy: { file: string; hash: string; dryRun: boolean; loadedAt: string; reloads: number; lastError: { at: string; trigger: string; errors: string[] } | null };
+  health: {
+    ticks: number;
+    ticksPerSec: number;
+    periodMs: number;
+    lastTickAgeMs: number;
+    maxLagMs: number;
+    sources: string[];
+    broadcastCounting: boolean;
+    reachability: 'off' | { target: string; state: 'ok' | 'unknown' | 'reachability-down'; error?: string | null; lastCheckAt: string | null; lastRttMs: number | null };
+  };
+  esxi?: EsxHostStatus[];
+  ports: PortStatusRow[];
+}
+
+/** One port in `status` (a column each in the CLI's table). */
+export type PortStatusRow = {
+  port: string;
+  bridge: string | null;
+  role: Role | undefined;
+  protected: boolean | undefined;
+  state: string;
+  heldUntil?: string;
+  recoveryTries?: number;
+  rxPps: number | null;
+  floodPps: number | null;
+  txPps: number | null;
+  lastEvent: string | null;
+};

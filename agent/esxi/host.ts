@@ -1,14 +1,13 @@
 // One ESXi host in the daemon: its SSH session, its inventory, its watched ports and their rates.
 // The daemon sees ports and rates like local ones; what differs is timing (a block of counters
 // every sampleMs, each interval measured on arrival) and that nothing here is judged when stale.
-import type { ActionRequest, ActionResult, Counters, EsxiActionRecord, EsxiHostPolicy, Policy, PortPolicy, PortRates } from '../types.js';
+import type { ActionRequest, ActionResult, Counters, EsxiActionRecord, EsxiHostPolicy, Policy, PortPolicy, PortRates, TickSource } from '../types.js';
 import { emptyCounters } from '../types.js';
 import { computeRates } from '../sample/rates.js';
-import { executeEsxiAction } from '../actions/esxi.js';
 import type { EsxInventory } from './inventory.js';
 import { readInventory } from './read-inventory.js';
 import { judgeBroadcast, sectionCounters, streamItems, toCounters, watchedPorts, type BroadcastJudgement, type EsxPort } from './ports.js';
-import { startSession, type Session, type SessionState, type SessionStatus } from './session.js';
+import { startSession, type RemoteExec, type Session, type SessionState, type SessionStatus } from './session.js';
 import type { Block } from './stream.js';
 
 /** Re-read the host's inventory this often (VMs come and go, vNICs reconnect). */
@@ -40,7 +39,22 @@ export interface EsxHostStatus {
   samplesPerSec: number;
 }
 
-export interface EsxHost {
+/** What an action on this host is given; the action itself is injected (actions/esxi.ts). */
+export interface EsxActionContext {
+  host: EsxiHostPolicy;
+  inventory: EsxInventory | null;
+  exec: RemoteExec;
+  retries: number;
+  /** What the last trip of this port did (from the journal), for link-up. */
+  previous?: EsxiActionRecord;
+}
+export type EsxAction = (req: ActionRequest, ctx: EsxActionContext) => Promise<ActionResult>;
+
+/**
+ * One ESXi host as a TickSource: its ports join the same detector and breaker as local ones.
+ * collect() has nothing to do: blocks arrive on their own (onRates asks for a tick).
+ */
+export interface EsxHost extends TickSource {
   readonly name: string;
   /** Every port of this host the policy watches (also disconnected vNICs: they can be restored). */
   ports(): ReadonlyMap<string, PortPolicy>;
@@ -58,6 +72,8 @@ export interface EsxHost {
   /** The last valid rates of each port (for status; never for judging). */
   shownRates(): ReadonlyMap<string, { rxPps: number; txPps: number; floodPps: number }>;
   act(req: ActionRequest, previous?: EsxiActionRecord): Promise<ActionResult>;
+  /** The last inventory read (null before the first). */
+  inventory(): EsxInventory | null;
   status(): EsxHostStatus;
   drop(why: string): void;
   stop(): Promise<void>;
@@ -71,6 +87,8 @@ export interface EsxHostHooks {
   /** A fresh inventory was read (at connect, every 30 s, after actions). */
   onInventory?(inv: EsxInventory): void;
   log: { info(o: object, m: string): void; warn(o: object, m: string): void; error(o: object, m: string): void };
+  /** Carries out link-down / link-up on the host (injected: esxi/ does not depend on actions/). */
+  act: EsxAction;
   ssh?: string;
 }
 
@@ -202,7 +220,11 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
   );
 
   return {
+    id: `esxi:${host.name}`,
     name: host.name,
+    collect: () => {},
+    close: () => stopHost(),
+    inventory: () => inventory,
     ports: () => portMap,
     live: () => live,
     fresh: (nowNs) => live && !awaitingPost && ratesAtNs > 0 && nowNs - ratesAtNs <= host.staleMs * 1e6,
@@ -214,7 +236,7 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
       for (const r of rateList) r.valid = false;
     },
     async act(req, previous) {
-      const r = await executeEsxiAction(req, { host, inventory, exec: session.exec, retries, ...(previous ? { previous } : {}) });
+      const r = await hooks.act(req, { host, inventory, exec: session.exec, retries, ...(previous ? { previous } : {}) });
       ignoreThroughTick = session.sentTick();
       rebase = true;
       awaitingPost = true;
@@ -253,11 +275,13 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
       };
     },
     drop: (why) => session.drop(why),
-    async stop() {
-      if (refreshTimer) clearInterval(refreshTimer);
-      await session.stop();
-    },
+    stop: stopHost,
   };
+
+  async function stopHost(): Promise<void> {
+    if (refreshTimer) clearInterval(refreshTimer);
+    await session.stop();
+  }
 }
 
 function blankRates(p: EsxPort): PortRates {

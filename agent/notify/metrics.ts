@@ -1,6 +1,8 @@
 import { createServer, type Server } from 'node:http';
 import { isIP } from 'node:net';
 import type { Role } from '../types.js';
+import type { PortStatusRow, StatusAnswer } from '../control/protocol.js';
+import type { EsxHostStatus } from '../esxi/host.js';
 
 // Prometheus text exposition (format 0.0.4) of the agent's state, for an existing monitoring
 // stack to alert on trips, a lagging sampler or a dead agent. renderMetrics is pure (a
@@ -249,11 +251,12 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
 }
 
 /** The fields of the daemon's `status` answer (agent/daemon.ts status()) that metrics use. */
+/** The parts of the status answer (control/protocol.ts) the metrics read: a StatusAnswer is one. */
 export interface StatusLike {
-  policy: { hash: string; dryRun: boolean };
-  health: { ticks: number; periodMs: number; maxLagMs: number; lastTickAgeMs: number };
-  ports: ReadonlyArray<{ port: string; bridge: string | null; role?: Role | undefined; state: string; rxPps: number | null; txPps: number | null; floodPps: number | null }>;
-  esxi?: ReadonlyArray<{ host: string; live: boolean; samplesPerSec: number; session: { lastBlockAgeMs: number | null; connects: number; roundTripMs: number | null } }>;
+  policy: Pick<StatusAnswer['policy'], 'hash' | 'dryRun'>;
+  health: Pick<StatusAnswer['health'], 'ticks' | 'periodMs' | 'maxLagMs' | 'lastTickAgeMs'>;
+  ports: ReadonlyArray<Pick<PortStatusRow, 'port' | 'bridge' | 'role' | 'state' | 'rxPps' | 'txPps' | 'floodPps'>>;
+  esxi?: ReadonlyArray<Pick<EsxHostStatus, 'host' | 'live' | 'samplesPerSec'> & { session: Pick<EsxHostStatus['session'], 'lastBlockAgeMs' | 'connects' | 'roundTripMs'> }>;
 }
 
 export interface SnapshotExtras {

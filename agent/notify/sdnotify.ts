@@ -1,7 +1,4 @@
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { findPackageRoot, PACKET_ADDON_PATH } from '../sources/packet.js';
+import { addonPath, loadAddon } from '../host/addon.js';
 
 // systemd's notification protocol (sd_notify(3)): one datagram of KEY=VALUE lines to the
 // AF_UNIX socket named by $NOTIFY_SOCKET. Node core has no unix datagram sockets (dgram
@@ -62,21 +59,11 @@ function oneLine(text: string): string {
   return text.replace(/[\r\n]+/g, ' ').slice(0, 1024);
 }
 
-let cached: SdNotifyAddon | { error: string } | undefined;
-
-/** Loads the sdNotify part of the packet_stats addon, or says why not. */
+/** The sdNotify part of the native addon, or why not. */
 export function loadSdNotifyAddon(): SdNotifyAddon | { error: string } {
-  if (cached !== undefined) return cached;
-  const root = findPackageRoot(fileURLToPath(new URL('.', import.meta.url)));
-  if (root === null) return (cached = { error: 'no package.json above agent/notify' });
-  const path = join(root, PACKET_ADDON_PATH);
-  try {
-    const a = createRequire(import.meta.url)(path) as Partial<SdNotifyAddon>;
-    cached = typeof a.sdNotify === 'function' ? (a as SdNotifyAddon) : { error: `${path}: no sdNotify (rebuild: npm run build:native)` };
-  } catch (err) {
-    cached = { error: `${path}: ${(err as Error).message}` };
-  }
-  return cached;
+  const a = loadAddon();
+  if ('error' in a) return { error: String(a.error) };
+  return typeof a.sdNotify === 'function' ? (a as unknown as SdNotifyAddon) : { error: `${addonPath()}: no sdNotify (rebuild: npm run build:native)` };
 }
 
 const NOOP = (): void => {};

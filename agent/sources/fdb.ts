@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { killGroup, spawnGroup } from '../host/child.js';
-import type { FdbMove } from '../types.js';
+import type { FdbMove, PortPolicy, PortRates, TickFrame, TickSource } from '../types.js';
 
 // `bridge monitor fdb` streams RTM_NEWNEIGH for every learn and every move. In a loop the same
 // source MAC is re-learned on alternating ports thousands of times a second, which is the
@@ -55,7 +55,8 @@ export function createMoveTracker(maxMacs = 65536) {
   };
 }
 
-export interface FdbSource {
+/** A TickSource of clues only: no ports of its own, the moves go into the tick's frame. */
+export interface FdbSource extends TickSource {
   /** Moves since the last drain, oldest first (the array is reused; copy if kept). */
   drain(): readonly FdbMove[];
   /** Moves dropped (the oldest) because the buffer was full, since start. */
@@ -64,6 +65,8 @@ export interface FdbSource {
 }
 
 const MAX_BUFFERED = 4096;
+const NO_PORTS: ReadonlyMap<string, PortPolicy> = new Map();
+const NO_RATES: readonly PortRates[] = Object.freeze([]);
 
 export function createFdbSource(opts: {
   now: () => number;
@@ -119,14 +122,24 @@ export function createFdbSource(opts: {
   }
   start();
 
+  function drain(): readonly FdbMove[] {
+    const out = buf;
+    buf = spare;
+    buf.length = 0;
+    spare = out;
+    return out;
+  }
+
   return {
-    drain() {
-      const out = buf;
-      buf = spare;
-      buf.length = 0;
-      spare = out;
-      return out;
+    id: 'fdb',
+    ports: () => NO_PORTS,
+    rates: () => NO_RATES,
+    fresh: () => true,
+    collect(f: TickFrame) {
+      f.fdbMoves = drain();
     },
+    consume() {},
+    drain,
     get dropped() {
       return dropped;
     },

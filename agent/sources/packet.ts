@@ -1,9 +1,6 @@
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { CounterSource, Counters, PortInfo } from '../types.js';
+import type { CounterReader, Counters, PortInfo } from '../types.js';
 import { isValidIfName } from '../host/names.js';
+import { addonPath, loadAddon } from '../host/addon.js';
 
 // Incoming broadcast and multicast frames per port. sysfs and netlink have no broadcast
 // counter and `multicast` stays 0 on veth (LAB-FACTS), so the native addon
@@ -35,40 +32,19 @@ export interface PacketAddon {
 /** Opaque native handle. */
 export type TripwireHandle = { readonly __tripwire: unique symbol };
 
-export const PACKET_ADDON_PATH = 'build/Release/packet_stats.node';
 
 export interface PacketLog {
   warn(obj: object, msg: string): void;
 }
 
-/**
- * Nearest directory at or above `start` that holds a package.json: the package root both
- * from agent/sources/ (vitest) and from dist/agent/sources/ (compiled).
- */
-export function findPackageRoot(start: string): string | null {
-  for (let dir = start; ; ) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    const up = dirname(dir);
-    if (up === dir) return null;
-    dir = up;
-  }
-}
-
 /** Loads the addon, or says why not, so the daemon can run without broadcast counts. */
 export function loadPacketAddon(): PacketAddon | { error: string } {
-  const root = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
-  if (root === null) return { error: `no package.json above ${fileURLToPath(import.meta.url)}` };
-  const path = join(root, PACKET_ADDON_PATH);
-  try {
-    const addon = createRequire(import.meta.url)(path) as Partial<PacketAddon>;
-    if (typeof addon.open !== 'function' || typeof addon.read !== 'function' || typeof addon.close !== 'function') {
-      return { error: `${path}: not the packet_stats addon (open/read/close missing)` };
-    }
-    return addon as PacketAddon;
-  } catch (err) {
-    // Usually "Cannot find module": the addon was never built (npm run build:native).
-    return { error: `${path}: ${(err as Error).message}` };
+  const addon = loadAddon();
+  if ('error' in addon) return { error: String(addon.error) };
+  if (typeof addon.open !== 'function' || typeof addon.read !== 'function' || typeof addon.close !== 'function') {
+    return { error: `${addonPath()}: not the packet_stats addon (open/read/close missing)` };
   }
+  return addon as unknown as PacketAddon;
 }
 
 interface Watched {
@@ -81,7 +57,7 @@ interface Watched {
   dead: boolean;
 }
 
-export function createPacketSource(log?: PacketLog, addon?: PacketAddon): CounterSource {
+export function createPacketSource(log?: PacketLog, addon?: PacketAddon): CounterReader {
   let native: PacketAddon;
   if (addon) {
     native = addon;

@@ -1,5 +1,5 @@
 import { closeSync, openSync, readSync } from 'node:fs';
-import type { CounterSource, Counters, PortInfo } from '../types.js';
+import type { CounterReader, Counters, PortInfo } from '../types.js';
 import { isValidIfName } from '../host/names.js';
 
 // /sys/class/net/X/statistics through kept-open fds: pread(0) returns a fresh value every
@@ -40,7 +40,7 @@ function readCounter(fd: number): number {
   return parseDecimal(buf, n);
 }
 
-export function createSysfsSource(opts: SysfsOptions = {}): CounterSource {
+export function createSysfsSource(opts: SysfsOptions = {}): CounterReader {
   const root = opts.root ?? '/sys/class/net';
   const fds = new Map<string, PortFds>();
 

@@ -136,6 +136,8 @@ describe('packet source (AF_PACKET counters) in a namespace', () => {
     await teardown();
     transpile('agent/sources/packet.ts');
     transpile('agent/host/names.ts');
+    transpile('agent/host/addon.ts');
+    transpile('agent/host/package.ts');
     try {
       await sh('ip', 'netns', 'add', NS);
       // A quiet lab (LAB-FACTS): no IPv6 (no ND/MLD), no addresses, no IGMP from the bridge.

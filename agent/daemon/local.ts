@@ -1,0 +1,66 @@
+import type { Logger } from '../log.js';
+import type { CounterReader, Policy, TickSource } from '../types.js';
+import { createSysfsSource } from '../sources/sysfs.js';
+import { createPacketSource, loadPacketAddon, type PacketAddon } from '../sources/packet.js';
+import { createLocalSource, type LocalSource } from '../sources/local.js';
+import { createFdbSource, type FdbSource } from '../sources/fdb.js';
+import { createTripwire, type Tripwire } from '../sources/tripwire.js';
+
+// What this host measures itself: sysfs counters always; broadcast counting and the tripwire
+// when the native addon loads (without it the agent still runs, on total rx rates, idle capped
+// at 10 ms); the FDB monitor while the policy asks for it.
+
+export interface LocalSampling {
+  local: LocalSource;
+  broadcastCounting: boolean;
+  /** Start or stop the FDB monitor as the policy says, in the registry `into`. */
+  followPolicy(p: Policy, into: { add(s: TickSource): void; remove(s: TickSource): void }): void;
+  /** SCHED_FIFO for this thread and the tripwire's, as the policy asks; the tripwire or null. */
+  startTripwire(onFrame: () => void, realtimePriority: number): Tripwire | null;
+  /** What measures here, for status (sysfs, packet, fdb, tripwire). */
+  ids(): string[];
+  /** The tripwire and the FDB monitor (the registry closes the rest). */
+  close(): void;
+}
+
+export function startLocalSampling(log: Logger, startNs: number, now: () => number): LocalSampling {
+  const warn = (component: string) => (obj: object, msg: string) => log.warn({ component, ...obj }, msg);
+  const readers: CounterReader[] = [createSysfsSource({ warn: warn('sysfs') })];
+  const addon: PacketAddon | { error: string } = loadPacketAddon();
+  if ('error' in addon) {
+    log.warn({ component: 'packet', err: addon.error }, 'broadcast counting unavailable: falling back to total rx rates');
+  } else {
+    readers.push(createPacketSource({ warn: warn('packet') }, addon));
+  }
+  let fdb: FdbSource | null = null;
+  let tripwire: Tripwire | null = null;
+  return {
+    local: createLocalSource(readers, startNs),
+    broadcastCounting: !('error' in addon),
+    followPolicy(p, into) {
+      if (p.fdb.enabled && !fdb) into.add((fdb = createFdbSource({ now, warn: warn('fdb') })));
+      else if (!p.fdb.enabled && fdb) (into.remove(fdb), fdb.close(), (fdb = null));
+    },
+    startTripwire(onFrame, prio) {
+      if ('error' in addon) return null;
+      if (prio > 0) {
+        try {
+          addon.setRealtime(prio);
+          log.info({ component: 'daemon', realtimePriority: prio }, 'sampling thread runs SCHED_FIFO');
+        } catch (err) {
+          log.warn({ component: 'daemon', err: (err as Error).message }, 'cannot raise scheduling priority; a storm that pegs a core may delay the agent');
+        }
+      }
+      try {
+        tripwire = createTripwire(addon, onFrame, prio);
+      } catch (err) {
+        log.warn({ component: 'tripwire', err: (err as Error).message }, 'tripwire unavailable; idle sampling capped at 10 ms');
+      }
+      return tripwire;
+    },
+    ids: () => readers.map((r) => r.id).concat(fdb ? ['fdb'] : [], tripwire ? ['tripwire'] : []),
+    close() {
+      tripwire?.close();
+    },
+  };
+}

@@ -1,0 +1,65 @@
+import type { ActionRequest, ActionResult, EsxiActionRecord, EsxiHostPolicy, Policy } from '../types.js';
+import { executeLinkAction } from '../actions/link.js';
+import { tripUndone } from '../actions/esxi.js';
+import { isAdminUp } from '../host/interfaces.js';
+import { isValidIfName } from '../host/names.js';
+import { esxHostOf } from '../esxi/ports.js';
+import type { EsxHost } from '../esxi/host.js';
+
+// One table of what can be done to a port, per kind of port (the model: lldpd's per-port ops):
+// a Linux interface of this host, or a port of one ESXi host. The daemon finds a port's kind by
+// asking each kind whether the name is its own, and never looks at name syntax itself.
+
+export interface PortKind {
+  readonly id: string;
+  /** Is this name a port of this kind? (A name check only: no I/O.) */
+  checkName(port: string): boolean;
+  down(req: ActionRequest, previous?: EsxiActionRecord): Promise<ActionResult>;
+  up(req: ActionRequest, previous?: EsxiActionRecord): Promise<ActionResult>;
+  /** Is the cut of a tripped or held port still in place? null: cannot tell now. */
+  verify(port: string, previous?: EsxiActionRecord): boolean | null;
+  /** The journal's words for a cut found undone and redone (or not). */
+  reassertReason(what: 'tripped' | 'held', r: ActionResult): string;
+}
+
+export interface PortKinds {
+  /** The kind that owns this port name, or null (a name no kind knows). */
+  of(port: string): PortKind | null;
+  readonly all: readonly PortKind[];
+}
+
+export function portKinds(kinds: readonly PortKind[]): PortKinds {
+  return { all: kinds, of: (port) => kinds.find((k) => k.checkName(port)) ?? null };
+}
+
+/** Interfaces of this host: sysfs flags first for link-down, `ip link` otherwise. */
+export function localKind(policy: () => Policy): PortKind {
+  const opts = () => ({ timeoutMs: policy().actions.timeoutMs, retries: policy().actions.retries });
+  return {
+    id: 'local',
+    checkName: isValidIfName,
+    down: (req) => executeLinkAction(req, opts()),
+    up: (req) => executeLinkAction(req, opts()),
+    verify: (port) => {
+      const up = isAdminUp(port);
+      return up === null ? null : !up;
+    },
+    reassertReason: (what, r) =>
+      r.ok ? `port was ${what} and found up; put down again ${what === 'held' ? 'until the hold ends' : 'until an operator restores it'}` : `could not put ${what} port down again: ${r.error}`,
+  };
+}
+
+/** Ports of one ESXi host (`<host>/vmnicN`, `<host>/vnic-<mac>`), acted on over its SSH session. */
+export function esxiKind(host: EsxHost, hp: EsxiHostPolicy): PortKind {
+  return {
+    id: `esxi:${hp.name}`,
+    checkName: (port) => esxHostOf(port) === hp.name,
+    down: (req, previous) => host.act(req, previous),
+    up: (req, previous) => host.act(req, previous),
+    verify: (port, previous) => {
+      const inv = host.inventory();
+      return inv === null ? null : !tripUndone(inv, hp, port, previous);
+    },
+    reassertReason: (what, r) => (r.ok ? `port was ${what} and found undone on ${hp.name}; cut again` : `could not cut ${what} port again on ${hp.name}: ${r.error}`),
+  };
+}

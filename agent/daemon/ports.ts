@@ -1,0 +1,125 @@
+import type { Logger } from '../log.js';
+import type { PortPolicy, PortRates, Policy, TickFrame, TickSource } from '../types.js';
+import { listInterfaceNames, listInterfaces } from '../host/interfaces.js';
+import { resolvePorts } from '../policy/match.js';
+import type { LocalSource } from '../sources/local.js';
+
+// The watched set: every TickSource in one registry (the local host, each ESXi host, the FDB
+// monitor, and whatever comes next), merged into what the detector and the breaker read. The
+// merge runs only when a source's ports, rates array or freshness changed; a tick that changes
+// nothing allocates nothing.
+
+export interface WatchedPorts {
+  /** Every watched port, local and remote: the breaker and operators act on these. */
+  all(): ReadonlyMap<string, PortPolicy>;
+  /** The ports the detector may judge now (a stale ESXi host's are left out). */
+  judged(): ReadonlyMap<string, PortPolicy>;
+  /** Every source's rates, in registry order (the tick's `ports`). */
+  rates(): readonly PortRates[];
+  /** Every source measures into its rates and the frame; then the merge is checked. */
+  collect(f: TickFrame): void;
+  /** After the detector: no remote block counts twice. */
+  consume(): void;
+  add(s: TickSource): void;
+  remove(s: TickSource): void;
+  sources(): readonly TickSource[];
+  /** Rebuild the merged views now (a source said its ports changed). */
+  merge(): void;
+}
+
+interface Seen {
+  ports: ReadonlyMap<string, PortPolicy> | null;
+  rates: readonly PortRates[] | null;
+  fresh: boolean;
+}
+
+export function createWatchedPorts(now: () => number): WatchedPorts {
+  const list: TickSource[] = [];
+  const seen: Seen[] = [];
+  let all: ReadonlyMap<string, PortPolicy> = new Map();
+  let judged: ReadonlyMap<string, PortPolicy> = all;
+  let rates: readonly PortRates[] = [];
+
+  function merge(): void {
+    const t = now();
+    const withPorts: number[] = [];
+    for (let i = 0; i < list.length; i++) {
+      const s = list[i]!;
+      seen[i] = { ports: s.ports(), rates: s.rates(), fresh: s.fresh(t) };
+      if (s.ports().size > 0 || s.rates().length > 0) withPorts.push(i);
+    }
+    // One fresh source (a host without ESXi): its own map and array, no copies.
+    if (withPorts.length <= 1) {
+      const s = withPorts.length ? seen[withPorts[0]!]! : null;
+      all = s?.ports ?? new Map();
+      judged = s && s.fresh ? all : new Map();
+      rates = s?.rates ?? [];
+      return;
+    }
+    const a = new Map<string, PortPolicy>();
+    const j = new Map<string, PortPolicy>();
+    const r: PortRates[] = [];
+    for (const i of withPorts) {
+      const s = seen[i]!;
+      for (const [n, pp] of s.ports!) {
+        a.set(n, pp);
+        if (s.fresh) j.set(n, pp);
+      }
+      r.push(...s.rates!);
+    }
+    all = a;
+    judged = j;
+    rates = r;
+  }
+
+  return {
+    all: () => all,
+    judged: () => judged,
+    rates: () => rates,
+    collect(f) {
+      for (let i = 0; i < list.length; i++) list[i]!.collect(f);
+      for (let i = 0; i < list.length; i++) {
+        const s = list[i]!;
+        const was = seen[i]!;
+        if (s.ports() !== was.ports || s.rates() !== was.rates || s.fresh(f.tNs) !== was.fresh) return merge();
+      }
+    },
+    consume() {
+      for (let i = 0; i < list.length; i++) list[i]!.consume();
+    },
+    add(s) {
+      list.push(s);
+      seen.push({ ports: null, rates: null, fresh: false });
+      merge();
+    },
+    remove(s) {
+      const i = list.indexOf(s);
+      if (i < 0) return;
+      list.splice(i, 1);
+      seen.splice(i, 1);
+      merge();
+    },
+    sources: () => list,
+    merge,
+  };
+}
+
+/**
+ * List the host's interfaces, resolve them against the policy, hand them to the local source
+ * and re-merge (every second, and at once after a reload). A changed set is logged.
+ */
+export function rescanLocal(local: LocalSource, policy: Policy, watched: WatchedPorts, log: Logger): void {
+  const resolved = resolvePorts(policy, listInterfaceNames());
+  const changed = local.watch(listInterfaces(undefined, (name) => resolved.has(name)), resolved);
+  watched.merge();
+  if (!changed) return;
+  const list = local.infos().map((p) => ({ port: p.name, bridge: p.bridge, role: watched.all().get(p.name)?.role }));
+  log.info({ component: 'ports', watched: list, ...changed }, 'watched ports changed');
+}
+
+/** The lowest falling edge of any watched port: below it, nothing is worth a fast look. */
+export function lowestClearPps(ports: ReadonlyMap<string, PortPolicy>): number {
+  let m = Infinity;
+  for (const pp of ports.values()) m = Math.min(m, pp.thresholds.clearPps);
+  return Number.isFinite(m) ? m : 0;
+}

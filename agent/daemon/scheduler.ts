@@ -1,0 +1,183 @@
+import type { Policy } from '../types.js';
+import type { TickOutcome } from './tick.js';
+
+// When ticks run. Idle: every idleMs. Warm (a port's flood rate at its falling edge, or a
+// verdict): every activeMs for activeHoldMs after the last warm tick. A recovery probe runs at
+// the active rate too. Periods run from tick start to tick start (a deadline, not work + period),
+// and lag is how late a tick started against its period.
+//
+// The tripwire wakes an idle scheduler early: its one namespace-wide flood counter is read twice,
+// activeMs apart; ordinary chatter (ARP, DHCP) costs two timer wake-ups and is re-armed at once,
+// and only a flood rate worth a look starts per-port ticks, whose cost grows with the ports.
+
+/** Monotonic time, ns. */
+export interface Clock {
+  now(): number;
+}
+
+/** setTimeout / clearTimeout, injected so a test can drive the loop by hand. */
+export interface Timers {
+  set(fn: () => void, ms: number): unknown;
+  clear(handle: unknown): void;
+}
+
+/** The tripwire as the scheduler uses it (sources/tripwire.ts). */
+export interface Waker {
+  arm(): void;
+  readonly armed: boolean;
+  /** Flood frames seen on any interface since start. */
+  count(): number;
+}
+
+export interface SchedulerDeps {
+  clock: Clock;
+  timers: Timers;
+  sampling(): Policy['sampling'];
+  /** One tick at tNs. May throw: reported through onError, the loop goes on. */
+  tick(tNs: number): TickOutcome;
+  onError(err: Error): void;
+  /** A recovery probe is due: run the breaker now. */
+  onRecoveryDue(): void;
+  /** The lowest falling edge of any watched port: a tripwire burst below it is not worth a look. */
+  warmPps(): number;
+}
+
+export interface SchedulerStats {
+  ticks: number;
+  ticksPerSec: number;
+  periodMs: number;
+  /** Start of the last tick, ns. */
+  lastTickAt: number;
+  maxLagMs: number;
+}
+
+export interface Scheduler {
+  start(): void;
+  stop(): void;
+  /** Run a tick now (an action result, an operator command, a remote block). */
+  runNow(): void;
+  /** Run the breaker at dueNs (automatic recovery); re-armed only when the time moves. */
+  wakeAt(dueNs: number): void;
+  /** The tripwire, once it exists (null: idle sampling is capped at IDLE_MS_WITHOUT_TRIPWIRE). */
+  useWaker(w: Waker | null): void;
+  /** The tripwire saw a flood frame. */
+  onWaker(): void;
+  /** Sampling fast now (a storm, a probe, a tripwire burst)? */
+  active(tNs: number): boolean;
+  idleMs(): number;
+  /** Update ticksPerSec (called once a second). */
+  measureRate(): void;
+  readonly stats: Readonly<SchedulerStats>;
+}
+
+// After the tripwire fires, sample at the active rate this long; a real storm turns warm within
+// it and extends it by activeHoldMs, a lone legitimate broadcast costs a handful of samples.
+export const TRIPWIRE_BURST_MS = 5;
+// Re-arm the tripwire at most this often, bounding the extra samples under broadcast chatter.
+export const TRIPWIRE_REARM_MS = 5;
+// Without the tripwire nothing wakes an idle sampler early, so the idle period is capped here.
+export const IDLE_MS_WITHOUT_TRIPWIRE = 10;
+
+export function createScheduler(d: SchedulerDeps): Scheduler {
+  const { clock, timers } = d;
+  const stats: SchedulerStats = { ticks: 0, ticksPerSec: 0, periodMs: d.sampling().idleMs, lastTickAt: clock.now(), maxLagMs: 0 };
+  let rateFrom = { ticks: 0, at: stats.lastTickAt };
+  let activeUntil = 0;
+  let lastT = stats.lastTickAt;
+  let timer: unknown = null;
+  let stopped = false;
+  let waker: Waker | null = null;
+  let firedAt = 0;
+  let recoveryTimer: unknown = null;
+  let recoveryDueNs = Infinity;
+
+  const idleMs = (): number => (waker ? d.sampling().idleMs : Math.min(d.sampling().idleMs, IDLE_MS_WITHOUT_TRIPWIRE));
+
+  function loop(): void {
+    timer = null;
+    if (stopped) return;
+    const now = clock.now();
+    const lag = (now - stats.lastTickAt) / 1e6 - stats.periodMs;
+    if (lag > stats.maxLagMs && stats.ticks > 0) stats.maxLagMs = lag;
+    stats.lastTickAt = now;
+    lastT = now;
+    try {
+      const s = d.sampling();
+      const o = d.tick(now);
+      if (o.warm) activeUntil = now + s.activeHoldMs * 1e6;
+      // A recovery probe is judged at the active rate: the storm it looks for must be seen in ms.
+      else if (o.probing) activeUntil = Math.max(activeUntil, now + s.activeMs * 1e6);
+      stats.periodMs = now < activeUntil ? s.activeMs : idleMs();
+      stats.ticks++;
+    } catch (err) {
+      d.onError(err as Error);
+    }
+    if (waker && !waker.armed && lastT >= activeUntil && lastT - firedAt >= TRIPWIRE_REARM_MS * 1e6) waker.arm();
+    // Against a deadline: the period is from tick start to tick start, not work + period.
+    const spentMs = (clock.now() - now) / 1e6;
+    timer = timers.set(loop, Math.max(0, stats.periodMs - spentMs));
+  }
+
+  function runNow(): void {
+    if (stopped) return;
+    if (timer !== null) timers.clear(timer);
+    timer = timers.set(loop, 0);
+  }
+
+  function onWaker(): void {
+    if (stopped || !waker) return;
+    const now = clock.now();
+    firedAt = now;
+    if (now < activeUntil) return; // already sampling fast
+    const w = waker;
+    const c0 = w.count();
+    timers.set(() => {
+      if (stopped) return;
+      const t1 = clock.now();
+      const pps = ((w.count() - c0) * 1e9) / Math.max(1, t1 - now);
+      if (pps < d.warmPps()) {
+        timers.set(() => !stopped && t1 >= activeUntil && w.arm(), TRIPWIRE_REARM_MS);
+        return;
+      }
+      activeUntil = Math.max(activeUntil, t1 + TRIPWIRE_BURST_MS * 1e6);
+      if (timer !== null) timers.clear(timer);
+      loop(); // per-port ticks from now on, activeMs apart; a real storm turns warm at once
+    }, d.sampling().activeMs);
+  }
+
+  function wakeAt(due: number): void {
+    if (due === recoveryDueNs) return;
+    recoveryDueNs = due;
+    if (recoveryTimer !== null) timers.clear(recoveryTimer);
+    recoveryTimer = null;
+    if (!Number.isFinite(due)) return;
+    // +1 ms: a timer may fire a fraction of a ms before the clock reaches the due time.
+    const inMs = Math.min(2 ** 31 - 1, Math.max(0, Math.ceil((due - clock.now()) / 1e6) + 1));
+    recoveryTimer = timers.set(() => {
+      recoveryTimer = null;
+      recoveryDueNs = Infinity;
+      d.onRecoveryDue();
+    }, inMs);
+  }
+
+  return {
+    start: loop,
+    stop() {
+      stopped = true;
+      if (timer !== null) timers.clear(timer);
+      if (recoveryTimer !== null) timers.clear(recoveryTimer);
+    },
+    runNow,
+    wakeAt,
+    useWaker: (w) => void (waker = w),
+    onWaker,
+    active: (t) => t < activeUntil,
+    idleMs,
+    measureRate() {
+      const now = clock.now();
+      stats.ticksPerSec = ((stats.ticks - rateFrom.ticks) * 1e9) / Math.max(1, now - rateFrom.at);
+      rateFrom = { ticks: stats.ticks, at: now };
+    },
+    stats,
+  };
+}

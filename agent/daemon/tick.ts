@@ -1,0 +1,116 @@
+import type { ActionRequest, ActionResult, FdbMove, JournalEvent, Policy, PortRates, TickFrame, Verdict } from '../types.js';
+import { initialDetectorState, step as detectStep } from '../detect/signature.js';
+import { breakerBusy, breakerStep, nextRecoveryNs, recoveryProbing, type BreakerState, type OperatorCommand } from '../breaker/state.js';
+import type { WatchedPorts } from './ports.js';
+
+// One tick of the pipeline, the way README draws it:
+//   sources -> rates -> detect -> breaker -> commands
+// No timers and no I/O: the sources are read through their one interface (watched.collect),
+// and what the breaker decides leaves through `out` (the executor, the recorder, reachability).
+// Every object here is made once and reused: a tick allocates nothing unless the breaker runs.
+
+export interface TickOutput {
+  /** Carry out a command; issuedNs is the tick of the verdict (the reaction time starts there). */
+  execute(cmd: ActionRequest, issuedNs: number): void;
+  record(e: JournalEvent): void;
+  /** After an automatic link-down: is the management path still there? */
+  verify(port: string): void;
+  /** The next automatic recovery probe is due at dueNs (monotonic; Infinity: none). */
+  recoveryDue(dueNs: number): void;
+}
+
+/** What arrived between ticks, for the breaker. Producers push; the tick empties it after use. */
+export interface Inbox {
+  results: ActionResult[];
+  operator: OperatorCommand[];
+  /** Automatic link-downs after which the management gateway did not answer. */
+  unreachable: Array<{ port: string; target: string }>;
+}
+
+/** What the scheduler needs from a tick (the same object every time). */
+export interface TickOutcome {
+  /** A port is warm or a verdict came: sample at the active rate for activeHoldMs. */
+  warm: boolean;
+  /** A recovery probe is running: sample at the active rate. */
+  probing: boolean;
+  /** How many verdicts the detector gave (tests and status). */
+  verdicts: number;
+}
+
+export interface PipelineTick {
+  readonly inbox: Inbox;
+  run(tNs: number): TickOutcome;
+  /** Run the breaker on every tick until tNs + settle (an action in flight or settling). */
+  busy(tNs: number): void;
+  breaker(): BreakerState;
+}
+
+export interface TickDeps {
+  watched: WatchedPorts;
+  policy(): Policy;
+  /** Wall clock, ms since the epoch: only for the `ts` of events. */
+  wallMs(): number;
+  out: TickOutput;
+  /** The breaker as the journal left it (tripped and held ports survive a restart). */
+  breaker: BreakerState;
+}
+
+const NO_MOVES: readonly FdbMove[] = Object.freeze([]);
+
+export function createTick(d: TickDeps): PipelineTick {
+  let det = initialDetectorState();
+  let brk = d.breaker;
+  let busyUntil = 0;
+  let recoveryDueNs = Infinity;
+  const inbox: Inbox = { results: [], operator: [], unreachable: [] };
+  const frame: TickFrame = { tNs: 0, fdbMoves: NO_MOVES, warm: false };
+  const tick: { tNs: number; ports: readonly PortRates[]; fdbMoves: readonly FdbMove[] } = { tNs: 0, ports: [], fdbMoves: NO_MOVES };
+  const input = { tNs: 0, wallMs: 0, verdicts: [] as readonly Verdict[], results: inbox.results, operator: inbox.operator, unreachable: inbox.unreachable };
+  const outcome: TickOutcome = { warm: false, probing: false, verdicts: 0 };
+
+  function runBreaker(t: number, policy: Policy): void {
+    input.tNs = t;
+    input.wallMs = d.wallMs();
+    const out = breakerStep(brk, input, d.watched.all(), policy);
+    brk = out.state;
+    inbox.results.length = 0;
+    inbox.operator.length = 0;
+    inbox.unreachable.length = 0;
+    // Act first, journal after: each journal line is fsync'd, and an escalation's event must not
+    // delay its link-down.
+    for (const c of out.commands) d.out.execute(c, t);
+    for (const e of out.events) d.out.record(e);
+    for (const port of out.verify) d.out.verify(port);
+    recoveryDueNs = nextRecoveryNs(brk);
+    d.out.recoveryDue(recoveryDueNs);
+  }
+
+  return {
+    inbox,
+    breaker: () => brk,
+    busy(tNs) {
+      busyUntil = tNs + (d.policy().breaker.settleMs + 50) * 1e6;
+    },
+    run(t) {
+      const policy = d.policy();
+      frame.tNs = t;
+      frame.warm = false;
+      frame.fdbMoves = NO_MOVES;
+      d.watched.collect(frame);
+      tick.tNs = t;
+      tick.ports = d.watched.rates();
+      tick.fdbMoves = frame.fdbMoves;
+      const v = detectStep(det, tick, d.watched.judged(), policy);
+      det = v.state;
+      d.watched.consume();
+      input.verdicts = v.verdicts;
+      const pending = inbox.results.length > 0 || inbox.operator.length > 0 || inbox.unreachable.length > 0;
+      // The breaker runs when there is something for it; otherwise a quiet tick ends here.
+      if (v.verdicts.length > 0 || pending || t < busyUntil || t >= recoveryDueNs || breakerBusy(brk, t)) runBreaker(t, policy);
+      outcome.warm = frame.warm || v.verdicts.length > 0;
+      outcome.probing = recoveryProbing(brk);
+      outcome.verdicts = v.verdicts.length;
+      return outcome;
+    },
+  };
+}

@@ -1,0 +1,95 @@
+import type { CounterReader, Counters, PortInfo, PortPolicy, PortRates, TickFrame, TickSource } from '../types.js';
+import { emptyCounters } from '../types.js';
+import { computeRates } from '../sample/rates.js';
+
+// The host's own watched ports as one TickSource: the counter readers (sysfs, packet) fill one
+// Counters per port in place, and each tick turns the last two into rates. Maps and arrays are
+// rebuilt only when the set of ports changes; a tick allocates nothing.
+
+export interface LocalSource extends TickSource {
+  /**
+   * Watch these ports (listed on the host, `policies` resolved by the policy). Readers are told
+   * every time (they reopen ports that failed or were recreated); the per-port state is rebuilt
+   * only when the list changed, and then what was added and removed is returned.
+   */
+  watch(next: readonly PortInfo[], policies: ReadonlyMap<string, PortPolicy>): { added: string[]; removed: string[] } | null;
+  /** The watched ports as listed on the host, in order. */
+  infos(): readonly PortInfo[];
+  /** A port's latest rates (valid or not), for status. */
+  lastRates(port: string): PortRates | undefined;
+}
+
+const NO_PORTS: ReadonlyMap<string, PortPolicy> = new Map();
+
+export function createLocalSource(readers: readonly CounterReader[], startNs: number): LocalSource {
+  let policies: ReadonlyMap<string, PortPolicy> = NO_PORTS;
+  let infos: PortInfo[] = [];
+  let prev = new Map<string, Counters>();
+  let cur = new Map<string, Counters>();
+  let rates: PortRates[] = [];
+  const lastRates = new Map<string, PortRates>();
+  let lastT = startNs;
+
+  return {
+    id: 'local',
+    ports: () => policies,
+    rates: () => rates,
+    fresh: () => true,
+    infos: () => infos,
+    lastRates: (port) => lastRates.get(port),
+
+    watch(next, resolved) {
+      const changed =
+        next.length !== infos.length ||
+        next.some((p, i) => p.name !== infos[i]!.name || p.bridge !== infos[i]!.bridge || p.ifindex !== infos[i]!.ifindex);
+      policies = resolved;
+      for (const r of readers) r.watch(next);
+      if (!changed) return null;
+      const added = next.filter((p) => !prev.has(p.name)).map((p) => p.name);
+      const removed = infos.filter((p) => !resolved.has(p.name)).map((p) => p.name);
+      infos = next.slice();
+      const np = new Map<string, Counters>();
+      const nc = new Map<string, Counters>();
+      for (const p of infos) {
+        np.set(p.name, prev.get(p.name) ?? emptyCounters());
+        nc.set(p.name, cur.get(p.name) ?? emptyCounters());
+      }
+      prev = np;
+      cur = nc;
+      rates = infos.map((p) => lastRates.get(p.name) ?? blankRates(p));
+      for (const r of rates) lastRates.set(r.port, r);
+      return { added, removed };
+    },
+
+    collect(f: TickFrame): void {
+      const t = f.tNs;
+      const dt = t - lastT;
+      lastT = t;
+      for (const c of cur.values()) c.ok = true;
+      for (const r of readers) r.read(cur);
+      for (let i = 0; i < infos.length; i++) {
+        const p = infos[i]!;
+        const r = computeRates(prev.get(p.name)!, cur.get(p.name)!, dt, p.name, p.bridge, rates[i]!);
+        const th = policies.get(p.name)?.thresholds;
+        if (th && r.valid) {
+          const m = Number.isFinite(r.floodPps) ? r.floodPps : r.rxPps * (th.clearPps / th.floodPps);
+          // Only flood traffic warms the sampler: a busy uplink's unicast must not keep it at 1 ms.
+          if (m >= th.clearPps) f.warm = true;
+        }
+      }
+      const swap = prev;
+      prev = cur;
+      cur = swap;
+    },
+
+    consume(): void {},
+
+    close(): void {
+      for (const r of readers) r.close();
+    },
+  };
+}
+
+function blankRates(p: PortInfo): PortRates {
+  return { port: p.name, bridge: p.bridge, dtMs: 0, rxPps: 0, txPps: 0, rxBps: 0, floodPps: NaN, bcastPps: NaN, valid: false };
+}

@@ -1,0 +1,209 @@
+import { describe, expect, it } from 'vitest';
+import { createScheduler, IDLE_MS_WITHOUT_TRIPWIRE, TRIPWIRE_BURST_MS, TRIPWIRE_REARM_MS, type Waker } from '../../agent/daemon/scheduler.js';
+import type { TickOutcome } from '../../agent/daemon/tick.js';
+import { testPolicy } from '../../agent/testing/policy.js';
+import { fakeTime } from '../helpers/fake-time.js';
+
+// The scheduler alone, with a fake clock and timers and a scripted tick: which periods it keeps,
+// when it goes fast and back, what the tripwire and a recovery timer do, and how lag is measured.
+
+const sampling = testPolicy().sampling; // idleMs 100, activeMs 1, activeHoldMs 2000
+
+function setup(o: { waker?: boolean; warmAt?: (ms: number) => boolean; probing?: () => boolean; throwAt?: (n: number) => boolean; workMs?: number; warmPps?: number } = {}) {
+  const time = fakeTime();
+  const t0 = time.nowMs();
+  const ticks: number[] = [];
+  const errors: string[] = [];
+  let recoveries = 0;
+  const outcome: TickOutcome = { warm: false, probing: false, verdicts: 0 };
+  const s = createScheduler({
+    clock: time.clock,
+    timers: time.timers,
+    sampling: () => sampling,
+    tick: (tNs) => {
+      const ms = tNs / 1e6 - t0;
+      ticks.push(ms);
+      if (o.throwAt?.(ticks.length)) throw new Error(`tick ${ticks.length} failed`);
+      if (o.workMs) time.spend(o.workMs);
+      outcome.warm = o.warmAt?.(ms) ?? false;
+      outcome.probing = o.probing?.() ?? false;
+      return outcome;
+    },
+    onError: (e) => errors.push(e.message),
+    onRecoveryDue: () => recoveries++,
+    warmPps: () => o.warmPps ?? 5000,
+  });
+  let count = 0;
+  let armed = false;
+  const waker: Waker & { fire(): void; add(n: number): void; arms: number } = {
+    arms: 0,
+    arm() {
+      armed = true;
+      waker.arms++;
+    },
+    get armed() {
+      return armed;
+    },
+    count: () => count,
+    fire() {
+      armed = false;
+      s.onWaker();
+    },
+    add(n: number) {
+      count += n;
+    },
+  };
+  if (o.waker !== false) s.useWaker(waker);
+  const gaps = (from: number, to: number): number[] => {
+    const w = ticks.filter((t) => t >= from && t <= to);
+    return w.slice(1).map((t, i) => Math.round((t - w[i]!) * 1000) / 1000);
+  };
+  return { time, s, ticks, errors, waker, gaps, recoveries: () => recoveries, t0 };
+}
+
+describe('scheduler periods', () => {
+  it('ticks every idleMs while quiet, from tick start to tick start (work does not stretch the period)', () => {
+    const { time, s, ticks, gaps } = setup({ workMs: 3 });
+    s.start();
+    time.advance(1000);
+    expect(ticks.length).toBe(11);
+    expect(new Set(gaps(0, 1000))).toEqual(new Set([100]));
+    expect(s.stats.periodMs).toBe(100);
+  });
+
+  it('without a tripwire the idle period is capped (nothing else wakes it early)', () => {
+    const { time, s, gaps } = setup({ waker: false });
+    s.start();
+    time.advance(100);
+    expect(new Set(gaps(0, 100))).toEqual(new Set([IDLE_MS_WITHOUT_TRIPWIRE]));
+    expect(s.idleMs()).toBe(IDLE_MS_WITHOUT_TRIPWIRE);
+  });
+
+  it('goes to activeMs on a warm tick, stays there activeHoldMs after the last one, then back to idle', () => {
+    // Warm from 300 ms to 500 ms.
+    const { time, s, gaps, ticks } = setup({ warmAt: (ms) => ms >= 300 && ms < 500 });
+    s.start();
+    time.advance(3500);
+    expect(new Set(gaps(0, 300))).toEqual(new Set([100]));
+    const firstWarm = ticks.find((t) => t >= 300)!;
+    expect(firstWarm).toBe(300);
+    // Fast from the first warm tick until activeHoldMs after the last warm one (~500 + 2000).
+    expect(new Set(gaps(firstWarm, 2499))).toEqual(new Set([sampling.activeMs]));
+    const lastFast = ticks.filter((t, i) => i > 0 && t - ticks[i - 1]! === sampling.activeMs).at(-1)!;
+    expect(lastFast).toBeGreaterThanOrEqual(2499);
+    expect(lastFast).toBeLessThanOrEqual(2501);
+    expect(new Set(gaps(2600, 3500))).toEqual(new Set([100]));
+    expect(s.stats.periodMs).toBe(100);
+  });
+
+  it('a recovery probe keeps the active rate while it runs, and only then', () => {
+    let probing = false;
+    const { time, s, gaps } = setup({ probing: () => probing });
+    s.start();
+    time.advance(200);
+    probing = true;
+    s.runNow();
+    time.advance(50);
+    expect(new Set(gaps(201, 250))).toEqual(new Set([sampling.activeMs]));
+    probing = false;
+    time.advance(300);
+    expect(new Set(gaps(260, 550))).toEqual(new Set([100]));
+  });
+
+  it('runNow runs a tick at once, and a failing tick is reported while the loop goes on', () => {
+    const { time, s, ticks, errors } = setup({ throwAt: (n) => n === 2 });
+    s.start();
+    time.advance(50);
+    s.runNow();
+    time.advance(0);
+    expect(ticks).toEqual([0, 50]);
+    expect(errors).toEqual(['tick 2 failed']);
+    time.advance(100);
+    expect(ticks).toEqual([0, 50, 150]);
+  });
+});
+
+describe('scheduler lag', () => {
+  it('measures how late a tick started against its period (event loop stalled 40 ms)', () => {
+    const { time, s } = setup();
+    s.start();
+    time.advance(250);
+    expect(s.stats.maxLagMs).toBe(0);
+    time.spend(90); // the event loop is busy until 340: the tick due at 300 starts 40 ms late
+    time.advance(0);
+    expect(s.stats.maxLagMs).toBeCloseTo(40, 6);
+    expect(s.stats.lastTickAt / 1e6).toBeCloseTo(time.nowMs(), 6);
+    time.advance(500); // on time again: the worst lag stays
+    expect(s.stats.maxLagMs).toBeCloseTo(40, 6);
+  });
+
+  it('counts ticks per second when asked', () => {
+    const { time, s } = setup();
+    s.start();
+    time.advance(1000);
+    s.measureRate();
+    expect(s.stats.ticks).toBe(11);
+    expect(s.stats.ticksPerSec).toBeCloseTo(11, 6);
+  });
+});
+
+describe('scheduler and the tripwire', () => {
+  it('a flood behind the tripwire starts per-port ticks at once, activeMs apart', () => {
+    const { time, s, ticks, waker } = setup();
+    s.start();
+    time.advance(20);
+    expect(waker.armed).toBe(true); // armed after the first idle tick
+    waker.fire();
+    waker.add(100); // 100 frames in activeMs = 100k pps, over the lowest falling edge (5000)
+    time.advance(1);
+    expect(ticks).toEqual([0, 21]);
+    time.advance(TRIPWIRE_BURST_MS);
+    expect(ticks.length).toBe(2 + TRIPWIRE_BURST_MS);
+    // Nothing warm came: back to idle after the burst, re-armed.
+    time.advance(200);
+    expect(ticks.filter((t) => t > 30 && t < 120)).toEqual([]);
+    expect(waker.armed).toBe(true);
+  });
+
+  it('chatter below the falling edge costs no tick and re-arms the tripwire after REARM_MS', () => {
+    const { time, s, ticks, waker } = setup();
+    s.start();
+    time.advance(20);
+    const armsBefore = waker.arms;
+    waker.fire();
+    waker.add(2); // 2 frames per ms = 2000 pps < 5000
+    time.advance(1);
+    expect(ticks).toEqual([0]);
+    expect(waker.armed).toBe(false);
+    time.advance(TRIPWIRE_REARM_MS);
+    expect(waker.armed).toBe(true);
+    expect(waker.arms).toBe(armsBefore + 1);
+    expect(ticks).toEqual([0]);
+  });
+});
+
+describe('scheduler recovery wake', () => {
+  it('wakes the breaker just after a recovery probe is due, once per due time', () => {
+    const { time, s, recoveries } = setup();
+    s.start();
+    s.wakeAt(time.clock.now() + 250e6);
+    s.wakeAt(time.clock.now() + 250e6); // same time: not armed twice
+    time.advance(250);
+    expect(recoveries()).toBe(0);
+    time.advance(1);
+    expect(recoveries()).toBe(1);
+    s.wakeAt(Infinity);
+    time.advance(1000);
+    expect(recoveries()).toBe(1);
+  });
+
+  it('stop clears every timer', () => {
+    const { time, s, ticks } = setup();
+    s.start();
+    s.wakeAt(time.clock.now() + 50e6);
+    s.stop();
+    time.advance(1000);
+    expect(ticks).toEqual([0]);
+    expect(time.pending()).toBe(0);
+  });
+});
