@@ -80,8 +80,19 @@ function vmNic(vmid: string, key: number, keys: readonly number[]): Result<[stri
 
 const map = <T>(r: Result<T>, f: (v: T) => string[]): Result<string[]> => (r.ok ? ok(f(r.value)) : r);
 
+/** The operations that change the host (the rest only read it). */
+type ChangeOpName = 'nic-down' | 'nic-up' | 'portgroup-quarantine' | 'portgroup-restore-vlan' | 'vm-nic-disconnect' | 'vm-nic-connect';
+type ChangeOp = Extract<EsxOp, { op: ChangeOpName }>;
+type ReadOp = Exclude<EsxOp, ChangeOp>;
+const CHANGE_OPS: ReadonlySet<string> = new Set<ChangeOpName>(['nic-down', 'nic-up', 'portgroup-quarantine', 'portgroup-restore-vlan', 'vm-nic-disconnect', 'vm-nic-connect']);
+
 /** The argv for one operation, or why not. Pure: no I/O, never throws. */
 export function toArgv(op: EsxOp): Result<string[]> {
+  return CHANGE_OPS.has(op.op) ? changeArgv(op as ChangeOp) : readArgv(op as ReadOp);
+}
+
+/** Reads: counters, inventory, policies. */
+function readArgv(op: ReadOp): Result<string[]> {
   switch (op.op) {
     /**
      * Counters of one physical NIC (23 lines, nic-stats.ts).
@@ -178,6 +189,12 @@ export function toArgv(op: EsxOp): Result<string[]> {
         ? ok(['esxcli', 'system', 'settings', 'advanced', 'list', '-o', op.path])
         : fail(`advanced option ${show(String(op.path))} is not one the agent reads (${ADVANCED_PATHS.join(', ')})`);
 
+  }
+}
+
+/** Changes: shut or bring up a NIC, quarantine or restore a port group, cut or reconnect a vNIC. */
+function changeArgv(op: ChangeOp): Result<string[]> {
+  switch (op.op) {
     /**
      * Administratively shut a physical NIC: every vSwitch teamed on it fails over or loses it.
      * Source: vSphere CLI Concepts and Examples (ESXi 5.0) "Bring down one of the uplink adapters":

@@ -1,30 +1,16 @@
 // One ESXi host in the daemon: its SSH session, its inventory, its watched ports and their rates.
 // The daemon sees ports and rates like local ones; what differs is timing (a block of counters
 // every sampleMs, each interval measured on arrival) and that nothing here is judged when stale.
-import type { ActionRequest, ActionResult, Counters, EsxiActionRecord, EsxiHostPolicy, Policy, PortPolicy, PortRates, TickSource } from '../types.js';
-import { emptyCounters } from '../types.js';
-import { computeRates } from '../sample/rates.js';
+import type { ActionRequest, ActionResult, EsxiActionRecord, EsxiHostPolicy, Policy, PortPolicy, PortRates, TickSource } from '../types.js';
 import type { EsxInventory } from './inventory.js';
 import { readInventory } from './read-inventory.js';
-import { judgeBroadcast, sectionCounters, streamItems, toCounters, watchedPorts, type BroadcastJudgement, type EsxPort } from './ports.js';
+import { streamItems, watchedPorts } from './ports.js';
+import { hostRates, type HostRates } from './host-rates.js';
 import { startSession, type RemoteExec, type Session, type SessionState, type SessionStatus } from './session.js';
 import type { Block } from './stream.js';
 
 /** Re-read the host's inventory this often (VMs come and go, vNICs reconnect). */
 const INVENTORY_REFRESH_MS = 30_000;
-
-interface Track {
-  port: EsxPort;
-  prev: Counters;
-  cur: Counters;
-  prevNs: number;
-  rates: PortRates;
-  bcast: BroadcastJudgement | undefined;
-  lastError: string | null;
-  /** tx broadcast + multicast of the previous and this block (NaN: not counted or not trusted). */
-  txFloodPrev: number;
-  txFloodCur: number;
-}
 
 export interface EsxHostStatus {
   host: string;
@@ -93,18 +79,13 @@ export interface EsxHostHooks {
 }
 
 export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: number, hooks: EsxHostHooks): EsxHost {
-  let tracks: Track[] = [];
-  let byItem = new Map<string, Track>();
-  let portMap = new Map<string, PortPolicy>();
-  let rateList: PortRates[] = [];
+  const log = hooks.log;
+  const rates = hostRates(host, log);
   let missing: string[] = [];
   let inventory: EsxInventory | null = null;
   let problems: string[] = [];
   let live = false;
   let refreshTimer: NodeJS.Timeout | null = null;
-  // Arrival times (ms) of the last blocks: samples per second over the last few seconds.
-  const arrivals: number[] = [];
-  const shown = new Map<string, { rxPps: number; txPps: number; floodPps: number }>();
   let ratesAtNs = 0;
   /** Rates of a block not yet seen by the detector: consume() has work only then (it runs every tick). */
   let unconsumed = false;
@@ -115,25 +96,10 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
   // ...and until that purely post-action rate exists, the host's ports are not judged at all: the
   // breaker's settle must not find the pre-action hot state and escalate on it.
   let awaitingPost = false;
-  const log = hooks.log;
-
-  function setPorts(ports: EsxPort[]): void {
-    const old = new Map(tracks.map((t) => [t.port.name, t]));
-    tracks = ports.map((p) => {
-      const o = old.get(p.name);
-      // Same port, same counter source: keep its counters (a new vSwitch port ID starts over).
-      if (o && o.port.id === p.id) return { ...o, port: p };
-      return { port: p, prev: emptyCounters(), cur: emptyCounters(), prevNs: 0, rates: blankRates(p), bcast: undefined, lastError: null, txFloodPrev: NaN, txFloodCur: NaN };
-    });
-    byItem = new Map(tracks.map((t) => [`${t.port.kind}:${t.port.id}`, t]));
-    portMap = new Map(tracks.map((t) => [t.port.name, t.port.policy]));
-    rateList = tracks.map((t) => t.rates);
-    hooks.onPortsChanged();
-  }
 
   async function refresh(exec: Session['exec']): Promise<boolean> {
     // VMs already watched stay read: one cut down to a single connected vNIC must stay restorable.
-    const alsoVms = [...new Set(tracks.map((t) => t.port.vm).filter((v): v is string => v !== undefined))];
+    const alsoVms = [...new Set(rates.ports().map((p) => p.vm).filter((v): v is string => v !== undefined))];
     const r = await readInventory(exec, { host: host.name, onlyPortgroups: host.portgroups, bridgeSuspects: host.watchBridgingVms, alsoVms });
     inventory = r.inventory;
     problems = r.problems;
@@ -142,50 +108,22 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
     const w = watchedPorts(policy, host, r.inventory);
     if (w.missing.join() !== missing.join()) log.warn({ component: 'esxi', host: host.name, missing: w.missing }, 'the policy names things this host does not have: not watched');
     missing = w.missing;
-    const changed = w.ports.length !== tracks.length || w.ports.some((p, i) => p.name !== tracks[i]!.port.name || p.id !== tracks[i]!.port.id);
-    if (changed) setPorts(w.ports);
-    return changed;
+    if (rates.same(w.ports)) return false;
+    rates.set(w.ports);
+    hooks.onPortsChanged();
+    return true;
   }
 
   function onBlock(b: Block, tNs: number): void {
-    arrivals.push(tNs / 1e6);
-    if (arrivals.length > 50) arrivals.shift();
+    rates.arrived(tNs);
     if (b.tick <= ignoreThroughTick) return;
     if (rebase) {
       rebase = false;
-      for (const t of tracks) t.prevNs = 0;
+      rates.forgetBaselines();
     } else if (awaitingPost) {
       awaitingPost = false;
     }
-    for (const s of b.sections) {
-      const t = byItem.get(`${s.kind}:${s.id}`);
-      if (!t) continue;
-      const raw = sectionCounters(s, host.counters);
-      t.txFloodCur = NaN;
-      if (!raw.ok) {
-        t.cur.ok = false;
-        if (t.lastError !== raw.error) log.warn({ component: 'esxi', host: host.name, port: t.port.name, err: raw.error }, 'counter read failed');
-        t.lastError = raw.error;
-      } else {
-        const j = judgeBroadcast(t.bcast, raw.value);
-        if (t.bcast?.reason !== j.reason && (!j.usable || !t.bcast?.usable)) log.info({ component: 'esxi', host: host.name, port: t.port.name, broadcast: j.reason }, 'broadcast counter judged');
-        t.bcast = j;
-        toCounters(raw.value, j, t.cur);
-        // A driver that counts no rx broadcast counts no tx broadcast either (KB 341594's vmnic2).
-        if (j.usable) t.txFloodCur = raw.value.txBroadcast + (Number.isFinite(raw.value.txMulticast) ? raw.value.txMulticast : 0);
-        t.lastError = null;
-      }
-      const dtNs = t.prevNs === 0 ? NaN : tNs - t.prevNs;
-      computeRates(t.prev, t.cur, dtNs, t.port.name, t.port.bridge, t.rates);
-      const dTxFlood = t.txFloodCur - t.txFloodPrev;
-      t.rates.txFloodPps = t.rates.valid && dTxFlood >= 0 ? (dTxFlood * 1e9) / dtNs : NaN;
-      t.txFloodPrev = t.txFloodCur;
-      if (t.rates.valid) shown.set(t.port.name, { rxPps: t.rates.rxPps, txPps: t.rates.txPps, floodPps: t.rates.floodPps });
-      const swap = t.prev;
-      t.prev = t.cur;
-      t.cur = swap;
-      t.prevNs = tNs;
-    }
+    rates.block(b, tNs);
     ratesAtNs = tNs;
     unconsumed = true;
     hooks.onRates();
@@ -196,7 +134,7 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
     live = s === 'streaming';
     const level = s === 'refused' ? 'error' : s === 'stale' || s === 'backoff' ? 'warn' : 'info';
     log[level]({ component: 'esxi', host: host.name, state: s, why }, `ESXi host ${host.name}: ${s}`);
-    if (!live) for (const t of tracks) t.prevNs = 0; // never diff across a gap
+    if (!live) rates.forgetBaselines(); // never diff across a gap
     if (was !== live) hooks.onPortsChanged();
   }
 
@@ -206,12 +144,8 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
       async prepare(exec) {
         await refresh(exec);
         if (refreshTimer) clearInterval(refreshTimer);
-        refreshTimer = setInterval(() => {
-          refresh(session.exec)
-            .then((changed) => changed && session.restream('the watched ports changed'))
-            .catch((e: Error) => log.warn({ component: 'esxi', host: host.name, err: e.message }, 'inventory refresh failed'));
-        }, INVENTORY_REFRESH_MS);
-        return streamItems(host, tracks.map((t) => t.port));
+        refreshTimer = setInterval(() => refreshStream('the watched ports changed'), INVENTORY_REFRESH_MS);
+        return streamItems(host, rates.ports());
       },
       onBlock,
       onState,
@@ -225,15 +159,15 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
     collect: () => {},
     close: () => stopHost(),
     inventory: () => inventory,
-    ports: () => portMap,
+    ports: rates.policies,
     live: () => live,
     fresh: (nowNs) => live && !awaitingPost && ratesAtNs > 0 && nowNs - ratesAtNs <= host.staleMs * 1e6,
-    rates: () => rateList,
-    shownRates: () => shown,
+    rates: rates.rates,
+    shownRates: () => rates.shown,
     consume(): void {
       if (!unconsumed) return;
       unconsumed = false;
-      for (const r of rateList) r.valid = false;
+      for (const r of rates.rates()) r.valid = false;
     },
     async act(req, previous) {
       const r = await hooks.act(req, { host, inventory, exec: session.exec, retries, ...(previous ? { previous } : {}) });
@@ -243,40 +177,20 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
       // What the host now has (a disconnected vNIC leaves its port) decides what is streamed, but
       // only once the breaker has judged the action: restarting the stream leaves a gap in the
       // counters, and the settle that decides on escalation needs fresh blocks, not a gap.
-      setTimeout(() => {
-        refresh(session.exec)
-          .then((changed) => changed && session.restream(`after ${req.kind} of ${req.port}`))
-          .catch((e: Error) => log.warn({ component: 'esxi', host: host.name, err: e.message }, 'inventory refresh failed'));
-      }, 3 * host.sampleMs + 1000).unref();
+      setTimeout(() => refreshStream(`after ${req.kind} of ${req.port}`), 3 * host.sampleMs + 1000).unref();
       return r;
     },
-    status(): EsxHostStatus {
-      const now = performance.now();
-      const nowMs = Number(process.hrtime.bigint()) / 1e6;
-      const recent = arrivals.filter((t) => nowMs - t <= 5000);
-      const perSec = recent.length >= 2 ? ((recent.length - 1) * 1000) / (recent.at(-1)! - recent[0]!) : 0;
-      return {
-        host: host.name,
-        address: host.address,
-        session: session.status(),
-        live,
-        ports: tracks.map((t) => ({
-          port: t.port.name,
-          kind: t.port.kind,
-          id: t.port.id,
-          ...(t.port.vm ? { vm: t.port.vm, portgroup: t.port.portgroup!, watched: t.port.watched! } : {}),
-          broadcast: t.bcast ? t.bcast.reason : 'no sample yet',
-          lastError: t.lastError,
-        })),
-        missing,
-        inventoryProblems: problems,
-        inventoryAgeMs: inventory ? Math.round(now - inventory.readAtMs) : null,
-        samplesPerSec: Math.round(perSec * 10) / 10,
-      };
-    },
+    status: () => hostStatus(host, session, live, rates, { missing, problems, inventory }),
     drop: (why) => session.drop(why),
     stop: stopHost,
   };
+
+  /** Read the inventory again; stream anew when the watched ports changed. */
+  function refreshStream(why: string): void {
+    refresh(session.exec)
+      .then((changed) => changed && session.restream(why))
+      .catch((e: Error) => log.warn({ component: 'esxi', host: host.name, err: e.message }, 'inventory refresh failed'));
+  }
 
   async function stopHost(): Promise<void> {
     if (refreshTimer) clearInterval(refreshTimer);
@@ -284,6 +198,30 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
   }
 }
 
-function blankRates(p: EsxPort): PortRates {
-  return { port: p.name, bridge: p.bridge, dtMs: 0, rxPps: 0, txPps: 0, rxBps: 0, floodPps: 0, bcastPps: 0, valid: false };
+function hostStatus(
+  host: EsxiHostPolicy,
+  session: Session,
+  live: boolean,
+  rates: HostRates,
+  o: { missing: string[]; problems: string[]; inventory: EsxInventory | null },
+): EsxHostStatus {
+  const now = performance.now();
+  return {
+    host: host.name,
+    address: host.address,
+    session: session.status(),
+    live,
+    ports: rates.portStatus().map(({ port: p, broadcast, lastError }) => ({
+      port: p.name,
+      kind: p.kind,
+      id: p.id,
+      ...(p.vm ? { vm: p.vm, portgroup: p.portgroup!, watched: p.watched! } : {}),
+      broadcast,
+      lastError,
+    })),
+    missing: o.missing,
+    inventoryProblems: o.problems,
+    inventoryAgeMs: o.inventory ? Math.round(now - o.inventory.readAtMs) : null,
+    samplesPerSec: Math.round(rates.samplesPerSec(Number(process.hrtime.bigint()) / 1e6) * 10) / 10,
+  };
 }

@@ -1,6 +1,7 @@
 // Identifiers that reach ESXi argv. Reject, don't sanitise: a name either passes these checks and
 // (where the host can tell us) appears in what the host itself lists, or nothing runs.
 import { fail, ok, show, type Result } from './result.js';
+import { checkPortgroupName } from '../host/names.js';
 
 /** Physical NIC names as ESXi prints them (vmnic0 ... vmnic9999). */
 const VMNIC = /^vmnic[0-9]{1,4}$/;
@@ -9,45 +10,8 @@ export function isVmnic(name: unknown): name is string {
   return typeof name === 'string' && VMNIC.test(name);
 }
 
-/**
- * Port group and vSwitch names ("network labels").
- *
- * What ESXi allows is not documented as a character set. What is known:
- * - spaces are normal ("VM Network", "Management Network" are ESXi defaults; every fixture here);
- * - parentheses, '%', '\', '[ ]' and '/' occur in real vCenter labels (nsidc/vagrant-vsphere#200,
- *   ansible-collections/community.vmware#1361, vmware/terraform-provider-vsphere#330,
- *   hashicorp/terraform#16111), but ESXi 7.0.2 refuses '/' in a vSwitch name
- *   (ansible-collections/community.vmware#889, #950).
- *
- * What this agent accepts, and why:
- * - printable ASCII only (0x20-0x7E): control characters (newline above all) would split one name
- *   into two lines of a table or a log; non-ASCII is refused because esxcli pads table columns and
- *   nothing here verifies whether it counts bytes or characters (a multi-byte name could shift the
- *   columns we slice by), and look-alike characters would make the journal lie;
- * - no quote, backquote, backslash or '$': the agent reaches ESXi over SSH, whose remote side is a
- *   shell command line. The SSH layer must quote every argv element anyway; refusing the characters
- *   that break quoting when it is done wrong costs nothing on real hosts (none of the public
- *   outputs we have uses them) and removes the injection class entirely;
- * - no ',': `esxcli network vswitch standard list` joins port groups with ", " and
- *   `esxcli network vm list` does the same, so a name with a comma cannot be mapped back;
- * - no leading or trailing space (table cells are trimmed, so such a name cannot round-trip), no
- *   leading '-' (would read as an option if ever passed as a separate argv element);
- * - at most 255 characters: no documented limit was found; the bound only keeps garbage out.
- * A name refused here makes the agent refuse to act on that port group and say why: the safe
- * direction (an operator renames or lists it as protected), never a silent wrong target.
- */
-const LABEL_FORBIDDEN = /['"`\\$,]/;
-
-export function checkPortgroupName(name: unknown): string | null {
-  if (typeof name !== 'string') return 'not a string';
-  if (name.length === 0) return 'empty';
-  if (name.length > 255) return 'longer than 255 characters';
-  if (!/^[\x20-\x7e]+$/.test(name)) return 'contains a control or non-ASCII character';
-  if (LABEL_FORBIDDEN.test(name)) return 'contains one of \' " ` \\ $ ,';
-  if (name !== name.trim()) return 'has leading or trailing spaces';
-  if (name.startsWith('-')) return "starts with '-'";
-  return null;
-}
+// Port group and vSwitch labels: the rules live in host/names.ts (the policy checks them too).
+export { checkPortgroupName };
 
 export function isPortgroupName(name: unknown): name is string {
   return checkPortgroupName(name) === null;

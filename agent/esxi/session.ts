@@ -108,23 +108,14 @@ export function startSession(opts: SessionOptions, hooks: SessionHooks): Session
   let state: SessionState = 'connecting';
   let since = Date.now();
   let master: ChildProcess | null = null;
-  let stream: ChildProcess | null = null;
   let masterUp = false;
-  let pace: NodeJS.Timeout | null = null;
   let retry: NodeJS.Timeout | null = null;
   let backoffMs = BACKOFF_MIN_MS;
   let streamingSince = 0;
   let generation = 0;
-  let streamGen = 0;
-  let tick = 0;
-  let waiting: { tick: number; sentNs: number } | null = null;
-  let lastBlockNs = 0;
-  let blocks = 0;
-  let late = 0;
   let connects = 0;
   let lastError: string | null = null;
   let lastFailure: SshFailure | null = null;
-  const rtts: number[] = [];
   let stopped = false;
   const children = new Set<ChildProcess>();
 
@@ -140,14 +131,28 @@ export function startSession(opts: SessionOptions, hooks: SessionHooks): Session
     return runSsh(ssh, sessionArgv(opts, ctl, remoteLine(argv)).slice(1), timeoutMs, children);
   };
 
+  const streamer = createStreamer({
+    opts,
+    ssh,
+    ctl,
+    hooks,
+    children,
+    exec,
+    current: (gen) => gen === generation,
+    state: () => state,
+    streaming(now) {
+      if (!streamingSince) streamingSince = now;
+      setState('streaming', `counters arriving from ${opts.name}`);
+    },
+    setState,
+    teardown,
+  });
+
   function teardown(why: string, failure: SshFailure | null): void {
     generation++;
     masterUp = false;
-    waiting = null;
-    if (pace) clearInterval(pace);
-    pace = null;
-    for (const c of [stream, master]) if (c && c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    stream = null;
+    streamer.halt();
+    if (master && master.exitCode === null && master.signalCode === null) master.kill('SIGKILL');
     master = null;
     if (stopped) return;
     lastError = why;
@@ -169,20 +174,7 @@ export function startSession(opts: SessionOptions, hooks: SessionHooks): Session
     connects++;
     setState('connecting', `connecting to ${opts.user}@${opts.address}:${opts.port}`);
     rmSync(ctl, { force: true });
-    // stdin stays open (a pipe nobody writes to) for as long as this process lives: see masterArgv.
-    const m = spawn(ssh, masterArgv(opts, ctl).slice(1), { stdio: ['pipe', 'ignore', 'pipe'] });
-    m.stdin!.on('error', () => undefined);
-    master = m;
-    children.add(m);
-    let err = '';
-    m.stderr!.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-4000)));
-    m.on('error', (e) => gen === generation && teardown(`ssh master: ${e.message}`, 'other'));
-    m.on('exit', (code, sig) => {
-      children.delete(m);
-      if (gen !== generation) return;
-      const f = classifySshError(err, code);
-      teardown(`ssh master exited (${code ?? sig}): ${err.trim().split('\n').pop() || f}`, f);
-    });
+    master = spawnMaster(ssh, opts, ctl, children, (why, f) => gen === generation && teardown(why, f));
     // The control socket appears once authentication succeeded.
     const deadline = Date.now() + opts.connectTimeoutMs + 1000;
     const poll = setInterval(() => {
@@ -190,7 +182,7 @@ export function startSession(opts: SessionOptions, hooks: SessionHooks): Session
       if (existsSync(ctl)) {
         clearInterval(poll);
         masterUp = true;
-        void startStream(gen);
+        void streamer.start(gen);
       } else if (Date.now() > deadline) {
         clearInterval(poll);
         teardown(`no connection within ${opts.connectTimeoutMs} ms`, 'timeout');
@@ -198,32 +190,136 @@ export function startSession(opts: SessionOptions, hooks: SessionHooks): Session
     }, 10);
   }
 
-  async function startStream(gen: number): Promise<void> {
+  connect();
+
+  return {
+    exec,
+    sentTick: streamer.sentTick,
+    status: (): SessionStatus => ({ state, since, ...streamer.counts(), connects, lastError, lastFailure }),
+    drop(why: string): void {
+      if (!stopped) teardown(why, null);
+    },
+    restream(why: string): void {
+      if (stopped || !masterUp) return;
+      hooks.warn({ host: opts.name, why }, 'restarting the counter stream');
+      streamer.restart(generation);
+    },
+    async stop(): Promise<void> {
+      stopped = true;
+      if (retry) clearTimeout(retry);
+      teardown('stopping', null);
+      state = 'stopped';
+      await killAll(children);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The ControlMaster; its end (classified) is reported through `gone`. */
+function spawnMaster(ssh: string, opts: SessionOptions, ctl: string, children: Set<ChildProcess>, gone: (why: string, f: SshFailure) => void): ChildProcess {
+  // stdin stays open (a pipe nobody writes to) for as long as this process lives: see masterArgv.
+  const m = spawn(ssh, masterArgv(opts, ctl).slice(1), { stdio: ['pipe', 'ignore', 'pipe'] });
+  m.stdin!.on('error', () => undefined);
+  children.add(m);
+  let err = '';
+  m.stderr!.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-4000)));
+  m.on('error', (e) => gone(`ssh master: ${e.message}`, 'other'));
+  m.on('exit', (code, sig) => {
+    children.delete(m);
+    const f = classifySshError(err, code);
+    gone(`ssh master exited (${code ?? sig}): ${err.trim().split('\n').pop() || f}`, f);
+  });
+  return m;
+}
+
+/** Kill every child and wait for them (at most 2 s). */
+async function killAll(children: ReadonlySet<ChildProcess>): Promise<void> {
+  const waits = [...children].map((c) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r()))));
+  for (const c of children) c.kill('SIGKILL');
+  await Promise.race([Promise.all(waits), new Promise((r) => setTimeout(r, 2000))]);
+}
+
+interface StreamerDeps {
+  opts: SessionOptions;
+  ssh: string;
+  ctl: string;
+  hooks: SessionHooks;
+  children: Set<ChildProcess>;
+  exec: RemoteExec;
+  /** Is this connection generation still the live one? */
+  current(gen: number): boolean;
+  state(): SessionState;
+  /** A block arrived: the session is streaming. */
+  streaming(nowNs: number): void;
+  setState(s: SessionState, why: string): void;
+  teardown(why: string, failure: SshFailure | null): void;
+}
+
+/**
+ * The paced counter stream on a connection: one tick written every sampleMs (at most one
+ * outstanding: never queue work on a slow host), each answered by a block; stale when blocks
+ * stop, torn down when they stay away.
+ */
+function createStreamer(d: StreamerDeps) {
+  const { opts, hooks } = d;
+  let stream: ChildProcess | null = null;
+  let pace: NodeJS.Timeout | null = null;
+  let streamGen = 0;
+  let tick = 0;
+  let waiting: { tick: number; sentNs: number } | null = null;
+  let lastBlockNs = 0;
+  let blocks = 0;
+  let late = 0;
+  const rtts: number[] = [];
+
+  function halt(): void {
+    waiting = null;
+    if (pace) clearInterval(pace);
+    pace = null;
+    if (stream && stream.exitCode === null && stream.signalCode === null) stream.kill('SIGKILL');
+    stream = null;
+  }
+
+  async function start(gen: number): Promise<void> {
     const sg = ++streamGen;
     let items: StreamItem[];
     try {
-      items = await hooks.prepare(exec);
+      items = await hooks.prepare(d.exec);
     } catch (e) {
-      if (gen === generation) teardown(`reading the host failed: ${(e as Error).message}`, 'other');
+      if (d.current(gen)) d.teardown(`reading the host failed: ${(e as Error).message}`, 'other');
       return;
     }
-    if (gen !== generation || sg !== streamGen) return;
-    if (items.length === 0) return teardown('nothing to watch on the host', 'other');
+    const live = (): boolean => d.current(gen) && sg === streamGen;
+    if (!live()) return;
+    if (items.length === 0) return d.teardown('nothing to watch on the host', 'other');
     const nonce = randomBytes(8).toString('hex');
-    const parser = createStreamParser(nonce);
-    const s = spawn(ssh, sessionArgv(opts, ctl, streamScript(nonce, items)).slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    const s = spawn(d.ssh, sessionArgv(opts, d.ctl, streamScript(nonce, items)).slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
     stream = s;
-    children.add(s);
+    d.children.add(s);
     let err = '';
-    let beginNs = 0;
-    s.stderr!.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-4000)));
+    s.stderr!.setEncoding('utf8').on('data', (x: string) => (err = (err + x).slice(-4000)));
     s.stdin!.on('error', () => undefined); // EPIPE when the session dies: the exit handler reports it
-    s.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      if (gen !== generation || sg !== streamGen) return;
+    s.stdout!.setEncoding('utf8').on('data', receiver(createStreamParser(nonce), live));
+    s.on('exit', (code, sig) => {
+      d.children.delete(s);
+      if (!live()) return;
+      d.teardown(`counter stream ended (${code ?? sig}): ${err.trim().split('\n').pop() || 'no message'}`, classifySshError(err, code));
+    });
+    lastBlockNs = hrNs();
+    if (pace) clearInterval(pace);
+    waiting = null;
+    pace = setInterval(() => paceTick(live), opts.sampleMs);
+  }
+
+  /** Stream output -> blocks; each block's time is when its begin marker arrived. */
+  function receiver(parser: ReturnType<typeof createStreamParser>, live: () => boolean): (data: string) => void {
+    let beginNs = 0;
+    return (data) => {
+      if (!live()) return;
       const now = hrNs();
       // The begin marker is written just before the first counter is read remotely.
       if (beginNs === 0) beginNs = now;
-      for (const b of parser.feed(d)) {
+      for (const b of parser.feed(data)) {
         blocks++;
         lastBlockNs = now;
         if (waiting && b.tick === waiting.tick) {
@@ -231,82 +327,48 @@ export function startSession(opts: SessionOptions, hooks: SessionHooks): Session
           if (rtts.length > 64) rtts.shift();
           waiting = null;
         }
-        if (state !== 'streaming') {
-          if (!streamingSince) streamingSince = now;
-          setState('streaming', `counters arriving from ${opts.name}`);
-        }
+        if (d.state() !== 'streaming') d.streaming(now);
         hooks.onBlock(b, beginNs);
         beginNs = 0;
       }
       const noise = parser.takeNoise();
       if (noise.length > 0) hooks.warn({ host: opts.name, noise: noise.slice(0, 5) }, 'unexpected output in the counter stream');
-    });
-    s.on('exit', (code, sig) => {
-      children.delete(s);
-      if (gen !== generation || sg !== streamGen) return;
-      teardown(`counter stream ended (${code ?? sig}): ${err.trim().split('\n').pop() || 'no message'}`, classifySshError(err, code));
-    });
-    lastBlockNs = hrNs();
-    if (pace) clearInterval(pace);
-    waiting = null;
-    pace = setInterval(() => {
-      if (gen !== generation || sg !== streamGen || !stream) return;
-      const now = hrNs();
-      const age = (now - lastBlockNs) / 1e6;
-      if (age > opts.staleMs && state === 'streaming') setState('stale', `no counters from ${opts.name} for ${Math.round(age)} ms`);
-      // Give up on the connection once it has been stale for long: reconnecting is cheaper than hoping.
-      if (age > Math.max(3 * opts.staleMs, 3000)) return teardown(`no counters for ${Math.round(age)} ms`, 'timeout');
-      if (waiting) {
-        late++;
-        return; // one tick outstanding at most: never queue work on a slow host
-      }
-      waiting = { tick: ++tick, sentNs: now };
-      stream.stdin!.write(`${tick}\n`);
-    }, opts.sampleMs);
+    };
   }
 
-  connect();
+  function paceTick(live: () => boolean): void {
+    if (!live() || !stream) return;
+    const now = hrNs();
+    const age = (now - lastBlockNs) / 1e6;
+    if (age > opts.staleMs && d.state() === 'streaming') d.setState('stale', `no counters from ${opts.name} for ${Math.round(age)} ms`);
+    // Give up on the connection once it has been stale for long: reconnecting is cheaper than hoping.
+    if (age > Math.max(3 * opts.staleMs, 3000)) return d.teardown(`no counters for ${Math.round(age)} ms`, 'timeout');
+    if (waiting) {
+      late++;
+      return; // one tick outstanding at most: never queue work on a slow host
+    }
+    waiting = { tick: ++tick, sentNs: now };
+    stream.stdin!.write(`${tick}\n`);
+  }
 
   return {
-    exec,
+    start,
+    halt,
+    /** Start the stream again on the same connection (prepare() runs again: new items). */
+    restart(gen: number): void {
+      streamGen++;
+      halt();
+      void start(gen);
+    },
     sentTick: () => tick,
-    status(): SessionStatus {
+    counts() {
       const sorted = [...rtts].sort((a, b) => a - b);
       return {
-        state,
-        since,
         lastBlockAgeMs: blocks > 0 ? Math.round((hrNs() - lastBlockNs) / 1e6) : null,
         blocks,
         late,
-        connects,
-        lastError,
-        lastFailure,
         roundTripMs: sorted.length ? sorted[Math.floor(sorted.length / 2)]! : null,
       };
-    },
-    drop(why: string): void {
-      if (!stopped) teardown(why, null);
-    },
-    restream(why: string): void {
-      if (stopped || !masterUp) return;
-      streamGen++;
-      if (pace) clearInterval(pace);
-      pace = null;
-      const old = stream;
-      stream = null;
-      if (old && old.exitCode === null) old.kill('SIGKILL');
-      hooks.warn({ host: opts.name, why }, 'restarting the counter stream');
-      void startStream(generation);
-    },
-    async stop(): Promise<void> {
-      stopped = true;
-      if (retry) clearTimeout(retry);
-      teardown('stopping', null);
-      state = 'stopped';
-      const waits = [...children].map((c) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r()))));
-      for (const c of children) c.kill('SIGKILL');
-      await Promise.race([Promise.all(waits), new Promise((r) => setTimeout(r, 2000))]);
-      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import { isIP } from 'node:net';
+import { isLoopbackHost } from '../host/address.js';
 import type { Role } from '../types.js';
 import type { PortStatusRow, StatusAnswer } from '../control/protocol.js';
 import type { EsxHostStatus } from '../esxi/host.js';
@@ -177,14 +177,7 @@ export class MetricsConfigError extends Error {
   readonly code = 'E_METRICS_HOST';
 }
 
-/** Loopback literals only: a name could resolve anywhere, and 0.0.0.0 is every interface. */
-export function isLoopbackHost(host: string): boolean {
-  if (host === 'localhost') return true;
-  const fam = isIP(host);
-  if (fam === 4) return host.split('.')[0] === '127';
-  if (fam === 6) return host === '::1' || host === '0:0:0:0:0:0:0:1';
-  return false;
-}
+export { isLoopbackHost };
 
 export interface MetricsServerOptions {
   host: string;

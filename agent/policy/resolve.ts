@@ -27,82 +27,19 @@ export function resolvePolicy(input: PolicyInput, file: string, hash: string): R
   const ruleBad = (rule: RuleInput, field: string): boolean => isBad(input.badByFile?.get(rule.file) ?? input.bad, field);
   // Load order of a value's file; 0 for a single file, where every value shares the file.
   const order = (l: Located<unknown>): number => input.files?.indexOf(l.file) ?? 0;
+  const cx: Cx = { input, err, bad, ruleBad, order };
 
   if (!input.version && !bad('version')) {
     err('E_POLICY_MISSING', { ...input.root, file: input.file, field: 'version' }, 'required: add `version: 1` at the top');
   }
 
   const D = POLICY_DEFAULTS;
-  const sampling = {
-    idleMs: input.sampling.idleMs?.value ?? D.sampling.idleMs,
-    activeMs: input.sampling.activeMs?.value ?? D.sampling.activeMs,
-    activeHoldMs: input.sampling.activeHoldMs?.value ?? D.sampling.activeHoldMs,
-    realtimePriority: input.sampling.realtimePriority?.value ?? D.sampling.realtimePriority,
-  };
-  // Sampling faster while quiet than while warm is backwards: the active rate is the one that
-  // bounds reaction time.
-  if (!bad('sampling.idleMs') && !bad('sampling.activeMs') && sampling.activeMs > sampling.idleMs) {
-    const { activeMs, idleMs } = input.sampling;
-    // Blame activeMs, unless idleMs was written in a later file of a directory: that file made the conflict.
-    if (activeMs && !(idleMs && order(idleMs) > order(activeMs))) {
-      err('E_POLICY_RANGE', activeMs, `must be <= sampling.idleMs (${sampling.idleMs}${idleMs ? elsewhere(idleMs, activeMs) : ', the default'})`);
-    } else if (idleMs) {
-      err('E_POLICY_RANGE', idleMs, `must be >= sampling.activeMs (${sampling.activeMs}${activeMs ? elsewhere(activeMs, idleMs) : ', the default'})`);
-    }
-  }
+  const sampling = resolveSampling(cx);
 
   const defaults = mergeThresholds(D.defaults, input.defaults);
   checkClearBelowFlood(input.defaults, D.defaults, {}, 'the built-in default', 'defaults', bad, err, order);
 
-  const ports: Policy['ports'] = [];
-  const firstByMatch = new Map<string, RuleInput>();
-  const earlier: Array<{ rule: RuleInput; re: RegExp }> = [];
-  for (const rule of input.ports ?? []) {
-    const m = rule.match.value;
-    const dup = firstByMatch.get(m);
-    if (dup) {
-      // Across the files of a directory, name the other file: both places are needed to fix it.
-      const first = dup.file === rule.file ? `${dup.field} (line ${dup.line})` : `${dup.field} at ${dup.match.file}:${dup.match.line}:${dup.match.col}`;
-      err('E_POLICY_DUPLICATE', rule.match, `same match as ${first}; the first rule wins, so this one never applies`);
-    } else {
-      firstByMatch.set(m, rule);
-      // A literal name that an earlier glob already matches can never apply: almost always an
-      // ordering mistake (e.g. `vm*` above `vmgmt0`), so say so rather than ignore the rule.
-      if (!/[*?]/.test(m)) {
-        const shadow = earlier.find((e) => e.re.test(m));
-        if (shadow) {
-          const s = shadow.rule;
-          const g = JSON.stringify(s.match.value);
-          err(
-            'E_POLICY_VALUE',
-            rule.match,
-            s.file === rule.file
-              ? `never applies: ${s.field} (${g}, line ${s.line}) matches ${m} first; move this rule above it`
-              : `never applies: ${s.field} (${g} at ${s.match.file}:${s.match.line}:${s.match.col}) matches ${m} first; earlier files' rules win, so move this rule into that file above it`,
-          );
-        }
-      }
-      earlier.push({ rule, re: globToRegExp(m) });
-    }
-    if (!bad('defaults')) {
-      const fieldBad = (f: string): boolean => ruleBad(rule, f) || bad(`defaults.${f.slice(f.lastIndexOf('.') + 1)}`);
-      checkClearBelowFlood(rule.thresholds, defaults, input.defaults, 'from defaults', `${rule.field}.thresholds`, fieldBad, err, order);
-    }
-    const thresholds: Partial<Thresholds> = {};
-    for (const [k, v] of Object.entries(rule.thresholds) as Array<[ThresholdKey, Located<number>]>) thresholds[k] = v.value;
-    const out: Policy['ports'][number] = {
-      match: m,
-      role: rule.role.value,
-      // Management ports are how the operator reaches the host; protected unless the rule says otherwise.
-      protected: rule.protected?.value ?? rule.role.value === 'mgmt',
-      thresholds,
-      line: rule.line,
-    };
-    if (rule.dryRun) out.dryRun = rule.dryRun.value;
-    const rec = recoveryWritten(rule.recovery);
-    if (Object.keys(rec).length > 0) out.recovery = rec;
-    ports.push(out);
-  }
+  const ports = resolveRules(cx, defaults);
 
   const roles = (l: Located<Role[]> | undefined, d: readonly Role[]): Role[] => [...(l?.value ?? d)];
   const policy: Policy = {
@@ -158,6 +95,92 @@ export function resolvePolicy(input: PolicyInput, file: string, hash: string): R
     };
   }
   return { policy, errors };
+}
+
+/** sampling, with activeMs <= idleMs. */
+function resolveSampling({ input, err, bad, order }: Cx): Policy['sampling'] {
+  const D = POLICY_DEFAULTS;
+  const sampling = {
+    idleMs: input.sampling.idleMs?.value ?? D.sampling.idleMs,
+    activeMs: input.sampling.activeMs?.value ?? D.sampling.activeMs,
+    activeHoldMs: input.sampling.activeHoldMs?.value ?? D.sampling.activeHoldMs,
+    realtimePriority: input.sampling.realtimePriority?.value ?? D.sampling.realtimePriority,
+  };
+  // Sampling faster while quiet than while warm is backwards: the active rate is the one that
+  // bounds reaction time.
+  if (!bad('sampling.idleMs') && !bad('sampling.activeMs') && sampling.activeMs > sampling.idleMs) {
+    const { activeMs, idleMs } = input.sampling;
+    // Blame activeMs, unless idleMs was written in a later file of a directory: that file made the conflict.
+    if (activeMs && !(idleMs && order(idleMs) > order(activeMs))) {
+      err('E_POLICY_RANGE', activeMs, `must be <= sampling.idleMs (${sampling.idleMs}${idleMs ? elsewhere(idleMs, activeMs) : ', the default'})`);
+    } else if (idleMs) {
+      err('E_POLICY_RANGE', idleMs, `must be >= sampling.activeMs (${sampling.activeMs}${activeMs ? elsewhere(activeMs, idleMs) : ', the default'})`);
+    }
+  }
+  return sampling;
+}
+
+/** The port rules in file order: duplicates and shadowed literals reported, thresholds checked. */
+function resolveRules({ input, err, bad, ruleBad, order }: Cx, defaults: Thresholds): Policy['ports'] {
+  const ports: Policy['ports'] = [];
+  const firstByMatch = new Map<string, RuleInput>();
+  const earlier: Array<{ rule: RuleInput; re: RegExp }> = [];
+  for (const rule of input.ports ?? []) {
+    const m = rule.match.value;
+    const dup = firstByMatch.get(m);
+    if (dup) {
+      // Across the files of a directory, name the other file: both places are needed to fix it.
+      const first = dup.file === rule.file ? `${dup.field} (line ${dup.line})` : `${dup.field} at ${dup.match.file}:${dup.match.line}:${dup.match.col}`;
+      err('E_POLICY_DUPLICATE', rule.match, `same match as ${first}; the first rule wins, so this one never applies`);
+    } else {
+      firstByMatch.set(m, rule);
+      // A literal name that an earlier glob already matches can never apply: almost always an
+      // ordering mistake (e.g. `vm*` above `vmgmt0`), so say so rather than ignore the rule.
+      if (!/[*?]/.test(m)) {
+        const shadow = earlier.find((e) => e.re.test(m));
+        if (shadow) {
+          const s = shadow.rule;
+          const g = JSON.stringify(s.match.value);
+          err(
+            'E_POLICY_VALUE',
+            rule.match,
+            s.file === rule.file
+              ? `never applies: ${s.field} (${g}, line ${s.line}) matches ${m} first; move this rule above it`
+              : `never applies: ${s.field} (${g} at ${s.match.file}:${s.match.line}:${s.match.col}) matches ${m} first; earlier files' rules win, so move this rule into that file above it`,
+          );
+        }
+      }
+      earlier.push({ rule, re: globToRegExp(m) });
+    }
+    if (!bad('defaults')) {
+      const fieldBad = (f: string): boolean => ruleBad(rule, f) || bad(`defaults.${f.slice(f.lastIndexOf('.') + 1)}`);
+      checkClearBelowFlood(rule.thresholds, defaults, input.defaults, 'from defaults', `${rule.field}.thresholds`, fieldBad, err, order);
+    }
+    const thresholds: Partial<Thresholds> = {};
+    for (const [k, v] of Object.entries(rule.thresholds) as Array<[ThresholdKey, Located<number>]>) thresholds[k] = v.value;
+    const out: Policy['ports'][number] = {
+      match: m,
+      role: rule.role.value,
+      // Management ports are how the operator reaches the host; protected unless the rule says otherwise.
+      protected: rule.protected?.value ?? rule.role.value === 'mgmt',
+      thresholds,
+      line: rule.line,
+    };
+    if (rule.dryRun) out.dryRun = rule.dryRun.value;
+    const rec = recoveryWritten(rule.recovery);
+    if (Object.keys(rec).length > 0) out.recovery = rec;
+    ports.push(out);
+  }
+  return ports;
+}
+
+/** What every part of resolvePolicy reads: the input, where errors go, and which fields were bad. */
+interface Cx {
+  input: PolicyInput;
+  err: ErrFn;
+  bad(field: string): boolean;
+  ruleBad(rule: RuleInput, field: string): boolean;
+  order(l: Located<unknown>): number;
 }
 
 /**

@@ -11,8 +11,8 @@
 import { isIP } from 'node:net';
 import { isAlias, isMap, isScalar, isSeq, type Document, type LineCounter } from 'yaml';
 import { ESXI_ACTION_KINDS, ROLES, type EsxiActionKind, type EsxiCounterPath, type RecoveryMode, type Role, type Thresholds } from '../types.js';
-import { checkPortgroupName } from '../esxi/names.js';
-import { isLoopbackHost } from '../notify/metrics.js';
+import { checkPortgroupName } from '../host/names.js';
+import { isLoopbackHost } from '../host/address.js';
 import {
   MAX_ALIAS_COUNT,
   MAX_ESXI_HOSTS,

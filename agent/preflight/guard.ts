@@ -22,7 +22,7 @@ import { isAdminUp } from '../host/interfaces.js';
 import { assertIfName } from '../host/names.js';
 import { resolvePort } from '../policy/match.js';
 import { loadPacketAddon, type PacketAddon } from '../sources/packet.js';
-import type { Policy } from '../types.js';
+import type { Policy, Thresholds } from '../types.js';
 import { analyzeProbe } from './analyze.js';
 import type { CheckReport, Finding } from './findings.js';
 import { onInterrupt } from './interrupt.js';
@@ -36,6 +36,7 @@ import {
   runProbe,
   sendAndCollect,
   type CollectOptions,
+  type HostPort,
   type ProbeAddon,
 } from './probe.js';
 import { initialWatchState, watchStep, type WatchPoint } from './watch.js';
@@ -170,21 +171,9 @@ export async function guardUp(opts: GuardOptions): Promise<GuardResult> {
         // bridge) may start forwarding a moment later, and a probe sent into that moment finds no
         // loop that is there. So a clean answer is only trusted after PROBE_ROUNDS rounds spread
         // over a few hundred ms; a loop found in any round is final. (Seen once in CI under load.)
-        let r = await sendAndCollect(addon, fd, now, from, collect);
-        let a = analyzeProbe(now, r.sent, r.arrivals);
-        for (let round = 1; round < PROBE_ROUNDS && !a.findings.some((f) => f.severity === 'error' && f.ports.includes(port)); round++) {
-          await new Promise((res) => setTimeout(res, PROBE_ROUND_GAP_MS));
-          const more = await sendAndCollect(addon, fd, now, from, collect);
-          r = { ...more, sent: [...r.sent, ...more.sent], arrivals: [...r.arrivals, ...more.arrivals], framesSeen: r.framesSeen + more.framesSeen, sendErrors: [...r.sendErrors, ...more.sendErrors] };
-          a = analyzeProbe(now, r.sent, r.arrivals);
-        }
-        let isolatedCounts: Record<string, number> = {};
-        try {
-          isolatedCounts = await readTableCounters(nft);
-        } catch {
-          // evidence only
-        }
-        stats = { probe: { framesSent: r.sent.length, framesSeen: r.framesSeen, paths: a.paths, sendMs: r.sendMs, collectMs: r.collectMs }, isolation: isolatedCounts };
+        const { r, a } = await probeInRounds(addon, fd, now, from, collect, port);
+        const isolation = await readTableCounters(nft).catch(() => ({})); // evidence only
+        stats = { probe: { framesSent: r.sent.length, framesSeen: r.framesSeen, paths: a.paths, sendMs: r.sendMs, collectMs: r.collectMs }, isolation };
         findings.push(...a.findings);
         notes.push(...a.notes);
         if (!r.sent.some((s) => s.port === port)) {
@@ -216,15 +205,7 @@ export async function guardUp(opts: GuardOptions): Promise<GuardResult> {
       const trip = await watchPort(port, opts, root);
       stats = { ...stats, watch: { ms: opts.watchMs, samples: trip.samples, maxRxPps: Math.round(trip.maxRxPps), maxFloodPps: Math.round(trip.maxFloodPps) } };
       if (trip.tripped) {
-        const th = pp.thresholds;
-        findings.push({
-          rule: 'guard-watch-flood',
-          severity: 'error',
-          ports: [port],
-          what: `${port} passed the probe but, ${Math.round(trip.afterMs)} ms after it started forwarding, received ${Math.round(trip.window.at(-1)?.floodPps ?? 0)} flood pps (rx ${Math.round(trip.window.at(-1)?.rxPps ?? 0)} pps; threshold floodPps ${th.floodPps}, rxPps ${th.rxPps}, ${th.holdSamples} samples): shut again`,
-          fix: `find what floods ${port} (a loop beyond it that the probe could not see, e.g. STP re-converging upstream, or a flooding guest) before trying again; run stormbreaker preflight`,
-          evidence: { window: trip.window, thresholds: th, shutMs: trip.shutMs },
-        });
+        findings.push(watchFlood(port, trip, pp.thresholds));
         return { port, outcome: 'shut', report: { findings, notes, stats } };
       }
     }
@@ -236,6 +217,37 @@ export async function guardUp(opts: GuardOptions): Promise<GuardResult> {
     if (wentUp && !accepted && isAdminUp(port, root) !== false) await shutPort(port, root).catch(() => undefined);
     release();
   }
+}
+
+/**
+ * Probe frames out of `from` in PROBE_ROUNDS rounds spread over a few hundred ms. Our carrier says
+ * nothing about the far end: a switch port (or, in the lab, the peer's bridge) may start
+ * forwarding a moment later, and a probe sent into that moment finds no loop that is there. So a
+ * clean answer is only trusted after every round; a loop through `port` found in any round is
+ * final. (Seen once in CI under load.)
+ */
+async function probeInRounds(addon: ProbeAddon, fd: number, now: HostPort[], from: string[], collect: CollectOptions, port: string) {
+  let r = await sendAndCollect(addon, fd, now, from, collect);
+  let a = analyzeProbe(now, r.sent, r.arrivals);
+  for (let round = 1; round < PROBE_ROUNDS && !a.findings.some((f) => f.severity === 'error' && f.ports.includes(port)); round++) {
+    await new Promise((res) => setTimeout(res, PROBE_ROUND_GAP_MS));
+    const more = await sendAndCollect(addon, fd, now, from, collect);
+    r = { ...more, sent: [...r.sent, ...more.sent], arrivals: [...r.arrivals, ...more.arrivals], framesSeen: r.framesSeen + more.framesSeen, sendErrors: [...r.sendErrors, ...more.sendErrors] };
+    a = analyzeProbe(now, r.sent, r.arrivals);
+  }
+  return { r, a };
+}
+
+/** The finding when a port that passed the probe floods while watched. */
+function watchFlood(port: string, trip: WatchResult, th: Thresholds): Finding {
+  return {
+    rule: 'guard-watch-flood',
+    severity: 'error',
+    ports: [port],
+    what: `${port} passed the probe but, ${Math.round(trip.afterMs)} ms after it started forwarding, received ${Math.round(trip.window.at(-1)?.floodPps ?? 0)} flood pps (rx ${Math.round(trip.window.at(-1)?.rxPps ?? 0)} pps; threshold floodPps ${th.floodPps}, rxPps ${th.rxPps}, ${th.holdSamples} samples): shut again`,
+    fix: `find what floods ${port} (a loop beyond it that the probe could not see, e.g. STP re-converging upstream, or a flooding guest) before trying again; run stormbreaker preflight`,
+    evidence: { window: trip.window, thresholds: th, shutMs: trip.shutMs },
+  };
 }
 
 interface WatchResult {

@@ -1,0 +1,128 @@
+// The counters of one ESXi host's watched ports turned into rates, one block at a time: each
+// port keeps its last two counter sets, and every interval is measured on the block's arrival.
+import type { Counters, EsxiHostPolicy, PortPolicy, PortRates } from '../types.js';
+import { emptyCounters } from '../types.js';
+import { computeRates } from '../sample/rates.js';
+import { judgeBroadcast, sectionCounters, toCounters, type BroadcastJudgement, type EsxPort } from './ports.js';
+import type { Block } from './stream.js';
+
+interface Track {
+  port: EsxPort;
+  prev: Counters;
+  cur: Counters;
+  prevNs: number;
+  rates: PortRates;
+  bcast: BroadcastJudgement | undefined;
+  lastError: string | null;
+  /** tx broadcast + multicast of the previous and this block (NaN: not counted or not trusted). */
+  txFloodPrev: number;
+  txFloodCur: number;
+}
+
+type Log = { info(o: object, m: string): void; warn(o: object, m: string): void };
+
+export interface HostRates {
+  /** Watch these ports (same port, same counter source: its counters are kept). */
+  set(ports: EsxPort[]): void;
+  /** Are these exactly the ports watched now (names and counter sources)? */
+  same(ports: readonly EsxPort[]): boolean;
+  readonly ports: () => readonly EsxPort[];
+  readonly policies: () => ReadonlyMap<string, PortPolicy>;
+  /** One PortRates per port, reused: the same array until set() is called. */
+  readonly rates: () => readonly PortRates[];
+  /** Counters of one block into rates. */
+  block(b: Block, tNs: number): void;
+  /** Never diff across a gap (the stream stopped, or an action landed). */
+  forgetBaselines(): void;
+  /** The last valid rates of each port (for status; never for judging). */
+  readonly shown: ReadonlyMap<string, { rxPps: number; txPps: number; floodPps: number }>;
+  /** A block arrived at tNs (also one that is then dropped). */
+  arrived(tNs: number): void;
+  /** Blocks per second over the last 5 s. */
+  samplesPerSec(nowMs: number): number;
+  /** Per port, for status: what its broadcast counter was judged, the last read error. */
+  portStatus(): Array<{ port: EsxPort; broadcast: string; lastError: string | null }>;
+}
+
+export function hostRates(host: EsxiHostPolicy, log: Log): HostRates {
+  let tracks: Track[] = [];
+  let byItem = new Map<string, Track>();
+  let portMap = new Map<string, PortPolicy>();
+  let rateList: PortRates[] = [];
+  const shown = new Map<string, { rxPps: number; txPps: number; floodPps: number }>();
+  // Arrival times (ms) of the last blocks: samples per second over the last few seconds.
+  const arrivals: number[] = [];
+
+  function set(ports: EsxPort[]): void {
+    const old = new Map(tracks.map((t) => [t.port.name, t]));
+    tracks = ports.map((p) => {
+      const o = old.get(p.name);
+      // Same port, same counter source: keep its counters (a new vSwitch port ID starts over).
+      if (o && o.port.id === p.id) return { ...o, port: p };
+      return { port: p, prev: emptyCounters(), cur: emptyCounters(), prevNs: 0, rates: blankRates(p), bcast: undefined, lastError: null, txFloodPrev: NaN, txFloodCur: NaN };
+    });
+    byItem = new Map(tracks.map((t) => [`${t.port.kind}:${t.port.id}`, t]));
+    portMap = new Map(tracks.map((t) => [t.port.name, t.port.policy]));
+    rateList = tracks.map((t) => t.rates);
+  }
+
+  /** One port's section of a block: counters (or the read error), broadcast judged, rates. */
+  function section(t: Track, s: Block['sections'][number], tNs: number): void {
+    const raw = sectionCounters(s, host.counters);
+    t.txFloodCur = NaN;
+    if (!raw.ok) {
+      t.cur.ok = false;
+      if (t.lastError !== raw.error) log.warn({ component: 'esxi', host: host.name, port: t.port.name, err: raw.error }, 'counter read failed');
+      t.lastError = raw.error;
+    } else {
+      const j = judgeBroadcast(t.bcast, raw.value);
+      if (t.bcast?.reason !== j.reason && (!j.usable || !t.bcast?.usable)) log.info({ component: 'esxi', host: host.name, port: t.port.name, broadcast: j.reason }, 'broadcast counter judged');
+      t.bcast = j;
+      toCounters(raw.value, j, t.cur);
+      // A driver that counts no rx broadcast counts no tx broadcast either (KB 341594's vmnic2).
+      if (j.usable) t.txFloodCur = raw.value.txBroadcast + (Number.isFinite(raw.value.txMulticast) ? raw.value.txMulticast : 0);
+      t.lastError = null;
+    }
+    const dtNs = t.prevNs === 0 ? NaN : tNs - t.prevNs;
+    computeRates(t.prev, t.cur, dtNs, t.port.name, t.port.bridge, t.rates);
+    const dTxFlood = t.txFloodCur - t.txFloodPrev;
+    t.rates.txFloodPps = t.rates.valid && dTxFlood >= 0 ? (dTxFlood * 1e9) / dtNs : NaN;
+    t.txFloodPrev = t.txFloodCur;
+    if (t.rates.valid) shown.set(t.port.name, { rxPps: t.rates.rxPps, txPps: t.rates.txPps, floodPps: t.rates.floodPps });
+    const swap = t.prev;
+    t.prev = t.cur;
+    t.cur = swap;
+    t.prevNs = tNs;
+  }
+
+  return {
+    set,
+    same: (ports) => ports.length === tracks.length && ports.every((p, i) => p.name === tracks[i]!.port.name && p.id === tracks[i]!.port.id),
+    ports: () => tracks.map((t) => t.port),
+    policies: () => portMap,
+    rates: () => rateList,
+    block(b, tNs) {
+      for (const s of b.sections) {
+        const t = byItem.get(`${s.kind}:${s.id}`);
+        if (t) section(t, s, tNs);
+      }
+    },
+    forgetBaselines() {
+      for (const t of tracks) t.prevNs = 0;
+    },
+    shown,
+    arrived(tNs) {
+      arrivals.push(tNs / 1e6);
+      if (arrivals.length > 50) arrivals.shift();
+    },
+    samplesPerSec(nowMs) {
+      const recent = arrivals.filter((t) => nowMs - t <= 5000);
+      return recent.length >= 2 ? ((recent.length - 1) * 1000) / (recent.at(-1)! - recent[0]!) : 0;
+    },
+    portStatus: () => tracks.map((t) => ({ port: t.port, broadcast: t.bcast ? t.bcast.reason : 'no sample yet', lastError: t.lastError })),
+  };
+}
+
+function blankRates(p: EsxPort): PortRates {
+  return { port: p.name, bridge: p.bridge, dtMs: 0, rxPps: 0, txPps: 0, rxBps: 0, floodPps: 0, bcastPps: 0, valid: false };
+}
