@@ -40,15 +40,17 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 interface Base extends Recording {
   opts: DaemonOptions;
   first: Policy;
+  /** The control socket's group (--socket-group), resolved before anything runs. */
+  gid: number | undefined;
   life: { stopped: boolean };
 }
 
 async function openRecord(opts: DaemonOptions): Promise<Base> {
   const loaded = await loadPolicyFile(opts.policyPath);
   if ('errors' in loaded) throw new StartupError(loaded.errors.map(formatPolicyError).join('\n'), 1);
-  socketGroupId(opts.socketGroup); // an unknown group stops the start before anything runs
+  const gid = socketGroupId(opts.socketGroup); // an unknown group stops the start here
   // Notifications (and metrics): the command line wins over the policy; both read once, at start.
-  return { ...openRecording(opts.stateDir, opts.log, opts.webhook, loaded.policy), opts, first: loaded.policy, life: { stopped: false } };
+  return { ...openRecording(opts.stateDir, opts.log, opts.webhook, loaded.policy), opts, first: loaded.policy, gid, life: { stopped: false } };
 }
 
 /** sources -> tick -> executor, driven by the scheduler; reachability checks what was done. */
@@ -142,7 +144,7 @@ async function serve(b: Base, p: ReturnType<typeof wirePipeline>): Promise<Daemo
 
   const status = () =>
     buildStatus({ policy: p.pol, scheduler: scheduler.stats, now: hrNs, sourceIds: p.sampling.ids, broadcastCounting: p.sampling.broadcastCounting, reachability: p.reach, local: p.sampling.local, esxHosts: p.esx.map((h) => h.host), ports: p.watched.all, breaker: tick.breaker, recent: rec.recent });
-  const gid = socketGroupId(opts.socketGroup);
+  const gid = b.gid;
   const server = await startControlServer(
     opts.socketPath,
     controlHandler({ status, ports: p.watched.all, breaker: tick.breaker, kinds: p.kinds, lastTrip: rec.lastTrip, journalPath: rec.journalPath, operator: tick.inbox.operator, wake, reload: p.pol.reload }),
