@@ -4,6 +4,7 @@ import { readJournalTail } from '../journal/journal.js';
 import { ControlError, type Handler, type RequestContext } from '../control/server.js';
 import { requester, requesterText } from '../control/peer.js';
 import { parseDuration } from '../control/duration.js';
+import { str } from '../control/args.js';
 import type { StatusAnswer } from '../control/protocol.js';
 import type { PortKinds } from './port-kinds.js';
 import type { ReloadOutcome } from './reload.js';
@@ -11,6 +12,7 @@ import type { Requester } from '../control/peer.js';
 
 // The control socket's commands: arguments checked here (a bad one is refused with a reason),
 // operator overrides handed to the breaker through the tick's inbox, answers built on request.
+// (control/args.ts has the stricter edge checks and `wait` of issue 13, to be wired here.)
 
 /** `events` reads at most this many journal lines from the end of the file. */
 const JOURNAL_TAIL_LINES = 10_000;
@@ -49,13 +51,6 @@ export function controlHandler(d: CommandDeps): Handler {
         throw new ControlError('E_UNKNOWN_CMD', `unknown command ${JSON.stringify(cmd).slice(0, 80)}`);
     }
   };
-}
-
-function str(v: unknown, name: string, max = 1024): string {
-  if (v === undefined || v === null) return '';
-  if (typeof v !== 'string') throw new ControlError('E_BAD_ARGS', `${name} must be a string`);
-  if (v.length > max) throw new ControlError('E_BAD_ARGS', `${name} is longer than ${max} characters`);
-  return v;
 }
 
 function why(d: CommandDeps, port: string): JournalEvent | null {
