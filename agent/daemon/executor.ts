@@ -1,7 +1,7 @@
 import type { ActionRequest, ActionResult, EsxiActionRecord, JournalEvent, Policy } from '../types.js';
 import { portStates, type BreakerState } from '../breaker/state.js';
 import type { PortKind, PortKinds } from './port-kinds.js';
-import type { Clock } from './scheduler.js';
+import type { Clock } from './clock.js';
 
 // Carries out the breaker's commands through the port-kind table, off the tick: each result
 // comes back into the tick's inbox and wakes the scheduler, so the breaker sees it at once.

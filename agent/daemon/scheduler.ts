@@ -1,5 +1,7 @@
 import type { Policy } from '../types.js';
-import type { TickOutcome } from './tick.js';
+import type { Clock, Timers } from './clock.js';
+
+export type { Clock, Timers };
 
 // When ticks run. Idle: every idleMs. Warm (a port's flood rate at its falling edge, or a
 // verdict): every activeMs for activeHoldMs after the last warm tick. A recovery probe runs at
@@ -9,17 +11,6 @@ import type { TickOutcome } from './tick.js';
 // The tripwire wakes an idle scheduler early: its one namespace-wide flood counter is read twice,
 // activeMs apart; ordinary chatter (ARP, DHCP) costs two timer wake-ups and is re-armed at once,
 // and only a flood rate worth a look starts per-port ticks, whose cost grows with the ports.
-
-/** Monotonic time, ns. */
-export interface Clock {
-  now(): number;
-}
-
-/** setTimeout / clearTimeout, injected so a test can drive the loop by hand. */
-export interface Timers {
-  set(fn: () => void, ms: number): unknown;
-  clear(handle: unknown): void;
-}
 
 /** The tripwire as the scheduler uses it (sources/tripwire.ts). */
 export interface Waker {
@@ -33,8 +24,8 @@ export interface SchedulerDeps {
   clock: Clock;
   timers: Timers;
   sampling(): Policy['sampling'];
-  /** One tick at tNs. May throw: reported through onError, the loop goes on. */
-  tick(tNs: number): TickOutcome;
+  /** One tick at tNs: was it warm (a flood or a verdict), is a recovery probe running? May throw: reported through onError, the loop goes on. */
+  tick(tNs: number): { warm: boolean; probing: boolean };
   onError(err: Error): void;
   /** A recovery probe is due: run the breaker now. */
   onRecoveryDue(): void;

@@ -1,6 +1,6 @@
 // A hand-driven monotonic clock and timer queue for unit tests of the scheduler and the tick:
 // timers fire in time order as `advance` moves the clock; `spend` is work done inside a callback.
-import type { Clock, Timers } from '../../agent/daemon/scheduler.js';
+import type { Clock, Timers } from '../../agent/daemon/clock.js';
 
 interface Pending {
   at: number;
