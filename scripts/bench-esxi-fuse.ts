@@ -33,6 +33,8 @@ const { values } = parseArgs({
     'cost-seconds': { type: 'string', default: '10' },
     // Every storm is bounded: the loop is opened by hand this long after the injection.
     'guard-ms': { type: 'string', default: '2500' },
+    // The first storm of each variant comes after the armed fuse idled this long (cold).
+    'cold-idle-s': { type: 'string', default: '30' },
     prefix: { type: 'string', default: 'sbg-' },
     out: { type: 'string', default: resolve(root, 'out/bench-esxi-fuse.json') },
   },
@@ -48,6 +50,7 @@ const num = (name: string, v: string | undefined, ok: (x: number) => boolean): n
 const storms = num('storms', values.storms, (x) => Number.isInteger(x) && x >= 1 && x <= 100);
 const sampleMs = num('sample-ms', values['sample-ms'], (x) => x >= 5 && x <= 100);
 const costSeconds = num('cost-seconds', values['cost-seconds'], (x) => x >= 0 && x <= 120);
+const coldIdleMs = num('cold-idle-s', values['cold-idle-s'], (x) => x >= 0 && x <= 120) * 1000;
 const guardMs = num('guard-ms', values['guard-ms'], (x) => x >= 500 && x <= 3000);
 const variants = values.variants!.split(',').map((v) => (['A', 'B', 'C'].includes(v) ? (v as 'A' | 'B' | 'C') : fail(`--variants: ${v} is not A, B or C`)));
 const prefix = values.prefix!;
@@ -112,6 +115,7 @@ async function reconnectAll(lab: EsxiLab): Promise<void> {
 
 async function storm(lab: EsxiLab, variant: string, n: number): Promise<Storm> {
   const a = await arm(lab);
+  if (n === 1) await sleep(coldIdleMs);
   const obs = await startObserver(lab.ns.prod, ['eth0'], guardMs + 2500, { periodUs: 1000 });
   let guardFired = false;
   let t0 = NaN;
@@ -208,6 +212,11 @@ function report(all: Storm[], costs: Cost[]): string[] {
     lines.push(
       `${LABEL[v]!.padEnd(29)} ${String(rs.length).padStart(6)}  ${s3(rs.map((r) => r.msToCut))} ${s3(rs.map((r) => r.cutMs))} ${s3(rs.map((r) => r.msToQuiet))} ${s3(rs.map((r) => r.framesLeaked))} ${s3(rs.map((r) => r.heardMs))} ${fmt(summary(rs.map((r) => r.samplesPerSecInStorm)).p50, 1).padStart(18)}  ${String(rs.filter((r) => r.guardFired).length).padStart(8)}`,
     );
+  }
+  lines.push('', `cold: storm 1 of each variant, after the armed fuse idled ${coldIdleMs / 1000} s (cut decided / quiet at prod, ms)`);
+  for (const v of variants) {
+    const r = all.find((x) => x.variant === v && x.n === 1);
+    if (r) lines.push(`${LABEL[v]!.padEnd(29)} ${fmt(r.msToCut, 0)} / ${fmt(r.msToQuiet, 0)}`);
   }
   lines.push('', `agent-side cost at rest (${costSeconds} s, % of one core): node (this process: client parsing + timers), ssh child; samples/s received`);
   for (const c of costs) lines.push(`${LABEL[c.variant]!.padEnd(29)} node ${fmt(c.nodePct, 2)}%  ssh ${fmt(c.sshPct, 2)}%  ${fmt(c.samplesPerSec, 1)} samples/s`);
