@@ -21,8 +21,11 @@ pkgs+=(openssh-client)
 # without Recommends (node-exporter, smartmontools, ipmitool... are not needed).
 norec=()
 if [ "${1:-}" = "--with-test-tools" ]; then
-  pkgs+=(shellcheck systemd openssh-server busybox)
+  pkgs+=(shellcheck systemd openssh-server busybox tcpdump)
   norec+=(prometheus prometheus-alertmanager)
+  # The Debian package test: dpkg-deb/dpkg-shlibdeps (dpkg-dev), strip (binutils), lintian, a
+  # fresh Debian root (mmdebstrap) booted with systemd as PID 1 (systemd-nspawn).
+  norec+=(dpkg-dev binutils lintian mmdebstrap systemd-container)
 fi
 # Packages whose maintainer scripts would start a host-wide daemon (sshd on 22, Prometheus on 9090,
 # Alertmanager on 9093). The tests only ever start their own copies inside lab namespaces.
