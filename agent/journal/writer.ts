@@ -165,8 +165,8 @@ export function openJournal(path: string, opts: JournalOptions = {}): Journal {
     h.error = null;
     h.since = null;
   };
-  /** Write queued records in order; false when the disk refused (they stay queued). */
-  const flush = (): boolean => {
+  /** Write queued records in order (and sync, unless `sync` is false); false when the disk refused (they stay queued). */
+  const flush = (sync = true): boolean => {
     if (closed && fd === null) return false;
     try {
       fd ??= openJournalFd(path, uid);
@@ -174,7 +174,7 @@ export function openJournal(path: string, opts: JournalOptions = {}): Journal {
         writeWholeLine(fd, queue.lines[0]!);
         queue.shift();
       }
-      if (syncDue) {
+      if (sync && syncDue) {
         fdatasyncSync(fd);
         syncDue = false;
       }
@@ -199,7 +199,8 @@ export function openJournal(path: string, opts: JournalOptions = {}): Journal {
     intent(e) {
       if (closed) return;
       queue.push(e);
-      if (!flush()) return;
+      // No sync here, not even one owed by an earlier intent: the link-down waits on this write only.
+      if (!flush(false)) return;
       syncDue = true;
       syncTimer ??= setImmediate(() => {
         syncTimer = null;
