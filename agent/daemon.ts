@@ -29,6 +29,8 @@ export { StartupError, type Daemon, type DaemonOptions, type ReloadOutcome } fro
 
 const hrNs = (): number => Number(process.hrtime.bigint());
 const TIMERS: Timers = { set: (fn, ms) => setTimeout(fn, ms), clear: (h) => clearTimeout(h as NodeJS.Timeout) };
+/** How long `trip` and friends wait for their outcome: every try of the action, and a margin. */
+const outcomeWithinMs = (p: Policy): number => p.actions.timeoutMs * (p.actions.retries + 1) + 5000;
 /** Interfaces are listed again, and tripped ports checked, this often. */
 const RESCAN_MS = 1000;
 
@@ -77,7 +79,7 @@ function wirePipeline(b: Base) {
     policy,
     wallMs: Date.now,
     breaker: breakerFromJournal(b.replay.events),
-    out: { execute: (c, t) => executor.execute(c, t), record: rec.record, verify: (p) => reach.verify(p), recoveryDue: (t) => scheduler.wakeAt(t) },
+    out: { execute: (c, t) => executor.execute(c, t), record: rec.record, intent: rec.intent, verify: (p) => reach.verify(p), recoveryDue: (t) => scheduler.wakeAt(t) },
   });
   /** An action result or an operator command: run the breaker now rather than a tick later. */
   const wake = (): void => {
@@ -97,6 +99,8 @@ function wirePipeline(b: Base) {
     onError: (err) => log.error({ component: 'sampler', err: err.message, stack: err.stack }, 'sampling tick failed'),
     onRecoveryDue: wake,
     warmPps: () => lowestClearPps(watched.all()),
+    // Said when ticks resume: how long the agent did not protect.
+    onStall: (gapMs, periodMs) => rec.record({ ts: new Date().toISOString(), event: 'stall', port: '', reason: `the agent did not run for ${Math.round(gapMs)} ms (period ${periodMs} ms): stopped, paused or starved; sampling resumed`, gapMs: Math.round(gapMs), periodMs }),
   });
   const executor = createExecutor({ kinds, clock: { now: hrNs }, results: tick.inbox.results, wake, previous: (p) => rec.lastTrip.get(p)?.action?.esxi, breaker: tick.breaker, record: rec.record, policy, stopped: isStopped });
   const reaction = createHistogram();
@@ -144,11 +148,11 @@ async function serve(b: Base, p: ReturnType<typeof wirePipeline>): Promise<Daemo
   }, RESCAN_MS);
 
   const status = () =>
-    buildStatus({ policy: p.pol, scheduler: scheduler.stats, now: hrNs, sourceIds: p.sampling.ids, broadcastCounting: p.sampling.broadcastCounting, reachability: p.reach, local: p.sampling.local, esxHosts: p.esx.map((h) => h.host), ports: p.watched.all, breaker: tick.breaker, recent: rec.recent });
+    buildStatus({ policy: p.pol, scheduler: scheduler.stats, now: hrNs, sourceIds: p.sampling.ids, broadcastCounting: p.sampling.broadcastCounting, reachability: p.reach, local: p.sampling.local, esxHosts: p.esx.map((h) => h.host), ports: p.watched.all, breaker: tick.breaker, recent: rec.recent, journal: rec.journalHealth });
   const gid = b.gid;
   const server = await startControlServer(
     opts.socketPath,
-    controlHandler({ status, ports: p.watched.all, breaker: tick.breaker, kinds: p.kinds, lastTrip: rec.lastTrip, journalPath: rec.journalPath, operator: tick.inbox.operator, wake, reload: p.pol.reload }),
+    controlHandler({ status, ports: p.watched.all, breaker: tick.breaker, kinds: p.kinds, lastTrip: rec.lastTrip, journalPath: rec.journalPath, operator: tick.inbox.operator, wake, reload: p.pol.reload, onRecord: rec.onRecord, outcomeWithinMs: () => outcomeWithinMs(policy()) }),
     { onError: (o: object, m: string) => log.warn({ component: 'control', ...o }, m), ...(gid !== undefined ? { gid } : {}) },
   );
   const tripwire = p.sampling.startTripwire(() => scheduler.onWaker(), policy().sampling.realtimePriority);

@@ -5,7 +5,7 @@ import type { EsxHostStatus } from '../esxi/host.js';
 /** The parts of the status answer (control/protocol.ts) the text form reads: a StatusAnswer is one. */
 export interface StatusView {
   policy: Pick<StatusAnswer['policy'], 'file' | 'hash' | 'dryRun'> & Partial<Pick<StatusAnswer['policy'], 'loadedAt' | 'reloads' | 'lastError'>>;
-  health: Pick<StatusAnswer['health'], 'ticks' | 'periodMs' | 'lastTickAgeMs' | 'broadcastCounting'> & Partial<Pick<StatusAnswer['health'], 'ticksPerSec' | 'maxLagMs' | 'sources'>>;
+  health: Pick<StatusAnswer['health'], 'ticks' | 'periodMs' | 'lastTickAgeMs' | 'broadcastCounting'> & Partial<Pick<StatusAnswer['health'], 'ticksPerSec' | 'maxLagMs' | 'sources' | 'journal' | 'stalls'>>;
   ports: ReadonlyArray<Partial<PortStatusRow>>;
   esxi?: ReadonlyArray<
     Pick<EsxHostStatus, 'host' | 'address' | 'live' | 'samplesPerSec' | 'missing'> & {
@@ -37,6 +37,9 @@ export function renderStatus(s: StatusView): string {
   const lag = h.maxLagMs !== undefined ? `, max lag ${h.maxLagMs.toFixed(1)} ms` : '';
   const src = h.sources ? `, sources ${h.sources.join(',') || 'none'}` : '';
   out += `agent ${tps}, period ${h.periodMs} ms, last tick ${h.lastTickAgeMs.toFixed(1)} ms ago${lag}${src}, broadcast counting ${h.broadcastCounting ? 'on' : 'OFF'}\n`;
+  const j = h.journal;
+  if (j && j.state === 'failing') out += `JOURNAL FAILING since ${j.since ?? '?'}: ${j.error ?? 'unknown error'}; ${j.pending} record(s) kept in memory${j.dropped ? `, ${j.dropped} dropped` : ''}; protection continues\n`;
+  if (h.stalls && h.stalls.count > 0) out += `stalls: ${h.stalls.count} (longest ${h.stalls.longestMs} ms without sampling)\n`;
   for (const e of s.esxi ?? []) {
     const ss = e.session;
     const age = ss.lastBlockAgeMs === null ? 'no counters yet' : `last counters ${ss.lastBlockAgeMs} ms ago`;

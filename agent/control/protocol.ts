@@ -49,6 +49,10 @@ export interface StatusAnswer {
     sources: string[];
     broadcastCounting: boolean;
     reachability: 'off' | { target: string; state: 'ok' | 'unknown' | 'reachability-down'; error?: string | null; lastCheckAt: string | null; lastRttMs: number | null };
+    /** 'failing': records are not reaching the disk (kept in memory, `pending`; `dropped` lost). */
+    journal: { state: 'ok' | 'failing'; error: string | null; since: string | null; pending: number; dropped: number };
+    /** Gaps between ticks above the stall threshold since start, and the longest (ms). */
+    stalls: { count: number; longestMs: number };
   };
   esxi?: EsxHostStatus[];
   ports: PortStatusRow[];

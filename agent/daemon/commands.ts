@@ -3,8 +3,7 @@ import { portStates, type BreakerState, type OperatorCommand } from '../breaker/
 import { readJournalTail } from '../journal/journal.js';
 import { ControlError, type Handler, type RequestContext } from '../control/server.js';
 import { requester, requesterText } from '../control/peer.js';
-import { parseDuration } from '../control/duration.js';
-import { str } from '../control/args.js';
+import { eventsArgs, operatorArgs, str } from '../control/args.js';
 import type { StatusAnswer } from '../control/protocol.js';
 import type { PortKinds } from './port-kinds.js';
 import type { ReloadOutcome } from './reload.js';
@@ -29,6 +28,10 @@ export interface CommandDeps {
   /** Run the breaker now. */
   wake(): void;
   reload(trigger: string, by?: Requester): Promise<ReloadOutcome>;
+  /** Events as they are recorded (a waiting command watches for its outcome). */
+  onRecord(fn: (e: JournalEvent) => void): () => void;
+  /** How long a waiting command waits for its outcome at most (ms). */
+  outcomeWithinMs(): number;
 }
 
 export function controlHandler(d: CommandDeps): Handler {
@@ -61,8 +64,9 @@ function why(d: CommandDeps, port: string): JournalEvent | null {
 }
 
 function operatorCommand(d: CommandDeps, cmd: 'trip' | 'restore' | 'hold' | 'release', args: Record<string, unknown>, ctx: RequestContext) {
-  const port = str(args.port, 'port', 64);
-  const reason = str(args.reason, 'reason') || 'operator request';
+  // Validated at the edge: what passes is finite and in range (forMs 1e300 once broke every tick).
+  const a = operatorArgs(cmd, args);
+  const { port } = a;
   const who = requester(ctx.peer, args);
   const state = portStates(d.breaker()).find((p) => p.port === port)?.state;
   // A held port may be released even when a reload stopped watching it; a tripped ESXi vNIC may
@@ -72,46 +76,51 @@ function operatorCommand(d: CommandDeps, cmd: 'trip' | 'restore' | 'hold' | 'rel
   if (!d.ports().has(port) && !(cmd === 'release' && state === 'held') && !remoteKnown) {
     throw new ControlError('E_UNKNOWN_PORT', `port ${JSON.stringify(port)} is not watched by the policy`);
   }
-  const o: OperatorCommand = { kind: cmd, port, reason, by: requesterText(who), extra: { by: who } };
-  if (cmd === 'hold') {
-    const forMs = holdFor(args);
-    if (forMs !== null) {
-      o.untilMs = Date.now() + forMs;
-      // Expire on time rather than at the next once-a-second check.
-      setTimeout(d.wake, forMs + 5).unref();
-    }
+  // Refused now, not in the journal a tick later: the CLI says so and exits 1.
+  if (cmd === 'trip' && d.ports().get(port)?.protected) throw new ControlError('E_PROTECTED', `trip of ${port} refused: the port is protected (hold it to shut it by decision)`);
+  const o: OperatorCommand = { kind: cmd, port, reason: a.reason, by: requesterText(who), extra: { by: who } };
+  if (a.forMs !== null) {
+    o.untilMs = Date.now() + a.forMs;
+    // Expire on time rather than at the next once-a-second check (a timer holds at most 2^31-1 ms).
+    setTimeout(d.wake, Math.min(a.forMs + 5, 2 ** 31 - 1)).unref();
   }
+  const accepted = { accepted: true, port, cmd, by: who, ...(o.untilMs !== undefined ? { until: new Date(o.untilMs).toISOString() } : {}) };
+  const outcome = a.wait ? waitOutcome(d, cmd, port, accepted) : null;
   d.operator.push(o);
   d.wake();
-  return { accepted: true, port, cmd, by: who, ...(o.untilMs !== undefined ? { until: new Date(o.untilMs).toISOString() } : {}) };
+  return outcome ?? accepted;
 }
 
-/** A hold's length from `forMs` (a number) or `for` (30s, 5m, 2h); null: until released. */
-function holdFor(args: Record<string, unknown>): number | null {
-  if (args.forMs !== undefined && args.forMs !== null) {
-    if (typeof args.forMs !== 'number' || !Number.isFinite(args.forMs) || args.forMs <= 0) throw new ControlError('E_BAD_ARGS', 'forMs must be a positive number');
-    return args.forMs;
-  }
-  if (args.for !== undefined && args.for !== null) {
-    const ms = parseDuration(str(args.for, 'for', 32));
-    if (ms === null) throw new ControlError('E_BAD_ARGS', 'for must be a duration like 30s, 5m, 2h');
-    return ms;
-  }
-  return null;
+/**
+ * The command's outcome, from the first event for its port that settles it: done (with the
+ * action's verification) or refused (with the breaker's reason). No outcome within the deadline:
+ * the acceptance, as without wait.
+ */
+function waitOutcome(d: CommandDeps, cmd: string, port: string, accepted: Record<string, unknown>): Promise<Record<string, unknown>> {
+  return new Promise((resolve) => {
+    const finish = (extra: Record<string, unknown>): void => {
+      clearTimeout(timer);
+      off();
+      resolve({ ...accepted, ...extra });
+    };
+    const timer = setTimeout(() => finish({ note: `no outcome within ${d.outcomeWithinMs()} ms` }), d.outcomeWithinMs());
+    timer.unref();
+    const off = d.onRecord((e) => {
+      if (e.port !== port) return;
+      const action = e.action as { ok?: boolean; verified?: boolean; via?: string } | undefined;
+      const done = (): void => finish({ outcome: 'done', verified: action ? action.verified === true : true, ...(action?.via ? { via: action.via } : {}), ...(e.note ? { why: String(e.note) } : {}) });
+      if (e.event === 'action-failed') return finish({ outcome: 'refused', why: e.reason });
+      if (cmd === 'trip' && e.event === 'trip') return done();
+      if (cmd === 'restore' && e.event === 'restore') return done();
+      if (cmd === 'release' && e.event === 'release') return done();
+      // A hold is done when its link-down landed (applied), or at once when the port was down already.
+      if (cmd === 'hold' && e.event === 'hold' && (e.applied === true || (e.previous !== 'forwarding' && e.previous !== 'probing'))) return done();
+    });
+  });
 }
 
 async function journalEvents(path: string, args: Record<string, unknown>): Promise<JournalEvent[]> {
-  const port = str(args.port, 'port', 64);
-  let sinceMs: number | null = null;
-  if (args.sinceMs !== undefined && args.sinceMs !== null) {
-    if (typeof args.sinceMs !== 'number' || !Number.isFinite(args.sinceMs) || args.sinceMs < 0) throw new ControlError('E_BAD_ARGS', 'sinceMs must be a non-negative number');
-    sinceMs = args.sinceMs;
-  }
-  let limit = JOURNAL_TAIL_LINES;
-  if (args.limit !== undefined && args.limit !== null) {
-    if (typeof args.limit !== 'number' || !Number.isInteger(args.limit) || args.limit < 1) throw new ControlError('E_BAD_ARGS', 'limit must be a positive integer');
-    limit = Math.min(args.limit, JOURNAL_TAIL_LINES);
-  }
+  const { port, sinceMs, limit } = eventsArgs(args);
   // From the file, not the in-memory tail: the journal is the record (bounded read from the end).
   const tail = await readJournalTail(path, JOURNAL_TAIL_LINES);
   const from = sinceMs === null ? '' : new Date(Date.now() - sinceMs).toISOString();

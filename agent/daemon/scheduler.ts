@@ -31,6 +31,8 @@ export interface SchedulerDeps {
   onRecoveryDue(): void;
   /** The lowest falling edge of any watched port: a tripwire burst below it is not worth a look. */
   warmPps(): number;
+  /** Ticks resumed after a gap over STALL_MS beyond the period (SIGSTOP, a paused VM, starvation). */
+  onStall?(gapMs: number, periodMs: number): void;
 }
 
 export interface SchedulerStats {
@@ -40,6 +42,9 @@ export interface SchedulerStats {
   /** Start of the last tick, ns. */
   lastTickAt: number;
   maxLagMs: number;
+  /** Gaps over STALL_MS beyond the period since start, and the longest gap (ms). */
+  stalls: number;
+  longestStallMs: number;
 }
 
 export interface Scheduler {
@@ -68,10 +73,14 @@ export const TRIPWIRE_BURST_MS = 5;
 export const TRIPWIRE_REARM_MS = 5;
 // Without the tripwire nothing wakes an idle sampler early, so the idle period is capped here.
 export const IDLE_MS_WITHOUT_TRIPWIRE = 10;
+// A tick this much later than its period is a stall worth a journal line: the agent was not
+// protecting for that long. Above GC pauses and a reload's parse (tens of ms), below any pause a
+// person would notice (SIGSTOP, a VM migrated or paused, a swap storm).
+export const STALL_MS = 1000;
 
 export function createScheduler(d: SchedulerDeps): Scheduler {
   const { clock, timers } = d;
-  const stats: SchedulerStats = { ticks: 0, ticksPerSec: 0, periodMs: d.sampling().idleMs, lastTickAt: clock.now(), maxLagMs: 0 };
+  const stats: SchedulerStats = { ticks: 0, ticksPerSec: 0, periodMs: d.sampling().idleMs, lastTickAt: clock.now(), maxLagMs: 0, stalls: 0, longestStallMs: 0 };
   let rateFrom = { ticks: 0, at: stats.lastTickAt };
   let activeUntil = 0;
   let lastT = stats.lastTickAt;
@@ -90,6 +99,16 @@ export function createScheduler(d: SchedulerDeps): Scheduler {
     const now = clock.now();
     const lag = (now - stats.lastTickAt) / 1e6 - stats.periodMs;
     if (lag > stats.maxLagMs && stats.ticks > 0) stats.maxLagMs = lag;
+    if (lag > STALL_MS && stats.ticks > 0) {
+      const gapMs = lag + stats.periodMs;
+      stats.stalls++;
+      stats.longestStallMs = Math.max(stats.longestStallMs, gapMs);
+      try {
+        d.onStall?.(gapMs, stats.periodMs);
+      } catch (err) {
+        d.onError(err as Error);
+      }
+    }
     stats.lastTickAt = now;
     lastT = now;
     try {

@@ -6,6 +6,7 @@ import type { LocalSource } from '../sources/local.js';
 import type { SchedulerStats } from './scheduler.js';
 import type { PolicyInForce } from './reload.js';
 import type { Reachability } from './reachability.js';
+import type { JournalHealth } from '../journal/journal.js';
 
 // The answer to `status`, built on request from what each part keeps (never on the hot path).
 
@@ -21,6 +22,7 @@ export interface StatusDeps {
   ports(): ReadonlyMap<string, PortPolicy>;
   breaker(): BreakerState;
   recent(): readonly JournalEvent[];
+  journal(): JournalHealth;
 }
 
 export function buildStatus(d: StatusDeps): StatusAnswer {
@@ -60,10 +62,16 @@ export function buildStatus(d: StatusDeps): StatusAnswer {
       sources: d.sourceIds(),
       broadcastCounting: d.broadcastCounting,
       reachability: d.reachability.status(),
+      journal: journalStatus(d.journal()),
+      stalls: { count: s.stalls, longestMs: Math.round(s.longestStallMs) },
     },
     ...(d.esxHosts.length > 0 ? { esxi: d.esxHosts.map((h) => h.status()) } : {}),
     ports: [...d.local.infos(), ...esxiInfos(d.esxHosts)].map(row),
   };
+}
+
+function journalStatus(h: JournalHealth): StatusAnswer['health']['journal'] {
+  return { state: h.failing ? 'failing' : 'ok', error: h.error, since: h.since, pending: h.pending, dropped: h.dropped };
 }
 
 /** An ESXi port's last valid rates, in the shape status reads (valid: they were, when measured). */

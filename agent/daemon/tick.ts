@@ -1,6 +1,6 @@
 import type { ActionRequest, ActionResult, FdbMove, JournalEvent, Policy, PortRates, TickFrame, Verdict } from '../types.js';
 import { initialDetectorState, step as detectStep } from '../detect/signature.js';
-import { breakerBusy, breakerStep, nextRecoveryNs, recoveryProbing, type BreakerState, type OperatorCommand } from '../breaker/state.js';
+import { breakerBusy, breakerStep, nextRecoveryNs, portStates, recoveryProbing, type BreakerState, type OperatorCommand } from '../breaker/state.js';
 import type { WatchedPorts } from './ports.js';
 
 // One tick of the pipeline, the way README draws it:
@@ -13,6 +13,8 @@ export interface TickOutput {
   /** Carry out a command; issuedNs is the tick of the verdict (the reaction time starts there). */
   execute(cmd: ActionRequest, issuedNs: number): void;
   record(e: JournalEvent): void;
+  /** Written before a trip's link-down, synchronously: a kill right after cannot lose the trip. */
+  intent(e: JournalEvent): void;
   /** After an automatic link-down: is the management path still there? */
   verify(port: string): void;
   /** The next automatic recovery probe is due at dueNs (monotonic; Infinity: none). */
@@ -68,21 +70,57 @@ export function createTick(d: TickDeps): PipelineTick {
   const input = { tNs: 0, wallMs: 0, verdicts: [] as readonly Verdict[], results: inbox.results, operator: inbox.operator, unreachable: inbox.unreachable };
   const outcome: TickOutcome = { warm: false, probing: false, verdicts: 0 };
 
+  /**
+   * One breaker step. A step that throws must not stay in the inbox and throw on every tick after
+   * (a bad operator command once stopped protection until restart): the operator commands are
+   * dropped with an error line and the step runs again on the rest; whatever still throws is
+   * dropped too. The next tick always starts from an empty inbox.
+   */
+  function step(policy: Policy): ReturnType<typeof breakerStep> | null {
+    try {
+      return breakerStep(brk, input, d.watched.all(), policy);
+    } catch (err) {
+      for (const o of inbox.operator.splice(0)) {
+        d.out.record({ ts: new Date(input.wallMs).toISOString(), event: 'action-failed', port: o.port, reason: `${o.kind} of ${o.port} dropped: it failed inside the breaker (${(err as Error).message})`, by: o.by });
+      }
+      try {
+        return breakerStep(brk, input, d.watched.all(), policy);
+      } catch {
+        throw err;
+      }
+    } finally {
+      inbox.results.length = 0;
+      inbox.operator.length = 0;
+      inbox.unreachable.length = 0;
+    }
+  }
+
   function runBreaker(t: number, policy: Policy): void {
     input.tNs = t;
     input.wallMs = d.wallMs();
-    const out = breakerStep(brk, input, d.watched.all(), policy);
+    const out = step(policy);
+    if (!out) return;
     brk = out.state;
-    inbox.results.length = 0;
-    inbox.operator.length = 0;
-    inbox.unreachable.length = 0;
     // Act first, journal after: each journal line is fsync'd, and an escalation's event must not
-    // delay its link-down.
+    // delay its link-down. A trip's intent goes first, without waiting for the disk (~tens of us):
+    // once write() returns, a kill -9 cannot lose it (the kernel has it), and the replay counts
+    // an intent without its outcome as tripped.
+    if (out.commands.length > 0) intents(out.commands);
     for (const c of out.commands) d.out.execute(c, t);
     for (const e of out.events) d.out.record(e);
     for (const port of out.verify) d.out.verify(port);
     recoveryDueNs = nextRecoveryNs(brk);
     d.out.recoveryDue(recoveryDueNs);
+  }
+
+  function intents(commands: ReturnType<typeof breakerStep>['commands']): void {
+    let tripping: Set<string> | null = null;
+    for (const c of commands) {
+      if (c.kind !== 'link-down') continue;
+      tripping ??= new Set(portStates(brk).filter((p) => p.state === 'tripping').map((p) => p.port));
+      if (!tripping.has(c.port)) continue; // a hold's or a reassert's link-down: journaled as such
+      d.out.intent({ ts: new Date(input.wallMs).toISOString(), event: 'trip-intent', port: c.port, reason: c.reason, policyHash: d.policy().hash });
+    }
   }
 
   return {

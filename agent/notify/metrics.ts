@@ -73,6 +73,10 @@ export interface Snapshot {
   };
   /** Webhook/hook events dropped because the queue was full (see webhook.ts), if wired. */
   notifyDroppedTotal?: number;
+  /** The journal: failing now, records waiting in memory, records lost (queue full). */
+  journal?: { failing: boolean; pending: number; dropped: number };
+  /** Gaps without sampling over the stall threshold since start. */
+  stallsTotal?: number;
   /** ESXi hosts over SSH (policy esxi). */
   esxi?: ReadonlyArray<{ host: string; live: boolean; lastBlockAgeMs: number | null; connects: number; samplesPerSec: number; roundTripMs: number | null }>;
 }
@@ -166,6 +170,18 @@ export function renderMetrics(s: Snapshot): string {
     head('stormbreaker_esxi_connects_total', 'counter', 'SSH connection attempts to the ESXi host');
     for (const e of s.esxi) line('stormbreaker_esxi_connects_total', { host: e.host }, e.connects);
   }
+  if (s.journal) {
+    head('stormbreaker_journal_failing', 'gauge', '1 while journal records do not reach the disk (kept in memory; protection continues).');
+    line('stormbreaker_journal_failing', {}, s.journal.failing ? 1 : 0);
+    head('stormbreaker_journal_pending_records', 'gauge', 'Journal records kept in memory, waiting for the disk.');
+    line('stormbreaker_journal_pending_records', {}, s.journal.pending);
+    head('stormbreaker_journal_dropped_records_total', 'counter', 'Journal records lost because the memory queue was full.');
+    line('stormbreaker_journal_dropped_records_total', {}, s.journal.dropped);
+  }
+  if (s.stallsTotal !== undefined) {
+    head('stormbreaker_sampler_stalls_total', 'counter', 'Gaps of more than a second without sampling (stopped, paused or starved agent).');
+    line('stormbreaker_sampler_stalls_total', {}, s.stallsTotal);
+  }
   if (s.notifyDroppedTotal !== undefined) {
     head('stormbreaker_notify_dropped_total', 'counter', 'Notification events dropped because the queue was full.');
     line('stormbreaker_notify_dropped_total', {}, s.notifyDroppedTotal);
@@ -247,7 +263,7 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
 /** The parts of the status answer (control/protocol.ts) the metrics read: a StatusAnswer is one. */
 export interface StatusLike {
   policy: Pick<StatusAnswer['policy'], 'hash' | 'dryRun'>;
-  health: Pick<StatusAnswer['health'], 'ticks' | 'periodMs' | 'maxLagMs' | 'lastTickAgeMs'>;
+  health: Pick<StatusAnswer['health'], 'ticks' | 'periodMs' | 'maxLagMs' | 'lastTickAgeMs'> & Partial<Pick<StatusAnswer['health'], 'journal' | 'stalls'>>;
   ports: ReadonlyArray<Pick<PortStatusRow, 'port' | 'bridge' | 'role' | 'state' | 'rxPps' | 'txPps' | 'floodPps'>>;
   esxi?: ReadonlyArray<Pick<EsxHostStatus, 'host' | 'live' | 'samplesPerSec'> & { session: Pick<EsxHostStatus['session'], 'lastBlockAgeMs' | 'connects' | 'roundTripMs'> }>;
 }
@@ -290,6 +306,8 @@ export function snapshotFromStatus(st: StatusLike, x: SnapshotExtras): Snapshot 
       ticksTotal: st.health.ticks,
     },
     ...(x.notifyDroppedTotal !== undefined ? { notifyDroppedTotal: x.notifyDroppedTotal } : {}),
+    ...(st.health.journal ? { journal: { failing: st.health.journal.state === 'failing', pending: st.health.journal.pending, dropped: st.health.journal.dropped } } : {}),
+    ...(st.health.stalls ? { stallsTotal: st.health.stalls.count } : {}),
     ...(st.esxi
       ? { esxi: st.esxi.map((e) => ({ host: e.host, live: e.live, lastBlockAgeMs: e.session.lastBlockAgeMs, connects: e.session.connects, samplesPerSec: e.samplesPerSec, roundTripMs: e.session.roundTripMs })) }
       : {}),

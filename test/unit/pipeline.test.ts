@@ -61,6 +61,7 @@ function simulatedLoop() {
           wake();
         }, 3),
       record: (e) => events.push(e),
+      intent: () => {},
       verify: () => {},
       recoveryDue: (t) => scheduler!.wakeAt(t),
     },

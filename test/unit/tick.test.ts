@@ -46,14 +46,18 @@ function harness(sources: TickSource[]) {
   const events: JournalEvent[] = [];
   const verified: string[] = [];
   const dues: number[] = [];
+  const intents: JournalEvent[] = [];
+  /** What left the tick, in order: `intent:port`, `execute:port`. */
+  const order: string[] = [];
   const tick = createTick({
     watched,
     policy: () => policy,
     wallMs: () => 1_700_000_000_000,
     breaker: initialBreakerState(),
     out: {
-      execute: (c, t) => commands.push({ ...c, issuedNs: t }),
+      execute: (c, t) => (order.push(`execute:${c.port}`), commands.push({ ...c, issuedNs: t })),
       record: (e) => events.push(e),
+      intent: (e) => (order.push(`intent:${e.port}`), intents.push(e)),
       verify: (p) => verified.push(p),
       recoveryDue: (t) => dues.push(t),
     },
@@ -62,7 +66,7 @@ function harness(sources: TickSource[]) {
     nowNs = tNs;
     return tick.run(tNs);
   };
-  return { tick, run, commands, events, verified, dues, watched };
+  return { tick, run, commands, events, verified, dues, watched, intents, order };
 }
 
 function drive(spec: TraceSpec, ms: number, fresh?: () => boolean) {
@@ -84,6 +88,9 @@ describe('tick: sources -> rates -> detect -> breaker -> commands', () => {
     expect(['up1', 'up2']).toContain(cmd.port); // a loop member, never a copy-only port
     expect(cmd.issuedNs).toBe(r.outcomes[verdictAt]!.tNs);
     expect(r.events).toEqual([]); // the trip is journaled with the action's result, not before it
+    // ...but its intent is written first, before the link-down leaves: a kill cannot lose it.
+    expect(r.order).toEqual([`intent:${cmd.port}`, `execute:${cmd.port}`]);
+    expect(r.intents[0]).toMatchObject({ event: 'trip-intent', port: cmd.port });
     expect(r.outcomes[verdictAt]!.warm).toBe(true);
     expect(portStates(r.tick.breaker()).find((p) => p.port === cmd.port)?.state).toBe('tripping');
   });
@@ -116,6 +123,20 @@ describe('tick: sources -> rates -> detect -> breaker -> commands', () => {
     expect(r.events.map((e) => `${e.event}:${e.port}`)).toEqual([`trip:${port}`]);
     expect(r.events[0]!.action?.ok).toBe(true);
     expect(r.dues.length).toBeGreaterThan(0);
+  });
+
+  it('a command that throws inside the breaker is dropped with its error; the next tick still protects', () => {
+    const r = drive(quietNetwork({ periodMs: 10 }), 100);
+    const t = r.trace.at(-1)!.tNs;
+    // What `hold --forMs 1e300` once put in the inbox: an expiry no Date can hold.
+    r.tick.inbox.operator.push({ kind: 'hold', port: 'vm1', reason: 'test', by: 'uid 0', untilMs: 1e300 });
+    r.run(t + 10e6);
+    expect(r.tick.inbox.operator).toEqual([]);
+    expect(r.events.map((e) => `${e.event}:${e.port}`)).toEqual(['action-failed:vm1']);
+    expect(r.events[0]!.reason).toMatch(/dropped: it failed inside the breaker/);
+    r.tick.inbox.operator.push({ kind: 'trip', port: 'vm1', reason: 'test', by: 'uid 0' });
+    r.run(t + 20e6);
+    expect(r.commands.map((c) => `${c.kind}:${c.port}`)).toEqual(['link-down:vm1']);
   });
 
   it('an operator trip in the inbox becomes a link-down on the next tick, even on a quiet network', () => {
