@@ -122,7 +122,8 @@ describe('cli against a running agent (host-only lab, 4 ports)', () => {
     const trip = await runCli(['trip', 'p1', '--reason', 'sbt cli: trip reason x', '--socket', a.socket]);
     expect(trip.stderr).toBe('');
     expect(trip.code).toBe(0);
-    expect(trip.stdout).toMatch(/trip p1: accepted/);
+    // The CLI waits for the action: done, verified, and how.
+    expect(trip.stdout).toMatch(/^trip p1: done \(verified via \S+\)$/m);
     await a.waitFor((l) => l.msg === 'trip' && l.port === 'p1', 5000);
     expect(await isUp(h.ns.host, 'p1')).toBe(false);
 

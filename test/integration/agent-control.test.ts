@@ -153,7 +153,7 @@ describe('hold and release', () => {
     const r = await runCli(['hold', 'p2', '--reason', 'sbo test: swap cable', '--for', '1s', '--socket', agent!.socket]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^hold p2: accepted until \d{4}-/);
+    expect(r.stdout).toMatch(/^hold p2: done \(verified via \S+\) until \d{4}-/);
     await held;
     expect(await isUp(h.ns.host, 'p2')).toBe(false);
     const s = await status();

@@ -174,9 +174,11 @@ describe('agent next to a stand-in ESXi host, over a real sshd', () => {
 
       // Restore (after the VM stopped bridging): vim-cmd reconnects the vNIC, the link comes back.
       await openLoop(lab);
+      // Watched from before the command: the CLI returns once the restore is done (and logged).
+      const restored = waitForNew(agent, (l) => l.msg === 'restore' && l.port === trip.port, 10_000);
       const r = await runCli(['restore', trip.port as string, '--reason', 'vmA no longer bridges', '--socket', agent.socket]);
       expect(r.code).toBe(0);
-      await waitForNew(agent, (l) => l.msg === 'restore' && l.port === trip.port, 10_000);
+      await restored;
       expect(await until(() => isUp(lab.ns.esx, dev), 3000)).toBe(true);
       const j = readJournalStrict(agent.stateDir);
       const restore = eventsOf(j, 'restore', trip.port as string)[0] as { action: { argv: string[]; esxi: { action: string } } };
@@ -187,16 +189,18 @@ describe('agent next to a stand-in ESXi host, over a real sshd', () => {
   it('an operator trips and restores the only vNIC of a VM (which then has no vSwitch port at all)', () =>
     withStormAgent('esxi-operator', policyPath, 8000, async (agent) => {
       const port = 'esx1/vnic-000c295b1000';
+      const tripped = waitForNew(agent, (l) => l.msg === 'trip' && l.port === port, 10_000);
       const t = await runCli(['trip', port, '--reason', 'maintenance test', '--socket', agent.socket]);
       expect(t.code).toBe(0);
-      const trip = await waitForNew(agent, (l) => l.msg === 'trip' && l.port === port, 10_000);
+      const trip = await tripped;
       expect((trip.action as { argv: string[] }).argv).toEqual(['vim-cmd', 'vmsvc/device.connection', '2', '4000', '0']);
       expect(await isUp(lab.ns.esx, 'vn10')).toBe(false);
       // The agent re-reads the host after the action: vm1 now has no port on any port group.
       await waitForNew(agent, (l) => l.component === 'esxi' && l.msg === 'restarting the counter stream', 5000);
+      const backP = waitForNew(agent, (l) => (l.msg === 'restore' || l.msg === 'action-failed') && l.port === port, 10_000);
       const r = await runCli(['restore', port, '--reason', 'done', '--socket', agent.socket]);
       expect(r.code, r.stdout + r.stderr).toBe(0);
-      const back = await waitForNew(agent, (l) => (l.msg === 'restore' || l.msg === 'action-failed') && l.port === port, 10_000);
+      const back = await backP;
       expect(back.msg).toBe('restore');
       expect((back.action as { argv: string[]; esxi: { action: string } }).esxi.action).toBe('vnic-connect');
       expect(await until(() => isUp(lab.ns.esx, 'vn10'), 3000)).toBe(true);
@@ -240,9 +244,10 @@ describe('agent next to a stand-in ESXi host, over a real sshd', () => {
       expect((await uplinkRx()) - a).toBeLessThan(50);
       await openLoop(lab);
       await sleep(300);
+      const restored = waitForNew(agent, (l) => l.msg === 'restore' && l.port === trip.port, 10_000);
       const r = await runCli(['restore', trip.port as string, '--reason', 'vmA fixed', '--socket', agent.socket]);
       expect(r.code).toBe(0);
-      await waitForNew(agent, (l) => l.msg === 'restore' && l.port === trip.port, 10_000);
+      await restored;
       expect(await vlanOf()).toBe(0);
     }, () => run(standinArgv(lab, 'esxcli', ['network', 'vswitch', 'standard', 'portgroup', 'set', '-p', 'VM Network', '--vlan-id', '0'])).then(() => undefined)), 60_000);
 
@@ -306,9 +311,10 @@ describe('agent next to a stand-in ESXi host, over a real sshd', () => {
       expect(st2.esxi[0]!.ports.map((p) => p.port)).toEqual(expect.arrayContaining([VNIC_A0, VNIC_A1]));
       console.log(`[esxi bridging VM, uplinks only] trip ${trip.port} logged ${tripMs} ms after the frame; ${a - before} frames reached prod`);
       await openLoop(lab);
+      const restored = waitForNew(agent, (l) => l.msg === 'restore' && l.port === trip.port, 10_000);
       const r = await runCli(['restore', trip.port as string, '--reason', 'vmA fixed', '--socket', agent.socket]);
       expect(r.code, r.stdout + r.stderr).toBe(0);
-      await waitForNew(agent, (l) => l.msg === 'restore' && l.port === trip.port, 10_000);
+      await restored;
     }), 60_000);
 
   it('uplinks only, bridging VMs not watched: one uplink is shut, and the flood still leaving by the other is reported (egress), never shut', () =>
