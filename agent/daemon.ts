@@ -8,7 +8,7 @@ import { openRecording, type Recording } from './daemon/recorder.js';
 import { policyInForce } from './daemon/reload.js';
 import { socketGroupId, StartupError, type Daemon, type DaemonOptions } from './daemon/options.js';
 import { startLocalSampling } from './daemon/local.js';
-import { createWatchedPorts, lowestClearPps, rescanLocal } from './daemon/ports.js';
+import { createWatchedPorts, followLinkChanges, lowestClearPps, rescanLocal } from './daemon/ports.js';
 import { startEsxiHosts } from './daemon/esxi-hosts.js';
 import { localKind, portKinds } from './daemon/port-kinds.js';
 import { breakerFromJournal } from './daemon/restore.js';
@@ -18,19 +18,17 @@ import type { Timers } from './daemon/clock.js';
 import { createExecutor } from './daemon/executor.js';
 import { createReachability } from './daemon/reachability.js';
 import { buildStatus } from './daemon/status.js';
-import { controlHandler } from './daemon/commands.js';
+import { controlHandler, outcomeWithinMs } from './daemon/commands.js';
 import { startDaemonMetrics } from './daemon/metrics.js';
+import { warmUpDetector } from './detect/warmup.js';
 
-// The wiring root: each part of the pipeline lives in daemon/ and gets the narrow interface it
-// needs; here they are made, connected, started and stopped. The hot path is the tick
-// (daemon/tick.ts); the scheduler (daemon/scheduler.ts) decides when it runs.
+// The wiring root: each part lives in daemon/ with the narrow interface it needs; here they are
+// made, connected, started and stopped. Hot path: daemon/tick.ts, run when daemon/scheduler.ts says.
 
 export { StartupError, type Daemon, type DaemonOptions, type ReloadOutcome } from './daemon/options.js';
 
 const hrNs = (): number => Number(process.hrtime.bigint());
 const TIMERS: Timers = { set: (fn, ms) => setTimeout(fn, ms), clear: (h) => clearTimeout(h as NodeJS.Timeout) };
-/** How long `trip` and friends wait for their outcome: every try of the action, and a margin. */
-const outcomeWithinMs = (p: Policy): number => p.actions.timeoutMs * (p.actions.retries + 1) + 5000;
 /** Interfaces are listed again, and tripped ports checked, this often. */
 const RESCAN_MS = 1000;
 
@@ -136,6 +134,9 @@ async function serve(b: Base, p: ReturnType<typeof wirePipeline>): Promise<Daemo
   const local = p.kinds.all.filter((k) => k.id === 'local');
   p.rescan();
   executor.reassert(local);
+  const links = followLinkChanges(p.rescan, log, () => life.stopped);
+  const firstPort = p.watched.all().values().next().value; // the first storm must not run cold code (issue 11)
+  if (firstPort) warmUpDetector(policy(), firstPort);
   const housekeeping = setInterval(() => {
     try {
       scheduler.measureRate();
@@ -183,6 +184,7 @@ async function serve(b: Base, p: ReturnType<typeof wirePipeline>): Promise<Daemo
       b.sd.stopping('agent stopping');
       scheduler.stop();
       clearInterval(housekeeping);
+      links.close();
       p.reach.close();
       // Journal first: closing hundreds of AF_PACKET sockets takes ~12 ms each (the kernel
       // waits in packet_release), and a supervisor may kill us before that ends.

@@ -1,4 +1,4 @@
-import type { JournalEvent, PortPolicy } from '../types.js';
+import type { JournalEvent, Policy, PortPolicy } from '../types.js';
 import { portStates, type BreakerState, type OperatorCommand } from '../breaker/state.js';
 import { readJournalTail } from '../journal/journal.js';
 import { ControlError, type Handler, type RequestContext } from '../control/server.js';
@@ -15,6 +15,9 @@ import type { Requester } from '../control/peer.js';
 
 /** `events` reads at most this many journal lines from the end of the file. */
 const JOURNAL_TAIL_LINES = 10_000;
+
+/** How long `trip` and friends wait for their outcome: every try of the action, and a margin. */
+export const outcomeWithinMs = (p: Policy): number => p.actions.timeoutMs * (p.actions.retries + 1) + 5000;
 
 export interface CommandDeps {
   status(): StatusAnswer;

@@ -3,6 +3,7 @@ import type { PortPolicy, PortRates, Policy, TickFrame, TickSource } from '../ty
 import { listInterfaceNames, listInterfaces } from '../host/interfaces.js';
 import { resolvePorts } from '../policy/match.js';
 import type { LocalSource } from '../sources/local.js';
+import { createLinkMonitor, type LinkMonitor } from '../sources/links.js';
 
 // The watched set: every TickSource in one registry (the local host, each ESXi host, the FDB
 // monitor, and whatever comes next), merged into what the detector and the breaker read. The
@@ -122,4 +123,23 @@ export function lowestClearPps(ports: ReadonlyMap<string, PortPolicy>): number {
   let m = Infinity;
   for (const pp of ports.values()) m = Math.min(m, pp.thresholds.clearPps);
   return Number.isFinite(m) ? m : 0;
+}
+
+/**
+ * A port plugged in (or enslaved, or recreated) at runtime is watched from the kernel's link
+ * notification (`ip -o monitor link`), not at the next 1 s rescan (issue 11); the rescan stays as
+ * the safety net should the monitor die.
+ */
+export function followLinkChanges(rescan: () => void, log: Logger, stopped: () => boolean): LinkMonitor {
+  return createLinkMonitor({
+    onChange: () => {
+      if (stopped()) return;
+      try {
+        rescan();
+      } catch (err) {
+        log.error({ component: 'ports', err: (err as Error).message }, 'rescan on link change failed');
+      }
+    },
+    warn: (o, m) => log.warn({ component: 'links', ...o }, m),
+  });
 }

@@ -1,5 +1,4 @@
-import type { ChildProcess } from 'node:child_process';
-import { killGroup, spawnGroup } from '../host/child.js';
+import { superviseLines } from '../host/line-child.js';
 import type { FdbMove, PortPolicy, PortRates, TickFrame, TickSource } from '../types.js';
 
 // `bridge monitor fdb` streams RTM_NEWNEIGH for every learn and every move. In a loop the same
@@ -76,51 +75,30 @@ export function createFdbSource(opts: {
   let buf: FdbMove[] = [];
   let spare: FdbMove[] = [];
   let dropped = 0;
-  let child: ChildProcess | null = null;
-  let closed = false;
-  let backoffMs = 100;
   const track = createMoveTracker();
-
-  function start(): void {
-    if (closed) return;
-    let rest = '';
-    // Its own process group, killed with the agent even by kill -9 (see host/child.ts).
-    const c = spawnGroup(opts.bridgeBin ?? 'bridge', ['monitor', 'fdb'], { stdio: ['ignore', 'pipe', 'pipe'], tied: true });
-    child = c;
-    c.stdout!.setEncoding('utf8');
-    c.stdout!.on('data', (chunk: string) => {
-      backoffMs = 100;
-      const lines = (rest + chunk).split('\n');
-      rest = lines.pop() ?? '';
-      const t = opts.now();
-      for (const line of lines) {
-        const e = parseFdbLine(line);
-        if (!e) continue;
-        const mv = track(e, t);
-        if (!mv) continue;
-        // Full (a storm between two slow ticks): drop the OLDEST half. The detector judges moves
-        // of the last few tens of ms, so keeping the first 4096 of a long interval would keep
-        // only moves too old to count and hide the flap.
-        if (buf.length >= MAX_BUFFERED) {
-          buf.copyWithin(0, MAX_BUFFERED / 2);
-          buf.length = MAX_BUFFERED / 2;
-          dropped += MAX_BUFFERED / 2;
-        }
-        buf.push(mv);
+  let t = 0;
+  const child = superviseLines({
+    file: opts.bridgeBin ?? 'bridge',
+    args: ['monitor', 'fdb'],
+    name: 'bridge monitor fdb',
+    ...(opts.warn ? { warn: opts.warn } : {}),
+    onChunk: () => (t = opts.now()),
+    onLine: (line) => {
+      const e = parseFdbLine(line);
+      if (!e) return;
+      const mv = track(e, t);
+      if (!mv) return;
+      // Full (a storm between two slow ticks): drop the OLDEST half. The detector judges moves
+      // of the last few tens of ms, so keeping the first 4096 of a long interval would keep
+      // only moves too old to count and hide the flap.
+      if (buf.length >= MAX_BUFFERED) {
+        buf.copyWithin(0, MAX_BUFFERED / 2);
+        buf.length = MAX_BUFFERED / 2;
+        dropped += MAX_BUFFERED / 2;
       }
-    });
-    c.stderr!.setEncoding('utf8');
-    c.stderr!.on('data', (d: string) => opts.warn?.({ stderr: d.trim().slice(0, 200) }, 'bridge monitor fdb stderr'));
-    c.on('error', (err) => opts.warn?.({ err: err.message }, 'bridge monitor fdb failed to start'));
-    c.on('exit', (code, signal) => {
-      child = null;
-      if (closed) return;
-      opts.warn?.({ code, signal, retryMs: backoffMs }, 'bridge monitor fdb exited; restarting');
-      setTimeout(start, backoffMs).unref();
-      backoffMs = Math.min(backoffMs * 2, 5000);
-    });
-  }
-  start();
+      buf.push(mv);
+    },
+  });
 
   function drain(): readonly FdbMove[] {
     const out = buf;
@@ -143,9 +121,6 @@ export function createFdbSource(opts: {
     get dropped() {
       return dropped;
     },
-    close() {
-      closed = true;
-      if (child) killGroup(child, 'SIGTERM');
-    },
+    close: () => child.close(),
   };
 }

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { superviseLines } from '../host/line-child.js';
 
 // Ports that appear at runtime, watched from their first frame (issue 11): `ip -o monitor link`
 // prints one line per RTM_NEWLINK / RTM_DELLINK as the kernel sends it (a veth created, enslaved
@@ -41,11 +41,9 @@ export function createLinkMonitor(opts: {
   warn?: (obj: object, msg: string) => void;
   ipBin?: string;
 }): LinkMonitor {
-  let child: ChildProcess | null = null;
-  let closed = false;
-  let backoffMs = 100;
   let events = 0;
   let pending: LinkEvent | null = null;
+  let closed = false;
 
   function flush(): void {
     const e = pending;
@@ -53,36 +51,19 @@ export function createLinkMonitor(opts: {
     if (e && !closed) opts.onChange(e);
   }
 
-  function start(): void {
-    if (closed) return;
-    let rest = '';
-    const c = spawn(opts.ipBin ?? 'ip', ['-o', 'monitor', 'link'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child = c;
-    c.stdout!.setEncoding('utf8');
-    c.stdout!.on('data', (chunk: string) => {
-      backoffMs = 100;
-      const lines = (rest + chunk).split('\n');
-      rest = lines.pop() ?? '';
-      for (const line of lines) {
-        const e = parseLinkLine(line);
-        if (!e) continue;
-        events++;
-        if (pending === null) setImmediate(flush);
-        pending = e;
-      }
-    });
-    c.stderr!.setEncoding('utf8');
-    c.stderr!.on('data', (d: string) => opts.warn?.({ stderr: d.trim().slice(0, 200) }, 'ip monitor link stderr'));
-    c.on('error', (err) => opts.warn?.({ err: err.message }, 'ip monitor link failed to start'));
-    c.on('exit', (code, signal) => {
-      child = null;
-      if (closed) return;
-      opts.warn?.({ code, signal, retryMs: backoffMs }, 'ip monitor link exited; restarting');
-      setTimeout(start, backoffMs).unref();
-      backoffMs = Math.min(backoffMs * 2, 5000);
-    });
-  }
-  start();
+  const child = superviseLines({
+    file: opts.ipBin ?? 'ip',
+    args: ['-o', 'monitor', 'link'],
+    name: 'ip monitor link',
+    ...(opts.warn ? { warn: opts.warn } : {}),
+    onLine: (line) => {
+      const e = parseLinkLine(line);
+      if (!e) return;
+      events++;
+      if (pending === null) setImmediate(flush);
+      pending = e;
+    },
+  });
 
   return {
     get events() {
@@ -90,7 +71,7 @@ export function createLinkMonitor(opts: {
     },
     close() {
       closed = true;
-      child?.kill('SIGTERM');
+      child.close();
     },
   };
 }

@@ -133,7 +133,10 @@ describe('agent next to a stand-in ESXi host, over a real sshd', () => {
       expect(h.live).toBe(true);
       expect(h.session.state).toBe('streaming');
       expect(h.session.lastBlockAgeMs).toBeLessThan(1000);
-      expect(h.samplesPerSec).toBeGreaterThan(3);
+      // A stream, not a speed target (bench-esxi measures speed): the stand-in's shell loop spawns
+      // python per counter and makes 1-2.5 blocks/s on a busy 2-core machine; below one block per
+      // staleMs (1 s) the host would go stale, which is the failure this guards.
+      expect(h.samplesPerSec).toBeGreaterThanOrEqual(1);
       expect(h.ports.map((p: { port: string }) => p.port).sort()).toEqual(['esx1/vmnic0', 'esx1/vmnic1', 'esx1/vnic-000c295b1000', VNIC_A0, VNIC_A1]);
       expect(st.ports.find((p) => p.port === 'esx1/vmnic0')).toMatchObject({ bridge: 'esx1/vSwitch0', role: 'uplink', state: 'forwarding' });
       expect(st.ports.find((p) => p.port === VNIC_A0)).toMatchObject({ bridge: 'esx1/vSwitch0', role: 'vm' });

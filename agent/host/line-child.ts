@@ -1,0 +1,59 @@
+import type { ChildProcess } from 'node:child_process';
+import { killGroup, spawnGroup } from './child.js';
+
+// A long-lived child whose stdout is read line by line (`bridge monitor fdb`, `ip -o monitor link`):
+// argv array, its own process group tied to the agent (host/child.ts), restarted with backoff
+// when it exits, killed whole on close. One place for what both monitors need.
+
+export interface LineChild {
+  close(): void;
+}
+
+export function superviseLines(opts: {
+  file: string;
+  args: readonly string[];
+  /** Names the child in warnings, e.g. 'bridge monitor fdb'. */
+  name: string;
+  /** Each complete line, in order. */
+  onLine: (line: string) => void;
+  /** Called once per chunk, before its lines (e.g. one clock read per chunk, not per line). */
+  onChunk?: () => void;
+  warn?: (obj: object, msg: string) => void;
+}): LineChild {
+  let child: ChildProcess | null = null;
+  let closed = false;
+  let backoffMs = 100;
+
+  function start(): void {
+    if (closed) return;
+    let rest = '';
+    const c = spawnGroup(opts.file, opts.args, { stdio: ['ignore', 'pipe', 'pipe'], tied: true });
+    child = c;
+    c.stdout!.setEncoding('utf8');
+    c.stdout!.on('data', (chunk: string) => {
+      backoffMs = 100;
+      const lines = (rest + chunk).split('\n');
+      rest = lines.pop() ?? '';
+      opts.onChunk?.();
+      for (const line of lines) opts.onLine(line);
+    });
+    c.stderr!.setEncoding('utf8');
+    c.stderr!.on('data', (d: string) => opts.warn?.({ stderr: d.trim().slice(0, 200) }, `${opts.name} stderr`));
+    c.on('error', (err) => opts.warn?.({ err: err.message }, `${opts.name} failed to start`));
+    c.on('exit', (code, signal) => {
+      child = null;
+      if (closed) return;
+      opts.warn?.({ code, signal, retryMs: backoffMs }, `${opts.name} exited; restarting`);
+      setTimeout(start, backoffMs).unref();
+      backoffMs = Math.min(backoffMs * 2, 5000);
+    });
+  }
+  start();
+
+  return {
+    close() {
+      closed = true;
+      if (child) killGroup(child, 'SIGTERM');
+    },
+  };
+}
