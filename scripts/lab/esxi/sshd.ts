@@ -98,8 +98,12 @@ export function sshdConfig(p: SshPaths, listen: string, labDir: string, standinB
     `PidFile ${p.pidFile}`,
     // `python` as on ESXi (/bin/python) with the stand-in `vmware.vsi` importable; a lab built
     // with python: false has neither (a host whose interpreter is missing or refused).
+    // No PYTHONDONTWRITEBYTECODE (nor a PYTHONPYCACHEPREFIX in the lab dir): with either, the
+    // stand-in's counter stream fell to ~2.5 blocks/s, its blocks came ~800 ms apart under a storm
+    // and esxi-agent's loop tests never tripped (bisected: 07aff37). Bytecode lands in the
+    // checkout's __pycache__/, which git ignores.
     python
-      ? `SetEnv PATH=${python.bin}:${standinBin}:/usr/sbin:/usr/bin:/sbin:/bin PYTHONPATH=${python.lib} PYTHONDONTWRITEBYTECODE=1 STORMBREAKER_ESXI_LAB=${labDir} SHLVL=1`
+      ? `SetEnv PATH=${python.bin}:${standinBin}:/usr/sbin:/usr/bin:/sbin:/bin PYTHONPATH=${python.lib} STORMBREAKER_ESXI_LAB=${labDir} SHLVL=1`
       : `SetEnv PATH=${standinBin}:/usr/sbin:/usr/bin:/sbin:/bin STORMBREAKER_ESXI_LAB=${labDir} SHLVL=1`,
     'MaxSessions 32',
     'MaxStartups 64:30:128',
