@@ -17,7 +17,8 @@ export interface FuseVnic {
   bridgingVm: boolean;
 }
 
-export interface FusePlanInput {
+/** The fuse's tuning, as the agent sends it and the plan carries it. */
+export interface FuseTuning {
   sampleMs: number;
   leaseMs: number;
   /** broadcast+multicast rx per port, frames/s. */
@@ -27,6 +28,9 @@ export interface FusePlanInput {
   settleMs: number;
   budget: number;
   dryRun: boolean;
+}
+
+export interface FusePlanInput extends FuseTuning {
   vmnics: readonly string[];
   vnics: readonly FuseVnic[];
   /** vmkernel ports (never cut, never watched as loop members). */
@@ -34,16 +38,8 @@ export interface FusePlanInput {
   protectedPortgroups: readonly string[];
 }
 
-export interface FusePlan {
+export interface FusePlan extends FuseTuning {
   op: 'plan';
-  sampleMs: number;
-  leaseMs: number;
-  pps: number;
-  hold: number;
-  minHotPorts: number;
-  settleMs: number;
-  budget: number;
-  dryRun: boolean;
   cutTimeoutMs: number;
   watch: Array<{ kind: 'pnic'; id: string } | { kind: 'port'; portset: string; id: string }>;
   cutList: Array<{ port: string; portId: string; portset: string; argv: string[] }>;
