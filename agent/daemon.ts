@@ -68,7 +68,15 @@ function wirePipeline(b: Base) {
   const watched = createWatchedPorts(hrNs);
   watched.add(sampling.local);
   sampling.followPolicy(policy(), watched);
-  const esx = startEsxiHosts(policy(), { log, portsChanged: () => watched.merge(), ratesArrived: () => scheduler.runNow(), inventoryRead: (k) => !life.stopped && executor.reassert([k]) });
+  const esx = startEsxiHosts(policy(), {
+    log,
+    portsChanged: () => watched.merge(),
+    ratesArrived: () => scheduler.runNow(),
+    inventoryRead: (k) => !life.stopped && executor.reassert([k]),
+    cutReported: (r) => (tick.inbox.results.push(r), wake()),
+    record: rec.record,
+    onRecord: rec.onRecord,
+  });
   for (const h of esx) watched.add(h.host);
   const kinds = portKinds([...esx.map((h) => h.kind), localKind(policy)]);
 

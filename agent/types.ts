@@ -252,6 +252,14 @@ export interface Policy {
 export type EsxiActionKind = 'vnic-disconnect' | 'portgroup-quarantine' | 'nic-down';
 export const ESXI_ACTION_KINDS: readonly EsxiActionKind[] = ['vnic-disconnect', 'portgroup-quarantine', 'nic-down'];
 export type EsxiCounterPath = 'vsish' | 'esxcli';
+/**
+ * The on-host fuse (issue 12): `armed` streams counters from the host's own Python and cuts a loop
+ * by itself; `stream` streams the same way and cuts nothing (reports what it would cut); `off` uses
+ * the shell loop only. Where the fuse cannot arm (no Python, no vmware.vsi, refused), the shell
+ * loop is the fallback, said in status and the journal.
+ */
+export type EsxiFuseMode = 'armed' | 'stream' | 'off';
+export const ESXI_FUSE_MODES: readonly EsxiFuseMode[] = ['armed', 'stream', 'off'];
 
 export interface EsxiVmnicPolicy {
   /** vmnic<N>; the agent's port name is `<host>/<name>`. */
@@ -279,6 +287,13 @@ export interface EsxiHostPolicy {
   /** Per remote command (reads and actions). */
   commandTimeoutMs: number;
   counters: EsxiCounterPath;
+  fuse: EsxiFuseMode;
+  /** The fuse reads counters this often on the host (5-100 ms). */
+  fuseSampleMs: number;
+  /** The fuse keeps protecting this long after the agent's connection is gone, then exits. */
+  fuseLeaseMs: number;
+  /** Most vNICs the fuse cuts by itself per arming (0: it only reports). */
+  fuseBudget: number;
   vmnics: EsxiVmnicPolicy[];
   /** VM ports on these port groups are watched (role vm, one port per vNIC, named by MAC). */
   portgroups: string[];
@@ -362,6 +377,11 @@ export interface ActionResult {
   verified: boolean;
   /** ESXi ports: what was done on the host, and what its undo needs (journaled with the trip). */
   esxi?: EsxiActionRecord;
+  /**
+   * Carried out by someone other than the agent's executor and reported after the fact (the ESXi
+   * fuse): who, why, and the reporter's id for the event (acknowledged once journaled).
+   */
+  origin?: { by: string; id: string; reason: string; fuse?: { instance: string; version: number; hostTimeUs: number; wallMs: number } };
 }
 
 export interface EsxiActionRecord {
@@ -402,7 +422,10 @@ export interface JournalEvent {
     // Reachability: a link-down that cut the management path is undone; the target's own state.
     | 'undo'
     | 'reachability-down'
-    | 'reachability-up';
+    | 'reachability-up'
+    // The ESXi fuse (issue 12): armed (with its program's hash), fell back to the shell loop,
+    // ended; and what it reported that was not a cut (refused, dry-run, failed).
+    | 'fuse';
   port: string;
   reason: string;
   policyHash?: string;

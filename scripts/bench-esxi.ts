@@ -5,7 +5,9 @@
 // "ESXi" side and is reported apart, never added to the agent's.
 //   node dist/scripts/bench-esxi.js [--storms 10] [--sample-ms 100,50] [--seconds 10] [--warmup 2]
 //       [--guard-ms 2500] [--prefix sbb-] [--out out/bench-esxi.json]
-//       [--mgmt oob|inband] [--uplink-rate 4mbit] [--no-cost]
+//       [--mgmt oob|inband] [--uplink-rate 4mbit] [--no-cost] [--fuse armed|stream|off]
+// --fuse is the policy's esxi.hosts[].fuse (default armed, as the agent's): `off` measures the
+// shell loop alone, `stream` the fuse's counters with the agent's own cuts over SSH.
 // --mgmt inband puts vmk0 on vSwitch0 and the agent behind the physical switch; --uplink-rate
 // shapes the uplinks (tbf) so a loop fills them (scripts/lab/esxi/plan.ts, issue 12).
 import { esxiLabPolicy } from './lab/esxi/policy.js';
@@ -41,6 +43,7 @@ const { values } = parseArgs({
     mgmt: { type: 'string', default: 'oob' },
     'uplink-rate': { type: 'string' },
     'no-cost': { type: 'boolean', default: false },
+    fuse: { type: 'string', default: 'armed' },
   },
 });
 
@@ -62,6 +65,7 @@ const guardMs = num('guard-ms', values['guard-ms'], (x) => x >= 500 && x <= 3000
 const prefix = values.prefix!;
 const mgmt = values.mgmt === 'inband' ? 'inband' : values.mgmt === 'oob' ? 'oob' : fail(`--mgmt ${JSON.stringify(values.mgmt)}: oob or inband`);
 const uplinkRate = values['uplink-rate'];
+const fuseMode = values.fuse === 'armed' || values.fuse === 'stream' || values.fuse === 'off' ? values.fuse : fail(`--fuse ${JSON.stringify(values.fuse)}: armed, stream or off`);
 /** In band, the agent's own SSH crosses the uplinks: only the loop's VM ports must be silent, and a storm can cost the session (backoff up to 30 s). */
 const QUIET_PORTS = mgmt === 'inband' ? ['vnA0', 'vnA1'] : ['vmnic0', 'vmnic1', 'vnA0', 'vnA1'];
 const READY_MS = mgmt === 'inband' ? 60_000 : 20_000;
@@ -86,7 +90,7 @@ const HOLD_SAMPLES = 2;
  */
 function policyYaml(lab: EsxiLab, sampleMs: number | null): string {
   if (sampleMs === null) return 'version: 1\nports: []\n';
-  return esxiLabPolicy(lab, { sampleMs, holdSamples: HOLD_SAMPLES, windowMs: 1500 });
+  return esxiLabPolicy(lab, { sampleMs, holdSamples: HOLD_SAMPLES, windowMs: 1500, fuse: fuseMode });
 }
 
 // --- CPU of process trees, from /proc --------------------------------------------------------------
@@ -555,5 +559,5 @@ process.stdout.write([HEADER, ...stormReport(results), ...costReport(costs), '',
 mkdirSync(dirname(values.out!), { recursive: true });
 writeFileSync(
   values.out!,
-  JSON.stringify({ node: process.version, kernel: release(), mgmt, uplinkRate: uplinkRate ?? null, clkTck: hz, seconds, warmupMs, guardMs, holdSamples: HOLD_SAMPLES, date: new Date().toISOString(), storms: results, costs }, null, 2) + '\n',
+  JSON.stringify({ node: process.version, kernel: release(), mgmt, uplinkRate: uplinkRate ?? null, fuse: fuseMode, clkTck: hz, seconds, warmupMs, guardMs, holdSamples: HOLD_SAMPLES, date: new Date().toISOString(), storms: results, costs }, null, 2) + '\n',
 );

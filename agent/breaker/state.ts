@@ -317,8 +317,8 @@ function onResult(ctx: Ctx, r: ActionResult): void {
     return;
   }
   if (!expected) {
-    e.reason = `${r.kind} of ${r.port} reported (not requested by the breaker)`;
-    e.by = undefined;
+    e.reason = r.origin?.reason ?? `${r.kind} of ${r.port} reported (not requested by the breaker)`;
+    e.by = r.origin?.by;
     e.extra = undefined;
     e.auto = false;
     e.loop = null;

@@ -9,7 +9,7 @@ export interface StatusView {
   ports: ReadonlyArray<Partial<PortStatusRow>>;
   esxi?: ReadonlyArray<
     Pick<EsxHostStatus, 'host' | 'address' | 'live' | 'samplesPerSec' | 'missing'> & {
-      session: Pick<EsxHostStatus['session'], 'state' | 'lastBlockAgeMs' | 'connects' | 'lastError' | 'roundTripMs' | 'late'>;
+      session: Pick<EsxHostStatus['session'], 'state' | 'lastBlockAgeMs' | 'connects' | 'lastError' | 'roundTripMs' | 'late'> & Partial<Pick<EsxHostStatus['session'], 'streamer' | 'fuse'>>;
       ports: ReadonlyArray<Pick<EsxHostStatus['ports'][number], 'port' | 'vm' | 'portgroup' | 'watched' | 'broadcast' | 'lastError'>>;
     }
   >;
@@ -47,6 +47,11 @@ export function renderStatus(s: StatusView): string {
     // Anything but live means: these ports are NOT being judged right now.
     out += `esxi ${e.host} (${e.address}): ${ss.state.toUpperCase()}${e.live ? '' : ' - not judged'}, ${age}, ${e.samplesPerSec} samples/s${rtt}, ${ss.connects} connects\n`;
     if (ss.lastError && !e.live) out += `  last error: ${ss.lastError}\n`;
+    const f = ss.fuse;
+    if (f) {
+      const id = `fuse v${f.version} (sha256 ${f.sha256.slice(0, 12)})`;
+      out += ss.streamer === 'fuse' || f.state === 'armed' ? `  counters from the ${id} on the host: ${f.why}\n` : `  counters from the shell loop: the ${id} ${f.state === 'not-armed' ? 'could not arm' : f.state}: ${f.why}\n`;
+    }
     for (const m of e.missing) out += `  policy names ${m}: not watched\n`;
     for (const p of e.ports) if (p.lastError || !/moves/.test(p.broadcast)) out += `  ${p.port}: ${p.lastError ?? p.broadcast}\n`;
     // Ports the operator did not name: say why they are watched.

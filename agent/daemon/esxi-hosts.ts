@@ -1,11 +1,14 @@
 import type { Logger } from '../log.js';
-import type { Policy } from '../types.js';
+import type { ActionResult, JournalEvent, Policy } from '../types.js';
 import { startEsxHost, type EsxHost } from '../esxi/host.js';
+import { fuseReportReason } from '../esxi/host-fuse.js';
 import { executeEsxiAction } from '../actions/esxi.js';
 import { esxiKind, type PortKind } from './port-kinds.js';
 
 // The policy's ESXi hosts, each a TickSource and a port kind: their ports join the same detector
 // and breaker as local ones. Read once at start (a reload keeps the hosts it started with).
+// Each host's fuse reports here: a cut goes to the breaker as an action result (journaled as a
+// trip, then acknowledged to the fuse), anything else straight to the journal.
 
 export interface EsxiHostsDeps {
   log: Logger;
@@ -15,11 +18,17 @@ export interface EsxiHostsDeps {
   ratesArrived(): void;
   /** A fresh inventory of this kind's host was read: cut again what was undone there. */
   inventoryRead(kind: PortKind): void;
+  /** A cut made on a host by its fuse: to the breaker, as the result of a link-down. */
+  cutReported(r: ActionResult): void;
+  record(e: JournalEvent): void;
+  /** Every event recorded from now on; returns the unsubscribe. */
+  onRecord(fn: (e: JournalEvent) => void): () => void;
 }
 
 export function startEsxiHosts(policy: Policy, d: EsxiHostsDeps): Array<{ host: EsxHost; kind: PortKind }> {
   const out: Array<{ host: EsxHost; kind: PortKind }> = [];
   const log = d.log;
+  const acks = fuseAcks(d);
   for (const hp of policy.esxi?.hosts ?? []) {
     let kind: PortKind | null = null;
     let host: EsxHost | null = null;
@@ -30,6 +39,16 @@ export function startEsxiHosts(policy: Policy, d: EsxiHostsDeps): Array<{ host: 
       },
       onRates: d.ratesArrived,
       onInventory: () => kind && d.inventoryRead(kind),
+      onFuseReport(r) {
+        if (r.result) return acks.cut(r.result, r.ack);
+        d.record({ ts: new Date().toISOString(), event: 'fuse', port: r.cut.port, reason: fuseReportReason(r.host, r.cut), host: r.host, fuse: r.cut, replayed: r.replayed });
+        r.ack();
+      },
+      onFuseState(h, state, why, program) {
+        if (state === 'starting') return;
+        const said = state === 'armed' ? why : state === 'not-armed' ? `the fuse could not arm on ${h}: ${why}; the shell loop streams the counters instead` : `the fuse on ${h} ended: ${why}`;
+        d.record({ ts: new Date().toISOString(), event: 'fuse', port: '', reason: said, host: h, state, ...(program ? { fuseVersion: program.version, fuseSha256: program.sha256 } : {}) });
+      },
       act: executeEsxiAction,
       log: { info: (o, m) => log.info(o, m), warn: (o, m) => log.warn(o, m), error: (o, m) => log.error(o, m) },
       ...(process.env.STORMBREAKER_SSH ? { ssh: process.env.STORMBREAKER_SSH } : {}),
@@ -38,4 +57,31 @@ export function startEsxiHosts(policy: Policy, d: EsxiHostsDeps): Array<{ host: 
     out.push({ host, kind });
   }
   return out;
+}
+
+/**
+ * A fuse's cut is acknowledged (the fuse forgets it, and no later fuse replays it) only once the
+ * journal has its trip: the breaker journals it on its next step, after cutReported.
+ */
+function fuseAcks(d: EsxiHostsDeps) {
+  const pending = new Map<string, () => void>();
+  let unsubscribe: (() => void) | null = null;
+  const onEvent = (e: JournalEvent): void => {
+    const id = (e.action as ActionResult | undefined)?.origin?.id;
+    const ack = id === undefined ? undefined : pending.get(id);
+    if (!ack || (e.event !== 'trip' && e.event !== 'action-failed')) return;
+    pending.delete(id!);
+    ack();
+    if (pending.size === 0 && unsubscribe) {
+      unsubscribe();
+      unsubscribe = null;
+    }
+  };
+  return {
+    cut(result: ActionResult, ack: () => void): void {
+      pending.set(result.origin!.id, ack);
+      unsubscribe ??= d.onRecord(onEvent);
+      d.cutReported(result);
+    },
+  };
 }

@@ -3,7 +3,9 @@
 import type { Counters, EsxiHostPolicy, PortPolicy, PortRates } from '../types.js';
 import { emptyCounters } from '../types.js';
 import { computeRates } from '../sample/rates.js';
-import { judgeBroadcast, sectionCounters, toCounters, type BroadcastJudgement, type EsxPort } from './ports.js';
+import { judgeBroadcast, sectionCounters, toCounters, type BroadcastJudgement, type EsxPort, type RawCounters } from './ports.js';
+import { VALUES_PER_ITEM } from './fuse/lines.js';
+import type { Result } from './result.js';
 import type { Block } from './stream.js';
 
 interface Track {
@@ -32,6 +34,11 @@ export interface HostRates {
   readonly rates: () => readonly PortRates[];
   /** Counters of one block into rates. */
   block(b: Block, tNs: number): void;
+  /**
+   * One fuse sample into rates: `items[i]` (`nic:vmnic0`, `port:33554440`) owns values
+   * [i*VALUES_PER_ITEM, ...). No allocation per sample.
+   */
+  fuseSample(items: readonly string[], values: Float64Array, tNs: number): void;
   /** Never diff across a gap (the stream stopped, or an action landed). */
   forgetBaselines(): void;
   /** The last valid rates of each port (for status; never for judging). */
@@ -66,9 +73,8 @@ export function hostRates(host: EsxiHostPolicy, log: Log): HostRates {
     rateList = tracks.map((t) => t.rates);
   }
 
-  /** One port's section of a block: counters (or the read error), broadcast judged, rates. */
-  function section(t: Track, s: Block['sections'][number], tNs: number): void {
-    const raw = sectionCounters(s, host.counters);
+  /** One port's counters (or the read error): broadcast judged, rates. */
+  function section(t: Track, raw: Result<RawCounters>, tNs: number): void {
     t.txFloodCur = NaN;
     if (!raw.ok) {
       t.cur.ok = false;
@@ -104,7 +110,13 @@ export function hostRates(host: EsxiHostPolicy, log: Log): HostRates {
     block(b, tNs) {
       for (const s of b.sections) {
         const t = byItem.get(`${s.kind}:${s.id}`);
-        if (t) section(t, s, tNs);
+        if (t) section(t, sectionCounters(s, host.counters), tNs);
+      }
+    },
+    fuseSample(items, values, tNs) {
+      for (let i = 0; i < items.length; i++) {
+        const t = byItem.get(items[i]!);
+        if (t) section(t, fuseRaw(values, i * VALUES_PER_ITEM), tNs);
       }
     },
     forgetBaselines() {
@@ -121,6 +133,25 @@ export function hostRates(host: EsxiHostPolicy, log: Log): HostRates {
     },
     portStatus: () => tracks.map((t) => ({ port: t.port, broadcast: t.bcast ? t.bcast.reason : 'no sample yet', lastError: t.lastError })),
   };
+}
+
+const FUSE_RAW: RawCounters = { rxPackets: 0, txPackets: 0, rxBytes: 0, rxBroadcast: 0, rxMulticast: 0, txBroadcast: 0, txMulticast: 0 };
+const FUSE_OK: Result<RawCounters> = { ok: true, value: FUSE_RAW };
+const FUSE_UNREAD: Result<RawCounters> = { ok: false, error: 'the fuse could not read this port (vsi)' };
+
+/**
+ * One item of a fuse sample as raw counters, in one reused object (section() copies it at once).
+ * The fuse reads no bytes: rxBytes stays 0, and nothing judges rxBps.
+ */
+function fuseRaw(v: Float64Array, at: number): Result<RawCounters> {
+  if (!(v[at]! >= 0) || !(v[at + 1]! >= 0)) return FUSE_UNREAD;
+  FUSE_RAW.rxPackets = v[at]!;
+  FUSE_RAW.txPackets = v[at + 1]!;
+  FUSE_RAW.rxBroadcast = v[at + 2]!;
+  FUSE_RAW.rxMulticast = v[at + 3]!;
+  FUSE_RAW.txBroadcast = v[at + 4]!;
+  FUSE_RAW.txMulticast = v[at + 5]!;
+  return FUSE_OK;
 }
 
 function blankRates(p: EsxPort): PortRates {

@@ -6,8 +6,17 @@ import type { EsxInventory } from './inventory.js';
 import { readInventory } from './read-inventory.js';
 import { streamItems, watchedPorts } from './ports.js';
 import { hostRates, type HostRates } from './host-rates.js';
-import { startSession, type RemoteExec, type Session, type SessionState, type SessionStatus } from './session.js';
-import type { Block } from './stream.js';
+import { startSession, type RemoteExec, type Session, type SessionFuse, type SessionState, type SessionStatus } from './session.js';
+import { hostIntake } from './host-intake.js';
+import { loadProgram, type FuseProgram } from './fuse/program.js';
+import type { FuseCut } from './fuse/lines.js';
+import type { FuseState } from './fuse/client.js';
+import { fuseCutResult, fusePlanFor } from './host-fuse.js';
+
+/** Where the fuse keeps its owner and event files on the host (ESXi's /tmp is a ramdisk). */
+const FUSE_STATE_DIR = '/tmp';
+/** The host's own interpreter, found on the host's PATH (/bin/python on ESXi 7 and 8). */
+const FUSE_PYTHON = 'python';
 
 /** Re-read the host's inventory this often (VMs come and go, vNICs reconnect). */
 const INVENTORY_REFRESH_MS = 30_000;
@@ -73,6 +82,13 @@ export interface EsxHostHooks {
   /** A fresh inventory was read (at connect, every 30 s, after actions). */
   onInventory?(inv: EsxInventory): void;
   log: { info(o: object, m: string): void; warn(o: object, m: string): void; error(o: object, m: string): void };
+  /**
+   * The fuse reported a cut it made (`result`: journal it as a trip, then ack), or something that
+   * is not a cut (`result` null: refused, dry-run, failed; journal it, then ack).
+   */
+  onFuseReport?(r: { host: string; cut: FuseCut; replayed: boolean; result: ActionResult | null; ack(): void }): void;
+  /** The fuse armed (with its hash), could not arm (the shell loop streams) or ended. */
+  onFuseState?(host: string, state: FuseState, why: string, program: FuseProgram | null): void;
   /** Carries out link-down / link-up on the host (injected: esxi/ does not depend on actions/). */
   act: EsxAction;
   ssh?: string;
@@ -86,16 +102,7 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
   let problems: string[] = [];
   let live = false;
   let refreshTimer: NodeJS.Timeout | null = null;
-  let ratesAtNs = 0;
-  /** Rates of a block not yet seen by the detector: consume() has work only then (it runs every tick). */
-  let unconsumed = false;
-  // After an action: blocks asked for before it landed straddle it; they are dropped, and the
-  // first block after only sets a new baseline, so what is judged next is purely post-action.
-  let ignoreThroughTick = 0;
-  let rebase = false;
-  // ...and until that purely post-action rate exists, the host's ports are not judged at all: the
-  // breaker's settle must not find the pre-action hot state and escalate on it.
-  let awaitingPost = false;
+  const intake = hostIntake(rates, hooks.onRates);
 
   async function refresh(exec: Session['exec']): Promise<boolean> {
     // VMs already watched stay read: one cut down to a single connected vNIC must stay restorable.
@@ -114,21 +121,6 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
     return true;
   }
 
-  function onBlock(b: Block, tNs: number): void {
-    rates.arrived(tNs);
-    if (b.tick <= ignoreThroughTick) return;
-    if (rebase) {
-      rebase = false;
-      rates.forgetBaselines();
-    } else if (awaitingPost) {
-      awaitingPost = false;
-    }
-    rates.block(b, tNs);
-    ratesAtNs = tNs;
-    unconsumed = true;
-    hooks.onRates();
-  }
-
   function onState(s: SessionState, why: string): void {
     const was = live;
     live = s === 'streaming';
@@ -138,16 +130,32 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
     if (was !== live) hooks.onPortsChanged();
   }
 
+  function onFuseCut(cut: FuseCut, replayed: boolean): void {
+    const result = fuseCutResult(host.name, cut, replayed, inventory);
+    if (result) {
+      // As after the agent's own action: judge only purely post-cut counters, and read what the
+      // host has now (the vNIC left its port) so the fuse is re-armed without it.
+      intake.acted(session.sentTick());
+      setTimeout(() => refreshStream(`after the fuse cut ${cut.port}`), 500).unref();
+    }
+    hooks.onFuseReport?.({ host: host.name, cut, replayed, result, ack: () => session.fuseAck([cut.id]) });
+  }
+
+  const fuse = sessionFuse(host, log);
   const session = startSession(
-    { ...host, ...(hooks.ssh ? { ssh: hooks.ssh } : {}) },
+    { ...host, fuse: fuse.fuse, ...(hooks.ssh ? { ssh: hooks.ssh } : {}) },
     {
+      fusePlan: (items) => fusePlanFor(policy, host, inventory, rates.ports(), items),
+      onFuseSample: intake.fuseSample,
+      onFuseCut,
+      onFuseState: (s, why) => hooks.onFuseState?.(host.name, s, why, fuse.program),
       async prepare(exec) {
         await refresh(exec);
         if (refreshTimer) clearInterval(refreshTimer);
         refreshTimer = setInterval(() => refreshStream('the watched ports changed'), INVENTORY_REFRESH_MS);
         return streamItems(host, rates.ports());
       },
-      onBlock,
+      onBlock: intake.block,
       onState,
       warn: (o, m) => log.warn({ component: 'esxi', ...o }, m),
     },
@@ -161,19 +169,13 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
     inventory: () => inventory,
     ports: rates.policies,
     live: () => live,
-    fresh: (nowNs) => live && !awaitingPost && ratesAtNs > 0 && nowNs - ratesAtNs <= host.staleMs * 1e6,
+    fresh: (nowNs) => live && intake.fresh(nowNs, host.staleMs),
     rates: rates.rates,
     shownRates: () => rates.shown,
-    consume(): void {
-      if (!unconsumed) return;
-      unconsumed = false;
-      for (const r of rates.rates()) r.valid = false;
-    },
+    consume: intake.consume,
     async act(req, previous) {
       const r = await hooks.act(req, { host, inventory, exec: session.exec, retries, ...(previous ? { previous } : {}) });
-      ignoreThroughTick = session.sentTick();
-      rebase = true;
-      awaitingPost = true;
+      intake.acted(session.sentTick());
       // What the host now has (a disconnected vNIC leaves its port) decides what is streamed, but
       // only once the breaker has judged the action: restarting the stream leaves a gap in the
       // counters, and the settle that decides on escalation needs fresh blocks, not a gap.
@@ -195,6 +197,18 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
   async function stopHost(): Promise<void> {
     if (refreshTimer) clearInterval(refreshTimer);
     await session.stop();
+  }
+}
+
+/** The fuse this host's session runs, or none (policy off, or this agent's program is not one it knows). */
+function sessionFuse(host: EsxiHostPolicy, log: EsxHostHooks['log']): { fuse: SessionFuse | undefined; program: FuseProgram | null } {
+  if (host.fuse === 'off') return { fuse: undefined, program: null };
+  try {
+    const program = loadProgram();
+    return { fuse: { program, python: FUSE_PYTHON, stateDir: FUSE_STATE_DIR }, program };
+  } catch (e) {
+    log.error({ component: 'esxi', host: host.name, err: (e as Error).message }, 'the fuse program cannot be armed: the shell loop streams');
+    return { fuse: undefined, program: null };
   }
 }
 

@@ -13,6 +13,10 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { classifySshError, masterArgv, remoteLine, sessionArgv, type SshFailure, type SshTarget } from './ssh-argv.js';
 import { createStreamParser, streamScript, type Block, type StreamItem } from './stream.js';
+import { fuseRemoteLine, type FuseProgram } from './fuse/program.js';
+import { startFuse, type FuseClient, type FuseState } from './fuse/client.js';
+import type { FuseCut } from './fuse/lines.js';
+import type { FusePlan } from './fuse/plan.js';
 
 export type SessionState = 'connecting' | 'streaming' | 'stale' | 'backoff' | 'refused' | 'stopped';
 
@@ -38,6 +42,25 @@ export interface SessionStatus {
   lastFailure: SshFailure | null;
   /** ms from a tick written to its block parsed: the median of the last 64. */
   roundTripMs: number | null;
+  /** What streams the counters now: the on-host fuse, or the shell loop (and why). */
+  streamer: 'fuse' | 'shell' | null;
+  fuse: FuseStatus | null;
+}
+
+export interface FuseStatus {
+  /** armed, not-armed (the shell loop streams instead), exited, starting. */
+  state: FuseState;
+  why: string;
+  version: number;
+  sha256: string;
+  samples: number;
+}
+
+/** The on-host fuse for this session (policy `fuse` not off). */
+export interface SessionFuse {
+  program: FuseProgram;
+  python: string;
+  stateDir: string;
 }
 
 export interface SessionHooks {
@@ -50,6 +73,14 @@ export interface SessionHooks {
   onBlock(block: Block, tRecvNs: number): void;
   onState(state: SessionState, why: string): void;
   warn(obj: object, msg: string): void;
+  /** Fuse only: the plan for these items; throwing means the shell loop streams instead. */
+  fusePlan?(items: readonly StreamItem[]): FusePlan;
+  /** Fuse only: one sample; keys[i] (`nic:vmnic0`, `port:<id>`) owns values[i*6 ...]. */
+  onFuseSample?(keys: readonly string[], values: Float64Array, tRecvNs: number): void;
+  /** Fuse only: a cut the fuse made (or refused, or would make); ack(id) once it is journaled. */
+  onFuseCut?(cut: FuseCut, replayed: boolean): void;
+  /** Fuse only: armed, not-armed (fell back to the shell loop) or exited. */
+  onFuseState?(state: FuseState, why: string): void;
 }
 
 export type RemoteExec = (argv: readonly string[], timeoutMs?: number) => Promise<RemoteResult>;
@@ -61,6 +92,7 @@ export interface SessionOptions extends SshTarget {
   commandTimeoutMs: number;
   /** The ssh binary (tests may point at a wrapper); default "ssh" from PATH. */
   ssh?: string;
+  fuse?: SessionFuse;
 }
 
 export interface Session {
@@ -72,6 +104,8 @@ export interface Session {
   drop(why: string): void;
   /** Start the counter stream again on the same connection (prepare() runs again: new items). */
   restream(why: string): void;
+  /** Tell the fuse these cut events are journaled (a later fuse will not replay them). */
+  fuseAck(ids: readonly string[]): void;
   stop(): Promise<void>;
 }
 
@@ -170,6 +204,7 @@ export function startSession(opts: SessionOptions, hooks: SessionHooks): Session
   function connect(): void {
     retry = null;
     if (stopped) return;
+    streamer.resetFallback();
     const gen = ++generation;
     connects++;
     setState('connecting', `connecting to ${opts.user}@${opts.address}:${opts.port}`);
@@ -199,12 +234,15 @@ export function startSession(opts: SessionOptions, hooks: SessionHooks): Session
     drop(why: string): void {
       if (!stopped) teardown(why, null);
     },
+    fuseAck: (ids) => streamer.fuseAck(ids),
     restream(why: string): void {
       if (stopped || !masterUp) return;
       hooks.warn({ host: opts.name, why }, 'restarting the counter stream');
-      streamer.restart(generation);
+      void streamer.restart(generation);
     },
     async stop(): Promise<void> {
+      // A stopped agent disarms its fuse: the lease is for a lost connection, not for a stop.
+      await streamer.disarm();
       stopped = true;
       if (retry) clearTimeout(retry);
       teardown('stopping', null);
@@ -255,33 +293,48 @@ interface StreamerDeps {
   teardown(why: string, failure: SshFailure | null): void;
 }
 
+/** What the counter stream on one connection holds (shell loop or fuse; one of them at a time). */
+interface StreamerState {
+  stream: ChildProcess | null;
+  fuse: FuseClient | null;
+  fuseStatus: FuseStatus | null;
+  /** Why the fuse could not arm on this connection (the shell loop streams instead), or null. */
+  fellBack: string | null;
+  pace: NodeJS.Timeout | null;
+  streamGen: number;
+  tick: number;
+  waiting: { tick: number; sentNs: number } | null;
+  lastBlockNs: number;
+  blocks: number;
+  late: number;
+  rtts: number[];
+}
+
 /**
- * The paced counter stream on a connection: one tick written every sampleMs (at most one
- * outstanding: never queue work on a slow host), each answered by a block; stale when blocks
- * stop, torn down when they stay away.
+ * The counter stream on a connection. With a fuse (policy `fuse` not off) the host's own Python
+ * streams samples every fuseSampleMs by itself; where it cannot arm, the shell loop streams
+ * instead on the same connection: one tick written every sampleMs (at most one outstanding:
+ * never queue work on a slow host), each answered by a block. Either way the host is stale when
+ * samples stop, and the connection is torn down when they stay away.
  */
 function createStreamer(d: StreamerDeps) {
   const { opts, hooks } = d;
-  let stream: ChildProcess | null = null;
-  let pace: NodeJS.Timeout | null = null;
-  let streamGen = 0;
-  let tick = 0;
-  let waiting: { tick: number; sentNs: number } | null = null;
-  let lastBlockNs = 0;
-  let blocks = 0;
-  let late = 0;
-  const rtts: number[] = [];
+  const sh: StreamerState = { stream: null, fuse: null, fuseStatus: null, fellBack: null, pace: null, streamGen: 0, tick: 0, waiting: null, lastBlockNs: 0, blocks: 0, late: 0, rtts: [] };
 
   function halt(): void {
-    waiting = null;
-    if (pace) clearInterval(pace);
-    pace = null;
-    if (stream && stream.exitCode === null && stream.signalCode === null) stream.kill('SIGKILL');
-    stream = null;
+    sh.waiting = null;
+    if (sh.pace) clearInterval(sh.pace);
+    sh.pace = null;
+    if (sh.stream && sh.stream.exitCode === null && sh.stream.signalCode === null) sh.stream.kill('SIGKILL');
+    sh.stream = null;
+    // Killing the local ssh ends the session; the fuse on the host protects until its lease ends.
+    const f = sh.fuse;
+    if (f && f.child.exitCode === null && f.child.signalCode === null) f.child.kill('SIGKILL');
+    sh.fuse = null;
   }
 
   async function start(gen: number): Promise<void> {
-    const sg = ++streamGen;
+    const sg = ++sh.streamGen;
     let items: StreamItem[];
     try {
       items = await hooks.prepare(d.exec);
@@ -289,88 +342,187 @@ function createStreamer(d: StreamerDeps) {
       if (d.current(gen)) d.teardown(`reading the host failed: ${(e as Error).message}`, 'other');
       return;
     }
-    const live = (): boolean => d.current(gen) && sg === streamGen;
+    const live = (): boolean => d.current(gen) && sg === sh.streamGen;
     if (!live()) return;
     if (items.length === 0) return d.teardown('nothing to watch on the host', 'other');
-    const nonce = randomBytes(8).toString('hex');
-    const s = spawn(d.ssh, sessionArgv(opts, d.ctl, streamScript(nonce, items)).slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-    stream = s;
-    d.children.add(s);
-    let err = '';
-    s.stderr!.setEncoding('utf8').on('data', (x: string) => (err = (err + x).slice(-4000)));
-    s.stdin!.on('error', () => undefined); // EPIPE when the session dies: the exit handler reports it
-    s.stdout!.setEncoding('utf8').on('data', receiver(createStreamParser(nonce), live));
-    s.on('exit', (code, sig) => {
-      d.children.delete(s);
-      if (!live()) return;
-      d.teardown(`counter stream ended (${code ?? sig}): ${err.trim().split('\n').pop() || 'no message'}`, classifySshError(err, code));
-    });
-    lastBlockNs = hrNs();
-    if (pace) clearInterval(pace);
-    waiting = null;
-    pace = setInterval(() => paceTick(live), opts.sampleMs);
+    if (opts.fuse && sh.fellBack === null && startFuseStream(d, sh, opts.fuse, items, live)) return;
+    startShellStream(d, sh, items, live);
   }
 
-  /** Stream output -> blocks; each block's time is when its begin marker arrived. */
-  function receiver(parser: ReturnType<typeof createStreamParser>, live: () => boolean): (data: string) => void {
-    let beginNs = 0;
-    return (data) => {
-      if (!live()) return;
-      const now = hrNs();
-      // The begin marker is written just before the first counter is read remotely.
-      if (beginNs === 0) beginNs = now;
-      for (const b of parser.feed(data)) {
-        blocks++;
-        lastBlockNs = now;
-        if (waiting && b.tick === waiting.tick) {
-          rtts.push((now - waiting.sentNs) / 1e6);
-          if (rtts.length > 64) rtts.shift();
-          waiting = null;
-        }
-        if (d.state() !== 'streaming') d.streaming(now);
-        hooks.onBlock(b, beginNs);
-        beginNs = 0;
+  /** New items on the same connection: an armed fuse gets a new plan (no gap); else stream anew. */
+  async function restart(gen: number): Promise<void> {
+    const f = sh.fuse;
+    if (f && f.state() === 'armed') {
+      try {
+        const items = await hooks.prepare(d.exec);
+        if (d.current(gen) && sh.fuse === f && items.length > 0) f.rearm(hooks.fusePlan!(items));
+      } catch (e) {
+        hooks.warn({ host: opts.name, err: (e as Error).message }, 'new fuse plan failed: the previous one stays armed');
       }
-      const noise = parser.takeNoise();
-      if (noise.length > 0) hooks.warn({ host: opts.name, noise: noise.slice(0, 5) }, 'unexpected output in the counter stream');
-    };
-  }
-
-  function paceTick(live: () => boolean): void {
-    if (!live() || !stream) return;
-    const now = hrNs();
-    const age = (now - lastBlockNs) / 1e6;
-    if (age > opts.staleMs && d.state() === 'streaming') d.setState('stale', `no counters from ${opts.name} for ${Math.round(age)} ms`);
-    // Give up on the connection once it has been stale for long: reconnecting is cheaper than hoping.
-    if (age > Math.max(3 * opts.staleMs, 3000)) return d.teardown(`no counters for ${Math.round(age)} ms`, 'timeout');
-    if (waiting) {
-      late++;
-      return; // one tick outstanding at most: never queue work on a slow host
+      return;
     }
-    waiting = { tick: ++tick, sentNs: now };
-    stream.stdin!.write(`${tick}\n`);
+    sh.streamGen++;
+    halt();
+    void start(gen);
   }
 
   return {
     start,
     halt,
-    /** Start the stream again on the same connection (prepare() runs again: new items). */
-    restart(gen: number): void {
-      streamGen++;
-      halt();
-      void start(gen);
+    restart,
+    /** A new connection tries the fuse again (the host may have been fixed). */
+    resetFallback(): void {
+      sh.fellBack = null;
     },
-    sentTick: () => tick,
+    fuseAck: (ids: readonly string[]): void => sh.fuse?.ack(ids),
+    async disarm(): Promise<void> {
+      const f = sh.fuse;
+      sh.fuse = null;
+      await f?.stop();
+    },
+    sentTick: () => sh.tick,
     counts() {
-      const sorted = [...rtts].sort((a, b) => a - b);
+      const sorted = [...sh.rtts].sort((a, b) => a - b);
       return {
-        lastBlockAgeMs: blocks > 0 ? Math.round((hrNs() - lastBlockNs) / 1e6) : null,
-        blocks,
-        late,
+        lastBlockAgeMs: sh.blocks > 0 ? Math.round((hrNs() - sh.lastBlockNs) / 1e6) : null,
+        blocks: sh.blocks,
+        late: sh.late,
         roundTripMs: sorted.length ? sorted[Math.floor(sorted.length / 2)]! : null,
+        streamer: sh.fuse ? ('fuse' as const) : sh.stream ? ('shell' as const) : null,
+        fuse: sh.fuseStatus ? { ...sh.fuseStatus } : null,
       };
     },
   };
+}
+
+/** The shell loop: one tick written every sampleMs, each answered by a block. */
+function startShellStream(d: StreamerDeps, sh: StreamerState, items: StreamItem[], live: () => boolean): void {
+  const nonce = randomBytes(8).toString('hex');
+  const s = spawn(d.ssh, sessionArgv(d.opts, d.ctl, streamScript(nonce, items)).slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+  sh.stream = s;
+  d.children.add(s);
+  let err = '';
+  s.stderr!.setEncoding('utf8').on('data', (x: string) => (err = (err + x).slice(-4000)));
+  s.stdin!.on('error', () => undefined); // EPIPE when the session dies: the exit handler reports it
+  s.stdout!.setEncoding('utf8').on('data', receiver(d, sh, createStreamParser(nonce), live));
+  s.on('exit', (code, sig) => {
+    d.children.delete(s);
+    if (!live()) return;
+    d.teardown(`counter stream ended (${code ?? sig}): ${err.trim().split('\n').pop() || 'no message'}`, classifySshError(err, code));
+  });
+  sh.lastBlockNs = hrNs();
+  if (sh.pace) clearInterval(sh.pace);
+  sh.waiting = null;
+  sh.pace = setInterval(() => paceTick(d, sh, live), d.opts.sampleMs);
+}
+
+/** The fuse on this connection; false when no plan can be made (the shell loop streams). */
+function startFuseStream(d: StreamerDeps, sh: StreamerState, f: SessionFuse, items: StreamItem[], live: () => boolean): boolean {
+  const { hooks } = d;
+  const st: FuseStatus = { state: 'starting', why: 'starting on the host', version: f.program.version, sha256: f.program.sha256, samples: 0 };
+  sh.fuseStatus = st;
+  let plan: FusePlan;
+  try {
+    plan = hooks.fusePlan!(items);
+  } catch (e) {
+    sh.fellBack = st.why = `no fuse plan: ${(e as Error).message}`;
+    st.state = 'not-armed';
+    hooks.onFuseState?.('not-armed', st.why);
+    return false;
+  }
+  let keys = planKeys(plan);
+  const argv = [d.ssh, ...sessionArgv(d.opts, d.ctl, fuseRemoteLine(f.program, f.stateDir, f.python)).slice(1)];
+  const client = startFuse({ argv, program: f.program, plan }, {
+    onSample(_tUs, values, tRecvNs) {
+      if (!live()) return;
+      sh.blocks++;
+      st.samples++;
+      sh.lastBlockNs = tRecvNs;
+      if (d.state() !== 'streaming') d.streaming(tRecvNs);
+      hooks.onFuseSample?.(keys, values, tRecvNs);
+    },
+    onCut: (cut, replayed) => live() && hooks.onFuseCut?.(cut, replayed),
+    onRearm(p, ok, why) {
+      if (ok) keys = planKeys(p);
+      else hooks.warn({ host: d.opts.name, why }, 'the fuse refused the new plan: the previous one stays armed');
+    },
+    onState(s, why) {
+      if (!live()) return;
+      st.state = s;
+      st.why = why;
+      hooks.onFuseState?.(s, why);
+      if (s === 'not-armed') {
+        // It never armed: the shell loop streams on this connection instead, said in status.
+        sh.fellBack = why;
+        sh.fuse = null;
+        startShellStream(d, sh, items, live);
+      } else if (s === 'exited') {
+        d.teardown(`the fuse ended: ${why}`, 'other');
+      }
+    },
+  });
+  sh.fuse = client;
+  d.children.add(client.child);
+  void client.exited.then(() => d.children.delete(client.child));
+  sh.lastBlockNs = hrNs();
+  if (sh.pace) clearInterval(sh.pace);
+  // No ticks to write: the fuse paces itself. This only notices when samples stop.
+  sh.pace = setInterval(() => live() && checkAge(d, sh, hrNs()), Math.max(d.opts.sampleMs, 50));
+  return true;
+}
+
+/** Stream output -> blocks; each block's time is when its begin marker arrived. */
+function receiver(d: StreamerDeps, sh: StreamerState, parser: ReturnType<typeof createStreamParser>, live: () => boolean): (data: string) => void {
+  let beginNs = 0;
+  return (data) => {
+    if (!live()) return;
+    const now = hrNs();
+    // The begin marker is written just before the first counter is read remotely.
+    if (beginNs === 0) beginNs = now;
+    for (const b of parser.feed(data)) {
+      sh.blocks++;
+      sh.lastBlockNs = now;
+      if (sh.waiting && b.tick === sh.waiting.tick) {
+        sh.rtts.push((now - sh.waiting.sentNs) / 1e6);
+        if (sh.rtts.length > 64) sh.rtts.shift();
+        sh.waiting = null;
+      }
+      if (d.state() !== 'streaming') d.streaming(now);
+      d.hooks.onBlock(b, beginNs);
+      beginNs = 0;
+    }
+    const noise = parser.takeNoise();
+    if (noise.length > 0) d.hooks.warn({ host: d.opts.name, noise: noise.slice(0, 5) }, 'unexpected output in the counter stream');
+  };
+}
+
+/** Stale when samples stop; torn down when they stay away. False when torn down. */
+function checkAge(d: StreamerDeps, sh: StreamerState, now: number): boolean {
+  const age = (now - sh.lastBlockNs) / 1e6;
+  if (age > d.opts.staleMs && d.state() === 'streaming') d.setState('stale', `no counters from ${d.opts.name} for ${Math.round(age)} ms`);
+  // Give up on the connection once it has been stale for long: reconnecting is cheaper than hoping.
+  if (age > Math.max(3 * d.opts.staleMs, 3000)) {
+    d.teardown(`no counters for ${Math.round(age)} ms`, 'timeout');
+    return false;
+  }
+  return true;
+}
+
+function paceTick(d: StreamerDeps, sh: StreamerState, live: () => boolean): void {
+  if (!live() || !sh.stream) return;
+  const now = hrNs();
+  if (!checkAge(d, sh, now)) return;
+  if (sh.waiting) {
+    sh.late++;
+    return; // one tick outstanding at most: never queue work on a slow host
+  }
+  sh.waiting = { tick: ++sh.tick, sentNs: now };
+  sh.stream.stdin!.write(`${sh.tick}\n`);
+}
+
+/** `nic:vmnic0` / `port:<id>` per watched item of a plan, in its order (host-rates' item keys). */
+function planKeys(p: FusePlan): string[] {
+  return p.watch.map((w) => (w.kind === 'pnic' ? `nic:${w.id}` : `port:${w.id}`));
 }
 
 /**

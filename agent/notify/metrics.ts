@@ -78,7 +78,7 @@ export interface Snapshot {
   /** Gaps without sampling over the stall threshold since start. */
   stallsTotal?: number;
   /** ESXi hosts over SSH (policy esxi). */
-  esxi?: ReadonlyArray<{ host: string; live: boolean; lastBlockAgeMs: number | null; connects: number; samplesPerSec: number; roundTripMs: number | null }>;
+  esxi?: ReadonlyArray<{ host: string; live: boolean; lastBlockAgeMs: number | null; connects: number; samplesPerSec: number; roundTripMs: number | null; fuseArmed?: boolean }>;
 }
 
 /** Label value escaping per the exposition format: backslash, double quote, newline. */
@@ -169,6 +169,8 @@ export function renderMetrics(s: Snapshot): string {
     for (const e of s.esxi) line('stormbreaker_esxi_samples_per_second', { host: e.host }, e.samplesPerSec);
     head('stormbreaker_esxi_connects_total', 'counter', 'SSH connection attempts to the ESXi host');
     for (const e of s.esxi) line('stormbreaker_esxi_connects_total', { host: e.host }, e.connects);
+    head('stormbreaker_esxi_fuse_armed', 'gauge', '1 while the on-host fuse is armed on the ESXi host; 0 = off, not armed (shell loop) or ended');
+    for (const e of s.esxi) line('stormbreaker_esxi_fuse_armed', { host: e.host }, e.fuseArmed ? 1 : 0);
   }
   if (s.journal) {
     head('stormbreaker_journal_failing', 'gauge', '1 while journal records do not reach the disk (kept in memory; protection continues).');
@@ -265,7 +267,7 @@ export interface StatusLike {
   policy: Pick<StatusAnswer['policy'], 'hash' | 'dryRun'>;
   health: Pick<StatusAnswer['health'], 'ticks' | 'periodMs' | 'maxLagMs' | 'lastTickAgeMs'> & Partial<Pick<StatusAnswer['health'], 'journal' | 'stalls'>>;
   ports: ReadonlyArray<Pick<PortStatusRow, 'port' | 'bridge' | 'role' | 'state' | 'rxPps' | 'txPps' | 'floodPps'>>;
-  esxi?: ReadonlyArray<Pick<EsxHostStatus, 'host' | 'live' | 'samplesPerSec'> & { session: Pick<EsxHostStatus['session'], 'lastBlockAgeMs' | 'connects' | 'roundTripMs'> }>;
+  esxi?: ReadonlyArray<Pick<EsxHostStatus, 'host' | 'live' | 'samplesPerSec'> & { session: Pick<EsxHostStatus['session'], 'lastBlockAgeMs' | 'connects' | 'roundTripMs'> & Partial<Pick<EsxHostStatus['session'], 'fuse'>> }>;
 }
 
 export interface SnapshotExtras {
@@ -309,7 +311,7 @@ export function snapshotFromStatus(st: StatusLike, x: SnapshotExtras): Snapshot 
     ...(st.health.journal ? { journal: { failing: st.health.journal.state === 'failing', pending: st.health.journal.pending, dropped: st.health.journal.dropped } } : {}),
     ...(st.health.stalls ? { stallsTotal: st.health.stalls.count } : {}),
     ...(st.esxi
-      ? { esxi: st.esxi.map((e) => ({ host: e.host, live: e.live, lastBlockAgeMs: e.session.lastBlockAgeMs, connects: e.session.connects, samplesPerSec: e.samplesPerSec, roundTripMs: e.session.roundTripMs })) }
+      ? { esxi: st.esxi.map((e) => ({ host: e.host, live: e.live, lastBlockAgeMs: e.session.lastBlockAgeMs, connects: e.session.connects, samplesPerSec: e.samplesPerSec, roundTripMs: e.session.roundTripMs, fuseArmed: e.session.fuse?.state === 'armed' })) }
       : {}),
   };
 }

@@ -77,7 +77,7 @@ export const MAX_HOOK_ARGV = 64;
 /** The keys of an `esxi.hosts[]` entry that have a default (the rest are required, or null when absent). */
 export type EsxiHostDefaults = Pick<
   EsxiHostPolicy,
-  'port' | 'user' | 'sampleMs' | 'staleMs' | 'connectTimeoutMs' | 'commandTimeoutMs' | 'counters' | 'portgroups' | 'protectedPortgroups' | 'watchBridgingVms' | 'actions'
+  'port' | 'user' | 'sampleMs' | 'staleMs' | 'connectTimeoutMs' | 'commandTimeoutMs' | 'counters' | 'fuse' | 'fuseSampleMs' | 'fuseLeaseMs' | 'fuseBudget' | 'portgroups' | 'protectedPortgroups' | 'watchBridgingVms' | 'actions'
 >;
 
 /**
@@ -96,6 +96,13 @@ export const ESXI_HOST_DEFAULTS: Readonly<EsxiHostDefaults> = deepFreeze({
   connectTimeoutMs: 5000,
   commandTimeoutMs: 5000,
   counters: 'vsish',
+  // The fuse: 15 ms samples (issue 12 asks 10-20 ms); a 10 s lease outlives a storm that cuts
+  // the agent's link long enough to cut it, and ends soon after; two cuts per arming, as
+  // breaker.maxShuts' default.
+  fuse: 'armed',
+  fuseSampleMs: 15,
+  fuseLeaseMs: 10000,
+  fuseBudget: 2,
   portgroups: [],
   protectedPortgroups: ['Management Network'],
   watchBridgingVms: true,

@@ -224,6 +224,10 @@ function resolveEsxiHost(h: EsxiHostInput, esxi: EsxiInput, bad: (field: string)
     connectTimeoutMs: n.connectTimeoutMs?.value ?? D.connectTimeoutMs,
     commandTimeoutMs: n.commandTimeoutMs?.value ?? D.commandTimeoutMs,
     counters: h.counters?.value ?? D.counters,
+    fuse: h.fuse?.value ?? D.fuse,
+    fuseSampleMs: n.fuseSampleMs?.value ?? D.fuseSampleMs,
+    fuseLeaseMs: n.fuseLeaseMs?.value ?? D.fuseLeaseMs,
+    fuseBudget: n.fuseBudget?.value ?? D.fuseBudget,
     // A management NIC is how the operator (and this agent, over SSH) reaches the host: protected
     // unless the entry says otherwise, as for a local mgmt rule.
     vmnics: h.vmnics.value.map((v) => ({ name: v.name.value, role: v.role.value, protected: v.protected?.value ?? v.role.value === 'mgmt' })),

@@ -10,7 +10,7 @@
 // lets us count alias dereferences ourselves (MAX_ALIAS_COUNT) so an alias bomb costs nothing.
 import { isIP } from 'node:net';
 import { isAlias, isMap, isScalar, isSeq, type Document, type LineCounter } from 'yaml';
-import { ESXI_ACTION_KINDS, ROLES, type EsxiActionKind, type EsxiCounterPath, type RecoveryMode, type Role, type Thresholds } from '../types.js';
+import { ESXI_ACTION_KINDS, ESXI_FUSE_MODES, ROLES, type EsxiActionKind, type EsxiCounterPath, type EsxiFuseMode, type RecoveryMode, type Role, type Thresholds } from '../types.js';
 import { checkPortgroupName } from '../host/names.js';
 import { isLoopbackHost } from '../host/address.js';
 import {
@@ -55,7 +55,7 @@ export interface RuleInput extends Pos {
   recovery: RecoveryInput;
 }
 
-export type EsxiNumKey = 'port' | 'sampleMs' | 'staleMs' | 'connectTimeoutMs' | 'commandTimeoutMs';
+export type EsxiNumKey = 'port' | 'sampleMs' | 'staleMs' | 'connectTimeoutMs' | 'commandTimeoutMs' | 'fuseSampleMs' | 'fuseLeaseMs' | 'fuseBudget';
 
 export interface EsxiVmnicInput {
   name: Located<string>;
@@ -75,6 +75,7 @@ export interface EsxiHostInput extends Pos {
   num: Section<EsxiNumKey>;
   user?: Located<string>;
   counters?: Located<EsxiCounterPath>;
+  fuse?: Located<EsxiFuseMode>;
   portgroups?: Located<string[]>;
   protectedPortgroups?: Located<string[]>;
   watchBridgingVms?: Located<boolean>;
@@ -156,6 +157,10 @@ const ESXI_HOST_KEYS = [
   'connectTimeoutMs',
   'commandTimeoutMs',
   'counters',
+  'fuse',
+  'fuseSampleMs',
+  'fuseLeaseMs',
+  'fuseBudget',
   'vmnics',
   'portgroups',
   'protectedPortgroups',
@@ -246,6 +251,11 @@ const ESXI_NUM_SPECS: Record<EsxiNumKey, NumSpec> = {
   staleMs: { min: 20, max: 60000 },
   connectTimeoutMs: { min: 100, max: 60000 },
   commandTimeoutMs: { min: 100, max: 60000 },
+  // The fuse runs on the host's CPU: faster than 5 ms is more than a host should give; slower
+  // than 100 ms is what the shell loop already does.
+  fuseSampleMs: { min: 5, max: 100 },
+  fuseLeaseMs: { min: 1000, max: 600000 },
+  fuseBudget: { int: true, min: 0, max: 16 },
 };
 // VLAN 0 is the untagged native VLAN and 4095 trunks every VLAN: neither isolates (names.ts isQuarantineVlan).
 const QUARANTINE_VLAN: NumSpec = { int: true, min: 1, max: 4094 };
@@ -510,11 +520,14 @@ export class SchemaWalker {
     const vmnics = ve ? this.readVmnics(ve) : undefined;
 
     const num: Section<EsxiNumKey> = {};
-    for (const k of ['port', 'sampleMs', 'staleMs', 'connectTimeoutMs', 'commandTimeoutMs'] as const) this.setNum(num, k, m.get(k), ESXI_NUM_SPECS[k]);
+    for (const k of ['port', 'sampleMs', 'staleMs', 'connectTimeoutMs', 'commandTimeoutMs', 'fuseSampleMs', 'fuseLeaseMs', 'fuseBudget'] as const) this.setNum(num, k, m.get(k), ESXI_NUM_SPECS[k]);
     const user = this.readChecked(m.get('user'), (v) => (ESXI_USER_RE.test(v) ? undefined : `${show(v)} is not a user name (a-z or _ first, then up to 31 of a-z 0-9 _ . -)`));
     const counters = this.readChecked(m.get('counters'), (v) =>
       (ESXI_COUNTER_PATHS as readonly string[]).includes(v) ? undefined : `unknown counter path ${show(v)} (one of ${ESXI_COUNTER_PATHS.join(', ')})`,
     ) as Located<EsxiCounterPath> | undefined;
+    const fuse = this.readChecked(m.get('fuse'), (v) =>
+      (ESXI_FUSE_MODES as readonly string[]).includes(v) ? undefined : `unknown fuse mode ${show(v)} (one of ${ESXI_FUSE_MODES.join(', ')})`,
+    ) as Located<EsxiFuseMode> | undefined;
     const pe = m.get('portgroups');
     const portgroups = pe ? this.readPortgroups(pe) : undefined;
     const ppe = m.get('protectedPortgroups');
@@ -545,6 +558,7 @@ export class SchemaWalker {
       thresholds,
       ...(user ? { user } : {}),
       ...(counters ? { counters } : {}),
+      ...(fuse ? { fuse } : {}),
       ...(portgroups ? { portgroups } : {}),
       ...(protectedPortgroups ? { protectedPortgroups } : {}),
       ...(watchBridgingVms ? { watchBridgingVms } : {}),

@@ -28,9 +28,13 @@ const VNIC_A1 = 'esx1/vnic-000c295ba001';
 let lab: EsxiLab;
 let policyPath = '';
 
-function writePolicy(opts: { portgroups?: string; file?: string; actions?: string; watchBridgingVms?: boolean } = {}): string {
+/**
+ * These tests prove the agent's own path (its decisions, its actions over SSH): the fuse streams
+ * the counters but cuts nothing (`fuse: stream`); esxi-fuse.test.ts proves the armed fuse.
+ */
+function writePolicy(opts: { portgroups?: string; file?: string; actions?: string; watchBridgingVms?: boolean; fuse?: 'armed' | 'stream' | 'off' } = {}): string {
   const p = join(lab.dir, opts.file ?? 'policy.yaml');
-  writeFileSync(p, esxiLabPolicy(lab, opts));
+  writeFileSync(p, esxiLabPolicy(lab, { fuse: 'stream', ...opts }));
   return p;
 }
 

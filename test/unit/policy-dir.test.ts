@@ -630,9 +630,9 @@ describe('policies/schema.json matches the loader', () => {
 
   it('number bounds and integer-ness agree with the loader at and around every bound', () => {
     const numeric = schemaLeaves(SCHEMA).filter(([, s]) => s.type === 'number' || s.type === 'integer');
-    // 4 sampling + 7 defaults + 3 breaker + 4 recovery + 2 actions + 2 reachability + 2 notify + 5 esxi host + 7 esxi host
+    // 4 sampling + 7 defaults + 3 breaker + 4 recovery + 2 actions + 2 reachability + 2 notify + 8 esxi host + 7 esxi host
     // thresholds + 7 rule thresholds + 4 rule recovery (esxi quarantineVlan, number or null, is checked in policy-esxi.test.ts)
-    expect(numeric.length).toBe(47);
+    expect(numeric.length).toBe(50);
     for (const [path, s] of numeric) {
       const lo = (s.minimum ?? s.exclusiveMinimum) as number;
       const values = [lo - 1, lo - 0.5, lo, lo + 0.5, lo + 1, -1, 0, 2.5, 1e9];

@@ -59,6 +59,10 @@ describe('esxi: what loads', () => {
           connectTimeoutMs: 5000,
           commandTimeoutMs: 5000,
           counters: 'vsish',
+          fuse: 'armed',
+          fuseSampleMs: 15,
+          fuseLeaseMs: 10000,
+          fuseBudget: 2,
           vmnics: [{ name: 'vmnic0', role: 'uplink', protected: false }],
           portgroups: [],
           protectedPortgroups: ['Management Network'],
@@ -87,6 +91,10 @@ esxi:
       connectTimeoutMs: 100
       commandTimeoutMs: 60000
       counters: esxcli
+      fuse: stream
+      fuseSampleMs: 5
+      fuseLeaseMs: 600000
+      fuseBudget: 0
       vmnics:
         - { name: vmnic999, role: vm, protected: true }
         - { name: vmnic1, role: other }
@@ -108,6 +116,10 @@ esxi:
       connectTimeoutMs: 100,
       commandTimeoutMs: 60000,
       counters: 'esxcli',
+      fuse: 'stream',
+      fuseSampleMs: 5,
+      fuseLeaseMs: 600000,
+      fuseBudget: 0,
       vmnics: [
         { name: 'vmnic999', role: 'vm', protected: true },
         { name: 'vmnic1', role: 'other', protected: false },
@@ -216,6 +228,10 @@ esxi:
         connectTimeoutMs: 5000,
         commandTimeoutMs: 5000,
         counters: 'vsish',
+        fuse: 'armed',
+        fuseSampleMs: 15,
+        fuseLeaseMs: 10000,
+        fuseBudget: 2,
         vmnics: [
           { name: 'vmnic0', role: 'uplink', protected: false },
           { name: 'vmnic1', role: 'uplink', protected: false },
@@ -314,6 +330,8 @@ describe('esxi: every error, at its file:line:col and field', () => {
     for (const v of ['Root', '1admin', 'a b', '"a:b"', 'a'.repeat(33), '""', '-x']) expect(withKey('user', v), v).toEqual(at11('user', 'E_POLICY_VALUE'));
     expect(withKey('user', '5')).toEqual(at11('user', 'E_POLICY_TYPE'));
     for (const v of ['snmp', 'VSISH', '""']) expect(withKey('counters', v), v).toEqual(at11('counters', 'E_POLICY_VALUE'));
+    for (const v of ['on', 'ARMED', '""']) expect(withKey('fuse', v), v).toEqual(at11('fuse', 'E_POLICY_VALUE'));
+    expect(withKey('fuse', 'true')).toEqual(at11('fuse', 'E_POLICY_TYPE'));
     for (const v of ['yes', '1', '"true"']) expect(withKey('watchBridgingVms', v), v).toEqual(at11('watchBridgingVms', 'E_POLICY_TYPE'));
   });
 
@@ -323,10 +341,13 @@ describe('esxi: every error, at its file:line:col and field', () => {
       ['staleMs', '19'], ['staleMs', '60001'],
       ['connectTimeoutMs', '99'], ['connectTimeoutMs', '60001'],
       ['commandTimeoutMs', '99.9'], ['commandTimeoutMs', '60000.5'],
+      ['fuseSampleMs', '4'], ['fuseSampleMs', '101'], ['fuseLeaseMs', '999'], ['fuseLeaseMs', '600001'],
+      ['fuseBudget', '-1'], ['fuseBudget', '17'],
     ];
     for (const [k, v] of cases) expect(withKey(k, v), `${k} ${v}`).toEqual(at11(k, 'E_POLICY_RANGE'));
     expect(withKey('sampleMs', '.nan')).toEqual(at11('sampleMs', 'E_POLICY_RANGE'));
     expect(withKey('staleMs', 'soon')).toEqual(at11('staleMs', 'E_POLICY_TYPE'));
+    expect(withKey('fuseBudget', '1.5')).toEqual(at11('fuseBudget', 'E_POLICY_TYPE'));
   });
 
   it('vmnics', () => {

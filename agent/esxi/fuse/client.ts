@@ -5,26 +5,40 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { FuseProgram } from './program.js';
 import type { FusePlan } from './plan.js';
-import { parseFuseLine, type FuseCut, type FuseMessage } from './lines.js';
+import { parseFuseLine, VALUES_PER_ITEM, type FuseCut, type FuseMessage } from './lines.js';
 
 export type FuseState = 'starting' | 'armed' | 'not-armed' | 'exited';
 
 export interface FuseHooks {
-  /** Values: 4 per watched item in plan order (NaN = unreadable); reused between calls. */
+  /**
+   * Values: VALUES_PER_ITEM per watched item in the armed plan's order (NaN = unreadable); the
+   * same array between calls until a new plan is armed.
+   */
   onSample(tUs: number, values: Float64Array, tRecvNs: number): void;
   /** A cut (or refusal, or dry-run) of this fuse or, replayed, of an earlier one: journal it, then ack(id). */
   onCut(cut: FuseCut, replayed: boolean): void;
   onState(state: FuseState, why: string): void;
+  /** A plan sent by rearm() was armed (samples now follow it) or refused (the old one stays). */
+  onRearm?(plan: FusePlan, ok: boolean, why: string): void;
 }
 
 export interface FuseClient {
   /** Tell the fuse these events are journaled (it forgets them; a later fuse will not replay them). */
   ack(ids: readonly string[]): void;
+  /**
+   * Arm a new plan on the running fuse (the watched ports changed): no new session, so a storm
+   * that fills the links cannot keep the host unprotected between plans.
+   */
+  rearm(plan: FusePlan): void;
   /** Ask the fuse to exit now (disarm); the SSH session ends with it. */
   stop(): Promise<void>;
   state(): FuseState;
   samples(): number;
   pid(): number | undefined;
+  /** The local ssh session that runs it (killed: the fuse protects on until its lease ends). */
+  readonly child: ChildProcess;
+  /** Settles when that session has ended. */
+  readonly exited: Promise<void>;
 }
 
 export interface FuseOptions {
@@ -42,7 +56,9 @@ export function startFuse(o: FuseOptions, hooks: FuseHooks): FuseClient {
   const [file, ...args] = o.argv;
   if (!file) throw new Error('startFuse: empty argv');
   const child: ChildProcess = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-  const values = new Float64Array(4 * o.plan.watch.length);
+  let values = new Float64Array(VALUES_PER_ITEM * o.plan.watch.length);
+  /** Plans sent and not yet answered (armed or refused), oldest first. */
+  const sent: FusePlan[] = [];
   let state: FuseState = 'starting';
   let samples = 0;
   let rest = '';
@@ -57,6 +73,7 @@ export function startFuse(o: FuseOptions, hooks: FuseHooks): FuseClient {
   };
   child.stdin?.on('error', () => undefined); // the connection went: the lease runs out on the host
   child.stdin?.write(o.program.text);
+  sent.push(o.plan);
   send(o.plan);
   const renew = setInterval(() => send({ op: 'lease' }), o.renewMs ?? Math.max(200, o.plan.leaseMs / 4));
   renew.unref();
@@ -67,12 +84,21 @@ export function startFuse(o: FuseOptions, hooks: FuseHooks): FuseClient {
         samples++;
         hooks.onSample(m.tUs, values, tRecvNs);
         break;
-      case 'armed':
+      case 'armed': {
+        const plan = sent.shift();
+        // Samples of the old plan still in flight have the old count: parseFuseLine drops them.
+        if (plan) values = new Float64Array(VALUES_PER_ITEM * plan.watch.length);
+        if (state === 'armed' && plan) return hooks.onRearm?.(plan, true, `fuse v${m.version} re-armed: ${m.watch} counters, ${m.cutList} cut candidates`);
         set('armed', `fuse v${m.version} armed: ${m.watch} counters, ${m.cutList} cut candidates, budget ${m.budget}${m.dryRun ? ', dry-run' : ''}`);
         break;
-      case 'not-armed':
+      }
+      case 'not-armed': {
+        const plan = sent.shift();
+        // While armed, a refusal is of a re-arm (the old plan stays in force), never the fuse's end.
+        if (state === 'armed') return plan ? hooks.onRearm?.(plan, false, m.why) : undefined;
         set('not-armed', m.why);
         break;
+      }
       case 'cut':
         hooks.onCut(m.cut, m.replayed);
         break;
@@ -111,6 +137,10 @@ export function startFuse(o: FuseOptions, hooks: FuseHooks): FuseClient {
   });
   return {
     ack: (ids) => send({ op: 'ack', ids }),
+    rearm(plan) {
+      sent.push(plan);
+      send(plan);
+    },
     stop: async () => {
       send({ op: 'stop' });
       const t = setTimeout(() => child.kill('SIGKILL'), 3000);
@@ -120,5 +150,7 @@ export function startFuse(o: FuseOptions, hooks: FuseHooks): FuseClient {
     state: () => state,
     samples: () => samples,
     pid: () => child.pid,
+    child,
+    exited,
   };
 }

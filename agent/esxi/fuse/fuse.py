@@ -17,8 +17,10 @@
 #                                 C <json>                             a cut (or a dry-run cut)
 #                                 R <json>                             a cut of an earlier fuse, replayed
 #                                 X <json>                             exit (reason)
-# Sample values per watched item, in the plan's order: a pNIC gives rxpkt txpkt rxbrdcast
-# rxmltcast; a port gives pktsRx pktsTx pktsRxBroadcast pktsRxMulticast ('-' when unreadable).
+# Sample values per watched item, in the plan's order (6 each): a pNIC gives rxpkt txpkt
+# rxbrdcast rxmltcast txbrdcast txmltcast; a port gives pktsRx pktsTx pktsRxBroadcast
+# pktsRxMulticast pktsTxBroadcast pktsTxMulticast ('-' when unreadable). Version 2 added the tx
+# broadcast/multicast pair: the agent judges a flood leaving by an uplink (egress) on it.
 #
 # Safety, enforced HERE whatever the plan says: a port whose status says clientType 3 (a vmkernel
 # NIC) or whose port group is in the plan's protected list is never cut; at most `budget` cuts
@@ -30,7 +32,7 @@ import signal
 import sys
 import time
 
-FUSE_VERSION = 1
+FUSE_VERSION = 2
 CLIENT_VMK = 3
 OWNER = "stormbreaker-fuse.owner"
 EVENTS = "stormbreaker-fuse.events"
@@ -171,9 +173,11 @@ class Fuse:
             try:
                 s = self.vsi.get(path)
                 if kind == "pnic":
-                    vals.append((s["rxpkt"], s["txpkt"], s["rxbrdcast"], s["rxmltcast"]))
+                    vals.append((s["rxpkt"], s["txpkt"], s["rxbrdcast"], s["rxmltcast"], s.get("txbrdcast"), s.get("txmltcast")))
                 else:
-                    vals.append((s["pktsRx"], s["pktsTx"], s["pktsRxBroadcast"], s["pktsRxMulticast"]))
+                    # The tx pair is for the agent's egress view only: a node without it still streams.
+                    vals.append((s["pktsRx"], s["pktsTx"], s["pktsRxBroadcast"], s["pktsRxMulticast"],
+                                 s.get("pktsTxBroadcast"), s.get("pktsTxMulticast")))
             except Exception:  # noqa: BLE001 - a failed read drops that item's sample, never cuts
                 vals.append(None)
         return vals
@@ -325,7 +329,7 @@ class Fuse:
                 if t_us > self.lease_until:
                     self.exit("lease expired" + ("" if self.stdin_open else " after the agent's connection closed"))
                 vals = self.read()
-                self.out.sample(("S %d %s\n" % (t_us, " ".join(" ".join(str(x) for x in v) if v else "- - - -" for v in vals))).encode())
+                self.out.sample(("S %d %s\n" % (t_us, " ".join(" ".join("-" if x is None else str(x) for x in v) if v else "- - - - - -" for v in vals))).encode())
                 hot = self.judge(t_us, vals)
                 if self.running is not None:
                     self.reap()
@@ -383,5 +387,7 @@ def main(state_dir):
 
 
 if __name__ == "__fuse__":
-    # The loader's argv: -c <bytes> <sha256> <state dir>.
-    main(sys.argv[3] if len(sys.argv) > 3 else "/tmp")
+    # The loader's argv: -c <bytes> <sha256> <state dir>. The project's stand-in host sets
+    # STORMBREAKER_FUSE_DIR (its sshd's SetEnv) so each lab keeps its own owner and events files;
+    # ESXi's sshd sets no such variable.
+    main(os.environ.get("STORMBREAKER_FUSE_DIR") or (sys.argv[3] if len(sys.argv) > 3 else "/tmp"))

@@ -1,6 +1,13 @@
 // Pure: the fuse's output lines (protocol in fuse.py's header) as typed messages. A sample line is
-// parsed into a caller-owned Float64Array (no allocation per sample): 4 values per watched item,
-// NaN where the fuse could not read that item.
+// parsed into a caller-owned Float64Array (no allocation per sample): VALUES_PER_ITEM values per
+// watched item, NaN where the fuse could not read that item.
+
+/**
+ * Per watched item, in this order: rx packets, tx packets, rx broadcast, rx multicast, tx
+ * broadcast, tx multicast (a pNIC's rxpkt txpkt rxbrdcast rxmltcast txbrdcast txmltcast; a port's
+ * pktsRx pktsTx pktsRxBroadcast pktsRxMulticast pktsTxBroadcast pktsTxMulticast).
+ */
+export const VALUES_PER_ITEM = 6;
 
 export interface FuseCut {
   id: string;
@@ -66,7 +73,7 @@ function toCut(o: Record<string, unknown>): FuseCut | null {
 }
 
 /**
- * One line. For `S` lines the values go into `values` (length = 4 x watched items); a line with
+ * One line. For `S` lines the values go into `values` (length = VALUES_PER_ITEM x watched items); a line with
  * the wrong count or a value that is neither digits nor '-' is `bad` and `values` is untouched
  * beyond what it held.
  */

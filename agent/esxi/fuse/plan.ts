@@ -11,8 +11,9 @@ export interface FuseVnic {
   portId: string;
   portset: string;
   portgroup: string;
-  vmid: number;
-  key: number;
+  /** vim-cmd VM id and device key; null when the inventory did not say: watched, never cut. */
+  vmid: number | null;
+  key: number | null;
   /** The VM has two or more vNICs in one L2 (it can bridge them). */
   bridgingVm: boolean;
 }
@@ -66,7 +67,8 @@ function check(i: FusePlanInput): string | null {
   for (const v of i.vnics) {
     if (!PORT_ID_RE.test(v.portId)) return `bad port id ${JSON.stringify(v.portId)}`;
     if (!PORTSET_RE.test(v.portset)) return `bad portset ${JSON.stringify(v.portset)}`;
-    if (!Number.isInteger(v.vmid) || v.vmid < 1 || !Number.isInteger(v.key) || v.key < 0) return `bad vmid/key for ${v.port}`;
+    if (v.vmid !== null && (!Number.isInteger(v.vmid) || v.vmid < 1)) return `bad vmid for ${v.port}`;
+    if (v.key !== null && (!Number.isInteger(v.key) || v.key < 0)) return `bad device key for ${v.port}`;
   }
   for (const id of i.vmkPortIds) if (!PORT_ID_RE.test(id)) return `bad vmk port id ${JSON.stringify(id)}`;
   return null;
@@ -78,7 +80,7 @@ export function buildFusePlan(i: FusePlanInput): PlanResult {
   const protectedPg = new Set(i.protectedPortgroups);
   const vmk = new Set(i.vmkPortIds);
   const members = i.vnics.filter((v) => !vmk.has(v.portId));
-  const cuttable = members.filter((v) => !protectedPg.has(v.portgroup));
+  const cuttable = members.filter((v): v is FuseVnic & { vmid: number; key: number } => !protectedPg.has(v.portgroup) && v.vmid !== null && v.key !== null);
   // Stable: bridging VMs' vNICs first, the rest in the caller's order.
   const ordered = [...cuttable.filter((v) => v.bridgingVm), ...cuttable.filter((v) => !v.bridgingVm)];
   return {

@@ -17,7 +17,8 @@ import { remoteLine } from '../ssh-argv.js';
  * changed fuse is a deliberate, reviewed change of this table.
  */
 export const KNOWN_FUSES: Readonly<Record<number, string>> = {
-  1: 'd1f522aec729b2ab7f72c32b9a7a738dd648580377e20a2a75e3d986fff29fcb',
+  // 2: six values per item (tx broadcast/multicast added); 1 is no longer armed (four values).
+  2: '859da153b214feeb649f1798f94e1329d4c371709e4ab6d6c85337362bf9854e',
 };
 
 /** The loader, one line per statement (a `python -c` argument; POSIX-quoted by remoteLine). */

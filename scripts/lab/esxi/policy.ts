@@ -15,6 +15,8 @@ export interface LabPolicyOptions {
   windowMs?: number;
   /** Written only when given (the agent's default is true). */
   watchBridgingVms?: boolean;
+  /** The on-host fuse; written only when given (the agent's default is armed). */
+  fuse?: 'armed' | 'stream' | 'off';
 }
 
 export function esxiLabPolicy(lab: EsxiLab, o: LabPolicyOptions = {}): string {
@@ -37,7 +39,7 @@ esxi:
         - { name: vmnic0, role: uplink }
         - { name: vmnic1, role: uplink }
       portgroups: ${o.portgroups ?? '["VM Network"]'}
-${o.watchBridgingVms === undefined ? '' : `      watchBridgingVms: ${o.watchBridgingVms}\n`}      quarantineVlan: 4001
+${o.watchBridgingVms === undefined ? '' : `      watchBridgingVms: ${o.watchBridgingVms}\n`}${o.fuse === undefined ? '' : `      fuse: ${o.fuse}\n`}      quarantineVlan: 4001
       actions: ${o.actions ?? '[vnic-disconnect, portgroup-quarantine, nic-down]'}
       thresholds: { holdSamples: ${o.holdSamples ?? 2} }
 ports: []

@@ -103,8 +103,8 @@ export function sshdConfig(p: SshPaths, listen: string, labDir: string, standinB
     // and esxi-agent's loop tests never tripped (bisected: 07aff37). Bytecode lands in the
     // checkout's __pycache__/, which git ignores.
     python
-      ? `SetEnv PATH=${python.bin}:${standinBin}:/usr/sbin:/usr/bin:/sbin:/bin PYTHONPATH=${python.lib} STORMBREAKER_ESXI_LAB=${labDir} SHLVL=1`
-      : `SetEnv PATH=${standinBin}:/usr/sbin:/usr/bin:/sbin:/bin STORMBREAKER_ESXI_LAB=${labDir} SHLVL=1`,
+      ? `SetEnv PATH=${python.bin}:${standinBin}:/usr/sbin:/usr/bin:/sbin:/bin PYTHONPATH=${python.lib} STORMBREAKER_ESXI_LAB=${labDir} STORMBREAKER_FUSE_DIR=${labDir} SHLVL=1`
+      : `SetEnv PATH=${standinBin}:/usr/sbin:/usr/bin:/sbin:/bin STORMBREAKER_ESXI_LAB=${labDir} STORMBREAKER_FUSE_DIR=${labDir} SHLVL=1`,
     'MaxSessions 32',
     'MaxStartups 64:30:128',
     'LogLevel VERBOSE',

@@ -1,0 +1,105 @@
+// Pure: what one ESXi host's fuse is armed with, and what its reports mean to the agent. The plan
+// is made from what the agent already knows (policy, inventory, the ports it streams); a cut the
+// fuse made becomes the ActionResult the agent's own vnic-disconnect would have given, so the
+// breaker journals it as a trip and a restore reconnects it exactly as after the agent's own cut.
+import type { ActionResult, EsxiHostPolicy, Policy } from '../types.js';
+import type { EsxInventory } from './inventory.js';
+import type { EsxPort } from './ports.js';
+import type { StreamItem } from './stream.js';
+import { bridgingNics } from './l2.js';
+import { esxiHostThresholds } from '../policy/match.js';
+import { buildFusePlan, type FusePlan, type FuseVnic } from './fuse/plan.js';
+import type { FuseCut } from './fuse/lines.js';
+
+/** Who the journal names for a cut the fuse made on `host`. */
+export const fuseBy = (host: string): string => `fuse@${host}`;
+
+/**
+ * The plan for the items the session streams (their order is the fuse's sample order). Throws
+ * when no plan can be made (the shell loop streams instead, and status says why).
+ */
+export function fusePlanFor(policy: Policy, host: EsxiHostPolicy, inv: EsxInventory | null, ports: readonly EsxPort[], items: readonly StreamItem[]): FusePlan {
+  if (!inv) throw new Error('no inventory read yet');
+  const byId = new Map(ports.filter((p) => p.kind === 'port').map((p) => [p.id, p]));
+  const vnics: FuseVnic[] = [];
+  for (const it of items) {
+    if (it.kind !== 'port') continue;
+    const p = byId.get(it.id);
+    if (!p) throw new Error(`port ${it.id} streamed but not watched`);
+    const vm = inv.vms.find((v) => v.name === p.vm);
+    const nic = vm?.nics.find((n) => n.mac === p.mac);
+    const vmid = vm?.vmid && /^\d{1,9}$/.test(vm.vmid) ? Number(vm.vmid) : null;
+    vnics.push({
+      port: p.name,
+      portId: it.id,
+      portset: nic?.vswitch ?? (p.bridge ?? '').slice(host.name.length + 1),
+      portgroup: p.portgroup ?? '',
+      vmid,
+      key: nic?.deviceKey ?? null,
+      bridgingVm: vm ? bridgingNics(inv, vm).length > 0 : false,
+    });
+  }
+  const t = esxiHostThresholds(policy, host);
+  const r = buildFusePlan({
+    sampleMs: host.fuseSampleMs,
+    leaseMs: host.fuseLeaseMs,
+    pps: t.floodPps,
+    // As the agent's own hold, at least two samples: one sample never trips.
+    hold: Math.min(50, Math.max(2, t.holdSamples)),
+    minHotPorts: 2,
+    // Time for a cut to show in the counters before the next one (the cut itself is awaited).
+    settleMs: Math.max(100, 10 * host.fuseSampleMs),
+    // The fuse cuts vNICs only: a host whose policy does not allow that gets a fuse that reports.
+    budget: host.actions.includes('vnic-disconnect') ? host.fuseBudget : 0,
+    dryRun: host.fuse === 'stream' || policy.dryRun,
+    vmnics: items.filter((i) => i.kind === 'nic').map((i) => i.id),
+    vnics,
+    vmkPortIds: [],
+    protectedPortgroups: host.protectedPortgroups,
+  });
+  if (!r.ok) throw new Error(r.error);
+  return r.plan;
+}
+
+/**
+ * A cut the fuse made, as the result of the agent's own vnic-disconnect (null: not a cut, or not
+ * a port of this host). `target` is what a restore needs: `<vm> key <device key>`.
+ */
+export function fuseCutResult(host: string, cut: FuseCut, replayed: boolean, inv: EsxInventory | null): ActionResult | null {
+  if (cut.outcome !== 'cut' || !cut.port.startsWith(`${host}/vnic-`) || !cut.argv) return null;
+  const [, , vmid, key] = cut.argv;
+  const vm = inv?.vms.find((v) => v.vmid === vmid)?.name ?? inv?.vimVms?.find((v) => v.vmid === vmid)?.name;
+  return {
+    kind: 'link-down',
+    port: cut.port,
+    ok: true,
+    via: 'esxi-fuse',
+    argv: [...cut.argv],
+    durationMs: cut.ms ?? 0,
+    attempts: 1,
+    // The fuse checked the command's exit status; the agent reads the vNIC's state at its next
+    // inventory refresh, which it makes at once.
+    verified: false,
+    esxi: { host, action: 'vnic-disconnect', target: `${vm ?? `vmid ${vmid}`} key ${key}` },
+    origin: {
+      by: fuseBy(host),
+      id: cut.id,
+      reason: `cut by the fuse on ${host}${cut.hot.length ? ` (hot ports ${cut.hot.join(', ')})` : ''}${replayed ? ', while the agent was not connected' : ''}`,
+      fuse: { instance: cut.instance, version: cut.version, hostTimeUs: cut.tUs, wallMs: cut.wallMs },
+    },
+  };
+}
+
+/** One line for a report that is not a cut (refused, dry-run, failed), for the journal. */
+export function fuseReportReason(host: string, cut: FuseCut): string {
+  switch (cut.outcome) {
+    case 'refused':
+      return `the fuse on ${host} refused to cut ${cut.port}: ${cut.why ?? 'no reason given'}`;
+    case 'dry-run':
+      return `the fuse on ${host} would cut ${cut.port} (dry run; hot ports ${cut.hot.join(', ')})`;
+    case 'failed':
+      return `the fuse on ${host} failed to cut ${cut.port}: exit ${String(cut.rc)} after ${String(cut.ms)} ms`;
+    default:
+      return `the fuse on ${host} cut ${cut.port}`;
+  }
+}

@@ -1,0 +1,69 @@
+// How counters from one ESXi host reach its rates, around actions: blocks (shell loop) or fuse
+// samples, each taken only when nothing the agent did straddles it. After an action, blocks asked
+// for before it landed are dropped, and the first block or sample after only sets a new baseline,
+// so what is judged next is purely post-action; until that rate exists the host's ports are not
+// judged at all (the breaker's settle must not find the pre-action hot state and escalate on it).
+import type { HostRates } from './host-rates.js';
+import type { Block } from './stream.js';
+
+export interface HostIntake {
+  block(b: Block, tNs: number): void;
+  fuseSample(keys: readonly string[], values: Float64Array, tNs: number): void;
+  /** An action landed (the agent's: blocks through `sentTick` straddle it; or the fuse's cut). */
+  acted(sentTick: number): void;
+  /** A post-action rate exists and the last one is younger than staleMs. */
+  fresh(nowNs: number, staleMs: number): boolean;
+  /** After the detector has seen the rates: they must not count again on later ticks. */
+  consume(): void;
+}
+
+export function hostIntake(rates: HostRates, onRates: () => void): HostIntake {
+  let ratesAtNs = 0;
+  /** Rates not yet seen by the detector: consume() has work only then (it runs every tick). */
+  let unconsumed = false;
+  let ignoreThroughTick = 0;
+  let rebase = false;
+  let awaitingPost = false;
+
+  /** A block or sample is about to be taken: a first one after an action only sets the baseline. */
+  function taking(): void {
+    if (rebase) {
+      rebase = false;
+      rates.forgetBaselines();
+    } else if (awaitingPost) {
+      awaitingPost = false;
+    }
+  }
+  function taken(tNs: number): void {
+    ratesAtNs = tNs;
+    unconsumed = true;
+    onRates();
+  }
+
+  return {
+    block(b, tNs) {
+      rates.arrived(tNs);
+      if (b.tick <= ignoreThroughTick) return;
+      taking();
+      rates.block(b, tNs);
+      taken(tNs);
+    },
+    fuseSample(keys, values, tNs) {
+      rates.arrived(tNs);
+      taking();
+      rates.fuseSample(keys, values, tNs);
+      taken(tNs);
+    },
+    acted(sentTick) {
+      ignoreThroughTick = sentTick;
+      rebase = true;
+      awaitingPost = true;
+    },
+    fresh: (nowNs, staleMs) => !awaitingPost && ratesAtNs > 0 && nowNs - ratesAtNs <= staleMs * 1e6,
+    consume() {
+      if (!unconsumed) return;
+      unconsumed = false;
+      for (const r of rates.rates()) r.valid = false;
+    },
+  };
+}

@@ -1,0 +1,163 @@
+// The agent with its on-host fuse armed (issue 12), end to end with real parts: the stand-in ESXi
+// host with management IN BAND and uplinks shaped so a loop fills them (where the agent's own SSH
+// path goes blind), a real sshd, the agent's real daemon arming the fuse over its one connection.
+//
+// What this proves: the agent arms the fuse (its hash in status and the journal) and takes its
+// counters from it; a loop that fills the uplinks is cut by the fuse, and the agent journals the
+// cut as a trip (by the fuse, with what a restore needs) and restores it; with the agent's link
+// cut mid-storm the fuse still cuts and the agent journals it once it is back; a host without
+// python falls back to the shell loop and says why. What it cannot prove: anything about a real
+// ESXi host.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildEsxiLab, closeLoop, openLoop, standinArgv, teardownEsxiLab, type EsxiLab } from '../../scripts/lab/esxi/lab.js';
+import { readInventory } from '../../scripts/lab/esxi/inventory.js';
+import { startSshd } from '../../scripts/lab/esxi/sshd.js';
+import { esxiLabPolicy } from '../../scripts/lab/esxi/policy.js';
+import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
+import { inject } from '../../scripts/lab/traffic.js';
+import { run } from '../../scripts/lab/exec.js';
+import { KNOWN_FUSES } from '../../agent/esxi/fuse/program.js';
+import { eventsOf, isUp, newStateDir, readJournalStrict, removeStateDirs, requireBuiltAgent, runCli, sleep, until, waitForNew, type Line } from '../helpers/agent-lab.js';
+
+const PREFIX = 'sbf-';
+const VNIC_A0 = 'esx1/vnic-000c295ba000';
+const VNIC_A1 = 'esx1/vnic-000c295ba001';
+const STORM_GUARD_MS = 4000;
+let lab: EsxiLab;
+
+interface FuseStatusView {
+  esxi: Array<{ live: boolean; session: { state: string; streamer: string | null; fuse: { state: string; why: string; version: number; sha256: string; samples: number } | null } }>;
+}
+
+function writePolicy(file: string, extra: Parameters<typeof esxiLabPolicy>[1] = {}): string {
+  const p = join(lab.dir, file);
+  writeFileSync(p, esxiLabPolicy(lab, extra));
+  return p;
+}
+
+async function reconnectAll(): Promise<void> {
+  const inv = await readInventory(lab);
+  for (const vm of inv.vms) for (const n of vm.nics) if (!n.connected) await run(standinArgv(lab, 'vim-cmd', ['vmsvc/device.connection', String(vm.vmid), String(n.key), '1']));
+}
+
+/** Close the bridging VM's loop and send one broadcast from prod; the loop opens after STORM_GUARD_MS whatever happens. */
+async function startStorm(): Promise<{ t0: number; done: () => Promise<void> }> {
+  await closeLoop(lab);
+  const guard = setTimeout(() => void openLoop(lab).catch(() => undefined), STORM_GUARD_MS);
+  const t0 = Date.now();
+  await inject({ prefix: lab.prefix, ns: { prod: lab.ns.prod } }, 'prod', 'eth0', { count: 1, kind: 'broadcast' });
+  return { t0, done: async () => (clearTimeout(guard), await openLoop(lab)) };
+}
+
+const setAgentLink = (state: 'up' | 'down') => run(['ip', '-n', lab.ns.agent, 'link', 'set', 'dev', 'eth0', state]);
+const fuseArmed = (l: Line): boolean => l.msg === 'fuse' && l.state === 'armed';
+const isTrip = (l: Line): boolean => l.msg === 'trip';
+
+async function withAgent(tag: string, policy: string, body: (a: AgentHandle) => Promise<void>): Promise<void> {
+  const agent = await startAgent(lab.ns.agent, { policy, stateDir: newStateDir(tag) });
+  try {
+    await body(agent);
+  } catch (e) {
+    for (const j of readJournalStrict(agent.stateDir)) console.log(`[journal] ${String(j.event)} ${String(j.port)} ${String(j.reason)}`);
+    throw e;
+  } finally {
+    await openLoop(lab).catch(() => undefined);
+    await setAgentLink('up').catch(() => undefined);
+    await agent.stop();
+    await reconnectAll();
+  }
+}
+
+beforeAll(async () => {
+  requireBuiltAgent();
+  lab = await buildEsxiLab(PREFIX, { mgmt: 'inband', uplinkRate: '4mbit' });
+}, 60_000);
+
+afterAll(async () => {
+  if (lab) await openLoop(lab).catch(() => undefined);
+  await teardownEsxiLab(PREFIX);
+  removeStateDirs();
+}, 60_000);
+
+describe('agent with the on-host fuse armed, management in band, uplinks saturated', () => {
+  it('arms the fuse (hash in status and journal), the fuse cuts the loop, the agent journals it as a trip and restores it', () =>
+    withAgent('fuse-cut', writePolicy('policy-armed.yaml'), async (agent) => {
+      await agent.waitFor(fuseArmed, 20_000);
+      const st = (await agent.ask('status')) as FuseStatusView;
+      const f = st.esxi[0]!.session.fuse!;
+      expect(st.esxi[0]!.session.streamer).toBe('fuse');
+      expect(f.state).toBe('armed');
+      expect(KNOWN_FUSES[f.version]).toBe(f.sha256);
+      const armedEv = eventsOf(readJournalStrict(agent.stateDir), 'fuse').find((e) => e.state === 'armed')!;
+      expect(armedEv.fuseSha256).toBe(f.sha256);
+      // The counters come from the fuse: many samples a second (the shell loop gives ~5-10).
+      await sleep(1000);
+      expect(((await agent.ask('status')) as FuseStatusView).esxi[0]!.session.fuse!.samples).toBeGreaterThan(30);
+
+      const storm = await startStorm();
+      let trip: Line;
+      try {
+        trip = await waitForNew(agent, isTrip, STORM_GUARD_MS);
+      } finally {
+        await storm.done();
+      }
+      console.log(`[esxi fuse agent] first frame -> trip journaled ${Date.now() - storm.t0} ms (includes the report crossing the freed path)`);
+      expect([VNIC_A0, VNIC_A1]).toContain(trip.port);
+      expect(trip.by).toBe('fuse@esx1');
+      const action = trip.action as { via: string; argv: string[]; esxi: { action: string; target: string }; origin: { id: string } };
+      expect(action.via).toBe('esxi-fuse');
+      expect(action.argv.slice(0, 2)).toEqual(['vim-cmd', 'vmsvc/device.connection']);
+      expect(action.esxi).toMatchObject({ action: 'vnic-disconnect', target: expect.stringMatching(/^vmA key 400[01]$/) });
+      const dev = trip.port === VNIC_A0 ? 'vnA0' : 'vnA1';
+      expect(await isUp(lab.ns.esx, dev)).toBe(false);
+      // The cut is acknowledged once journaled: the fuse's events file forgets it.
+      expect(await until(() => !fuseEventsText().includes(action.origin.id), 5000)).toBe(true);
+
+      // The agent restores what its fuse cut, from the record it journaled.
+      const restored = waitForNew(agent, (l) => l.msg === 'restore' && l.port === trip.port, 15_000);
+      const r = await runCli(['restore', trip.port as string, '--reason', 'vmA no longer bridges', '--socket', agent.socket]);
+      expect(r.code).toBe(0);
+      await restored;
+      expect(await until(() => isUp(lab.ns.esx, dev), 3000)).toBe(true);
+    }), 90_000);
+
+  it("the agent's link cut mid-storm: the fuse cuts anyway, and the agent journals the cut once it is back", () =>
+    withAgent('fuse-offline', writePolicy('policy-armed.yaml'), async (agent) => {
+      await agent.waitFor(fuseArmed, 20_000);
+      await setAgentLink('down');
+      const storm = await startStorm();
+      try {
+        expect(await until(async () => (await readInventory(lab)).vms.some((vm) => vm.nics.some((n) => !n.connected)), STORM_GUARD_MS)).toBe(true);
+      } finally {
+        await storm.done();
+      }
+      expect(agent.logs.filter(isTrip)).toHaveLength(0); // it could not have heard
+      await setAgentLink('up');
+      const trip = await waitForNew(agent, isTrip, 30_000);
+      expect([VNIC_A0, VNIC_A1]).toContain(trip.port);
+      expect(trip.by).toBe('fuse@esx1');
+      expect(String(trip.reason)).toMatch(/cut by the fuse on esx1/);
+    }), 90_000);
+
+  it('a host without python: the shell loop streams, and status and the journal say why', async () => {
+    lab.python = null;
+    await startSshd(lab);
+    await withAgent('fuse-nopython', writePolicy('policy-armed.yaml'), async (agent) => {
+      await agent.waitFor((l) => l.msg === 'fuse' && l.state === 'not-armed', 20_000);
+      await agent.waitFor((l) => l.component === 'esxi' && l.state === 'streaming', 20_000);
+      const s = ((await agent.ask('status')) as FuseStatusView).esxi[0]!.session;
+      expect(s.streamer).toBe('shell');
+      expect(s.fuse).toMatchObject({ state: 'not-armed', why: expect.stringMatching(/no python on the host/) });
+      const text = await runCli(['status', '--socket', agent.socket]);
+      expect(text.stdout).toMatch(/counters from the shell loop: the fuse v\d+ \(sha256 [0-9a-f]{12}\) could not arm: no python on the host/);
+    });
+  }, 60_000);
+});
+
+/** The fuse's events file on the stand-in host (its state dir is the lab's). */
+function fuseEventsText(): string {
+  const p = join(lab.dir, 'stormbreaker-fuse.events');
+  return existsSync(p) ? readFileSync(p, 'utf8') : '';
+}
