@@ -11,6 +11,7 @@ import { readInventory } from '../esxi/read-inventory.js';
 import { judgeBroadcast, sectionCounters, streamItems, watchedPorts } from '../esxi/ports.js';
 import { broadcastUsable } from '../esxi/nic-stats.js';
 import { lintEsxi } from './esxi-lint.js';
+import { parseProbe, probeArgv } from '../esxi/fuse/probe.js';
 import { mergeReports, type CheckReport, type Finding } from './findings.js';
 
 /**
@@ -53,6 +54,18 @@ export async function checkEsxiCounters(policy: Policy, h: EsxiHostPolicy, inv: 
   return { findings, notes, stats: { [`esxi:${h.name}:blockMs`]: Math.round(blockMs) } };
 }
 
+/**
+ * Whether the on-host fuse (issue 12) could arm here: a note either way (the SSH stream works
+ * without it), naming what is missing or what an in-process read of the pNICs costs.
+ */
+export async function checkEsxiFuse(h: EsxiHostPolicy, exec: RemoteExec): Promise<CheckReport> {
+  const p = parseProbe(await exec(probeArgv()));
+  const note = p.ok
+    ? `${h.name}: on-host fuse can arm: python ${p.python}, vmware.vsi imports, one read of ${p.pnics.length} pNIC stats takes ${Math.round(p.readUs)} µs in-process`
+    : `${h.name}: on-host fuse cannot arm (${p.why}): the agent falls back to the shell loop here (slower counters, no cut on the host itself)`;
+  return { findings: [], notes: [note] };
+}
+
 export async function runEsxiPreflight(policy: Policy, ssh?: string): Promise<CheckReport> {
   const reports: CheckReport[] = [];
   for (const h of policy.esxi?.hosts ?? []) {
@@ -64,6 +77,7 @@ export async function runEsxiPreflight(policy: Policy, ssh?: string): Promise<Ch
       const r = lintEsxi(inventory);
       reports.push({ ...r, notes: [...r.notes, ...problems.map((p) => `${h.name}: ${p}`)], stats: { [`esxi:${h.name}:ms`]: Math.round(performance.now() - t0) } });
       reports.push(await checkEsxiCounters(policy, h, inventory, conn.exec));
+      reports.push(await checkEsxiFuse(h, conn.exec));
     } catch (e) {
       reports.push({
         findings: [

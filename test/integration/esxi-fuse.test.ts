@@ -10,7 +10,8 @@
 // protected port groups and vmk ports are refused by the fuse itself; dry-run cuts nothing; a host
 // without python is reported. What it cannot prove: anything about a real ESXi host.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { buildEsxiLab, closeLoop, openLoop, standinArgv, teardownEsxiLab, type EsxiLab } from '../../scripts/lab/esxi/lab.js';
 import { readInventory } from '../../scripts/lab/esxi/inventory.js';
@@ -22,6 +23,8 @@ import { loadProgram } from '../../agent/esxi/fuse/program.js';
 import { startFuse, type FuseClient, type FuseState } from '../../agent/esxi/fuse/client.js';
 import type { FusePlan } from '../../agent/esxi/fuse/plan.js';
 import type { FuseCut } from '../../agent/esxi/fuse/lines.js';
+import { esxiLabPolicy } from '../../scripts/lab/esxi/policy.js';
+import { CLI, requireBuiltAgent } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbz-';
 const STORM_GUARD_MS = 2500;
@@ -80,6 +83,15 @@ async function storm(during: () => Promise<void>): Promise<void> {
     clearTimeout(guard);
     await openLoop(lab);
   }
+}
+
+/** Notes of `stormbreaker preflight --no-probe --json`, run in the agent's namespace. */
+function preflightNotes(policy: string): Promise<string> {
+  return new Promise((resolve) =>
+    execFile('ip', ['netns', 'exec', lab.ns.agent, process.execPath, CLI, 'preflight', '--policy', policy, '--no-probe', '--json'], { timeout: 30_000, encoding: 'utf8' }, (_err, stdout) =>
+      resolve(((JSON.parse(stdout) as { notes: string[] }).notes ?? []).join('\n')),
+    ),
+  );
 }
 
 const setAgentLink = (state: 'up' | 'down') => run(['ip', '-n', lab.ns.agent, 'link', 'set', 'dev', 'eth0', state]);
@@ -218,11 +230,16 @@ describe('on-host fuse, management in band, uplinks saturated', () => {
     expect(f.cuts.some((c) => c.cut.outcome === 'cut')).toBe(false);
   }, 30_000);
 
-  it('a host without python: the fuse cannot arm and says why', async () => {
+  it('a host without python: the fuse cannot arm and says why; preflight says so', async () => {
+    requireBuiltAgent();
+    const policy = join(lab.dir, 'policy.yaml');
+    writeFileSync(policy, esxiLabPolicy(lab));
+    expect(await preflightNotes(policy)).toMatch(/esx1: on-host fuse can arm: python 3\.\d+\.\d+, vmware\.vsi imports, one read of 2 pNIC stats takes \d+ µs in-process/);
     lab.python = null;
     await startSshd(lab);
     const f = fuse(await labFusePlan(lab));
     await until('not armed', () => f.client.state() === 'not-armed', 10_000);
     expect(f.states.at(-1)!.why).toMatch(/no python on the host/);
-  }, 30_000);
+    expect(await preflightNotes(policy)).toMatch(/esx1: on-host fuse cannot arm \(no python on the host \(exit 127\)\): the agent falls back to the shell loop here \(slower counters, no cut on the host itself\)/);
+  }, 60_000);
 });

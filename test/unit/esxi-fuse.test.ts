@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { checkProgram, fusePath, fuseRemoteLine, KNOWN_FUSES, LOADER, loadProgram } from '../../agent/esxi/fuse/program.js';
 import { buildFusePlan, type FusePlanInput } from '../../agent/esxi/fuse/plan.js';
 import { parseFuseLine } from '../../agent/esxi/fuse/lines.js';
+import { parseProbe, probeArgv } from '../../agent/esxi/fuse/probe.js';
 
 const text = readFileSync(fusePath());
 
@@ -100,5 +101,17 @@ describe('fuse output lines', () => {
     expect(parseFuseLine('C {"id":"i.2","outcome":"exploded","portId":"1"}', v)).toEqual({ kind: 'bad', why: 'bad cut event' });
     expect(parseFuseLine('X {"why":"lease expired","cuts":1,"droppedSamples":7}', v)).toEqual({ kind: 'exit', why: 'lease expired', cuts: 1, droppedSamples: 7 });
     expect(parseFuseLine('Q {}', v)).toEqual({ kind: 'bad', why: 'unknown tag Q' });
+  });
+});
+
+describe('fuse preflight probe', () => {
+  const r = (o: { code?: number | null; stdout?: string; stderr?: string; error?: string }) => ({ code: 0, stdout: '', stderr: '', ...o });
+  it('reads the answer, or says what is missing', () => {
+    expect(probeArgv()[0]).toBe('python');
+    expect(parseProbe(r({ stdout: '{"ok":true,"python":"3.8.17","pnics":["vmnic0"],"readUs":41.5}\n' }))).toEqual({ ok: true, python: '3.8.17', pnics: ['vmnic0'], readUs: 41.5 });
+    expect(parseProbe(r({ stdout: '{"ok":false,"why":"import vmware.vsi failed: No module named vmware"}' }))).toEqual({ ok: false, why: 'import vmware.vsi failed: No module named vmware' });
+    expect(parseProbe(r({ code: 127, stderr: 'sh: python: not found' }))).toEqual({ ok: false, why: 'no python on the host (exit 127)' });
+    expect(parseProbe(r({ code: 126, stderr: 'Operation not permitted' }))).toEqual({ ok: false, why: 'python -c gave no answer (exit 126): Operation not permitted' });
+    expect(parseProbe(r({ code: null, error: 'timed out after 5000 ms' }))).toEqual({ ok: false, why: 'timed out after 5000 ms' });
   });
 });
