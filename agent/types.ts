@@ -381,7 +381,7 @@ export interface ActionResult {
    * Carried out by someone other than the agent's executor and reported after the fact (the ESXi
    * fuse): who, why, and the reporter's id for the event (acknowledged once journaled).
    */
-  origin?: { by: string; id: string; reason: string; fuse?: { instance: string; version: number; hostTimeUs: number; wallMs: number } };
+  origin?: { by: string; id: string; reason: string; fuse?: { instance: string; version: number; hostTimeUs: number; wallMs: number }; evidence?: Evidence };
 }
 
 export interface EsxiActionRecord {

@@ -193,8 +193,10 @@ async function demo(): Promise<Outcome> {
     if (trip) {
       ev.push(...crossings(trip));
       const why = trip.evidence.clues.map((c) => `\n              why: ${c}`).join('');
-      ev.push([trip.evidence.tNs, `verdict: ${trip.reason}${why}\n              runs over ssh: ${(trip.action.argv ?? []).join(' ')}`]);
-      ev.push([trip.evidence.tNs + trip.action.durationMs * 1e6, `trip ${trip.port}: \`${(trip.action.argv ?? []).join(' ')}\` done and verified=${trip.action.verified} (${trip.action.esxi?.action ?? '?'} ${trip.action.esxi?.target ?? ''}, ${f(trip.action.durationMs)} ms incl. the re-read)`]);
+      // Armed by default, the host's own fuse decides and cuts; with `fuse: off` the agent does, over ssh.
+      const onHost = trip.action.via === 'esxi-fuse';
+      ev.push([trip.evidence.tNs, `verdict${onHost ? ' (on the host, by its fuse)' : ''}: ${trip.reason}${why}\n              ${onHost ? 'run on the host by the fuse' : 'runs over ssh'}: ${(trip.action.argv ?? []).join(' ')}`]);
+      ev.push([trip.evidence.tNs + trip.action.durationMs * 1e6, `trip ${trip.port}: \`${(trip.action.argv ?? []).join(' ')}\` done${onHost ? ' on the host' : ` and verified=${trip.action.verified}`} (${trip.action.esxi?.action ?? '?'} ${trip.action.esxi?.target ?? ''}, ${f(trip.action.durationMs)} ms${onHost ? ' for the cut call' : ' incl. the re-read'})`]);
     }
     if (stats.quietAtNs !== null) ev.push([stats.quietAtNs, 'last storm frame at prod: quiet']);
     ev.sort((x, y) => x[0] - y[0]);

@@ -319,6 +319,7 @@ function onResult(ctx: Ctx, r: ActionResult): void {
   if (!expected) {
     e.reason = r.origin?.reason ?? `${r.kind} of ${r.port} reported (not requested by the breaker)`;
     e.by = r.origin?.by;
+    if (r.origin?.evidence) e.evidence = r.origin.evidence;
     e.extra = undefined;
     e.auto = false;
     e.loop = null;

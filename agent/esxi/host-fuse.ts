@@ -2,7 +2,7 @@
 // is made from what the agent already knows (policy, inventory, the ports it streams); a cut the
 // fuse made becomes the ActionResult the agent's own vnic-disconnect would have given, so the
 // breaker journals it as a trip and a restore reconnects it exactly as after the agent's own cut.
-import type { ActionResult, EsxiHostPolicy, Policy } from '../types.js';
+import type { ActionResult, EsxiHostPolicy, Evidence, Policy, Thresholds } from '../types.js';
 import type { EsxInventory } from './inventory.js';
 import type { EsxPort } from './ports.js';
 import type { StreamItem } from './stream.js';
@@ -10,6 +10,9 @@ import { bridgingNics } from './l2.js';
 import { esxiHostThresholds } from '../policy/match.js';
 import { buildFusePlan, type FusePlan, type FuseVnic } from './fuse/plan.js';
 import type { FuseCut } from './fuse/lines.js';
+
+/** The fuse's hold: as the agent's own (holdSamples), at least two samples: one sample never trips. */
+export const fuseHold = (t: Pick<Thresholds, 'holdSamples'>): number => Math.min(50, Math.max(2, t.holdSamples));
 
 /** Who the journal names for a cut the fuse made on `host`. */
 export const fuseBy = (host: string): string => `fuse@${host}`;
@@ -44,8 +47,7 @@ export function fusePlanFor(policy: Policy, host: EsxiHostPolicy, inv: EsxInvent
     sampleMs: host.fuseSampleMs,
     leaseMs: host.fuseLeaseMs,
     pps: t.floodPps,
-    // As the agent's own hold, at least two samples: one sample never trips.
-    hold: Math.min(50, Math.max(2, t.holdSamples)),
+    hold: fuseHold(t),
     minHotPorts: 2,
     // Time for a cut to show in the counters before the next one (the cut itself is awaited).
     settleMs: Math.max(100, 10 * host.fuseSampleMs),
@@ -61,11 +63,25 @@ export function fusePlanFor(policy: Policy, host: EsxiHostPolicy, inv: EsxInvent
   return r.plan;
 }
 
+/** What the agent saw of a fuse's cut, for the journal and `why`: the fuse judged on the host. */
+export interface FuseSeen {
+  /** Monotonic ns when the agent heard of the cut, less the cut call's time: when the fuse decided, if the report was not delayed. */
+  tNs: number;
+  policyHash: string;
+  /** The plan's signature: rate and consecutive samples. */
+  pps: number;
+  hold: number;
+  /** The agent's last rates of the hot ports (names), when it had them. */
+  window: Evidence['window'];
+  /** Hot port IDs as the agent names them. */
+  hotNames: string[];
+}
+
 /**
  * A cut the fuse made, as the result of the agent's own vnic-disconnect (null: not a cut, or not
  * a port of this host). `target` is what a restore needs: `<vm> key <device key>`.
  */
-export function fuseCutResult(host: string, cut: FuseCut, replayed: boolean, inv: EsxInventory | null): ActionResult | null {
+export function fuseCutResult(host: string, cut: FuseCut, replayed: boolean, inv: EsxInventory | null, seen?: FuseSeen): ActionResult | null {
   if (cut.outcome !== 'cut' || !cut.port.startsWith(`${host}/vnic-`) || !cut.argv) return null;
   const [, , vmid, key] = cut.argv;
   const vm = inv?.vms.find((v) => v.vmid === vmid)?.name ?? inv?.vimVms?.find((v) => v.vmid === vmid)?.name;
@@ -86,7 +102,23 @@ export function fuseCutResult(host: string, cut: FuseCut, replayed: boolean, inv
       id: cut.id,
       reason: `cut by the fuse on ${host}${cut.hot.length ? ` (hot ports ${cut.hot.join(', ')})` : ''}${replayed ? ', while the agent was not connected' : ''}`,
       fuse: { instance: cut.instance, version: cut.version, hostTimeUs: cut.tUs, wallMs: cut.wallMs },
+      ...(seen ? { evidence: fuseEvidence(host, cut, replayed, seen) } : {}),
     },
+  };
+}
+
+function fuseEvidence(host: string, cut: FuseCut, replayed: boolean, s: FuseSeen): Evidence {
+  const hot = s.hotNames.length ? s.hotNames.join(', ') : cut.hot.join(', ');
+  return {
+    tNs: s.tNs,
+    window: s.window,
+    thresholds: { pps: s.pps, holdSamples: s.hold, minHotPorts: 2 },
+    clues: [
+      `judged on ${host} by its fuse: ${hot} each received >= ${s.pps} broadcast+multicast frames/s for ${s.hold} samples in a row`,
+      replayed ? 'reported when the agent reconnected: the cut was made while the agent could not hear the host' : `the cut call took ${cut.ms ?? '?'} ms on the host`,
+    ],
+    rule: -1,
+    policyHash: s.policyHash,
   };
 }
 

@@ -11,7 +11,8 @@ import { hostIntake } from './host-intake.js';
 import { loadProgram, type FuseProgram } from './fuse/program.js';
 import type { FuseCut } from './fuse/lines.js';
 import type { FuseState } from './fuse/client.js';
-import { fuseCutResult, fusePlanFor } from './host-fuse.js';
+import { fuseCutResult, fuseHold, fusePlanFor, type FuseSeen } from './host-fuse.js';
+import { esxiHostThresholds } from '../policy/match.js';
 
 /** Where the fuse keeps its owner and event files on the host (ESXi's /tmp is a ramdisk). */
 const FUSE_STATE_DIR = '/tmp';
@@ -131,7 +132,7 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
   }
 
   function onFuseCut(cut: FuseCut, replayed: boolean): void {
-    const result = fuseCutResult(host.name, cut, replayed, inventory);
+    const result = fuseCutResult(host.name, cut, replayed, inventory, fuseSeen(cut));
     if (result) {
       // As after the agent's own action: judge only purely post-cut counters, and read what the
       // host has now (the vNIC left its port) so the fuse is re-armed without it.
@@ -139,6 +140,21 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
       setTimeout(() => refreshStream(`after the fuse cut ${cut.port}`), 500).unref();
     }
     hooks.onFuseReport?.({ host: host.name, cut, replayed, result, ack: () => session.fuseAck([cut.id]) });
+  }
+
+  /** The agent's side of a fuse's cut: its last rates of the hot ports, and when. */
+  function fuseSeen(cut: FuseCut): FuseSeen {
+    const names = new Map(rates.ports().filter((p) => p.kind === 'port').map((p) => [p.id, p.name]));
+    const hotNames = cut.hot.map((id) => names.get(id) ?? `port ${id}`);
+    const t = esxiHostThresholds(policy, host);
+    const nowNs = Number(process.hrtime.bigint());
+    const ms = cut.ms ?? 0;
+    // The last rates the agent had, taken as of now: ms after the decision (tNs).
+    const window = hotNames.flatMap((n) => {
+      const r = rates.shown.get(n);
+      return r ? [{ port: n, tMs: ms, rxPps: r.rxPps, txPps: r.txPps, floodPps: r.floodPps }] : [];
+    });
+    return { tNs: nowNs - ms * 1e6, policyHash: policy.hash, pps: t.floodPps, hold: fuseHold(t), window, hotNames };
   }
 
   const fuse = sessionFuse(host, log);

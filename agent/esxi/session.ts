@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { classifySshError, masterArgv, remoteLine, sessionArgv, type SshFailure, type SshTarget } from './ssh-argv.js';
+import { spawnGroup } from '../host/child.js';
 import { createStreamParser, streamScript, type Block, type StreamItem } from './stream.js';
 import { fuseRemoteLine, type FuseProgram } from './fuse/program.js';
 import { startFuse, type FuseClient, type FuseState } from './fuse/client.js';
@@ -256,7 +257,9 @@ export function startSession(opts: SessionOptions, hooks: SessionHooks): Session
 /** The ControlMaster; its end (classified) is reported through `gone`. */
 function spawnMaster(ssh: string, opts: SessionOptions, ctl: string, children: Set<ChildProcess>, gone: (why: string, f: SshFailure) => void): ChildProcess {
   // stdin stays open (a pipe nobody writes to) for as long as this process lives: see masterArgv.
-  const m = spawn(ssh, masterArgv(opts, ctl).slice(1), { stdio: ['pipe', 'ignore', 'pipe'] });
+  // Also tied to our life (PR_SET_PDEATHSIG): a master with a fuse session on it outlives its own
+  // `cat` (sshd holds the fuse's channel open while the fuse protects out its lease).
+  const m = spawnGroup(ssh, masterArgv(opts, ctl).slice(1), { stdio: ['pipe', 'ignore', 'pipe'], tied: true });
   m.stdin!.on('error', () => undefined);
   children.add(m);
   let err = '';

@@ -2,7 +2,8 @@
 // agent's own session on its ControlMaster, or a lab's ssh), send the program and the plan on its
 // stdin, renew the lease, ack the cuts it has journaled, and hand every message up. It decides
 // nothing: the caller journals cuts, shows status and falls back when the fuse cannot arm.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { spawnGroup } from '../../host/child.js';
 import type { FuseProgram } from './program.js';
 import type { FusePlan } from './plan.js';
 import { parseFuseLine, VALUES_PER_ITEM, type FuseCut, type FuseMessage } from './lines.js';
@@ -55,7 +56,10 @@ const hrNs = (): number => Number(process.hrtime.bigint());
 export function startFuse(o: FuseOptions, hooks: FuseHooks): FuseClient {
   const [file, ...args] = o.argv;
   if (!file) throw new Error('startFuse: empty argv');
-  const child: ChildProcess = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  // Tied to the agent's life (PR_SET_PDEATHSIG): the fuse's stdin EOF alone does not end the
+  // session (the fuse protects on for its lease), so an agent killed by SIGKILL must not leave
+  // this ssh, and the ControlMaster that waits for it, behind. The fuse itself protects on.
+  const child: ChildProcess = spawnGroup(file, args, { stdio: ['pipe', 'pipe', 'pipe'], tied: true });
   let values = new Float64Array(VALUES_PER_ITEM * o.plan.watch.length);
   /** Plans sent and not yet answered (armed or refused), oldest first. */
   const sent: FusePlan[] = [];

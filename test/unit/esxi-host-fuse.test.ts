@@ -1,0 +1,115 @@
+// Pure parts of the daemon's fuse: the plan made from policy, inventory and the streamed items;
+// a fuse's cut as the result of the agent's own vnic-disconnect (what the breaker journals and a
+// restore needs); the fuse's samples as rates; a reported cut in the breaker. The fuse on a host
+// and the daemon arming it are proven in test/integration/esxi-fuse-agent.test.ts.
+import { describe, expect, it } from 'vitest';
+import { watchedPorts, streamItems } from '../../agent/esxi/ports.js';
+import { fuseCutResult, fusePlanFor } from '../../agent/esxi/host-fuse.js';
+import { hostRates } from '../../agent/esxi/host-rates.js';
+import type { EsxInventory } from '../../agent/esxi/inventory.js';
+import type { FuseCut } from '../../agent/esxi/fuse/lines.js';
+import type { EsxiHostPolicy } from '../../agent/types.js';
+import { breakerStep, initialBreakerState, portStates } from '../../agent/breaker/state.js';
+import { testPolicy } from '../../agent/testing/policy.js';
+
+const host: EsxiHostPolicy = {
+  name: 'esx1', address: '192.0.2.21', port: 22, user: 'root', identityFile: '/k', knownHostsFile: '/kh',
+  sampleMs: 100, staleMs: 1000, connectTimeoutMs: 3000, commandTimeoutMs: 5000, counters: 'vsish',
+  fuse: 'armed', fuseSampleMs: 15, fuseLeaseMs: 10000, fuseBudget: 2,
+  vmnics: [{ name: 'vmnic0', role: 'uplink', protected: false }],
+  portgroups: ['VM Network', 'Management Network'], protectedPortgroups: ['Management Network'], watchBridgingVms: true,
+  actions: ['vnic-disconnect', 'nic-down'], quarantineVlan: null, thresholds: { holdSamples: 3, floodPps: 4000 }, line: 1,
+};
+const nic = (name: string) => ({ name, pci: '0000:00:00.0', driver: 'x', adminUp: true, linkUp: true, speedMbps: 1000, duplex: 'Full', mac: null, mtu: 1500, description: '' });
+const pg = (name: string) => ({ name, vswitch: 'vSwitch0', activeClients: 1, vlanId: 0, unusable: null, security: null, failover: null });
+const vnic = (portId: number, mac: string, portgroup: string, deviceKey: number | null) => ({ portId, mac, portgroup, vswitch: 'vSwitch0', teamUplink: 'vmnic0', deviceKey, connected: true });
+const inv: EsxInventory = {
+  host: 'esx1',
+  nics: [nic('vmnic0')],
+  vswitches: [{ name: 'vSwitch0', class: null, numPorts: null, usedPorts: null, configuredPorts: null, mtu: 1500, cdpStatus: null, beaconEnabled: null, beaconInterval: null, beaconThreshold: null, beaconRequiredBy: [], uplinks: ['vmnic0'], portgroups: ['VM Network'], extra: {} }],
+  portgroups: [pg('VM Network'), pg('Management Network')],
+  vms: [
+    { name: 'web', worldId: '99', vmid: '3', nics: [vnic(33554430, '00:0c:29:00:00:0a', 'VM Network', 4000)] },
+    { name: 'vmA', worldId: '100', vmid: '7', nics: [vnic(33554440, '00:0c:29:5b:a0:00', 'VM Network', 4000), vnic(33554441, '00:0c:29:5b:a0:01', 'VM Network', 4001)] },
+    { name: 'vcsa', worldId: '101', vmid: '8', nics: [vnic(33554442, '00:0c:29:00:00:01', 'Management Network', 4000)] },
+    { name: 'db', worldId: '102', vmid: null, nics: [vnic(33554443, '00:0c:29:00:00:02', 'VM Network', null)] },
+  ],
+  blockGuestBpdu: null,
+  readAtMs: 0,
+};
+const policy = testPolicy();
+const watched = watchedPorts(policy, host, inv).ports;
+const items = streamItems(host, watched);
+
+describe('the fuse plan the daemon arms', () => {
+  it('watches exactly the streamed items in their order; cuts the bridging VM first; never a protected port group or a vNIC without vmid/key', () => {
+    const plan = fusePlanFor(policy, host, inv, watched, items);
+    expect(plan.watch.map((w) => (w.kind === 'pnic' ? `nic:${w.id}` : `port:${w.id}`))).toEqual(items.map((i) => `${i.kind}:${i.id}`));
+    expect(plan.cutList.map((c) => [c.port, c.argv.join(' ')])).toEqual([
+      ['esx1/vnic-000c295ba000', 'vim-cmd vmsvc/device.connection 7 4000 0'],
+      ['esx1/vnic-000c295ba001', 'vim-cmd vmsvc/device.connection 7 4001 0'],
+      ['esx1/vnic-000c2900000a', 'vim-cmd vmsvc/device.connection 3 4000 0'],
+    ]);
+    expect(plan).toMatchObject({ sampleMs: 15, leaseMs: 10000, pps: 4000, hold: 3, minHotPorts: 2, budget: 2, dryRun: false, protectedPortgroups: ['Management Network'] });
+  });
+
+  it('reports only when the policy says so: fuse stream or dry run; no vnic-disconnect allowed means budget 0', () => {
+    expect(fusePlanFor(policy, { ...host, fuse: 'stream' }, inv, watched, items).dryRun).toBe(true);
+    expect(fusePlanFor({ ...policy, dryRun: true }, host, inv, watched, items).dryRun).toBe(true);
+    expect(fusePlanFor(policy, { ...host, actions: ['nic-down'] }, inv, watched, items).budget).toBe(0);
+    expect(fusePlanFor(policy, { ...host, thresholds: { holdSamples: 1 } }, inv, watched, items).hold).toBe(2);
+    expect(() => fusePlanFor(policy, host, null, watched, items)).toThrow(/no inventory/);
+  });
+});
+
+const cut = (o: Partial<FuseCut> = {}): FuseCut => ({
+  id: '4242-1.1', instance: '4242-1', version: 2, port: 'esx1/vnic-000c295ba000', portId: '33554440', hot: ['33554440', '33554441'],
+  tUs: 5, wallMs: 6, dryRun: false, outcome: 'cut', argv: ['vim-cmd', 'vmsvc/device.connection', '7', '4000', '0'], rc: 0, ms: 120, ...o,
+});
+
+describe("a fuse's cut, as the agent journals it", () => {
+  it('is the result of the agent\'s own vnic-disconnect: restorable from its target, by the fuse, acked by id', () => {
+    const r = fuseCutResult('esx1', cut(), false, inv)!;
+    expect(r).toMatchObject({ kind: 'link-down', port: 'esx1/vnic-000c295ba000', ok: true, via: 'esxi-fuse', durationMs: 120, esxi: { host: 'esx1', action: 'vnic-disconnect', target: 'vmA key 4000' } });
+    expect(r.origin).toMatchObject({ by: 'fuse@esx1', id: '4242-1.1', reason: 'cut by the fuse on esx1 (hot ports 33554440, 33554441)' });
+    expect(fuseCutResult('esx1', cut(), true, inv)!.origin!.reason).toMatch(/while the agent was not connected$/);
+    // Not cuts, or not this host's ports: never results.
+    for (const o of ['refused', 'dry-run', 'failed'] as const) expect(fuseCutResult('esx1', cut({ outcome: o }), false, inv)).toBeNull();
+    expect(fuseCutResult('esx1', cut({ port: 'esx2/vnic-000c295ba000' }), false, inv)).toBeNull();
+  });
+
+  it('the breaker takes it as a trip by the fuse, with its reason, and journals it', () => {
+    const r = fuseCutResult('esx1', cut(), false, inv)!;
+    const ports = new Map(watched.map((p) => [p.name, p.policy]));
+    const out = breakerStep(initialBreakerState(), { tNs: 1e9, wallMs: 0, verdicts: [], results: [r], operator: [] }, ports, policy);
+    expect(portStates(out.state)).toEqual([expect.objectContaining({ port: 'esx1/vnic-000c295ba000', state: 'tripped', by: 'fuse@esx1', reason: 'cut by the fuse on esx1 (hot ports 33554440, 33554441)' })]);
+    expect(out.events.map((e) => [e.event, e.port, e.by, (e.action as { origin?: { id: string } }).origin?.id])).toEqual([['trip', 'esx1/vnic-000c295ba000', 'fuse@esx1', '4242-1.1']]);
+    expect(out.commands).toEqual([]);
+  });
+});
+
+describe("the fuse's samples as rates", () => {
+  it('six values per item fill the same rates as a block; "-" leaves the port unread', () => {
+    const log = { info: () => undefined, warn: () => undefined };
+    const rates = hostRates(host, log);
+    rates.set(watched);
+    const keys = items.map((i) => `${i.kind}:${i.id}`);
+    const v = new Float64Array(6 * keys.length);
+    const fill = (k: number): void => {
+      for (let i = 0; i < keys.length; i++) v.set([1000 * k, 900 * k, 800 * k, 100 * k, 50 * k, 5 * k], 6 * i);
+      v.fill(NaN, 6 * (keys.length - 1)); // the last item unreadable
+    };
+    fill(1);
+    rates.fuseSample(keys, v, 1e9);
+    fill(2);
+    rates.fuseSample(keys, v, 1.1e9);
+    const byName = new Map(rates.rates().map((r) => [r.port, r]));
+    const first = byName.get(watched.find((p) => p.id === items[0]!.id)!.name)!;
+    expect(first.valid).toBe(true);
+    expect(first.rxPps).toBeCloseTo(10_000);
+    expect(first.floodPps).toBeCloseTo(9_000);
+    expect(first.txFloodPps).toBeCloseTo(550);
+    const last = byName.get(watched.find((p) => p.id === items.at(-1)!.id)!.name)!;
+    expect(last.valid).toBe(false);
+  });
+});
