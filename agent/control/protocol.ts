@@ -46,6 +46,8 @@ export interface StatusAnswer {
     periodMs: number;
     lastTickAgeMs: number;
     maxLagMs: number;
+    /** Ticks that started 10 ms or more late since start (the event loop was held). */
+    lateTicks?: number;
     sources: string[];
     broadcastCounting: boolean;
     reachability: 'off' | { target: string; state: 'ok' | 'unknown' | 'reachability-down'; error?: string | null; lastCheckAt: string | null; lastRttMs: number | null };

@@ -42,6 +42,8 @@ export interface SchedulerStats {
   /** Start of the last tick, ns. */
   lastTickAt: number;
   maxLagMs: number;
+  /** Ticks that started LATE_MS or more after their deadline: the event loop was held that long. */
+  lateTicks: number;
   /** Gaps over STALL_MS beyond the period since start, and the longest gap (ms). */
   stalls: number;
   longestStallMs: number;
@@ -77,10 +79,13 @@ export const IDLE_MS_WITHOUT_TRIPWIRE = 10;
 // protecting for that long. Above GC pauses and a reload's parse (tens of ms), below any pause a
 // person would notice (SIGSTOP, a VM migrated or paused, a swap storm).
 export const STALL_MS = 1000;
+// A tick this late means the event loop was held by something else (a GC pause, a long slice of
+// work): counted, so that a load that holds the sampler (a client reading the journal back) shows.
+export const LATE_MS = 10;
 
 export function createScheduler(d: SchedulerDeps): Scheduler {
   const { clock, timers } = d;
-  const stats: SchedulerStats = { ticks: 0, ticksPerSec: 0, periodMs: d.sampling().idleMs, lastTickAt: clock.now(), maxLagMs: 0, stalls: 0, longestStallMs: 0 };
+  const stats: SchedulerStats = { ticks: 0, ticksPerSec: 0, periodMs: d.sampling().idleMs, lastTickAt: clock.now(), maxLagMs: 0, lateTicks: 0, stalls: 0, longestStallMs: 0 };
   let rateFrom = { ticks: 0, at: stats.lastTickAt };
   let activeUntil = 0;
   let lastT = stats.lastTickAt;
@@ -99,6 +104,7 @@ export function createScheduler(d: SchedulerDeps): Scheduler {
     const now = clock.now();
     const lag = (now - stats.lastTickAt) / 1e6 - stats.periodMs;
     if (lag > stats.maxLagMs && stats.ticks > 0) stats.maxLagMs = lag;
+    if (lag >= LATE_MS && stats.ticks > 0) stats.lateTicks++;
     if (lag > STALL_MS && stats.ticks > 0) {
       const gapMs = lag + stats.periodMs;
       stats.stalls++;

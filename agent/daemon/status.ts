@@ -59,6 +59,7 @@ export function buildStatus(d: StatusDeps): StatusAnswer {
       periodMs: s.periodMs,
       lastTickAgeMs: (d.now() - s.lastTickAt) / 1e6,
       maxLagMs: s.maxLagMs,
+      lateTicks: s.lateTicks,
       sources: d.sourceIds(),
       broadcastCounting: d.broadcastCounting,
       reachability: d.reachability.status(),

@@ -77,6 +77,7 @@ export interface Snapshot {
   journal?: { failing: boolean; pending: number; dropped: number };
   /** Gaps without sampling over the stall threshold since start. */
   stallsTotal?: number;
+  lateTicksTotal?: number;
   /** ESXi hosts over SSH (policy esxi). */
   esxi?: ReadonlyArray<{ host: string; live: boolean; lastBlockAgeMs: number | null; connects: number; samplesPerSec: number; roundTripMs: number | null; fuseArmed?: boolean }>;
 }
@@ -180,6 +181,10 @@ export function renderMetrics(s: Snapshot): string {
     head('stormbreaker_journal_dropped_records_total', 'counter', 'Journal records lost because the memory queue was full.');
     line('stormbreaker_journal_dropped_records_total', {}, s.journal.dropped);
   }
+  if (s.lateTicksTotal !== undefined) {
+    head('stormbreaker_sampler_late_ticks_total', 'counter', 'Sampling ticks that started 10 ms or more after their deadline (the event loop was held).');
+    line('stormbreaker_sampler_late_ticks_total', {}, s.lateTicksTotal);
+  }
   if (s.stallsTotal !== undefined) {
     head('stormbreaker_sampler_stalls_total', 'counter', 'Gaps of more than a second without sampling (stopped, paused or starved agent).');
     line('stormbreaker_sampler_stalls_total', {}, s.stallsTotal);
@@ -265,7 +270,7 @@ export async function startMetricsServer(opts: MetricsServerOptions): Promise<Me
 /** The parts of the status answer (control/protocol.ts) the metrics read: a StatusAnswer is one. */
 export interface StatusLike {
   policy: Pick<StatusAnswer['policy'], 'hash' | 'dryRun'>;
-  health: Pick<StatusAnswer['health'], 'ticks' | 'periodMs' | 'maxLagMs' | 'lastTickAgeMs'> & Partial<Pick<StatusAnswer['health'], 'journal' | 'stalls'>>;
+  health: Pick<StatusAnswer['health'], 'ticks' | 'periodMs' | 'maxLagMs' | 'lastTickAgeMs'> & Partial<Pick<StatusAnswer['health'], 'journal' | 'stalls' | 'lateTicks'>>;
   ports: ReadonlyArray<Pick<PortStatusRow, 'port' | 'bridge' | 'role' | 'state' | 'rxPps' | 'txPps' | 'floodPps'>>;
   esxi?: ReadonlyArray<Pick<EsxHostStatus, 'host' | 'live' | 'samplesPerSec'> & { session: Pick<EsxHostStatus['session'], 'lastBlockAgeMs' | 'connects' | 'roundTripMs'> & Partial<Pick<EsxHostStatus['session'], 'fuse'>> }>;
 }
@@ -310,6 +315,7 @@ export function snapshotFromStatus(st: StatusLike, x: SnapshotExtras): Snapshot 
     ...(x.notifyDroppedTotal !== undefined ? { notifyDroppedTotal: x.notifyDroppedTotal } : {}),
     ...(st.health.journal ? { journal: { failing: st.health.journal.state === 'failing', pending: st.health.journal.pending, dropped: st.health.journal.dropped } } : {}),
     ...(st.health.stalls ? { stallsTotal: st.health.stalls.count } : {}),
+    ...(st.health.lateTicks !== undefined ? { lateTicksTotal: st.health.lateTicks } : {}),
     ...(st.esxi
       ? { esxi: st.esxi.map((e) => ({ host: e.host, live: e.live, lastBlockAgeMs: e.session.lastBlockAgeMs, connects: e.session.connects, samplesPerSec: e.samplesPerSec, roundTripMs: e.session.roundTripMs, fuseArmed: e.session.fuse?.state === 'armed' })) }
       : {}),

@@ -135,6 +135,10 @@ describe('scheduler lag', () => {
     expect(s.stats.lastTickAt / 1e6).toBeCloseTo(time.nowMs(), 6);
     time.advance(500); // on time again: the worst lag stays
     expect(s.stats.maxLagMs).toBeCloseTo(40, 6);
+    expect(s.stats.lateTicks).toBe(1);
+    time.spend(69); // due at 900, starts at 908: under LATE_MS, not counted
+    time.advance(0);
+    expect(s.stats.lateTicks).toBe(1);
   });
 
   it('counts ticks per second when asked', () => {
