@@ -236,7 +236,7 @@ client('why', 'the evidence of the last trip (of PORT, or of any port)', (c) => 
 );
 client(
   'events',
-  'journal events, from the journal file (its last 10,000 lines)',
+  'journal events, from the journal file (the newest 10,000 that match, within its last 16 MB)',
   (c) => c.option('--port <port>', 'only this port').option('--since <duration>', 'only the last DURATION (30s, 5m, 2h)'),
   (o) => {
     const oo = o as { port?: string; since?: string };
@@ -246,6 +246,9 @@ client(
     if (json) return printJson(r);
     for (const e of r as Array<{ ts: string; event: string; port: string; reason: string }>) process.stdout.write(renderEvent(e));
   },
+  // The agent reads the journal back at a paced rate shared by all clients (8 MB/s): a 16 MB
+  // journal takes a few seconds, longer while others read too.
+  30_000,
 );
 
 const policyCmd = program.command('policy').description('policy tools');

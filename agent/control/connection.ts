@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { MAX_LINE, PROTOCOL_VERSION, parseRequest, type Request, type Response } from './protocol.js';
+import { MAX_LINE, PROTOCOL_VERSION, isStreamedArray, parseRequest, type Request, type Response, type StreamedArray } from './protocol.js';
 
 // One control connection: bytes in, one request at a time through the handler, answers out with
 // bounded memory. A client can cost the agent at most MAX_QUEUED_BYTES of requests and
@@ -84,7 +84,7 @@ function boundedWriter(sock: Socket, hooks: ConnectionHooks, drop: () => void) {
       sock.once('drain', ok);
       sock.once('close', ok);
     });
-  return async (text: string): Promise<boolean> => {
+  return async (text: string | Buffer): Promise<boolean> => {
     if (sock.destroyed || !sock.writable) return false;
     sock.write(text);
     while (!sock.destroyed && sock.writableLength > HIGH_WATER) {
@@ -100,7 +100,7 @@ function boundedWriter(sock: Socket, hooks: ConnectionHooks, drop: () => void) {
 }
 
 /** Run one request and write its answer; a long array answer is streamed in batches. */
-async function answer(req: Request, hooks: ConnectionHooks, write: (text: string) => Promise<boolean>): Promise<void> {
+async function answer(req: Request, hooks: ConnectionHooks, write: (text: string | Buffer) => Promise<boolean>): Promise<void> {
   let result: unknown;
   try {
     result = await hooks.run(req);
@@ -110,6 +110,7 @@ async function answer(req: Request, hooks: ConnectionHooks, write: (text: string
     await write(JSON.stringify({ v: PROTOCOL_VERSION, id: req.id, ok: false, error: { code, message: err instanceof Error ? err.message : String(err) } }) + '\n');
     return;
   }
+  if (isStreamedArray(result)) return streamArray(req, result, write);
   if (!Array.isArray(result) || result.length <= SERIALIZE_BATCH) {
     await write(JSON.stringify({ v: PROTOCOL_VERSION, id: req.id, ok: true, result }) + '\n');
     return;
@@ -124,6 +125,33 @@ async function answer(req: Request, hooks: ConnectionHooks, write: (text: string
   }
   await write(']}\n');
 }
+
+/**
+ * A streamed array answer: each slice of items written as it comes, waiting for the client to
+ * read and yielding to the sampler in between. A client gone or dropped ends it early; the
+ * source is closed either way. A source that fails half way cannot be answered with an error any
+ * more: the throw ends the connection (the client sees no answer rather than a short one).
+ */
+async function streamArray(req: Request, result: StreamedArray, write: (text: string | Buffer) => Promise<boolean>): Promise<void> {
+  try {
+    if (!(await write(`{"v":${PROTOCOL_VERSION},"id":${req.id},"ok":true,"result":[`))) return;
+    let first = true;
+    for await (const items of result.streamed) {
+      const parts: Buffer[] = [];
+      for (const item of items) {
+        if (!first) parts.push(COMMA);
+        parts.push(item);
+        first = false;
+      }
+      if (!(await write(Buffer.concat(parts)))) return;
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    await write(']}\n');
+  } finally {
+    await result.close();
+  }
+}
+const COMMA = Buffer.from(',');
 
 /** Serve one accepted socket until it closes. Never throws. */
 export function serveConnection(sock: Socket, hooks: ConnectionHooks): Connection {

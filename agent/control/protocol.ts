@@ -18,6 +18,20 @@ export type Response =
   | { v: number; id: number; ok: true; result: unknown }
   | { v: number; id: number | null; ok: false; error: { code: string; message: string } };
 
+/**
+ * A result sent as a JSON array of items that are already JSON text (journal lines as they are
+ * on disk), in slices the server writes as the client reads them: never one object on the heap,
+ * never re-serialized. `close` is called once the answer ends, however it ends.
+ */
+export interface StreamedArray {
+  readonly streamed: AsyncIterable<readonly Buffer[]>;
+  close(): Promise<void>;
+}
+
+export function isStreamedArray(x: unknown): x is StreamedArray {
+  return typeof x === 'object' && x !== null && 'streamed' in x && typeof (x as StreamedArray).close === 'function';
+}
+
 /** Validate one request line. Pure. */
 export function parseRequest(line: string): Request | { error: { code: string; message: string } } {
   let o: unknown;

@@ -1,11 +1,12 @@
 import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
 import type { JournalEvent } from '../types.js';
+import { parseLine, selectTail } from './tail.js';
 
 // Append-only JSON lines: the journal is the truth across crashes and restarts. Writing (fsync'd
 // records, intents before link-downs, failure handling) is journal/writer.ts; reading and the
-// replay rules are here.
+// replay rules are here; reading back the end of the file in slices is journal/tail.ts.
 
+export { MAX_RECORD_BYTES, selectTail, type TailSelection, type TailResult } from './tail.js';
 export { openJournal, type Journal, type JournalHealth, type JournalOptions } from './writer.js';
 
 export interface ReadResult {
@@ -15,9 +16,6 @@ export interface ReadResult {
   /** Why the journal could not be read at all (a symlink, not a regular file, EIO), if so. */
   error?: string;
 }
-
-/** A line longer than this is not a record the agent wrote (~3.5 kB with evidence): skipped as bad. */
-export const MAX_RECORD_BYTES = 1024 * 1024;
 
 /** Parse journal text; a torn or corrupt line is reported and skipped, never fatal. Pure. */
 export function parseJournal(text: string): ReadResult {
@@ -30,18 +28,6 @@ export function parseJournal(text: string): ReadResult {
     else if (e !== undefined) events.push(e);
   }
   return { events, badLines };
-}
-
-/** One journal line: the event, null when it does not parse as one, undefined when blank. */
-function parseLine(line: string): JournalEvent | null | undefined {
-  if (line.trim() === '') return undefined;
-  try {
-    const e = JSON.parse(line) as JournalEvent;
-    if (typeof e !== 'object' || e === null || typeof e.event !== 'string' || typeof e.port !== 'string') return null;
-    return e;
-  } catch {
-    return null;
-  }
 }
 
 /**
@@ -126,79 +112,18 @@ export function heldPorts(events: readonly JournalEvent[]): Map<string, HeldPort
 }
 
 /**
- * The last maxLines lines of a journal file (at most maxBytes of it), read backwards in chunks so
- * that a large journal costs only what is returned. Parsed as parseJournal (bad lines reported,
- * line numbers relative to the tail); a line over MAX_RECORD_BYTES is skipped as bad without
- * being decoded. A missing file is an empty journal; a symlink or non-regular file is refused.
- *
- * Asynchronous and yielding: the daemon serves `events` from here while the sampler must keep its
- * period. Reads are async and parsing yields to the event loop after every 16 kB chunk. The
- * unfinished line at the front of what was read is kept as a list of chunks, joined once when its
- * start is found: concatenating it chunk by chunk cost quadratic time (a 32 MB line: 27.7 s).
+ * The last maxLines lines of a journal file (within its last maxBytes) as events, read as
+ * journal/tail.ts reads them for `events` (bad lines reported, numbered from the oldest line
+ * looked at). A missing file is an empty journal; a symlink or non-regular file is refused.
  */
 export async function readJournalTail(path: string, maxLines: number, maxBytes = 16 * 1024 * 1024): Promise<ReadResult> {
-  let fh: FileHandle;
+  const sel = await selectTail(path, { maxLines, maxBytes });
+  if ('error' in sel) return { events: [], badLines: [], error: sel.error };
+  const events: JournalEvent[] = [];
   try {
-    fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return { events: [], badLines: [] };
-    if (code === 'ELOOP') return { events: [], badLines: [], error: `${path} is a symlink: refused` };
-    throw err;
-  }
-  const rev: JournalEvent[] = [];
-  const badFromEnd: number[] = [];
-  let count = 0;
-  const take = (line: string | null): void => {
-    const e = line === null ? null : parseLine(line);
-    if (e === undefined) return;
-    count++;
-    if (e === null) badFromEnd.push(count);
-    else rev.push(e);
-  };
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) return { events: [], badLines: [], error: `${path} is not a regular file: refused` };
-    const CHUNK = 16 * 1024;
-    const floor = Math.max(0, st.size - maxBytes);
-    let pos = st.size;
-    // The end of a line whose start is further back: chunks, newest last; its length in bytes.
-    let carry: Buffer[] = [];
-    let carryBytes = 0;
-    const takeCarry = (head: Buffer): void => {
-      const len = head.length + carryBytes;
-      take(len > MAX_RECORD_BYTES ? null : Buffer.concat([head, ...carry]).toString('utf8'));
-      carry = [];
-      carryBytes = 0;
-    };
-    while (pos > floor && count < maxLines) {
-      const len = Math.min(CHUNK, pos - floor);
-      pos -= len;
-      const b = Buffer.alloc(len);
-      await fh.read(b, 0, len, pos);
-      let e = len;
-      let nl = b.lastIndexOf(0x0a, e - 1);
-      if (nl >= 0 && (carryBytes > 0 || nl + 1 < e)) takeCarry(b.subarray(nl + 1, e));
-      while (nl >= 0 && count < maxLines) {
-        e = nl;
-        nl = e > 0 ? b.lastIndexOf(0x0a, e - 1) : -1;
-        if (nl < 0) break;
-        take(b.toString('utf8', nl + 1, e));
-      }
-      if (count >= maxLines) break;
-      const head = b.subarray(0, e);
-      // Over the record limit: remember only its length (skipped as bad when its start is found).
-      if (carryBytes + head.length > MAX_RECORD_BYTES) carry = [];
-      else carry.unshift(head);
-      carryBytes += head.length;
-      // One chunk's worth of parsing at a time: the sampler gets the event loop in between.
-      await new Promise<void>((r) => setImmediate(r));
-    }
-    if (pos === 0 && count < maxLines && carryBytes > 0) takeCarry(Buffer.alloc(0));
+    for await (const slice of sel.lines()) for (const line of slice) events.push(JSON.parse(line.toString('utf8')) as JournalEvent);
   } finally {
-    await fh.close();
+    await sel.close();
   }
-  const events = rev.reverse();
-  const badLines = badFromEnd.map((n) => count - n + 1).reverse();
-  return { events, badLines };
+  return { events, badLines: sel.badLines };
 }
