@@ -21,6 +21,7 @@ import { buildStatus } from './daemon/status.js';
 import { controlHandler, outcomeWithinMs } from './daemon/commands.js';
 import { startDaemonMetrics } from './daemon/metrics.js';
 import { warmUpDetector } from './detect/warmup.js';
+import { connectionCap, MAX_CONNECTIONS, readNofile } from './host/fd-limit.js';
 
 // The wiring root: each part lives in daemon/ with the narrow interface it needs; here they are
 // made, connected, started and stopped. Hot path: daemon/tick.ts, run when daemon/scheduler.ts says.
@@ -159,10 +160,15 @@ async function serve(b: Base, p: ReturnType<typeof wirePipeline>): Promise<Daemo
   const status = () =>
     buildStatus({ policy: p.pol, scheduler: scheduler.stats, now: hrNs, sourceIds: p.sampling.ids, broadcastCounting: p.sampling.broadcastCounting, reachability: p.reach, local: p.sampling.local, esxHosts: p.esx.map((h) => h.host), ports: p.watched.all, breaker: tick.breaker, recent: rec.recent, journal: rec.journalHealth });
   const gid = b.gid;
+  // The control socket's cap from the real descriptor limit, so that connections never take the
+  // descriptors the actions need (host/fd-limit.ts); asked at every accept, as ports come and go.
+  const nofile = readNofile();
+  const controlCap = (): number => connectionCap(nofile, p.watched.all().size);
+  if (controlCap() < MAX_CONNECTIONS) log.warn({ component: 'control', nofile, ports: p.watched.all().size, maxConnections: controlCap() }, 'file descriptor limit low: fewer control connections allowed');
   const server = await startControlServer(
     opts.socketPath,
     controlHandler({ status, ports: p.watched.all, breaker: tick.breaker, kinds: p.kinds, lastTrip: rec.lastTrip, journalPath: rec.journalPath, operator: tick.inbox.operator, wake, reload: p.pol.reload, onRecord: rec.onRecord, outcomeWithinMs: () => outcomeWithinMs(policy()) }),
-    { onError: (o: object, m: string) => log.warn({ component: 'control', ...o }, m), ...(gid !== undefined ? { gid } : {}) },
+    { onError: (o: object, m: string) => log.warn({ component: 'control', ...o }, m), maxConnections: controlCap, ...(gid !== undefined ? { gid } : {}) },
   );
   const tripwire = p.sampling.startTripwire(() => scheduler.onWaker(), policy().sampling.realtimePriority);
   scheduler.useWaker(tripwire);

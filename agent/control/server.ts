@@ -23,8 +23,8 @@ export interface ControlServerOptions {
   onError?: (obj: object, msg: string) => void;
   /** Group (gid) that owns the socket and the directory the server creates for it. */
   gid?: number;
-  /** Open connections at once (default MAX_CONNECTIONS). */
-  maxConnections?: number;
+  /** Open connections at once (default MAX_CONNECTIONS); a function is asked at every accept. */
+  maxConnections?: number | (() => number);
   /** A connection with nothing to do for this long is closed (default IDLE_MS). */
   idleMs?: number;
   /** A client that reads nothing of its answer for this long is dropped (default STALL_MS). */
@@ -32,15 +32,14 @@ export interface ControlServerOptions {
 }
 
 /**
- * Connections at once. Every connection is a file descriptor, and the agent needs descriptors
- * for what protects: `ip` and `bridge` children, sysfs counters, AF_PACKET sockets. 21,000 idle
- * connections once made `spawn ip` fail with EMFILE during a storm; 64 is far more than any
- * operator uses and far below the limit (Node raises the soft RLIMIT_NOFILE to the hard one).
+ * Connections at once, at most. Every connection is a file descriptor, and the agent needs
+ * descriptors for what protects; the daemon lowers the cap when the real limit is low
+ * (host/fd-limit.ts). 64 is far more than any operator uses.
  */
 export const MAX_CONNECTIONS = 64;
 /** A connection with no request in flight and nothing sent for this long is closed. */
 export const IDLE_MS = 30_000;
-/** Commands that read the journal: one at a time across all clients (bounded memory and disk). */
+/** Commands that read the journal: their selection runs one at a time across all clients (its answer then streams, paced: daemon/commands.ts). */
 const HEAVY = new Set(['events']);
 
 /**
@@ -63,7 +62,8 @@ export function startControlServer(path: string, handle: Handler, opts: ControlS
     // none
   }
   const onError = opts.onError ?? (() => undefined);
-  const maxConnections = opts.maxConnections ?? MAX_CONNECTIONS;
+  const cap = opts.maxConnections ?? MAX_CONNECTIONS;
+  const maxConnections = typeof cap === 'function' ? cap : () => cap;
   const idleMs = opts.idleMs ?? IDLE_MS;
   /** Open connections, least recently active first (re-inserted on activity). */
   const open = new Map<Socket, Connection>();
@@ -77,8 +77,15 @@ export function startControlServer(path: string, handle: Handler, opts: ControlS
     return next;
   };
 
-  const makeRoom = (): boolean => {
-    if (open.size < maxConnections) return true;
+  const makeRoom = (max: number): boolean => {
+    // Over the cap (it fell: more ports, a lower limit), the idle ones go until it is met.
+    while (open.size > max) {
+      const idle = [...open].find(([, c]) => c.idle());
+      if (!idle) break;
+      idle[1].drop();
+      open.delete(idle[0]);
+    }
+    if (open.size < max) return true;
     for (const [s, c] of open) {
       if (!c.idle()) continue;
       c.drop();
@@ -90,9 +97,10 @@ export function startControlServer(path: string, handle: Handler, opts: ControlS
 
   const server = createServer((sock: Socket) => {
     sock.on('error', () => undefined); // a reset by the peer is not ours to report twice
-    if (!makeRoom()) {
-      if (refusedSince++ === 0) onError({ maxConnections }, 'control connections at their cap, all busy: refusing new clients');
-      sock.end(JSON.stringify({ v: PROTOCOL_VERSION, id: null, ok: false, error: { code: 'E_BUSY', message: `${maxConnections} control connections busy; try again` } }) + '\n');
+    const max = maxConnections();
+    if (!makeRoom(max)) {
+      if (refusedSince++ === 0) onError({ maxConnections: max }, 'control connections at their cap, all busy: refusing new clients');
+      sock.end(JSON.stringify({ v: PROTOCOL_VERSION, id: null, ok: false, error: { code: 'E_BUSY', message: `${max} control connections busy; try again` } }) + '\n');
       setTimeout(() => sock.destroy(), 1000).unref();
       return;
     }
