@@ -71,12 +71,34 @@ export async function loadPolicy(path: string): Promise<PolicyResult> {
   return resolveOne(w.input, w.errors, path, () => sha12(r.bytes));
 }
 
+/** How long reading a policy may take: a few small files take milliseconds. */
+export const POLICY_READ_MS = 5000;
+
+/** A read still pending after its time limit, by path: while it hangs, that path is not read again. */
+const hung = new Map<string, number>();
+
 /**
- * The name the daemon and the CLI have always called: now the same as loadPolicy, so it accepts
- * a directory as well as a file.
+ * loadPolicy with a time limit, as the daemon (start, every reload) and the CLI call it. A file on
+ * a hung filesystem (a dead NFS server, a stuck FUSE daemon) never answers its stat or read, and
+ * nothing can cancel them: the caller gets an error after `ms` instead of waiting for ever, so a
+ * reload keeps the policy in force and says why. Each hung read holds one of libuv's four pool
+ * threads (every fs call of the agent shares them), so until it returns the same path is refused
+ * at once rather than read again.
  */
-export async function loadPolicyFile(path: string): Promise<PolicyResult> {
-  return loadPolicy(path);
+export async function loadPolicyFile(path: string, ms = POLICY_READ_MS, load: (p: string) => Promise<PolicyResult> = loadPolicy): Promise<PolicyResult> {
+  const since = hung.get(path);
+  if (since !== undefined) {
+    return fileError('E_POLICY_IO', path, `an earlier read has not returned for ${Math.round((Date.now() - since) / 1000)} s (a hung filesystem?): not read again until it does`);
+  }
+  const reading = load(path);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ms)));
+  const r = await Promise.race([reading, late]);
+  clearTimeout(timer);
+  if (r !== null) return r;
+  hung.set(path, Date.now());
+  void reading.finally(() => hung.delete(path)).catch(() => undefined);
+  return fileError('E_POLICY_IO', path, `not read within ${ms} ms (a hung filesystem?)`);
 }
 
 async function loadDirectory(dir: string): Promise<PolicyResult> {
