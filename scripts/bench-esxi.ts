@@ -284,6 +284,11 @@ interface Storm {
   msToTripLine: number;
   /** The vNIC disconnect over SSH, as the agent timed it (trip.action.durationMs). */
   actionMs: number;
+  /**
+   * A cut made by the host's fuse: injection to the cut call's end on the host (the fuse's event
+   * wallMs; the stand-in shares this machine's clock). NaN when the agent cut.
+   */
+  msToHostCut: number;
   /** Injection to the last frame at prod's eth0 before 20 ms of silence (observer, 1 ms polls). */
   msToQuiet: number;
   framesLeaked: number;
@@ -311,6 +316,7 @@ async function storm(lab: EsxiLab, agent: AgentHandle, sampleMs: number, n: numb
   let guardFired = false;
   let guard: NodeJS.Timeout | null = null;
   let t0 = NaN;
+  let wallT0 = NaN;
   let tTripNs = NaN;
   let trip: Record<string, unknown> | null = null;
   let blocksPerSec = NaN;
@@ -330,6 +336,7 @@ async function storm(lab: EsxiLab, agent: AgentHandle, sampleMs: number, n: numb
     const b0Ns = hrNs();
     const sent = await inject({ prefix: lab.prefix, ns: { prod: lab.ns.prod } }, 'prod', 'eth0', { count: 1, kind: 'broadcast' });
     t0 = sent.tFirstNs;
+    wallT0 = Date.now() - (hrNs() - t0) / 1e6;
     try {
       trip = await agent.waitFor(isTrip, guardMs);
       // waitFor resolves inside the agent's stdout handler: this is the line's arrival here.
@@ -357,7 +364,7 @@ async function storm(lab: EsxiLab, agent: AgentHandle, sampleMs: number, n: numb
   const escalations = agent.logs.filter((l) => l.msg === 'escalate').length;
   const st = stormStats(series, t0);
   const ev = trip?.evidence as { tNs?: number } | undefined;
-  const action = trip?.action as { durationMs?: number; ok?: boolean } | undefined;
+  const action = trip?.action as { durationMs?: number; ok?: boolean; origin?: { fuse?: { wallMs: number } } } | undefined;
 
   // Restore through the operator path (control socket, as `stormbreaker restore PORT --reason`).
   const cut = trips.map((t) => String(t.port));
@@ -380,6 +387,7 @@ async function storm(lab: EsxiLab, agent: AgentHandle, sampleMs: number, n: numb
     msToVerdict: ev?.tNs ? (ev.tNs - t0) / 1e6 : NaN,
     msToTripLine: trip ? (tTripNs - t0) / 1e6 : NaN,
     actionMs: action?.durationMs ?? NaN,
+    msToHostCut: action?.origin?.fuse ? action.origin.fuse.wallMs - wallT0 : NaN,
     msToQuiet: st.quietAtNs === null ? NaN : (st.quietAtNs - t0) / 1e6,
     framesLeaked: st.framesLeaked ?? NaN,
     cut,
@@ -544,7 +552,7 @@ try {
         const r = await storm(l, agent, ms, i);
         results.push(r);
         process.stderr.write(
-          `sampleMs ${ms} storm ${i}/${storms}: verdict ${fmt(r.msToVerdict, 0)} ms, trip line ${fmt(r.msToTripLine, 0)} ms (action ${fmt(r.actionMs, 0)} ms), quiet ${fmt(r.msToQuiet, 0)} ms, ${fmt(r.framesLeaked, 0)} frames, cut ${r.cut.join(',') || 'nothing'}, ${fmt(r.blocksPerSec, 1)} blocks/s${r.inventoryReread ? ', inventory re-read in storm' : ''}${r.escalations ? `, ${r.escalations} escalation(s)` : ''}${r.guardFired ? ', NOT BROKEN: guard opened the loop' : ''}, restored via ${r.restoredVia}\n`,
+          `sampleMs ${ms} storm ${i}/${storms}: verdict ${fmt(r.msToVerdict, 0)} ms, trip line ${fmt(r.msToTripLine, 0)} ms (action ${fmt(r.actionMs, 0)} ms${Number.isFinite(r.msToHostCut) ? `, cut by the host's fuse at ${fmt(r.msToHostCut, 0)} ms` : ''}), quiet ${fmt(r.msToQuiet, 0)} ms, ${fmt(r.framesLeaked, 0)} frames, cut ${r.cut.join(',') || 'nothing'}, ${fmt(r.blocksPerSec, 1)} blocks/s${r.inventoryReread ? ', inventory re-read in storm' : ''}${r.escalations ? `, ${r.escalations} escalation(s)` : ''}${r.guardFired ? ', NOT BROKEN: guard opened the loop' : ''}, restored via ${r.restoredVia}\n`,
         );
         for (const line of r.said) process.stderr.write(`    agent: ${line}\n`);
       }

@@ -40,7 +40,7 @@ export function startEsxiHosts(policy: Policy, d: EsxiHostsDeps): Array<{ host: 
       onRates: d.ratesArrived,
       onInventory: () => kind && d.inventoryRead(kind),
       onFuseReport(r) {
-        if (r.result) return acks.cut(r.result, r.ack);
+        if (r.result) return acks.cut(r.result, r.ack, !r.taken);
         d.record({ ts: new Date().toISOString(), event: 'fuse', port: r.cut.port, reason: fuseReportReason(r.host, r.cut), host: r.host, fuse: r.cut, replayed: r.replayed });
         r.ack();
       },
@@ -78,10 +78,11 @@ function fuseAcks(d: EsxiHostsDeps) {
     }
   };
   return {
-    cut(result: ActionResult, ack: () => void): void {
+    /** `report`: to the breaker here; false when the agent's own link-down returns it. */
+    cut(result: ActionResult, ack: () => void, report: boolean): void {
       pending.set(result.origin!.id, ack);
       unsubscribe ??= d.onRecord(onEvent);
-      d.cutReported(result);
+      if (report) d.cutReported(result);
     },
   };
 }

@@ -8,12 +8,19 @@ import { streamItems, watchedPorts } from './ports.js';
 import { hostRates, type HostRates } from './host-rates.js';
 import { startSession, type RemoteExec, type Session, type SessionFuse, type SessionState, type SessionStatus } from './session.js';
 import { hostIntake } from './host-intake.js';
+import { fuseWaits } from './fuse-waits.js';
 import { loadProgram, type FuseProgram } from './fuse/program.js';
 import type { FuseCut } from './fuse/lines.js';
 import type { FuseState } from './fuse/client.js';
 import { fuseCutResult, fuseHold, fusePlanFor, type FuseSeen } from './host-fuse.js';
 import { esxiHostThresholds } from '../policy/match.js';
 
+/**
+ * How long an automatic link-down of a vNIC the armed fuse would cut waits for the fuse's own
+ * report before cutting over SSH: the fuse judges the same counters (a few samples), and its cut
+ * call on a real host goes through hostd (hundreds of ms).
+ */
+const FUSE_WAIT_MS = 2000;
 /** Where the fuse keeps its owner and event files on the host (ESXi's /tmp is a ramdisk). */
 const FUSE_STATE_DIR = '/tmp';
 /** The host's own interpreter, found on the host's PATH (/bin/python on ESXi 7 and 8). */
@@ -87,7 +94,7 @@ export interface EsxHostHooks {
    * The fuse reported a cut it made (`result`: journal it as a trip, then ack), or something that
    * is not a cut (`result` null: refused, dry-run, failed; journal it, then ack).
    */
-  onFuseReport?(r: { host: string; cut: FuseCut; replayed: boolean; result: ActionResult | null; ack(): void }): void;
+  onFuseReport?(r: { host: string; cut: FuseCut; replayed: boolean; result: ActionResult | null; ack(): void; taken: boolean }): void;
   /** The fuse armed (with its hash), could not arm (the shell loop streams) or ended. */
   onFuseState?(host: string, state: FuseState, why: string, program: FuseProgram | null): void;
   /** Carries out link-down / link-up on the host (injected: esxi/ does not depend on actions/). */
@@ -132,39 +139,29 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
   }
 
   function onFuseCut(cut: FuseCut, replayed: boolean): void {
-    const result = fuseCutResult(host.name, cut, replayed, inventory, fuseSeen(cut));
+    const result = fuseCutResult(host.name, cut, replayed, inventory, fuseSeen(policy, host, rates, cut));
     if (result) {
       // As after the agent's own action: judge only purely post-cut counters, and read what the
       // host has now (the vNIC left its port) so the fuse is re-armed without it.
       intake.acted(session.sentTick());
       setTimeout(() => refreshStream(`after the fuse cut ${cut.port}`), 500).unref();
     }
-    hooks.onFuseReport?.({ host: host.name, cut, replayed, result, ack: () => session.fuseAck([cut.id]) });
-  }
-
-  /** The agent's side of a fuse's cut: its last rates of the hot ports, and when. */
-  function fuseSeen(cut: FuseCut): FuseSeen {
-    const names = new Map(rates.ports().filter((p) => p.kind === 'port').map((p) => [p.id, p.name]));
-    const hotNames = cut.hot.map((id) => names.get(id) ?? `port ${id}`);
-    const t = esxiHostThresholds(policy, host);
-    const nowNs = Number(process.hrtime.bigint());
-    const ms = cut.ms ?? 0;
-    // The last rates the agent had, taken as of now: ms after the decision (tNs).
-    const window = hotNames.flatMap((n) => {
-      const r = rates.shown.get(n);
-      return r ? [{ port: n, tMs: ms, rxPps: r.rxPps, txPps: r.txPps, floodPps: r.floodPps }] : [];
-    });
-    return { tNs: nowNs - ms * 1e6, policyHash: policy.hash, pps: t.floodPps, hold: fuseHold(t), window, hotNames };
+    // A cut the agent's own link-down is waiting for is its result (act() returns it): not a second one.
+    const taken = result !== null && waits.took(result);
+    hooks.onFuseReport?.({ host: host.name, cut, replayed, result, ack: () => session.fuseAck([cut.id]), taken });
   }
 
   const fuse = sessionFuse(host, log);
+  const waits = fuseWaits();
   const session = startSession(
     { ...host, fuse: fuse.fuse, ...(hooks.ssh ? { ssh: hooks.ssh } : {}) },
     {
-      fusePlan: (items) => fusePlanFor(policy, host, inventory, rates.ports(), items),
+      fusePlan: (items) => waits.made(fusePlanFor(policy, host, inventory, rates.ports(), items)),
+      items: () => streamItems(host, rates.ports()),
       onFuseSample: intake.fuseSample,
       onFuseCut,
-      onFuseState: (s, why) => hooks.onFuseState?.(host.name, s, why, fuse.program),
+      onFuseState: (s, why) => (waits.held(s === 'armed'), hooks.onFuseState?.(host.name, s, why, fuse.program)),
+      onFuseRearmed: waits.held,
       async prepare(exec) {
         await refresh(exec);
         if (refreshTimer) clearInterval(refreshTimer);
@@ -190,6 +187,8 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
     shownRates: () => rates.shown,
     consume: intake.consume,
     async act(req, previous) {
+      const byFuse = req.kind === 'link-down' ? await waits.cutOf(req.port, FUSE_WAIT_MS) : null;
+      if (byFuse) return byFuse; // onFuseCut has already done what follows a cut
       const r = await hooks.act(req, { host, inventory, exec: session.exec, retries, ...(previous ? { previous } : {}) });
       intake.acted(session.sentTick());
       // What the host now has (a disconnected vNIC leaves its port) decides what is streamed, but
@@ -214,6 +213,21 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
     if (refreshTimer) clearInterval(refreshTimer);
     await session.stop();
   }
+}
+
+/** The agent's side of a fuse's cut: its last rates of the hot ports, and when. */
+function fuseSeen(policy: Policy, host: EsxiHostPolicy, rates: HostRates, cut: FuseCut): FuseSeen {
+  const names = new Map(rates.ports().filter((p) => p.kind === 'port').map((p) => [p.id, p.name]));
+  const hotNames = cut.hot.map((id) => names.get(id) ?? `port ${id}`);
+  const t = esxiHostThresholds(policy, host);
+  const nowNs = Number(process.hrtime.bigint());
+  const ms = cut.ms ?? 0;
+  // The last rates the agent had, taken as of now: ms after the decision (tNs).
+  const window = hotNames.flatMap((n) => {
+    const r = rates.shown.get(n);
+    return r ? [{ port: n, tMs: ms, rxPps: r.rxPps, txPps: r.txPps, floodPps: r.floodPps }] : [];
+  });
+  return { tNs: nowNs - ms * 1e6, policyHash: policy.hash, pps: t.floodPps, hold: fuseHold(t), window, hotNames };
 }
 
 /** The fuse this host's session runs, or none (policy off, or this agent's program is not one it knows). */

@@ -74,6 +74,8 @@ export interface SessionHooks {
   onBlock(block: Block, tRecvNs: number): void;
   onState(state: SessionState, why: string): void;
   warn(obj: object, msg: string): void;
+  /** What to stream now, from the inventory already read (restream after a refresh: no second read). */
+  items?(): StreamItem[];
   /** Fuse only: the plan for these items; throwing means the shell loop streams instead. */
   fusePlan?(items: readonly StreamItem[]): FusePlan;
   /** Fuse only: one sample; keys[i] (`nic:vmnic0`, `port:<id>`) owns values[i*6 ...]. */
@@ -82,6 +84,8 @@ export interface SessionHooks {
   onFuseCut?(cut: FuseCut, replayed: boolean): void;
   /** Fuse only: armed, not-armed (fell back to the shell loop) or exited. */
   onFuseState?(state: FuseState, why: string): void;
+  /** Fuse only: the plan last made (fusePlan) was armed on the running fuse, or refused. */
+  onFuseRearmed?(ok: boolean): void;
 }
 
 export type RemoteExec = (argv: readonly string[], timeoutMs?: number) => Promise<RemoteResult>;
@@ -357,7 +361,8 @@ function createStreamer(d: StreamerDeps) {
     const f = sh.fuse;
     if (f && f.state() === 'armed') {
       try {
-        const items = await hooks.prepare(d.exec);
+        // The host has just read its inventory (that is why it restreams): no second read.
+        const items = hooks.items ? hooks.items() : await hooks.prepare(d.exec);
         if (d.current(gen) && sh.fuse === f && items.length > 0) f.rearm(hooks.fusePlan!(items));
       } catch (e) {
         hooks.warn({ host: opts.name, err: (e as Error).message }, 'new fuse plan failed: the previous one stays armed');
@@ -448,6 +453,7 @@ function startFuseStream(d: StreamerDeps, sh: StreamerState, f: SessionFuse, ite
     onRearm(p, ok, why) {
       if (ok) keys = planKeys(p);
       else hooks.warn({ host: d.opts.name, why }, 'the fuse refused the new plan: the previous one stays armed');
+      hooks.onFuseRearmed?.(ok);
     },
     onState(s, why) {
       if (!live()) return;

@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { watchedPorts, streamItems } from '../../agent/esxi/ports.js';
 import { fuseCutResult, fusePlanFor } from '../../agent/esxi/host-fuse.js';
+import { fuseWaits } from '../../agent/esxi/fuse-waits.js';
 import { hostRates } from '../../agent/esxi/host-rates.js';
 import type { EsxInventory } from '../../agent/esxi/inventory.js';
 import type { FuseCut } from '../../agent/esxi/fuse/lines.js';
@@ -111,5 +112,40 @@ describe("the fuse's samples as rates", () => {
     expect(first.txFloodPps).toBeCloseTo(550);
     const last = byName.get(watched.find((p) => p.id === items.at(-1)!.id)!.name)!;
     expect(last.valid).toBe(false);
+  });
+});
+
+describe("the agent's own link-down of a vNIC the armed fuse would cut", () => {
+  it("waits for the fuse's report and takes it as its result; cuts itself when the fuse would not, or not in time", async () => {
+    const w = fuseWaits();
+    const plan = fusePlanFor(policy, host, inv, watched, items);
+    const r = fuseCutResult('esx1', cut(), false, inv)!;
+    // No fuse armed: no wait.
+    expect(await w.cutOf('esx1/vnic-000c295ba000', 1000)).toBeNull();
+    w.made(plan);
+    expect(await w.cutOf('esx1/vnic-000c295ba000', 1000)).toBeNull(); // made, not yet held by the fuse
+    w.held(true);
+    const waiting = w.cutOf('esx1/vnic-000c295ba000', 5000);
+    expect(w.took(r)).toBe(true);
+    expect(await waiting).toBe(r);
+    expect(w.took(r)).toBe(false); // nobody waits now: the report goes to the breaker itself
+    // A port the fuse never cuts (protected port group), a dry-run or budget-0 fuse: no wait.
+    expect(await w.cutOf('esx1/vnic-000c29000001', 1000)).toBeNull();
+    w.made({ ...plan, dryRun: true });
+    w.held(true);
+    expect(await w.cutOf('esx1/vnic-000c295ba000', 1000)).toBeNull();
+    w.made({ ...plan, budget: 0 });
+    w.held(true);
+    expect(await w.cutOf('esx1/vnic-000c295ba000', 1000)).toBeNull();
+    // Armed, but no report within the wait: null (the agent cuts over SSH).
+    w.made(plan);
+    w.held(true);
+    const t0 = Date.now();
+    expect(await w.cutOf('esx1/vnic-000c295ba000', 50)).toBeNull();
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(45);
+    // The fuse ends while a link-down waits: the wait ends at once.
+    const ended = w.cutOf('esx1/vnic-000c295ba000', 5000);
+    w.held(false);
+    expect(await ended).toBeNull();
   });
 });
