@@ -285,8 +285,8 @@ interface Storm {
   /** The vNIC disconnect over SSH, as the agent timed it (trip.action.durationMs). */
   actionMs: number;
   /**
-   * A cut made by the host's fuse: injection to the cut call's end on the host (the fuse's event
-   * wallMs; the stand-in shares this machine's clock). NaN when the agent cut.
+   * A cut made by the host's fuse: injection to its decision on the host (the fuse's event wallMs,
+   * taken before the cut call; the stand-in shares this machine's clock). NaN when the agent cut.
    */
   msToHostCut: number;
   /** Injection to the last frame at prod's eth0 before 20 ms of silence (observer, 1 ms polls). */
@@ -552,7 +552,7 @@ try {
         const r = await storm(l, agent, ms, i);
         results.push(r);
         process.stderr.write(
-          `sampleMs ${ms} storm ${i}/${storms}: verdict ${fmt(r.msToVerdict, 0)} ms, trip line ${fmt(r.msToTripLine, 0)} ms (action ${fmt(r.actionMs, 0)} ms${Number.isFinite(r.msToHostCut) ? `, cut by the host's fuse at ${fmt(r.msToHostCut, 0)} ms` : ''}), quiet ${fmt(r.msToQuiet, 0)} ms, ${fmt(r.framesLeaked, 0)} frames, cut ${r.cut.join(',') || 'nothing'}, ${fmt(r.blocksPerSec, 1)} blocks/s${r.inventoryReread ? ', inventory re-read in storm' : ''}${r.escalations ? `, ${r.escalations} escalation(s)` : ''}${r.guardFired ? ', NOT BROKEN: guard opened the loop' : ''}, restored via ${r.restoredVia}\n`,
+          `sampleMs ${ms} storm ${i}/${storms}: verdict ${fmt(r.msToVerdict, 0)} ms, trip line ${fmt(r.msToTripLine, 0)} ms (action ${fmt(r.actionMs, 0)} ms${Number.isFinite(r.msToHostCut) ? `, host's fuse decided at ${fmt(r.msToHostCut, 0)} ms` : ''}), quiet ${fmt(r.msToQuiet, 0)} ms, ${fmt(r.framesLeaked, 0)} frames, cut ${r.cut.join(',') || 'nothing'}, ${fmt(r.blocksPerSec, 1)} blocks/s${r.inventoryReread ? ', inventory re-read in storm' : ''}${r.escalations ? `, ${r.escalations} escalation(s)` : ''}${r.guardFired ? ', NOT BROKEN: guard opened the loop' : ''}, restored via ${r.restoredVia}\n`,
         );
         for (const line of r.said) process.stderr.write(`    agent: ${line}\n`);
       }

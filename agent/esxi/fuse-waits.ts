@@ -12,8 +12,13 @@ export interface FuseWaits {
   made(plan: FusePlan): FusePlan;
   /** The fuse armed the plan last made (true), or holds none of ours now (false: not armed, ended). */
   held(ok: boolean): void;
-  /** The fuse's cut of `port` as a result, or null (it would not cut it, or not within `ms`). */
-  cutOf(port: string, ms: number): Promise<ActionResult | null>;
+  /**
+   * The fuse's cut of `port` as a result, or null: it would not cut it, or did not start to within
+   * `ms`, or did not finish within `cuttingMs` of starting.
+   */
+  cutOf(port: string, ms: number, cuttingMs: number): Promise<ActionResult | null>;
+  /** The fuse started cutting `port` (its call runs): a wait for it lasts until the call ends. */
+  cutting(port: string, nowMs: number): void;
   /** A fuse cut arrived: true when a wait took it (the caller must not report it a second time). */
   took(result: ActionResult): boolean;
 }
@@ -21,7 +26,9 @@ export interface FuseWaits {
 export function fuseWaits(): FuseWaits {
   let made: FusePlan | null = null;
   let plan: FusePlan | null = null;
-  const waiting = new Map<string, (r: ActionResult | null) => void>();
+  const waiting = new Map<string, { resolve: (r: ActionResult | null) => void; extend(): void }>();
+  /** Ports whose cut call the fuse has started, and when (ms). */
+  const started = new Map<string, number>();
   return {
     made(p) {
       made = p;
@@ -30,21 +37,31 @@ export function fuseWaits(): FuseWaits {
     },
     held(ok) {
       plan = ok ? made : null;
-      if (!ok) for (const [port, resolve] of waiting) (waiting.delete(port), resolve(null));
+      if (!ok) for (const [port, w] of waiting) (waiting.delete(port), w.resolve(null));
     },
-    cutOf(port, ms) {
+    cutOf(port, ms, cuttingMs) {
       const would = plan !== null && !plan.dryRun && plan.budget > 0 && plan.cutList.some((c) => c.port === port);
       if (!would || waiting.has(port)) return Promise.resolve(null);
+      const since = started.get(port);
       return new Promise((resolve) => {
-        const t = setTimeout(() => waiting.delete(port) && resolve(null), ms);
-        waiting.set(port, (r) => (clearTimeout(t), resolve(r)));
+        const end = (): void => void (waiting.delete(port) && resolve(null));
+        let t = setTimeout(end, since === undefined ? ms : Math.max(0, since + cuttingMs - Date.now()));
+        waiting.set(port, {
+          resolve: (r) => (clearTimeout(t), resolve(r)),
+          extend: () => (clearTimeout(t), (t = setTimeout(end, cuttingMs))),
+        });
       });
     },
+    cutting(port, nowMs) {
+      started.set(port, nowMs);
+      waiting.get(port)?.extend();
+    },
     took(result) {
-      const resolve = waiting.get(result.port);
-      if (!resolve) return false;
+      started.delete(result.port);
+      const w = waiting.get(result.port);
+      if (!w) return false;
       waiting.delete(result.port);
-      resolve(result);
+      w.resolve(result);
       return true;
     },
   };

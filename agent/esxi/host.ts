@@ -16,11 +16,13 @@ import { fuseCutResult, fuseHold, fusePlanFor, type FuseSeen } from './host-fuse
 import { esxiHostThresholds } from '../policy/match.js';
 
 /**
- * How long an automatic link-down of a vNIC the armed fuse would cut waits for the fuse's own
- * report before cutting over SSH: the fuse judges the same counters (a few samples), and its cut
- * call on a real host goes through hostd (hundreds of ms).
+ * How long an automatic link-down of a vNIC the armed fuse would cut waits for the fuse to start
+ * cutting it before cutting over SSH: the fuse judges the same counters, and says it is cutting
+ * right after the samples the agent judged (on the same stream).
  */
-const FUSE_WAIT_MS = 2000;
+const FUSE_WAIT_MS = 1000;
+/** ...and once it started: its cut call's timeout (the plan's cutTimeoutMs) and a second for the report. */
+const FUSE_CUTTING_WAIT_MS = 6000;
 /** Where the fuse keeps its owner and event files on the host (ESXi's /tmp is a ramdisk). */
 const FUSE_STATE_DIR = '/tmp';
 /** The host's own interpreter, found on the host's PATH (/bin/python on ESXi 7 and 8). */
@@ -139,6 +141,7 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
   }
 
   function onFuseCut(cut: FuseCut, replayed: boolean): void {
+    if (cut.outcome === 'cutting') return waits.cutting(cut.port, Date.now());
     const result = fuseCutResult(host.name, cut, replayed, inventory, fuseSeen(policy, host, rates, cut));
     if (result) {
       // As after the agent's own action: judge only purely post-cut counters, and read what the
@@ -187,7 +190,7 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
     shownRates: () => rates.shown,
     consume: intake.consume,
     async act(req, previous) {
-      const byFuse = req.kind === 'link-down' ? await waits.cutOf(req.port, FUSE_WAIT_MS) : null;
+      const byFuse = req.kind === 'link-down' ? await waits.cutOf(req.port, FUSE_WAIT_MS, FUSE_CUTTING_WAIT_MS) : null;
       if (byFuse) return byFuse; // onFuseCut has already done what follows a cut
       const r = await hooks.act(req, { host, inventory, exec: session.exec, retries, ...(previous ? { previous } : {}) });
       intake.acted(session.sentTick());

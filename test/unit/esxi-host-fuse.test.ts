@@ -121,30 +121,36 @@ describe("the agent's own link-down of a vNIC the armed fuse would cut", () => {
     const plan = fusePlanFor(policy, host, inv, watched, items);
     const r = fuseCutResult('esx1', cut(), false, inv)!;
     // No fuse armed: no wait.
-    expect(await w.cutOf('esx1/vnic-000c295ba000', 1000)).toBeNull();
+    expect(await w.cutOf('esx1/vnic-000c295ba000', 1000, 5000)).toBeNull();
     w.made(plan);
-    expect(await w.cutOf('esx1/vnic-000c295ba000', 1000)).toBeNull(); // made, not yet held by the fuse
+    expect(await w.cutOf('esx1/vnic-000c295ba000', 1000, 5000)).toBeNull(); // made, not yet held by the fuse
     w.held(true);
-    const waiting = w.cutOf('esx1/vnic-000c295ba000', 5000);
+    const waiting = w.cutOf('esx1/vnic-000c295ba000', 5000, 5000);
     expect(w.took(r)).toBe(true);
     expect(await waiting).toBe(r);
     expect(w.took(r)).toBe(false); // nobody waits now: the report goes to the breaker itself
     // A port the fuse never cuts (protected port group), a dry-run or budget-0 fuse: no wait.
-    expect(await w.cutOf('esx1/vnic-000c29000001', 1000)).toBeNull();
+    expect(await w.cutOf('esx1/vnic-000c29000001', 1000, 5000)).toBeNull();
     w.made({ ...plan, dryRun: true });
     w.held(true);
-    expect(await w.cutOf('esx1/vnic-000c295ba000', 1000)).toBeNull();
+    expect(await w.cutOf('esx1/vnic-000c295ba000', 1000, 5000)).toBeNull();
     w.made({ ...plan, budget: 0 });
     w.held(true);
-    expect(await w.cutOf('esx1/vnic-000c295ba000', 1000)).toBeNull();
+    expect(await w.cutOf('esx1/vnic-000c295ba000', 1000, 5000)).toBeNull();
     // Armed, but no report within the wait: null (the agent cuts over SSH).
     w.made(plan);
     w.held(true);
     const t0 = Date.now();
-    expect(await w.cutOf('esx1/vnic-000c295ba000', 50)).toBeNull();
+    expect(await w.cutOf('esx1/vnic-000c295ba000', 50, 5000)).toBeNull();
     expect(Date.now() - t0).toBeGreaterThanOrEqual(45);
+    // Once the fuse says it is cutting the port, the wait lasts until its call ends (cuttingMs).
+    const long = w.cutOf('esx1/vnic-000c295ba000', 50, 5000);
+    w.cutting('esx1/vnic-000c295ba000', Date.now());
+    await new Promise((r) => setTimeout(r, 120));
+    expect(w.took(r)).toBe(true);
+    expect(await long).toBe(r);
     // The fuse ends while a link-down waits: the wait ends at once.
-    const ended = w.cutOf('esx1/vnic-000c295ba000', 5000);
+    const ended = w.cutOf('esx1/vnic-000c295ba000', 5000, 5000);
     w.held(false);
     expect(await ended).toBeNull();
   });

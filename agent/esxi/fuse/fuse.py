@@ -14,7 +14,8 @@
 #                                 N <json>                             cannot arm (reason)
 #                                 A <json>                             plan armed
 #                                 S <t_us> <v> <v> ...                 one sample (plan's order)
-#                                 C <json>                             a cut (or a dry-run cut)
+#                                 C <json>                             a cut (or a dry-run cut; outcome
+#                                                                      "cutting" when its call starts)
 #                                 R <json>                             a cut of an earlier fuse, replayed
 #                                 X <json>                             exit (reason)
 # Sample values per watched item, in the plan's order (6 each): a pNIC gives rxpkt txpkt
@@ -249,6 +250,9 @@ class Fuse:
                 ev["outcome"] = "dry-run"
                 self.out.event("C", ev)
             else:
+                # Said at once (the call may take long): the agent then waits for this cut instead
+                # of sending its own. Not recorded: the final event is.
+                self.out.event("C", dict(ev, outcome="cutting", argv=c["argv"]))
                 # One spawn, not waited for here: sampling goes on while the cut runs (reap()).
                 self.running = (start(c["argv"]), time.monotonic(), float(p.get("cutTimeoutMs", 5000)) / 1000, ev)
             return

@@ -20,7 +20,8 @@ export interface FuseCut {
   tUs: number;
   wallMs: number;
   dryRun: boolean;
-  outcome: 'cut' | 'failed' | 'dry-run' | 'refused';
+  /** cutting: its call has started (a final event follows). */
+  outcome: 'cutting' | 'cut' | 'failed' | 'dry-run' | 'refused';
   why?: string;
   argv?: string[];
   rc?: number;
@@ -36,7 +37,7 @@ export type FuseMessage =
   | { kind: 'exit'; why: string; cuts: number; droppedSamples: number }
   | { kind: 'bad'; why: string };
 
-const OUTCOMES = new Set(['cut', 'failed', 'dry-run', 'refused']);
+const OUTCOMES = new Set(['cutting', 'cut', 'failed', 'dry-run', 'refused']);
 
 function obj(s: string): Record<string, unknown> | null {
   try {

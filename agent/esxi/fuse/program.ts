@@ -18,7 +18,7 @@ import { remoteLine } from '../ssh-argv.js';
  */
 export const KNOWN_FUSES: Readonly<Record<number, string>> = {
   // 2: six values per item (tx broadcast/multicast added); 1 is no longer armed (four values).
-  2: '859da153b214feeb649f1798f94e1329d4c371709e4ab6d6c85337362bf9854e',
+  2: '1dd3b5a429172827da03eb1fffda38fa6e950e163cc6f8989556ace6dca2353a',
 };
 
 /** The loader, one line per statement (a `python -c` argument; POSIX-quoted by remoteLine). */
