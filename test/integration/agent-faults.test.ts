@@ -7,7 +7,7 @@
 // and the lab torn down in finally / afterAll.
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import { appendFileSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
@@ -243,6 +243,34 @@ describe('faults and hostile clients (kvm)', () => {
       await a.stop('SIGTERM');
     }
   }, 120_000);
+
+  it('a low descriptor limit: the connection cap leaves the actions their descriptors, a storm is still broken', async () => {
+    const stateDir = newStateDir('ft-nofile');
+    const fdsOf = (pid: number): number => readdirSync(`/proc/${pid}/fd`).length;
+    // What this agent holds when it runs (ports, children, sockets), then a limit 40 above it.
+    let a = await startAgent(lab.ns.host, { policy: POLICY, stateDir });
+    await sleep(300);
+    const base = fdsOf(a.child.pid!);
+    await a.stop('SIGTERM');
+    const limit = base + 40;
+    a = await startAgent(lab.ns.host, { policy: POLICY, stateDir, wrap: ['prlimit', `--nofile=${limit}:${limit}`, '--'] });
+    const socks: Socket[] = [];
+    try {
+      const idle = await openIdle(a.socket, 1000);
+      socks.push(...idle.socks);
+      await sleep(200);
+      const held = fdsOf(a.child.pid!);
+      console.log(`descriptor limit ${limit} (agent alone: ${base}): with 1,000 idle connections tried, the agent holds ${held}`);
+      // Before, the cap of 64 let connections take every descriptor: the link-down found none.
+      const leaked = await stormBroken(a);
+      console.log(`storm under that limit: ${leaked} frames leaked`);
+      expect(await request(a.socket, 'status')).toBeTruthy(); // an operator still gets in
+      expect(a.logs.some((l) => l.msg === 'file descriptor limit low: fewer control connections allowed')).toBe(true);
+    } finally {
+      for (const s of socks) s.destroy();
+      await a.stop('SIGTERM');
+    }
+  }, 60_000);
 
   it('a journal that is a symlink to a system file: refused, the file untouched, protection intact', async () => {
     const stateDir = newStateDir('ft-ln');
