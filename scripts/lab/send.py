@@ -110,6 +110,9 @@ def main():
     p.add_argument("--src-mac", default=None)
     p.add_argument("--random-src", action="store_true", help="a new random source MAC per frame")
     p.add_argument("--payload-tag", default="stormbreaker-lab")
+    p.add_argument("--armed", action="store_true",
+                   help="print {\"ready\": true} once the socket is open, send when a line arrives on stdin "
+                        "(EOF: send nothing): the frame leaves within a pipe wake-up, not a python start")
     a = p.parse_args()
 
     if not IFNAME.match(a.iface):
@@ -141,6 +144,12 @@ def main():
     dst = DST[a.kind]
     fixed = None if a.random_src else [build_frame(a.kind, dst, src, tag, 0)]
 
+    if a.armed:
+        print(json.dumps({"ready": True}), flush=True)
+        if not sys.stdin.readline():
+            sock.close()
+            print(json.dumps({"sent": 0, "t_first_ns": 0, "t_last_ns": 0, "netns": netns}), flush=True)
+            return
     period_ns = int(1e9 / a.pps) if a.pps else 0
     sent = 0
     t_first = t_last = 0

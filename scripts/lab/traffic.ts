@@ -1,4 +1,5 @@
 // Inject frames into the lab with send.py (AF_PACKET, run inside the namespace).
+import { spawn } from 'node:child_process';
 import { run, ns } from './exec.js';
 import { labAsset } from './assets.js';
 import { assertIfName } from './names.js';
@@ -64,4 +65,66 @@ export async function inject(
   const line = stdout.trim().split('\n').pop() ?? '';
   const r = JSON.parse(line) as { sent: number; t_first_ns: number; t_last_ns: number };
   return { sent: r.sent, tFirstNs: r.t_first_ns, tLastNs: r.t_last_ns };
+}
+
+export interface ArmedInject {
+  /** Send now; resolves with the result (tFirstNs: when the frame left). */
+  fire(): Promise<InjectResult>;
+  /** Send nothing and end the sender (every exit path of a test calls it; harmless after fire). */
+  disarm(): void;
+}
+
+/**
+ * A sender started ahead and waiting, socket open, for fire(): the frame leaves within a pipe
+ * wake-up instead of `ip netns exec` + a python start (300-600 ms with a core busy), so a frame
+ * aimed at a window (a recovery probe's probeMs) lands in it whatever the machine's load. The
+ * sender is killed after timeoutMs whatever happens.
+ */
+export function armInject(lab: Pick<Lab, 'prefix'> & { ns: Partial<LabNamespaces> }, nsName: string, iface: string, opts: InjectOptions = {}, timeoutMs = 30_000): Promise<ArmedInject> {
+  const argv = ns(labNetns(lab, nsName), ['python3', labAsset('send.py'), ...sendArgs(iface, opts), '--armed']);
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+  const killer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  let out = '';
+  let err = '';
+  const lines: string[] = [];
+  const waiters: Array<() => void> = [];
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+    let nl: number;
+    while ((nl = out.indexOf('\n')) >= 0) {
+      lines.push(out.slice(0, nl));
+      out = out.slice(nl + 1);
+      for (const w of waiters.splice(0)) w();
+    }
+  });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const exited = new Promise<void>((r) => child.once('close', () => (clearTimeout(killer), r(), waiters.splice(0).forEach((w) => w()))));
+  const nextLine = async (): Promise<string> => {
+    while (lines.length === 0) {
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`send.py --armed ended: ${err.trim() || 'no output'}`);
+      await new Promise<void>((r) => waiters.push(r));
+    }
+    return lines.shift()!;
+  };
+  return nextLine().then(
+    (ready) => {
+      if (!(JSON.parse(ready) as { ready?: boolean }).ready) throw new Error(`send.py --armed: ${ready}`);
+      return {
+        async fire() {
+          child.stdin.write('go\n');
+          const r = JSON.parse(await nextLine()) as { sent: number; t_first_ns: number; t_last_ns: number };
+          await exited;
+          return { sent: r.sent, tFirstNs: r.t_first_ns, tLastNs: r.t_last_ns };
+        },
+        disarm() {
+          child.stdin.end();
+          setTimeout(() => child.kill('SIGKILL'), 2000).unref();
+        },
+      };
+    },
+    (e: unknown) => {
+      child.kill('SIGKILL');
+      throw e;
+    },
+  );
 }
