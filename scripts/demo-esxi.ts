@@ -1,10 +1,12 @@
 // The demo's ESXi leg (scripts/demo.sh --esxi): the agent next to a STAND-IN ESXi host, reached
 // only over SSH, breaks a real loop storm (a VM bridging its two vNICs) by disconnecting one vNIC
-// with vim-cmd, then an operator restores it through the CLI. Prints a timeline and writes an SVG
-// chart of storm frames/s at prod. No real ESXi host is involved (scripts/lab/esxi/README.md).
+// with vim-cmd (run on the host by the agent's armed fuse, the default, or over SSH by the agent),
+// then an operator restores it through the CLI. Prints a timeline and writes an SVG chart of
+// storm frames/s at prod. No real ESXi host is involved (scripts/lab/esxi/README.md).
 //
-// The flow is test/integration/esxi-agent.test.ts's "breaks a real loop storm" case, told to a
-// human: same lab, same policy shape, same checks, and a non-zero exit when they fail.
+// The flow is test/integration/esxi-agent.test.ts's "breaks a real loop storm" case (and
+// esxi-fuse-agent.test.ts's), told to a human: same lab, same policy shape, same checks, and a
+// non-zero exit when they fail.
 import { esxiLabPolicy } from './lab/esxi/policy.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -109,10 +111,13 @@ function crossings(trip: TripLine): Array<[number, string]> {
 interface Outcome {
   ok: boolean;
   problems: string[];
+  /** Who cut: the host's own fuse, or the agent over SSH. */
+  cutBy?: 'fuse' | 'ssh';
 }
 
 async function demo(): Promise<Outcome> {
   const problems: string[] = [];
+  let cutBy: Outcome['cutBy'];
   say('stormbreaker demo, ESXi leg:');
   say('ESXi over SSH — a STAND-IN ESXi host (real sshd, python esxcli/vsish/vim-cmd printing real formats from real namespace counters); no real ESXi host is used');
   say('');
@@ -155,6 +160,7 @@ async function demo(): Promise<Outcome> {
     }
     // Past the trip the guard has no job; if it already fired, the storm may have ended by it.
     if (trip && !guardFired) clearTimeout(guard);
+    if (trip) cutBy = trip.action.via === 'esxi-fuse' ? 'fuse' : 'ssh';
     // Watch prod long enough to see it quiet (or the guard end the storm), then stop the observer.
     await sleep(trip ? 700 : Math.max(0, GUARD_MS - (hrNs() - t0) / 1e6 + 300));
     clearTimeout(guard);
@@ -195,7 +201,7 @@ async function demo(): Promise<Outcome> {
       const why = trip.evidence.clues.map((c) => `\n              why: ${c}`).join('');
       // Armed by default, the host's own fuse decides and cuts; with `fuse: off` the agent does, over ssh.
       const onHost = trip.action.via === 'esxi-fuse';
-      ev.push([trip.evidence.tNs, `verdict${onHost ? ' (on the host, by its fuse)' : ''}: ${trip.reason}${why}\n              ${onHost ? 'run on the host by the fuse' : 'runs over ssh'}: ${(trip.action.argv ?? []).join(' ')}`]);
+      ev.push([trip.evidence.tNs, `verdict: ${trip.reason}${why}\n              ${onHost ? 'cut on the host by its fuse (the agent waited for it rather than cut twice)' : 'runs over ssh'}: ${(trip.action.argv ?? []).join(' ')}`]);
       ev.push([trip.evidence.tNs + trip.action.durationMs * 1e6, `trip ${trip.port}: \`${(trip.action.argv ?? []).join(' ')}\` done${onHost ? ' on the host' : ` and verified=${trip.action.verified}`} (${trip.action.esxi?.action ?? '?'} ${trip.action.esxi?.target ?? ''}, ${f(trip.action.durationMs)} ms${onHost ? ' for the cut call' : ' incl. the re-read'})`]);
     }
     if (stats.quietAtNs !== null) ev.push([stats.quietAtNs, 'last storm frame at prod: quiet']);
@@ -268,7 +274,7 @@ async function demo(): Promise<Outcome> {
     await obs?.stop().catch(() => undefined);
     await agent?.stop();
   }
-  return { ok: problems.length === 0, problems };
+  return { ok: problems.length === 0, problems, ...(cutBy ? { cutBy } : {}) };
 }
 
 /** Counter value at or before tNs (the first sample's before any). */
@@ -301,4 +307,4 @@ if (!outcome.ok) {
   say(`\nDEMO FAILED (ESXi over SSH): ${outcome.problems.join('; ')}`);
   process.exit(1);
 }
-say('\nESXi leg ok: one vNIC of the bridging VM disconnected over SSH, the storm stopped, the vNIC restored; no namespace is left behind.');
+say(`\nESXi leg ok: one vNIC of the bridging VM disconnected ${outcome.cutBy === 'fuse' ? "by the host's own fuse" : 'over SSH'}, the storm stopped, the vNIC restored; no namespace is left behind.`);
