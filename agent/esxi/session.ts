@@ -246,9 +246,10 @@ export function startSession(opts: SessionOptions, hooks: SessionHooks): Session
       void streamer.restart(generation);
     },
     async stop(): Promise<void> {
+      // First: the fuse's end below must not look like a lost connection (no backoff, no retry).
+      stopped = true;
       // A stopped agent disarms its fuse: the lease is for a lost connection, not for a stop.
       await streamer.disarm();
-      stopped = true;
       if (retry) clearTimeout(retry);
       teardown('stopping', null);
       state = 'stopped';
