@@ -53,6 +53,8 @@ export interface TickFrame {
   tNs: number;
   /** MAC moves since the previous tick (the FDB source sets it; empty otherwise). */
   fdbMoves: readonly FdbMove[];
+  /** Ports on which the FDB monitor has seen the bridge learn a MAC (the FDB source sets it; absent otherwise). */
+  fdbPorts?: ReadonlySet<string>;
   /** A port's flood rate reached its falling edge: sample at the active rate. */
   warm: boolean;
 }
@@ -112,6 +114,12 @@ export interface Tick {
   ports: readonly PortRates[];
   /** MAC moves observed since the previous tick. */
   fdbMoves: readonly FdbMove[];
+  /**
+   * Ports whose bridge's learning the FDB monitor sees (a MAC learned on them since it started):
+   * a loop through them shows as flapping MACs, so rx ≈ tx without a flap is no loop there.
+   * Absent: no port has an FDB view (fdb off, ESXi).
+   */
+  fdbPorts?: ReadonlySet<string>;
 }
 
 export interface Thresholds {

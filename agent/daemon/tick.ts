@@ -58,6 +58,7 @@ export interface TickDeps {
 }
 
 const NO_MOVES: readonly FdbMove[] = Object.freeze([]);
+const NO_PORTS: ReadonlySet<string> = new Set();
 
 export function createTick(d: TickDeps): PipelineTick {
   let det = initialDetectorState();
@@ -65,8 +66,8 @@ export function createTick(d: TickDeps): PipelineTick {
   let busyUntil = 0;
   let recoveryDueNs = Infinity;
   const inbox: Inbox = { results: [], operator: [], unreachable: [] };
-  const frame: TickFrame = { tNs: 0, fdbMoves: NO_MOVES, warm: false };
-  const tick: { tNs: number; ports: readonly PortRates[]; fdbMoves: readonly FdbMove[] } = { tNs: 0, ports: [], fdbMoves: NO_MOVES };
+  const frame: TickFrame = { tNs: 0, fdbMoves: NO_MOVES, fdbPorts: NO_PORTS, warm: false };
+  const tick: { tNs: number; ports: readonly PortRates[]; fdbMoves: readonly FdbMove[]; fdbPorts: ReadonlySet<string> } = { tNs: 0, ports: [], fdbMoves: NO_MOVES, fdbPorts: NO_PORTS };
   const input = { tNs: 0, wallMs: 0, verdicts: [] as readonly Verdict[], results: inbox.results, operator: inbox.operator, unreachable: inbox.unreachable };
   const outcome: TickOutcome = { warm: false, probing: false, verdicts: 0 };
 
@@ -134,10 +135,12 @@ export function createTick(d: TickDeps): PipelineTick {
       frame.tNs = t;
       frame.warm = false;
       frame.fdbMoves = NO_MOVES;
+      frame.fdbPorts = NO_PORTS;
       d.watched.collect(frame);
       tick.tNs = t;
       tick.ports = d.watched.rates();
       tick.fdbMoves = frame.fdbMoves;
+      tick.fdbPorts = frame.fdbPorts ?? NO_PORTS;
       const v = detectStep(det, tick, d.watched.judged(), policy);
       det = v.state;
       d.watched.consume();

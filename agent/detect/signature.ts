@@ -18,14 +18,23 @@
 //  - sustained: >= 2 ports of one bridge whose flood rate (or total rx, where no flood counter
 //    exists) stays >= the port's floor and baselineFactor x its own baseline with rx ≈ tx within
 //    SLOW_RX_TX_FACTOR, for holdSamples samples and SLOW_LOOP_MS: the signature of a loop where
-//    no FDB can be seen (ESXi vmnics, fdb off). Totals alone are never judged without a flap:
-//    a TCP transfer shows rx ≈ tx too (data one way, acks the other).
+//    no FDB can be seen (ESXi vmnics, fdb off). Only there (tick.fdbPorts): where the bridge is
+//    seen learning, a loop flaps MACs, and rx ≈ tx without a flap is a request/response exchange
+//    (a DHCP server answering a PXE boot wave with broadcast OFFERs, 10k frames/s each way
+//    through a VM port and the uplink, was shut as a loop in the lab: agent-benign-waves).
+//    Totals alone are never judged without a flap: a TCP transfer shows rx ≈ tx too (data one
+//    way, acks the other).
 //
 // Floods from one port are cut in proportion to their size: the frames above the threshold in
-// force are summed while the port is hot, and the port is cut when they exceed
-// FLOOD_BURST_FRAMES (like a switch's storm-control burst) or when it stayed hot floodHoldMs,
-// whichever comes first. At 175k pps against 20k the budget is spent in ~13 ms; a 3k pps ARP
-// scan never makes the port hot; a 39-frame burst 26 µs apart (an ARP scan) is ~20 frames over.
+// force fill a bucket while the port is hot, and the port is cut when it exceeds
+// FLOOD_BURST_FRAMES (like a switch's storm-control burst) or when it stayed hot floodHoldMs at
+// a mean rate over the threshold, whichever comes first. At 175k pps against 20k the budget is
+// spent in ~13 ms; a 3k pps ARP scan never makes the port hot; a 39-frame burst 26 µs apart (an
+// ARP scan) is ~20 frames over. The bucket drains while the rate is under the threshold, and the
+// hold asks for the mean: a steady stream between clearPps and floodPps (a 15k frames/s
+// multicast feed) that one jittery 1 ms sample lifted over floodPps stays hot by hysteresis, and
+// without both it was cut after floodHoldMs (lab, agent-benign-waves) or, over minutes, by the
+// frames its jitter adds.
 //
 // Egress: an uplink that transmits a flood (tx broadcast+multicast, where the source counts it)
 // while no watched port of its bridge is hot means the storm's source is on this host but not
@@ -100,8 +109,11 @@ export interface PortTrack {
   /** Consecutive samples that fit a sustained loop (see the file comment), and since when. */
   slowRun: number;
   slowSinceNs: number;
-  /** Frames above the rising threshold since the port turned hot (the flood budget spent). */
+  /** Frames above the rising threshold since the port turned hot, less the room left under it (the flood budget spent, >= 0). */
   excess: number;
+  /** Frames and ms measured since the port turned hot: the hold asks for a mean rate over the rising threshold. */
+  hotFrames: number;
+  hotMs: number;
   /** tNs of the last valid sample (or of creation). */
   lastSeenNs: number;
   // The last valid sample and what it was judged against, for verdicts and their evidence.
@@ -228,8 +240,7 @@ export function step(
       tr.txHot &&
       tr.rxPps <= RX_TX_FACTOR * tr.txPps &&
       tr.txPps <= RX_TX_FACTOR * tr.rxPps;
-    const slow =
-      pp !== undefined && tr.slowRun >= pp.thresholds.holdSamples && tNs - tr.slowSinceNs >= SLOW_LOOP_MS * 1e6;
+    const slow = pp !== undefined && sustained(tr, pp, tick, tNs);
     if ((!tr.loopMember && !slow) || tr.bridge === null) continue;
     const b = tallied(state, tr.bridge, seq, tNs);
     if (tr.loopMember) {
@@ -265,7 +276,7 @@ export function step(
       const byFlap = b.flap !== null && symmetricWatched(state, b.bridge, b.flap, ports) >= 2;
       const bySustain = b.slow >= 2;
       if (!byRate && !byFlap && !bySustain) continue;
-      markMembers(state, b, byFlap, bySustain, ports, tNs);
+      markMembers(state, b, byFlap, bySustain, ports, tick, tNs);
       (verdicts ??= []).push(loopVerdict(state, b, b.flap, byRate ? 'rate' : byFlap ? 'flap' : 'sustained', tick, ports, policy));
     }
   }
@@ -275,8 +286,9 @@ export function step(
     if (!tr.hot || tr.loopMember) continue;
     const pp = ports.get(tr.port);
     if (pp === undefined || tr.hotCount < pp.thresholds.holdSamples) continue;
-    // Its burst budget spent, or hot for floodHoldMs (counted from the first hot sample).
-    if (tr.excess < FLOOD_BURST_FRAMES && tick.tNs - tr.hotSinceNs < pp.thresholds.floodHoldMs * 1e6) continue;
+    // Its burst budget spent, or hot for floodHoldMs (counted from the first hot sample) at a
+    // mean rate over the rising threshold.
+    if (tr.excess < FLOOD_BURST_FRAMES && (tick.tNs - tr.hotSinceNs < pp.thresholds.floodHoldMs * 1e6 || tr.hotFrames * 1000 < tr.risePps * tr.hotMs)) continue;
     (verdicts ??= []).push(floodVerdict(tr, pp, tick, policy));
   }
 
@@ -312,6 +324,8 @@ function newTrack(port: string, bridge: string | null, tNs: number): PortTrack {
     slowRun: 0,
     slowSinceNs: 0,
     excess: 0,
+    hotFrames: 0,
+    hotMs: 0,
     lastSeenNs: tNs,
     rxPps: 0,
     txPps: 0,
@@ -360,9 +374,13 @@ function observe(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number): void 
     if (tr.hotCount === 0) {
       tr.hotSinceNs = tNs;
       tr.excess = 0;
+      tr.hotFrames = 0;
+      tr.hotMs = 0;
     }
     tr.hotCount++;
-    if (m > rise) tr.excess += ((m - rise) * r.dtMs) / 1000;
+    tr.excess = Math.max(0, tr.excess + ((m - rise) * r.dtMs) / 1000);
+    tr.hotFrames += (m * r.dtMs) / 1000;
+    tr.hotMs += r.dtMs;
   } else {
     tr.hotCount = 0;
     tr.excess = 0;
@@ -457,6 +475,7 @@ function markMembers(
   byFlap: boolean,
   bySustain: boolean,
   ports: ReadonlyMap<string, PortPolicy>,
+  tick: Tick,
   tNs: number,
 ): void {
   if (byFlap) {
@@ -469,8 +488,13 @@ function markMembers(
   for (const tr of state.ports.values()) {
     const pp = ports.get(tr.port);
     if (tr.bridge !== b.bridge || pp === undefined) continue;
-    if (tr.slowRun >= pp.thresholds.holdSamples && tNs - tr.slowSinceNs >= SLOW_LOOP_MS * 1e6) tr.loopMember = true;
+    if (sustained(tr, pp, tick, tNs)) tr.loopMember = true;
   }
+}
+
+/** A loop member by sustained evidence: rx ≈ tx held long enough, on a port without an FDB view (see the file comment). */
+function sustained(tr: PortTrack, pp: PortPolicy, tick: Tick, tNs: number): boolean {
+  return tr.slowRun >= pp.thresholds.holdSamples && tNs - tr.slowSinceNs >= SLOW_LOOP_MS * 1e6 && tick.fdbPorts?.has(tr.port) !== true;
 }
 
 function pushMove(b: BridgeTrack, tNs: number, mac: string, port: string): void {
@@ -611,7 +635,7 @@ function floodVerdict(tr: PortTrack, pp: PortPolicy, tick: Tick, policy: Policy)
   const clues = [`${what} ${kpps(tr.measure)} pps on ${tr.port} >= ${kpps(tr.risePps)}`];
   if (tr.byFlood && tr.rxPps > 0) clues.push(`broadcast share ${Math.round((100 * tr.floodPps) / tr.rxPps)}%`);
   clues.push(`rx only: tx ${kpps(tr.txPps)} pps (not a loop member)`);
-  clues.push(`hot for ${tr.hotCount} samples over ${Math.round((tick.tNs - tr.hotSinceNs) / 1e6)} ms, ${Math.round(tr.excess)} frames over the threshold (budget ${FLOOD_BURST_FRAMES})`);
+  clues.push(`hot for ${tr.hotCount} samples over ${Math.round((tick.tNs - tr.hotSinceNs) / 1e6)} ms at a mean ${kpps((tr.hotFrames * 1000) / Math.max(tr.hotMs, 1e-9))} pps, ${Math.round(tr.excess)} frames over the threshold (budget ${FLOOD_BURST_FRAMES})`);
   return { kind: 'flood', port: tr.port, evidence: evidence([tr], thresholds, clues, pp.rule, tick, policy) };
 }
 

@@ -18,6 +18,8 @@ export function superviseLines(opts: {
   onLine: (line: string) => void;
   /** Called once per chunk, before its lines (e.g. one clock read per chunk, not per line). */
   onChunk?: () => void;
+  /** The child exited (it is restarted after a backoff): what it reported may be out of date. */
+  onExit?: () => void;
   warn?: (obj: object, msg: string) => void;
 }): LineChild {
   let child: ChildProcess | null = null;
@@ -43,6 +45,7 @@ export function superviseLines(opts: {
     c.on('exit', (code, signal) => {
       child = null;
       if (closed) return;
+      opts.onExit?.();
       opts.warn?.({ code, signal, retryMs: backoffMs }, `${opts.name} exited; restarting`);
       setTimeout(start, backoffMs).unref();
       backoffMs = Math.min(backoffMs * 2, 5000);

@@ -56,6 +56,8 @@ export function createMoveTracker(maxMacs = 65536) {
 
 /** A TickSource of clues only: no ports of its own, the moves go into the tick's frame. */
 export interface FdbSource extends TickSource {
+  /** Ports the bridge was seen learning a MAC on since the monitor (re)started. */
+  learning(): ReadonlySet<string>;
   /** Moves since the last drain, oldest first (the array is reused; copy if kept). */
   drain(): readonly FdbMove[];
   /** Moves dropped (the oldest) because the buffer was full, since start. */
@@ -64,6 +66,8 @@ export interface FdbSource extends TickSource {
 }
 
 const MAX_BUFFERED = 4096;
+/** Ports remembered as learning (a namespace has far fewer; bounds memory against odd input). */
+const MAX_LEARNING = 4096;
 const NO_PORTS: ReadonlyMap<string, PortPolicy> = new Map();
 const NO_RATES: readonly PortRates[] = Object.freeze([]);
 
@@ -76,6 +80,11 @@ export function createFdbSource(opts: {
   let spare: FdbMove[] = [];
   let dropped = 0;
   const track = createMoveTracker();
+  // Where the bridge learns, a loop through the port flaps the circling frames' source MACs
+  // (they arrive from both directions): the detector then asks for that flap rather than take
+  // rx ≈ tx alone for a loop (a DHCP server answering a PXE wave is rx ≈ tx too). Forgotten
+  // when the monitor restarts: moves it missed meanwhile must not count as "no flap".
+  const learning = new Set<string>();
   let t = 0;
   const child = superviseLines({
     file: opts.bridgeBin ?? 'bridge',
@@ -83,9 +92,11 @@ export function createFdbSource(opts: {
     name: 'bridge monitor fdb',
     ...(opts.warn ? { warn: opts.warn } : {}),
     onChunk: () => (t = opts.now()),
+    onExit: () => learning.clear(),
     onLine: (line) => {
       const e = parseFdbLine(line);
       if (!e) return;
+      if (!e.deleted && !learning.has(e.dev) && learning.size < MAX_LEARNING) learning.add(e.dev);
       const mv = track(e, t);
       if (!mv) return;
       // Full (a storm between two slow ticks): drop the OLDEST half. The detector judges moves
@@ -115,7 +126,9 @@ export function createFdbSource(opts: {
     fresh: () => true,
     collect(f: TickFrame) {
       f.fdbMoves = drain();
+      f.fdbPorts = learning;
     },
+    learning: () => learning,
     consume() {},
     drain,
     get dropped() {

@@ -2,7 +2,8 @@
 """Send Ethernet frames from one interface of a lab namespace (AF_PACKET, stdlib only).
 
 Run as: ip netns exec NS python3 send.py IFACE --count N [--pps R] [--duration S]
-            [--kind broadcast|multicast|unicast|arp] [--src-mac M] [--random-src] [--payload-tag TAG]
+            [--kind broadcast|multicast|unicast|arp] [--src-mac M] [--dst-mac M] [--random-src]
+            [--payload-tag TAG]
 
 Prints one JSON line {"sent", "t_first_ns", "t_last_ns"} with CLOCK_MONOTONIC times, the same
 clock as Node's process.hrtime.bigint(), so senders and observers share one time axis.
@@ -108,6 +109,7 @@ def main():
     p.add_argument("--duration", type=float, default=None, help=f"seconds (<= {MAX_DURATION_S})")
     p.add_argument("--kind", choices=sorted(DST), default="broadcast")
     p.add_argument("--src-mac", default=None)
+    p.add_argument("--dst-mac", default=None, help="unicast only: this destination instead of a MAC nobody owns")
     p.add_argument("--random-src", action="store_true", help="a new random source MAC per frame")
     p.add_argument("--payload-tag", default="stormbreaker-lab")
     p.add_argument("--armed", action="store_true",
@@ -127,6 +129,8 @@ def main():
         fail("--pps must be in (0, 1e7]")
     if a.random_src and a.src_mac:
         fail("--random-src and --src-mac are exclusive")
+    if a.dst_mac and a.kind != "unicast":
+        fail("--dst-mac needs --kind unicast")
     tag = a.payload_tag.encode()[:32]
     netns = current_lab_netns()
     if netns is None:
@@ -141,7 +145,9 @@ def main():
     own = sock.getsockname()[4]
     rng = random.Random()
     src = parse_mac(a.src_mac) if a.src_mac else own
-    dst = DST[a.kind]
+    dst = parse_mac(a.dst_mac) if a.dst_mac else DST[a.kind]
+    if a.dst_mac and dst[0] & 1:
+        fail("--dst-mac must be a unicast MAC")
     fixed = None if a.random_src else [build_frame(a.kind, dst, src, tag, 0)]
 
     if a.armed:

@@ -16,6 +16,8 @@ export interface InjectOptions {
   duration?: number;
   kind?: FrameKind;
   srcMac?: string;
+  /** kind 'unicast' only: this destination (e.g. a MAC the bridges forgot) instead of one nobody owns. */
+  dstMac?: string;
   randomSrc?: boolean;
   payloadTag?: string;
 }
@@ -35,6 +37,7 @@ export function sendArgs(iface: string, o: InjectOptions): string[] {
   if (o.duration !== undefined) a.push('--duration', String(o.duration));
   if (o.kind) a.push('--kind', o.kind);
   if (o.srcMac) a.push('--src-mac', o.srcMac);
+  if (o.dstMac) a.push('--dst-mac', o.dstMac);
   if (o.randomSrc) a.push('--random-src');
   if (o.payloadTag) a.push('--payload-tag', o.payloadTag);
   if (o.count === undefined && o.duration === undefined) a.push('--count', '1');
@@ -127,4 +130,58 @@ export function armInject(lab: Pick<Lab, 'prefix'> & { ns: Partial<LabNamespaces
       throw e;
     },
   );
+}
+
+export type WaveMode = 'dhcp-clients' | 'dhcp-server' | 'rarp' | 'garp';
+
+export interface WaveOptions {
+  /** dhcp-clients: clients booting at once; rarp/garp: MACs announced (<= 65536). */
+  n?: number;
+  /** The whole wave is spread over this long. */
+  spreadMs?: number;
+  /** dhcp-clients: the wave again this many times, retryMs apart. */
+  retries?: number;
+  retryMs?: number;
+  /** rarp/garp: announcements per MAC. */
+  repeat?: number;
+  /** dhcp-server: seconds to answer for (<= 10). */
+  duration?: number;
+  /** First 3 bytes of the wave's MACs (the rest is the index). */
+  macPrefix?: string;
+}
+
+export interface WaveResult {
+  sent?: number;
+  seen?: number;
+  answered?: number;
+  tFirstNs: number;
+  tLastNs: number;
+}
+
+/** Pure: waves.py's argument list. */
+export function waveArgs(iface: string, mode: WaveMode, o: WaveOptions): string[] {
+  const a = [assertIfName(iface), mode];
+  if (o.n !== undefined) a.push(mode === 'dhcp-clients' ? '--clients' : '--macs', String(o.n));
+  if (o.spreadMs !== undefined) a.push('--spread-ms', String(o.spreadMs));
+  if (o.retries !== undefined) a.push('--retries', String(o.retries));
+  if (o.retryMs !== undefined) a.push('--retry-ms', String(o.retryMs));
+  if (o.repeat !== undefined) a.push('--repeat', String(o.repeat));
+  if (o.duration !== undefined) a.push('--duration', String(o.duration));
+  if (o.macPrefix !== undefined) a.push('--mac-prefix', o.macPrefix);
+  return a;
+}
+
+/** Legitimate traffic from many MACs (scripts/lab/waves.py) inside one namespace of the lab. */
+export async function wave(
+  lab: Pick<Lab, 'prefix'> & { ns: Partial<LabNamespaces> },
+  nsName: string,
+  iface: string,
+  mode: WaveMode,
+  opts: WaveOptions = {},
+): Promise<WaveResult> {
+  const netns = labNetns(lab, nsName);
+  const argv = ns(netns, ['python3', labAsset('waves.py'), ...waveArgs(iface, mode, opts)]);
+  const { stdout } = await run(argv, { timeoutMs: 25_000 });
+  const r = JSON.parse(stdout.trim().split('\n').pop() ?? '') as { sent?: number; seen?: number; answered?: number; t_first_ns: number; t_last_ns: number };
+  return { ...(r.sent !== undefined ? { sent: r.sent } : {}), ...(r.seen !== undefined ? { seen: r.seen, answered: r.answered ?? 0 } : {}), tFirstNs: r.t_first_ns, tLastNs: r.t_last_ns };
 }

@@ -33,3 +33,23 @@ it('keeps the newest moves when more arrive between two drains than it buffers',
     src.close();
   }
 });
+
+it('reports the ports the bridge was seen learning on, and forgets them when the monitor exits', async () => {
+  const bin = join(dir, 'bridge-learn');
+  // Two learns and a self entry (no master: not learned by the bridge), then the child exits.
+  writeFileSync(bin, `#!/bin/sh\necho "02:00:00:00:00:01 dev up1 master br0"\necho "02:00:00:00:00:02 dev vm1 master br0"\necho "02:00:00:00:00:03 dev up2 self permanent"\nsleep 0.3\n`);
+  chmodSync(bin, 0o755);
+  const src = createFdbSource({ now: () => 0, bridgeBin: bin });
+  try {
+    for (let i = 0; i < 10 && src.learning().size < 2; i++) await new Promise((r) => setTimeout(r, 20));
+    expect([...src.learning()].sort()).toEqual(['up1', 'vm1']);
+    const f = { tNs: 0, fdbMoves: [], warm: false } as import('../../agent/types.js').TickFrame;
+    src.collect(f);
+    expect([...f.fdbPorts!].sort()).toEqual(['up1', 'vm1']);
+    // Moves missed while it restarts must not read as "no flap": the ports are forgotten.
+    for (let i = 0; i < 40 && src.learning().size > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(src.learning().size).toBe(0);
+  } finally {
+    src.close();
+  }
+});
