@@ -114,6 +114,8 @@ export interface PortTrack {
   /** Frames and ms measured since the port turned hot: the hold asks for a mean rate over the rising threshold. */
   hotFrames: number;
   hotMs: number;
+  /** tNs of the sample that last cooled the port (a hot run resumed within LOOP_WINDOW_MS keeps its budget and hold). */
+  coolSinceNs: number;
   /** tNs of the last valid sample (or of creation). */
   lastSeenNs: number;
   // The last valid sample and what it was judged against, for verdicts and their evidence.
@@ -326,6 +328,7 @@ function newTrack(port: string, bridge: string | null, tNs: number): PortTrack {
     excess: 0,
     hotFrames: 0,
     hotMs: 0,
+    coolSinceNs: -Infinity,
     lastSeenNs: tNs,
     rxPps: 0,
     txPps: 0,
@@ -364,14 +367,27 @@ function observe(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number): void 
   // Without a broadcast counter the falling edge keeps the same proportion to the rising edge.
   const clear = byFlood ? t.clearPps : t.floodPps > 0 ? (t.clearPps * t.rxPps) / t.floodPps : t.clearPps;
   const rise = Math.max(base, tr.baseline * t.baselineFactor);
+  // Averages over ~LOOP_WINDOW_MS (EWMA by measured dt): loop evidence below, and the falling edge.
+  const a = Math.min(1, r.dtMs / LOOP_WINDOW_MS);
+  const rx = (tr.rxAvg += a * (r.rxPps - tr.rxAvg));
+  const tx = (tr.txAvg += a * (r.txPps - tr.txAvg));
+  const ma = (tr.measureAvg += a * (m - tr.measureAvg));
 
   if (tr.hot) {
-    if (m < clear) tr.hot = false;
+    if (m < clear) {
+      tr.hot = false;
+      tr.coolSinceNs = tNs;
+    }
   } else if (m >= rise && (!byFlood || r.rxPps === 0 || r.floodPps / r.rxPps >= t.broadcastShare)) {
     tr.hot = true;
   }
   if (tr.hot) {
-    if (tr.hotCount === 0) {
+    // A gap of up to LOOP_WINDOW_MS does not end the flood's run: a flooding sender descheduled
+    // for a millisecond (a busy host) leaves an empty 1 ms sample, and restarting the budget and
+    // the hold at each such gap left a flood sent in bursts uncut (agent-benign's positive
+    // control, on this machine under load). The gap drained the bucket and counts in the mean;
+    // holdSamples still asks for consecutive hot samples.
+    if (tr.hotCount === 0 && tNs - tr.coolSinceNs > LOOP_WINDOW_MS * 1e6) {
       tr.hotSinceNs = tNs;
       tr.excess = 0;
       tr.hotFrames = 0;
@@ -383,14 +399,11 @@ function observe(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number): void 
     tr.hotMs += r.dtMs;
   } else {
     tr.hotCount = 0;
-    tr.excess = 0;
+    tr.excess = Math.max(0, tr.excess - (rise * r.dtMs) / 1000);
+    tr.hotMs += r.dtMs;
     tr.baseline += Math.min(1, r.dtMs / BASELINE_TAU_MS) * (m - tr.baseline);
   }
-  // Loop evidence that does not depend on the rate gate (see the file comment), on averaged rates.
-  const a = Math.min(1, r.dtMs / LOOP_WINDOW_MS);
-  const rx = (tr.rxAvg += a * (r.rxPps - tr.rxAvg));
-  const tx = (tr.txAvg += a * (r.txPps - tr.txAvg));
-  const ma = (tr.measureAvg += a * (m - tr.measureAvg));
+  // Loop evidence that does not depend on the rate gate (see the file comment), on the averages;
   // ...and this very sample moved frames both ways: the average lags a loop that was just broken
   // by ~5 windows, and a member already shut must not look like one for that long (escalation).
   const now = r.rxPps > 0 && r.txPps > 0;

@@ -109,6 +109,16 @@ async function restoreAll(): Promise<void> {
   await sleep(300); // the circling frames are gone before the next phase
 }
 
+/** Until the DHCP server's AF_PACKET socket exists in prod (/proc/net/packet lists the namespace's). */
+async function serverListening(): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const { stdout } = await run(ns(lab.ns.prod, ['cat', '/proc/net/packet']));
+    if (stdout.trim().split('\n').length > 1) return;
+    await sleep(50);
+  }
+  throw new Error('the DHCP server did not open its socket within 5 s');
+}
+
 async function hostStats(): Promise<Map<string, { rxPackets: number; txPackets: number }>> {
   return readLinkStats(lab.ns.host);
 }
@@ -136,8 +146,8 @@ describe('legitimate waves from many MACs trip nothing (kvm, loop open); the sam
     let d = { rx: 0, tx: 0 };
     const noise = await quietly(async () => {
       const s0 = await hostStats();
-      const srv = wave(lab, 'prod', 'eth0', 'dhcp-server', { duration: 2.5 });
-      await sleep(200); // the server listens before the first DISCOVER
+      const srv = wave(lab, 'prod', 'eth0', 'dhcp-server', { duration: 3 });
+      await serverListening(); // before the first DISCOVER (python starts slowly on a busy machine)
       const c = await wave(lab, 'vm1', 'eth0', 'dhcp-clients', { n: 2000, spreadMs: 200, retries: 1, retryMs: 1000 });
       const s = await srv;
       server = { seen: s.seen ?? 0, answered: s.answered ?? 0 };

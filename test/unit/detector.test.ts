@@ -534,6 +534,23 @@ describe('flood hold', () => {
     expect(cut.all[0]).toMatchObject({ kind: 'flood', port: 'vm1' });
   });
 
+  it('a flood from a sender descheduled now and then (4 ms at 55k, 1 ms empty) is still cut by its budget', () => {
+    // What a busy host's python sender looked like to the agent in the lab: each empty 1 ms
+    // sample cooled the port, and the budget and hold restarted with every burst: never cut.
+    const load: LoadFn = (p, tMs) => {
+      if (p !== 'vm1') return { rxPps: 0, txPps: 0, bcastPps: 0 };
+      const pps = tMs > 100 && Math.floor(tMs) % 5 !== 0 ? 55_000 : 0;
+      return { rxPps: pps, txPps: 0, bcastPps: pps };
+    };
+    const ticks = buildTrace(spec(['vm1', 'up1'], load), 600);
+    const r = run(ticks, heldFloodPorts);
+    const first = r.perTick.findIndex((v) => v.length > 0);
+    expect(first).toBeGreaterThan(0);
+    expect(r.all[0]).toMatchObject({ kind: 'flood', port: 'vm1' });
+    // ~120 frames over the budget's line per 5 ms: spent after ~85 ms, long before floodHoldMs.
+    expect((ticks[first]!.tNs - ticks[0]!.tNs) / 1e6 - 100).toBeLessThan(120);
+  });
+
   it('loops are not held by floodHoldMs', () => {
     const ticks = buildTrace(kvmLoop({ startMs: 100 }), 150);
     const r = run(ticks, kvmPorts);
