@@ -1,8 +1,8 @@
 // Legitimate broadcast traffic must not trip the real agent, and a flooding VM must: the same agent
 // (policies/lab-bench.yaml: the lab policy's default thresholds, a larger shut budget) in the kvm lab sees
 //  - a paced burst from vm1 (3000 pps for 2 s, broadcast),
-//  - every benign and normal capture of test/fixtures/pcap/ replayed from vm1 with tcpreplay, at
-//    original speed and at 10x,
+//  - every benign, normal, misc (an Ethernet CTP "loopback" that is not a loop) and STP capture of
+//    test/fixtures/pcap/ replayed from vm1 with tcpreplay, at original speed and at 10x,
 // and trips nothing for any of it; then vm1 floods as fast as python sends (at most 2 s) and the
 // agent shuts vm1 as a 'flood', never an uplink.
 //
@@ -24,16 +24,16 @@ const PREFIX = 'sbt-bn-';
 // end) must not use up the budget the positive control needs.
 const POLICY = `${REPO}policies/lab-bench.yaml`;
 const PCAP_DIR = join(REPO, 'test/fixtures/pcap');
-const CAPTURES = ['benign-burst', 'normal'].flatMap((d) =>
+const CAPTURES = ['benign-burst', 'normal', 'misc', 'stp'].flatMap((d) =>
   readdirSync(join(PCAP_DIR, d))
     .filter((f) => /\.(pcap|pcapng|cap)$/.test(f))
     .sort()
     .map((f) => join(PCAP_DIR, d, f)),
 );
-// Original speed of every capture takes minutes (netbios-win98-netbeui spans 135 s, the DHCP
-// starvation 49 s, the ARP sweep 42 s). All replays run at once, one tcpreplay per file, and
-// `tcpreplay --duration 50` stops the longest after 50 s (only netbios-win98 is cut short),
-// which keeps this file near 90 s.
+// Original speed of every capture takes minutes (stp.pcap spans 190 s, netbios-win98-netbeui
+// 135 s, the DHCP starvation 49 s, the ARP sweep 42 s). All replays run at once, one tcpreplay per file, and
+// `tcpreplay --duration 50` stops the longest after 50 s (only stp.pcap and netbios-win98 are cut short),
+// which keeps this file near 110 s (stp.pcap at 10x alone takes 19 s).
 const REPLAY_CAP_S = 50;
 
 let lab: Lab;
@@ -92,7 +92,7 @@ function breakerNoise(logs: readonly Line[]): Line[] {
 beforeAll(async () => {
   requireBuiltAgent();
   await run(['tcpreplay', '--version']); // fails clearly if the Debian package is missing
-  expect(CAPTURES.length).toBe(8);
+  expect(CAPTURES.length).toBe(11);
   lab = await buildLab('kvm', PREFIX);
   try {
     await linkDown(lab, 'up2'); // loop open: see the file comment
