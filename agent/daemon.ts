@@ -65,7 +65,7 @@ function wirePipeline(b: Base) {
   rec.record({ ts: new Date().toISOString(), event: 'start', port: '', reason: 'agent started', policyHash: policy().hash, policyFile: policy().file, dryRun: policy().dryRun });
 
   // Sources: the registry every tick reads.
-  const sampling = startLocalSampling(log, hrNs(), hrNs);
+  const sampling = startLocalSampling(log, hrNs(), hrNs, () => !life.stopped && scheduler.onMoves());
   const watched = createWatchedPorts(hrNs);
   watched.add(sampling.local);
   sampling.followPolicy(policy(), watched);

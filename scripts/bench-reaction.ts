@@ -4,7 +4,7 @@
 // decides nothing) on the same storms in the same run, and a 1-second storm-control for the
 // base loops. Prints percentiles and every agent figure as a ratio to the reference.
 //   node dist/scripts/bench-reaction.js [--storms 10] [--cold 5] [--cold-idle-ms 30000] [--near 5]
-//     [--baseline 3] [--chatter-pps 0] [--shapes kvm,esx,kvm-unicast,kvm-multicast,kvm-slow,kvm-3up,vm-flood] [--out out/bench-reaction.json]
+//     [--baseline 3] [--chatter-pps 0] [--gap-ms 150] [--shapes kvm,esx,kvm-unicast,kvm-multicast,kvm-slow,kvm-3up,vm-flood] [--out out/bench-reaction.json]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +32,10 @@ const { values } = parseArgs({
     // Background broadcast chatter (ARP-like) reaching the host on an unbridged port during the
     // warm storms, so it wakes the agent's tripwire all the time without ever entering the loop.
     'chatter-pps': { type: 'string', default: '0' },
+    // Pause between warm storms. The default meets a sampler still at the active rate (it stays
+    // there activeHoldMs, 2 s, after a storm); over 2000 every warm storm meets an idle sampler,
+    // as a real agent's storms do (what the tripwire and the FDB wake are for).
+    'gap-ms': { type: 'string', default: '150' },
   },
 });
 const n = (k: keyof typeof values): number => Number(values[k]);
@@ -70,7 +74,7 @@ async function agentStorms(lab: Lab, spec: ShapeSpec, shape: ShapeName, res: Sha
       res.warm.push(r);
       note(shape, 'warm', i, n('storms'), r);
       await restoreAfter(lab, spec, r, agent);
-      await sleep(150);
+      await sleep(n('gap-ms'));
     }
   } finally {
     await agent?.stop();

@@ -23,7 +23,8 @@ export interface LocalSampling {
   close(): void;
 }
 
-export function startLocalSampling(log: Logger, startNs: number, now: () => number): LocalSampling {
+/** onMove: the FDB monitor saw a MAC move (wakes the sampler; see daemon/scheduler.ts). */
+export function startLocalSampling(log: Logger, startNs: number, now: () => number, onMove?: () => void): LocalSampling {
   const warn = (component: string) => (obj: object, msg: string) => log.warn({ component, ...obj }, msg);
   const readers: CounterReader[] = [createSysfsSource({ warn: warn('sysfs') })];
   const addon: PacketAddon | { error: string } = loadPacketAddon();
@@ -38,7 +39,7 @@ export function startLocalSampling(log: Logger, startNs: number, now: () => numb
     local: createLocalSource(readers, startNs),
     broadcastCounting: !('error' in addon),
     followPolicy(p, into) {
-      if (p.fdb.enabled && !fdb) into.add((fdb = createFdbSource({ now, warn: warn('fdb') })));
+      if (p.fdb.enabled && !fdb) into.add((fdb = createFdbSource({ now, warn: warn('fdb'), ...(onMove ? { onMove } : {}) })));
       else if (!p.fdb.enabled && fdb) (into.remove(fdb), fdb.close(), (fdb = null));
     },
     startTripwire(onFrame, prio) {

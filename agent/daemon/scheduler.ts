@@ -11,6 +11,14 @@ export type { Clock, Timers };
 // The tripwire wakes an idle scheduler early: its one namespace-wide flood counter is read twice,
 // activeMs apart; ordinary chatter (ARP, DHCP) costs two timer wake-ups and is re-armed at once,
 // and only a flood rate worth a look starts per-port ticks, whose cost grows with the ports.
+//
+// MAC moves wake it too (issue 11): a loop circling an unknown-unicast frame moves no broadcast
+// counter, so the tripwire never fires for it, but its source MAC flaps between the members
+// from the first passes. The FDB monitor reports each move; the first one starts a burst of
+// per-port ticks at once (the flap is judged within a few ms instead of at the next idle tick,
+// <= idleMs). Legitimate moves (a VM migrating, a NIC failover) cost one burst at most every
+// FDB_WAKE_REARM_MS, so a host whose MACs move all the time (a round-robin bond) is not held
+// at the active rate by them.
 
 /** The tripwire as the scheduler uses it (sources/tripwire.ts). */
 export interface Waker {
@@ -60,6 +68,8 @@ export interface Scheduler {
   useWaker(w: Waker | null): void;
   /** The tripwire saw a flood frame. */
   onWaker(): void;
+  /** The FDB monitor saw a MAC move between ports. */
+  onMoves(): void;
   /** Sampling fast now (a storm, a probe, a tripwire burst)? */
   active(tNs: number): boolean;
   idleMs(): number;
@@ -73,6 +83,8 @@ export interface Scheduler {
 export const TRIPWIRE_BURST_MS = 5;
 // Re-arm the tripwire at most this often, bounding the extra samples under broadcast chatter.
 export const TRIPWIRE_REARM_MS = 5;
+// MAC moves start a burst at most this often (see the file comment).
+export const FDB_WAKE_REARM_MS = 20;
 // Without the tripwire nothing wakes an idle sampler early, so the idle period is capped here.
 export const IDLE_MS_WITHOUT_TRIPWIRE = 10;
 // A tick this much later than its period is a stall worth a journal line: the agent was not
@@ -95,6 +107,7 @@ export function createScheduler(d: SchedulerDeps): Scheduler {
   let firedAt = 0;
   let recoveryTimer: unknown = null;
   let recoveryDueNs = Infinity;
+  let movedAt = -Infinity;
 
   const idleMs = (): number => (waker ? d.sampling().idleMs : Math.min(d.sampling().idleMs, IDLE_MS_WITHOUT_TRIPWIRE));
 
@@ -161,6 +174,15 @@ export function createScheduler(d: SchedulerDeps): Scheduler {
     }, d.sampling().activeMs);
   }
 
+  function onMoves(): void {
+    if (stopped) return;
+    const now = clock.now();
+    if (now < activeUntil || now - movedAt < FDB_WAKE_REARM_MS * 1e6) return;
+    movedAt = now;
+    activeUntil = now + TRIPWIRE_BURST_MS * 1e6;
+    runNow(); // per-port ticks from now on, activeMs apart; a loop's verdict keeps them going
+  }
+
   function wakeAt(due: number): void {
     if (due === recoveryDueNs) return;
     recoveryDueNs = due;
@@ -187,6 +209,7 @@ export function createScheduler(d: SchedulerDeps): Scheduler {
     wakeAt,
     useWaker: (w) => void (waker = w),
     onWaker,
+    onMoves,
     active: (t) => t < activeUntil,
     idleMs,
     measureRate() {

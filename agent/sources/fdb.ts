@@ -73,6 +73,8 @@ const NO_RATES: readonly PortRates[] = Object.freeze([]);
 
 export function createFdbSource(opts: {
   now: () => number;
+  /** A MAC moved: called at most once per chunk of the monitor's output (the scheduler wakes the sampler). */
+  onMove?: () => void;
   warn?: (obj: object, msg: string) => void;
   bridgeBin?: string;
 }): FdbSource {
@@ -86,12 +88,16 @@ export function createFdbSource(opts: {
   // when the monitor restarts: moves it missed meanwhile must not count as "no flap".
   const learning = new Set<string>();
   let t = 0;
+  let woke = false;
   const child = superviseLines({
     file: opts.bridgeBin ?? 'bridge',
     args: ['monitor', 'fdb'],
     name: 'bridge monitor fdb',
     ...(opts.warn ? { warn: opts.warn } : {}),
-    onChunk: () => (t = opts.now()),
+    onChunk: () => {
+      t = opts.now();
+      woke = false;
+    },
     onExit: () => learning.clear(),
     onLine: (line) => {
       const e = parseFdbLine(line);
@@ -108,6 +114,10 @@ export function createFdbSource(opts: {
         dropped += MAX_BUFFERED / 2;
       }
       buf.push(mv);
+      if (!woke) {
+        woke = true;
+        opts.onMove?.();
+      }
     },
   });
 

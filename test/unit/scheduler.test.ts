@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createScheduler, IDLE_MS_WITHOUT_TRIPWIRE, TRIPWIRE_BURST_MS, TRIPWIRE_REARM_MS, type Waker } from '../../agent/daemon/scheduler.js';
+import { createScheduler, FDB_WAKE_REARM_MS, IDLE_MS_WITHOUT_TRIPWIRE, TRIPWIRE_BURST_MS, TRIPWIRE_REARM_MS, type Waker } from '../../agent/daemon/scheduler.js';
 import type { TickOutcome } from '../../agent/daemon/tick.js';
 import { testPolicy } from '../../agent/testing/policy.js';
 import { fakeTime } from '../helpers/fake-time.js';
@@ -183,6 +183,32 @@ describe('scheduler and the tripwire', () => {
     expect(waker.armed).toBe(true);
     expect(waker.arms).toBe(armsBefore + 1);
     expect(ticks).toEqual([0]);
+  });
+});
+
+describe('scheduler FDB wake', () => {
+  it('a MAC move starts per-port ticks at once (not at the next idle tick), at most one burst per FDB_WAKE_REARM_MS', () => {
+    const { time, s, ticks } = setup();
+    s.start();
+    time.advance(20);
+    s.onMoves();
+    time.advance(1);
+    expect(ticks[1]).toBeLessThanOrEqual(21); // the flap is judged now, not at 100 ms
+    time.advance(TRIPWIRE_BURST_MS);
+    const burst = ticks.filter((t) => t >= 20 && t <= 20 + TRIPWIRE_BURST_MS + 1).length;
+    expect(burst).toBeGreaterThanOrEqual(TRIPWIRE_BURST_MS);
+    // More moves right after: no new burst before FDB_WAKE_REARM_MS (a bond flapping all day).
+    const n = ticks.length;
+    s.onMoves();
+    time.advance(FDB_WAKE_REARM_MS - TRIPWIRE_BURST_MS - 3);
+    expect(ticks, JSON.stringify(ticks)).toHaveLength(n);
+    time.advance(3);
+    s.onMoves();
+    time.advance(1);
+    expect(ticks.length).toBeGreaterThan(n);
+    // Nothing warm came: back to idle.
+    time.advance(300);
+    expect(s.stats.periodMs).toBe(sampling.idleMs);
   });
 });
 
