@@ -118,16 +118,7 @@ export function createScheduler(d: SchedulerDeps): Scheduler {
     const lag = (now - stats.lastTickAt) / 1e6 - stats.periodMs;
     if (lag > stats.maxLagMs && stats.ticks > 0) stats.maxLagMs = lag;
     if (lag >= LATE_MS && stats.ticks > 0) stats.lateTicks++;
-    if (lag > STALL_MS && stats.ticks > 0) {
-      const gapMs = lag + stats.periodMs;
-      stats.stalls++;
-      stats.longestStallMs = Math.max(stats.longestStallMs, gapMs);
-      try {
-        d.onStall?.(gapMs, stats.periodMs);
-      } catch (err) {
-        d.onError(err as Error);
-      }
-    }
+    if (lag > STALL_MS && stats.ticks > 0) noteStall(stats, d, lag);
     stats.lastTickAt = now;
     lastT = now;
     try {
@@ -219,4 +210,16 @@ export function createScheduler(d: SchedulerDeps): Scheduler {
     },
     stats,
   };
+}
+
+/** Ticks resumed after a stall: count it and tell (a failing report must not stop the loop). */
+function noteStall(stats: SchedulerStats, d: SchedulerDeps, lag: number): void {
+  const gapMs = lag + stats.periodMs;
+  stats.stalls++;
+  stats.longestStallMs = Math.max(stats.longestStallMs, gapMs);
+  try {
+    d.onStall?.(gapMs, stats.periodMs);
+  } catch (err) {
+    d.onError(err as Error);
+  }
 }
