@@ -12,7 +12,7 @@ import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 import { downHostPorts, resetPorts } from '../../scripts/lab/scenario.js';
 import { buildLab, breakLoopByHand, listNamespaces, teardownLab, type Lab } from '../../scripts/lab/topology.js';
 import { armInject, inject, type ArmedInject } from '../../scripts/lab/traffic.js';
-import { eventsOf, isUp, newStateDir, readJournalStrict, removeStateDirs, requireBuiltAgent, sleep, stormGuard, waitForNew, type Line } from '../helpers/agent-lab.js';
+import { eventsOf, isUp, newStateDir, readJournalStrict, removeStateDirs, requireBuiltAgent, sleep, stormGuard, until, waitForNew, type Line } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbr-rc-';
 const PROBE_MS = 500;
@@ -64,14 +64,17 @@ async function storm(): Promise<{ cancel: () => void; sentMs: number }> {
 const isTrip = (port: string) => (l: Line) => l.msg === 'trip' && l.port === port;
 
 /**
- * The probe's storm: one broadcast from vm1 sent as soon as the agent logs its probe of up1. The
- * sender was started and left waiting before the first storm, so the frame leaves within a pipe
- * wake-up of the probe's log line rather than after `ip netns exec` + a python start (which took
+ * The probe's storm: one broadcast from vm1 sent as soon as the agent has logged its probe of up1
+ * and up1 is up. The sender was started and left waiting before the first storm, so the frame
+ * leaves within a pipe wake-up rather than after `ip netns exec` + a python start (which took
  * longer than probeMs with a core busy, and the frame then met a port already restored). Fails,
  * saying so, if the frame still left too late to fall in the probe: the test could not aim it.
  */
 async function stormDuringProbe(armed: ArmedInject, probeLogged: Promise<Line>): Promise<{ cancel: () => void; sentMs: number; probe: Line; afterProbeMs: number }> {
   const probe = await probeLogged;
+  // The probe's window starts when its link-up lands (breaker: onProbeUp), and under load the
+  // `ip link set up` child takes a while: a frame sent before up1 is up crosses once and is gone.
+  expect(await until(() => isUp(lab.ns.host, 'up1'), PROBE_MS, 5), 'up1 up during the probe').toBe(true);
   const cancel = stormGuard(lab);
   try {
     const sentMs = Date.now();
