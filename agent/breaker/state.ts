@@ -124,6 +124,11 @@ interface PortEntry {
   undo?: boolean;
   /** Not chosen for an automatic shut before this tNs (its last one cut reachability). */
   spareUntilNs?: number;
+  /**
+   * Re-tripped while its probe's link-up was still in flight: that link-up's result, when it
+   * comes, is stale (the link-down issued after it is what counts) and is ignored.
+   */
+  staleUp?: boolean;
 }
 
 interface BridgeEntry {
@@ -301,6 +306,10 @@ export function breakerStep(
 
 function onResult(ctx: Ctx, r: ActionResult): void {
   const e = entry(ctx, r.port);
+  if (r.kind === 'link-up' && e.staleUp) {
+    e.staleUp = false;
+    return;
+  }
   if (e.state === 'held') {
     onHeldResult(ctx, e, r);
     return;
@@ -795,6 +804,7 @@ function stepRecovery(ctx: Ctx): void {
       rec.probeMs = rc.probeMs;
       const reason = `recovery probe ${rec.tries} of ${rc.maxTries}: ${port} up for ${rc.probeMs} ms to see whether the storm is gone`;
       command(ctx, 'link-up', port, reason);
+      e.staleUp = false;
       setState(ctx, e, 'probing');
       e.reason = reason;
       e.by = AUTO_RECOVERY;
@@ -841,11 +851,16 @@ function settleMsOf(ctx: Ctx, port: string): number {
 
 function retripIfProbing(ctx: Ctx, port: string, v: Verdict, key: string | null): boolean {
   const e = ctx.st.ports.get(port);
-  // While the probe's link-up is in flight the port is down and cannot carry the storm.
-  if (e === undefined || e.state !== 'probing' || e.rec === null || e.rec.probeUntilNs === null) return false;
+  if (e === undefined || e.state !== 'probing' || e.rec === null) return false;
+  // A verdict naming the port means it carries the storm, so its link is up, even when the probe's
+  // link-up result has not come back yet (the kernel applied it; the child's exit is still on its
+  // way, slow on a busy machine): shut it again now, and ignore that result when it comes.
+  // Otherwise the loop was escalated to another member, and both probes later restored both.
+  const upInFlight = e.rec.probeUntilNs === null;
   // The same storm: no settle, no budget (the budget bounds new decisions, this undoes a test).
   const reason = `storm still present after recovery probe ${e.rec.tries}`;
   autoLinkDown(ctx, port, reason, v.evidence, key, [], AUTO_RECOVERY);
+  if (upInFlight) e.staleUp = true;
   if (key !== null && v.kind === 'loop') {
     // Hold the loop's other members while this link-down lands and settles, as after any shut.
     const b = bridge(ctx, key);

@@ -129,12 +129,25 @@ describe('automatic recovery', () => {
     expect(nextRecoveryNs(d.state)).toBe(T0 + (1002 + 2000) * 1e6);
   });
 
-  it('a verdict while the probe link-up is in flight does not re-trip (the port is still down)', () => {
+  it("a verdict naming the probing port while its link-up's result is still in flight re-trips it (the storm proves the link is up); the late link-up result is ignored", () => {
     const d = tripped();
     d.at(1001);
-    d.at(1001.5, { verdicts: [flood('up1')] });
+    const out = d.at(1001.5, { verdicts: [loop(['up1', 'up2'])] });
+    // up1 again, not an escalation to up2 (which left both to be restored by their probes).
+    expect(out.commands).toEqual([{ kind: 'link-down', port: 'up1', reason: 'storm still present after recovery probe 1' }]);
+    expect(d.stateOf('up1')).toBe('tripping');
+    d.at(1002, { results: [result('link-up', 'up1')] }); // the stale one
+    expect(d.stateOf('up1')).toBe('tripping');
+    expect(d.events.filter((e) => e.event === 'restore')).toEqual([]);
+    d.at(1003, { results: [result('link-down', 'up1')] });
+    expect(d.stateOf('up1')).toBe('tripped');
+    expect(d.commands.filter((c) => c.port === 'up2')).toEqual([]);
+    // The next probe's link-up counts as usual.
+    d.at(1003 + 2000 + 1);
     expect(d.stateOf('up1')).toBe('probing');
-    expect(d.commands.map((c) => c.kind)).toEqual(['link-down', 'link-up']);
+    d.at(1003 + 2000 + 2, { results: [result('link-up', 'up1')] });
+    d.at(1003 + 2000 + 2 + 201);
+    expect(d.stateOf('up1')).toBe('forwarding');
   });
 
   it('operator hold cancels recovery: the probing port goes down and stays held', () => {
