@@ -22,6 +22,7 @@ import { controlHandler, outcomeWithinMs } from './daemon/commands.js';
 import { startDaemonMetrics } from './daemon/metrics.js';
 import { warmUpDetector } from './detect/warmup.js';
 import { connectionCap, MAX_CONNECTIONS, readNofile } from './host/fd-limit.js';
+import { createCaptures } from './daemon/captures.js';
 
 // The wiring root: each part lives in daemon/ with the narrow interface it needs; here they are
 // made, connected, started and stopped. Hot path: daemon/tick.ts, run when daemon/scheduler.ts says.
@@ -172,6 +173,9 @@ async function serve(b: Base, p: ReturnType<typeof wirePipeline>): Promise<Daemo
   );
   const tripwire = p.sampling.startTripwire(() => scheduler.onWaker(), policy().sampling.realtimePriority);
   scheduler.useWaker(tripwire);
+  // Evidence after each automatic trip, once the port is down: the tripwire's last frames as a pcapng.
+  const captures = createCaptures({ stateDir: opts.stateDir, frames: () => tripwire?.frames() ?? null, isLocal: (port) => p.kinds.of(port)?.id === 'local', record: rec.record, log, stopped: () => life.stopped });
+  const unsubscribeCaptures = rec.onRecord(captures.onRecord);
   scheduler.start();
   p.reach.baseline(); // at start: a target that never answers must not make the first action look bad
   const metricsAt = opts.metrics ?? b.first.metrics;
@@ -198,6 +202,7 @@ async function serve(b: Base, p: ReturnType<typeof wirePipeline>): Promise<Daemo
       b.sd.stopping('agent stopping');
       scheduler.stop();
       clearInterval(housekeeping);
+      unsubscribeCaptures();
       links.close();
       p.reach.close();
       // Journal first: closing hundreds of AF_PACKET sockets takes ~12 ms each (the kernel

@@ -433,7 +433,9 @@ export interface JournalEvent {
     | 'reachability-up'
     // The ESXi fuse (issue 12): armed (with its program's hash), fell back to the shell loop,
     // ended; and what it reported that was not a cut (refused, dry-run, failed).
-    | 'fuse';
+    | 'fuse'
+    // Evidence: the storm's frames saved after an automatic trip (a pcapng named in `capture`).
+    | 'capture';
   port: string;
   reason: string;
   policyHash?: string;

@@ -24,6 +24,10 @@
 //     when > 0) that calls onFrame on the JS thread once per armTripwire(handle), so the
 //     first frame of a storm wakes an idle sampler at once; readTripwire(handle) -> frames
 //     its filter matched since start (a namespace-wide flood counter); stopTripwire(handle).
+//     The thread keeps the first TW_SNAP bytes of the last TW_RING frames it received, with
+//     wall-clock time, interface and original length, in a ring (a copy into preallocated
+//     memory, no allocation); tripwireFrames(handle) -> [{ sec, nsec, ifindex, len, pktType,
+//     data }] oldest first: the storm's evidence, read after the shut, never before it.
 //     A dedicated thread rather than a read on libuv's pool so that its priority is ours to
 //     set: under a storm that pegs a core, a normal-priority waker is exactly what starves.
 //   setRealtime(priority) -> SCHED_FIFO for the calling (JS) thread only, reset on fork
@@ -62,6 +66,8 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <sys/uio.h>
+#include <time.h>
 
 #ifndef SCHED_RESET_ON_FORK
 #define SCHED_RESET_ON_FORK 0x40000000
@@ -170,13 +176,18 @@ static int open_counter(int ifindex, unsigned pkttype) {
 }
 
 
-// The tripwire: blocking, all interfaces (ifindex 0), broadcast or multicast, 1 byte.
+// Bytes of each tripwire frame kept as evidence (Ethernet, VLAN and IP/ARP headers), and how
+// many of the most recent frames the ring holds.
+#define TW_SNAP 128
+#define TW_RING 256
+
+// The tripwire: blocking, all interfaces (ifindex 0), broadcast or multicast, TW_SNAP bytes.
 static int open_tripwire(void) {
   struct sock_filter bcast_mcast[] = {
     BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)(SKF_AD_OFF + SKF_AD_PKTTYPE)),
     BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_BROADCAST, 1, 0),
     BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_MULTICAST, 0, 1),
-    BPF_STMT(BPF_RET | BPF_K, 1),
+    BPF_STMT(BPF_RET | BPF_K, TW_SNAP),
     BPF_STMT(BPF_RET | BPF_K, 0),
   };
   int zero = 0, err = 0;
@@ -184,8 +195,11 @@ static int open_tripwire(void) {
   int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
   // A blocked read returns EAGAIN twice a second, so the reader can notice a stop.
+  int one = 1;
+  // PACKET_AUXDATA: each frame's original length (the filter truncates the copy to TW_SNAP).
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &zero, sizeof zero) < 0 ||
-      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) {
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
+      setsockopt(fd, SOL_PACKET, PACKET_AUXDATA, &one, sizeof one) < 0) {
     err = -errno;
   } else {
     err = arm_packet_socket(fd, 0, bcast_mcast, sizeof bcast_mcast / sizeof bcast_mcast[0], 64);
@@ -352,19 +366,65 @@ typedef struct {
   uint64_t seen;
   pthread_t thread;
   napi_threadsafe_function tsfn;
+  // Evidence ring: written by the tripwire thread, copied out by tripwireFrames under mu.
+  pthread_mutex_t mu;
+  uint64_t ring_next;
+  struct {
+    int64_t sec;
+    int32_t nsec;
+    int32_t ifindex;
+    uint32_t len;
+    uint16_t caplen;
+    uint8_t pkttype;
+    uint8_t data[TW_SNAP];
+  } ring[TW_RING];
 } tripwire_t;
+
+// One frame into the ring slot after the newest (overwriting the oldest).
+static void tripwire_keep(tripwire_t *tw, const uint8_t *buf, ssize_t n, const struct msghdr *mh, const struct sockaddr_ll *sll) {
+  struct timespec ts;
+  uint32_t len = (uint32_t)n;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c != NULL; c = CMSG_NXTHDR((struct msghdr *)mh, c)) {
+    if (c->cmsg_level == SOL_PACKET && c->cmsg_type == PACKET_AUXDATA && c->cmsg_len >= CMSG_LEN(sizeof(struct tpacket_auxdata))) {
+      struct tpacket_auxdata aux;
+      memcpy(&aux, CMSG_DATA(c), sizeof aux);
+      len = aux.tp_len;
+    }
+  }
+  pthread_mutex_lock(&tw->mu);
+  size_t i = (size_t)(tw->ring_next % TW_RING);
+  size_t cap = (size_t)n < TW_SNAP ? (size_t)n : TW_SNAP;
+  tw->ring[i].sec = ts.tv_sec;
+  tw->ring[i].nsec = (int32_t)ts.tv_nsec;
+  tw->ring[i].ifindex = sll->sll_ifindex;
+  tw->ring[i].len = len;
+  tw->ring[i].caplen = (uint16_t)cap;
+  tw->ring[i].pkttype = sll->sll_pkttype;
+  memcpy(tw->ring[i].data, buf, cap);
+  tw->ring_next++;
+  pthread_mutex_unlock(&tw->mu);
+}
 
 static void *tripwire_main(void *arg) {
   tripwire_t *tw = arg;
-  char byte;
+  uint8_t buf[TW_SNAP];
+  union {
+    struct cmsghdr align;
+    char bytes[CMSG_SPACE(sizeof(struct tpacket_auxdata))];
+  } ctl;
+  struct sockaddr_ll sll;
+  struct iovec iov = { .iov_base = buf, .iov_len = sizeof buf };
   if (tw->prio > 0) {
     struct sched_param sp = { .sched_priority = tw->prio };
     // Failure (no CAP_SYS_NICE) leaves the thread at normal priority: slower, not broken.
     (void)sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp);
   }
   while (!atomic_load(&tw->stop)) {
-    ssize_t n = recv(tw->fd, &byte, 1, MSG_TRUNC);
+    struct msghdr mh = { .msg_name = &sll, .msg_namelen = sizeof sll, .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.bytes, .msg_controllen = sizeof ctl.bytes };
+    ssize_t n = recvmsg(tw->fd, &mh, 0);
     if (n < 0) continue; // EAGAIN every 500 ms (SO_RCVTIMEO) or EINTR: check stop, wait again
+    tripwire_keep(tw, buf, n, &mh, &sll);
     if (atomic_exchange(&tw->armed, 0)) napi_call_threadsafe_function(tw->tsfn, NULL, napi_tsfn_nonblocking);
   }
   napi_release_threadsafe_function(tw->tsfn, napi_tsfn_release);
@@ -412,6 +472,7 @@ static napi_value js_start_tripwire(napi_env env, napi_callback_info info) {
   }
   tw->fd = fd;
   tw->prio = prio;
+  pthread_mutex_init(&tw->mu, NULL);
   napi_value name;
   napi_create_string_utf8(env, "stormbreaker-tripwire", NAPI_AUTO_LENGTH, &name);
   if (napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, NULL, tripwire_call_js, &tw->tsfn) != napi_ok) {
@@ -469,6 +530,41 @@ static napi_value js_read_tripwire(napi_env env, napi_callback_info info) {
   napi_value out;
   napi_create_double(env, (double)tw->seen, &out);
   return out;
+}
+
+static void set_num(napi_env env, napi_value obj, const char *key, double v) {
+  napi_value x;
+  napi_create_double(env, v, &x);
+  napi_set_named_property(env, obj, key, x);
+}
+
+// The ring, oldest first, copied under the lock (the thread waits at most one copy of ~40 KiB).
+static napi_value js_tripwire_frames(napi_env env, napi_callback_info info) {
+  tripwire_t *tw = tripwire_arg(env, info);
+  if (tw == NULL) return NULL;
+  static __typeof__(tw->ring) snap;
+  pthread_mutex_lock(&tw->mu);
+  uint64_t next = tw->ring_next;
+  memcpy(snap, tw->ring, sizeof snap);
+  pthread_mutex_unlock(&tw->mu);
+  uint64_t count = next < TW_RING ? next : TW_RING;
+  napi_value arr;
+  napi_create_array_with_length(env, (size_t)count, &arr);
+  for (uint64_t k = 0; k < count; k++) {
+    size_t i = (size_t)((next - count + k) % TW_RING);
+    napi_value o, data;
+    void *dst;
+    napi_create_object(env, &o);
+    set_num(env, o, "sec", (double)snap[i].sec);
+    set_num(env, o, "nsec", (double)snap[i].nsec);
+    set_num(env, o, "ifindex", (double)snap[i].ifindex);
+    set_num(env, o, "len", (double)snap[i].len);
+    set_num(env, o, "pktType", (double)snap[i].pkttype);
+    napi_create_buffer_copy(env, snap[i].caplen, snap[i].data, &dst, &data);
+    napi_set_named_property(env, o, "data", data);
+    napi_set_element(env, arr, (uint32_t)k, o);
+  }
+  return arr;
 }
 
 static napi_value js_stop_tripwire(napi_env env, napi_callback_info info) {
@@ -751,6 +847,7 @@ NAPI_MODULE_INIT() {
   } fns[] = { { "open", js_open },   { "read", js_read },
               { "close", js_close }, { "startTripwire", js_start_tripwire },
               { "armTripwire", js_arm_tripwire }, { "readTripwire", js_read_tripwire }, { "stopTripwire", js_stop_tripwire },
+              { "tripwireFrames", js_tripwire_frames },
               { "setRealtime", js_set_realtime }, { "probeOpen", js_probe_open },
               { "probeSend", js_probe_send }, { "probeRecv", js_probe_recv }, { "peerCred", js_peer_cred },
               { "sdNotify", js_sd_notify } };

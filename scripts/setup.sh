@@ -82,7 +82,8 @@ fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
-[ -f build/Release/packet_stats.node ] || npm run --silent build:native >/dev/null
+# Rebuilt when the C source is newer than the addon (a pull that changed it), not only when missing.
+[ build/Release/packet_stats.node -nt native/packet_stats.c ] || npm run --silent build:native >/dev/null
 # raw-socket (ICMP echo for the reachability check) builds at install; npm 11 may hold back a
 # dependency's install script pending approval, so build it here if it is missing.
 [ -f node_modules/raw-socket/build/Release/raw.node ] || npm rebuild raw-socket --foreground-scripts --loglevel=error >/dev/null

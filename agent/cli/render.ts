@@ -105,6 +105,8 @@ export function renderWhy(e: Record<string, unknown> | null): string {
     const via = Array.isArray(a.argv) && a.argv.length > 0 ? a.argv.join(' ') : String(a.via ?? '-');
     out += `action: ${a.ok === false ? 'FAILED ' : ''}via ${via}, ${typeof a.durationMs === 'number' ? `${a.durationMs.toFixed(2)} ms` : '-'}, ${a.attempts ?? '-'} attempt(s), verified ${a.verified ? 'yes' : 'no'}${a.error ? `, error: ${a.error}` : ''}\n`;
   }
+  // The storm's frames, saved after the shut (daemon/captures.ts): open with Wireshark or tcpdump -r.
+  if (typeof e.capture === 'string') out += `capture: ${e.capture}${typeof e.captureFrames === 'number' ? ` (${e.captureFrames} frames, pcapng)` : ''}\n`;
   return out;
 }
 

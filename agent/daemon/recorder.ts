@@ -44,7 +44,10 @@ export interface RecorderDeps {
 export function createRecorder(d: RecorderDeps): Recorder {
   const recent: JournalEvent[] = d.replayed.slice(-LAST_EVENTS);
   const lastTrip = new Map<string, JournalEvent>();
-  for (const e of d.replayed) if (e.event === 'trip' || e.event === 'would-trip') lastTrip.set(e.port, e);
+  for (const e of d.replayed) {
+    if (e.event === 'trip' || e.event === 'would-trip') lastTrip.set(e.port, e);
+    else if (e.event === 'capture') withCapture(lastTrip, e);
+  }
   const tripsTotal = new Map<string, number>();
   const listeners = new Set<(e: JournalEvent) => void>();
   return {
@@ -57,6 +60,7 @@ export function createRecorder(d: RecorderDeps): Recorder {
       recent.push(e);
       if (recent.length > LAST_EVENTS) recent.shift();
       if (e.event === 'trip' || e.event === 'would-trip') lastTrip.set(e.port, e);
+      else if (e.event === 'capture') withCapture(lastTrip, e);
       d.log[levelOf(e.event)]({ component: 'breaker', ...e }, e.event);
     },
     intent: (e) => d.journal.intent(e),
@@ -71,6 +75,12 @@ export function createRecorder(d: RecorderDeps): Recorder {
     journalPath: d.journal.path,
     close: () => d.journal.close(),
   };
+}
+
+/** A capture follows its trip (daemon/captures.ts): `why` shows the trip with the file it names. */
+function withCapture(lastTrip: Map<string, JournalEvent>, c: JournalEvent): void {
+  const trip = lastTrip.get(c.port);
+  if (trip && trip.event === 'trip' && trip.ts === c.tripTs) lastTrip.set(c.port, { ...trip, capture: c.capture, captureFrames: c.frames });
 }
 
 function journalCondition(h: JournalHealth, log: Logger, sd: Pick<SdNotifier, 'status'>): void {

@@ -25,8 +25,22 @@ export interface PacketAddon {
   /** Broadcast/multicast frames the tripwire's filter matched since start, on all interfaces. */
   readTripwire(h: TripwireHandle): number;
   stopTripwire(h: TripwireHandle): void;
+  /** The tripwire's evidence ring (the last frames it received, first bytes only), oldest first. */
+  tripwireFrames(h: TripwireHandle): TripwireFrame[];
   /** SCHED_FIFO for the calling thread, reset on fork (children run at normal priority). */
   setRealtime(priority: number): void;
+}
+
+/** One frame the tripwire kept: wall-clock time, interface, original length, first bytes. */
+export interface TripwireFrame {
+  sec: number;
+  nsec: number;
+  ifindex: number;
+  /** Length on the wire; data holds at most the first 128 bytes. */
+  len: number;
+  /** PACKET_BROADCAST (1) or PACKET_MULTICAST (2). */
+  pktType: number;
+  data: Buffer;
 }
 
 /** Opaque native handle. */

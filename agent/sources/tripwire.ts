@@ -1,4 +1,4 @@
-import type { PacketAddon } from './packet.js';
+import type { PacketAddon, TripwireFrame } from './packet.js';
 
 // The tripwire wakes an idle sampler on the first broadcast/multicast frame instead of up to
 // one idle period later. One AF_PACKET socket for the whole namespace, read by a dedicated
@@ -14,6 +14,8 @@ export interface Tripwire {
   readonly fired: number;
   /** Flood frames seen on any interface since start: a namespace-wide counter costing one syscall. */
   count(): number;
+  /** The last frames the tripwire received (evidence for a trip; read after the shut, allocates). */
+  frames(): TripwireFrame[];
   close(): void;
 }
 
@@ -41,6 +43,9 @@ export function createTripwire(addon: PacketAddon, onFrame: () => void, realtime
     },
     count() {
       return addon.readTripwire(handle);
+    },
+    frames() {
+      return closed ? [] : addon.tripwireFrames(handle);
     },
     close() {
       if (closed) return;

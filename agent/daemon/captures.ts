@@ -1,0 +1,92 @@
+import type { Logger } from '../log.js';
+import type { JournalEvent } from '../types.js';
+import type { TripwireFrame } from '../sources/packet.js';
+import { toPcapng } from '../evidence/pcapng.js';
+import { captureName, DEFAULT_CAPTURE_LIMITS, saveCapture, type CaptureLimits } from '../evidence/store.js';
+import { listInterfaces } from '../host/interfaces.js';
+
+// Evidence of a storm: after an automatic trip of a local port (the link is down: the breaker
+// journals a trip only once its link-down succeeded), the tripwire's ring of the last frames it
+// received is copied out and written as a pcapng into STATE_DIR/captures, then a `capture` event
+// names the file for the journal and `why`. Nothing here runs in the tick: the trip event only
+// schedules the work (setImmediate), and the file is written on libuv's pool. A capture that
+// cannot be taken or written costs nothing but the capture: said once when it starts failing
+// and once when captures are written again.
+
+export interface CaptureDeps {
+  stateDir: string;
+  /** The tripwire's ring, oldest first; null when there is no tripwire (no addon, no socket). */
+  frames(): TripwireFrame[] | null;
+  /** Is this port one of this host's interfaces (the tripwire sees only those)? */
+  isLocal(port: string): boolean;
+  record(e: JournalEvent): void;
+  log: Logger;
+  stopped(): boolean;
+  limits?: CaptureLimits;
+  /** ifindex -> interface name, read when a capture is written (default: this namespace's). */
+  names?(): ReadonlyMap<number, string>;
+}
+
+export interface Captures {
+  /** Every recorded event goes through here; automatic trips of local ports are captured. */
+  onRecord(e: JournalEvent): void;
+  /** Settles when the captures in flight are written (tests, stop). */
+  idle(): Promise<void>;
+}
+
+const interfaceNames = (): ReadonlyMap<number, string> => new Map(listInterfaces().map((p) => [p.ifindex, p.name]));
+
+/** An automatic trip: the breaker's own decision (an operator's trip carries `by`), link down. */
+export function wantsCapture(e: JournalEvent, isLocal: (port: string) => boolean): boolean {
+  return e.event === 'trip' && e.by === undefined && e.action?.ok === true && isLocal(e.port);
+}
+
+export function createCaptures(d: CaptureDeps): Captures {
+  const inFlight = new Set<Promise<void>>();
+  let failing = false;
+
+  function problem(err: string, port: string): void {
+    if (!failing) d.log.error({ component: 'evidence', port, err }, 'storm capture FAILED: trips go on, their frames are not saved (said once until a capture is written again)');
+    failing = true;
+  }
+
+  async function capture(trip: JournalEvent): Promise<void> {
+    if (d.stopped()) return;
+    const frames = d.frames(); // first: the ring keeps turning while anything still floods
+    if (frames === null) return problem('no tripwire (native addon or AF_PACKET socket unavailable)', trip.port);
+    if (frames.length === 0) return void d.log.info({ component: 'evidence', port: trip.port }, 'no frames to save for this trip: the tripwire saw none');
+    const tripMs = Date.parse(trip.ts);
+    const names = (d.names ?? interfaceNames)();
+    const bytes = toPcapng(frames, names, `stormbreaker trip of ${trip.port} at ${trip.ts}: ${trip.reason}`);
+    const path = await saveCapture(d.stateDir, captureName(Number.isFinite(tripMs) ? tripMs : Date.now(), trip.port), bytes, d.limits ?? DEFAULT_CAPTURE_LIMITS);
+    if (d.stopped()) return;
+    if (failing) d.log.info({ component: 'evidence', path }, 'storm captures written again');
+    failing = false;
+    const ifaces = new Set(frames.map((f) => f.ifindex)).size;
+    d.record({
+      ts: new Date().toISOString(),
+      event: 'capture',
+      port: trip.port,
+      reason: `storm frames saved: the last ${frames.length} broadcast/multicast frames the tripwire saw, on ${ifaces} interface(s)`,
+      policyHash: trip.policyHash,
+      tripTs: trip.ts,
+      capture: path,
+      frames: frames.length,
+      bytes: bytes.length,
+    });
+  }
+
+  return {
+    onRecord(e) {
+      if (!wantsCapture(e, d.isLocal)) return;
+      const p = new Promise<void>((resolve) => setImmediate(resolve))
+        .then(() => capture(e))
+        .catch((err: unknown) => problem((err as Error).message, e.port))
+        .finally(() => inFlight.delete(p));
+      inFlight.add(p);
+    },
+    idle: async () => {
+      await Promise.allSettled([...inFlight]);
+    },
+  };
+}

@@ -1,0 +1,94 @@
+// Evidence Wireshark opens: the real agent (dist/, in the kvm lab's host namespace) breaks a real
+// loop storm, and after the shut saves the tripwire's last frames as a pcapng in
+// STATE_DIR/captures; the journal's `capture` event and `why` name the file, tcpdump -r opens it
+// and shows the injected frame's source MAC, and the store's bounds hold (50 files, 16 MiB: the
+// state dir starts with 50 old captures, the second oldest one large, so the new capture pushes
+// out the oldest by count and the large one by size, and nothing else).
+// The storm is bounded: stormWithAgent opens the loop by hand after 1.5 s if the agent did not,
+// a guard downs both loop members 2.5 s after injection; the lab is torn down in afterAll.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { run, ns } from '../../scripts/lab/exec.js';
+import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
+import { stormWithAgent } from '../../scripts/lab/scenario.js';
+import type { Lab } from '../../scripts/lab/topology.js';
+import { eventsOf, newStateDir, readJournalStrict, REPO, runCli, sleep, stormGuard, useKvmLab } from '../helpers/agent-lab.js';
+
+const PREFIX = 'sbt-cp-';
+const POLICY = `${REPO}policies/lab.yaml`;
+const MAX_FILES = 50;
+const MAX_BYTES = 16 * 1024 * 1024;
+
+let lab: Lab;
+useKvmLab(PREFIX, (l) => (lab = l));
+
+const oldName = (i: number): string => `trip-2020-01-01T00-00-${String(i).padStart(2, '0')}.000Z-up9.pcapng`;
+
+/** 50 old captures: 1000 bytes each but the second oldest, sparse, which fills the byte budget to 1000 bytes short. */
+function prefill(stateDir: string): void {
+  const dir = join(stateDir, 'captures');
+  mkdirSync(dir, { recursive: true });
+  for (let i = 0; i < MAX_FILES; i++) writeFileSync(join(dir, oldName(i)), Buffer.alloc(1000));
+  truncateSync(join(dir, oldName(1)), MAX_BYTES - (MAX_FILES - 1) * 1000 - 1000);
+}
+
+describe('storm capture (kvm)', () => {
+  it("saves the storm's frames after the trip: named in the journal and why, opened by tcpdump with the injected source MAC, bounded", async () => {
+    const stateDir = newStateDir('cp');
+    prefill(stateDir);
+    const mac = (JSON.parse((await run(ns(lab.ns.vm1, ['ip', '-j', 'link', 'show', 'eth0']))).stdout) as Array<{ address: string }>)[0]!.address;
+    let agent: AgentHandle | null = null;
+    const cancel = stormGuard(lab);
+    try {
+      agent = await startAgent(lab.ns.host, { policy: POLICY, stateDir });
+      await sleep(300);
+      // Not a reaction test (agent-loops is): the loop is opened by hand only after 1.5 s, so a
+      // machine that is busy elsewhere delays the trip but does not skip the capture under test.
+      const r = await stormWithAgent(lab, agent, 1500);
+      cancel();
+      const trip = r.trips.find((l) => l.msg === 'trip' && l.port === 'up1');
+      expect(trip, JSON.stringify(r.trips)).toBeDefined();
+      const cap = await agent.waitFor((l) => l.msg === 'capture' && l.port === 'up1', 5000);
+      expect(cap.tripTs).toBe(trip!.ts);
+      const path = String(cap.capture);
+      expect(path).toBe(join(stateDir, 'captures', `trip-${String(trip!.ts).replace(/:/g, '-')}-up1.pcapng`));
+      const frames = Number(cap.frames);
+      // Bounded by the ring: at most 256 frames of at most 128 bytes.
+      expect(frames).toBeGreaterThan(0);
+      expect(frames).toBeLessThanOrEqual(256);
+      expect(statSync(path).size).toBe(cap.bytes);
+      expect(statSync(path).size).toBeLessThan(256 * (128 + 64) + 4096);
+
+      // The journal has it, after the trip it names.
+      const journal = readJournalStrict(stateDir);
+      const jCap = eventsOf(journal, 'capture', 'up1');
+      expect(jCap).toHaveLength(1);
+      expect(jCap[0]).toMatchObject({ capture: path, tripTs: trip!.ts, frames });
+      expect(journal.indexOf(jCap[0]!)).toBeGreaterThan(journal.indexOf(eventsOf(journal, 'trip', 'up1')[0]!));
+
+      // why names the file (the live view; the journal replay is unit-tested).
+      const why = await runCli(['why', 'up1', '--socket', agent.socket]);
+      expect(why.code, why.stderr).toBe(0);
+      expect(why.stdout).toContain(`capture: ${path} (${frames} frames, pcapng)`);
+
+      // tcpdump (libpcap, the reader Wireshark shares the format with) opens it; one summary line
+      // per frame (it adds hex lines for the lab's unknown ethertype); the injected frame's source.
+      const td = spawnSync('tcpdump', ['-r', path, '-n', '-e'], { encoding: 'utf8', timeout: 10_000 });
+      expect(td.status, td.stderr).toBe(0);
+      const lines = td.stdout.trim().split('\n').filter((l) => /^\d\d:\d\d:\d\d\./.test(l));
+      expect(lines).toHaveLength(frames);
+      expect(lines.filter((l) => l.includes(`${mac} > ff:ff:ff:ff:ff:ff`)).length, td.stdout.slice(0, 500)).toBeGreaterThan(0);
+
+      // Bounds: the oldest went for the count, the large second oldest for the bytes, nothing else.
+      const files = readdirSync(join(stateDir, 'captures')).sort();
+      expect(files).toEqual([...Array.from({ length: MAX_FILES - 2 }, (_, i) => oldName(i + 2)), path.split('/').pop()]);
+      expect(files.reduce((a, f) => a + statSync(join(stateDir, 'captures', f)).size, 0)).toBeLessThanOrEqual(MAX_BYTES);
+      console.log(`[agent-capture] ${frames} frames in ${cap.bytes} bytes, written ${(Date.parse(String(cap.ts)) - Date.parse(String(trip!.ts)))} ms after the trip event; first: ${lines[0]}`);
+    } finally {
+      cancel();
+      await agent?.stop('SIGTERM');
+    }
+  }, 30_000);
+});
