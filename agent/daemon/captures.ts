@@ -4,6 +4,7 @@ import type { TripwireFrame } from '../sources/packet.js';
 import { toPcapng } from '../evidence/pcapng.js';
 import { captureName, DEFAULT_CAPTURE_LIMITS, saveCapture, type CaptureLimits } from '../evidence/store.js';
 import { listInterfaces } from '../host/interfaces.js';
+import { AUTO_RECOVERY } from '../breaker/state.js';
 
 // Evidence of a storm: after an automatic trip of a local port (the link is down: the breaker
 // journals a trip only once its link-down succeeded), the tripwire's ring of the last frames it
@@ -36,9 +37,12 @@ export interface Captures {
 
 const interfaceNames = (): ReadonlyMap<number, string> => new Map(listInterfaces().map((p) => [p.ifindex, p.name]));
 
-/** An automatic trip: the breaker's own decision (an operator's trip carries `by`), link down. */
+/**
+ * An automatic trip, link down: the breaker's own decision or a recovery probe's re-trip (an
+ * operator's trip carries who asked in `by`).
+ */
 export function wantsCapture(e: JournalEvent, isLocal: (port: string) => boolean): boolean {
-  return e.event === 'trip' && e.by === undefined && e.action?.ok === true && isLocal(e.port);
+  return e.event === 'trip' && (e.by === undefined || e.by === AUTO_RECOVERY) && e.action?.ok === true && isLocal(e.port);
 }
 
 export function createCaptures(d: CaptureDeps): Captures {

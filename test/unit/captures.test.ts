@@ -38,9 +38,10 @@ function harness(frames: TripwireFrame[] | null, stateDir = tmp()) {
 }
 
 describe('storm captures in the daemon', () => {
-  it('captures automatic trips of local ports only: not an operator trip, a failed link-down, an ESXi port, a would-trip', () => {
+  it('captures automatic trips of local ports only (a recovery re-trip too): not an operator trip, a failed link-down, an ESXi port, a would-trip', () => {
     const local = (p: string): boolean => !p.includes('/');
     expect(wantsCapture(trip(), local)).toBe(true);
+    expect(wantsCapture(trip({ by: 'auto-recovery' }), local)).toBe(true);
     expect(wantsCapture(trip({ by: { uid: 0, source: 'kernel' } }), local)).toBe(false);
     expect(wantsCapture(trip({ action: { ...ok, ok: false } }), local)).toBe(false);
     expect(wantsCapture(trip({ port: 'esx1/vmnic1' }), local)).toBe(false);
