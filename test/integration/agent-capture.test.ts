@@ -40,16 +40,19 @@ describe('storm capture (kvm)', () => {
     prefill(stateDir);
     const mac = (JSON.parse((await run(ns(lab.ns.vm1, ['ip', '-j', 'link', 'show', 'eth0']))).stdout) as Array<{ address: string }>)[0]!.address;
     let agent: AgentHandle | null = null;
-    const cancel = stormGuard(lab);
+    let cancel = (): void => undefined;
     try {
       agent = await startAgent(lab.ns.host, { policy: POLICY, stateDir });
       await sleep(300);
+      // Armed just before the frame: armed before a slow agent start, it once opened the loop
+      // before anything was injected (no storm at all).
+      cancel = stormGuard(lab);
       // Not a reaction test (agent-loops is): the loop is opened by hand only after 1.5 s, so a
       // machine that is busy elsewhere delays the trip but does not skip the capture under test.
       const r = await stormWithAgent(lab, agent, 1500);
       cancel();
       const trip = r.trips.find((l) => l.msg === 'trip' && l.port === 'up1');
-      expect(trip, JSON.stringify(r.trips)).toBeDefined();
+      expect(trip, `no trip: storm ${JSON.stringify(r.stats)}; agent said ${JSON.stringify(agent.logs.slice(-12).map((l) => [l.msg, l.port, l.reason]))}`).toBeDefined();
       const cap = await agent.waitFor((l) => l.msg === 'capture' && l.port === 'up1', 5000);
       expect(cap.tripTs).toBe(trip!.ts);
       const path = String(cap.capture);
