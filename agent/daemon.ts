@@ -78,6 +78,7 @@ function wirePipeline(b: Base) {
     cutReported: (r) => (tick.inbox.results.push(r), wake()),
     record: rec.record,
     onRecord: rec.onRecord,
+    replayed: b.replay.events,
   });
   for (const h of esx) watched.add(h.host);
   const kinds = portKinds([...esx.map((h) => h.kind), localKind(policy)]);

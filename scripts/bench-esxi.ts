@@ -246,7 +246,7 @@ async function waitReady(agent: AgentHandle, lab: EsxiLab, changed: Map<string, 
     const fresh = h?.live === true && (h.session.lastBlockAgeMs ?? Infinity) < 1000;
     // The re-read an action schedules must be over, or it would run inside the next storm.
     const reread = !(inventoryReadAt(st) < inventoryAfterMs - 50);
-    last = `live=${h?.live} streamed=${streamed} renewed=${renewed} forwarding=${forwarding} fresh=${fresh} reread=${reread} ids=${JSON.stringify([...ids])}`;
+    last = `live=${h?.live} streamed=${streamed} renewed=${renewed} forwarding=${forwarding} fresh=${fresh} reread=${reread} ids=${JSON.stringify([...ids])} not forwarding=${JSON.stringify(st.ports.filter((p) => p.state !== 'forwarding'))}`;
     if (streamed && renewed && forwarding && fresh && reread) {
       const a = await readLinkStats(lab.ns.esx);
       await sleep(200);
@@ -257,7 +257,9 @@ async function waitReady(agent: AgentHandle, lab: EsxiLab, changed: Map<string, 
     }
     await sleep(100);
   }
-  throw new Error(`agent not ready for the next storm within ${timeoutMs} ms: ${last}`);
+  // What the agent did meanwhile, to tell a bench problem from an agent one.
+  const said = agent.logs.filter((l) => ['trip', 'restore', 'fuse', 'action-failed', 'reassert', 'escalate'].includes(String(l.msg))).slice(-12);
+  throw new Error(`agent not ready for the next storm within ${timeoutMs} ms: ${last}\n${said.map((l) => `  ${String(l.msg)} ${String(l.port)} ${String(l.reason)} ${JSON.stringify((l.action as { via?: string; ok?: boolean } | undefined) ?? {}).slice(0, 160)}`).join('\n')}`);
 }
 
 /** Put every disconnected vNIC back through the stand-in's own vim-cmd (fallback when a restore failed). */

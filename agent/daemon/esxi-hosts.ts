@@ -23,6 +23,8 @@ export interface EsxiHostsDeps {
   record(e: JournalEvent): void;
   /** Every event recorded from now on; returns the unsubscribe. */
   onRecord(fn: (e: JournalEvent) => void): () => void;
+  /** The journal as read at start: fuse events it already holds are not journaled twice. */
+  replayed: readonly JournalEvent[];
 }
 
 export function startEsxiHosts(policy: Policy, d: EsxiHostsDeps): Array<{ host: EsxHost; kind: PortKind }> {
@@ -40,8 +42,11 @@ export function startEsxiHosts(policy: Policy, d: EsxiHostsDeps): Array<{ host: 
       onRates: d.ratesArrived,
       onInventory: () => kind && d.inventoryRead(kind),
       onFuseReport(r) {
+        // Already journaled (its ack was lost with a connection): a later fuse replays it; ack only.
+        if (acks.journaled(r.cut.id)) return r.ack();
         if (r.result) return acks.cut(r.result, r.ack, !r.taken);
-        d.record({ ts: new Date().toISOString(), event: 'fuse', port: r.cut.port, reason: fuseReportReason(r.host, r.cut), host: r.host, fuse: r.cut, replayed: r.replayed });
+        const reason = `${fuseReportReason(r.host, r.cut)}${r.undone ? ' while the agent was not connected; the host shows the vNIC connected again since, so it is not tripped again' : ''}`;
+        d.record({ ts: new Date().toISOString(), event: 'fuse', port: r.cut.port, reason, host: r.host, fuse: r.cut, replayed: r.replayed });
         r.ack();
       },
       onFuseState(h, state, why, program) {
@@ -65,24 +70,39 @@ export function startEsxiHosts(policy: Policy, d: EsxiHostsDeps): Array<{ host: 
  */
 function fuseAcks(d: EsxiHostsDeps) {
   const pending = new Map<string, () => void>();
-  let unsubscribe: (() => void) | null = null;
-  const onEvent = (e: JournalEvent): void => {
-    const id = (e.action as ActionResult | undefined)?.origin?.id;
+  /** Fuse event ids the journal holds (bounded: the newest MAX_JOURNALED). */
+  const journaled = new Set<string>();
+  const remember = (e: JournalEvent): string | undefined => {
+    const id = fuseIdOf(e);
+    if (id === undefined) return undefined;
+    journaled.add(id);
+    if (journaled.size > MAX_JOURNALED) journaled.delete(journaled.values().next().value!);
+    return id;
+  };
+  for (const e of d.replayed) remember(e);
+  d.onRecord((e) => {
+    const id = remember(e);
     const ack = id === undefined ? undefined : pending.get(id);
     if (!ack || (e.event !== 'trip' && e.event !== 'action-failed')) return;
     pending.delete(id!);
     ack();
-    if (pending.size === 0 && unsubscribe) {
-      unsubscribe();
-      unsubscribe = null;
-    }
-  };
+  });
   return {
+    journaled: (id: string): boolean => journaled.has(id),
     /** `report`: to the breaker here; false when the agent's own link-down returns it. */
     cut(result: ActionResult, ack: () => void, report: boolean): void {
       pending.set(result.origin!.id, ack);
-      unsubscribe ??= d.onRecord(onEvent);
       if (report) d.cutReported(result);
     },
   };
+}
+
+const MAX_JOURNALED = 4096;
+
+/** The fuse event a journal line records: a trip's (or failure's) origin, or a `fuse` report. */
+function fuseIdOf(e: JournalEvent): string | undefined {
+  const origin = (e.action as ActionResult | undefined)?.origin?.id;
+  if (origin !== undefined) return origin;
+  const f = e.event === 'fuse' ? (e.fuse as { id?: unknown } | undefined) : undefined;
+  return typeof f?.id === 'string' ? f.id : undefined;
 }

@@ -4,7 +4,7 @@
 import type { ActionRequest, ActionResult, EsxiActionRecord, EsxiHostPolicy, Policy, PortPolicy, PortRates, TickSource } from '../types.js';
 import type { EsxInventory } from './inventory.js';
 import { readInventory } from './read-inventory.js';
-import { streamItems, watchedPorts } from './ports.js';
+import { macOfVnicPort, streamItems, watchedPorts } from './ports.js';
 import { hostRates, type HostRates } from './host-rates.js';
 import { startSession, type RemoteExec, type Session, type SessionFuse, type SessionState, type SessionStatus } from './session.js';
 import { hostIntake } from './host-intake.js';
@@ -96,7 +96,7 @@ export interface EsxHostHooks {
    * The fuse reported a cut it made (`result`: journal it as a trip, then ack), or something that
    * is not a cut (`result` null: refused, dry-run, failed; journal it, then ack).
    */
-  onFuseReport?(r: { host: string; cut: FuseCut; replayed: boolean; result: ActionResult | null; ack(): void; taken: boolean }): void;
+  onFuseReport?(r: { host: string; cut: FuseCut; replayed: boolean; result: ActionResult | null; ack(): void; taken: boolean; undone: boolean }): void;
   /** The fuse armed (with its hash), could not arm (the shell loop streams) or ended. */
   onFuseState?(host: string, state: FuseState, why: string, program: FuseProgram | null): void;
   /** Carries out link-down / link-up on the host (injected: esxi/ does not depend on actions/). */
@@ -142,7 +142,12 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
 
   function onFuseCut(cut: FuseCut, replayed: boolean): void {
     if (cut.outcome === 'cutting') return waits.cutting(cut.port, Date.now());
-    const result = fuseCutResult(host.name, cut, replayed, inventory, fuseSeen(policy, host, rates, cut));
+    const made = fuseCutResult(host.name, cut, replayed, inventory, fuseSeen(policy, host, rates, cut));
+    // A cut replayed from while the agent was away, whose vNIC the host shows connected again (the
+    // inventory is read at connect, before the fuse starts): history, not a trip. Feeding it to the
+    // breaker would have cut the port again after an operator's restore (seen in bench-esxi).
+    const undone = made !== null && replayed && vnicConnectedNow(inventory, host.name, cut.port);
+    const result = undone ? null : made;
     if (result) {
       // As after the agent's own action: judge only purely post-cut counters, and read what the
       // host has now (the vNIC left its port) so the fuse is re-armed without it.
@@ -151,7 +156,7 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
     }
     // A cut the agent's own link-down is waiting for is its result (act() returns it): not a second one.
     const taken = result !== null && waits.took(result);
-    hooks.onFuseReport?.({ host: host.name, cut, replayed, result, ack: () => session.fuseAck([cut.id]), taken });
+    hooks.onFuseReport?.({ host: host.name, cut, replayed, result, ack: () => session.fuseAck([cut.id]), taken, undone });
   }
 
   const fuse = sessionFuse(host, log);
@@ -216,6 +221,12 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
     if (refreshTimer) clearInterval(refreshTimer);
     await session.stop();
   }
+}
+
+/** Does the inventory show this vNIC port (`<host>/vnic-<mac>`) connected? */
+function vnicConnectedNow(inv: EsxInventory | null, host: string, port: string): boolean {
+  const mac = macOfVnicPort(port.slice(host.length + 1));
+  return mac !== null && (inv?.vms.some((vm) => vm.nics.some((n) => n.mac === mac && n.connected === true)) ?? false);
 }
 
 /** The agent's side of a fuse's cut: its last rates of the hot ports, and when. */

@@ -9,7 +9,7 @@
 // python falls back to the shell loop and says why. What it cannot prove: anything about a real
 // ESXi host.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildEsxiLab, closeLoop, openLoop, standinArgv, teardownEsxiLab, type EsxiLab } from '../../scripts/lab/esxi/lab.js';
 import { readInventory } from '../../scripts/lab/esxi/inventory.js';
@@ -55,8 +55,11 @@ const setAgentLink = (state: 'up' | 'down') => run(['ip', '-n', lab.ns.agent, 'l
 const fuseArmed = (l: Line): boolean => l.msg === 'fuse' && l.state === 'armed';
 const isTrip = (l: Line): boolean => l.msg === 'trip';
 
-async function withAgent(tag: string, policy: string, body: (a: AgentHandle) => Promise<void>): Promise<void> {
-  const agent = await startAgent(lab.ns.agent, { policy, stateDir: newStateDir(tag) });
+const withAgent = (tag: string, policy: string, body: (a: AgentHandle) => Promise<void>): Promise<void> => withAgentIn(newStateDir(tag), policy, body);
+
+/** An agent on `policy` with its state in `stateDir`; the loop opened, the agent stopped and the lab reset on every path. */
+async function withAgentIn(stateDir: string, policy: string, body: (a: AgentHandle) => Promise<void>): Promise<void> {
+  const agent = await startAgent(lab.ns.agent, { policy, stateDir });
   try {
     await body(agent);
   } catch (e) {
@@ -151,6 +154,44 @@ describe('agent with the on-host fuse armed, management in band, uplinks saturat
       expect(trip.by).toBe('fuse@esx1');
       expect(String(trip.reason)).toMatch(/cut by the fuse on esx1/);
     }), 90_000);
+
+  it('a cut already journaled, replayed by a later fuse because its ack was lost, is acked and not journaled again', async () => {
+    const policy = writePolicy('policy-armed.yaml');
+    const stateDir = newStateDir('fuse-replay');
+    let line = '';
+    let port = '';
+    await withAgentIn(stateDir, policy, async (agent) => {
+      await agent.waitFor(fuseArmed, 20_000);
+      const storm = await startStorm();
+      let trip: Line;
+      try {
+        trip = await waitForNew(agent, isTrip, 20_000);
+      } finally {
+        await storm.done();
+      }
+      port = String(trip.port);
+      const a = trip.action as { argv: string[]; durationMs: number; origin: { id: string; fuse: { instance: string; version: number; wallMs: number } } };
+      expect(await until(() => !fuseEventsText().includes(a.origin.id), 10_000)).toBe(true);
+      // The fuse's own record of that cut, as it was before the ack (which we now pretend was lost).
+      line = JSON.stringify({ id: a.origin.id, instance: a.origin.fuse.instance, version: a.origin.fuse.version, port, portId: '1', hot: [], tUs: 1, wallMs: a.origin.fuse.wallMs, dryRun: false, outcome: 'cut', argv: a.argv, rc: 0, ms: a.durationMs });
+      const restored = waitForNew(agent, (l) => l.msg === 'restore' && l.port === port, 15_000);
+      expect((await runCli(['restore', port, '--reason', 'test', '--socket', agent.socket])).code).toBe(0);
+      await restored;
+    });
+    appendFileSync(join(lab.dir, 'stormbreaker-fuse.events'), `${line}\n`);
+    const id = (JSON.parse(line) as { id: string }).id;
+    await withAgentIn(stateDir, policy, async (agent) => {
+      await agent.waitFor(fuseArmed, 20_000);
+      // Replayed at the new fuse's start, acked at once: the file forgets it...
+      expect(await until(() => !fuseEventsText().includes(id), 10_000)).toBe(true);
+      await sleep(1500);
+      // ...and the journal has that cut once, the port stays restored (no trip, no reassert).
+      const j = readJournalStrict(agent.stateDir);
+      expect(j.filter((e) => e.event === 'trip' && (e.action as { origin?: { id: string } } | undefined)?.origin?.id === id)).toHaveLength(1);
+      expect(agent.logs.filter((l) => l.msg === 'trip' || l.msg === 'reassert')).toHaveLength(0);
+      expect(await isUp(lab.ns.esx, port === VNIC_A0 ? 'vnA0' : 'vnA1')).toBe(true);
+    });
+  }, 120_000);
 
   it('a host without python: the shell loop streams, and status and the journal say why', async () => {
     lab.python = null;
