@@ -103,15 +103,19 @@ describe('automatic recovery in a kvm lab', () => {
     });
   }, 30_000);
 
-  async function caseA(a: AgentHandle, armed: ArmedInject): Promise<void> {
+  /** A storm, tripped at up1, then cancelled; `probe` waits for up1's first recovery probe. */
+  async function tripUp1(a: AgentHandle): Promise<{ probe: Promise<Line> }> {
     const s1 = await storm();
-    let probeLogged: Promise<Line>;
     try {
       await a.waitFor(isTrip('up1'), 2000);
-      probeLogged = waitForNew(a, (l) => l.msg === 'probe' && l.port === 'up1', 3000);
+      return { probe: waitForNew(a, (l) => l.msg === 'probe' && l.port === 'up1', 3000) };
     } finally {
       s1.cancel();
     }
+  }
+
+  async function caseA(a: AgentHandle, armed: ArmedInject): Promise<void> {
+    const { probe: probeLogged } = await tripUp1(a);
     expect(await downHostPorts(lab)).toEqual(['up1']);
     // The probe closes the loop again; one frame during it is the same storm.
     // Listen before sending: the re-trip may be logged before the sender returns.
@@ -165,14 +169,7 @@ describe('automatic recovery in a kvm lab', () => {
   }, 30_000);
 
   async function caseB(a: AgentHandle, armed: ArmedInject): Promise<void> {
-    const s1 = await storm();
-    let probeLogged: Promise<Line>;
-    try {
-      await a.waitFor(isTrip('up1'), 2000);
-      probeLogged = waitForNew(a, (l) => l.msg === 'probe' && l.port === 'up1', 3000);
-    } finally {
-      s1.cancel();
-    }
+    const { probe: probeLogged } = await tripUp1(a);
     await breakLoopByHand(lab); // up2 down: the loop is broken elsewhere
     // A frame during the probe crosses once and is gone: no storm without the loop.
     const next = waitForNew(a, (l) => l.msg === 'restore' && l.port === 'up1', 5000);
