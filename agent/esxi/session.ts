@@ -18,6 +18,7 @@ import { fuseRemoteLine, type FuseProgram } from './fuse/program.js';
 import { startFuse, type FuseClient, type FuseState } from './fuse/client.js';
 import type { FuseCut } from './fuse/lines.js';
 import type { FusePlan } from './fuse/plan.js';
+import { lateness } from './fuse/lateness.js';
 
 export type SessionState = 'connecting' | 'streaming' | 'stale' | 'backoff' | 'refused' | 'stopped';
 
@@ -55,6 +56,8 @@ export interface FuseStatus {
   version: number;
   sha256: string;
   samples: number;
+  /** Samples dropped as delivered more than staleMs late (old numbers). */
+  lateDropped: number;
 }
 
 /** The on-host fuse for this session (policy `fuse` not off). */
@@ -428,7 +431,7 @@ function startShellStream(d: StreamerDeps, sh: StreamerState, items: StreamItem[
 /** The fuse on this connection; false when no plan can be made (the shell loop streams). */
 function startFuseStream(d: StreamerDeps, sh: StreamerState, f: SessionFuse, items: StreamItem[], live: () => boolean): boolean {
   const { hooks } = d;
-  const st: FuseStatus = { state: 'starting', why: 'starting on the host', version: f.program.version, sha256: f.program.sha256, samples: 0 };
+  const st: FuseStatus = { state: 'starting', why: 'starting on the host', version: f.program.version, sha256: f.program.sha256, samples: 0, lateDropped: 0 };
   sh.fuseStatus = st;
   let plan: FusePlan;
   try {
@@ -440,10 +443,16 @@ function startFuseStream(d: StreamerDeps, sh: StreamerState, f: SessionFuse, ite
     return false;
   }
   let keys = planKeys(plan);
+  const late = lateness();
   const argv = [d.ssh, ...sessionArgv(d.opts, d.ctl, fuseRemoteLine(f.program, f.stateDir, f.python)).slice(1)];
   const client = startFuse({ argv, program: f.program, plan }, {
-    onSample(_tUs, values, tRecvNs) {
+    onSample(tUs, values, tRecvNs) {
       if (!live()) return;
+      // Read on time but delivered late: old numbers, never judged (and not a sign of life).
+      if (late.of(tUs, tRecvNs) > d.opts.staleMs) {
+        st.lateDropped++;
+        return;
+      }
       sh.blocks++;
       st.samples++;
       sh.lastBlockNs = tRecvNs;

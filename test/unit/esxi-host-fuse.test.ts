@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { watchedPorts, streamItems } from '../../agent/esxi/ports.js';
 import { fuseCutResult, fusePlanFor } from '../../agent/esxi/host-fuse.js';
 import { fuseWaits } from '../../agent/esxi/fuse-waits.js';
+import { lateness } from '../../agent/esxi/fuse/lateness.js';
 import { hostRates } from '../../agent/esxi/host-rates.js';
 import type { EsxInventory } from '../../agent/esxi/inventory.js';
 import type { FuseCut } from '../../agent/esxi/fuse/lines.js';
@@ -153,5 +154,23 @@ describe("the agent's own link-down of a vNIC the armed fuse would cut", () => {
     const ended = w.cutOf('esx1/vnic-000c295ba000', 5000, 5000);
     w.held(false);
     expect(await ended).toBeNull();
+  });
+});
+
+describe('how late a fuse sample arrives (host clock vs agent clock)', () => {
+  it('a backlog delivered in a burst is seconds late; steady delivery and clock drift are not', () => {
+    const l = lateness();
+    const HOST0 = 5e9; // µs: the host's clock has another origin
+    // Every 15 ms, delivered 2 ms after it was read.
+    let t = 0;
+    for (let i = 0; i < 400; i++, t += 15) expect(l.of(HOST0 + t * 1e3, (t + 2) * 1e6)).toBeLessThan(1);
+    // The agent's side stalls 1.5 s: 100 samples arrive at once, the oldest 1.5 s late.
+    const lates: number[] = [];
+    for (let i = 0; i < 100; i++) lates.push(l.of(HOST0 + (t + i * 15) * 1e3, (t + 1500 + 2) * 1e6));
+    expect(lates[0]).toBeGreaterThan(1400);
+    expect(lates.at(-1)!).toBeLessThan(20);
+    // A host clock 50 ppm slow over 6 hours: the offset grows by 1.08 s, never taken for lateness.
+    const d = lateness();
+    for (let s = 0; s <= 6 * 3600; s += 1) expect(d.of(HOST0 + s * 1e6 * (1 - 50e-6), s * 1e9 + 2e6)).toBeLessThan(5);
   });
 });

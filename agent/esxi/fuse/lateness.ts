@@ -1,0 +1,33 @@
+// Pure: how late a fuse sample reaches the agent, from the host's own timestamp. A sample read on
+// time but delivered late (the local ssh starved, the socket buffered during a stall) carries old
+// numbers: judging it would act on stale data. The host's clock is not the agent's, so the offset
+// between them is learned: its minimum is the fastest delivery seen, and a sample's lateness is its
+// offset above that. The minimum is allowed to rise 1 ms per second, so clock drift between the
+// hosts (tens of ppm) never makes fresh samples look late, while a real backlog (a second or more)
+// does.
+
+export interface Lateness {
+  /** ms this sample arrived later than the fastest delivery seen (>= 0). */
+  of(hostUs: number, recvNs: number): number;
+  reset(): void;
+}
+
+const RISE_PER_NS = 1e-3;
+
+export function lateness(): Lateness {
+  let minOffsetNs = Infinity;
+  let lastRecvNs = 0;
+  return {
+    of(hostUs, recvNs) {
+      const offset = recvNs - hostUs * 1e3;
+      if (minOffsetNs !== Infinity) minOffsetNs += Math.max(0, recvNs - lastRecvNs) * RISE_PER_NS;
+      lastRecvNs = recvNs;
+      if (offset < minOffsetNs) minOffsetNs = offset;
+      return (offset - minOffsetNs) / 1e6;
+    },
+    reset() {
+      minOffsetNs = Infinity;
+      lastRecvNs = 0;
+    },
+  };
+}
