@@ -124,13 +124,26 @@ function linkSetArgv(netns: string, dev: string, ...what: string[]): string[] {
   return ['ip', '-n', netns, 'link', 'set', 'dev', dev, ...what];
 }
 
+export interface BuildOptions {
+  /**
+   * Build the host side in the network namespace of this process (e.g. a booted container's
+   * PID 1) instead of a new one: `ip netns attach` names it `${prefix}host`, and the agent
+   * running there sees the lab's ports as its own. Teardown deletes the links and the name.
+   */
+  hostNetnsOfPid?: number;
+}
+
 /**
  * Pure: the commands that build a plan, in order. Loop members come up last so that the loop
  * closes only once everything else is in place.
  */
-export function planCommands(plan: LabPlan): string[][] {
+export function planCommands(plan: LabPlan, opts: BuildOptions = {}): string[][] {
   const cmds: string[][] = [];
-  for (const n of plan.namespaces) cmds.push(['ip', 'netns', 'add', n]);
+  for (const n of plan.namespaces) {
+    // The host side may be a namespace that already exists (a container's), given a name here.
+    if (n === plan.lab.ns.host && opts.hostNetnsOfPid !== undefined) cmds.push(['ip', 'netns', 'attach', n, String(opts.hostNetnsOfPid)]);
+    else cmds.push(['ip', 'netns', 'add', n]);
+  }
   for (const n of plan.namespaces) {
     // Before any link exists: new devices copy `default`, `all` covers the rest.
     cmds.push(sysctlArgv(n, 'net.ipv6.conf.all.disable_ipv6'), sysctlArgv(n, 'net.ipv6.conf.default.disable_ipv6'));
@@ -184,12 +197,15 @@ export async function assertQuiet(lab: Lab, windowMs = QUIET_WINDOW_MS): Promise
   }
 }
 
-export async function buildLab(shape: Shape, prefix: string): Promise<Lab> {
+export async function buildLab(shape: Shape, prefix: string, opts: BuildOptions = {}): Promise<Lab> {
   const plan = labPlan(shape, prefix);
+  if (opts.hostNetnsOfPid !== undefined && !(Number.isInteger(opts.hostNetnsOfPid) && opts.hostNetnsOfPid > 1)) {
+    throw new Error(`hostNetnsOfPid must be a process id > 1, got ${opts.hostNetnsOfPid}`);
+  }
   // Leftovers of an earlier run with this prefix would make `ip netns add` fail.
   await teardownLab(prefix);
   try {
-    for (const argv of planCommands(plan)) await run(argv);
+    for (const argv of planCommands(plan, opts)) await run(argv);
     await assertQuiet(plan.lab);
     return plan.lab;
   } catch (err) {

@@ -69,10 +69,15 @@ export interface Container {
  * booted by systemd, so there is no machined to register with and no manager to make a scope.
  */
 export async function bootContainer(dir: string, bootTimeoutMs = 60_000): Promise<Container> {
-  // --private-network: the container's own network namespace (only lo), and nspawn keeps
-  // CAP_NET_ADMIN for it as root has on a real host.
+  // --private-network: the container's own network namespace (only lo; a lab can be built
+  // around it, see buildLab's hostNetnsOfPid), and nspawn keeps CAP_NET_ADMIN for it as root has
+  // on a real host. Measured: --network-namespace-path=/run/netns/LAB instead drops CAP_NET_ADMIN
+  // from the container and mounts a /sys whose class/net is the namespace nspawn started in
+  // (eth0, ifb0...), not the lab's, so the agent watched 0 ports and could shut none.
+  // SYSTEMD_NSPAWN_API_VFS_WRITABLE: /sys writable as on a host (nspawn's default is read-only,
+  // which would push the agent off its sysfs link-down route onto `ip link`).
   const argv = ['systemd-nspawn', '-q', '-b', '-D', dir, '--register=no', '--keep-unit', '--console=passive', '--private-network'];
-  const nspawn = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const nspawn = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SYSTEMD_NSPAWN_API_VFS_WRITABLE: '1' } });
   let out = '';
   nspawn.stdout!.setEncoding('utf8').on('data', (d: string) => (out = (out + d).slice(-20_000)));
   nspawn.stderr!.setEncoding('utf8').on('data', (d: string) => (out = (out + d).slice(-20_000)));

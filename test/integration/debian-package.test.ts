@@ -3,8 +3,12 @@
 // (Debian's own nodejs >= 20); lintian judges the .deb; then systemd-nspawn boots that root with
 // systemd as PID 1 (its own network namespace) and the packaged unit is checked under it: READY,
 // logs in journald, only its three capabilities, `systemctl reload`, the watchdog restarting a
-// SIGSTOPped agent, and apt remove / purge / a fresh install that enables the service without
-// starting it. (Breaking a lab storm from inside the container is not proven yet: see README.)
+// SIGSTOPped agent (the port it tripped stays down), and apt remove / purge / a fresh install
+// that enables the service without starting it. A kvm lab is built around the container's own
+// network namespace (its ports are the container's, as a host's are the agent's): one broadcast
+// frame starts a real loop storm and the packaged agent, under the unit's hardening, shuts up1.
+// The storm is bounded: a guard downs both loop members 6 s after the frame; the container is
+// stopped and the lab torn down in afterAll.
 //
 // Suite: trixie, because bookworm's own nodejs is 18 and the package depends on nodejs (>= 20).
 // Nothing is cached: the root is downloaded on every run (the figure is printed).
@@ -13,14 +17,19 @@ import { copyFileSync, existsSync, lstatSync, mkdtempSync, readFileSync, rmSync,
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../scripts/lab/exec.js';
-import { REPO, requireBuiltAgent, until } from '../helpers/agent-lab.js';
+import { readLinkStats } from '../../scripts/lab/counters.js';
+import { inject } from '../../scripts/lab/traffic.js';
+import { buildLab, listNamespaces, teardownLab, type Lab } from '../../scripts/lab/topology.js';
+import { isUp, REPO, requireBuiltAgent, sleep, stormGuard, until } from '../helpers/agent-lab.js';
 import { bootContainer, mmdebstrap, type Container } from '../helpers/debian-root.js';
 
+const PREFIX = 'sbt-dp-';
 const SUITE = process.env.STORMBREAKER_DEB_SUITE ?? 'trixie';
 const dir = mkdtempSync('/var/tmp/sbt-deb-');
 const root = join(dir, 'root');
 let deb = '';
 let box: Container | null = null;
+let lab: Lab | null = null;
 const timings: Record<string, number> = {};
 
 const inRoot = (p: string): string => join(root, p);
@@ -52,9 +61,12 @@ afterAll(async () => {
   try {
     await box?.stop();
   } finally {
+    // After the container: its namespace is the lab's host side (teardown ends what runs there).
+    await teardownLab(PREFIX);
     rmSync(dir, { recursive: true, force: true });
   }
-}, 60_000);
+  expect(await listNamespaces(PREFIX)).toEqual([]);
+}, 90_000);
 
 describe('the .deb in a fresh Debian root', () => {
   it('apt installed it with Debian\'s nodejs >= 20: program, launcher, unit, conffile, state dir, enabled', async () => {
@@ -93,6 +105,9 @@ describe('the unit under a real systemd (PID 1 of a container)', () => {
     box = await bootContainer(root);
     timings.bootMs = Date.now() - t;
     console.log(`[debian-package] systemd-nspawn -b to a booted systemd: ${timings.bootMs} ms`);
+    // The lab's host side is the container's network namespace: the agent there (started at
+    // boot, before these ports existed) picks them up from the kernel's link notifications.
+    lab = await buildLab('kvm', PREFIX, { hostNetnsOfPid: box.pid1 });
   }, 120_000);
 
   it('starts at boot (enabled), sends READY, and logs to journald with priorities', async () => {
@@ -118,6 +133,45 @@ describe('the unit under a real systemd (PID 1 of a container)', () => {
     expect(status, caps).toMatch(/^NoNewPrivs:\s+1$/m);
   }, 30_000);
 
+  it('breaks a real loop storm under the hardening: the agent shuts up1, journals it, the storm ends', async () => {
+    const watched = async (): Promise<string[]> => {
+      const st = await box!.tryExec(['stormbreaker', 'status', '--json']);
+      if (st.code !== 0) return [];
+      return (JSON.parse(st.stdout) as { ports: Array<{ port: string; bridge: string | null }> }).ports.filter((p) => p.bridge === 'br0').map((p) => p.port).sort();
+    };
+    let ports: string[] = [];
+    expect(await until(async () => (ports = await watched()).length === 4, 10_000, 200), `watched ${ports.join(',')}`).toBe(true);
+    expect(ports).toEqual(['mgmt0', 'up1', 'up2', 'vm1']);
+    const cancel = stormGuard(lab!, 6000);
+    let downMs = -1;
+    let frameNs = 0;
+    try {
+      const t = Date.now();
+      frameNs = (await inject(lab!, 'vm1', 'eth0', { count: 1, kind: 'broadcast' })).tFirstNs;
+      const down = await until(async () => !(await isUp(lab!.ns.host, 'up1')), 5000, 20);
+      downMs = Date.now() - t;
+      expect(down, `up1 still up; unit said ${(await box!.exec(['journalctl', '-u', 'stormbreaker.service', '--no-pager', '-n', '15', '-o', 'cat'])).stdout.slice(-2000)}`).toBe(true);
+    } finally {
+      cancel();
+    }
+    // Exactly one member shut: up2 still up, and the loop quiet (no frame crosses up2).
+    expect(await isUp(lab!.ns.host, 'up2')).toBe(true);
+    await sleep(200);
+    const a = (await readLinkStats(lab!.ns.host)).get('up2')!;
+    await sleep(500);
+    const b = (await readLinkStats(lab!.ns.host)).get('up2')!;
+    expect(b.rxPackets - a.rxPackets + (b.txPackets - a.txPackets)).toBe(0);
+    // The journal inside the root and journald hold the trip; the link-down succeeded.
+    let trip: Record<string, unknown> | undefined;
+    expect(await until(() => (trip = journalEvents().find((e) => e.event === 'trip' && e.port === 'up1')) !== undefined, 3000)).toBe(true);
+    const action = trip!.action as { ok: boolean; via: string; durationMs: number };
+    expect(action.ok).toBe(true);
+    // One clock (CLOCK_MONOTONIC, shared with the container): the frame left vm1, the agent decided.
+    const decidedMs = ((trip!.evidence as { tNs: number }).tNs - frameNs) / 1e6;
+    expect((await unitJournal()).some((l) => l.MESSAGE.includes('"event":"trip"') && l.MESSAGE.includes('"port":"up1"'))).toBe(true);
+    console.log(`[debian-package] storm in the container: verdict ${decidedMs.toFixed(1)} ms after the frame left vm1; link-down via ${action.via} in ${action.durationMs.toFixed(1)} ms; up1 seen down by the test ${downMs} ms after it started the sender`);
+  }, 40_000);
+
   it('`systemctl reload`: a broken policy is refused (in journald), a good one is loaded, same process', async () => {
     const before = await box!.show('stormbreaker.service', ['MainPID', 'StatusText']);
     writeFileSync(inRoot('etc/stormbreaker/policy.yaml'), 'version: 2\n');
@@ -135,7 +189,7 @@ describe('the unit under a real systemd (PID 1 of a container)', () => {
     expect((await box!.show('stormbreaker.service', ['MainPID'])).MainPID).toBe(before.MainPID);
   }, 40_000);
 
-  it('a SIGSTOPped agent misses its watchdog and is restarted', async () => {
+  it('a SIGSTOPped agent misses its watchdog and is restarted; the tripped port stays down', async () => {
     const pid = (await box!.show('stormbreaker.service', ['MainPID'])).MainPID!;
     const t = Date.now();
     await box!.exec(['kill', '-STOP', pid]);
@@ -147,6 +201,8 @@ describe('the unit under a real systemd (PID 1 of a container)', () => {
     expect(restarted, box!.console().slice(-1500)).toBe(true);
     console.log(`[debian-package] SIGSTOP to active again after the watchdog restart: ${timings.watchdogRestartMs} ms (WatchdogSec=5)`);
     expect((await box!.exec(['journalctl', '-u', 'stormbreaker.service', '--no-pager'])).stdout).toMatch(/[Ww]atchdog timeout/);
+    // The restarted agent replayed its journal: the port it tripped stays down.
+    expect(await isUp(lab!.ns.host, 'up1')).toBe(false);
   }, 45_000);
 
   it('apt remove keeps policies and journal; purge removes what the package made; a new install is enabled, not started', async () => {

@@ -60,6 +60,15 @@ describe('planCommands', () => {
       expect(last).toEqual(p.lab.loopPorts.map((l) => `ip -n x-host link set dev ${l} up`));
     });
   }
+
+  it("hostNetnsOfPid: the host side is the given process's namespace, attached by name, not a new one", () => {
+    const p = labPlan('kvm', 'x-');
+    const cmds = planCommands(p, { hostNetnsOfPid: 4242 }).map((a) => a.join(' '));
+    expect(cmds).toContain('ip netns attach x-host 4242');
+    expect(cmds).not.toContain('ip netns add x-host');
+    expect(cmds).toContain('ip netns add x-sw');
+    expect(cmds.indexOf('ip netns attach x-host 4242')).toBeLessThan(cmds.indexOf('ip netns exec x-host sysctl -q -w net.ipv6.conf.all.disable_ipv6=1'));
+  });
 });
 
 describe('parsers', () => {
