@@ -42,7 +42,8 @@ export interface CounterReader {
    * Must not throw for a port that vanished: set counters.ok = false instead.
    */
   read(out: Map<string, Counters>): void;
-  close(): void;
+  /** May resolve later (the packet source's sockets close off the JS thread); stop awaits it. */
+  close(): void | Promise<void>;
 }
 
 /**

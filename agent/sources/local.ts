@@ -84,8 +84,8 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
 
     consume(): void {},
 
-    close(): void {
-      for (const r of readers) r.close();
+    async close(): Promise<void> {
+      await Promise.all(readers.map((r) => r.close()));
     },
   };
 }

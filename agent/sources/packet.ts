@@ -19,6 +19,12 @@ export interface PacketAddon {
   /** Frames matched since open. Throws ENODEV once the interface was deleted (or left the namespace). */
   read(fd: number): number;
   close(fd: number): void;
+  /**
+   * Forgets every fd at once and closes them on native threads, resolving when all are closed.
+   * Each AF_PACKET close waits for an RCU grace period (~12 ms without rcu_expedited): closed in
+   * parallel those waits overlap, and the JS thread never waits for them (native/packet_stats.c).
+   */
+  closeMany(fds: readonly number[]): Promise<void>;
   /** Start the tripwire thread (SCHED_FIFO at rtPriority when > 0); onFrame runs on the JS thread once per arm. */
   startTripwire(onFrame: () => void, rtPriority: number): TripwireHandle;
   armTripwire(h: TripwireHandle): void;
@@ -55,8 +61,8 @@ export interface PacketLog {
 export function loadPacketAddon(): PacketAddon | { error: string } {
   const addon = loadAddon();
   if ('error' in addon) return { error: String(addon.error) };
-  if (typeof addon.open !== 'function' || typeof addon.read !== 'function' || typeof addon.close !== 'function') {
-    return { error: `${addonPath()}: not the packet_stats addon (open/read/close missing)` };
+  if (typeof addon.open !== 'function' || typeof addon.read !== 'function' || typeof addon.closeMany !== 'function') {
+    return { error: `${addonPath()}: not the packet_stats addon (open/read/closeMany missing)` };
   }
   return addon as unknown as PacketAddon;
 }
@@ -85,20 +91,28 @@ export function createPacketSource(log?: PacketLog, addon?: PacketAddon): Counte
   // An array, not a Map: read() walks it by index, with no iterator allocated per tick.
   let watched: Watched[] = [];
 
-  function closeFd(fd: number): void {
-    if (fd < 0) return;
-    try {
-      native.close(fd);
-    } catch {
-      // Only EBADF (never opened by the addon) can land here; nothing left to release.
-    }
-  }
+  // Sockets being closed off the JS thread; close() waits for them so a stop ends only when the
+  // kernel has released them all (an exit with sockets left would release them one by one).
+  const closing = new Set<Promise<void>>();
 
-  function closePort(w: Watched): void {
-    closeFd(w.bcast);
-    closeFd(w.mcast);
-    w.bcast = -1;
-    w.mcast = -1;
+  function closePorts(ws: readonly Watched[]): void {
+    const fds: number[] = [];
+    for (const w of ws) {
+      if (w.bcast >= 0) fds.push(w.bcast);
+      if (w.mcast >= 0) fds.push(w.mcast);
+      w.bcast = -1;
+      w.mcast = -1;
+    }
+    if (fds.length === 0) return;
+    let p: Promise<void>;
+    try {
+      p = native.closeMany(fds);
+    } catch {
+      // Only EBADF (an fd never opened by the addon) can land here; nothing left to release.
+      return;
+    }
+    closing.add(p);
+    void p.finally(() => closing.delete(p));
   }
 
   function openPort(p: PortInfo): Watched {
@@ -107,7 +121,7 @@ export function createPacketSource(log?: PacketLog, addon?: PacketAddon): Counte
       w.bcast = native.open(p.name, 'broadcast');
       w.mcast = native.open(p.name, 'multicast');
     } catch (err) {
-      closePort(w);
+      closePorts([w]);
       const e = err as NodeJS.ErrnoException;
       log?.warn({ port: p.name, code: e.code, err: e.message }, 'packet counters unavailable for port');
     }
@@ -136,7 +150,7 @@ export function createPacketSource(log?: PacketLog, addon?: PacketAddon): Counte
         }
         next.push(openPort(p));
       }
-      for (const w of old.values()) closePort(w);
+      closePorts([...old.values()]);
       watched = next;
     },
 
@@ -169,9 +183,10 @@ export function createPacketSource(log?: PacketLog, addon?: PacketAddon): Counte
       }
     },
 
-    close(): void {
-      for (const w of watched) closePort(w);
+    async close(): Promise<void> {
+      closePorts(watched);
       watched = [];
+      await Promise.all([...closing]);
     },
   };
 }

@@ -7,9 +7,11 @@
 // Protocol: one JSON command per stdin line, one JSON reply per stdout line.
 //   {"op":"watch","ports":["p0","p1"]}  -> {"ok":true,"warnings":[...]}
 //   {"op":"read","ports":["p0"]}        -> {"ok":true,"counters":{"p0":{rxBroadcast,rxMulticast,ok}},"warnings":[...]}
+//   {"op":"sockets"}                    -> {"ok":true,"sockets":N}: AF_PACKET sockets this process holds
+//   {"op":"stop"}                       -> {"ok":true,"sockets":N,"ms":T}: close() awaited, then counted
 //   {"op":"close"}                      -> {"ok":true} and exit
 // Counts that are NaN come back as null (JSON has no NaN).
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 
@@ -31,6 +33,23 @@ function ifindexOf(name) {
   } catch {
     return 0;
   }
+}
+
+/** AF_PACKET sockets among this process's descriptors: their inodes, looked up in /proc/net/packet. */
+function packetSockets() {
+  const packet = new Set(readFileSync('/proc/net/packet', 'utf8').trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/).pop()));
+  let n = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    let target;
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue; // the directory's own fd, closed by now
+    }
+    const m = /^socket:\[(\d+)\]$/.exec(target);
+    if (m && packet.has(m[1])) n++;
+  }
+  return n;
 }
 
 function reply(obj) {
@@ -66,8 +85,14 @@ for await (const line of createInterface({ input: process.stdin })) {
         };
       }
       reply({ ok: true, counters: result });
+    } else if (cmd.op === 'sockets') {
+      reply({ ok: true, sockets: packetSockets() });
+    } else if (cmd.op === 'stop') {
+      const t0 = performance.now();
+      await source.close();
+      reply({ ok: true, ms: performance.now() - t0, sockets: packetSockets() });
     } else if (cmd.op === 'close') {
-      source.close();
+      await source.close();
       reply({ ok: true });
       break;
     } else {
@@ -77,5 +102,5 @@ for await (const line of createInterface({ input: process.stdin })) {
     reply({ ok: false, error: String(err?.stack ?? err) });
   }
 }
-source.close();
+await source.close();
 process.exit(0);
