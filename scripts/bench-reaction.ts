@@ -161,7 +161,17 @@ try {
 const text = report(results);
 process.stdout.write(text + '\n');
 mkdirSync(dirname(values.out!), { recursive: true });
-const slim = (x: ShapeRun) => ({ msFromInjection: x.msFromInject, msToVerdict: x.msToVerdict, framesLeaked: x.framesLeaked, down: x.down, trips: x.trips.map((t) => ({ event: t.msg, port: t.port, reason: t.reason })) });
+const slim = (x: ShapeRun) => ({ msFromInjection: x.msFromInject, msToVerdict: x.msToVerdict, framesLeaked: x.framesLeaked, down: x.down, trips: x.trips.map((t) => tripFacts(t, x.tInjectNs)) });
+/** A trip or escalation as the journal has it, timed from the injection (same monotonic clock): when its evidence was read, how long the link-down took, and the escalation's evidence window after the first shut. */
+function tripFacts(t: Record<string, unknown>, t0: number): Record<string, unknown> {
+  const ev = t.evidence as { tNs?: number; window?: Array<{ port: string; tMs: number; rxPps: number; txPps: number }> } | undefined;
+  const action = t.action as { durationMs?: number } | undefined;
+  const out: Record<string, unknown> = { event: t.msg, port: t.port, reason: t.reason };
+  if (ev?.tNs) out.msEvidence = Math.round((ev.tNs - t0) / 1e4) / 100;
+  if (action?.durationMs !== undefined) out.actionMs = action.durationMs;
+  if (t.msg === 'escalate' && ev?.window) out.window = ev.window.filter((w) => w.tMs > -12).map((w) => `${w.port} ${w.tMs.toFixed(2)} ${Math.round(w.rxPps)}/${Math.round(w.txPps)}`);
+  return out;
+}
 writeFileSync(
   values.out!,
   JSON.stringify(
