@@ -12,7 +12,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 import { downHostPorts, openLoop, resetPorts, stormWithAgent } from '../../scripts/lab/scenario.js';
-import { inject } from '../../scripts/lab/traffic.js';
+import { armInject } from '../../scripts/lab/traffic.js';
 import { run, ns } from '../../scripts/lab/exec.js';
 import type { Lab } from '../../scripts/lab/topology.js';
 import { request } from '../../agent/control/client.js';
@@ -94,23 +94,33 @@ describe('faults and hostile clients (kvm)', () => {
     const stateDir = newStateDir('ft-kill');
     let a: AgentHandle | null = await startAgent(lab.ns.host, { policy: POLICY, stateDir });
     const stats = { withTrip: 0, withIntentOnly: 0, none: 0, offsetsMs: [] as number[] };
-    // The frame leaves a few hundred ms after the sender is spawned (ip netns exec, python): aim
-    // each kill at 0-30 ms after the frame using the delay the previous injection had.
-    let latencyMs = 300;
+    // Each frame comes from a sender started ahead and waiting (armInject): it leaves within a
+    // pipe wake-up of fire(), not the few hundred ms of `ip netns exec` + python that spread the
+    // kills -940..+1056 ms around the frame with a core busy. Each kill is aimed at 0-30 ms after
+    // the frame using the delay the previous fire() had.
+    let latencyMs = 2;
     try {
       for (let k = 0; k < KILLS; k++) {
         await sleep(150);
         const before = readJournalStrict(stateDir).length;
         const delay = latencyMs + Math.random() * 30;
-        const spawnNs = hrNs();
-        const sent = inject(lab, 'vm1', 'eth0', { count: 1, kind: 'broadcast' });
-        await sleep(delay);
-        const killNs = hrNs();
-        await a.stop('SIGKILL');
-        a = null;
-        const t0 = (await sent).tFirstNs;
+        const armed = await armInject(lab, 'vm1', 'eth0', { count: 1, kind: 'broadcast' });
+        let t0: number;
+        let fireNs: number;
+        let killNs: number;
+        try {
+          fireNs = hrNs();
+          const sent = armed.fire();
+          await sleep(delay);
+          killNs = hrNs();
+          await a.stop('SIGKILL');
+          a = null;
+          t0 = (await sent).tFirstNs;
+        } finally {
+          armed.disarm();
+        }
         stats.offsetsMs.push((killNs - t0) / 1e6);
-        latencyMs = (t0 - spawnNs) / 1e6;
+        latencyMs = Math.max(0, (t0 - fireNs) / 1e6);
         const down = (await downHostPorts(lab)).filter((p) => lab.loopPorts.includes(p));
         // Bound the storm whatever happened: a loop left closed is opened by hand.
         if (down.length === 0) await openLoop(lab);
