@@ -25,10 +25,14 @@
 //     when > 0) that calls onFrame on the JS thread once per armTripwire(handle), so the
 //     first frame of a storm wakes an idle sampler at once; readTripwire(handle) -> frames
 //     its filter matched since start (a namespace-wide flood counter); stopTripwire(handle).
-//     The thread keeps the first TW_SNAP bytes of the last TW_RING frames it received, with
-//     wall-clock time, interface and original length, in a ring (a copy into preallocated
-//     memory, no allocation); tripwireFrames(handle) -> [{ sec, nsec, ifindex, len, pktType,
-//     data }] oldest first: the storm's evidence, read after the shut, never before it.
+//     The thread keeps the first TW_SNAP bytes of the frames it receives, with wall-clock time,
+//     interface and original length, in two rings (copies into memory allocated at start):
+//     the head rolls over the last TW_RING frames until TW_RING frames arrive within
+//     TW_ONSET_SPAN_NS (a storm's rate), then freezes, holding the storm's onset; later frames
+//     roll through the tail until the flood ends (tripwire_ring.h). tripwireFrames(handle) ->
+//     [{ sec, nsec, ifindex, len, pktType, onset, data }] oldest first, the frozen head's
+//     frames (onset: true) then the tail's: the storm's evidence, read after the shut, never
+//     before it; reading re-opens the head for the next storm.
 //     A dedicated thread rather than a read on libuv's pool so that its priority is ours to
 //     set: under a storm that pegs a core, a normal-priority waker is exactly what starves.
 //   setRealtime(priority) -> SCHED_FIFO for the calling (JS) thread only, reset on fork
@@ -48,6 +52,8 @@
 //     ($NOTIFY_SOCKET; '@' = abstract namespace), as sd_notify(3) does, without libsystemd.
 
 #include <node_api.h>
+
+#include "tripwire_ring.h"
 
 #include <errno.h>
 #include <net/if.h>
@@ -176,11 +182,6 @@ static int open_counter(int ifindex, unsigned pkttype) {
   return fd;
 }
 
-
-// Bytes of each tripwire frame kept as evidence (Ethernet, VLAN and IP/ARP headers), and how
-// many of the most recent frames the ring holds.
-#define TW_SNAP 128
-#define TW_RING 256
 
 // The tripwire: blocking, all interfaces (ifindex 0), broadcast or multicast, TW_SNAP bytes.
 static int open_tripwire(void) {
@@ -492,25 +493,18 @@ typedef struct {
   uint64_t seen;
   pthread_t thread;
   napi_threadsafe_function tsfn;
-  // Evidence ring: written by the tripwire thread, copied out by tripwireFrames under mu.
+  // Evidence: written by the tripwire thread, copied out by tripwireFrames under mu.
   pthread_mutex_t mu;
-  uint64_t ring_next;
-  struct {
-    int64_t sec;
-    int32_t nsec;
-    int32_t ifindex;
-    uint32_t len;
-    uint16_t caplen;
-    uint8_t pkttype;
-    uint8_t data[TW_SNAP];
-  } ring[TW_RING];
+  tw_evidence_t ev;
 } tripwire_t;
 
-// One frame into the ring slot after the newest (overwriting the oldest).
+// One frame into the evidence (tripwire_ring.h), with its wall-clock and monotonic times.
 static void tripwire_keep(tripwire_t *tw, const uint8_t *buf, ssize_t n, const struct msghdr *mh, const struct sockaddr_ll *sll) {
-  struct timespec ts;
+  struct timespec ts, mt;
   uint32_t len = (uint32_t)n;
   clock_gettime(CLOCK_REALTIME, &ts);
+  clock_gettime(CLOCK_MONOTONIC, &mt);
+  int64_t mono = (int64_t)mt.tv_sec * 1000000000LL + mt.tv_nsec;
   for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c != NULL; c = CMSG_NXTHDR((struct msghdr *)mh, c)) {
     if (c->cmsg_level == SOL_PACKET && c->cmsg_type == PACKET_AUXDATA && c->cmsg_len >= CMSG_LEN(sizeof(struct tpacket_auxdata))) {
       struct tpacket_auxdata aux;
@@ -518,17 +512,9 @@ static void tripwire_keep(tripwire_t *tw, const uint8_t *buf, ssize_t n, const s
       len = aux.tp_len;
     }
   }
-  pthread_mutex_lock(&tw->mu);
-  size_t i = (size_t)(tw->ring_next % TW_RING);
   size_t cap = (size_t)n < TW_SNAP ? (size_t)n : TW_SNAP;
-  tw->ring[i].sec = ts.tv_sec;
-  tw->ring[i].nsec = (int32_t)ts.tv_nsec;
-  tw->ring[i].ifindex = sll->sll_ifindex;
-  tw->ring[i].len = len;
-  tw->ring[i].caplen = (uint16_t)cap;
-  tw->ring[i].pkttype = sll->sll_pkttype;
-  memcpy(tw->ring[i].data, buf, cap);
-  tw->ring_next++;
+  pthread_mutex_lock(&tw->mu);
+  tw_keep(&tw->ev, ts.tv_sec, (int32_t)ts.tv_nsec, mono, buf, cap, len, sll->sll_ifindex, sll->sll_pkttype);
   pthread_mutex_unlock(&tw->mu);
 }
 
@@ -664,32 +650,42 @@ static void set_num(napi_env env, napi_value obj, const char *key, double v) {
   napi_set_named_property(env, obj, key, x);
 }
 
-// The ring, oldest first, copied under the lock (the thread waits at most one copy of ~40 KiB).
+// A ring's frames, oldest first, appended to arr from index *k.
+static void ring_out(napi_env env, napi_value arr, uint32_t *k, const tw_ring_t *r, int onset) {
+  uint64_t count = r->next < TW_RING ? r->next : TW_RING;
+  for (uint64_t j = 0; j < count; j++) {
+    const tw_frame_t *f = &r->f[(size_t)((r->next - count + j) % TW_RING)];
+    napi_value o, data, b;
+    void *dst;
+    napi_create_object(env, &o);
+    set_num(env, o, "sec", (double)f->sec);
+    set_num(env, o, "nsec", (double)f->nsec);
+    set_num(env, o, "ifindex", (double)f->ifindex);
+    set_num(env, o, "len", (double)f->len);
+    set_num(env, o, "pktType", (double)f->pkttype);
+    napi_get_boolean(env, onset, &b);
+    napi_set_named_property(env, o, "onset", b);
+    napi_create_buffer_copy(env, f->caplen, f->data, &dst, &data);
+    napi_set_named_property(env, o, "data", data);
+    napi_set_element(env, arr, (*k)++, o);
+  }
+}
+
+// The evidence, oldest first: the frozen head (the storm's onset) then the tail, or the rolling
+// head alone. Copied under the lock (the thread waits at most two copies of ~40 KiB); reading
+// re-opens the head, so the next storm's onset is kept afresh.
 static napi_value js_tripwire_frames(napi_env env, napi_callback_info info) {
   tripwire_t *tw = tripwire_arg(env, info);
   if (tw == NULL) return NULL;
-  static __typeof__(tw->ring) snap;
+  static tw_ring_t head, tail;
   pthread_mutex_lock(&tw->mu);
-  uint64_t next = tw->ring_next;
-  memcpy(snap, tw->ring, sizeof snap);
+  int frozen = tw_take(&tw->ev, &head, &tail);
   pthread_mutex_unlock(&tw->mu);
-  uint64_t count = next < TW_RING ? next : TW_RING;
   napi_value arr;
-  napi_create_array_with_length(env, (size_t)count, &arr);
-  for (uint64_t k = 0; k < count; k++) {
-    size_t i = (size_t)((next - count + k) % TW_RING);
-    napi_value o, data;
-    void *dst;
-    napi_create_object(env, &o);
-    set_num(env, o, "sec", (double)snap[i].sec);
-    set_num(env, o, "nsec", (double)snap[i].nsec);
-    set_num(env, o, "ifindex", (double)snap[i].ifindex);
-    set_num(env, o, "len", (double)snap[i].len);
-    set_num(env, o, "pktType", (double)snap[i].pkttype);
-    napi_create_buffer_copy(env, snap[i].caplen, snap[i].data, &dst, &data);
-    napi_set_named_property(env, o, "data", data);
-    napi_set_element(env, arr, (uint32_t)k, o);
-  }
+  uint32_t k = 0;
+  napi_create_array(env, &arr);
+  ring_out(env, arr, &k, &head, frozen);
+  ring_out(env, arr, &k, &tail, 0);
   return arr;
 }
 

@@ -7,8 +7,8 @@ import { listInterfaces } from '../host/interfaces.js';
 import { AUTO_RECOVERY } from '../breaker/state.js';
 
 // Evidence of a storm: after an automatic trip of a local port (the link is down: the breaker
-// journals a trip only once its link-down succeeded), the tripwire's ring of the last frames it
-// received is copied out and written as a pcapng into STATE_DIR/captures, then a `capture` event
+// journals a trip only once its link-down succeeded), the tripwire's rings (the storm's first
+// frames, frozen when the flood began, and the last ones it received) are copied out and written as a pcapng into STATE_DIR/captures, then a `capture` event
 // names the file for the journal and `why`. Nothing here runs in the tick: the trip event only
 // schedules the work (setImmediate), and the file is written on libuv's pool. A capture that
 // cannot be taken or written costs nothing but the capture: said once when it starts failing
@@ -67,11 +67,13 @@ export function createCaptures(d: CaptureDeps): Captures {
     if (failing) d.log.info({ component: 'evidence', path }, 'storm captures written again');
     failing = false;
     const ifaces = new Set(frames.map((f) => f.ifindex)).size;
+    const onset = frames.filter((f) => f.onset === true).length;
+    const kept = onset > 0 ? `the storm's first ${onset} broadcast/multicast frames and the last ${frames.length - onset} the tripwire saw` : `the last ${frames.length} broadcast/multicast frames the tripwire saw`;
     d.record({
       ts: new Date().toISOString(),
       event: 'capture',
       port: trip.port,
-      reason: `storm frames saved: the last ${frames.length} broadcast/multicast frames the tripwire saw, on ${ifaces} interface(s)`,
+      reason: `storm frames saved: ${kept}, on ${ifaces} interface(s)`,
       policyHash: trip.policyHash,
       tripTs: trip.ts,
       capture: path,

@@ -31,7 +31,11 @@ export interface PacketAddon {
   /** Broadcast/multicast frames the tripwire's filter matched since start, on all interfaces. */
   readTripwire(h: TripwireHandle): number;
   stopTripwire(h: TripwireHandle): void;
-  /** The tripwire's evidence ring (the last frames it received, first bytes only), oldest first. */
+  /**
+   * The tripwire's evidence (first bytes of each frame), oldest first: the storm's onset (the
+   * frames that froze its head ring, `onset: true`) then the latest frames; without a storm, the
+   * last frames it received. Reading re-opens the head for the next storm.
+   */
   tripwireFrames(h: TripwireHandle): TripwireFrame[];
   /** SCHED_FIFO for the calling thread, reset on fork (children run at normal priority). */
   setRealtime(priority: number): void;
@@ -46,6 +50,8 @@ export interface TripwireFrame {
   len: number;
   /** PACKET_BROADCAST (1) or PACKET_MULTICAST (2). */
   pktType: number;
+  /** One of the storm's first frames (the frozen head), not one of the latest. */
+  onset?: boolean;
   data: Buffer;
 }
 

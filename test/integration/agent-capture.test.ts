@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { run, ns } from '../../scripts/lab/exec.js';
 import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
+import { armInject, type ArmedInject } from '../../scripts/lab/traffic.js';
 import { stormWithAgent } from '../../scripts/lab/scenario.js';
 import type { Lab } from '../../scripts/lab/topology.js';
 import { eventsOf, newStateDir, readJournalStrict, REPO, runCli, sleep, stormGuard, useKvmLab } from '../helpers/agent-lab.js';
@@ -58,11 +59,11 @@ describe('storm capture (kvm)', () => {
       const path = String(cap.capture);
       expect(path).toBe(join(stateDir, 'captures', `trip-${String(trip!.ts).replace(/:/g, '-')}-up1.pcapng`));
       const frames = Number(cap.frames);
-      // Bounded by the ring: at most 256 frames of at most 128 bytes.
+      // Bounded by the rings: at most 256 onset and 256 latest frames of at most 128 bytes.
       expect(frames).toBeGreaterThan(0);
-      expect(frames).toBeLessThanOrEqual(256);
+      expect(frames).toBeLessThanOrEqual(512);
       expect(statSync(path).size).toBe(cap.bytes);
-      expect(statSync(path).size).toBeLessThan(256 * (128 + 64) + 4096);
+      expect(statSync(path).size).toBeLessThan(512 * (128 + 64) + 4096);
 
       // The journal has it, after the trip it names.
       const journal = readJournalStrict(stateDir);
@@ -91,6 +92,55 @@ describe('storm capture (kvm)', () => {
       console.log(`[agent-capture] ${frames} frames in ${cap.bytes} bytes, written ${(Date.parse(String(cap.ts)) - Date.parse(String(trip!.ts)))} ms after the trip event; first: ${lines[0]}`);
     } finally {
       cancel();
+      await agent?.stop('SIGTERM');
+    }
+  }, 30_000);
+
+  // The storm's first frame names who started it, but a loop storm soon gathers other frames
+  // (every host's ARP and retries) and a ring of the last frames before the read no longer holds
+  // it. Here one frame from a marked source (ONSET_MAC, from vm1) starts the loop and a burst of
+  // LATER frames from prod (another source) follows at once, circling too and still arriving after
+  // the shut: the capture must keep the first frame in its onset part. (With the earlier
+  // last-256 ring this failed: see the commit.)
+  it("keeps the storm's first frames (the onset), not only the last ones before the shut", async () => {
+    const ONSET_MAC = '02:5b:0e:00:00:01';
+    const LATER_MAC = '02:5b:0e:00:00:02';
+    const stateDir = newStateDir('cp2');
+    let agent: AgentHandle | null = null;
+    let first: ArmedInject | null = null;
+    let later: ArmedInject | null = null;
+    let cancel = (): void => undefined;
+    try {
+      // Both loop members up again (the first case's trip shut up1).
+      await run(ns(lab.ns.host, ['ip', 'link', 'set', 'dev', 'up1', 'up']));
+      await run(ns(lab.ns.host, ['ip', 'link', 'set', 'dev', 'up2', 'up']));
+      agent = await startAgent(lab.ns.host, { policy: POLICY, stateDir });
+      first = await armInject(lab, 'vm1', 'eth0', { count: 1, kind: 'broadcast', srcMac: ONSET_MAC });
+      later = await armInject(lab, 'prod', 'eth0', { count: 20_000, duration: 2, kind: 'broadcast', srcMac: LATER_MAC });
+      await sleep(300);
+      cancel = stormGuard(lab);
+      // A fresh agent: its first trip line is this storm's.
+      const tripped = agent.waitFor((l) => l.msg === 'trip' && l.port === 'up1', 8000);
+      const sent = first.fire();
+      await later.fire();
+      await sent;
+      const trip = await tripped;
+      const cap = await agent.waitFor((l) => l.msg === 'capture' && l.tripTs === trip.ts, 5000);
+      cancel();
+      const onset = Number(/the storm's first (\d+) /.exec(String(cap.reason))?.[1] ?? 0);
+      const td = spawnSync('tcpdump', ['-r', String(cap.capture), '-n', '-e'], { encoding: 'utf8', timeout: 10_000 });
+      expect(td.status, td.stderr).toBe(0);
+      const lines = td.stdout.trim().split('\n').filter((l) => /^\d\d:\d\d:\d\d\./.test(l));
+      const from = (mac: string) => lines.map((l, i) => (l.includes(`${mac} > ff:ff:ff:ff:ff:ff`) ? i : -1)).filter((i) => i >= 0);
+      const seen = `${lines.length} frames, onset ${onset}; ${ONSET_MAC} at ${JSON.stringify(from(ONSET_MAC).slice(0, 8))}, ${LATER_MAC} ${from(LATER_MAC).length}; reason: ${String(cap.reason)}`;
+      console.log(`[agent-capture] onset case: ${seen}`);
+      expect(from(ONSET_MAC).length, seen).toBeGreaterThan(0);
+      expect(from(ONSET_MAC)[0], seen).toBeLessThan(onset);
+      expect(from(LATER_MAC).length, seen).toBeGreaterThan(0);
+    } finally {
+      cancel();
+      first?.disarm();
+      later?.disarm();
       await agent?.stop('SIGTERM');
     }
   }, 30_000);
