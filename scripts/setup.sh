@@ -9,6 +9,26 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 2
 fi
 
+# Node.js >= 20 first: from this machine's apt when it offers one (Debian 13, or a configured
+# NodeSource repository); otherwise one line that says what to do, before anything else is
+# installed (on a fresh Debian 12 root that line came only after ~1 min of other packages).
+# Debian 12's own nodejs is 18.
+node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+if ! command -v node >/dev/null 2>&1 || [ "$(node_major)" -lt 20 ]; then
+  apt-get update -qq || true
+  cand=$(apt-cache policy nodejs 2>/dev/null | sed -n 's/^ *Candidate: *//p')
+  cand_major=$(printf '%s\n' "$cand" | sed -E 's/^[0-9]+://; s/[^0-9].*$//')
+  if [ -n "$cand_major" ] && [ "$cand_major" -ge 20 ] 2>/dev/null; then
+    echo "stormbreaker: installing Node.js $cand from apt (nodejs)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs >/dev/null
+    # Debian's nodejs comes without npm (NodeSource's includes it).
+    command -v npm >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+  else
+    echo "stormbreaker: Node.js >= 20 is required and this machine's apt offers nodejs ${cand:-none} (Debian 12's is 18): install Node 20 from NodeSource (deb.nodesource.com) or nvm, then run this again." >&2
+    exit 2
+  fi
+fi
+
 # Debian packages the lab and the agent use (ip/bridge, nft, tcpreplay, python3 for the frame
 # sender, a C toolchain for the AF_PACKET counter addon).
 pkgs=(iproute2 nftables tcpreplay python3 make g++ procps)
@@ -60,30 +80,12 @@ if [ "$((${#missing[@]} + ${#missing_norec[@]}))" -gt 0 ]; then
   fi
 fi
 
-# Node.js >= 20: from this machine's apt when it offers one (Debian 13, or a configured NodeSource
-# repository); otherwise one line that says what to do. Debian 12's own nodejs is 18.
-node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
-if ! command -v node >/dev/null 2>&1 || [ "$(node_major)" -lt 20 ]; then
-  apt-get update -qq || true
-  cand=$(apt-cache policy nodejs 2>/dev/null | sed -n 's/^ *Candidate: *//p')
-  cand_major=$(printf '%s\n' "$cand" | sed -E 's/^[0-9]+://; s/[^0-9].*$//')
-  if [ -n "$cand_major" ] && [ "$cand_major" -ge 20 ] 2>/dev/null; then
-    echo "stormbreaker: installing Node.js $cand from apt (nodejs)"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs >/dev/null
-    # Debian's nodejs comes without npm (NodeSource's includes it).
-    command -v npm >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
-  else
-    echo "stormbreaker: Node.js >= 20 is required and this machine's apt offers nodejs ${cand:-none} (Debian 12's is 18): install Node 20 from NodeSource (deb.nodesource.com) or nvm, then run this again." >&2
-    exit 2
-  fi
-fi
-
 # npm ci when node_modules is missing or older than the lock file (it also builds the addon).
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
 # Rebuilt when the C source is newer than the addon (a pull that changed it), not only when missing.
-[ build/Release/packet_stats.node -nt native/packet_stats.c ] || npm run --silent build:native >/dev/null
+{ [ build/Release/packet_stats.node -nt native/packet_stats.c ] && [ build/Release/packet_stats.node -nt native/tripwire_ring.h ]; } || npm run --silent build:native >/dev/null
 # raw-socket (ICMP echo for the reachability check) builds at install; npm 11 may hold back a
 # dependency's install script pending approval, so build it here if it is missing.
 [ -f node_modules/raw-socket/build/Release/raw.node ] || npm rebuild raw-socket --foreground-scripts --loglevel=error >/dev/null
