@@ -6,7 +6,7 @@ import { computeRates } from '../sample/rates.js';
 import { judgeBroadcast, sectionCounters, toCounters, type BroadcastJudgement, type EsxPort, type RawCounters } from './ports.js';
 import { VALUES_PER_ITEM } from './fuse/lines.js';
 import type { Result } from './result.js';
-import type { Block } from './stream.js';
+import { itemKey, type Block } from './stream.js';
 
 interface Track {
   port: EsxPort;
@@ -68,7 +68,7 @@ export function hostRates(host: EsxiHostPolicy, log: Log): HostRates {
       if (o && o.port.id === p.id) return { ...o, port: p };
       return { port: p, prev: emptyCounters(), cur: emptyCounters(), prevNs: 0, rates: blankRates(p), bcast: undefined, lastError: null, txFloodPrev: NaN, txFloodCur: NaN };
     });
-    byItem = new Map(tracks.map((t) => [`${t.port.kind}:${t.port.id}`, t]));
+    byItem = new Map(tracks.map((t) => [itemKey(t.port.kind, t.port.id), t]));
     portMap = new Map(tracks.map((t) => [t.port.name, t.port.policy]));
     rateList = tracks.map((t) => t.rates);
   }
@@ -109,7 +109,7 @@ export function hostRates(host: EsxiHostPolicy, log: Log): HostRates {
     rates: () => rateList,
     block(b, tNs) {
       for (const s of b.sections) {
-        const t = byItem.get(`${s.kind}:${s.id}`);
+        const t = byItem.get(itemKey(s.kind, s.id));
         if (t) section(t, sectionCounters(s, host.counters), tNs);
       }
     },

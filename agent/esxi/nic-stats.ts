@@ -114,8 +114,21 @@ export interface BroadcastCheck {
 
 /** Largest Ethernet frame counted here (jumbo 9216): bytes / this is a floor on frames. */
 const MAX_FRAME_BYTES = 9216;
+/** Frames a NIC must have received with rx broadcast still 0 before its counter is called absent. */
+export const BROADCAST_MIN_FRAMES = 10_000;
 
 const finite = (x: number): number => (Number.isFinite(x) && x > 0 ? x : 0);
+
+/**
+ * broadcastUsable()'s status for one sample, without building its sentence (no allocation): the
+ * per-sample path asks this, and builds the judgement again only when the status changes.
+ */
+export function broadcastStatus(s: BroadcastSample): BroadcastCheck['status'] {
+  if (finite(s.rxBroadcast) > 0) return 'reported';
+  if (!Number.isFinite(s.rxBroadcast)) return 'absent';
+  const frames = Math.max(finite(s.rxPackets), finite(s.rxMulticast), Math.floor(finite(s.rxBytes) / MAX_FRAME_BYTES));
+  return frames >= BROADCAST_MIN_FRAMES ? 'absent' : 'unknown';
+}
 
 /**
  * Decide whether a NIC's rx broadcast counter can be trusted, from one or more samples of its
@@ -131,7 +144,7 @@ const finite = (x: number): number => (Number.isFinite(x) && x > 0 ? x : 0);
  * counter would hide a broadcast storm completely.
  */
 export function broadcastUsable(samples: readonly BroadcastSample[], opts: { minFrames?: number } = {}): BroadcastCheck {
-  const minFrames = opts.minFrames ?? 10_000;
+  const minFrames = opts.minFrames ?? BROADCAST_MIN_FRAMES;
   let frames = 0;
   let bcast = 0;
   let mcast = 0;

@@ -9,8 +9,7 @@ import type { Counters, EsxiHostPolicy, Policy, PortPolicy, Role } from '../type
 import type { EsxInventory } from './inventory.js';
 import { bridgingNics } from './l2.js';
 import type { StreamItem, Section } from './stream.js';
-import { broadcastUsable } from './nic-stats.js';
-import { parseNicStats } from './nic-stats.js';
+import { BROADCAST_MIN_FRAMES, broadcastStatus, broadcastUsable, parseNicStats } from './nic-stats.js';
 import { parseVsishPnicStats } from './vsish.js';
 import { parsePortStats } from './port-stats.js';
 import { ok, fail, type Result } from './result.js';
@@ -147,17 +146,24 @@ export function sectionCounters(s: Section, counters: EsxiHostPolicy['counters']
 export interface BroadcastJudgement {
   usable: boolean;
   settled: boolean;
+  /** broadcastStatus() when it was made: re-judged only when that changes. */
+  status: 'reported' | 'absent' | 'unknown';
   reason: string;
 }
 
 export function judgeBroadcast(prev: BroadcastJudgement | undefined, raw: RawCounters): BroadcastJudgement {
   if (prev?.settled) return prev;
-  const c = broadcastUsable([{ ...raw, txBroadcast: raw.txBroadcast }]);
-  if (c.usable) return { usable: true, settled: true, reason: c.reason };
+  // Called per sample (66/s per port with the fuse): while the status stays, the judgement (and
+  // its sentence, logged when it changes) stays the same object.
+  const status = broadcastStatus(raw);
+  if (prev && prev.status === status) return prev;
+  const c = broadcastUsable([raw]);
+  if (c.usable) return { usable: true, settled: true, status, reason: c.reason };
   // A dead broadcast counter must not hide a storm: rate on every received frame instead
   // (thresholds.rxPps), which a loop storm crosses as surely as the flood threshold.
-  const why = c.reason.replace(/; rating on .*$/, '');
-  return { usable: false, settled: false, reason: `${why}; judging on total rx packets (rxPps) instead` };
+  // Not yet decided: no frame count in the sentence, which stays until the status changes.
+  const why = status === 'unknown' ? `rx broadcast still 0 after fewer than ${BROADCAST_MIN_FRAMES} frames` : c.reason.replace(/; rating on .*$/, '');
+  return { usable: false, settled: false, status, reason: `${why}; judging on total rx packets (rxPps) instead` };
 }
 
 /** Fill a Counters from raw ones as the judgement says (NaN = unknown: the detector rates rx total). */

@@ -19,6 +19,12 @@ import { remoteLine } from './ssh-argv.js';
 
 export type SectionKind = 'nic' | 'port';
 
+/**
+ * One watched item's key: `nic:vmnic0`, `port:33554440`. The stream's section markers, the rates'
+ * lookup and the fuse plan's sample order all name items this way.
+ */
+export const itemKey = (kind: SectionKind, id: string): string => `${kind}:${id}`;
+
 export interface StreamItem {
   kind: SectionKind;
   /** vmnic name, or vSwitch port ID (digits). */
@@ -54,7 +60,7 @@ export function streamScript(nonce: string, items: readonly StreamItem[]): strin
     const argv = toArgv(it.op);
     if (!argv.ok) throw new Error(argv.error);
     // stderr joins stdout: vsish -p prints its banner there, and an error text belongs to the block.
-    parts.push(`${m(`${it.kind}:${it.id}`)}; ${remoteLine(argv.value)} 2>&1; ${m('rc:$?')}`);
+    parts.push(`${m(itemKey(it.kind, it.id))}; ${remoteLine(argv.value)} 2>&1; ${m('rc:$?')}`);
   }
   // `read` fails at EOF (we closed stdin or the connection went): the loop, and the session, end.
   return `while read -r t; do case "$t" in *[!0-9]*|'') exit 2;; esac; ${m('begin:$t')}; ${parts.join('; ')}; ${m('end:$t')}; done`;

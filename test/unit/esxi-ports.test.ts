@@ -72,6 +72,24 @@ describe('ESXi ports', () => {
     expect(live).toMatchObject({ usable: true, settled: true });
     expect(judgeBroadcast(live, { ...dead, rxBroadcast: 0 })).toBe(live);
   });
+
+  it('an undecided counter keeps one judgement (same object, same sentence) per status, sample after sample', () => {
+    const quiet = { rxPackets: 10, txPackets: 1, rxBytes: 600, rxBroadcast: 0, rxMulticast: 0, txBroadcast: 0, txMulticast: 0 };
+    const j = judgeBroadcast(undefined, quiet);
+    expect(j).toMatchObject({ usable: false, settled: false, status: 'unknown' });
+    expect(j.reason).toBe('rx broadcast still 0 after fewer than 10000 frames; judging on total rx packets (rxPps) instead');
+    // More frames, still undecided: the same object (host-rates logs only when the sentence changes).
+    let k = j;
+    for (let n = 11; n < 9_999; n += 97) k = judgeBroadcast(k, { ...quiet, rxPackets: n });
+    expect(k).toBe(j);
+    // 10,000 frames and still no broadcast: absent, said once with the count at that moment.
+    const absent = judgeBroadcast(k, { ...quiet, rxPackets: 10_000 });
+    expect(absent).toMatchObject({ status: 'absent', settled: false });
+    expect(absent.reason).toMatch(/0 while >= 10000 frames were received/);
+    expect(judgeBroadcast(absent, { ...quiet, rxPackets: 20_000 })).toBe(absent);
+    // The counter moves: trusted for good.
+    expect(judgeBroadcast(absent, { ...quiet, rxPackets: 20_001, rxBroadcast: 1 })).toMatchObject({ usable: true, settled: true, status: 'reported' });
+  });
 });
 
 describe('ESXi action plans', () => {
