@@ -91,9 +91,9 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
  * Down every loop member afterMs from now unless cancelled: no storm outlives a failed or hung
  * test, whatever the agent does.
  */
-export function stormGuard(lab: Lab, afterMs = 2500): () => void {
+export function stormGuard(lab: Lab, afterMs = 2500, ports: readonly string[] = lab.loopPorts): () => void {
   const t = setTimeout(() => {
-    for (const p of lab.loopPorts) void linkDown(lab, p).catch(() => undefined);
+    for (const p of ports) void linkDown(lab, p).catch(() => undefined);
   }, afterMs);
   return () => clearTimeout(t);
 }

@@ -27,7 +27,10 @@ describe('protected loop members (kvm)', () => {
       agent = await startAgent(lab.ns.host, { policy: BOTH, stateDir: newStateDir('pr-both') });
       await sleep(300);
       const sent = await inject(lab, 'vm1', 'eth0', { count: 1, kind: 'broadcast' });
-      cancel = stormGuard(lab);
+      // The guard breaks the loop at up2 only, as the hand break does: whoever took up1 down, it was
+      // not this test (with the machine loaded, this test's own steps once outlasted the 2.5 s guard,
+      // which then took both members down and up1 looked shut).
+      cancel = stormGuard(lab, 2500, ['up2']);
       expect(sent.sent).toBe(1);
       // The storm runs; the agent must see it and say it may not act.
       const obs = await agent.waitFor((l) => l.msg === 'flood-observed' && l.port === lab.bridge, 2000);
