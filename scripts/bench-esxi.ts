@@ -6,12 +6,15 @@
 //   node dist/scripts/bench-esxi.js [--storms 10] [--sample-ms 100,50] [--seconds 10] [--warmup 2]
 //       [--guard-ms 2500] [--prefix sbb-] [--out out/bench-esxi.json]
 //       [--mgmt oob|inband] [--uplink-rate 4mbit] [--no-cost] [--fuse armed|stream|off]
+//       [--cold-idle-ms 30000]
+// --cold-idle-ms: the first storm of each agent comes after it has idled this long since it was
+// ready (cold: what a real agent's first storm meets), and is reported apart from the rest.
 // --fuse is the policy's esxi.hosts[].fuse (default armed, as the agent's): `off` measures the
 // shell loop alone, `stream` the fuse's counters with the agent's own cuts over SSH.
 // --mgmt inband puts vmk0 on vSwitch0 and the agent behind the physical switch; --uplink-rate
 // shapes the uplinks (tbf) so a loop fills them (scripts/lab/esxi/plan.ts, issue 12).
 import { esxiLabPolicy } from './lab/esxi/policy.js';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,6 +47,7 @@ const { values } = parseArgs({
     'uplink-rate': { type: 'string' },
     'no-cost': { type: 'boolean', default: false },
     fuse: { type: 'string', default: 'armed' },
+    'cold-idle-ms': { type: 'string', default: '0' },
   },
 });
 
@@ -65,6 +69,7 @@ const guardMs = num('guard-ms', values['guard-ms'], (x) => x >= 500 && x <= 3000
 const prefix = values.prefix!;
 const mgmt = values.mgmt === 'inband' ? 'inband' : values.mgmt === 'oob' ? 'oob' : fail(`--mgmt ${JSON.stringify(values.mgmt)}: oob or inband`);
 const uplinkRate = values['uplink-rate'];
+const coldIdleMs = num('cold-idle-ms', values['cold-idle-ms'], (x) => Number.isInteger(x) && x >= 0 && x <= 600_000);
 const fuseMode = values.fuse === 'armed' || values.fuse === 'stream' || values.fuse === 'off' ? values.fuse : fail(`--fuse ${JSON.stringify(values.fuse)}: armed, stream or off`);
 /** In band, the agent's own SSH crosses the uplinks: only the loop's VM ports must be silent, and a storm can cost the session (backoff up to 30 s). */
 const QUIET_PORTS = mgmt === 'inband' ? ['vnA0', 'vnA1'] : ['vmnic0', 'vmnic1', 'vnA0', 'vnA1'];
@@ -280,6 +285,8 @@ async function reconnectAll(lab: EsxiLab): Promise<number> {
 interface Storm {
   sampleMs: number;
   n: number;
+  /** The agent's first storm, after it idled >= --cold-idle-ms since it was ready. */
+  cold: boolean;
   /** Injection (send.py's first send) to the agent's verdict (evidence.tNs: the agent's monotonic clock). */
   msToVerdict: number;
   /** Injection to the `trip` log line's arrival on this side (its stdout, read here). */
@@ -291,6 +298,11 @@ interface Storm {
    * taken before the cut call; the stand-in shares this machine's clock). NaN when the agent cut.
    */
   msToHostCut: number;
+  /**
+   * The host's fuse cut in this storm but the agent had not journaled it by the window's end (its
+   * link was down or stalled): injection to the fuse's decision, from the host's own events file.
+   */
+  msToUnheardHostCut: number;
   /** Injection to the last frame at prod's eth0 before 20 ms of silence (observer, 1 ms polls). */
   msToQuiet: number;
   framesLeaked: number;
@@ -357,6 +369,7 @@ async function storm(lab: EsxiLab, agent: AgentHandle, sampleMs: number, n: numb
     await openLoop(lab);
     series = (await obs.stop()).eth0 ?? { t: [], c: [] };
   }
+  const hostCut = trip ? null : fuseCutSince(lab, wallT0);
   const trips = agent.logs.filter(isTrip);
   const said = trip
     ? []
@@ -386,6 +399,7 @@ async function storm(lab: EsxiLab, agent: AgentHandle, sampleMs: number, n: numb
   return {
     sampleMs,
     n,
+    cold: n === 1 && coldIdleMs > 0,
     msToVerdict: ev?.tNs ? (ev.tNs - t0) / 1e6 : NaN,
     msToTripLine: trip ? (tTripNs - t0) / 1e6 : NaN,
     actionMs: action?.durationMs ?? NaN,
@@ -394,12 +408,38 @@ async function storm(lab: EsxiLab, agent: AgentHandle, sampleMs: number, n: numb
     framesLeaked: st.framesLeaked ?? NaN,
     cut,
     escalations,
-    guardFired: guardFired && !trip,
+    msToUnheardHostCut: hostCut ? hostCut.wallMs - wallT0 : NaN,
+    guardFired: guardFired && !trip && !hostCut,
     blocksPerSec,
     inventoryReread: Math.abs(readAt1 - readAt0) > 100,
     said,
     restoredVia,
   };
+}
+
+/**
+ * The first cut the host's fuse recorded (its events file in the stand-in's fuse dir: lines the
+ * agent has not acked yet) at or after wallMs, or null.
+ */
+function fuseCutSince(l: EsxiLab, wallMs: number): { wallMs: number; port: string } | null {
+  let text = '';
+  try {
+    text = readFileSync(join(l.dir, 'stormbreaker-fuse.events'), 'utf8');
+  } catch {
+    return null;
+  }
+  let first: { wallMs: number; port: string } | null = null;
+  for (const line of text.split('\n')) {
+    let e: { outcome?: string; wallMs?: number; port?: string };
+    try {
+      e = JSON.parse(line) as typeof e;
+    } catch {
+      continue;
+    }
+    if (e.outcome !== 'cut' || typeof e.wallMs !== 'number' || e.wallMs < wallMs) continue;
+    if (!first || e.wallMs < first.wallMs) first = { wallMs: e.wallMs, port: String(e.port) };
+  }
+  return first;
 }
 
 // --- cost window -------------------------------------------------------------------------------------
@@ -464,8 +504,10 @@ in the window; the ESXi side (the sshd tree in the esx namespace) is the stand-i
 function stormReport(all: Storm[]): string[] {
   const lines = ['', 'time to break over SSH (ms from the injected frame; p50 / p95 / max)', 'sampleMs  storms  verdict                  trip line                action (vim-cmd)         quiet at prod            frames leaked (p50/p95/max)   cut (vmA vNIC / other)  escalations  unbroken  blocks/s in storm (p50)  inventory re-read in storm'];
   for (const ms of sampleMsList) {
-    const rs = all.filter((r) => r.sampleMs === ms);
-    if (rs.length === 0) continue;
+    // Warm storms in the percentiles; the cold one (if any) on its own line below.
+    const rs = all.filter((r) => r.sampleMs === ms && !r.cold);
+    const cold = all.filter((r) => r.sampleMs === ms && r.cold);
+    if (rs.length + cold.length === 0) continue;
     const s3 = (xs: number[], d = 0): string => {
       const s = summary(xs);
       return `${fmt(s.p50, d)} / ${fmt(s.p95, d)} / ${fmt(s.max, d)}`.padEnd(24);
@@ -475,6 +517,15 @@ function stormReport(all: Storm[]): string[] {
     lines.push(
       `${String(ms).padStart(8)}  ${String(rs.length).padStart(6)}  ${s3(rs.map((r) => r.msToVerdict))} ${s3(rs.map((r) => r.msToTripLine))} ${s3(rs.map((r) => r.actionMs))} ${s3(rs.map((r) => r.msToQuiet))} ${s3(rs.map((r) => r.framesLeaked)).padEnd(29)} ${`${vma} / ${other}`.padEnd(23)} ${String(rs.reduce((s, r) => s + r.escalations, 0)).padStart(11)}  ${String(rs.filter((r) => r.guardFired).length).padStart(8)}  ${fmt(summary(rs.map((r) => r.blocksPerSec)).p50, 1).padStart(23)}  ${String(rs.filter((r) => r.inventoryReread).length).padStart(26)}`,
     );
+    const decided = rs.map((r) => (Number.isFinite(r.msToHostCut) ? r.msToHostCut : r.msToUnheardHostCut)).filter(Number.isFinite);
+    if (decided.length > 0) {
+      const d = summary(decided);
+      lines.push(`          host's fuse decided (warm): p50 ${fmt(d.p50, 0)} / max ${fmt(d.max, 0)} ms over ${decided.length} cut(s), ${rs.filter((r) => Number.isFinite(r.msToUnheardHostCut)).length} of them unheard by the agent in the window`);
+    }
+    for (const r of cold) {
+      const decided = Number.isFinite(r.msToHostCut) ? r.msToHostCut : r.msToUnheardHostCut;
+      lines.push(`          cold (first storm, agent idle >= ${fmt(coldIdleMs / 1000, 0)} s): verdict ${fmt(r.msToVerdict, 0)} ms${Number.isFinite(decided) ? `, host's fuse decided ${fmt(decided, 0)} ms${Number.isFinite(r.msToUnheardHostCut) ? ' (unheard in the window)' : ''}` : ''}, quiet ${fmt(r.msToQuiet, 0)} ms, ${fmt(r.framesLeaked, 0)} frames, cut ${r.cut.join(',') || 'nothing'}`);
+    }
     const byPort = new Map<string, number>();
     for (const r of rs) for (const p of r.cut) byPort.set(p, (byPort.get(p) ?? 0) + 1);
     lines.push(`          cut: ${[...byPort].map(([p, k]) => `${p} x${k}`).join(', ') || 'nothing'}`);
@@ -514,6 +565,9 @@ const onSignal = () => {
 process.once('SIGINT', onSignal);
 process.once('SIGTERM', onSignal);
 
+/** When the agent of the current withAgent() became ready (monotonic ms): the cold storm idles from there. */
+let readyAtMs = 0;
+
 async function withAgent<T>(l: EsxiLab, sampleMs: number | null, fn: (a: AgentHandle) => Promise<T>): Promise<T> {
   const policy = join(work, `policy-${sampleMs ?? 'none'}.yaml`);
   writeFileSync(policy, policyYaml(l, sampleMs));
@@ -521,6 +575,7 @@ async function withAgent<T>(l: EsxiLab, sampleMs: number | null, fn: (a: AgentHa
   current = agent;
   try {
     if (sampleMs !== null) await waitReady(agent, l, new Map(), READY_MS);
+    readyAtMs = performance.now();
     return await fn(agent);
   } finally {
     await agent.stop();
@@ -534,6 +589,7 @@ work = mkdtempSync(join(tmpdir(), `${prefix}bench-esxi-`));
 const costs: Cost[] = [];
 const results: Storm[] = [];
 process.stderr.write(`bench-esxi: ${storms} storms per sampleMs ${sampleMsList.join(',')}, ${seconds} s cost windows; lab prefix ${prefix}\n`);
+let failed = true;
 try {
   lab = await buildEsxiLab(prefix, { mgmt, ...(uplinkRate ? { uplinkRate } : {}) });
   const l = lab;
@@ -551,23 +607,31 @@ try {
         `cost ${c.setting}: node ${fmt(c.agent.rootPct, 2)}%, ssh ${fmt(c.agent.byComm['ssh'] ?? 0, 2)}% (live: ${c.agent.live.join(',')}), exited ${fmt(c.agent.exitedPct, 2)}%, RSS ${fmt(c.agent.rootRssKb / 1024, 1)} MB, ${fmt(c.blocksPerSec ?? NaN, 1)} blocks/s, rtt ${fmt(c.roundTripMs ?? NaN, 1)} ms, ESXi side ${fmt(c.esxSide.totalPct, 1)}%${c.warnings.length ? `, warnings: ${c.warnings.slice(0, 3).join(' | ')}` : ''}\n`,
       );
       for (let i = 1; i <= storms; i++) {
+        if (i === 1 && coldIdleMs > 0) {
+          const wait = Math.max(0, coldIdleMs - (performance.now() - readyAtMs));
+          process.stderr.write(`sampleMs ${ms}: the agent idles ${fmt(wait / 1000, 1)} s more before its first (cold) storm\n`);
+          await sleep(wait);
+        }
         const r = await storm(l, agent, ms, i);
         results.push(r);
         process.stderr.write(
-          `sampleMs ${ms} storm ${i}/${storms}: verdict ${fmt(r.msToVerdict, 0)} ms, trip line ${fmt(r.msToTripLine, 0)} ms (action ${fmt(r.actionMs, 0)} ms${Number.isFinite(r.msToHostCut) ? `, host's fuse decided at ${fmt(r.msToHostCut, 0)} ms` : ''}), quiet ${fmt(r.msToQuiet, 0)} ms, ${fmt(r.framesLeaked, 0)} frames, cut ${r.cut.join(',') || 'nothing'}, ${fmt(r.blocksPerSec, 1)} blocks/s${r.inventoryReread ? ', inventory re-read in storm' : ''}${r.escalations ? `, ${r.escalations} escalation(s)` : ''}${r.guardFired ? ', NOT BROKEN: guard opened the loop' : ''}, restored via ${r.restoredVia}\n`,
+          `sampleMs ${ms} storm ${i}/${storms}: verdict ${fmt(r.msToVerdict, 0)} ms, trip line ${fmt(r.msToTripLine, 0)} ms (action ${fmt(r.actionMs, 0)} ms${Number.isFinite(r.msToHostCut) ? `, host's fuse decided at ${fmt(r.msToHostCut, 0)} ms` : ''}), quiet ${fmt(r.msToQuiet, 0)} ms, ${fmt(r.framesLeaked, 0)} frames, cut ${r.cut.join(',') || 'nothing'}, ${fmt(r.blocksPerSec, 1)} blocks/s${r.inventoryReread ? ', inventory re-read in storm' : ''}${r.escalations ? `, ${r.escalations} escalation(s)` : ''}${Number.isFinite(r.msToUnheardHostCut) ? `, cut by the host's fuse (decided at ${fmt(r.msToUnheardHostCut, 0)} ms; the agent heard of it after the window)` : ''}${r.guardFired ? ', NOT BROKEN: guard opened the loop' : ''}, restored via ${r.restoredVia}\n`,
         );
         for (const line of r.said) process.stderr.write(`    agent: ${line}\n`);
       }
     });
   }
+  failed = false;
 } finally {
   if (lab) await openLoop(lab).catch(() => undefined);
   await teardownEsxiLab(prefix);
-  rmSync(work, { recursive: true, force: true });
+  // A failed run keeps the agents' state dirs (journals) for whoever reads its error.
+  if (failed) process.stderr.write(`bench-esxi: failed; the agents' journals are kept in ${work}\n`);
+  else rmSync(work, { recursive: true, force: true });
 }
 process.stdout.write([HEADER, ...stormReport(results), ...costReport(costs), '', `total ${fmt((Date.now() - t0) / 1000, 0)} s`].join('\n') + '\n');
 mkdirSync(dirname(values.out!), { recursive: true });
 writeFileSync(
   values.out!,
-  JSON.stringify({ node: process.version, kernel: release(), mgmt, uplinkRate: uplinkRate ?? null, fuse: fuseMode, clkTck: hz, seconds, warmupMs, guardMs, holdSamples: HOLD_SAMPLES, date: new Date().toISOString(), storms: results, costs }, null, 2) + '\n',
+  JSON.stringify({ node: process.version, kernel: release(), coldIdleMs, mgmt, uplinkRate: uplinkRate ?? null, fuse: fuseMode, clkTck: hz, seconds, warmupMs, guardMs, holdSamples: HOLD_SAMPLES, date: new Date().toISOString(), storms: results, costs }, null, 2) + '\n',
 );
