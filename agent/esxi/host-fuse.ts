@@ -14,6 +14,14 @@ import type { FuseCut } from './fuse/lines.js';
 /** The fuse's hold: as the agent's own (holdSamples), at least two samples: one sample never trips. */
 export const fuseHold = (t: Pick<Thresholds, 'holdSamples'>): number => Math.min(50, Math.max(2, t.holdSamples));
 
+/**
+ * At rest the fuse sends its samples in one write per FUSE_BATCH_MS (every sample still reaches
+ * the agent and feeds its rates): the agent's ssh, event loop and detector wake ~10 times a second
+ * instead of once per sample. A sample at or over the falling edges below leaves at once, so a
+ * storm's first hot sample is not held back. Bounded by staleMs / 4 (a batch is never "late").
+ */
+export const FUSE_BATCH_MS = 100;
+
 /** Who the journal names for a cut the fuse made on `host`. */
 export const fuseBy = (host: string): string => `fuse@${host}`;
 
@@ -54,6 +62,8 @@ export function fusePlanFor(policy: Policy, host: EsxiHostPolicy, inv: EsxInvent
     // The fuse cuts vNICs only: a host whose policy does not allow that gets a fuse that reports.
     budget: host.actions.includes('vnic-disconnect') ? host.fuseBudget : 0,
     dryRun: host.fuse === 'stream' || policy.dryRun,
+    batchMs: Math.min(FUSE_BATCH_MS, Math.floor(host.staleMs / 4)),
+    ...warmRates(t, ports),
     vmnics: items.filter((i) => i.kind === 'nic').map((i) => i.id),
     vnics,
     vmkPortIds: [],
@@ -61,6 +71,22 @@ export function fusePlanFor(policy: Policy, host: EsxiHostPolicy, inv: EsxInvent
   });
   if (!r.ok) throw new Error(r.error);
   return r.plan;
+}
+
+/**
+ * The lowest falling edges of the host's watched ports (its thresholds where a port has none): a
+ * port at these rates is one the detector may be about to judge, so such a sample is not batched.
+ * For total rx (drivers without a broadcast counter) the edge is rxPps scaled as clearPps is.
+ */
+export function warmRates(host: Thresholds, ports: readonly EsxPort[]): { warmPps: number; warmRxPps: number } {
+  let warmPps = host.clearPps;
+  let warmRxPps = (host.rxPps * host.clearPps) / host.floodPps;
+  for (const p of ports) {
+    const t = p.policy.thresholds;
+    warmPps = Math.min(warmPps, t.clearPps);
+    warmRxPps = Math.min(warmRxPps, (t.rxPps * t.clearPps) / t.floodPps);
+  }
+  return { warmPps: Math.max(1, warmPps), warmRxPps: Math.max(1, Math.round(warmRxPps)) };
 }
 
 /** What the agent saw of a fuse's cut, for the journal and `why`: the fuse judged on the host. */

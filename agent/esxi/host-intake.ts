@@ -1,6 +1,8 @@
 // How counters from one ESXi host reach its rates, around actions: blocks (shell loop) or fuse
 // samples, each taken only when nothing the agent did straddles it. After an action, blocks asked
-// for before it landed are dropped, and the first block or sample after only sets a new baseline,
+// for before it landed are dropped, and so are fuse samples READ before it landed (at rest the
+// fuse sends them in batches, so such a sample can arrive after the action's result); the first
+// block or sample after only sets a new baseline,
 // so what is judged next is purely post-action; until that rate exists the host's ports are not
 // judged at all (the breaker's settle must not find the pre-action hot state and escalate on it).
 import type { HostRates } from './host-rates.js';
@@ -8,9 +10,13 @@ import type { Block } from './stream.js';
 
 export interface HostIntake {
   block(b: Block, tNs: number): void;
-  fuseSample(keys: readonly string[], values: Float64Array, tNs: number): void;
-  /** An action landed (the agent's: blocks through `sentTick` straddle it; or the fuse's cut). */
-  acted(sentTick: number): void;
+  /** Rates between read times (tReadNs); freshness by arrival (tRecvNs). */
+  fuseSample(keys: readonly string[], values: Float64Array, tReadNs: number, tRecvNs: number): void;
+  /**
+   * An action landed at atNs (the agent's: blocks through `sentTick` straddle it, and fuse samples
+   * read before atNs; or the fuse's cut, heard at atNs).
+   */
+  acted(sentTick: number, atNs: number): void;
   /** A post-action rate exists and the last one is younger than staleMs. */
   fresh(nowNs: number, staleMs: number): boolean;
   /** After the detector has seen the rates: they must not count again on later ticks. */
@@ -22,6 +28,7 @@ export function hostIntake(rates: HostRates, onRates: () => void): HostIntake {
   /** Rates not yet seen by the detector: consume() has work only then (it runs every tick). */
   let unconsumed = false;
   let ignoreThroughTick = 0;
+  let ignoreReadThroughNs = 0;
   let rebase = false;
   let awaitingPost = false;
 
@@ -48,14 +55,16 @@ export function hostIntake(rates: HostRates, onRates: () => void): HostIntake {
       rates.block(b, tNs);
       taken(tNs);
     },
-    fuseSample(keys, values, tNs) {
-      rates.arrived(tNs);
+    fuseSample(keys, values, tReadNs, tRecvNs) {
+      rates.arrived(tReadNs); // samples per second by read time: a batch arrives at one instant
+      if (tReadNs <= ignoreReadThroughNs) return;
       taking();
-      rates.fuseSample(keys, values, tNs);
-      taken(tNs);
+      rates.fuseSample(keys, values, tReadNs);
+      taken(tRecvNs);
     },
-    acted(sentTick) {
+    acted(sentTick, atNs) {
       ignoreThroughTick = sentTick;
+      ignoreReadThroughNs = atNs;
       rebase = true;
       awaitingPost = true;
     },

@@ -151,7 +151,7 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
     if (result) {
       // As after the agent's own action: judge only purely post-cut counters, and read what the
       // host has now (the vNIC left its port) so the fuse is re-armed without it.
-      intake.acted(session.sentTick());
+      intake.acted(session.sentTick(), Number(process.hrtime.bigint()));
       setTimeout(() => refreshStream(`after the fuse cut ${cut.port}`), 500).unref();
     }
     // A cut the agent's own link-down is waiting for is its result (act() returns it): not a second one.
@@ -198,7 +198,7 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
       const byFuse = req.kind === 'link-down' ? await waits.cutOf(req.port, FUSE_WAIT_MS, FUSE_CUTTING_WAIT_MS) : null;
       if (byFuse) return byFuse; // onFuseCut has already done what follows a cut
       const r = await hooks.act(req, { host, inventory, exec: session.exec, retries, ...(previous ? { previous } : {}) });
-      intake.acted(session.sentTick());
+      intake.acted(session.sentTick(), Number(process.hrtime.bigint()));
       // What the host now has (a disconnected vNIC leaves its port) decides what is streamed, but
       // only once the breaker has judged the action: restarting the stream leaves a gap in the
       // counters, and the settle that decides on escalation needs fresh blocks, not a gap.

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { classifySshError, masterArgv, remoteLine, sessionArgv, type SshFailure, type SshTarget } from './ssh-argv.js';
 import { spawnGroup } from '../host/child.js';
-import { createStreamParser, streamScript, type Block, type StreamItem } from './stream.js';
+import { createStreamParser, itemKey, streamScript, type Block, type StreamItem } from './stream.js';
 import { fuseRemoteLine, type FuseProgram } from './fuse/program.js';
 import { startFuse, type FuseClient, type FuseState } from './fuse/client.js';
 import type { FuseCut } from './fuse/lines.js';
@@ -82,7 +82,8 @@ export interface SessionHooks {
   /** Fuse only: the plan for these items; throwing means the shell loop streams instead. */
   fusePlan?(items: readonly StreamItem[]): FusePlan;
   /** Fuse only: one sample; keys[i] (`nic:vmnic0`, `port:<id>`) owns values[i*6 ...]. */
-  onFuseSample?(keys: readonly string[], values: Float64Array, tRecvNs: number): void;
+  /** tReadNs: when the host read it (on this clock, lateness.readAt); tRecvNs: when it arrived. */
+  onFuseSample?(keys: readonly string[], values: Float64Array, tReadNs: number, tRecvNs: number): void;
   /** Fuse only: a cut the fuse made (or refused, or would make); ack(id) once it is journaled. */
   onFuseCut?(cut: FuseCut, replayed: boolean): void;
   /** Fuse only: armed, not-armed (fell back to the shell loop) or exited. */
@@ -457,7 +458,7 @@ function startFuseStream(d: StreamerDeps, sh: StreamerState, f: SessionFuse, ite
       st.samples++;
       sh.lastBlockNs = tRecvNs;
       if (d.state() !== 'streaming') d.streaming(tRecvNs);
-      hooks.onFuseSample?.(keys, values, tRecvNs);
+      hooks.onFuseSample?.(keys, values, late.readAt(tUs), tRecvNs);
     },
     onCut: (cut, replayed) => live() && hooks.onFuseCut?.(cut, replayed),
     onRearm(p, ok, why) {
@@ -541,7 +542,7 @@ function paceTick(d: StreamerDeps, sh: StreamerState, live: () => boolean): void
 
 /** `nic:vmnic0` / `port:<id>` per watched item of a plan, in its order (host-rates' item keys). */
 function planKeys(p: FusePlan): string[] {
-  return p.watch.map((w) => (w.kind === 'pnic' ? `nic:${w.id}` : `port:${w.id}`));
+  return p.watch.map((w) => itemKey(w.kind === 'pnic' ? 'nic' : 'port', w.id));
 }
 
 /**

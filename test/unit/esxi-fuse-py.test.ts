@@ -75,3 +75,84 @@ print(json.dumps({"missing": hot_missing, "after": after, "cuts": len([1 for k, 
     expect(r.cuts).toBe(1); // budget 1
   });
 });
+
+/** fuse.py's real Out writing into a pipe (fd 1), fed by Fuse.warm() the way run() does. */
+function pyOut(body: string): unknown {
+  const harness = `
+import json, os
+g = {"__name__": "fuse_under_test"}
+exec(compile(open(${JSON.stringify(fusePath())}).read(), "fuse.py", "exec"), g)
+real = os.dup(1)  # the answer goes here; fd 1 becomes the pipe Out writes to
+def report(x): os.write(real, json.dumps(x).encode())
+r, w = os.pipe()
+os.dup2(w, 1)
+os.set_blocking(r, False)
+out = g["Out"]()
+class FakeVsi:
+    def __init__(self): self.stats = {}
+    def get(self, path): return self.stats[path]
+vsi = FakeVsi()
+PORT = "/net/portsets/vSwitch0/ports/10/stats"
+NIC = "/net/pNics/vmnic0/stats"
+f = g["Fuse"](vsi, out, "/nonexistent")
+def counters(rx, bc, nic_rx=0):
+    vsi.stats[PORT] = {"pktsRx": rx, "pktsTx": 0, "pktsRxBroadcast": bc, "pktsRxMulticast": 0}
+    vsi.stats[NIC] = {"rxpkt": nic_rx, "txpkt": 0, "rxbrdcast": 0, "rxmltcast": 0}  # counts no broadcast
+counters(0, 0)
+f.arm({"sampleMs": 15, "leaseMs": 5000, "pps": 20000, "hold": 2, "minHotPorts": 2, "settleMs": 100, "budget": 0,
+       "dryRun": True, "batchMs": 100, "warmPps": 1000, "warmRxPps": 5000,
+       "watch": [{"kind": "pnic", "id": "vmnic0"}, {"kind": "port", "portset": "vSwitch0", "id": "10"}],
+       "cutList": [], "protectedPortgroups": [], "protectedPorts": []})
+def drain():
+    try: return os.read(r, 1 << 20).decode().splitlines()
+    except BlockingIOError: return []
+drain()  # the A event
+def sample(t_ms, rx, bc, nic_rx=0):
+    counters(rx, bc, nic_rx)
+    t_us = t_ms * 1000
+    vals = f.read()
+    out.sample(("S %d x\\n" % t_us).encode(), t_us, f.warm(t_us, vals), 100000)
+    f.judge(t_us, vals)
+    return drain()
+${body}
+`;
+  return JSON.parse(execFileSync('python3', ['-c', harness], { encoding: 'utf8', timeout: 10_000 }));
+}
+
+describe('fuse.py batching (v3)', () => {
+  it('at rest, samples leave in one write per batchMs; none is lost or reordered', () => {
+    const r = pyOut(`
+first = sample(0, 0, 0)  # no previous sample: sent at once
+writes = [sample(t, t, t // 100) for t in range(15, 300, 15)]  # 66 rx/s, ~10 bc/s: quiet
+report({"first": first, "writes": writes})`) as { first: string[]; writes: string[][] };
+    expect(r.first).toEqual(['S 0 x']);
+    // Samples 15..285 ms: the batch begun at 15 leaves with the sample at 120 (105 ms after its
+    // oldest), the next (135..240) with 240; 255..285 are still buffered. Nothing lost or reordered.
+    expect(r.writes.map((w) => w.length)).toEqual([0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0]);
+    expect(r.writes.flat()).toEqual(Array.from({ length: 16 }, (_, i) => `S ${(i + 1) * 15000} x`));
+  });
+
+  it('a warm sample (broadcast, or total rx where no broadcast is counted) leaves at once with what was buffered', () => {
+    const r = pyOut(`
+sample(0, 0, 0)
+quiet = [sample(15, 1, 0), sample(30, 2, 0)]
+warm_bc = sample(45, 40, 30)        # 30 broadcast in 15 ms = 2000/s >= warmPps 1000
+after = sample(60, 41, 30)          # quiet again: buffered
+busy = sample(75, 200, 30)          # 159 rx in 15 ms = 10600/s, but this port counts broadcast: buffered
+warm_rx = sample(90, 201, 30, 100)  # vmnic0 counts no broadcast: 100 rx in 15 ms = 6667/s >= warmRxPps 5000
+sample(105, 202, 30, 101)           # buffered
+out.event("C", {"id": "x"})         # an event sends the batch before itself
+ev = drain()
+sample(120, 203, 30, 102)           # buffered
+out.event("X", {"why": "t"})
+ev2 = drain()
+report({"quiet": quiet, "warm_bc": warm_bc, "after": after, "busy": busy, "warm_rx": warm_rx, "ev": ev, "ev2": ev2})`) as Record<string, string[] | string[][]>;
+    expect(r.quiet).toEqual([[], []]);
+    expect(r.warm_bc).toEqual(['S 15000 x', 'S 30000 x', 'S 45000 x']);
+    expect(r.after).toEqual([]);
+    expect(r.busy).toEqual([]);
+    expect(r.warm_rx).toEqual(['S 60000 x', 'S 75000 x', 'S 90000 x']);
+    expect(r.ev).toEqual(['S 105000 x', 'C {"id":"x"}']);
+    expect(r.ev2).toEqual(['S 120000 x', 'X {"why":"t"}']);
+  });
+});

@@ -8,6 +8,8 @@ import { checkProgram, fusePath, fuseRemoteLine, KNOWN_FUSES, LOADER, loadProgra
 import { buildFusePlan, type FusePlanInput } from '../../agent/esxi/fuse/plan.js';
 import { parseFuseLine } from '../../agent/esxi/fuse/lines.js';
 import { parseProbe, probeArgv } from '../../agent/esxi/fuse/probe.js';
+import { FUSE_BATCH_MS, warmRates } from '../../agent/esxi/host-fuse.js';
+import type { EsxPort } from '../../agent/esxi/ports.js';
 
 const text = readFileSync(fusePath());
 
@@ -47,6 +49,9 @@ const input = (o: Partial<FusePlanInput> = {}): FusePlanInput => ({
   settleMs: 300,
   budget: 2,
   dryRun: false,
+  batchMs: 100,
+  warmPps: 5000,
+  warmRxPps: 15000,
   vmnics: ['vmnic0', 'vmnic1'],
   vnics: [vnic('esx1/vnic-b', '12', 'VM Network', false, 2), vnic('esx1/vnic-a0', '10', 'VM Network', true), vnic('esx1/vnic-a1', '11', 'VM Network', true, 1, 4001), vnic('esx1/vnic-p', '13', 'Prod', true, 3)],
   vmkPortIds: ['9'],
@@ -76,6 +81,16 @@ describe('fuse plan', () => {
     expect(buildFusePlan(input({ leaseMs: 10 }))).toMatchObject({ ok: false, error: expect.stringMatching(/leaseMs/) });
     expect(buildFusePlan(input({ budget: -1 }))).toMatchObject({ ok: false, error: expect.stringMatching(/budget/) });
     expect(buildFusePlan(input({ vmkPortIds: ['x'] }))).toMatchObject({ ok: false, error: expect.stringMatching(/vmk port id/) });
+    expect(buildFusePlan(input({ batchMs: 251 }))).toMatchObject({ ok: false, error: 'fuse plan: batchMs 251: 0-250' });
+    expect(buildFusePlan(input({ warmPps: 0 }))).toMatchObject({ ok: false, error: expect.stringMatching(/warmPps 0/) });
+  });
+
+  it('warm rates: the lowest falling edges of the host and its watched ports; rx scaled as clearPps is', () => {
+    const t = { floodPps: 20000, clearPps: 5000, rxPps: 60000, broadcastShare: 0.5, holdSamples: 2, floodHoldMs: 300, baselineFactor: 4 };
+    const port = (clearPps: number, floodPps = 20000) => ({ policy: { thresholds: { ...t, clearPps, floodPps } } }) as unknown as EsxPort;
+    expect(warmRates(t, [])).toEqual({ warmPps: 5000, warmRxPps: 15000 });
+    expect(warmRates(t, [port(5000), port(800, 4000)])).toEqual({ warmPps: 800, warmRxPps: 12000 });
+    expect(FUSE_BATCH_MS).toBeLessThanOrEqual(250);
   });
 });
 

@@ -4,6 +4,7 @@
 // and the daemon arming it are proven in test/integration/esxi-fuse-agent.test.ts.
 import { describe, expect, it } from 'vitest';
 import { watchedPorts, streamItems } from '../../agent/esxi/ports.js';
+import { itemKey } from '../../agent/esxi/stream.js';
 import { fuseCutResult, fusePlanFor } from '../../agent/esxi/host-fuse.js';
 import { fuseWaits } from '../../agent/esxi/fuse-waits.js';
 import { lateness } from '../../agent/esxi/fuse/lateness.js';
@@ -46,7 +47,7 @@ const items = streamItems(host, watched);
 describe('the fuse plan the daemon arms', () => {
   it('watches exactly the streamed items in their order; cuts the bridging VM first; never a protected port group or a vNIC without vmid/key', () => {
     const plan = fusePlanFor(policy, host, inv, watched, items);
-    expect(plan.watch.map((w) => (w.kind === 'pnic' ? `nic:${w.id}` : `port:${w.id}`))).toEqual(items.map((i) => `${i.kind}:${i.id}`));
+    expect(plan.watch.map((w) => itemKey(w.kind === 'pnic' ? 'nic' : 'port', w.id))).toEqual(items.map((i) => itemKey(i.kind, i.id)));
     expect(plan.cutList.map((c) => [c.port, c.argv.join(' ')])).toEqual([
       ['esx1/vnic-000c295ba000', 'vim-cmd vmsvc/device.connection 7 4000 0'],
       ['esx1/vnic-000c295ba001', 'vim-cmd vmsvc/device.connection 7 4001 0'],
@@ -95,7 +96,7 @@ describe("the fuse's samples as rates", () => {
     const log = { info: () => undefined, warn: () => undefined };
     const rates = hostRates(host, log);
     rates.set(watched);
-    const keys = items.map((i) => `${i.kind}:${i.id}`);
+    const keys = items.map((i) => itemKey(i.kind, i.id));
     const v = new Float64Array(6 * keys.length);
     const fill = (k: number): void => {
       for (let i = 0; i < keys.length; i++) v.set([1000 * k, 900 * k, 800 * k, 100 * k, 50 * k, 5 * k], 6 * i);
@@ -172,5 +173,20 @@ describe('how late a fuse sample arrives (host clock vs agent clock)', () => {
     // A host clock 50 ppm slow over 6 hours: the offset grows by 1.08 s, never taken for lateness.
     const d = lateness();
     for (let s = 0; s <= 6 * 3600; s += 1) expect(d.of(HOST0 + s * 1e6 * (1 - 50e-6), s * 1e9 + 2e6)).toBeLessThan(5);
+  });
+
+  it('samples that arrive together (a batch) are placed at their read times: rates are measured between those', () => {
+    const l = lateness();
+    const HOST0 = 7e9;
+    // The fuse sends its first sample at once (2 ms), then batches: 15..105 ms arrive together at 108 ms.
+    l.of(HOST0, 2e6);
+    const at: number[] = [];
+    for (let t = 15; t <= 105; t += 15) {
+      expect(l.of(HOST0 + t * 1e3, 108e6)).toBeLessThan(100);
+      at.push(l.readAt(HOST0 + t * 1e3));
+    }
+    // Each read time is 15 ms after the one before, whatever arrived when: 17, 32, ... 107 ms (plus
+    // the 1 ms/s the fastest-delivery offset may rise: 0.1 ms here).
+    expect(at.map((x) => Math.round(x / 1e6))).toEqual([17, 32, 47, 62, 77, 92, 107]);
   });
 });

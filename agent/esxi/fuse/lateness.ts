@@ -9,6 +9,12 @@
 export interface Lateness {
   /** ms this sample arrived later than the fastest delivery seen (>= 0). */
   of(hostUs: number, recvNs: number): number;
+  /**
+   * When a sample was read, on the agent's monotonic clock: its host time plus the fastest
+   * delivery's offset (after of() has seen it). Rates are measured between these, not between
+   * arrivals: samples that arrive together (a batch, a delayed read) were still read apart.
+   */
+  readAt(hostUs: number): number;
   reset(): void;
 }
 
@@ -25,6 +31,7 @@ export function lateness(): Lateness {
       if (offset < minOffsetNs) minOffsetNs = offset;
       return (offset - minOffsetNs) / 1e6;
     },
+    readAt: (hostUs) => hostUs * 1e3 + minOffsetNs,
     reset() {
       minOffsetNs = Infinity;
       lastRecvNs = 0;

@@ -29,6 +29,11 @@ export interface FuseTuning {
   settleMs: number;
   budget: number;
   dryRun: boolean;
+  /** At rest, samples leave in one write every batchMs (0: each at once); see fuse.py. */
+  batchMs: number;
+  /** A sample with an item at or over these rates (rx broadcast+multicast, total rx) leaves at once. */
+  warmPps: number;
+  warmRxPps: number;
 }
 
 export interface FusePlanInput extends FuseTuning {
@@ -63,6 +68,8 @@ function check(i: FusePlanInput): string | null {
   if (!Number.isInteger(i.hold) || i.hold < 1 || i.hold > 50) return `hold ${i.hold}: 1-50`;
   if (!Number.isInteger(i.minHotPorts) || i.minHotPorts < 1) return `minHotPorts ${i.minHotPorts}: >= 1`;
   if (!Number.isInteger(i.budget) || i.budget < 0 || i.budget > 16) return `budget ${i.budget}: 0-16`;
+  if (!Number.isInteger(i.batchMs) || i.batchMs < 0 || i.batchMs > 250) return `batchMs ${i.batchMs}: 0-250`;
+  if (!(i.warmPps > 0) || !(i.warmRxPps > 0)) return `warmPps ${i.warmPps} / warmRxPps ${i.warmRxPps}: must be > 0`;
   for (const n of i.vmnics) if (!isVmnic(n)) return `not a vmnic: ${JSON.stringify(n)}`;
   for (const v of i.vnics) {
     if (!PORT_ID_RE.test(v.portId)) return `bad port id ${JSON.stringify(v.portId)}`;
@@ -95,6 +102,9 @@ export function buildFusePlan(i: FusePlanInput): PlanResult {
       settleMs: i.settleMs,
       budget: i.budget,
       dryRun: i.dryRun,
+      batchMs: i.batchMs,
+      warmPps: i.warmPps,
+      warmRxPps: i.warmRxPps,
       cutTimeoutMs: 5000,
       watch: [...i.vmnics.map((id) => ({ kind: 'pnic' as const, id })), ...members.map((v) => ({ kind: 'port' as const, portset: v.portset, id: v.portId }))],
       cutList: ordered.map((v) => ({ port: v.port, portId: v.portId, portset: v.portset, argv: vnicDisconnectArgv(v.vmid, v.key) })),

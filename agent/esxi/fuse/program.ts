@@ -17,8 +17,9 @@ import { remoteLine } from '../ssh-argv.js';
  * changed fuse is a deliberate, reviewed change of this table.
  */
 export const KNOWN_FUSES: Readonly<Record<number, string>> = {
-  // 2: six values per item (tx broadcast/multicast added); 1 is no longer armed (four values).
-  2: '1dd3b5a429172827da03eb1fffda38fa6e950e163cc6f8989556ace6dca2353a',
+  // 3: samples batched at rest (plan batchMs, warmPps, warmRxPps); 2 (six values per item, each
+  // sample sent at once) and 1 (four values) are no longer armed.
+  3: 'fee290c651919c5a6d2b2cd57bb341ce1a8a68069c61c40b6552136c737469a9',
 };
 
 /** The loader, one line per statement (a `python -c` argument; POSIX-quoted by remoteLine). */

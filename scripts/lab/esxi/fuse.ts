@@ -38,6 +38,10 @@ export async function labFusePlan(lab: EsxiLab, o: Partial<FusePlanInput> = {}):
     settleMs: 300,
     budget: 2,
     dryRun: false,
+    // Each sample at once: these labs time the fuse itself (the agent batches at rest, host-fuse.ts).
+    batchMs: 0,
+    warmPps: 500,
+    warmRxPps: 1500,
     vmnics: ['vmnic0', 'vmnic1'],
     vnics: await labVnics(lab),
     vmkPortIds: [LAB_VMK_PORT_ID],

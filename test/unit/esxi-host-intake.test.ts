@@ -1,0 +1,47 @@
+// host-intake: which fuse samples reach the rates around an action. At rest the fuse sends its
+// samples in batches (fuse v3), so samples read BEFORE an action landed can arrive after it:
+// they must never be judged as post-action numbers.
+import { describe, expect, it } from 'vitest';
+import { hostIntake } from '../../agent/esxi/host-intake.js';
+import type { HostRates } from '../../agent/esxi/host-rates.js';
+
+function fakeRates() {
+  const taken: number[] = [];
+  let rebased = 0;
+  const rates = {
+    arrived: () => undefined,
+    forgetBaselines: () => void rebased++,
+    fuseSample: (_k: readonly string[], _v: Float64Array, tNs: number) => void taken.push(tNs),
+    block: () => undefined,
+    rates: () => [],
+  } as unknown as HostRates;
+  return { rates, taken, rebased: () => rebased };
+}
+
+const MS = 1e6;
+
+describe('host intake around an action (fuse samples)', () => {
+  it('drops samples read before the action landed, even when they arrive after it; then rebases once', () => {
+    const f = fakeRates();
+    let woke = 0;
+    const intake = hostIntake(f.rates, () => void woke++);
+    const v = new Float64Array(6);
+    intake.fuseSample([], v, 10 * MS, 11 * MS);
+    expect(f.taken).toEqual([10 * MS]);
+    expect(intake.fresh(12 * MS, 1000)).toBe(true);
+    // The action lands at 100 ms; a batch read at 85..115 ms arrives at 118 ms.
+    intake.acted(0, 100 * MS);
+    expect(intake.fresh(101 * MS, 1000)).toBe(false);
+    for (const t of [85, 100]) intake.fuseSample([], v, t * MS, 118 * MS);
+    expect(f.taken).toEqual([10 * MS]); // read before it landed: never taken
+    expect(f.rebased()).toBe(0);
+    intake.fuseSample([], v, 115 * MS, 118 * MS); // the first one read after: only a new baseline
+    expect(f.rebased()).toBe(1);
+    expect(intake.fresh(119 * MS, 1000)).toBe(false); // no post-action rate yet
+    intake.fuseSample([], v, 130 * MS, 131 * MS);
+    expect(intake.fresh(132 * MS, 1000)).toBe(true);
+    expect(f.rebased()).toBe(1);
+    expect(f.taken).toEqual([10 * MS, 115 * MS, 130 * MS]);
+    expect(woke).toBe(3);
+  });
+});
