@@ -83,7 +83,8 @@ function withCapture(lastTrip: Map<string, JournalEvent>, c: JournalEvent): void
   if (trip && trip.event === 'trip' && trip.ts === c.tripTs) lastTrip.set(c.port, { ...trip, capture: c.capture, captureFrames: c.frames });
 }
 
-function journalCondition(h: JournalHealth, log: Logger, sd: Pick<SdNotifier, 'status'>): void {
+/** The journal started failing or recovered: said once each way, in the log and systemd STATUS. */
+export function journalCondition(h: JournalHealth, log: Pick<Logger, 'error' | 'info'>, sd: Pick<SdNotifier, 'status'>): void {
   if (h.failing) {
     log.error({ component: 'journal', err: h.error, pending: h.pending }, 'journal FAILING: records kept in memory and written when the disk takes them; protection continues');
     sd.status(`JOURNAL FAILING: ${h.error ?? 'unknown error'}; protecting, records kept in memory`);
