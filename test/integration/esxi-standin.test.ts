@@ -463,9 +463,10 @@ describe('stand-in ESXi host over a real sshd', () => {
       sshNewConnection: median(await time(sshArgv(lab, ['vsish', '-pe', 'get', '/net/pNics/vmnic0/stats']))),
     };
     log(`median ms over ${N} calls: ${JSON.stringify(Object.fromEntries(Object.entries(m).map(([k, v]) => [k, Number(v.toFixed(1))])))}`);
-    // Sanity, not a benchmark gate: a call over the master costs less than a new connection.
+    // Sanity, not a benchmark gate: a call over the master costs less than a new connection (a
+    // handshake, ~4x here). Alone vs over the master is only reported: both run the same python
+    // stand-in, and with one core busy 'alone' measured slower (182 vs 116 ms) in a clean-clone run.
     expect(m.sshVsish).toBeLessThan(m.sshNewConnection);
-    expect(m.aloneVsish).toBeLessThan(m.sshVsish);
   }, 120_000);
 
   it('rotateHostKey makes a strict ssh fail with a changed host key', async () => {
