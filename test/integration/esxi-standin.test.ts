@@ -432,8 +432,11 @@ describe('stand-in ESXi host over a real sshd', () => {
     const stormMs = tOpen - tClose;
     log(`loop closed for ${stormMs.toFixed(0)} ms`);
     expect(stormMs).toBeLessThan(STORM_GUARD_MS + 300);
-    expect(rates.vmnic0).toBeGreaterThan(10_000);
-    expect(rates.vmnic1).toBeGreaterThan(10_000);
+    // A loop, not its speed: one injected frame with the loop open adds 1; a loop adds thousands a
+    // second. How fast it circles is the CPU's (69k/s idle; 5k/s lower bound, 8.8k/s midpoint, in
+    // a clean-clone run with one core busy, where the old 10k/s bound failed).
+    expect(rates.vmnic0).toBeGreaterThan(1_000);
+    expect(rates.vmnic1).toBeGreaterThan(1_000);
     // Opening the loop ends it: nothing arrives any more.
     await sleep(200);
     const q0 = await vsish('vmnic0');
