@@ -19,12 +19,14 @@ namespace, like send.py: lab traffic must never leave the lab.
 """
 import argparse
 import json
-import os
 import re
 import socket
 import struct
 import sys
 import time
+
+# The same lab-namespace check as send.py (this directory is on sys.path: the script's own).
+from send import current_lab_netns  # noqa: E402
 
 IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 PREFIX = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){2}$")
@@ -39,23 +41,6 @@ now_ns = lambda: time.clock_gettime_ns(time.CLOCK_MONOTONIC)  # noqa: E731
 def fail(msg, code=2):
     print(f"waves.py: {msg}", file=sys.stderr)
     sys.exit(code)
-
-
-def current_lab_netns():
-    me = os.stat("/proc/self/ns/net")
-    for d in ("/run/netns", "/var/run/netns"):
-        try:
-            names = os.listdir(d)
-        except FileNotFoundError:
-            continue
-        for n in names:
-            try:
-                st = os.stat(os.path.join(d, n))
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) == (me.st_dev, me.st_ino):
-                return n
-    return None
 
 
 def mac_of(prefix, i):
