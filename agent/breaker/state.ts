@@ -590,17 +590,23 @@ function onLoop(ctx: Ctx, v: Extract<Verdict, { kind: 'loop' }>): void {
   shutForLoop(ctx, key, b, v.evidence, cands, null);
 }
 
-/** Samples of a member, all taken after the shut landed, that the early judgement needs. */
+/** Samples of a member, each measured wholly after the shut landed, that the early judgement needs. */
 const PERSIST_SAMPLES = 2;
 /** rx and tx of a member that still circles frames agree within this factor (as the detector's). */
 const PERSIST_RX_TX = 4;
 
 /**
- * Does the verdict show the loop going on entirely after `doneNs`? Two or more members still
- * forwarding, each with its last PERSIST_SAMPLES samples wholly after doneNs (the sample before
- * them too: an interval that straddles the shut still carries frames from before it) moving
- * frames both ways with rx ≈ tx. Frames in flight when the shut landed are gone within a sample;
- * a loop that is broken leaves its other members with nothing to re-send.
+ * Does the verdict show the loop going on entirely after `doneNs`, the tick that took in the
+ * shut's result (the link-down had returned before that tick's sample was read)? Two or more
+ * members still forwarding, each with its last PERSIST_SAMPLES samples measured wholly after
+ * doneNs (an interval runs from the sample before it, so that one must be at doneNs or later:
+ * the interval that ends at doneNs straddles the shut) moving frames both ways with rx ≈ tx.
+ * Frames in flight when the shut landed are gone within a sample; a loop that is broken leaves
+ * its other members with nothing to re-send.
+ *
+ * The sample AT doneNs is where the first whole interval starts: counting only samples after it
+ * as starts cost a whole sample, and under a three-uplink storm the agent's samples came 5-20 ms
+ * apart (lab trace, 2026-12-05), so the early judgement landed at ~29 ms, the end of settleMs.
  */
 function persistsAfter(ctx: Ctx, v: Extract<Verdict, { kind: 'loop' }>, doneNs: number): boolean {
   const w = v.evidence.window;
@@ -608,15 +614,22 @@ function persistsAfter(ctx: Ctx, v: Extract<Verdict, { kind: 'loop' }>, doneNs: 
   for (const m of v.members) {
     if ((ctx.st.ports.get(m)?.state ?? 'forwarding') !== 'forwarding') continue;
     let after = 0;
+    let whole = false;
     let ok = true;
-    for (let i = w.length - 1; i >= 0 && after <= PERSIST_SAMPLES; i--) {
+    for (let i = w.length - 1; i >= 0; i--) {
       const x = w[i]!;
       if (x.port !== m) continue;
-      if (v.evidence.tNs + x.tMs * 1e6 <= doneNs) break;
-      if (after < PERSIST_SAMPLES && !(x.rxPps > 0 && x.txPps > 0 && x.rxPps <= PERSIST_RX_TX * x.txPps && x.txPps <= PERSIST_RX_TX * x.rxPps)) ok = false;
+      // Evidence times are ms relative to evidence.tNs: compare within a microsecond's rounding.
+      const t = v.evidence.tNs + x.tMs * 1e6;
+      if (after === PERSIST_SAMPLES) {
+        whole = t >= doneNs - 1e3;
+        break;
+      }
+      if (t <= doneNs + 1e3) break;
+      if (!(x.rxPps > 0 && x.txPps > 0 && x.rxPps <= PERSIST_RX_TX * x.txPps && x.txPps <= PERSIST_RX_TX * x.rxPps)) ok = false;
       after++;
     }
-    if (ok && after > PERSIST_SAMPLES) alive++;
+    if (ok && whole) alive++;
   }
   return alive >= 2;
 }

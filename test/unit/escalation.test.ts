@@ -1,0 +1,95 @@
+// Escalation for loops with more than two members (issue 11): the next member is shut as soon as
+// samples measured wholly after the first shut landed show the loop still circling on the others,
+// not after settleMs; a loop that the first shut ended is never escalated.
+//
+// A fake clock shaped like the lab's three-uplink storm (agent trace, 2026-12-05): the agent
+// samples every 1 ms until it shuts up1; that link-down blocks its thread for tens of ms (no
+// sample meanwhile, the result comes with the next tick), and from then on the storm leaves it a
+// sample every ~5-20 ms.
+import { describe, expect, it } from 'vitest';
+import { breakerStep, initialBreakerState } from '../../agent/breaker/state.js';
+import { initialDetectorState, step } from '../../agent/detect/signature.js';
+import { testPolicy, testPorts } from '../../agent/testing/policy.js';
+import { kvmLoop, TraceGen, type LoadFn, type TraceSpec } from '../../agent/testing/traces.js';
+import type { ActionRequest, JournalEvent } from '../../agent/types.js';
+import { result, WALL0 } from '../helpers/breaker-driver.js';
+
+const policy = testPolicy();
+const SETTLE = policy.breaker.settleMs;
+const ports = testPorts({ up1: 'uplink', up2: 'uplink', up3: 'uplink', vm1: 'vm', mgmt0: 'mgmt' }, policy);
+
+interface Run {
+  commands: Array<ActionRequest & { tMs: number }>;
+  events: JournalEvent[];
+  /** tMs of the tick that took in each link-down's result. */
+  landed: number[];
+}
+
+/**
+ * Detector and breaker in a closed loop on a fake clock: 1 ms samples until the first link-down;
+ * a link-down blocks the sampler blockMs (its result arrives with the next tick), and after the
+ * first one samples come every starvedMs.
+ */
+function starvedLoop(spec: TraceSpec, blockMs: number, starvedMs: number, ms: number): Run {
+  const gen = new TraceGen(spec);
+  const det = initialDetectorState();
+  const brk = initialBreakerState();
+  const run: Run = { commands: [], events: [], landed: [] };
+  let pending: ActionRequest[] = [];
+  let starved = false;
+  while (gen.tMs < ms) {
+    const blocking = pending.some((c) => c.kind === 'link-down');
+    spec.periodMs = blocking ? blockMs : starved ? starvedMs : 1;
+    starved ||= blocking;
+    const results = pending.map((c) => {
+      if (c.kind === 'link-down') gen.down.add(c.port);
+      else gen.down.delete(c.port);
+      return result(c.kind, c.port);
+    });
+    pending = [];
+    const tick = gen.next();
+    if (results.some((r) => r.kind === 'link-down')) run.landed.push(gen.tMs);
+    const d = step(det, tick, ports, policy);
+    const out = breakerStep(brk, { tNs: tick.tNs, wallMs: WALL0 + gen.tMs, verdicts: d.verdicts, results, operator: [] }, ports, policy);
+    for (const c of out.commands) run.commands.push({ ...c, tMs: gen.tMs });
+    pending.push(...out.commands);
+    run.events.push(...out.events);
+  }
+  return run;
+}
+
+describe('escalation on a starved sampler (three uplinks into one switch)', () => {
+  it('shuts the second member on the second sample measured wholly after the first shut landed, inside settle', () => {
+    const r = starvedLoop(kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'] }), 60, 12, 400);
+    expect(r.commands.map((c) => `${c.kind}:${c.port}`)).toEqual(['link-down:up1', 'link-down:up2']);
+    expect(r.events.map((e) => `${e.event}:${e.port}`)).toEqual(['trip:up1', 'escalate:up2', 'trip:up2']);
+    // up1's result came with the tick at landed[0] (that interval straddles the shut); the next
+    // two intervals lie wholly after it and show up2/up3 circling: escalate at the second.
+    // Counting only samples after the landing tick as interval starts waited a third (36 ms):
+    // past settle (30 ms), so the escalation came at settle's end, as in the lab.
+    expect(r.commands[1]!.tMs - r.landed[0]!).toBeCloseTo(24, 6);
+    expect(r.commands[1]!.tMs - r.landed[0]!).toBeLessThan(SETTLE);
+  });
+
+  it('with 1 ms samples: two samples after the landing tick', () => {
+    const r = starvedLoop(kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'] }), 1, 1, 300);
+    expect(r.commands.map((c) => c.port)).toEqual(['up1', 'up2']);
+    expect(r.commands[1]!.tMs - r.landed[0]!).toBeCloseTo(2, 6);
+  });
+
+  it('does not escalate when the first shut ended the loop, even with frames in flight on the others for a sample', () => {
+    const base = kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'] });
+    let landedAt = Infinity;
+    // The loop runs through up1 only: once it is down, up2/up3 carry the frames that were in
+    // flight (rx ≈ tx at storm rate) for the sample right after the landing tick, then nothing.
+    const load: LoadFn = (port, tMs, down) => {
+      if (!down.has('up1')) return base.load(port, tMs, down);
+      if (landedAt === Infinity) landedAt = tMs;
+      const residue = tMs - landedAt <= 12 + 1e-9;
+      return base.load(port, tMs, residue ? new Set<string>() : new Set(['up1', 'up2', 'up3']));
+    };
+    const r = starvedLoop({ ...base, load }, 60, 12, 400);
+    expect(r.commands.map((c) => c.port)).toEqual(['up1']);
+    expect(r.events.map((e) => `${e.event}:${e.port}`)).toEqual(['trip:up1']);
+  });
+});
