@@ -587,7 +587,9 @@ function onLoop(ctx: Ctx, v: Extract<Verdict, { kind: 'loop' }>): void {
     return;
   }
   b.members = [...v.members];
-  shutForLoop(ctx, key, b, v.evidence, cands, null);
+  // Inside settle only when persistsAfter said so: the journal says which evidence decided.
+  const early = ctx.tNs < b.settleUntilNs && b.lastPort !== null;
+  shutForLoop(ctx, key, b, v.evidence, cands, early ? { port: b.lastPort!, why: `loop on ${key} still circling on ${v.members.join(',')} in the samples measured after ${b.lastDry ? 'would-trip of' : 'shutting'} ${b.lastPort} (${Math.round((ctx.tNs - b.shutDoneNs) / 1e6)} ms after it landed)` } : null);
 }
 
 /** Samples of a member, each measured wholly after the shut landed, that the early judgement needs. */
@@ -652,7 +654,10 @@ function candidates(ctx: Ctx, b: BridgeEntry, members: readonly string[]): strin
   });
 }
 
-/** `instead`: the member this shut replaces right away (its link-down failed or was undone), and why. */
+/**
+ * `instead`: the member this shut replaces right away (its link-down failed or was undone), or
+ * (early) the one whose shut did not end the loop, and why.
+ */
 function shutForLoop(
   ctx: Ctx,
   key: string,
@@ -687,6 +692,8 @@ function shutForLoop(
     // Shadow mode: say what would happen and behave as if it had (settle, then escalate).
     notice(ctx, `would-trip:${target}`, 'would-trip', target, reason, { evidence, bridge: key, dryRun: true });
     b.settleUntilNs = ctx.tNs + settleMsOf(ctx, target) * 1e6;
+    // The would-trip "lands" now: only samples after it may show the loop going on without it.
+    b.shutDoneNs = ctx.tNs;
     return;
   }
   ctx.st.autoShuts.push(ctx.tNs);

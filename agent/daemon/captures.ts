@@ -10,7 +10,13 @@ import { AUTO_RECOVERY } from '../breaker/state.js';
 // journals a trip only once its link-down succeeded), the tripwire's rings (the storm's first
 // frames, frozen when the flood began, and the last ones it received) are copied out and written as a pcapng into STATE_DIR/captures, then a `capture` event
 // names the file for the journal and `why`. Nothing here runs in the tick: the trip event only
-// schedules the work (setImmediate), and the file is written on libuv's pool. A capture that
+// schedules the work, and the file is written on libuv's pool. While the breaker is still busy
+// with the storm (a loop shut settling, an escalation in flight) the copy waits, polled every
+// CAPTURE_POLL_MS, at most CAPTURE_WAIT_MAX_MS: under a three-uplink storm the copy and encode
+// took the JS thread 8-20 ms right after the first trip (lab trace, 2026-12-05: the first sample
+// after the trip's tick came 10-25 ms later with captures, 2-7 ms without), and those are the
+// samples the escalation to the next member is judged on. The wait stays well under the 100 ms
+// after which the tripwire's head ring rolls again (native/tripwire_ring.h). A capture that
 // cannot be taken or written costs nothing but the capture: said once when it starts failing
 // and once when captures are written again.
 
@@ -26,7 +32,14 @@ export interface CaptureDeps {
   limits?: CaptureLimits;
   /** ifindex -> interface name, read when a capture is written (default: this namespace's). */
   names?(): ReadonlyMap<number, string>;
+  /** Is the breaker still busy with the storm (a shut settling or in flight)? Absent: never waits. */
+  busy?(): boolean;
 }
+
+/** While the breaker is busy, a capture looks again this often... */
+export const CAPTURE_POLL_MS = 5;
+/** ...and waits at most this long after its trip. */
+export const CAPTURE_WAIT_MAX_MS = 60;
 
 export interface Captures {
   /** Every recorded event goes through here; automatic trips of local ports are captured. */
@@ -82,10 +95,22 @@ export function createCaptures(d: CaptureDeps): Captures {
     });
   }
 
+  /** Resolves once the breaker is not busy (or stopping, or CAPTURE_WAIT_MAX_MS passed); never in the tick. */
+  function calm(): Promise<void> {
+    const until = performance.now() + CAPTURE_WAIT_MAX_MS;
+    return new Promise<void>((resolve) => {
+      const look = (): void => {
+        if (d.stopped() || d.busy === undefined || !d.busy() || performance.now() >= until) resolve();
+        else setTimeout(look, CAPTURE_POLL_MS);
+      };
+      setImmediate(look);
+    });
+  }
+
   return {
     onRecord(e) {
       if (!wantsCapture(e, d.isLocal)) return;
-      const p = new Promise<void>((resolve) => setImmediate(resolve))
+      const p = calm()
         .then(() => capture(e))
         .catch((err: unknown) => problem((err as Error).message, e.port))
         .finally(() => inFlight.delete(p));

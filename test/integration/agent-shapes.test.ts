@@ -6,12 +6,15 @@
 //  - a loop over uplinks shaped to 2 Mbit/s (tc tbf on both ends): it circles at ~4k frames/s
 //    per port, under every flood threshold, and it is still a loop.
 // Each must shut one loop member (up1, first by the shut order) as a loop while the storm runs.
+//  - three unbonded uplinks into one switch (up3 added last, for the last case): frames double
+//    each pass and one shut is not enough; up1 and then up2 must be shut and the loop go quiet
+//    by the agent's doing, before the storm is opened by hand.
 // Every storm is bounded: stormWithAgent opens the loop by hand after observeMs, a guard downs the
 // loop members after 2.5 s, and the lab is torn down in afterAll.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 import { resetPorts, stormWithAgent, type StormRun } from '../../scripts/lab/scenario.js';
-import { shapeUplinks, unshapeUplinks } from '../../scripts/lab/shapes.js';
+import { addUplink, shapeUplinks, unshapeUplinks } from '../../scripts/lab/shapes.js';
 import { buildLab, teardownLab, type Lab } from '../../scripts/lab/topology.js';
 import { eventsOf, newStateDir, readJournalStrict, REPO, requireBuiltAgent, sleep, stopAgentAndLab, stormGuard, waitForNew } from '../helpers/agent-lab.js';
 
@@ -92,5 +95,26 @@ describe('loops under every flood threshold', () => {
     } finally {
       await unshapeUplinks(lab, ['up1', 'up2']);
     }
+  });
+});
+
+describe('three unbonded uplinks into one switch', () => {
+  it('shuts up1, then up2 as soon as the loop is seen going on without up1, and the loop goes quiet', async () => {
+    lab = await addUplink(lab, 'up3', 'sw3');
+    const { r, trips } = await storm('broadcast');
+    const j = readJournalStrict(agent!.stateDir);
+    const esc = eventsOf(j, 'escalate').slice(-1)[0];
+    const up1 = trips.find((t) => t.port === 'up1');
+    const tNs = (e: Record<string, unknown> | undefined) => (e?.evidence as { tNs?: number } | undefined)?.tNs ?? NaN;
+    console.log(`[agent-shapes 3up] escalation decided ${((tNs(esc) - tNs(up1)) / 1e6).toFixed(1)} ms after up1's verdict (up1's link-down ${(up1?.action as { durationMs?: number } | undefined)?.durationMs?.toFixed(1)} ms): ${String(esc?.reason)}`);
+    expect(r.stats.firstFrameNs).not.toBeNull();
+    // Both members the loop needs, in shut order, and nothing else.
+    expect(r.downPorts).toEqual(['up1', 'up2']);
+    expect(trips.map((t) => t.port)).toEqual(['up1', 'up2']);
+    expect(esc).toMatchObject({ port: 'up2', previous: 'up1', bridge: 'br0' });
+    // Quiet at prod by the agent's doing: with two of three down, nothing is opened by hand,
+    // and the quiet came inside the observation (a storm still running has no quiet point).
+    expect(r.stats.quietAtNs).not.toBeNull();
+    expect((r.stats.quietAtNs! - r.tInjectNs) / 1e6).toBeLessThan(OBSERVE_MS);
   });
 });

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { JournalEvent } from '../../agent/types.js';
 import type { TripwireFrame } from '../../agent/sources/packet.js';
-import { createCaptures, wantsCapture } from '../../agent/daemon/captures.js';
+import { CAPTURE_POLL_MS, CAPTURE_WAIT_MAX_MS, createCaptures, wantsCapture } from '../../agent/daemon/captures.js';
 import { createRecorder } from '../../agent/daemon/recorder.js';
 import { renderWhy } from '../../agent/cli/render.js';
 import { silentLogger } from '../../agent/log.js';
@@ -27,13 +27,14 @@ const ok = { kind: 'link-down' as const, port: 'up1', ok: true, via: 'sysfs-flag
 const trip = (over: Partial<JournalEvent> = {}): JournalEvent => ({ ts: '2026-12-05T01:00:00.000Z', event: 'trip', port: 'up1', reason: 'loop on br0', policyHash: 'abc', action: ok, ...over });
 const frame = (ifindex: number): TripwireFrame => ({ sec: 1764896400, nsec: 1000, ifindex, len: 60, pktType: 1, data: Buffer.from('ffffffffffff02aabbccdd010806', 'hex') });
 
-function harness(frames: TripwireFrame[] | null, stateDir = tmp()) {
+function harness(frames: TripwireFrame[] | null, stateDir = tmp(), busy?: () => boolean, onRead?: () => void) {
   const recorded: JournalEvent[] = [];
   const logs: Array<[string, string]> = [];
   const log = silentLogger();
   log.error = ((_o: object, m: string) => void logs.push(['error', m])) as typeof log.error;
   log.info = ((_o: object, m: string) => void logs.push(['info', m])) as typeof log.info;
-  const c = createCaptures({ stateDir, frames: () => frames, isLocal: (p) => !p.includes('/'), record: (e) => recorded.push(e), log, stopped: () => false, names: () => new Map([[4, 'up1'], [5, 'up2']]) });
+  const read = (): TripwireFrame[] | null => (onRead?.(), frames);
+  const c = createCaptures({ stateDir, ...(busy ? { busy } : {}), frames: read, isLocal: (p) => !p.includes('/'), record: (e) => recorded.push(e), log, stopped: () => false, names: () => new Map([[4, 'up1'], [5, 'up2']]) });
   return { c, recorded, logs, stateDir };
 }
 
@@ -60,6 +61,30 @@ describe('storm captures in the daemon', () => {
     expect(e).toMatchObject({ event: 'capture', port: 'up1', tripTs: trip().ts, capture: join(h.stateDir, 'captures', files[0]!), frames: 3 });
     expect(e.reason).toMatch(/3 broadcast\/multicast frames .* on 2 interface/);
     expect(readFileSync(e.capture as string).readUInt32LE(0)).toBe(0x0a0d0d0a);
+  });
+
+  it('waits while the breaker is busy with the storm (an escalation may be judged on the next samples), and at most CAPTURE_WAIT_MAX_MS', async () => {
+    let busy = true;
+    let readAt = -1;
+    const t0 = performance.now();
+    const h = harness([frame(4)], tmp(), () => busy, () => void (readAt = performance.now() - t0));
+    h.c.onRecord(trip());
+    await new Promise((r) => setTimeout(r, 3 * CAPTURE_POLL_MS));
+    expect(readAt).toBe(-1); // the ring is not read while the breaker is busy
+    busy = false;
+    await h.c.idle();
+    expect(readAt).toBeGreaterThanOrEqual(3 * CAPTURE_POLL_MS - 1);
+    expect(h.recorded).toHaveLength(1);
+
+    // Busy for ever (a storm the breaker cannot end): captured anyway, after the longest wait.
+    let readAt2 = -1;
+    const t1 = performance.now();
+    const h2 = harness([frame(4)], tmp(), () => true, () => void (readAt2 = performance.now() - t1));
+    h2.c.onRecord(trip());
+    await h2.c.idle();
+    expect(readAt2).toBeGreaterThanOrEqual(CAPTURE_WAIT_MAX_MS - 1);
+    expect(readAt2).toBeLessThan(CAPTURE_WAIT_MAX_MS + 2000); // a timer late under load, not never
+    expect(h2.recorded).toHaveLength(1);
   });
 
   it('a failure to write is said once (not per trip) and again when captures work; nothing is recorded for it', async () => {

@@ -69,6 +69,8 @@ describe('escalation on a starved sampler (three uplinks into one switch)', () =
     // past settle (30 ms), so the escalation came at settle's end, as in the lab.
     expect(r.commands[1]!.tMs - r.landed[0]!).toBeCloseTo(24, 6);
     expect(r.commands[1]!.tMs - r.landed[0]!).toBeLessThan(SETTLE);
+    // The journal says the evidence decided, and when, not that settle ran out.
+    expect(r.events[1]!.reason).toBe('loop on br0 still circling on up2,up3 in the samples measured after shutting up1 (24 ms after it landed); escalating to up2');
   });
 
   it('with 1 ms samples: two samples after the landing tick', () => {
