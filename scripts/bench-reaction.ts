@@ -4,7 +4,7 @@
 // decides nothing) on the same storms in the same run, and a 1-second storm-control for the
 // base loops. Prints percentiles and every agent figure as a ratio to the reference.
 //   node dist/scripts/bench-reaction.js [--storms 10] [--cold 5] [--cold-idle-ms 30000] [--near 5]
-//     [--baseline 3] [--chatter-pps 0] [--gap-ms 150] [--shapes kvm,esx,kvm-unicast,kvm-multicast,kvm-slow,kvm-3up,vm-flood] [--out out/bench-reaction.json]
+//     [--baseline 3] [--chatter-pps 0] [--gap-ms 150] [--flood-sender c|python] [--shapes kvm,esx,kvm-unicast,kvm-multicast,kvm-slow,kvm-3up,vm-flood] [--out out/bench-reaction.json]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,9 +36,12 @@ const { values } = parseArgs({
     // there activeHoldMs, 2 s, after a storm); over 2000 every warm storm meets an idle sampler,
     // as a real agent's storms do (what the tripwire and the FDB wake are for).
     'gap-ms': { type: 'string', default: '150' },
+    // vm-flood's sender: the C one at full speed (scripts/lab/flood.c) or the python send.py.
+    'flood-sender': { type: 'string', default: 'c' },
   },
 });
 const n = (k: keyof typeof values): number => Number(values[k]);
+if (values['flood-sender'] !== 'c' && values['flood-sender'] !== 'python') throw new Error(`--flood-sender must be c or python, got ${values['flood-sender']}`);
 const prefix = values.prefix!;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const OBSERVE_MS = 400;
@@ -95,7 +98,7 @@ async function agentStorms(lab: Lab, spec: ShapeSpec, shape: ShapeName, res: Sha
 }
 
 async function benchShape(shape: ShapeName): Promise<ShapeResult> {
-  const spec = shapeSpec(shape);
+  const spec = shapeSpec(shape, values['flood-sender'] as 'c' | 'python');
   let lab = await buildLab(spec.base, prefix);
   const res: ShapeResult = { shape, warm: [], cold: [], near: [], baseline: [] };
   try {

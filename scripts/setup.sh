@@ -86,6 +86,11 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 # Rebuilt when the C source is newer than the addon (a pull that changed it), not only when missing.
 { [ build/Release/packet_stats.node -nt native/packet_stats.c ] && [ build/Release/packet_stats.node -nt native/tripwire_ring.h ]; } || npm run --silent build:native >/dev/null
+# The lab's full-speed flood sender (C, sendmmsg: send.py sends one frame per python call, 55-220k
+# frames/s here with the load; a VM floods at hundreds of k).
+# Into dist/ (beside the compiled lab toolkit): node-gyp rebuild wipes build/.
+mkdir -p dist/scripts/lab
+[ dist/scripts/lab/flood -nt scripts/lab/flood.c ] || cc -O2 -Wall -Wextra -o dist/scripts/lab/flood scripts/lab/flood.c
 # raw-socket (ICMP echo for the reachability check) builds at install; npm 11 may hold back a
 # dependency's install script pending approval, so build it here if it is missing.
 [ -f node_modules/raw-socket/build/Release/raw.node ] || npm rebuild raw-socket --foreground-scripts --loglevel=error >/dev/null

@@ -3,7 +3,7 @@
 // The storm is bounded on every path: after observeMs the loop is opened (or the flood stopped)
 // by hand whatever the breaker did.
 import { ns } from './exec.js';
-import { inject, type FrameKind } from './traffic.js';
+import { flood, inject, type FrameKind } from './traffic.js';
 import { startObserver } from './observer.js';
 import { stormStats, type CounterSeries } from './analyze.js';
 import { labDistEntry } from './assets.js';
@@ -22,6 +22,8 @@ export interface ShapeSpec {
   /** The frame that starts the storm (one frame; a flood sends at full speed for FLOOD_S). */
   kind: FrameKind;
   flood: boolean;
+  /** A flood's sender: the C one at full speed (hundreds of kframes/s), or send.py (~55-220k, with the machine's load). */
+  sender: 'c' | 'python';
   /** Ports the near-limit poller cuts (no decisions: the ones the agent should cut). */
   cut: string[];
   /** Turn the base lab into this shape (once, after build). */
@@ -32,9 +34,9 @@ export interface ShapeSpec {
 
 const FLOOD_S = 1.5;
 
-const plain = (base: Shape, kind: FrameKind, cut: string[]): ShapeSpec => ({ base, kind, flood: false, cut, prepare: async (l) => l, reset: resetPorts });
+const plain = (base: Shape, kind: FrameKind, cut: string[]): ShapeSpec => ({ base, kind, flood: false, sender: 'python', cut, prepare: async (l) => l, reset: resetPorts });
 
-export function shapeSpec(name: ShapeName): ShapeSpec {
+export function shapeSpec(name: ShapeName, floodSender: 'c' | 'python' = 'c'): ShapeSpec {
   switch (name) {
     case 'kvm':
       return plain('kvm', 'broadcast', ['up1']);
@@ -56,6 +58,7 @@ export function shapeSpec(name: ShapeName): ShapeSpec {
         base: 'kvm',
         kind: 'broadcast',
         flood: true,
+        sender: floodSender,
         cut: ['vm1'],
         prepare: async (l) => (await linkDown(l, 'up2'), { ...l, loopPorts: ['up1'] }),
         reset: async (l) => (await resetPorts(l), await linkDown(l, 'up2')),
@@ -93,9 +96,9 @@ export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeM
   let tInjectNs = 0;
   try {
     if (spec.flood) {
-      const sending = inject(lab, 'vm1', 'eth0', { duration: FLOOD_S, kind: spec.kind });
-      // send.py reports its first frame's time only at its end; the observer's first frame is the start.
-      const sent = await sending;
+      const kind = spec.kind === 'arp' ? 'broadcast' : spec.kind;
+      // Both senders report their first frame's time only at their end.
+      const sent = spec.sender === 'c' ? await flood(lab, 'vm1', 'eth0', { duration: FLOOD_S, kind }) : await inject(lab, 'vm1', 'eth0', { duration: FLOOD_S, kind });
       tInjectNs = sent.tFirstNs;
     } else {
       tInjectNs = (await inject(lab, 'vm1', 'eth0', { count: 1, kind: spec.kind })).tFirstNs;

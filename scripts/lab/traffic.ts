@@ -1,5 +1,8 @@
-// Inject frames into the lab with send.py (AF_PACKET, run inside the namespace).
+// Inject frames into the lab with send.py (AF_PACKET, run inside the namespace), or flood at full
+// speed with the C sender (flood.c).
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { run, ns } from './exec.js';
 import { labAsset } from './assets.js';
 import { assertIfName } from './names.js';
@@ -67,6 +70,41 @@ export async function inject(
   const { stdout } = await run(argv, { timeoutMs: seconds * 1000 + 5000 });
   const line = stdout.trim().split('\n').pop() ?? '';
   const r = JSON.parse(line) as { sent: number; t_first_ns: number; t_last_ns: number };
+  return { sent: r.sent, tFirstNs: r.t_first_ns, tLastNs: r.t_last_ns };
+}
+
+/** Path of the compiled C flood sender (scripts/lab/flood.c, built by scripts/setup.sh into dist/scripts/lab/). */
+export function floodSender(): string {
+  for (const rel of ['./flood', '../../dist/scripts/lab/flood']) {
+    const p = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(p)) return p;
+  }
+  throw new Error('dist/scripts/lab/flood not found: run scripts/setup.sh (it compiles scripts/lab/flood.c)');
+}
+
+/** Pure: the flood sender's argument list (seconds <= 10; frames <= 20,000,000). */
+export function floodArgs(iface: string, o: { duration: number; count?: number; kind?: Exclude<FrameKind, 'arp'> }): string[] {
+  if (!(o.duration > 0 && o.duration <= 10)) throw new Error(`flood duration must be in (0, 10] s, got ${o.duration}`);
+  const a = [assertIfName(iface), '--duration', String(o.duration)];
+  if (o.count !== undefined) a.push('--count', String(o.count));
+  if (o.kind) a.push('--kind', o.kind);
+  return a;
+}
+
+/**
+ * A full-speed flood from `iface` in a namespace of the lab (the C sender: sendmmsg on an
+ * AF_PACKET socket, hundreds of kframes/s where send.py reaches ~55-70k). Killed after its
+ * duration + 5 s whatever happens; the sender also stops itself at its deadline.
+ */
+export async function flood(
+  lab: Pick<Lab, 'prefix'> & { ns: Partial<LabNamespaces> },
+  nsName: string,
+  iface: string,
+  opts: { duration: number; count?: number; kind?: Exclude<FrameKind, 'arp'> },
+): Promise<InjectResult> {
+  const argv = ns(labNetns(lab, nsName), [floodSender(), ...floodArgs(iface, opts)]);
+  const { stdout } = await run(argv, { timeoutMs: opts.duration * 1000 + 5000 });
+  const r = JSON.parse(stdout.trim().split('\n').pop() ?? '') as { sent: number; t_first_ns: number; t_last_ns: number };
   return { sent: r.sent, tFirstNs: r.t_first_ns, tLastNs: r.t_last_ns };
 }
 

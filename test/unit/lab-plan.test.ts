@@ -4,7 +4,7 @@ import { parseIpLinkStats, statsDelta } from '../../scripts/lab/counters.js';
 import { ns } from '../../scripts/lab/exec.js';
 import { stormControlStep, validateConfig } from '../../scripts/lab/storm-control.js';
 import { labPlan, parseNetnsList, planCommands } from '../../scripts/lab/topology.js';
-import { labNetns, sendArgs } from '../../scripts/lab/traffic.js';
+import { floodArgs, labNetns, sendArgs } from '../../scripts/lab/traffic.js';
 
 describe('labPlan', () => {
   it('kvm: br0 with two uplinks to sw0 forms the loop', () => {
@@ -101,6 +101,14 @@ describe('argv builders', () => {
       'eth0', '--pps', '1000', '--duration', '2', '--kind', 'multicast', '--random-src',
     ]);
     expect(() => sendArgs('eth0; rm', {})).toThrow(/invalid interface name/);
+  });
+
+  it('floodArgs() bounds the full-speed sender in time and validates the interface', () => {
+    expect(floodArgs('eth0', { duration: 1.5 })).toEqual(['eth0', '--duration', '1.5']);
+    expect(floodArgs('eth0', { duration: 1, count: 5000, kind: 'multicast' })).toEqual(['eth0', '--duration', '1', '--count', '5000', '--kind', 'multicast']);
+    expect(() => floodArgs('eth0', { duration: 11 })).toThrow(/duration/);
+    expect(() => floodArgs('eth0', { duration: 0 })).toThrow(/duration/);
+    expect(() => floodArgs('eth0 x', { duration: 1 })).toThrow(/invalid interface name/);
   });
 
   it('labNetns only resolves namespaces of the lab', () => {
