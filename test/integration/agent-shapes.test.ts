@@ -9,13 +9,21 @@
 //  - three unbonded uplinks into one switch (up3 added last, for the last case): frames double
 //    each pass and one shut is not enough; up1 and then up2 must be shut and the loop go quiet
 //    by the agent's doing, before the storm is opened by hand.
+// And (before up3 is added) one VM flooding broadcast at full speed (the C sender, scripts/lab/flood.c: hundreds of
+// kframes/s, as a VM's virtio NIC floods; the loop open): vm1 alone is shut, as a flood, within
+// the frames its flood budget allows at the rate it ran.
 // Every storm is bounded: stormWithAgent opens the loop by hand after observeMs, a guard downs the
 // loop members after 2.5 s, and the lab is torn down in afterAll.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 import { resetPorts, stormWithAgent, type StormRun } from '../../scripts/lab/scenario.js';
 import { addUplink, shapeUplinks, unshapeUplinks } from '../../scripts/lab/shapes.js';
-import { buildLab, teardownLab, type Lab } from '../../scripts/lab/topology.js';
+import { buildLab, linkDown, teardownLab, type Lab } from '../../scripts/lab/topology.js';
+import { flood } from '../../scripts/lab/traffic.js';
+import { startObserver } from '../../scripts/lab/observer.js';
+import { stormStats, type CounterSeries } from '../../scripts/lab/analyze.js';
+import { downHostPorts } from '../../scripts/lab/scenario.js';
+import { FLOOD_BURST_FRAMES } from '../../agent/detect/signature.js';
 import { eventsOf, newStateDir, readJournalStrict, REPO, requireBuiltAgent, sleep, stopAgentAndLab, stormGuard, waitForNew } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbt-sh-';
@@ -95,6 +103,52 @@ describe('loops under every flood threshold', () => {
     } finally {
       await unshapeUplinks(lab, ['up1', 'up2']);
     }
+  });
+});
+
+describe('one VM flooding broadcast at full speed', () => {
+  it('shuts vm1 alone, as a flood, within its budget at the rate the flood ran', async () => {
+    const a = agent!;
+    const FLOOD_PPS = 20_000; // policies/lab-bench.yaml keeps the default floodPps
+    await linkDown(lab, 'up2'); // no loop: only the flood runs
+    const seen = readJournalStrict(a.stateDir).length;
+    const obs = await startObserver(lab.ns.prod, ['eth0'], 4000);
+    let sent: Awaited<ReturnType<typeof flood>>;
+    let prod: CounterSeries;
+    try {
+      // Bounded by the sender itself (1.5 s, then alarm), and by run()'s timeout.
+      sent = await flood(lab, 'vm1', 'eth0', { duration: 1.5 });
+    } finally {
+      prod = (await obs.stop()).eth0 ?? { t: [], c: [] };
+    }
+    await sleep(100);
+    const down = await downHostPorts(lab);
+    const trips = eventsOf(readJournalStrict(a.stateDir).slice(seen), 'trip');
+    for (const t of trips) {
+      const restored = waitForNew(a, (l) => l.msg === 'restore' && l.port === t.port, 5000);
+      await a.ask('restore', { port: t.port, reason: 'sbt shapes: next storm' });
+      await restored;
+    }
+    await resetPorts(lab);
+    const st = stormStats(prod, sent.tFirstNs);
+    const ranMs = st.quietAtNs !== null && st.firstFrameNs !== null ? (st.quietAtNs - st.firstFrameNs) / 1e6 : NaN;
+    const pps = (st.framesLeaked ?? NaN) / (ranMs / 1000);
+    // Storm-control's burst: at rate r over floodPps the budget is spent in B/(r - floodPps) s, so
+    // about r*B/(r - floodPps) frames pass before the verdict; 50 ms of the flood more for the
+    // sampler, the decision and the link-down on a busy host. The hold (floodHoldMs, 300 ms) that
+    // cut floods before the budget lets ~5x that through.
+    const bound = (pps * FLOOD_BURST_FRAMES) / (pps - FLOOD_PPS) + pps * 0.05;
+    const verdictMs = trips.map((t) => (((t.evidence as { tNs: number }).tNs - sent.tFirstNs) / 1e6).toFixed(1));
+    console.log(`[agent-shapes vm-flood] sent=${sent.sent} in ${((sent.tLastNs - sent.tFirstNs) / 1e6).toFixed(0)} ms; at prod ${st.framesLeaked} frames over ${ranMs.toFixed(1)} ms (${Math.round(pps)} pps), bound ${Math.round(bound)}; verdictMs=${verdictMs.join(',')} down=${down.join(',')}`);
+    expect(down).toEqual(['up2', 'vm1']); // up2 by the test, vm1 by the agent
+    expect(trips.map((t) => t.port)).toEqual(['vm1']);
+    expect(String(trips[0]!.reason)).toMatch(/flood from vm1/);
+    // Quiet at prod long before the sender's 1.5 s were over (after the cut it sends into a dead link).
+    expect(st.quietAtNs).not.toBeNull();
+    expect(st.quietAtNs!).toBeLessThan(sent.tFirstNs + 1000e6);
+    // A full-speed flood: far over the threshold, or this test measured nothing of its point.
+    expect(pps).toBeGreaterThan(3 * FLOOD_PPS);
+    expect(st.framesLeaked!).toBeLessThan(bound);
   });
 });
 
