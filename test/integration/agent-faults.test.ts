@@ -1,18 +1,20 @@
 // Faults, hostile clients and full disks (issue 13), against the real agent in one kvm lab:
-// kill -9 at random instants of storms (no trip lost, every tripped port down after restart),
+// kill -9 at random instants of storms and at the instant of a link-down (no trip lost, every tripped port down after restart),
 // a hold with forMs 1e300, SIGSTOP, many idle connections, a client that never reads, clients
 // looping `events` during a storm, a journal that is a symlink, a state dir on a full or read-only tmpfs, a FIFO
 // as policy. After each: the next storm is still broken by shutting exactly one loop member. Storms are bounded (stormWithAgent opens
 // the loop by hand after observeMs; a guard downs both loop members); tmpfs mounts are unmounted
 // and the lab torn down in finally / afterAll.
 import { afterAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, readdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 import { downHostPorts, openLoop, resetPorts, stormWithAgent } from '../../scripts/lab/scenario.js';
 import { armInject } from '../../scripts/lab/traffic.js';
+import { armKillOnLinkDown } from '../../scripts/lab/kill-watch.js';
+import { openIdle } from '../../scripts/lab/idle-conns.js';
 import { run, ns } from '../../scripts/lab/exec.js';
 import type { Lab } from '../../scripts/lab/topology.js';
 import { request } from '../../agent/control/client.js';
@@ -53,30 +55,10 @@ async function stormBroken(a: AgentHandle): Promise<number | null> {
 
 const rssMb = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
-/** One connection that never sends anything; a full listen backlog (EAGAIN) is tried again, as a client would. */
-function idleConnection(path: string, socks: Socket[], tries = 20): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    s.on('error', () => undefined);
-    s.once('connect', () => (socks.push(s), resolve(true)));
-    s.once('error', (e: NodeJS.ErrnoException) => {
-      s.destroy();
-      if (e.code === 'EAGAIN' && tries > 0) setTimeout(() => void idleConnection(path, socks, tries - 1).then(resolve), 5);
-      else resolve(false);
-    });
-  });
-}
-
-/** n idle connections, 100 at a time; how many connected and how long it took. */
-async function openIdle(path: string, n: number): Promise<{ socks: Socket[]; connected: number; ms: number }> {
-  const t0 = performance.now();
-  const socks: Socket[] = [];
-  let connected = 0;
-  for (let i = 0; i < n; i += 100) {
-    const ok = await Promise.all(Array.from({ length: Math.min(100, n - i) }, () => idleConnection(path, socks)));
-    connected += ok.filter(Boolean).length;
-  }
-  return { socks, connected, ms: performance.now() - t0 };
+/** This process's hard RLIMIT_NOFILE (what a client like it may open). */
+function nofileHard(): number {
+  const hard = /Max open files\s+\S+\s+(\d+|unlimited)/.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1];
+  return hard === undefined ? 4096 : hard === 'unlimited' ? 1 << 20 : Number(hard);
 }
 
 /** A journal of ~9 MB (3,000 lines of 3 kB) for `events` to read back. */
@@ -90,14 +72,17 @@ const hrNs = (): number => Number(process.hrtime.bigint());
 type Status = { ports: Array<{ port: string; state: string }>; health: { lateTicks: number; journal: { state: string; pending: number }; stalls: { count: number; longestMs: number } } };
 
 describe('faults and hostile clients (kvm)', () => {
-  it(`kill -9 at ${KILLS} random instants of storms: no trip lost, every tripped port down after restart`, async () => {
+  it(`kill -9 at ${KILLS} instants of storms, half of them at a link-down: no trip lost, every tripped port down after restart`, async () => {
     const stateDir = newStateDir('ft-kill');
     let a: AgentHandle | null = await startAgent(lab.ns.host, { policy: POLICY, stateDir });
-    const stats = { withTrip: 0, withIntentOnly: 0, none: 0, offsetsMs: [] as number[] };
+    const stats = { withTrip: 0, withIntentOnly: 0, none: 0, offsetsMs: [] as number[], atDown: [] as number[] };
     // Each frame comes from a sender started ahead and waiting (armInject): it leaves within a
     // pipe wake-up of fire(), not the few hundred ms of `ip netns exec` + python that spread the
-    // kills -940..+1056 ms around the frame with a core busy. Each kill is aimed at 0-30 ms after
-    // the frame using the delay the previous fire() had.
+    // kills -940..+1056 ms around the frame with a core busy. Even kills, at random: aimed at
+    // 0-30 ms after the frame using the delay the previous fire() had. Odd kills, at the worst
+    // instant: 0-500 us after a loop member went down (armKillOnLinkDown, a real-time watcher
+    // of the kernel's link notifications), the window where the old agent had downed the port
+    // and not yet journaled the trip; random kills fell in it in only a few of 24 per run.
     let latencyMs = 2;
     try {
       for (let k = 0; k < KILLS; k++) {
@@ -105,14 +90,19 @@ describe('faults and hostile clients (kvm)', () => {
         const before = readJournalStrict(stateDir).length;
         const delay = latencyMs + Math.random() * 30;
         const armed = await armInject(lab, 'vm1', 'eth0', { count: 1, kind: 'broadcast' });
+        // Armed after the sender (whose start can take a second with a core busy), so its wait
+        // for the link-down starts close to the frame.
+        const watch = k % 2 === 1 ? await armKillOnLinkDown(lab.ns.host, a.child.pid!, lab.loopPorts, { delayUs: Math.random() * 500, timeoutMs: 5000 }).catch((e: unknown) => (armed.disarm(), Promise.reject(e))) : null;
         let t0: number;
         let fireNs: number;
         let killNs: number;
         try {
           fireNs = hrNs();
           const sent = armed.fire();
-          await sleep(delay);
-          killNs = hrNs();
+          const hit = watch ? await watch.result : null;
+          if (hit?.killed) stats.atDown.push((hit.tKillNs! - hit.tDownNs!) / 1e3);
+          else await sleep(delay);
+          killNs = hit?.killed ? hit.tKillNs! : hrNs();
           await a.stop('SIGKILL');
           a = null;
           t0 = (await sent).tFirstNs;
@@ -134,8 +124,9 @@ describe('faults and hostile clients (kvm)', () => {
         // A human brings everything up; the loop is closed again, quietly.
         await resetPorts(lab);
         a = await startAgent(lab.ns.host, { policy: POLICY, stateDir });
-        // Every port the journal holds as tripped is down again, and says so.
-        for (const p of recorded) {
+        // Every port the journal holds as tripped, and every port that was down at the kill, is
+        // down again, and says so.
+        for (const p of new Set([...recorded, ...down])) {
           expect(await until(async () => !(await isUp(lab.ns.host, p)), 3000), `${p} down again after restart`).toBe(true);
           expect(((await a.ask('status')) as Status).ports.find((x) => x.port === p)?.state).toBe('tripped');
           await a.ask('restore', { port: p, reason: 'sbt faults: next kill' });
@@ -143,8 +134,9 @@ describe('faults and hostile clients (kvm)', () => {
         expect(await until(async () => (await downHostPorts(lab)).length === 0, 3000)).toBe(true);
       }
       const sorted = [...stats.offsetsMs].sort((x, y) => x - y);
-      console.log(`kill -9 x${KILLS}: ${stats.withTrip} after the trip was journaled, ${stats.withIntentOnly} with only its intent, ${stats.none} before any link-down; kill instants ${sorted[0]!.toFixed(1)}..${sorted.at(-1)!.toFixed(1)} ms from the frame (median ${sorted[sorted.length >> 1]!.toFixed(1)}; ${sorted.filter((x) => x >= 0 && x <= 30).length} in 0..30 ms, ${sorted.filter((x) => x >= 7 && x <= 10).length} in 7..10 ms)`);
+      console.log(`kill -9 x${KILLS}: ${stats.atDown.length} at a link-down (${stats.atDown.map((u) => u.toFixed(0)).join(', ')} us after it), ${stats.withTrip} after the trip was journaled, ${stats.withIntentOnly} with only its intent, ${stats.none} before any link-down; kill instants ${sorted[0]!.toFixed(1)}..${sorted.at(-1)!.toFixed(1)} ms from the frame (median ${sorted[sorted.length >> 1]!.toFixed(1)}; ${sorted.filter((x) => x >= 0 && x <= 30).length} in 0..30 ms, ${sorted.filter((x) => x >= 7 && x <= 10).length} in 7..10 ms)`);
       expect(stats.withTrip + stats.withIntentOnly).toBeGreaterThan(0);
+      expect(stats.atDown.length).toBeGreaterThanOrEqual(KILLS >> 2); // the aimed kills did land at a link-down
     } finally {
       await openLoop(lab);
       await a?.stop('SIGTERM');
@@ -191,28 +183,36 @@ describe('faults and hostile clients (kvm)', () => {
     const policy = join(stateDir, 'policy.yaml');
     writeFileSync(policy, readFileSync(POLICY, 'utf8') + 'sampling:\n  idleMs: 5\n');
     const a = await startAgent(lab.ns.host, { policy, stateDir });
-    // The clients are another process: the load is the agent's, not this test's.
-    const load = spawn(process.execPath, [join(REPO, 'dist/scripts/lab/events-load.js'), a.socket, '4'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    load.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     const late = async (): Promise<number> => ((await a.ask('status')) as Status).health.lateTicks;
+    let load: ChildProcess | null = null;
     try {
+      // The same 4 s without the clients first: a late tick the machine causes (other work on a
+      // shared host delaying even a real-time sampler) is not the readers'. What is asserted is
+      // the clients' share: late ticks with them minus late ticks without.
+      await sleep(500);
+      const quiet0 = await late();
+      await sleep(4000);
+      const quiet = (await late()) - quiet0;
+      // The clients are another process: the load is the agent's, not this test's.
+      const clients = (load = spawn(process.execPath, [join(REPO, 'dist/scripts/lab/events-load.js'), a.socket, '4'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+      let out = '';
+      clients.stdout!.on('data', (d: Buffer) => (out += d.toString()));
       await sleep(500);
       const late0 = await late();
       await sleep(4000);
       const late1 = await late();
-      console.log(`late ticks in 4 s of 4 clients looping events: ${late1 - late0}`);
+      console.log(`late ticks in 4 s: ${late1 - late0} with 4 clients looping events, ${quiet} in the 4 s before without them`);
       const leaked = await stormBroken(a);
-      load.kill('SIGTERM');
-      await new Promise((r) => load.once('close', r));
+      clients.kill('SIGTERM');
+      await new Promise((r) => clients.once('close', r));
       const r = JSON.parse(out) as { answered: number; failed: number; bytes: number; medianMs: number };
       console.log(`4 clients looping events on a 9 MB journal: ${r.answered} answers (${(r.bytes / 1e6).toFixed(0)} MB, median ${r.medianMs} ms), ${r.failed} failed; storm meanwhile: ${leaked} frames leaked`);
       // Before (each answer parsed whole into objects and re-serialized): 20-60 late ticks in 4 s.
-      expect(late1 - late0).toBeLessThanOrEqual(2);
+      expect(late1 - late0 - quiet).toBeLessThanOrEqual(2);
       expect(r.bytes).toBeGreaterThan(4e6); // the clients were answered meanwhile
       expect(r.failed).toBe(0);
     } finally {
-      load.kill('SIGKILL');
+      load?.kill('SIGKILL');
       await a.stop('SIGTERM');
     }
   }, 60_000);
@@ -222,17 +222,26 @@ describe('faults and hostile clients (kvm)', () => {
     writeFileSync(join(stateDir, 'journal.jsonl'), bigJournal());
     const a = await startAgent(lab.ns.host, { policy: POLICY, stateDir });
     const socks: Socket[] = [];
+    const loads: ChildProcess[] = [];
     try {
       const rss0 = rssMb(a.child.pid!);
-      // As many idle connections as this process may open, up to 20,000.
-      const hard = Number(execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim()) || 4096;
-      const n = Math.min(20_000, hard - 500);
-      const idle = await openIdle(a.socket, n);
-      socks.push(...idle.socks);
-      console.log(`${idle.connected} of ${n} idle connections made in ${Math.round(idle.ms)} ms`);
-      expect(idle.connected).toBeGreaterThan(n * 0.99);
+      // 20,000 idle connections, as issue 13 asks, from client processes of their own: one
+      // process may hold fewer (20,000 descriptors here, and raising that needs CAP_SYS_RESOURCE,
+      // which this machine's root lacks), so each makes at most 10,000.
+      const n = 20_000;
+      const share = Math.min(10_000, nofileHard() - 500);
+      const clients = Array.from({ length: Math.ceil(n / share) }, (_, i) => spawn(process.execPath, [join(REPO, 'dist/scripts/lab/idle-load.js'), a.socket, String(Math.min(share, n - i * share))], { stdio: ['pipe', 'pipe', 'inherit'] }));
+      loads.push(...clients);
+      const made = await Promise.all(clients.map((c) => new Promise<{ connected: number; ms: number }>((resolve, reject) => {
+        let out = '';
+        c.stdout!.on('data', (d: Buffer) => (out += d.toString(), out.includes('\n') && resolve(JSON.parse(out) as { connected: number; ms: number })));
+        c.once('close', (code) => reject(new Error(`idle-load ended (${code}) before its connections were made`)));
+      })));
+      const connected = made.reduce((t, m) => t + m.connected, 0);
+      console.log(`${connected} of ${n} idle connections made by ${clients.length} clients in ${made.map((m) => m.ms).join(', ')} ms`);
+      expect(connected).toBe(n);
       const leaked = await stormBroken(a);
-      console.log(`storm with ${idle.connected} idle connections made: ${leaked} frames leaked`);
+      console.log(`storm with ${connected} idle connections made: ${leaked} frames leaked`);
       // A client that asks for the whole journal 40 times and never reads.
       const greedy = connect(a.socket);
       socks.push(greedy);
@@ -249,6 +258,7 @@ describe('faults and hostile clients (kvm)', () => {
       expect(rss - rss0).toBeLessThan(300); // before: 117 MB -> 1.08 GB
       expect(a.child.exitCode).toBeNull();
     } finally {
+      for (const c of loads) c.kill('SIGKILL');
       for (const s of socks) s.destroy();
       await a.stop('SIGTERM');
     }
