@@ -6,7 +6,10 @@
 //   node dist/scripts/bench-esxi.js [--storms 10] [--sample-ms 100,50] [--seconds 10] [--warmup 2]
 //       [--guard-ms 2500] [--prefix sbb-] [--out out/bench-esxi.json]
 //       [--mgmt oob|inband] [--uplink-rate 4mbit] [--no-cost] [--fuse armed|stream|off]
-//       [--cold-idle-ms 30000]
+//       [--cold-idle-ms 30000] [--near 5] [--baseline 3]
+// --near: storms broken by the near-limit poller inside the host, once cutting by a sysfs write and
+// once by the stand-in's vim-cmd; --baseline: storms against a 1 s storm-control on the physical
+// switch (scripts/lab/esxi/references.ts). Both run before any agent, on the same lab.
 // --cold-idle-ms: the first storm of each agent comes after it has idled this long since it was
 // ready (cold: what a real agent's first storm meets), and is reported apart from the rest.
 // --fuse is the policy's esxi.hosts[].fuse (default armed, as the agent's): `off` measures the
@@ -21,6 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { buildEsxiLab, closeLoop, openLoop, standinArgv, teardownEsxiLab, type EsxiLab } from './lab/esxi/lab.js';
 import { readInventory as readStandinInventory } from './lab/esxi/inventory.js';
+import { referenceStorm, stormControlPps, type ReferenceRun } from './lab/esxi/references.js';
 import { sshdPidsFor } from './lab/esxi/sshd.js';
 import { startAgent, type AgentHandle } from './lab/agent.js';
 import { inject } from './lab/traffic.js';
@@ -48,6 +52,8 @@ const { values } = parseArgs({
     'no-cost': { type: 'boolean', default: false },
     fuse: { type: 'string', default: 'armed' },
     'cold-idle-ms': { type: 'string', default: '0' },
+    near: { type: 'string', default: '5' },
+    baseline: { type: 'string', default: '3' },
   },
 });
 
@@ -70,6 +76,8 @@ const prefix = values.prefix!;
 const mgmt = values.mgmt === 'inband' ? 'inband' : values.mgmt === 'oob' ? 'oob' : fail(`--mgmt ${JSON.stringify(values.mgmt)}: oob or inband`);
 const uplinkRate = values['uplink-rate'];
 const coldIdleMs = num('cold-idle-ms', values['cold-idle-ms'], (x) => Number.isInteger(x) && x >= 0 && x <= 600_000);
+const nearN = num('near', values.near, (x) => Number.isInteger(x) && x >= 0 && x <= 50);
+const baselineN = num('baseline', values.baseline, (x) => Number.isInteger(x) && x >= 0 && x <= 20);
 const fuseMode = values.fuse === 'armed' || values.fuse === 'stream' || values.fuse === 'off' ? values.fuse : fail(`--fuse ${JSON.stringify(values.fuse)}: armed, stream or off`);
 /** In band, the agent's own SSH crosses the uplinks: only the loop's VM ports must be silent, and a storm can cost the session (backoff up to 30 s). */
 const QUIET_PORTS = mgmt === 'inband' ? ['vnA0', 'vnA1'] : ['vmnic0', 'vmnic1', 'vnA0', 'vnA1'];
@@ -533,6 +541,29 @@ function stormReport(all: Storm[]): string[] {
   return lines;
 }
 
+/** The references of this run, and every warm storm's quiet and frames as ratios to them. */
+function referenceReport(refs: ReferenceRun[], all: Storm[]): string[] {
+  if (refs.length === 0) return [];
+  const lines = ['', `references on the same lab, no agent running (ms from the injected frame; p50 / max)`,
+    'reference           storms  decided         cut call          quiet at prod     frames leaked p50   shut'];
+  for (const kind of ['near-limit', 'near-limit-vimcmd', 'storm-control'] as const) {
+    const rs = refs.filter((r) => r.kind === kind);
+    if (rs.length === 0) continue;
+    const pm = (xs: number[]): string => `${fmt(summary(xs).p50, 1)} / ${fmt(summary(xs).max, 1)}`.padEnd(17);
+    lines.push(`${kind.padEnd(19)} ${String(rs.length).padStart(6)}  ${pm(rs.map((r) => r.msToDecision)).slice(0, 15)} ${pm(rs.map((r) => r.cutMs))} ${pm(rs.map((r) => r.msToQuiet))} ${fmt(summary(rs.map((r) => r.framesLeaked)).p50, 0).padStart(17)}   ${[...new Set(rs.flatMap((r) => r.shut))].join(',') || 'nothing'}`);
+  }
+  const warm = all.filter((r) => !r.cold);
+  const p50 = (xs: number[]): number => summary(xs).p50;
+  const quiet = p50(warm.map((r) => r.msToQuiet));
+  const frames = p50(warm.map((r) => r.framesLeaked));
+  const ratio = (kind: ReferenceRun['kind'], f: (r: ReferenceRun) => number, x: number): string => {
+    const ref = p50(refs.filter((r) => r.kind === kind).map(f));
+    return Number.isFinite(ref) && ref > 0 ? `${fmt(x / ref, 2)}x` : '-';
+  };
+  lines.push(`the agent (warm p50): quiet ${fmt(quiet, 0)} ms = ${ratio('near-limit', (r) => r.msToQuiet, quiet)} near-limit, ${ratio('near-limit-vimcmd', (r) => r.msToQuiet, quiet)} near-limit with vim-cmd; frames ${fmt(frames, 0)} = ${ratio('storm-control', (r) => r.framesLeaked, frames)} of storm-control's`);
+  return lines;
+}
+
 function costReport(costs: Cost[]): string[] {
   const lines = [
     '',
@@ -588,12 +619,22 @@ const hz = await clockTicksPerSecond();
 work = mkdtempSync(join(tmpdir(), `${prefix}bench-esxi-`));
 const costs: Cost[] = [];
 const results: Storm[] = [];
+const refs: ReferenceRun[] = [];
 process.stderr.write(`bench-esxi: ${storms} storms per sampleMs ${sampleMsList.join(',')}, ${seconds} s cost windows; lab prefix ${prefix}\n`);
 let failed = true;
 try {
   lab = await buildEsxiLab(prefix, { mgmt, ...(uplinkRate ? { uplinkRate } : {}) });
   const l = lab;
   process.stderr.write(`lab: management ${mgmt}, uplinks ${uplinkRate ? `shaped to ${uplinkRate}` : 'not shaped'}\n`);
+  const levelPps = stormControlPps(uplinkRate);
+  for (const [kind, n] of [['near-limit', nearN], ['near-limit-vimcmd', nearN], ['storm-control', baselineN]] as const) {
+    for (let i = 1; i <= n; i++) {
+      const r = await referenceStorm(l, kind, kind === 'storm-control' ? guardMs : 1500, levelPps);
+      refs.push(r);
+      process.stderr.write(`${kind} ${i}/${n}: decided ${fmt(r.msToDecision, 1)} ms, cut call ${fmt(r.cutMs, 1)} ms, quiet ${fmt(r.msToQuiet, 0)} ms, ${fmt(r.framesLeaked, 0)} frames, shut ${r.shut.join(',') || 'nothing'}${kind === 'storm-control' ? ` (level ${levelPps} pps)` : ''}\n`);
+      await sleep(500);
+    }
+  }
   if (!values['no-cost']) {
     const base = await withAgent(l, null, (a) => measureCost(l, a, null, hz));
     costs.push(base);
@@ -629,9 +670,9 @@ try {
   if (failed) process.stderr.write(`bench-esxi: failed; the agents' journals are kept in ${work}\n`);
   else rmSync(work, { recursive: true, force: true });
 }
-process.stdout.write([HEADER, ...stormReport(results), ...costReport(costs), '', `total ${fmt((Date.now() - t0) / 1000, 0)} s`].join('\n') + '\n');
+process.stdout.write([HEADER, ...stormReport(results), ...referenceReport(refs, results), ...costReport(costs), '', `total ${fmt((Date.now() - t0) / 1000, 0)} s`].join('\n') + '\n');
 mkdirSync(dirname(values.out!), { recursive: true });
 writeFileSync(
   values.out!,
-  JSON.stringify({ node: process.version, kernel: release(), coldIdleMs, mgmt, uplinkRate: uplinkRate ?? null, fuse: fuseMode, clkTck: hz, seconds, warmupMs, guardMs, holdSamples: HOLD_SAMPLES, date: new Date().toISOString(), storms: results, costs }, null, 2) + '\n',
+  JSON.stringify({ node: process.version, kernel: release(), coldIdleMs, mgmt, uplinkRate: uplinkRate ?? null, fuse: fuseMode, clkTck: hz, seconds, warmupMs, guardMs, holdSamples: HOLD_SAMPLES, date: new Date().toISOString(), storms: results, references: refs, costs }, null, 2) + '\n',
 );

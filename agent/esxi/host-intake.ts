@@ -5,6 +5,9 @@
 // block or sample after only sets a new baseline,
 // so what is judged next is purely post-action; until that rate exists the host's ports are not
 // judged at all (the breaker's settle must not find the pre-action hot state and escalate on it).
+// While the host's fuse is cutting (it said `cutting`, its result has not come), nothing is
+// judged either: the samples read meanwhile straddle the cut, and a cut vNIC's port vanishes from
+// them, so its loop partner looked like a one-port flood and was shut too (bench-esxi).
 import type { HostRates } from './host-rates.js';
 import type { Block } from './stream.js';
 
@@ -17,6 +20,10 @@ export interface HostIntake {
    * read before atNs; or the fuse's cut, heard at atNs).
    */
   acted(sentTick: number, atNs: number): void;
+  /** The host's fuse is cutting: judge nothing until its result (release) or untilNs. */
+  hold(untilNs: number): void;
+  /** The fuse's cut has a result: the hold ends (acted() follows when it cut). */
+  release(): void;
   /** A post-action rate exists and the last one is younger than staleMs. */
   fresh(nowNs: number, staleMs: number): boolean;
   /** After the detector has seen the rates: they must not count again on later ticks. */
@@ -31,6 +38,7 @@ export function hostIntake(rates: HostRates, onRates: () => void): HostIntake {
   let ignoreReadThroughNs = 0;
   let rebase = false;
   let awaitingPost = false;
+  let heldUntilNs = 0;
 
   /** A block or sample is about to be taken: a first one after an action only sets the baseline. */
   function taking(): void {
@@ -68,7 +76,13 @@ export function hostIntake(rates: HostRates, onRates: () => void): HostIntake {
       rebase = true;
       awaitingPost = true;
     },
-    fresh: (nowNs, staleMs) => !awaitingPost && ratesAtNs > 0 && nowNs - ratesAtNs <= staleMs * 1e6,
+    hold(untilNs) {
+      heldUntilNs = untilNs;
+    },
+    release() {
+      heldUntilNs = 0;
+    },
+    fresh: (nowNs, staleMs) => !awaitingPost && nowNs >= heldUntilNs && ratesAtNs > 0 && nowNs - ratesAtNs <= staleMs * 1e6,
     consume() {
       if (!unconsumed) return;
       unconsumed = false;

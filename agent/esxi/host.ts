@@ -141,7 +141,9 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
   }
 
   function onFuseCut(cut: FuseCut, replayed: boolean): void {
-    if (cut.outcome === 'cutting') return waits.cutting(cut.port, Date.now());
+    // Until its result, samples straddle the cut: none is judged (host-intake's hold).
+    if (cut.outcome === 'cutting') return (intake.hold(Number(process.hrtime.bigint()) + FUSE_CUTTING_WAIT_MS * 1e6), waits.cutting(cut.port, Date.now()));
+    if (!replayed) intake.release(); // a failed cut: the next samples are judged (the loop may go on)
     const made = fuseCutResult(host.name, cut, replayed, inventory, fuseSeen(policy, host, rates, cut));
     // A cut replayed from while the agent was away, whose vNIC the host shows connected again (the
     // inventory is read at connect, before the fuse starts): history, not a trip. Feeding it to the

@@ -3,12 +3,19 @@
 // IFF_UP by writing /sys/class/net/X/flags (~0.2 ms, no spawn; LAB-FACTS) after two samples in a
 // row that saw frames. It makes no decision: the lab is quiet before the storm, so any frame is
 // the storm, and which ports to cut is given. Every agent figure is also a ratio to this one.
+import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { assertIfName } from './names.js';
 
 export interface NearLimitConfig {
   ports: string[];
   durationMs: number;
+  /**
+   * Cut by running this command (argv, 5 s timeout) instead of the flags write: the same poller
+   * with a host's own cut call (the ESXi stand-in's `vim-cmd`), so a bench can tell the cut call's
+   * share from the decision's. Only with one port.
+   */
+  cutArgv?: string[];
 }
 
 export interface NearLimitResult {
@@ -29,6 +36,9 @@ export function validateNearLimit(c: NearLimitConfig): NearLimitConfig {
   if (c.ports.length === 0) throw new Error('near-limit: --ports is empty');
   c.ports.forEach(assertIfName);
   if (!(c.durationMs > 0 && c.durationMs <= 60_000)) throw new Error('near-limit: --duration-ms must be in (0, 60000]');
+  if (c.cutArgv && (c.cutArgv.length === 0 || c.ports.length !== 1 || !c.cutArgv.every((a) => typeof a === 'string'))) {
+    throw new Error('near-limit: --cut-argv must be a non-empty JSON array of strings, with exactly one port');
+  }
   return c;
 }
 
@@ -44,6 +54,13 @@ function flagsDown(port: string, buf: Buffer): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/** Run the given cut command; throws with its stderr when it fails. */
+function cutByCommand(argv: string[]): void {
+  const r = spawnSync(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], timeout: 5000 });
+  if (r.error) throw r.error;
+  if (r.status !== 0) throw new Error(`${argv[0]} exited ${r.status ?? r.signal}: ${String(r.stderr).trim().slice(0, 200)}`);
 }
 
 /** Must run inside the namespace whose ports it cuts. */
@@ -72,7 +89,8 @@ export async function runNearLimit(cfg: NearLimitConfig, signal?: AbortSignal, o
         done[i] = true;
         const port = cfg.ports[i]!;
         try {
-          flagsDown(port, buf);
+          if (cfg.cutArgv) cutByCommand(cfg.cutArgv);
+          else flagsDown(port, buf);
           res.cut.push({ port, tNs: t, tDoneNs: now(), ok: true });
         } catch (err) {
           res.cut.push({ port, tNs: t, tDoneNs: now(), ok: false, error: (err as Error).message });

@@ -45,3 +45,36 @@ describe('host intake around an action (fuse samples)', () => {
     expect(woke).toBe(3);
   });
 });
+
+describe('host intake while the host fuse is cutting', () => {
+  it('judges nothing from `cutting` to the result, then only post-cut rates; a failed cut resumes at once', () => {
+    const f = fakeRates();
+    const intake = hostIntake(f.rates, () => undefined);
+    const v = new Float64Array(6);
+    intake.fuseSample([], v, 10 * MS, 11 * MS);
+    expect(intake.fresh(12 * MS, 1000)).toBe(true);
+    // `cutting` heard at 20 ms: samples read meanwhile straddle the cut (its vNIC's port vanishes).
+    intake.hold(20 * MS + 6000 * MS);
+    intake.fuseSample([], v, 25 * MS, 26 * MS);
+    expect(intake.fresh(27 * MS, 1000)).toBe(false);
+    // The result: cut. acted() then asks for a purely post-cut rate.
+    intake.release();
+    intake.acted(0, 200 * MS);
+    intake.fuseSample([], v, 210 * MS, 211 * MS);
+    expect(intake.fresh(212 * MS, 1000)).toBe(false);
+    intake.fuseSample([], v, 225 * MS, 226 * MS);
+    expect(intake.fresh(227 * MS, 1000)).toBe(true);
+    // A second cut that fails: judging resumes with the next sample (the loop may go on).
+    intake.hold(300 * MS + 6000 * MS);
+    intake.fuseSample([], v, 310 * MS, 311 * MS);
+    expect(intake.fresh(312 * MS, 1000)).toBe(false);
+    intake.release();
+    expect(intake.fresh(313 * MS, 1000)).toBe(true);
+    // A fuse that never reports: the hold ends by itself.
+    intake.hold(400 * MS);
+    intake.fuseSample([], v, 390 * MS, 391 * MS);
+    expect(intake.fresh(392 * MS, 1000)).toBe(false);
+    intake.fuseSample([], v, 405 * MS, 406 * MS);
+    expect(intake.fresh(407 * MS, 1000)).toBe(true);
+  });
+});

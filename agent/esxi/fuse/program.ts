@@ -17,9 +17,10 @@ import { remoteLine } from '../ssh-argv.js';
  * changed fuse is a deliberate, reviewed change of this table.
  */
 export const KNOWN_FUSES: Readonly<Record<number, string>> = {
-  // 3: samples batched at rest (plan batchMs, warmPps, warmRxPps); 2 (six values per item, each
-  // sample sent at once) and 1 (four values) are no longer armed.
-  3: 'fee290c651919c5a6d2b2cd57bb341ce1a8a68069c61c40b6552136c737469a9',
+  // 4: the cut call starts at real-time priority where the host allows it. 3 (samples batched at
+  // rest: plan batchMs, warmPps, warmRxPps), 2 (six values per item, each sample sent at once) and
+  // 1 (four values) are no longer armed.
+  4: '5a4c2e6616dd4f9f672d948d5da5dd8e44bd658af2147086d2ce8c0ee0c57999',
 };
 
 /** The loader, one line per statement (a `python -c` argument; POSIX-quoted by remoteLine). */

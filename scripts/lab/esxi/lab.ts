@@ -54,10 +54,15 @@ export function standinBinDir(): string {
  * same clean environment sshd gives it (`env -i`: nothing of the caller's PYTHON* settings leaks in).
  */
 export function standinArgv(lab: EsxiLab, tool: 'esxcli' | 'vsish' | 'vim-cmd', args: readonly string[]): string[] {
-  return ns(lab.ns.esx, [
+  return ns(lab.ns.esx, standinLocalArgv(lab, tool, args));
+}
+
+/** The same, for a process already inside ${p}esx (e.g. the near-limit poller's cut command). */
+export function standinLocalArgv(lab: EsxiLab, tool: 'esxcli' | 'vsish' | 'vim-cmd', args: readonly string[]): string[] {
+  return [
     'env', '-i', `STORMBREAKER_ESXI_LAB=${lab.dir}`, `PATH=${lab.standinBin}:/usr/sbin:/usr/bin:/sbin:/bin`,
     join(lab.standinBin, tool), ...args,
-  ]);
+  ];
 }
 
 async function uplinkFacts(plan: EsxiLabPlan): Promise<UplinkFacts> {
