@@ -631,7 +631,7 @@ try {
     for (let i = 1; i <= n; i++) {
       const r = await referenceStorm(l, kind, kind === 'storm-control' ? guardMs : 1500, levelPps);
       refs.push(r);
-      process.stderr.write(`${kind} ${i}/${n}: decided ${fmt(r.msToDecision, 1)} ms, cut call ${fmt(r.cutMs, 1)} ms, quiet ${fmt(r.msToQuiet, 0)} ms, ${fmt(r.framesLeaked, 0)} frames, shut ${r.shut.join(',') || 'nothing'}${kind === 'storm-control' ? ` (level ${levelPps} pps)` : ''}\n`);
+      process.stderr.write(`${kind} ${i}/${n}: decided ${fmt(r.msToDecision, 1)} ms, cut call ${fmt(r.cutMs, 1)} ms, quiet ${fmt(r.msToQuiet, 0)} ms, ${fmt(r.framesLeaked, 0)} frames, shut ${r.shut.join(',') || 'nothing'}${kind === 'storm-control' ? ` (level ${levelPps} pps)` : ''}${r.error ? ` (no result: ${r.error})` : ''}\n`);
       await sleep(500);
     }
   }

@@ -32,6 +32,8 @@ export interface ReferenceRun {
   /** How long the cut itself took (flags write, vim-cmd, `ip link set down`). */
   cutMs: number;
   shut: string[];
+  /** The reference process ended without its result (its figures at prod still count). */
+  error?: string;
 }
 
 /** The vNIC the fuse cuts first: the bridging VM's first one (vmA's vnA0). */
@@ -60,8 +62,7 @@ export function stormControlPps(uplinkRate: string | undefined): number {
 
 function argvFor(lab: EsxiLab, kind: EsxiReference, durationMs: number, levelPps: number, cut: { vmid: string; key: string }): string[] {
   if (kind === 'storm-control') {
-    const ports = ['swprod', 'swe0', 'swe1', ...(lab.plan.mgmtMode === 'inband' ? ['swagent'] : [])];
-    return ns(lab.ns.sw, [process.execPath, labDistEntry('storm-control-run.js'), '--ports', ports.join(','), '--pps', String(levelPps),
+    return ns(lab.ns.sw, [process.execPath, labDistEntry('storm-control-run.js'), '--ports', switchPorts(lab).join(','), '--pps', String(levelPps),
       '--interval-ms', '1000', '--duration-ms', String(durationMs)]);
   }
   const vimcmd = standinLocalArgv(lab, 'vim-cmd', ['vmsvc/device.connection', cut.vmid, cut.key, '0']);
@@ -69,11 +70,14 @@ function argvFor(lab: EsxiLab, kind: EsxiReference, durationMs: number, levelPps
     ...(kind === 'near-limit-vimcmd' ? ['--cut-argv', JSON.stringify(vimcmd)] : [])]);
 }
 
-/** Undo what the reference cut, the way it was cut. */
-async function undo(lab: EsxiLab, kind: EsxiReference, shut: string[], cut: { vmid: string; key: string }): Promise<void> {
-  if (kind === 'near-limit-vimcmd' && shut.length > 0) await run(standinArgv(lab, 'vim-cmd', ['vmsvc/device.connection', cut.vmid, cut.key, '1']));
-  else for (const p of shut) await run(['ip', '-n', kind === 'storm-control' ? lab.ns.sw : lab.ns.esx, 'link', 'set', 'dev', p, 'up']);
+/** Undo what the reference may have cut, the way it cuts (whether or not its result came back). */
+async function undo(lab: EsxiLab, kind: EsxiReference, cut: { vmid: string; key: string }): Promise<void> {
+  if (kind === 'near-limit-vimcmd') await run(standinArgv(lab, 'vim-cmd', ['vmsvc/device.connection', cut.vmid, cut.key, '1']));
+  else for (const p of kind === 'storm-control' ? switchPorts(lab) : [CUT_DEV]) await run(['ip', '-n', kind === 'storm-control' ? lab.ns.sw : lab.ns.esx, 'link', 'set', 'dev', p, 'up']);
 }
+
+/** Every port of the physical switch: a switch polices each of its ports. */
+const switchPorts = (lab: EsxiLab): string[] => ['swprod', 'swe0', 'swe1', ...(lab.plan.mgmtMode === 'inband' ? ['swagent'] : [])];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -81,7 +85,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function referenceStorm(lab: EsxiLab, kind: EsxiReference, observeMs: number, levelPps: number): Promise<ReferenceRun> {
   const cut = await vnicKey(lab);
   await closeLoop(lab);
-  let shut: string[] = [];
+  let error: string | undefined;
   try {
     const proc = await startJsonProc<{ startNs: number }, NearLimitResult | StormControlResult>(argvFor(lab, kind, observeMs + 1000, levelPps, cut), kind, observeMs + 8000);
     const obs = await startObserver(lab.ns.prod, ['eth0'], observeMs + 2500, { periodUs: 1000 });
@@ -92,10 +96,11 @@ export async function referenceStorm(lab: EsxiLab, kind: EsxiReference, observeM
     } finally {
       await openLoop(lab);
     }
-    const res = await proc.stop();
+    // A reference that ends without its result line still leaves the storm's figures at prod.
+    const res = await proc.stop().catch((err: unknown) => ((error = (err as Error).message.slice(0, 300)), null));
     const st = stormStats((await obs.stop()).eth0 ?? { t: [], c: [] }, t0);
-    const cuts = 'cut' in res ? res.cut : res.shut.map((s) => ({ port: s.port, tNs: s.tNs, tDoneNs: s.tDoneNs, ok: s.ok }));
-    shut = cuts.filter((c) => c.ok).map((c) => c.port);
+    const cuts = res === null ? [] : 'cut' in res ? res.cut : res.shut.map((s) => ({ port: s.port, tNs: s.tNs, tDoneNs: s.tDoneNs, ok: s.ok }));
+    const shut = cuts.filter((c) => c.ok).map((c) => c.port);
     const first = cuts[0];
     return {
       kind,
@@ -104,9 +109,10 @@ export async function referenceStorm(lab: EsxiLab, kind: EsxiReference, observeM
       msToDecision: first ? (first.tNs - t0) / 1e6 : NaN,
       cutMs: first ? (first.tDoneNs - first.tNs) / 1e6 : NaN,
       shut,
+      ...(error ? { error } : {}),
     };
   } finally {
     await openLoop(lab).catch(() => undefined);
-    await undo(lab, kind, shut, cut);
+    await undo(lab, kind, cut);
   }
 }
