@@ -247,7 +247,7 @@ export function step(
     const b = tallied(state, tr.bridge, seq, tNs);
     if (tr.loopMember) {
       b.members++;
-      if (tr.hotCount >= pp!.thresholds.holdSamples) b.held++;
+      if (heldByRate(tr, pp!, tick, tNs)) b.held++;
       if (b.members === 2) candidateBridges++;
     }
     if (slow && ++b.slow === 2) candidateBridges++;
@@ -469,6 +469,17 @@ function tallied(state: DetectorState, bridge: string, seq: number, tNs: number)
   }
   b.lastActiveNs = tNs;
   return b;
+}
+
+/**
+ * A loop member by rate alone, without a flap: hot for holdSamples. Where the bridge is seen
+ * learning, a loop flaps MACs (then one sample suffices), and two hot ports with rx ≈ tx and no
+ * flap are a request/response exchange until they stay hot SLOW_LOOP_MS: a DHCP server answering a
+ * PXE wave at > floodPps both ways was shut as a loop with one core busy (agent-benign-waves). The
+ * wait keeps a loop that flaps nothing (frames from the bridge's own, never-moving MAC) caught.
+ */
+function heldByRate(tr: PortTrack, pp: PortPolicy, tick: Tick, tNs: number): boolean {
+  return tr.hotCount >= pp.thresholds.holdSamples && (tick.fdbPorts?.has(tr.port) !== true || tNs - tr.hotSinceNs >= SLOW_LOOP_MS * 1e6);
 }
 
 /** How many of the flap's ports are watched, of this bridge and symmetric now. */
