@@ -140,26 +140,8 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
     if (was !== live) hooks.onPortsChanged();
   }
 
-  function onFuseCut(cut: FuseCut, replayed: boolean): void {
-    // Until its result, samples straddle the cut: none is judged (host-intake's hold).
-    if (cut.outcome === 'cutting') return (intake.hold(Number(process.hrtime.bigint()) + FUSE_CUTTING_WAIT_MS * 1e6), waits.cutting(cut.port, Date.now()));
-    if (!replayed) intake.release(); // a failed cut: the next samples are judged (the loop may go on)
-    const made = fuseCutResult(host.name, cut, replayed, inventory, fuseSeen(policy, host, rates, cut));
-    // A cut replayed from while the agent was away, whose vNIC the host shows connected again (the
-    // inventory is read at connect, before the fuse starts): history, not a trip. Feeding it to the
-    // breaker would have cut the port again after an operator's restore (seen in bench-esxi).
-    const undone = made !== null && replayed && vnicConnectedNow(inventory, host.name, cut.port);
-    const result = undone ? null : made;
-    if (result) {
-      // As after the agent's own action: judge only purely post-cut counters, and read what the
-      // host has now (the vNIC left its port) so the fuse is re-armed without it.
-      intake.acted(session.sentTick(), Number(process.hrtime.bigint()));
-      setTimeout(() => refreshStream(`after the fuse cut ${cut.port}`), 500).unref();
-    }
-    // A cut the agent's own link-down is waiting for is its result (act() returns it): not a second one.
-    const taken = result !== null && waits.took(result);
-    hooks.onFuseReport?.({ host: host.name, cut, replayed, result, ack: () => session.fuseAck([cut.id]), taken, undone });
-  }
+  const onFuseCut = (cut: FuseCut, replayed: boolean): void =>
+    handleFuseCut({ policy, host, rates, intake, waits, inventory, session, refreshStream, report: hooks.onFuseReport }, cut, replayed);
 
   const fuse = sessionFuse(host, log);
   const waits = fuseWaits();
@@ -223,6 +205,44 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
     if (refreshTimer) clearInterval(refreshTimer);
     await session.stop();
   }
+}
+
+interface FuseCutContext {
+  policy: Policy;
+  host: EsxiHostPolicy;
+  rates: HostRates;
+  intake: ReturnType<typeof hostIntake>;
+  waits: ReturnType<typeof fuseWaits>;
+  inventory: EsxInventory | null;
+  session: Session;
+  refreshStream(why: string): void;
+  report: EsxHostHooks['onFuseReport'];
+}
+
+/** What follows a line of the fuse about a cut: hold judging while it lands, then journal it through the hooks. */
+function handleFuseCut(c: FuseCutContext, cut: FuseCut, replayed: boolean): void {
+  if (cut.outcome === 'cutting') {
+    // Until its result, samples straddle the cut: none is judged (host-intake's hold).
+    c.intake.hold(Number(process.hrtime.bigint()) + FUSE_CUTTING_WAIT_MS * 1e6);
+    c.waits.cutting(cut.port, Date.now());
+    return;
+  }
+  if (!replayed) c.intake.release(); // a failed cut: the next samples are judged (the loop may go on)
+  const made = fuseCutResult(c.host.name, cut, replayed, c.inventory, fuseSeen(c.policy, c.host, c.rates, cut));
+  // A cut replayed from while the agent was away, whose vNIC the host shows connected again (the
+  // inventory is read at connect, before the fuse starts): history, not a trip. Feeding it to the
+  // breaker would have cut the port again after an operator's restore (seen in bench-esxi).
+  const undone = made !== null && replayed && vnicConnectedNow(c.inventory, c.host.name, cut.port);
+  const result = undone ? null : made;
+  if (result) {
+    // As after the agent's own action: judge only purely post-cut counters, and read what the
+    // host has now (the vNIC left its port) so the fuse is re-armed without it.
+    c.intake.acted(c.session.sentTick(), Number(process.hrtime.bigint()));
+    setTimeout(() => c.refreshStream(`after the fuse cut ${cut.port}`), 500).unref();
+  }
+  // A cut the agent's own link-down is waiting for is its result (act() returns it): not a second one.
+  const taken = result !== null && c.waits.took(result);
+  c.report?.({ host: c.host.name, cut, replayed, result, ack: () => c.session.fuseAck([cut.id]), taken, undone });
 }
 
 /** Does the inventory show this vNIC port (`<host>/vnic-<mac>`) connected? */
