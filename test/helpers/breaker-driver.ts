@@ -28,6 +28,18 @@ export const result = (kind: ActionResult['kind'], port: string, ok = true): Act
   ...(ok ? {} : { error: 'EPERM' }),
 });
 
+/**
+ * Closed-loop tests: the breaker's commands of one tick land on the trace before the next (a
+ * link-down stops the port's counters, a link-up starts them again), each with a successful result.
+ */
+export function landOnTrace(down: Set<string>, pending: readonly ActionRequest[]): ActionResult[] {
+  return pending.map((c) => {
+    if (c.kind === 'link-down') down.add(c.port);
+    else down.delete(c.port);
+    return result(c.kind, c.port);
+  });
+}
+
 export function breakerDriver(
   ports: ReadonlyMap<string, PortPolicy>,
   pol: Policy,

@@ -14,7 +14,7 @@ import { initialDetectorState, step } from '../../agent/detect/signature.js';
 import { testPolicy, testPorts } from '../../agent/testing/policy.js';
 import { esxLoop, kvmLoop, TraceGen, uplinkFlood, vmFlood, type TraceSpec } from '../../agent/testing/traces.js';
 import type { ActionRequest, JournalEvent, Policy, PortPolicy, Verdict } from '../../agent/types.js';
-import { breakerDriver, result, verdictsFor, WALL0 } from '../helpers/breaker-driver.js';
+import { breakerDriver, landOnTrace, result, verdictsFor, WALL0 } from '../helpers/breaker-driver.js';
 
 const policy = testPolicy();
 const SETTLE = policy.breaker.settleMs;
@@ -459,11 +459,7 @@ function closedLoop(spec: TraceSpec, ports: ReadonlyMap<string, PortPolicy>, ms:
   while (gen.tMs < ms) {
     // The commands of the previous tick take effect during this interval (an action takes
     // ~0.2-3 ms, about one sample).
-    const results = pending.map((c) => {
-      if (c.kind === 'link-down') gen.down.add(c.port);
-      else gen.down.delete(c.port);
-      return result(c.kind, c.port);
-    });
+    const results = landOnTrace(gen.down, pending);
     pending = [];
     const tick = gen.next();
     const d = step(det, tick, ports, pol);

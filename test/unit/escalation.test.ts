@@ -12,7 +12,7 @@ import { initialDetectorState, step } from '../../agent/detect/signature.js';
 import { testPolicy, testPorts } from '../../agent/testing/policy.js';
 import { kvmLoop, TraceGen, type LoadFn, type TraceSpec } from '../../agent/testing/traces.js';
 import type { ActionRequest, JournalEvent } from '../../agent/types.js';
-import { result, WALL0 } from '../helpers/breaker-driver.js';
+import { landOnTrace, WALL0 } from '../helpers/breaker-driver.js';
 
 const policy = testPolicy();
 const SETTLE = policy.breaker.settleMs;
@@ -41,11 +41,7 @@ function starvedLoop(spec: TraceSpec, blockMs: number, starvedMs: number, ms: nu
     const blocking = pending.some((c) => c.kind === 'link-down');
     spec.periodMs = blocking ? blockMs : starved ? starvedMs : 1;
     starved ||= blocking;
-    const results = pending.map((c) => {
-      if (c.kind === 'link-down') gen.down.add(c.port);
-      else gen.down.delete(c.port);
-      return result(c.kind, c.port);
-    });
+    const results = landOnTrace(gen.down, pending);
     pending = [];
     const tick = gen.next();
     if (results.some((r) => r.kind === 'link-down')) run.landed.push(gen.tMs);
