@@ -23,6 +23,8 @@ export interface StormRun {
   trips: Array<Record<string, unknown>>;
   /** For storm-control: what it shut and when. */
   shut: Array<{ port: string; tNs: number }>;
+  /** The loop was still closed at the end of the observation and was opened by hand (agent runs). */
+  openedByHand?: boolean;
 }
 
 /** Administrative state of the host's bridge ports (ip -j link). */
@@ -59,17 +61,18 @@ export async function stormWithAgent(lab: Lab, agent: AgentHandle, observeMs = 4
   const obs = await startObserver(lab.ns.prod, ['eth0'], observeMs + 2000);
   let prod: CounterSeries;
   let tInjectNs = 0;
+  let openedByHand = false;
   try {
     const sent = await inject(lab, 'vm1', 'eth0', { count: 1, kind });
     tInjectNs = sent.tFirstNs;
     await sleep(observeMs);
   } finally {
     const downs = await downHostPorts(lab).catch(() => [] as string[]);
-    if (loopStillClosed(lab, downs)) await openLoop(lab);
+    if ((openedByHand = loopStillClosed(lab, downs))) await openLoop(lab);
     prod = (await obs.stop()).eth0 ?? { t: [], c: [] };
   }
   const trips = agent.logs.slice(seen).filter((l) => l.msg === 'trip' || l.msg === 'escalate' || l.msg === 'would-trip');
-  return { mode: 'agent', shape: lab.shape, tInjectNs, prod, stats: stormStats(prod, tInjectNs), downPorts: await downHostPorts(lab), trips, shut: [] };
+  return { mode: 'agent', shape: lab.shape, tInjectNs, prod, stats: stormStats(prod, tInjectNs), downPorts: await downHostPorts(lab), trips, shut: [], openedByHand };
 }
 
 /** The same storm under a switch-style 1 s storm-control that errdisables every port over the level. */
