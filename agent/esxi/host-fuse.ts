@@ -22,6 +22,13 @@ export const fuseHold = (t: Pick<Thresholds, 'holdSamples'>): number => Math.min
  */
 export const FUSE_BATCH_MS = 100;
 
+/**
+ * While a storm may be starting (an item warm, a port's hold running) the fuse samples every
+ * FUSE_BURST_MS instead of fuseSampleMs (fuse v5): its `hold` hot samples then take 10 ms, not 30.
+ * At rest nothing is warm: the rest period and its cost are unchanged.
+ */
+export const FUSE_BURST_MS = 5;
+
 /** Who the journal names for a cut the fuse made on `host`. */
 export const fuseBy = (host: string): string => `fuse@${host}`;
 
@@ -63,6 +70,7 @@ export function fusePlanFor(policy: Policy, host: EsxiHostPolicy, inv: EsxInvent
     budget: host.actions.includes('vnic-disconnect') ? host.fuseBudget : 0,
     dryRun: host.fuse === 'stream' || policy.dryRun,
     batchMs: Math.min(FUSE_BATCH_MS, Math.floor(host.staleMs / 4)),
+    burstMs: Math.min(FUSE_BURST_MS, host.fuseSampleMs),
     ...warmRates(t, ports),
     vmnics: items.filter((i) => i.kind === 'nic').map((i) => i.id),
     vnics,

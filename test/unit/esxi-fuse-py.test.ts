@@ -157,6 +157,105 @@ report({"quiet": quiet, "warm_bc": warm_bc, "after": after, "busy": busy, "warm_
   });
 });
 
+/**
+ * fuse.py's own run() loop on a fake clock: counters are a function of the fake time (two ports of
+ * vSwitch0 and a third), sleep() advances the clock, and the run ends when the clock passes
+ * `until`. Returns the sample times (ms) and the dry-run cuts' times (ms).
+ */
+function pyRun(plan: Record<string, unknown>, rates: string, untilMs: number): { samples: number[]; cuts: number[] } {
+  const harness = `
+import json, sys
+g = {"__name__": "fuse_under_test"}
+exec(compile(open(${JSON.stringify(fusePath())}).read(), "fuse.py", "exec"), g)
+class Clock:
+    t = 0.0
+    def monotonic(self): return self.t
+    def time(self): return 1.7e9 + self.t
+    def sleep(self, d):
+        self.t += d
+        if self.t * 1000 > ${untilMs}: raise KeyboardInterrupt
+clock = Clock()
+g["time"] = clock
+def rates_at(ms):
+${rates}
+counts = {"10": 0.0, "11": 0.0, "12": 0.0}
+last = [0.0]
+class FakeVsi:
+    def get(self, path):
+        if path.endswith("/status"): return {"clientType": 5, "portCfg": "VM Network"}
+        ms = clock.t * 1000
+        if ms > last[0]:
+            # integrate each port's broadcast rate (frames/s) over 0.1 ms steps since the last read
+            t = last[0]
+            while t < ms:
+                step = min(0.1, ms - t)
+                for pid, r in rates_at(t).items(): counts[pid] += r * step / 1000
+                t += step
+            last[0] = ms
+        n = int(counts[path.split("/")[5]])
+        return {"pktsRx": n, "pktsTx": n, "pktsRxBroadcast": n, "pktsRxMulticast": 0}
+samples, cuts = [], []
+class FakeOut:
+    dropped = 0
+    def event(self, kind, obj):
+        if kind == "C": cuts.append(obj["tUs"] / 1000)
+    def sample(self, line, t_us, now, batch_us): samples.append(t_us / 1000)
+    def flush(self): return True
+f = g["Fuse"](FakeVsi(), FakeOut(), "/nonexistent")
+f.owner = lambda: f.instance
+f.stdin_open = False  # no agent input: run() only samples, judges and cuts
+plan = {"leaseMs": 60000, "pps": 20000, "hold": 2, "minHotPorts": 2, "settleMs": 100, "budget": 1, "dryRun": True,
+        "batchMs": 100, "warmPps": 5000, "warmRxPps": 15000,
+        "watch": [{"kind": "port", "portset": "vSwitch0", "id": i} for i in ("10", "11", "12")],
+        "cutList": [{"port": "p%s" % i, "portId": i, "portset": "vSwitch0", "argv": ["true"]} for i in ("10", "11")],
+        "protectedPortgroups": [], "protectedPorts": []}
+plan.update(json.loads(${JSON.stringify(JSON.stringify(plan))}))
+f.arm(plan)
+try:
+    f.run()
+except KeyboardInterrupt:
+    pass
+print(json.dumps({"samples": samples, "cuts": cuts}))
+`;
+  return JSON.parse(execFileSync('python3', ['-c', harness], { encoding: 'utf8', timeout: 20_000 })) as { samples: number[]; cuts: number[] };
+}
+
+const gaps = (xs: number[]): number[] => xs.slice(1).map((x, i) => Math.round((x - xs[i]!) * 10) / 10);
+
+describe('fuse.py burst sampling (v5)', () => {
+  // A loop storm on ports 10 and 11 from 107 ms on (40,000 broadcast/s each, pps 20,000, hold 2).
+  const loop = `    return {"10": 40000.0, "11": 40000.0, "12": 0.0} if ms >= 107 else {"10": 0.0, "11": 0.0, "12": 0.0}`;
+
+  it('samples every burstMs once the storm is warm, so two hot samples take 10 ms, not 30; the rest period is unchanged', () => {
+    const r = pyRun({ sampleMs: 15, burstMs: 5 }, loop, 300);
+    // At rest: every 15 ms, as v4 (the first gap is the arming sample's own burst).
+    const before = r.samples.filter((t) => t <= 105);
+    expect(gaps(before.slice(1))).toEqual(Array(before.length - 2).fill(15));
+    expect(r.cuts).toHaveLength(1);
+    // Fuse v4 (sampleMs only) decides at 135 ms, 28 ms after the storm's start: hot at 120 and 135.
+    // v5: warm at 120 (hot 1), then 125 (hot 2).
+    expect(r.cuts[0]! - 107).toBeLessThanOrEqual(18.5);
+    // The same storm with burstMs 0 is v4's cadence: a check that the figure above is the burst's.
+    expect(pyRun({ sampleMs: 15, burstMs: 0 }, loop, 300).cuts[0]! - 107).toBeGreaterThanOrEqual(27.5);
+  });
+
+  it('after a burst that never became a loop the rest period returns; a one-port flood and a 3 ms two-port burst never cut', () => {
+    const r = pyRun(
+      { sampleMs: 15, burstMs: 5 },
+      `    if 100 <= ms < 400: return {"10": 90000.0, "11": 0.0, "12": 0.0}  # one port, long
+    if 500 <= ms < 503: return {"10": 90000.0, "11": 90000.0, "12": 0.0}  # two ports, 3 ms: one hot sample at most
+    return {"10": 0.0, "11": 0.0, "12": 0.0}`,
+      800,
+    );
+    expect(r.cuts).toEqual([]);
+    const g = gaps(r.samples.filter((t) => t >= 600));
+    expect(g.length).toBeGreaterThan(5);
+    expect(g.every((x) => x === 15)).toBe(true);
+    // It did burst while port 10 was warm (100-400 ms): 5 ms apart there.
+    expect(gaps(r.samples.filter((t) => t >= 150 && t <= 350)).every((x) => x === 5)).toBe(true);
+  });
+});
+
 describe('fuse.py cut call', () => {
   // Under a storm the host's CPUs are swamped; a cut started at normal priority took 1-1.7 s on the
   // stand-in (python vim-cmd), at SCHED_FIFO 10-250 ms (bench-esxi). Where the host refuses

@@ -50,6 +50,7 @@ const input = (o: Partial<FusePlanInput> = {}): FusePlanInput => ({
   budget: 2,
   dryRun: false,
   batchMs: 100,
+  burstMs: 5,
   warmPps: 5000,
   warmRxPps: 15000,
   vmnics: ['vmnic0', 'vmnic1'],
@@ -83,6 +84,9 @@ describe('fuse plan', () => {
     expect(buildFusePlan(input({ vmkPortIds: ['x'] }))).toMatchObject({ ok: false, error: expect.stringMatching(/vmk port id/) });
     expect(buildFusePlan(input({ batchMs: 251 }))).toMatchObject({ ok: false, error: 'fuse plan: batchMs 251: 0-250' });
     expect(buildFusePlan(input({ warmPps: 0 }))).toMatchObject({ ok: false, error: expect.stringMatching(/warmPps 0/) });
+    expect(buildFusePlan(input({ burstMs: 3 }))).toMatchObject({ ok: false, error: 'fuse plan: burstMs 3: 0 or 5-sampleMs' });
+    expect(buildFusePlan(input({ burstMs: 15 }))).toMatchObject({ ok: false, error: 'fuse plan: burstMs 15: 0 or 5-sampleMs' }); // sampleMs 10
+    expect(buildFusePlan(input({ burstMs: 0 }))).toMatchObject({ ok: true, plan: { burstMs: 0 } });
   });
 
   it('warm rates: the lowest falling edges of the host and its watched ports; rx scaled as clearPps is', () => {

@@ -53,7 +53,8 @@ describe('the fuse plan the daemon arms', () => {
       ['esx1/vnic-000c295ba001', 'vim-cmd vmsvc/device.connection 7 4001 0'],
       ['esx1/vnic-000c2900000a', 'vim-cmd vmsvc/device.connection 3 4000 0'],
     ]);
-    expect(plan).toMatchObject({ sampleMs: 15, leaseMs: 10000, pps: 4000, hold: 3, minHotPorts: 2, budget: 2, dryRun: false, protectedPortgroups: ['Management Network'] });
+    expect(plan).toMatchObject({ sampleMs: 15, burstMs: 5, leaseMs: 10000, pps: 4000, hold: 3, minHotPorts: 2, budget: 2, dryRun: false, protectedPortgroups: ['Management Network'] });
+    expect(fusePlanFor(policy, { ...host, fuseSampleMs: 5 }, inv, watched, items).burstMs).toBe(5);
   });
 
   it('reports only when the policy says so: fuse stream or dry run; no vnic-disconnect allowed means budget 0', () => {

@@ -31,6 +31,8 @@ export interface FuseTuning {
   dryRun: boolean;
   /** At rest, samples leave in one write every batchMs (0: each at once); see fuse.py. */
   batchMs: number;
+  /** While an item is warm or a port's hold is running, samples every burstMs (0: always sampleMs); see fuse.py v5. */
+  burstMs: number;
   /** A sample with an item at or over these rates (rx broadcast+multicast, total rx) leaves at once. */
   warmPps: number;
   warmRxPps: number;
@@ -69,6 +71,7 @@ function check(i: FusePlanInput): string | null {
   if (!Number.isInteger(i.minHotPorts) || i.minHotPorts < 1) return `minHotPorts ${i.minHotPorts}: >= 1`;
   if (!Number.isInteger(i.budget) || i.budget < 0 || i.budget > 16) return `budget ${i.budget}: 0-16`;
   if (!Number.isInteger(i.batchMs) || i.batchMs < 0 || i.batchMs > 250) return `batchMs ${i.batchMs}: 0-250`;
+  if (i.burstMs !== 0 && !(Number.isInteger(i.burstMs) && i.burstMs >= 5 && i.burstMs <= i.sampleMs)) return `burstMs ${i.burstMs}: 0 or 5-sampleMs`;
   if (!(i.warmPps > 0) || !(i.warmRxPps > 0)) return `warmPps ${i.warmPps} / warmRxPps ${i.warmRxPps}: must be > 0`;
   for (const n of i.vmnics) if (!isVmnic(n)) return `not a vmnic: ${JSON.stringify(n)}`;
   for (const v of i.vnics) {
@@ -103,6 +106,7 @@ export function buildFusePlan(i: FusePlanInput): PlanResult {
       budget: i.budget,
       dryRun: i.dryRun,
       batchMs: i.batchMs,
+      burstMs: i.burstMs,
       warmPps: i.warmPps,
       warmRxPps: i.warmRxPps,
       cutTimeoutMs: 5000,

@@ -17,10 +17,11 @@ import { remoteLine } from '../ssh-argv.js';
  * changed fuse is a deliberate, reviewed change of this table.
  */
 export const KNOWN_FUSES: Readonly<Record<number, string>> = {
-  // 4: the cut call starts at real-time priority where the host allows it. 3 (samples batched at
-  // rest: plan batchMs, warmPps, warmRxPps), 2 (six values per item, each sample sent at once) and
-  // 1 (four values) are no longer armed.
-  4: '5a4c2e6616dd4f9f672d948d5da5dd8e44bd658af2147086d2ce8c0ee0c57999',
+  // 5: samples every plan burstMs while an item is warm or a port's hold runs (a decision in
+  // hold x burstMs). 4 (the cut call at real-time priority), 3 (samples batched at rest: plan
+  // batchMs, warmPps, warmRxPps), 2 (six values per item, each sample sent at once) and 1 (four
+  // values) are no longer armed.
+  5: '17ea94c933196268d145374f2d83e7a280389ac1be8c8a751110bcdf064c805d',
 };
 
 /** The loader, one line per statement (a `python -c` argument; POSIX-quoted by remoteLine). */

@@ -40,6 +40,8 @@ export async function labFusePlan(lab: EsxiLab, o: Partial<FusePlanInput> = {}):
     dryRun: false,
     // Each sample at once: these labs time the fuse itself (the agent batches at rest, host-fuse.ts).
     batchMs: 0,
+    // Every sample at sampleMs: these labs time the fuse's rest period (host-fuse.ts bursts).
+    burstMs: 0,
     warmPps: 500,
     warmRxPps: 1500,
     vmnics: ['vmnic0', 'vmnic1'],
