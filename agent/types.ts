@@ -376,7 +376,7 @@ export interface ActionResult {
   kind: ActionKind;
   port: string;
   ok: boolean;
-  /** How the action was carried out ("sysfs-flags" or the argv that ran). */
+  /** How the action was carried out ("sysfs-flags", "netlink-brport-state" or the argv that ran). */
   via: string;
   argv?: string[];
   durationMs: number;
@@ -384,6 +384,16 @@ export interface ActionResult {
   error?: string;
   /** Was the port verified to be in the requested state afterwards? */
   verified: boolean;
+  /**
+   * link-down of a bridge port stopped by its bridge state (via netlink-brport-state): when
+   * forwarding stopped (monotonic ns, the daemon's clock; escalation judges samples after it),
+   * that time from the action's start, and the route of the admin-down that followed.
+   */
+  stoppedNs?: number;
+  forwardingStoppedMs?: number;
+  adminDownVia?: string;
+  /** Why the fast route was not taken (e.g. the kernel refused the bridge state: EBUSY). */
+  fallback?: string;
   /** ESXi ports: what was done on the host, and what its undo needs (journaled with the trip). */
   esxi?: EsxiActionRecord;
   /**

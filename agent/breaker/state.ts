@@ -351,7 +351,9 @@ function onResult(ctx: Ctx, r: ActionResult): void {
         const b = bridge(ctx, e.loop);
         if (b.inFlight === r.port) b.inFlight = null;
         b.settleUntilNs = ctx.tNs + settleMsOf(ctx, r.port) * 1e6;
-        b.shutDoneNs = ctx.tNs;
+        // A bridge port stops forwarding when its state is set, before the admin-down returns:
+        // samples after that already show whether the loop goes on (persistsAfter).
+        b.shutDoneNs = r.stoppedNs !== undefined && r.stoppedNs < ctx.tNs ? r.stoppedNs : ctx.tNs;
       }
       e.next = [];
       return;

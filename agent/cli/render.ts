@@ -83,7 +83,7 @@ function byText(b: Record<string, unknown>): string {
 export function renderWhy(e: Record<string, unknown> | null): string {
   if (!e) return 'no trip recorded\n';
   const ev = (e.evidence ?? null) as { tNs?: number; clues?: string[]; thresholds?: Record<string, number>; rule?: number; window?: Array<{ port: string; tMs: number; rxPps: number; txPps: number; floodPps: number }> } | null;
-  const a = (e.action ?? null) as { via?: string; argv?: string[]; durationMs?: number; attempts?: number; verified?: boolean; ok?: boolean; error?: string } | null;
+  const a = (e.action ?? null) as { via?: string; argv?: string[]; durationMs?: number; attempts?: number; verified?: boolean; ok?: boolean; error?: string; forwardingStoppedMs?: number; adminDownVia?: string; fallback?: string } | null;
   let out = `${String(e.event)} of ${String(e.port)} at ${String(e.ts)} (policy ${String(e.policyHash ?? '?')}${e.dryRun ? ', dry run' : ''})\n`;
   out += `verdict: ${String(e.reason)}\n`;
   if (e.by) out += `by: ${typeof e.by === 'object' ? byText(e.by as Record<string, unknown>) : String(e.by)}\n`;
@@ -104,6 +104,9 @@ export function renderWhy(e: Record<string, unknown> | null): string {
   if (a && typeof a === 'object') {
     const via = Array.isArray(a.argv) && a.argv.length > 0 ? a.argv.join(' ') : String(a.via ?? '-');
     out += `action: ${a.ok === false ? 'FAILED ' : ''}via ${via}, ${typeof a.durationMs === 'number' ? `${a.durationMs.toFixed(2)} ms` : '-'}, ${a.attempts ?? '-'} attempt(s), verified ${a.verified ? 'yes' : 'no'}${a.error ? `, error: ${a.error}` : ''}\n`;
+    // A bridge port stopped by its bridge state: forwarding ended there, before the admin-down.
+    if (typeof a.forwardingStoppedMs === 'number') out += `forwarding stopped: ${a.forwardingStoppedMs.toFixed(2)} ms, via ${String(a.via)}; admin-down via ${String(a.adminDownVia ?? '-')}\n`;
+    if (typeof a.fallback === 'string') out += `fast route not taken: ${a.fallback}\n`;
   }
   // The storm's frames, saved after the shut (daemon/captures.ts): open with Wireshark or tcpdump -r.
   if (typeof e.capture === 'string') out += `capture: ${e.capture}${typeof e.captureFrames === 'number' ? ` (${e.captureFrames} frames, pcapng)` : ''}\n`;

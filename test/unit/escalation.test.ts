@@ -12,7 +12,7 @@ import { initialDetectorState, step } from '../../agent/detect/signature.js';
 import { testPolicy, testPorts } from '../../agent/testing/policy.js';
 import { kvmLoop, TraceGen, type LoadFn, type TraceSpec } from '../../agent/testing/traces.js';
 import type { ActionRequest, JournalEvent } from '../../agent/types.js';
-import { landOnTrace, WALL0 } from '../helpers/breaker-driver.js';
+import { landOnTrace, result, WALL0 } from '../helpers/breaker-driver.js';
 
 const policy = testPolicy();
 const SETTLE = policy.breaker.settleMs;
@@ -89,5 +89,47 @@ describe('escalation on a starved sampler (three uplinks into one switch)', () =
     const r = starvedLoop({ ...base, load }, 60, 12, 400);
     expect(r.commands.map((c) => c.port)).toEqual(['up1']);
     expect(r.events.map((e) => `${e.event}:${e.port}`)).toEqual(['trip:up1']);
+  });
+});
+
+describe('escalation after a bridge-state stop (the admin-down returns later, off the event loop)', () => {
+  /**
+   * 1 ms samples throughout: a link-down stops the port at once (the bridge state), its result,
+   * carrying stoppedNs, comes with the tick adminDownMs later (the admin-down's dev_close wait).
+   */
+  function fastStopLoop(spec: TraceSpec, adminDownMs: number, ms: number, withStoppedNs: boolean): Run {
+    const gen = new TraceGen(spec);
+    const det = initialDetectorState();
+    const brk = initialBreakerState();
+    const run: Run = { commands: [], events: [], landed: [] };
+    const inFlight: Array<{ c: ActionRequest; stoppedNs: number; dueMs: number }> = [];
+    spec.periodMs = 1;
+    while (gen.tMs < ms) {
+      const due = inFlight.filter((f) => f.dueMs <= gen.tMs);
+      const results = due.map((f) => ({ ...result(f.c.kind, f.c.port), ...(withStoppedNs ? { stoppedNs: f.stoppedNs } : {}) }));
+      inFlight.splice(0, inFlight.length, ...inFlight.filter((f) => f.dueMs > gen.tMs));
+      const tick = gen.next();
+      if (results.length > 0) run.landed.push(gen.tMs);
+      const d = step(det, tick, ports, policy);
+      const out = breakerStep(brk, { tNs: tick.tNs, wallMs: WALL0 + gen.tMs, verdicts: d.verdicts, results, operator: [] }, ports, policy);
+      for (const c of out.commands) {
+        run.commands.push({ ...c, tMs: gen.tMs });
+        // The bridge state is set right after this tick: the next sample's interval straddles it.
+        if (c.kind === 'link-down') gen.down.add(c.port);
+        inFlight.push({ c, stoppedNs: tick.tNs + 0.2e6, dueMs: gen.tMs + adminDownMs });
+      }
+      run.events.push(...out.events);
+    }
+    return run;
+  }
+
+  it('judges the samples after the stop, not after the result: escalates as the result lands', () => {
+    const r = fastStopLoop(kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'] }), 20, 300, true);
+    expect(r.commands.map((c) => `${c.kind}:${c.port}`)).toEqual(['link-down:up1', 'link-down:up2']);
+    // Twenty 1 ms samples after the stop show up2/up3 circling: no further sample is needed.
+    expect(r.commands[1]!.tMs - r.landed[0]!).toBeCloseTo(0, 6);
+    // Counting from the landing tick (a result without stoppedNs) costs two more samples.
+    const old = fastStopLoop(kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'] }), 20, 300, false);
+    expect(old.commands[1]!.tMs - old.landed[0]!).toBeCloseTo(2, 6);
   });
 });
