@@ -39,7 +39,7 @@ export function startLocalSampling(log: Logger, startNs: number, now: () => numb
     local: createLocalSource(readers, startNs),
     broadcastCounting: !('error' in addon),
     followPolicy(p, into) {
-      if (p.fdb.enabled && !fdb) into.add((fdb = createFdbSource({ now, warn: warn('fdb'), ...(onMove ? { onMove } : {}) })));
+      if (p.fdb.enabled && !fdb) into.add((fdb = createFdbSource({ now, warn: warn('fdb'), realtimePriority: p.sampling.realtimePriority, ...(onMove ? { onMove } : {}) })));
       else if (!p.fdb.enabled && fdb) (into.remove(fdb), fdb.close(), (fdb = null));
     },
     startTripwire(onFrame, prio) {

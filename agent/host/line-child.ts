@@ -20,6 +20,8 @@ export function superviseLines(opts: {
   onChunk?: () => void;
   /** The child exited (it is restarted after a backoff): what it reported may be out of date. */
   onExit?: () => void;
+  /** Each (re)start, with the child's pid (e.g. to raise its scheduling priority). */
+  onStart?: (pid: number) => void;
   warn?: (obj: object, msg: string) => void;
 }): LineChild {
   let child: ChildProcess | null = null;
@@ -31,6 +33,7 @@ export function superviseLines(opts: {
     let rest = '';
     const c = spawnGroup(opts.file, opts.args, { stdio: ['ignore', 'pipe', 'pipe'], tied: true });
     child = c;
+    if (c.pid !== undefined) opts.onStart?.(c.pid);
     c.stdout!.setEncoding('utf8');
     c.stdout!.on('data', (chunk: string) => {
       backoffMs = 100;
