@@ -1,7 +1,8 @@
 // The fdb source under a storm: more moves between two ticks than it buffers. It must keep the
 // NEWEST moves (the detector judges the last tens of ms), dropping the oldest. A real child
 // process stands in for `bridge monitor fdb` (bridgeBin), printing what the kernel would.
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
@@ -52,4 +53,40 @@ it('reports the ports the bridge was seen learning on, and forgets them when the
   } finally {
     src.close();
   }
+});
+
+/** SCHED_FIFO priority of a process, from /proc/PID/stat (policy field 41: 1 is SCHED_FIFO; rt_priority field 40). */
+function fifoPriority(pid: number): number | null {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from 3 on
+  return Number(f[41 - 3]) === 1 ? Number(f[40 - 3]) : null;
+}
+
+it('runs the monitor at the sampling thread SCHED_FIFO priority (a storm must not delay its MAC moves)', async () => {
+  // Needs CAP_SYS_NICE (root, as the agent and CI run); the stand-in idles.
+  const bin = join(dir, 'bridge-prio');
+  writeFileSync(bin, `#!/bin/sh\necho "pid $$"\nsleep 5\n`); // not exec: its command line names it
+  chmodSync(bin, 0o755);
+  const warns: string[] = [];
+  let pid = 0;
+  const src = createFdbSource({ now: () => 0, bridgeBin: bin, realtimePriority: 7, warn: (_o, m) => warns.push(m) });
+  const plain = createFdbSource({ now: () => 0, bridgeBin: bin });
+  try {
+    const pids = (): number[] => {
+      try {
+        return execFileSync('pgrep', ['-f', `${bin} monitor fdb`], { encoding: 'utf8' }).trim().split('\n').map(Number);
+      } catch {
+        return []; // not started yet
+      }
+    };
+    for (let i = 0; i < 100 && (pids().length < 2 || !pids().map(fifoPriority).includes(7)); i++) await new Promise((r) => setTimeout(r, 20));
+    const prios = pids().map(fifoPriority).sort();
+    pid = pids()[0]!;
+    expect(warns).toEqual([]);
+    expect(prios).toEqual([7, null]); // the one asked for FIFO 7 has it; the other stays normal
+  } finally {
+    src.close();
+    plain.close();
+  }
+  expect(pid).toBeGreaterThan(0);
 });
