@@ -36,7 +36,7 @@ interface TripLog {
   port: string;
   reason: string;
   evidence?: { tNs: number; clues: string[]; thresholds: Record<string, number> };
-  action?: { via: string; durationMs: number; verified: boolean };
+  action?: { via: string; durationMs: number; verified: boolean; stoppedNs?: number; forwardingStoppedMs?: number; adminDownVia?: string };
 }
 
 interface ShapeDemo {
@@ -76,18 +76,27 @@ function timeline(d: ShapeDemo): string {
   const a = d.agent;
   const b = d.baseline;
   const t0 = a.tInjectNs;
-  const lines: string[] = [];
-  lines.push(`   stormbreaker (ms from the injected frame):`);
-  lines.push(`     ${f(0).padStart(8)}  one broadcast frame leaves vm1`);
-  if (a.stats.firstFrameNs !== null) lines.push(`     ${f(ms(a.stats.firstFrameNs, t0)).padStart(8)}  first storm frame reaches prod (a production host on the switch)`);
+  // The agent's events in time order (a bridge port stops forwarding before its admin-down ends,
+  // and prod can be quiet before that): each with the lines that belong to it.
+  const events: Array<{ t: number; lines: string[] }> = [{ t: 0, lines: [`     ${f(0).padStart(8)}  one broadcast frame leaves vm1`] }];
+  const at = (t: number, text: string, more: string[] = []) => events.push({ t, lines: [`     ${f(t).padStart(8)}  ${text}`, ...more] });
+  if (a.stats.firstFrameNs !== null) at(ms(a.stats.firstFrameNs, t0), 'first storm frame reaches prod (a production host on the switch)');
   if (d.trip?.evidence) {
-    lines.push(`     ${f(ms(d.trip.evidence.tNs, t0)).padStart(8)}  verdict: ${d.trip.reason}`);
-    for (const c of d.trip.evidence.clues) lines.push(`               why: ${c}`);
-    if (d.trip.action) lines.push(`     ${f(ms(d.trip.evidence.tNs, t0) + d.trip.action.durationMs).padStart(8)}  ${d.trip.port} is down (${d.trip.action.via}, ${f(d.trip.action.durationMs)} ms, verified ${d.trip.action.verified})`);
-  } else {
-    lines.push('     (no trip: the agent did NOT break this loop; it was opened by hand)');
+    const tv = ms(d.trip.evidence.tNs, t0);
+    at(tv, `verdict: ${d.trip.reason}`, d.trip.evidence.clues.map((c) => `               why: ${c}`));
+    const act = d.trip.action;
+    if (act?.stoppedNs !== undefined && act.forwardingStoppedMs !== undefined) {
+      const tStart = ms(act.stoppedNs, t0) - act.forwardingStoppedMs;
+      at(ms(act.stoppedNs, t0), `${d.trip.port} stops forwarding (${act.via})`);
+      at(tStart + act.durationMs, `${d.trip.port} is down (admin-down by ${act.adminDownVia ?? '?'}, ${f(act.durationMs)} ms after the action started, verified ${act.verified})`);
+    } else if (act) {
+      at(tv + act.durationMs, `${d.trip.port} is down (${act.via}, ${f(act.durationMs)} ms, verified ${act.verified})`);
+    }
   }
-  if (a.stats.quietAtNs !== null) lines.push(`     ${f(ms(a.stats.quietAtNs, t0)).padStart(8)}  last storm frame at prod: quiet`);
+  if (a.stats.quietAtNs !== null) at(ms(a.stats.quietAtNs, t0), 'last storm frame at prod: quiet');
+  const lines: string[] = [`   stormbreaker (ms from the injected frame):`];
+  for (const e of events.sort((x, y) => x.t - y.t)) lines.push(...e.lines);
+  if (!d.trip?.evidence) lines.push('     (no trip: the agent did NOT break this loop; it was opened by hand)');
   lines.push(`     frames leaked to prod: ${n(a.stats.framesLeaked)}; ports down: ${a.downPorts.join(', ') || 'none'}`);
   lines.push(`   1-second storm-control baseline, same storm:`);
   const bt0 = b.tInjectNs;
