@@ -1,5 +1,7 @@
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
+import { getSystemErrorName } from 'node:util';
 import type { ActionKind, ActionRequest, ActionResult } from '../types.js';
 import { assertIfName } from '../host/names.js';
 import { isAdminUp } from '../host/interfaces.js';
@@ -23,16 +25,20 @@ export function toArgv(kind: ActionKind, port: string): string[] {
 const IFF_UP = 0x1;
 const flagsBuf = Buffer.alloc(32);
 
+/** The flags file's text with IFF_UP set or cleared, as written back. */
+function withIffUp(port: string, text: string, up: boolean): string {
+  const flags = Number.parseInt(text.trim(), 16);
+  if (!Number.isFinite(flags)) throw new Error(`unreadable flags for ${port}`);
+  return `0x${(up ? flags | IFF_UP : flags & ~IFF_UP).toString(16)}\n`;
+}
+
 /** Clear or set IFF_UP through /sys/class/net/X/flags (same kernel path as ip: dev_change_flags). */
 export function setAdminUpSysfs(port: string, up: boolean, root = '/sys/class/net'): void {
   assertIfName(port);
   const fd = openSync(`${root}/${port}/flags`, 'r+');
   try {
     const n = readSync(fd, flagsBuf, 0, flagsBuf.length, 0);
-    const flags = Number.parseInt(flagsBuf.toString('latin1', 0, n).trim(), 16);
-    if (!Number.isFinite(flags)) throw new Error(`unreadable flags for ${port}`);
-    const next = up ? flags | IFF_UP : flags & ~IFF_UP;
-    writeSync(fd, `0x${next.toString(16)}\n`, 0);
+    writeSync(fd, withIffUp(port, flagsBuf.toString('latin1', 0, n), up), 0);
   } finally {
     closeSync(fd);
   }
@@ -45,9 +51,7 @@ export async function setAdminUpSysfsAsync(port: string, up: boolean, root = '/s
   try {
     const buf = Buffer.alloc(32);
     const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-    const flags = Number.parseInt(buf.toString('latin1', 0, bytesRead).trim(), 16);
-    if (!Number.isFinite(flags)) throw new Error(`unreadable flags for ${port}`);
-    await fh.write(`0x${(up ? flags | IFF_UP : flags & ~IFF_UP).toString(16)}\n`, 0);
+    await fh.write(withIffUp(port, buf.toString('latin1', 0, bytesRead), up), 0);
   } finally {
     await fh.close();
   }
@@ -171,10 +175,6 @@ async function startBridgePort(req: ActionRequest, ifindex: number, setter: Brid
   return { kind: req.kind, port: req.port, ok: false, via: `${argv.join(' ')}; ${VIA_BRIDGE_STATE}`, argv, durationMs: performance.now() - t0, attempts: attemptsMax, error: lastError, verified: false };
 }
 
-// Linux errno numbers (asm-generic/errno*.h), for messages and the restore's tolerated refusals.
-const EBUSY = 16;
-const ENETDOWN = 100;
-const ERRNO_NAMES: Record<number, string> = { 1: 'EPERM', 16: 'EBUSY', 19: 'ENODEV', 22: 'EINVAL', 95: 'EOPNOTSUPP', 100: 'ENETDOWN', 110: 'ETIMEDOUT' };
-function errnoName(err: number): string {
-  return ERRNO_NAMES[err] ?? `errno ${err}`;
-}
+// The kernel's errno numbers and names, as Node knows them (os.constants.errno, util.getSystemErrorName).
+const { EBUSY, ENETDOWN } = osConstants.errno;
+const errnoName = (err: number): string => getSystemErrorName(-err);
