@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { killGroup, spawnGroup } from './child.js';
+import { runArgv } from './exec.js';
 
 // A long-lived child whose stdout is read line by line (`bridge monitor fdb`, `ip -o monitor link`):
 // argv array, its own process group tied to the agent (host/child.ts), restarted with backoff
@@ -20,8 +21,14 @@ export function superviseLines(opts: {
   onChunk?: () => void;
   /** The child exited (it is restarted after a backoff): what it reported may be out of date. */
   onExit?: () => void;
-  /** Each (re)start, with the child's pid (e.g. to raise its scheduling priority). */
-  onStart?: (pid: number) => void;
+  /**
+   * SCHED_FIFO priority for the child (0 or absent: normal). A monitor that is a wake for the
+   * sampler must not be delayed by a storm's softirq load while the sampling thread runs FIFO
+   * (whose priority its children do not inherit: SCHED_RESET_ON_FORK). It sleeps in a read between
+   * lines, so this costs nothing at rest. Set by `chrt -p` after each start: if that is refused
+   * (no CAP_SYS_NICE) the child runs on at normal priority, with one warning per start.
+   */
+  realtimePriority?: number;
   warn?: (obj: object, msg: string) => void;
 }): LineChild {
   let child: ChildProcess | null = null;
@@ -33,7 +40,7 @@ export function superviseLines(opts: {
     let rest = '';
     const c = spawnGroup(opts.file, opts.args, { stdio: ['ignore', 'pipe', 'pipe'], tied: true });
     child = c;
-    if (c.pid !== undefined) opts.onStart?.(c.pid);
+    if (c.pid !== undefined && (opts.realtimePriority ?? 0) > 0) raisePriority(c.pid, opts.realtimePriority!, opts.name, opts.warn);
     c.stdout!.setEncoding('utf8');
     c.stdout!.on('data', (chunk: string) => {
       backoffMs = 100;
@@ -62,4 +69,10 @@ export function superviseLines(opts: {
       if (child) killGroup(child, 'SIGTERM');
     },
   };
+}
+
+function raisePriority(pid: number, prio: number, name: string, warn?: (obj: object, msg: string) => void): void {
+  runArgv(['chrt', '-f', '-p', String(Math.floor(prio)), String(pid)], 2000).catch((e: Error) =>
+    warn?.({ err: e.message.slice(0, 200) }, `${name} stays at normal priority: a storm may delay it`),
+  );
 }

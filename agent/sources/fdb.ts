@@ -1,4 +1,3 @@
-import { runArgv } from '../host/exec.js';
 import { superviseLines } from '../host/line-child.js';
 import type { FdbMove, PortPolicy, PortRates, TickFrame, TickSource } from '../types.js';
 
@@ -36,20 +35,6 @@ export function parseFdbLine(line: string): FdbLine | null {
   // Entries without "master" are the port's own (self) entries, not learned by the bridge.
   if (!dev || !master) return null;
   return { mac, dev, master, deleted };
-}
-
-/**
- * The monitor is the wake for a loop that circles unknown unicast (no broadcast counter moves, so
- * the tripwire stays silent). At normal priority a storm's softirq load delays its lines: a cold
- * agent's first verdict on such a loop came at 38-46 ms against 2-12 ms warm (bench-reaction,
- * kvm-unicast). It sleeps in a netlink read between moves, so SCHED_FIFO costs nothing at rest.
- * `chrt -p` after the start: if it is refused (no CAP_SYS_NICE) the monitor runs on, slower.
- */
-function raisePriority(pid: number, prio: number, warn?: (obj: object, msg: string) => void): void {
-  if (!(prio > 0)) return;
-  runArgv(['chrt', '-f', '-p', String(Math.floor(prio)), String(pid)], 2000).catch((e: Error) =>
-    warn?.({ err: e.message.slice(0, 200) }, 'bridge monitor fdb stays at normal priority: a storm may delay its MAC moves'),
-  );
 }
 
 /** Tracks where each MAC was last learned and reports moves. Pure apart from its own map. */
@@ -92,7 +77,12 @@ export function createFdbSource(opts: {
   onMove?: () => void;
   warn?: (obj: object, msg: string) => void;
   bridgeBin?: string;
-  /** SCHED_FIFO priority for the monitor (0: normal), as the sampling thread's: see raisePriority. */
+  /**
+   * SCHED_FIFO priority for the monitor (0: normal), as the sampling thread's. It is the wake for
+   * a loop circling unknown unicast (no broadcast counter moves: the tripwire stays silent); at
+   * normal priority a storm delayed its lines: a cold agent's verdict on such a loop came at
+   * 38-99 ms against 4 ms with it (bench-reaction, kvm-unicast).
+   */
   realtimePriority?: number;
 }): FdbSource {
   let buf: FdbMove[] = [];
@@ -116,7 +106,7 @@ export function createFdbSource(opts: {
       woke = false;
     },
     onExit: () => learning.clear(),
-    onStart: (pid) => raisePriority(pid, opts.realtimePriority ?? 0, opts.warn),
+    ...(opts.realtimePriority ? { realtimePriority: opts.realtimePriority } : {}),
     onLine: (line) => {
       const e = parseFdbLine(line);
       if (!e) return;
