@@ -68,7 +68,8 @@ export async function stormWithAgent(lab: Lab, agent: AgentHandle, observeMs = 4
     await sleep(observeMs);
   } finally {
     const downs = await downHostPorts(lab).catch(() => [] as string[]);
-    if ((openedByHand = loopStillClosed(lab, downs))) await openLoop(lab);
+    openedByHand = loopStillClosed(lab, downs);
+    if (openedByHand) await openLoop(lab);
     prod = (await obs.stop()).eth0 ?? { t: [], c: [] };
   }
   const trips = agent.logs.slice(seen).filter((l) => l.msg === 'trip' || l.msg === 'escalate' || l.msg === 'would-trip');
