@@ -20,7 +20,7 @@ import { createReachability } from './daemon/reachability.js';
 import { buildStatus } from './daemon/status.js';
 import { controlHandler, outcomeWithinMs } from './daemon/commands.js';
 import { startDaemonMetrics } from './daemon/metrics.js';
-import { warmUpDetector } from './detect/warmup.js';
+import { warmUp } from './daemon/warmup.js';
 import { connectionCap, MAX_CONNECTIONS, readNofile } from './host/fd-limit.js';
 import { createCaptures } from './daemon/captures.js';
 
@@ -146,8 +146,7 @@ async function serve(b: Base, p: ReturnType<typeof wirePipeline>): Promise<Daemo
   p.rescan();
   executor.reassert(local);
   const links = followLinkChanges(p.rescan, log, () => life.stopped);
-  const firstPort = p.watched.all().values().next().value; // the first storm must not run cold code (issue 11)
-  if (firstPort) warmUpDetector(policy(), firstPort);
+  warmUp(policy(), p.watched.all().values().next().value, log); // the first storm must not run cold code (issue 11)
   const housekeeping = setInterval(() => {
     try {
       scheduler.measureRate();

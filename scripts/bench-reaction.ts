@@ -55,7 +55,9 @@ interface ShapeResult {
 }
 
 function note(shape: string, who: string, i: number, of: number, r: ShapeRun): void {
-  process.stderr.write(`${shape} ${who} ${i + 1}/${of}: ${fmt(r.msFromInject, 2)} ms (verdict ${fmt(r.msToVerdict, 2)} ms), ${r.framesLeaked} frames, down ${r.down.join(',')}\n`);
+  const a = r.trips.find((t) => t.msg === 'trip')?.action as { stoppedNs?: number; forwardingStoppedMs?: number } | undefined;
+  const forwarding = a?.stoppedNs ? `, first port stopped forwarding at ${fmt((a.stoppedNs - r.tInjectNs) / 1e6, 2)} ms, ${fmt(a.forwardingStoppedMs ?? NaN, 2)} ms of it in the action` : '';
+  process.stderr.write(`${shape} ${who} ${i + 1}/${of}: ${fmt(r.msFromInject, 2)} ms (verdict ${fmt(r.msToVerdict, 2)} ms${forwarding}), ${r.framesLeaked} frames, down ${r.down.join(',')}\n`);
 }
 
 async function agentStorms(lab: Lab, spec: ShapeSpec, shape: ShapeName, res: ShapeResult): Promise<void> {
@@ -168,10 +170,12 @@ const slim = (x: ShapeRun) => ({ msFromInjection: x.msFromInject, msToVerdict: x
 /** A trip or escalation as the journal has it, timed from the injection (same monotonic clock): when its evidence was read, how long the link-down took, and the escalation's evidence window after the first shut. */
 function tripFacts(t: Record<string, unknown>, t0: number): Record<string, unknown> {
   const ev = t.evidence as { tNs?: number; window?: Array<{ port: string; tMs: number; rxPps: number; txPps: number }> } | undefined;
-  const action = t.action as { durationMs?: number } | undefined;
+  const action = t.action as { durationMs?: number; stoppedNs?: number; forwardingStoppedMs?: number } | undefined;
   const out: Record<string, unknown> = { event: t.msg, port: t.port, reason: t.reason };
   if (ev?.tNs) out.msEvidence = Math.round((ev.tNs - t0) / 1e4) / 100;
   if (action?.durationMs !== undefined) out.actionMs = action.durationMs;
+  if (action?.stoppedNs) out.msStopped = Math.round((action.stoppedNs - t0) / 1e4) / 100;
+  if (action?.forwardingStoppedMs !== undefined) out.actionToStoppedMs = Math.round(action.forwardingStoppedMs * 100) / 100;
   if (t.msg === 'escalate' && ev?.window) out.window = ev.window.filter((w) => w.tMs > -12).map((w) => `${w.port} ${w.tMs.toFixed(2)} ${Math.round(w.rxPps)}/${Math.round(w.txPps)}`);
   return out;
 }

@@ -92,6 +92,11 @@ for (const shape of ['kvm', 'esx'] as const satisfies readonly Shape[]) {
       expect((trip.action as { ok: boolean; verified: boolean }).ok).toBe(true);
       expect((trip.action as { ok: boolean; verified: boolean }).verified).toBe(true);
 
+      // The first storm met warmed paths: the warm-up ran at start, and the bridge-state setter's
+      // probe answered as on a working kernel (no link has its ifindex).
+      expect(a.logs.filter((l) => l.msg === 'first-storm paths warmed')).toHaveLength(1);
+      expect(a.logs.filter((l) => String(l.msg).includes('answered a probe unexpectedly'))).toEqual([]);
+
       // mgmt0 is protected: never shut, never the subject of any event.
       expect(await isUp(lab.ns.host, 'mgmt0')).toBe(true);
       expect(journal.filter((l) => l.port === 'mgmt0')).toEqual([]);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { warmUpDetector } from '../../agent/detect/warmup.js';
+import { warmUpBreaker } from '../../agent/breaker/warmup.js';
 import { testPolicy, testPorts } from '../../agent/testing/policy.js';
 
 describe('detector warm-up', () => {
@@ -15,5 +16,21 @@ describe('detector warm-up', () => {
     expect(n.flood).toBeGreaterThan(0);
     // Cheap enough to run at every start (generous bound for a loaded CI machine).
     expect(ms).toBeLessThan(2000);
+  });
+});
+
+describe('breaker warm-up', () => {
+  it('runs trip, settle, escalate, flood cut and restore on a throwaway state', () => {
+    const policy = testPolicy();
+    const pp = testPorts({ x: 'vm' }, policy).get('x')!;
+    const w = warmUpBreaker(policy, pp);
+    // One trip per synthetic storm at least (rate loop, slow loop, unicast loop, flood), an
+    // escalation (the first loop goes on after its first member is shut) and the restores.
+    expect(w.downs).toBeGreaterThanOrEqual(4);
+    expect(w.events.trip).toBeGreaterThanOrEqual(4);
+    expect(w.events.escalate).toBeGreaterThan(0);
+    expect(w.events.restore).toBeGreaterThan(0);
+    expect(w.ups).toBe(w.events.restore);
+    expect(w.jsonBytes).toBeGreaterThan(0);
   });
 });
