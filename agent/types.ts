@@ -392,6 +392,13 @@ export interface ActionResult {
   stoppedNs?: number;
   forwardingStoppedMs?: number;
   adminDownVia?: string;
+  /** How long the admin-down waited, after the stop, for the loop to settle (ms). */
+  adminDownDeferredMs?: number;
+  /**
+   * 'stopped': an intermediate result of a bridge port's link-down: forwarding stopped (bridge
+   * state disabled, read back), admin-down still to come. The final result (no stage) follows.
+   */
+  stage?: 'stopped';
   /** Why the fast route was not taken (e.g. the kernel refused the bridge state: EBUSY). */
   fallback?: string;
   /** ESXi ports: what was done on the host, and what its undo needs (journaled with the trip). */

@@ -67,6 +67,17 @@ export interface ActionOptions {
   sysRoot?: string;
   /** The rtnetlink setter (tests inject one); default the native addon's, null if it is missing. */
   setBridgeState?: BridgeStateSetter | null;
+  /**
+   * link-down of a bridge port: called once its state reads back disabled (forwarding stopped),
+   * before the admin-down, with a result of stage 'stopped'; the final result follows as usual.
+   */
+  onStopped?: (r: ActionResult) => void;
+  /**
+   * Awaited between the stop and the admin-down. The admin-down holds rtnl for tens of ms under a
+   * storm (dev_close), and the next loop member's state-set needs rtnl too: the caller defers the
+   * admin-down until its loop is settled.
+   */
+  adminDownGate?: () => Promise<void>;
 }
 
 const hrNs = (): number => Number(process.hrtime.bigint());
@@ -117,19 +128,25 @@ export const VIA_BRIDGE_STATE = 'netlink-brport-state';
 
 /**
  * link-down of a bridge port: bridge state disabled (the storm through it stops here, stoppedNs),
- * read back from brport/state, then admin-down on libuv's pool (retried through `ip link`) and
- * verified. A refusal of the state change returns its errno name for the caller's fallback.
- * The admin-down failing leaves the state disabled (the port stays cut) and the result not ok.
+ * read back from brport/state (opts.onStopped hears of it), then, once opts.adminDownGate lets it,
+ * admin-down on libuv's pool (retried through `ip link`) and verified. A refusal of the state
+ * change returns its errno name for the caller's fallback. The admin-down failing leaves the state disabled (the port stays cut) and the result not ok.
  */
 async function stopBridgePort(req: ActionRequest, ifindex: number, setter: BridgeStateSetter, opts: ActionOptions, t0: number): Promise<ActionResult | string> {
   const err = setter(ifindex, BR_STATE_DISABLED);
   const stoppedNs = hrNs();
   const forwardingStoppedMs = performance.now() - t0;
   if (err !== 0) return `bridge state refused: ${errnoName(err)}`;
-  const base = { kind: req.kind, port: req.port, via: VIA_BRIDGE_STATE, stoppedNs, forwardingStoppedMs };
+  const base: Pick<ActionResult, 'kind' | 'port' | 'via' | 'stoppedNs' | 'forwardingStoppedMs' | 'adminDownDeferredMs'> = { kind: req.kind, port: req.port, via: VIA_BRIDGE_STATE, stoppedNs, forwardingStoppedMs };
   const state = bridgePortOf(req.port, opts.sysRoot)?.state ?? null;
   if (state !== BR_STATE_DISABLED) {
     return { ...base, ok: false, durationMs: performance.now() - t0, attempts: 1, verified: false, error: `bridge state of ${req.port} reads ${state ?? 'nothing'} after setting it disabled` };
+  }
+  if (opts.onStopped) opts.onStopped({ ...base, ok: true, stage: 'stopped', durationMs: performance.now() - t0, attempts: 1, verified: true });
+  if (opts.adminDownGate) {
+    const tg = performance.now();
+    await opts.adminDownGate();
+    base.adminDownDeferredMs = performance.now() - tg;
   }
   const argv = toArgv('link-down', req.port);
   let lastError = '';

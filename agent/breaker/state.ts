@@ -129,6 +129,8 @@ interface PortEntry {
    * comes, is stale (the link-down issued after it is what counts) and is ignored.
    */
   staleUp?: boolean;
+  /** 'tripping' for a loop, and its stage 'stopped' taken in: forwarding stopped, admin-down to come. */
+  stopped?: boolean;
 }
 
 interface BridgeEntry {
@@ -249,6 +251,16 @@ export function breakerBusy(state: BreakerState, tNs: number): boolean {
   return false;
 }
 
+/**
+ * Is a loop shut in flight or settling? The executor holds a stopped bridge port's admin-down
+ * until it is not: that admin-down holds rtnl for tens of ms under a storm (dev_close), and the
+ * next member's stop needs rtnl too. No allocation.
+ */
+export function loopSettling(state: BreakerState, tNs: number): boolean {
+  for (const b of state.bridges.values()) if (b.inFlight !== null || tNs < b.settleUntilNs) return true;
+  return false;
+}
+
 interface Ctx {
   st: BreakerState;
   tNs: number;
@@ -306,6 +318,10 @@ export function breakerStep(
 
 function onResult(ctx: Ctx, r: ActionResult): void {
   const e = entry(ctx, r.port);
+  if (r.stage === 'stopped') {
+    onStopped(ctx, e, r);
+    return;
+  }
   if (r.kind === 'link-up' && e.staleUp) {
     e.staleUp = false;
     return;
@@ -347,7 +363,8 @@ function onResult(ctx: Ctx, r: ActionResult): void {
         if (ctx.verify === NO_PORTS) ctx.verify = [];
         ctx.verify.push(r.port);
       }
-      if (e.loop !== null) {
+      // Settle ran from the stop already when its stage came first (onStopped).
+      if (e.loop !== null && !e.stopped) {
         const b = bridge(ctx, e.loop);
         if (b.inFlight === r.port) b.inFlight = null;
         b.settleUntilNs = ctx.tNs + settleMsOf(ctx, r.port) * 1e6;
@@ -355,9 +372,11 @@ function onResult(ctx: Ctx, r: ActionResult): void {
         // samples after that already show whether the loop goes on (persistsAfter).
         b.shutDoneNs = r.stoppedNs !== undefined && r.stoppedNs < ctx.tNs ? r.stoppedNs : ctx.tNs;
       }
+      e.stopped = false;
       e.next = [];
       return;
     }
+    e.stopped = false;
     const failedAuto = e.auto;
     const loop = e.loop;
     const next = e.next;
@@ -373,6 +392,8 @@ function onResult(ctx: Ctx, r: ActionResult): void {
     // The loop is still there: try the next member of the same verdict right away.
     const b = bridge(ctx, loop);
     if (b.inFlight === r.port) b.inFlight = null;
+    // After a stop, the loop may have moved on to another member already: the verdicts decide then.
+    if (b.inFlight !== null) return;
     const cands = candidates(ctx, b, next);
     if (cands.length === 0) {
       notice(ctx, `none:${loop}`, 'flood-observed', loop, `loop on ${loop} but every member is protected or already tripped`, {
@@ -410,6 +431,22 @@ function onResult(ctx: Ctx, r: ActionResult): void {
     setState(ctx, e, 'tripped');
     event(ctx, 'action-failed', r.port, `link-up of ${r.port} failed: ${r.error ?? 'unknown error'}`, { action: r });
   }
+}
+
+/**
+ * Stage 'stopped' of a loop shut: the port forwards no more (bridge state disabled), its admin-down
+ * is still to come. Settle and the early judgement run from the stop, so the next member may be
+ * shut before the admin-down (three uplinks: it waited tens of ms in dev_close). The port stays
+ * 'tripping' until the final result: 'tripped' means verified admin-down, as before.
+ */
+function onStopped(ctx: Ctx, e: PortEntry, r: ActionResult): void {
+  if (r.kind !== 'link-down' || e.state !== 'tripping' || e.loop === null) return;
+  const b = bridge(ctx, e.loop);
+  if (b.inFlight !== r.port) return;
+  b.inFlight = null;
+  e.stopped = true;
+  b.settleUntilNs = ctx.tNs + settleMsOf(ctx, r.port) * 1e6;
+  b.shutDoneNs = r.stoppedNs !== undefined && r.stoppedNs < ctx.tNs ? r.stoppedNs : ctx.tNs;
 }
 
 // --- reachability --------------------------------------------------------------------------------
@@ -715,6 +752,7 @@ function autoLinkDown(ctx: Ctx, port: string, reason: string, evidence: Evidence
   e.next = next;
   e.by = by;
   e.extra = undefined;
+  e.stopped = false;
   return e;
 }
 

@@ -1,11 +1,14 @@
 import type { ActionRequest, ActionResult, EsxiActionRecord, JournalEvent, Policy } from '../types.js';
-import { portStates, type BreakerState } from '../breaker/state.js';
-import type { PortKind, PortKinds } from './port-kinds.js';
+import { loopSettling, portStates, type BreakerState } from '../breaker/state.js';
+import type { DownStages, PortKind, PortKinds } from './port-kinds.js';
 import type { Clock } from './clock.js';
 
 // Carries out the breaker's commands through the port-kind table, off the tick: each result
 // comes back into the tick's inbox and wakes the scheduler, so the breaker sees it at once.
 // Also puts tripped and held ports down again when someone brought one back up (reassert).
+// A bridge port's link-down comes back in two parts: stage 'stopped' as soon as it forwards no
+// more (the breaker may judge and shut the loop's next member from then), and the final result
+// after its admin-down, which waits until no loop shut is in flight or settling (ADMIN_DOWN_*).
 
 export interface ExecutorDeps {
   kinds: PortKinds;
@@ -27,9 +30,16 @@ export interface Executor {
   upsSettled(): Promise<void>;
   /** Check the tripped and held ports of these kinds, and cut again what was undone. */
   reassert(kinds: readonly PortKind[]): void;
-  /** Every action's outcome, with the time from its verdict (ms); returns the unsubscribe. */
+  /**
+   * Every action's outcome, with the time from its verdict (ms); returns the unsubscribe. A staged
+   * link-down reports its stop (stage 'stopped'), and its final result only if that failed.
+   */
   onOutcome(fn: (r: ActionResult, sinceVerdictMs: number) => void): () => void;
 }
+
+/** How often a deferred admin-down looks whether the loops have settled, and its longest wait (ms). */
+const ADMIN_DOWN_POLL_MS = 2;
+const ADMIN_DOWN_MAX_WAIT_MS = 1000;
 
 export function createExecutor(d: ExecutorDeps): Executor {
   // Link-ups in flight: a reachability check waits for them (an undo's link-up may be what
@@ -41,10 +51,23 @@ export function createExecutor(d: ExecutorDeps): Executor {
   function execute(cmd: ActionRequest, issuedNs: number): void {
     const kind = d.kinds.of(cmd.port);
     const previous = d.previous(cmd.port);
+    // The outcome listeners (reaction time) hear of the stop when there is one, not of the
+    // deferred admin-down after it.
+    let stopped = false;
+    const stages: DownStages = {
+      onStopped(r) {
+        stopped = true;
+        const ms = (d.clock.now() - issuedNs) / 1e6;
+        for (const fn of listeners) fn(r, ms);
+        d.results.push(r);
+        d.wake();
+      },
+      adminDownGate,
+    };
     const p = !kind
       ? Promise.reject(new Error(`no port kind knows ${JSON.stringify(cmd.port)}`))
       : cmd.kind === 'link-down'
-        ? kind.down(cmd, previous)
+        ? kind.down(cmd, previous, stages)
         : kind.up(cmd, previous);
     if (cmd.kind === 'link-up') {
       pendingUps.add(p);
@@ -54,7 +77,7 @@ export function createExecutor(d: ExecutorDeps): Executor {
     p.then(
       (r) => {
         const ms = (d.clock.now() - issuedNs) / 1e6;
-        for (const fn of listeners) fn(r, ms);
+        if (!stopped || !r.ok) for (const fn of listeners) fn(r, ms);
         d.results.push(r);
         d.wake();
       },
@@ -63,6 +86,21 @@ export function createExecutor(d: ExecutorDeps): Executor {
         d.wake();
       },
     );
+  }
+
+  /**
+   * Resolves once no loop shut is in flight or settling (at once if none is), when the agent
+   * stops, or after ADMIN_DOWN_MAX_WAIT_MS: the port forwards nothing meanwhile (its bridge state
+   * is disabled), and a trip still ends in a verified admin-down.
+   */
+  function adminDownGate(): Promise<void> {
+    const t0 = d.clock.now();
+    const open = (): boolean => d.stopped() || !loopSettling(d.breaker(), d.clock.now()) || d.clock.now() - t0 >= ADMIN_DOWN_MAX_WAIT_MS * 1e6;
+    if (open()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const poll = (): void => void (open() ? resolve() : setTimeout(poll, ADMIN_DOWN_POLL_MS));
+      setTimeout(poll, ADMIN_DOWN_POLL_MS);
+    });
   }
 
   function reassert(kinds: readonly PortKind[]): void {

@@ -14,12 +14,19 @@ export interface PortKind {
   readonly id: string;
   /** Is this name a port of this kind? (A name check only: no I/O.) */
   checkName(port: string): boolean;
-  down(req: ActionRequest, previous?: EsxiActionRecord): Promise<ActionResult>;
+  /** `stages`: where a kind that stops forwarding before its admin-down says so (local bridge ports). */
+  down(req: ActionRequest, previous?: EsxiActionRecord, stages?: DownStages): Promise<ActionResult>;
   up(req: ActionRequest, previous?: EsxiActionRecord): Promise<ActionResult>;
   /** Is the cut of a tripped or held port still in place? null: cannot tell now. */
   verify(port: string, previous?: EsxiActionRecord): boolean | null;
   /** The journal's words for a cut found undone and redone (or not). */
   reassertReason(what: 'tripped' | 'held', r: ActionResult): string;
+}
+
+/** The executor's part in a staged link-down (see executeLinkAction's onStopped / adminDownGate). */
+export interface DownStages {
+  onStopped(r: ActionResult): void;
+  adminDownGate(): Promise<void>;
 }
 
 export interface PortKinds {
@@ -38,7 +45,7 @@ export function localKind(policy: () => Policy): PortKind {
   return {
     id: 'local',
     checkName: isValidIfName,
-    down: (req) => executeLinkAction(req, opts()),
+    down: (req, _previous, stages) => executeLinkAction(req, stages ? { ...opts(), onStopped: stages.onStopped, adminDownGate: stages.adminDownGate } : opts()),
     up: (req) => executeLinkAction(req, opts()),
     verify: (port) => {
       const up = isAdminUp(port);

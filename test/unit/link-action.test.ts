@@ -54,6 +54,34 @@ describe('link-down of a bridge port', () => {
     expect(r.fallback).toBeUndefined();
   });
 
+  it('in stages: says the stop once the state reads back disabled, waits for the gate, then the admin-down (and how long it waited)', async () => {
+    const stages: string[] = [];
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const p = executeLinkAction({ kind: 'link-down', port: 'up1', reason: 't' }, {
+      ...opts(kernel({ 7: 'up1' })),
+      onStopped: (s) => stages.push(`${s.stage}:${s.ok}:${s.verified}:${bridgePortOf('up1', root)?.state}:${flags('up1') & 1}:${typeof s.stoppedNs}`),
+      adminDownGate: () => gate,
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    // Stopped (state 0, read back) but still admin-up: the gate holds the admin-down.
+    expect(stages).toEqual(['stopped:true:true:0:1:number']);
+    expect(flags('up1') & 1).toBe(1);
+    open();
+    const r = await p;
+    expect(r).toMatchObject({ ok: true, verified: true, via: VIA_BRIDGE_STATE, adminDownVia: 'sysfs-flags' });
+    expect(r.stage).toBeUndefined();
+    expect(r.adminDownDeferredMs!).toBeGreaterThanOrEqual(15);
+    expect(flags('up1') & 1).toBe(0);
+  });
+
+  it('in stages: no stop is said when the state does not read back disabled', async () => {
+    const stages: unknown[] = [];
+    const r = await executeLinkAction({ kind: 'link-down', port: 'up1', reason: 't' }, { ...opts(() => 0), onStopped: (s) => stages.push(s), adminDownGate: async () => {} });
+    expect(r.ok).toBe(false);
+    expect(stages).toEqual([]);
+  });
+
   it('falls back to the sysfs flags when the kernel refuses the state (kernel STP: EBUSY)', async () => {
     const r = await executeLinkAction({ kind: 'link-down', port: 'up1', reason: 't' }, opts(kernel({ 7: 'up1' }, 16)));
     expect(calls).toEqual([[7, 0]]);

@@ -1,0 +1,106 @@
+import { describe, expect, it } from 'vitest';
+import { breakerStep, initialBreakerState, loopSettling, portStates } from '../../agent/breaker/state.js';
+import { initialDetectorState, step } from '../../agent/detect/signature.js';
+import { testPolicy, testPorts } from '../../agent/testing/policy.js';
+import { kvmLoop, TraceGen } from '../../agent/testing/traces.js';
+import type { ActionRequest, ActionResult, JournalEvent } from '../../agent/types.js';
+import { breakerDriver, result, verdictsFor, WALL0 } from '../helpers/breaker-driver.js';
+
+// A bridge port's link-down comes back in two parts: stage 'stopped' (bridge state disabled,
+// forwarding stopped) and, later, the final result after its admin-down. The breaker settles and
+// escalates from the stop; the port is 'tripped' (journaled 'trip') only on the final result.
+
+const policy = testPolicy();
+const SETTLE = policy.breaker.settleMs;
+const ports = testPorts({ up1: 'uplink', up2: 'uplink', up3: 'uplink', vm1: 'vm', mgmt0: 'mgmt' }, policy);
+const { loop } = verdictsFor(policy);
+const stopped = (port: string, stoppedNs?: number): ActionResult => ({ ...result('link-down', port), via: 'netlink-brport-state', stage: 'stopped', ...(stoppedNs !== undefined ? { stoppedNs } : {}) });
+
+describe('staged link-down (stopped, then admin-down)', () => {
+  it('the stop settles the loop shut; the port stays tripping until the final result, journaled once', () => {
+    const d = breakerDriver(ports, policy);
+    d.at(0, { verdicts: [loop(['up1', 'up2', 'up3'])] });
+    const s = d.at(1, { results: [stopped('up1')] });
+    expect(s.events).toEqual([]);
+    expect(s.verify).toEqual([]);
+    expect(d.stateOf('up1')).toBe('tripping');
+    // Settling from the stop: no second shut on the residue...
+    for (let t = 2; t < 1 + SETTLE; t++) d.at(t, { verdicts: [loop(['up2', 'up3'])] });
+    expect(d.commands.map((c) => c.port)).toEqual(['up1']);
+    // ...and the escalation after settle does not wait for up1's admin-down.
+    d.at(1 + SETTLE, { verdicts: [loop(['up2', 'up3'])] });
+    expect(d.commands.map((c) => c.port)).toEqual(['up1', 'up2']);
+    expect(d.kinds()).toEqual(['escalate:up2']);
+    // up1's final result: 'tripped', journaled, reachability checked; up2's shut still in flight.
+    const f = d.at(SETTLE + 5, { results: [result('link-down', 'up1')] });
+    expect(f.events).toMatchObject([{ event: 'trip', port: 'up1' }]);
+    expect(f.verify).toEqual(['up1']);
+    expect(f.commands).toEqual([]);
+    expect(d.stateOf('up1')).toBe('tripped');
+    expect(loopSettling(d.state, 5e12 + (SETTLE + 5) * 1e6)).toBe(true); // up2 in flight
+    expect(d.stateOf('up2')).toBe('tripping');
+  });
+
+  it("the final result after a stop does not restart settle (the next member's stop already did)", () => {
+    const d = breakerDriver(ports, policy);
+    d.at(0, { verdicts: [loop(['up1', 'up2'])] });
+    d.at(1, { results: [stopped('up1')] });
+    d.at(25, { results: [result('link-down', 'up1')] });
+    // Settle ran from the stop (1 + SETTLE), not from the final result (25 + SETTLE).
+    expect(loopSettling(d.state, 5e12 + (1 + SETTLE) * 1e6)).toBe(false);
+  });
+
+  it('a stage for a port the breaker is not tripping for a loop changes nothing', () => {
+    const d = breakerDriver(ports, policy);
+    const out = d.at(0, { results: [stopped('vm1')] });
+    expect(out.events).toEqual([]);
+    expect(portStates(d.state).map((p) => p.state)).toEqual(['forwarding']);
+  });
+
+  it('a failed admin-down after the stop does not shut another member while one is in flight', () => {
+    const d = breakerDriver(ports, policy);
+    d.at(0, { verdicts: [loop(['up1', 'up2', 'up3'])] });
+    d.at(1, { results: [stopped('up1')] });
+    d.at(1 + SETTLE, { verdicts: [loop(['up2', 'up3'])] });
+    const f = d.at(SETTLE + 3, { results: [{ ...result('link-down', 'up1', false), error: 'admin-down failed' }] });
+    expect(f.commands).toEqual([]);
+    expect(f.events).toMatchObject([{ event: 'action-failed', port: 'up1' }]);
+    expect(d.commands.map((c) => c.port)).toEqual(['up1', 'up2']);
+  });
+
+  it('three uplinks, admin-down slower than the storm (40 ms): the second shut goes a few samples after the first stop, not after its admin-down', () => {
+    const ADMIN_DOWN_MS = 40;
+    const gen = new TraceGen(kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'] }));
+    const det = initialDetectorState();
+    const brk = initialBreakerState();
+    const commands: Array<ActionRequest & { tMs: number }> = [];
+    const events: Array<JournalEvent & { tMs: number }> = [];
+    let pending: ActionRequest[] = [];
+    const finals: Array<{ atMs: number; r: ActionResult }> = [];
+    while (gen.tMs < 600) {
+      // A link-down stops the port on the next sample (stage 'stopped'); its final result comes ADMIN_DOWN_MS later.
+      const results: ActionResult[] = [];
+      for (const c of pending) {
+        gen.down.add(c.port);
+        results.push(stopped(c.port));
+        finals.push({ atMs: gen.tMs + ADMIN_DOWN_MS, r: result('link-down', c.port) });
+      }
+      pending = [];
+      while (finals.length > 0 && finals[0]!.atMs <= gen.tMs) results.push(finals.shift()!.r);
+      const tick = gen.next();
+      const v = step(det, tick, ports, policy);
+      const out = breakerStep(brk, { tNs: tick.tNs, wallMs: WALL0 + gen.tMs, verdicts: v.verdicts, results, operator: [] }, ports, policy);
+      for (const c of out.commands) commands.push({ ...c, tMs: gen.tMs });
+      pending.push(...out.commands);
+      for (const e of out.events) events.push({ ...e, tMs: gen.tMs });
+    }
+    expect(commands.map((c) => c.port)).toEqual(['up1', 'up2']);
+    const gap = commands[1]!.tMs - commands[0]!.tMs;
+    expect(gap).toBeLessThan(SETTLE / 2);
+    expect(gap).toBeLessThan(ADMIN_DOWN_MS);
+    // Escalation before up1's trip is journaled; each port tripped once, after its admin-down.
+    expect(events.map((e) => `${e.event}:${e.port}`)).toEqual(['escalate:up2', 'trip:up1', 'trip:up2']);
+    expect(events[1]!.tMs - commands[0]!.tMs).toBeGreaterThanOrEqual(ADMIN_DOWN_MS);
+    expect(portStates(brk).map((p) => `${p.port}:${p.state}`)).toEqual(['up1:tripped', 'up2:tripped']);
+  });
+});
