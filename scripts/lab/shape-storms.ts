@@ -112,7 +112,10 @@ export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeM
   }
   const st = stormStats(prod, tInjectNs);
   const trips = b.kind === 'agent' ? b.agent.logs.slice(seen).filter((l) => l.msg === 'trip' || l.msg === 'escalate') : [];
-  const first = trips.find((x) => x.msg === 'trip') as { evidence?: { tNs?: number } } | undefined;
+  // The earliest verdict among the trips: a loop's trips are logged when their admin-downs end,
+  // and a later member's may end first (the admin-downs wait for the loop to settle).
+  const tripNs = trips.filter((x) => x.msg === 'trip').map((x) => (x as { evidence?: { tNs?: number } }).evidence?.tNs ?? NaN).filter((t) => t > 0);
+  const first = tripNs.length > 0 ? { evidence: { tNs: Math.min(...tripNs) } } : undefined;
   return {
     tInjectNs,
     msFromInject: st.quietAtNs === null ? NaN : (st.quietAtNs - tInjectNs) / 1e6,
