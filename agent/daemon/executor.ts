@@ -47,6 +47,8 @@ export function createExecutor(d: ExecutorDeps): Executor {
   const pendingUps = new Set<Promise<unknown>>();
   const reasserting = new Set<string>();
   const listeners = new Set<(r: ActionResult, ms: number) => void>();
+  /** Settles when the last stopped port's admin-down has ended (see execute). */
+  let adminDownTail: Promise<void> = Promise.resolve();
 
   function execute(cmd: ActionRequest, issuedNs: number): void {
     const kind = d.kinds.of(cmd.port);
@@ -54,15 +56,21 @@ export function createExecutor(d: ExecutorDeps): Executor {
     // The outcome listeners (reaction time) hear of the stop when there is one, not of the
     // deferred admin-down after it.
     let stopped = false;
+    // Deferred admin-downs run one after another, in the order their ports stopped: they contend
+    // for rtnl anyway, and the journal's trips then come in the order the breaker shut the ports.
+    let turn: Promise<void> = Promise.resolve();
+    let done = (): void => {};
     const stages: DownStages = {
       onStopped(r) {
         stopped = true;
+        turn = adminDownTail;
+        adminDownTail = new Promise((res) => (done = res));
         const ms = (d.clock.now() - issuedNs) / 1e6;
         for (const fn of listeners) fn(r, ms);
         d.results.push(r);
         d.wake();
       },
-      adminDownGate,
+      adminDownGate: () => adminDownGate().then(() => turn),
     };
     const p = !kind
       ? Promise.reject(new Error(`no port kind knows ${JSON.stringify(cmd.port)}`))
@@ -77,11 +85,13 @@ export function createExecutor(d: ExecutorDeps): Executor {
     p.then(
       (r) => {
         const ms = (d.clock.now() - issuedNs) / 1e6;
+        done();
         if (!stopped || !r.ok) for (const fn of listeners) fn(r, ms);
         d.results.push(r);
         d.wake();
       },
       (err: unknown) => {
+        done();
         d.results.push({ kind: cmd.kind, port: cmd.port, ok: false, via: 'none', durationMs: 0, attempts: 0, error: (err as Error).message, verified: false });
         d.wake();
       },

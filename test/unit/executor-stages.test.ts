@@ -14,7 +14,7 @@ const policy = testPolicy();
 const ports = testPorts({ up1: 'uplink', up2: 'uplink', up3: 'uplink' }, policy);
 const { loop } = verdictsFor(policy);
 
-function setup(brk: BreakerState) {
+function setup(brk: BreakerState, slow: Record<string, Promise<void>> = {}) {
   let nowNs = 1e12;
   const log: string[] = [];
   const kind: PortKind = {
@@ -25,6 +25,8 @@ function setup(brk: BreakerState) {
       stages!.onStopped({ ...base, stage: 'stopped' });
       await stages!.adminDownGate();
       log.push(`admin-down ${req.port}`);
+      await slow[req.port];
+      log.push(`admin-down ${req.port} done`);
       return base;
     },
     up: async (req) => ({ kind: req.kind, port: req.port, ok: true, via: 'x', durationMs: 1, attempts: 1, verified: true }),
@@ -69,7 +71,7 @@ describe('executor: staged link-down', () => {
     expect(s.log).toEqual([]);
     s.advance(policy.breaker.settleMs + 1);
     await sleep(10);
-    expect(s.log).toEqual(['admin-down up1']);
+    expect(s.log).toEqual(['admin-down up1', 'admin-down up1 done']);
     expect(s.results.map((r) => `${r.port}:${r.stage ?? 'final'}:${r.ok}`)).toEqual(['up1:final:true']);
     expect(seen).toEqual(['up1:stopped']);
   });
@@ -78,7 +80,7 @@ describe('executor: staged link-down', () => {
     const s = setup(initialBreakerState());
     s.ex.execute({ kind: 'link-down', port: 'up1', reason: 'operator' }, s.nowNs());
     await sleep(0);
-    expect(s.log).toEqual(['admin-down up1']);
+    expect(s.log).toEqual(['admin-down up1', 'admin-down up1 done']);
   });
 
   it('the admin-down waits at most a second, however long the loop keeps settling', async () => {
@@ -92,6 +94,19 @@ describe('executor: staged link-down', () => {
     expect(s.log).toEqual([]);
     s.advance(2);
     await sleep(10);
-    expect(s.log).toEqual(['admin-down up1']);
+    expect(s.log).toEqual(['admin-down up1', 'admin-down up1 done']);
+  });
+
+  it('deferred admin-downs run one after another, in the order the ports stopped', async () => {
+    let release!: () => void;
+    const s = setup(initialBreakerState(), { up1: new Promise<void>((r) => (release = r)) });
+    s.ex.execute({ kind: 'link-down', port: 'up1', reason: 'loop' }, s.nowNs());
+    s.ex.execute({ kind: 'link-down', port: 'up2', reason: 'loop' }, s.nowNs());
+    await sleep(10);
+    expect(s.log).toEqual(['admin-down up1']); // up2 waits for up1's to end
+    release();
+    await sleep(10);
+    expect(s.log).toEqual(['admin-down up1', 'admin-down up1 done', 'admin-down up2', 'admin-down up2 done']);
+    expect(s.results.map((r) => `${r.port}:${r.stage ?? 'final'}`)).toEqual(['up1:stopped', 'up2:stopped', 'up1:final', 'up2:final']);
   });
 });
