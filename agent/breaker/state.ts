@@ -148,6 +148,8 @@ interface BridgeEntry {
   tried: Map<string, number>;
   /** Members of the loop verdict behind the last shut: their residual traffic is not a flood while it settles. */
   members: string[];
+  /** A loop verdict here waits for another bridge's shut until then (see waitsForOtherShut); members as above. */
+  waitUntilNs: number;
 }
 
 export interface BreakerState {
@@ -616,6 +618,11 @@ function onLoop(ctx: Ctx, v: Extract<Verdict, { kind: 'loop' }>): void {
   // evidence shows the loop going on without the shut port (three uplinks into one switch: one
   // shut is not enough, and every ms of settle is a ms of storm).
   if (b.inFlight !== null || (ctx.tNs < b.settleUntilNs && !persistsAfter(ctx, v, b.shutDoneNs))) return;
+  if (waitsForOtherShut(ctx, key, v)) {
+    b.members = [...v.members];
+    b.waitUntilNs = ctx.tNs + ctx.policy.breaker.settleMs * 1e6;
+    return;
+  }
   for (const [p, t] of b.tried) if (ctx.tNs - t >= ctx.windowNs) b.tried.delete(p);
   const cands = candidates(ctx, b, v.members);
   if (cands.length === 0) {
@@ -629,6 +636,31 @@ function onLoop(ctx: Ctx, v: Extract<Verdict, { kind: 'loop' }>): void {
   // Inside settle only when persistsAfter said so: the journal says which evidence decided.
   const early = ctx.tNs < b.settleUntilNs && b.lastPort !== null;
   shutForLoop(ctx, key, b, v.evidence, cands, early ? { port: b.lastPort!, why: `loop on ${key} still circling on ${v.members.join(',')} in the samples measured after ${b.lastDry ? 'would-trip of' : 'shutting'} ${b.lastPort} (${Math.round((ctx.tNs - b.shutDoneNs) / 1e6)} ms after it landed)` } : null);
+}
+
+/**
+ * A loop through two bridges of one host (a VM bridging its vNIC on br0 with its vNIC on br1, or
+ * a veth joining them) is a loop verdict on each bridge, in the same tick, and one shut ends
+ * both: the lab shut both of the VM's vNICs, cutting the VM off where one would do. So a loop
+ * verdict waits while another bridge of the same host (ESXi: the same host's vSwitches) has a
+ * shut in flight (for at most its settle) or settling, unless this loop's own members show it
+ * going on wholly after that shut landed (persistsAfter): an unrelated loop pays a sample or two.
+ */
+function waitsForOtherShut(ctx: Ctx, key: string, v: Extract<Verdict, { kind: 'loop' }>): boolean {
+  const host = hostOfBridge(key);
+  for (const [k, o] of ctx.st.bridges) {
+    if (k === key || o.lastPort === null || hostOfBridge(k) !== host) continue;
+    if (o.inFlight !== null) {
+      if (ctx.tNs - o.lastNs < settleMsOf(ctx, o.inFlight) * 1e6) return true;
+    } else if (ctx.tNs < o.settleUntilNs && !persistsAfter(ctx, v, o.shutDoneNs)) return true;
+  }
+  return false;
+}
+
+/** '' for a local bridge, `<host>` for an ESXi vSwitch key `<host>/<vswitch>`. */
+function hostOfBridge(key: string): string {
+  const i = key.indexOf('/');
+  return i < 0 ? '' : key.slice(0, i);
 }
 
 /** Samples of a member, each measured wholly after the shut landed, that the early judgement needs. */
@@ -764,7 +796,7 @@ function onFlood(ctx: Ctx, v: Extract<Verdict, { kind: 'flood' }>): void {
   // Frames still in flight when a loop member goes down make the other member look like a
   // single-source flood for a sample or two (rx hot, tx already falling): judge it after settle.
   for (const b of ctx.st.bridges.values()) {
-    if ((b.inFlight !== null || ctx.tNs < b.settleUntilNs) && b.members.includes(p)) return;
+    if ((b.inFlight !== null || ctx.tNs < b.settleUntilNs || ctx.tNs < b.waitUntilNs) && b.members.includes(p)) return;
   }
   const spare = ctx.st.ports.get(p)?.spareUntilNs;
   if (spare !== undefined && ctx.tNs < spare) {
@@ -998,7 +1030,7 @@ function entry(ctx: Ctx, port: string): PortEntry {
 function bridge(ctx: Ctx, key: string): BridgeEntry {
   let b = ctx.st.bridges.get(key);
   if (b === undefined) {
-    b = { inFlight: null, settleUntilNs: -Infinity, shutDoneNs: -Infinity, lastPort: null, lastNs: -Infinity, lastDry: false, tried: new Map(), members: [] };
+    b = { inFlight: null, settleUntilNs: -Infinity, shutDoneNs: -Infinity, lastPort: null, lastNs: -Infinity, lastDry: false, tried: new Map(), members: [], waitUntilNs: -Infinity };
     ctx.st.bridges.set(key, b);
   }
   return b;

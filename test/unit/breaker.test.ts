@@ -14,7 +14,7 @@ import { initialDetectorState, step } from '../../agent/detect/signature.js';
 import { testPolicy, testPorts } from '../../agent/testing/policy.js';
 import { esxLoop, kvmLoop, TraceGen, uplinkFlood, vmFlood, type TraceSpec } from '../../agent/testing/traces.js';
 import type { ActionRequest, JournalEvent, Policy, PortPolicy, Verdict } from '../../agent/types.js';
-import { breakerDriver, landOnTrace, result, verdictsFor, WALL0 } from '../helpers/breaker-driver.js';
+import { breakerDriver, landOnTrace, result, T0, verdictsFor, WALL0 } from '../helpers/breaker-driver.js';
 
 const policy = testPolicy();
 const SETTLE = policy.breaker.settleMs;
@@ -160,6 +160,65 @@ describe('loops', () => {
     const d = driver(testPorts({ up1: 'uplink', up2: 'uplink', vm1: 'vm' }, pol), pol);
     d.at(0, { verdicts: [loop(['up1', 'up2']), flood('vm1')] });
     expect(d.commands).toEqual([]);
+  });
+});
+
+describe('a loop through two bridges of one host', () => {
+  // br0 (up1, vmb0) and br1 (up2, vmb1) joined by a VM bridging vmb0 with vmb1: the loop shows on
+  // both bridges in the same tick, and one shut ends it (lab: agent-operator-shapes).
+  const ports = testPorts({ up1: 'uplink', up2: 'uplink', vmb0: 'vm', vmb1: 'vm', vm1: 'vm' }, policy);
+  /** A loop verdict on `bridge` whose members circled frames in the samples at tMs - 3..tMs. */
+  const circling = (bridge: string, members: string[], tMs: number): Verdict => {
+    const w: Verdict['evidence']['window'] = [];
+    for (const dt of [-3, -2, -1, 0]) for (const port of members) w.push({ port, tMs: dt, rxPps: 90_000, txPps: 95_000, floodPps: 90_000 });
+    return { kind: 'loop', bridge, members, evidence: { ...evidence('w'), tNs: T0 + tMs * 1e6, window: w } };
+  };
+
+  it('shuts one member (the VM vNIC of the first bridge), not one per bridge', () => {
+    const d = driver(ports);
+    d.at(0, { verdicts: [loop(['up1', 'vmb0'], 'br0'), loop(['up2', 'vmb1'], 'br1')] });
+    expect(d.commands.map((c) => c.port)).toEqual(['vmb0']);
+    d.at(1, { verdicts: [loop(['up2', 'vmb1'], 'br1')], results: [result('link-down', 'vmb0')] });
+    // Residual verdicts on br1 whose samples do not show the loop going on after the shut: no second shut.
+    for (let t = 2; t < 200; t++) d.at(t, t < 5 ? { verdicts: [loop(['up2', 'vmb1'], 'br1')] } : {});
+    expect(d.commands.map((c) => c.port)).toEqual(['vmb0']);
+    expect(d.kinds()).toEqual(['trip:vmb0']);
+  });
+
+  it('an unrelated loop on the other bridge is shut as soon as its samples show it going on after the first shut landed', () => {
+    const d = driver(ports);
+    d.at(0, { verdicts: [loop(['up1', 'vmb0'], 'br0'), circling('br1', ['up2', 'vmb1'], 0)] });
+    d.at(1, { results: [result('link-down', 'vmb0')] });
+    expect(d.commands.map((c) => c.port)).toEqual(['vmb0']);
+    // Samples at 1..4 ms: wholly after the shut landed (1 ms), both members circling.
+    d.at(4, { verdicts: [circling('br1', ['up2', 'vmb1'], 4)] });
+    expect(d.commands.map((c) => ({ port: c.port, tMs: c.tMs }))).toEqual([
+      { port: 'vmb0', tMs: 0 },
+      { port: 'vmb1', tMs: 4 },
+    ]);
+  });
+
+  it('waits for a shut in flight for at most its settle, then judges alone', () => {
+    const d = driver(ports);
+    d.at(0, { verdicts: [loop(['up1', 'vmb0'], 'br0')] });
+    for (let t = 1; t < SETTLE; t++) d.at(t, { verdicts: [loop(['up2', 'vmb1'], 'br1')] });
+    expect(d.commands.map((c) => c.port)).toEqual(['vmb0']);
+    d.at(SETTLE, { verdicts: [loop(['up2', 'vmb1'], 'br1')] });
+    expect(d.commands.map((c) => c.port)).toEqual(['vmb0', 'vmb1']);
+  });
+
+  it('vSwitches of two different ESXi hosts do not wait for each other', () => {
+    const ep = testPorts({ 'esxA/vmnic0': 'uplink', 'esxA/vnic-a': 'vm', 'esxB/vmnic0': 'uplink', 'esxB/vnic-b': 'vm' }, policy);
+    const d = driver(ep);
+    d.at(0, { verdicts: [loop(['esxA/vmnic0', 'esxA/vnic-a'], 'esxA/vSwitch0'), loop(['esxB/vmnic0', 'esxB/vnic-b'], 'esxB/vSwitch0')] });
+    expect(d.commands.map((c) => c.port)).toEqual(['esxA/vnic-a', 'esxB/vnic-b']);
+  });
+
+  it("a member of a waiting bridge's loop is not taken for a flood while it waits", () => {
+    const d = driver(ports);
+    d.at(0, { verdicts: [loop(['up1', 'vmb0'], 'br0'), loop(['up2', 'vmb1'], 'br1')] });
+    d.at(1, { verdicts: [flood('vmb1')], results: [result('link-down', 'vmb0')] });
+    expect(d.commands.map((c) => c.port)).toEqual(['vmb0']);
   });
 });
 
