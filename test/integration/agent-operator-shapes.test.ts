@@ -3,7 +3,8 @@
 //  - two bridges (br0 with up1, br1 with up2, both into one switch) joined by a VM bridging its
 //    vNIC vmb0 on br0 with vmb1 on br1: per bridge one uplink and one VM port carry the loop. The
 //    VM's port must be shut (shut order: vm before uplink), not an uplink, only one (one shut
-//    ends the loop on both bridges), and the loop go quiet by the agent's doing.
+//    ends the loop on both bridges), and the loop go quiet by the agent's doing. The same with a
+//    veth pair ln0/ln1 wrongly joining br0 and br1 (a policy rule names ln* role other).
 //  - a victim host: one uplink (up1), the loop elsewhere (on the switch): the storm arrives on
 //    the host's only uplink. Shutting it would cut the host off and end nothing (the loop is not
 //    the host's): it must stay up, and the flood be reported once.
@@ -12,7 +13,9 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 import { stormWithAgent, type StormRun } from '../../scripts/lab/scenario.js';
-import { setSwitchLoop, splitByVm, victimHost } from '../../scripts/lab/operator-shapes.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setSwitchLoop, splitByVeth, splitByVm, victimHost } from '../../scripts/lab/operator-shapes.js';
 import { startObserver } from '../../scripts/lab/observer.js';
 import { inject } from '../../scripts/lab/traffic.js';
 import type { CounterSeries } from '../../scripts/lab/analyze.js';
@@ -42,10 +45,10 @@ afterAll(async () => {
 });
 
 /** Build the kvm lab, turn it into `shape`, start the agent in its host namespace. */
-async function labOf(shape: (l: Lab) => Promise<Lab>, tag: string): Promise<Lab> {
+async function labOf(shape: (l: Lab) => Promise<Lab>, tag: string, policy = POLICY): Promise<Lab> {
   requireBuiltAgent();
   const lab = await shape(await buildLab('kvm', PREFIX));
-  agent = await startAgent(lab.ns.host, { policy: POLICY, stateDir: newStateDir(tag) });
+  agent = await startAgent(lab.ns.host, { policy, stateDir: newStateDir(tag) });
   await sleep(300);
   return lab;
 }
@@ -84,6 +87,21 @@ describe('loop shapes beyond the first lab', () => {
     expect(String(trips[0]!.reason)).toMatch(/loop on br[01]: shut vmb[01] \(first of vmb[01],up[12] by shut order\)/);
     expect(r.downPorts).toEqual([trips[0]!.port]);
     // Quiet at prod by the agent's doing, inside the observation.
+    expect(r.openedByHand).toBe(false);
+    expect(r.stats.quietAtNs).not.toBeNull();
+    expect((r.stats.quietAtNs! - r.tInjectNs) / 1e6).toBeLessThan(OBSERVE_MS);
+  });
+
+  it('two bridges joined by a veth pair (role other): shuts one end of it, never an uplink', async () => {
+    // lab-bench.yaml plus a rule for the joining veth: a port no rule names is not watched at all.
+    const policy = join(newStateDir('veth-policy'), 'policy.yaml');
+    writeFileSync(policy, `${readFileSync(POLICY, 'utf8')}  - match: "ln*"\n    role: other\n`);
+    const lab = await labOf(splitByVeth, 'two-bridges-veth', policy);
+    const { r, trips } = await storm(lab, 'two-bridges-veth');
+    expect(r.stats.firstFrameNs).not.toBeNull();
+    expect(trips).toHaveLength(1);
+    expect(String(trips[0]!.port)).toMatch(/^ln[01]$/);
+    expect(r.downPorts).toEqual([trips[0]!.port]);
     expect(r.openedByHand).toBe(false);
     expect(r.stats.quietAtNs).not.toBeNull();
     expect((r.stats.quietAtNs! - r.tInjectNs) / 1e6).toBeLessThan(OBSERVE_MS);
