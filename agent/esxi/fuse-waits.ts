@@ -37,7 +37,9 @@ export function fuseWaits(): FuseWaits {
     },
     held(ok) {
       plan = ok ? made : null;
-      if (!ok) for (const [port, w] of waiting) (waiting.delete(port), w.resolve(null));
+      if (ok) return;
+      for (const [port, w] of waiting) (waiting.delete(port), w.resolve(null));
+      started.clear(); // a cut call of a fuse that holds nothing of ours now will not be reported
     },
     cutOf(port, ms, cuttingMs) {
       const would = plan !== null && !plan.dryRun && plan.budget > 0 && plan.cutList.some((c) => c.port === port);

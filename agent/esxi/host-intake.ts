@@ -24,6 +24,14 @@ export interface HostIntake {
   hold(untilNs: number): void;
   /** The fuse's cut has a result: the hold ends (acted() follows when it cut). */
   release(): void;
+  /**
+   * The fuse ended (or stopped holding a plan) while it held judging: its cut's result will not
+   * come. The hold ends now, not at its untilNs, and what is judged next is purely post-`atNs`
+   * (the cut may or may not have happened). Only while holding().
+   */
+  abandoned(sentTick: number, atNs: number): void;
+  /** A fuse's `cutting` holds judging (until its result, abandoned(), or its untilNs passed). */
+  holding(nowNs: number): boolean;
   /** A post-action rate exists and the last one is younger than staleMs. */
   fresh(nowNs: number, staleMs: number): boolean;
   /** After the detector has seen the rates: they must not count again on later ticks. */
@@ -55,6 +63,13 @@ export function hostIntake(rates: HostRates, onRates: () => void): HostIntake {
     onRates();
   }
 
+  function acted(sentTick: number, atNs: number): void {
+    ignoreThroughTick = sentTick;
+    ignoreReadThroughNs = atNs;
+    rebase = true;
+    awaitingPost = true;
+  }
+
   return {
     block(b, tNs) {
       rates.arrived(tNs);
@@ -70,17 +85,17 @@ export function hostIntake(rates: HostRates, onRates: () => void): HostIntake {
       rates.fuseSample(keys, values, tReadNs);
       taken(tRecvNs);
     },
-    acted(sentTick, atNs) {
-      ignoreThroughTick = sentTick;
-      ignoreReadThroughNs = atNs;
-      rebase = true;
-      awaitingPost = true;
-    },
+    acted,
     hold(untilNs) {
       heldUntilNs = untilNs;
     },
     release() {
       heldUntilNs = 0;
+    },
+    holding: (nowNs) => nowNs < heldUntilNs,
+    abandoned(sentTick, atNs) {
+      heldUntilNs = 0;
+      acted(sentTick, atNs);
     },
     fresh: (nowNs, staleMs) => !awaitingPost && nowNs >= heldUntilNs && ratesAtNs > 0 && nowNs - ratesAtNs <= staleMs * 1e6,
     consume() {

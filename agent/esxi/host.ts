@@ -152,7 +152,14 @@ export function startEsxHost(policy: Policy, host: EsxiHostPolicy, retries: numb
       items: () => streamItems(host, rates.ports()),
       onFuseSample: intake.fuseSample,
       onFuseCut,
-      onFuseState: (s, why) => (waits.held(s === 'armed'), hooks.onFuseState?.(host.name, s, why, fuse.program)),
+      onFuseState(s, why) {
+        waits.held(s === 'armed');
+        // A fuse that ended while it said it was cutting will not report that cut: judge again
+        // now, from purely post-exit samples, instead of waiting out FUSE_CUTTING_WAIT_MS.
+        const now = Number(process.hrtime.bigint());
+        if ((s === 'exited' || s === 'not-armed') && intake.holding(now)) intake.abandoned(session.sentTick(), now);
+        hooks.onFuseState?.(host.name, s, why, fuse.program);
+      },
       onFuseRearmed: waits.held,
       async prepare(exec) {
         await refresh(exec);

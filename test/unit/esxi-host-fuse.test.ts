@@ -156,6 +156,18 @@ describe("the agent's own link-down of a vNIC the armed fuse would cut", () => {
     const ended = w.cutOf('esx1/vnic-000c295ba000', 5000, 5000);
     w.held(false);
     expect(await ended).toBeNull();
+    // A fuse that said `cutting` and ended without its result: the next fuse's wait for that port
+    // is a fresh one (ms), not the dead fuse's call deadline, long past.
+    w.made(plan);
+    w.held(true);
+    w.cutting('esx1/vnic-000c295ba000', Date.now() - 10_000);
+    w.held(false);
+    w.made(plan);
+    w.held(true);
+    const fresh = w.cutOf('esx1/vnic-000c295ba000', 5000, 5000);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(w.took(r)).toBe(true); // still waiting 30 ms later: it took the report
+    expect(await fresh).toBe(r);
   });
 });
 

@@ -77,4 +77,22 @@ describe('host intake while the host fuse is cutting', () => {
     intake.fuseSample([], v, 405 * MS, 406 * MS);
     expect(intake.fresh(407 * MS, 1000)).toBe(true);
   });
+
+  it('a fuse that ends while it said it was cutting: judging resumes at once, on purely post-exit rates', () => {
+    const f = fakeRates();
+    const intake = hostIntake(f.rates, () => undefined);
+    const v = new Float64Array(6);
+    intake.fuseSample([], v, 10 * MS, 11 * MS);
+    intake.hold(20 * MS + 6000 * MS);
+    expect(intake.holding(21 * MS)).toBe(true);
+    // The fuse exits at 50 ms with no result: the hold ends, samples read before then are not judged.
+    intake.abandoned(0, 50 * MS);
+    expect(intake.holding(51 * MS)).toBe(false);
+    intake.fuseSample([], v, 45 * MS, 60 * MS);
+    expect(intake.fresh(61 * MS, 1000)).toBe(false);
+    intake.fuseSample([], v, 70 * MS, 71 * MS); // first post-exit sample: a baseline only
+    expect(intake.fresh(72 * MS, 1000)).toBe(false);
+    intake.fuseSample([], v, 80 * MS, 81 * MS);
+    expect(intake.fresh(82 * MS, 1000)).toBe(true); // not 6 s later
+  });
 });
