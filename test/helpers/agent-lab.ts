@@ -89,9 +89,11 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 
 /**
  * Down every loop member afterMs from now unless cancelled: no storm outlives a failed or hung
- * test, whatever the agent does.
+ * test, whatever the agent does. 6 s by default: at 2.5 s it once fired on a loaded machine while
+ * agent-loops' storm helper was still observing, and downed the loop member the agent had rightly
+ * left up (the test then failed on a port the agent never touched).
  */
-export function stormGuard(lab: Lab, afterMs = 2500, ports: readonly string[] = lab.loopPorts): () => void {
+export function stormGuard(lab: Lab, afterMs = 6000, ports: readonly string[] = lab.loopPorts): () => void {
   const t = setTimeout(() => {
     for (const p of ports) void linkDown(lab, p).catch(() => undefined);
   }, afterMs);
