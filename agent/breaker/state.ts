@@ -140,6 +140,8 @@ interface BridgeEntry {
   settleUntilNs: number;
   /** ...unless the loop is seen going on entirely after this tNs, when the last shut landed (see persistsAfter). */
   shutDoneNs: number;
+  /** The last stop's settle (stage 'stopped'): stopped ports' admin-downs wait until then (loopSettling). */
+  quietUntilNs: number;
   /** Last port shut (or would-tripped, in dry run) for this bridge's loop, and when. */
   lastPort: string | null;
   lastNs: number;
@@ -259,7 +261,7 @@ export function breakerBusy(state: BreakerState, tNs: number): boolean {
  * next member's stop needs rtnl too. No allocation.
  */
 export function loopSettling(state: BreakerState, tNs: number): boolean {
-  for (const b of state.bridges.values()) if (b.inFlight !== null || tNs < b.settleUntilNs) return true;
+  for (const b of state.bridges.values()) if (b.inFlight !== null || tNs < b.quietUntilNs) return true;
   return false;
 }
 
@@ -365,19 +367,13 @@ function onResult(ctx: Ctx, r: ActionResult): void {
         if (ctx.verify === NO_PORTS) ctx.verify = [];
         ctx.verify.push(r.port);
       }
-      // Settle ran from the stop already when its stage came first (onStopped).
-      if (e.loop !== null && !e.stopped) {
-        const b = bridge(ctx, e.loop);
-        if (b.inFlight === r.port) b.inFlight = null;
-        b.settleUntilNs = ctx.tNs + settleMsOf(ctx, r.port) * 1e6;
-        // A bridge port stops forwarding when its state is set, before the admin-down returns:
-        // samples after that already show whether the loop goes on (persistsAfter).
-        b.shutDoneNs = r.stoppedNs !== undefined && r.stoppedNs < ctx.tNs ? r.stoppedNs : ctx.tNs;
-      }
+      if (e.loop !== null) loopShutLanded(ctx, e, r);
       e.stopped = false;
       e.next = [];
       return;
     }
+    // A stop whose admin-down failed: its settle (held open by onStopped) ends.
+    if (e.stopped && e.loop !== null && bridge(ctx, e.loop).settleUntilNs === Infinity) bridge(ctx, e.loop).settleUntilNs = ctx.tNs;
     e.stopped = false;
     const failedAuto = e.auto;
     const loop = e.loop;
@@ -447,7 +443,28 @@ function onStopped(ctx: Ctx, e: PortEntry, r: ActionResult): void {
   if (b.inFlight !== r.port) return;
   b.inFlight = null;
   e.stopped = true;
+  // Only the evidence (persistsAfter: whole samples after the stop) escalates before the final
+  // result; settle's plain timeout runs from the final result, as before the stages: under load
+  // a verdict 30 ms after the stop could still straddle it (agent-loops, one core busy, shut up2
+  // of a two-member loop). The stopped port's admin-down waits for quietUntilNs only.
+  b.settleUntilNs = Infinity;
+  b.quietUntilNs = ctx.tNs + settleMsOf(ctx, r.port) * 1e6;
+  b.shutDoneNs = r.stoppedNs !== undefined && r.stoppedNs < ctx.tNs ? r.stoppedNs : ctx.tNs;
+}
+
+/** A loop shut's final result (ok): settle runs from now. */
+function loopShutLanded(ctx: Ctx, e: PortEntry, r: ActionResult): void {
+  const b = bridge(ctx, e.loop!);
+  if (e.stopped) {
+    // After a stop (onStopped), as before the stages; unless the loop has moved on to another
+    // member meanwhile (the early judgement escalated).
+    if (b.lastPort === r.port && b.settleUntilNs === Infinity) b.settleUntilNs = ctx.tNs + settleMsOf(ctx, r.port) * 1e6;
+    return;
+  }
+  if (b.inFlight === r.port) b.inFlight = null;
   b.settleUntilNs = ctx.tNs + settleMsOf(ctx, r.port) * 1e6;
+  // A bridge port stops forwarding when its state is set, before the admin-down returns:
+  // samples after that already show whether the loop goes on (persistsAfter).
   b.shutDoneNs = r.stoppedNs !== undefined && r.stoppedNs < ctx.tNs ? r.stoppedNs : ctx.tNs;
 }
 
@@ -1030,7 +1047,7 @@ function entry(ctx: Ctx, port: string): PortEntry {
 function bridge(ctx: Ctx, key: string): BridgeEntry {
   let b = ctx.st.bridges.get(key);
   if (b === undefined) {
-    b = { inFlight: null, settleUntilNs: -Infinity, shutDoneNs: -Infinity, lastPort: null, lastNs: -Infinity, lastDry: false, tried: new Map(), members: [], waitUntilNs: -Infinity };
+    b = { inFlight: null, settleUntilNs: -Infinity, shutDoneNs: -Infinity, quietUntilNs: -Infinity, lastPort: null, lastNs: -Infinity, lastDry: false, tried: new Map(), members: [], waitUntilNs: -Infinity };
     ctx.st.bridges.set(key, b);
   }
   return b;
