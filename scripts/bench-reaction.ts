@@ -55,7 +55,9 @@ interface ShapeResult {
 }
 
 function note(shape: string, who: string, i: number, of: number, r: ShapeRun): void {
-  const a = r.trips.find((t) => t.msg === 'trip')?.action as { stoppedNs?: number; forwardingStoppedMs?: number } | undefined;
+  // The first port that stopped: a loop's trips are logged when their admin-downs end, in any order.
+  const stops = r.trips.filter((t) => t.msg === 'trip').map((t) => t.action as { stoppedNs?: number; forwardingStoppedMs?: number } | undefined);
+  const a = stops.filter((x) => x?.stoppedNs).sort((x, y) => x!.stoppedNs! - y!.stoppedNs!)[0];
   const forwarding = a?.stoppedNs ? `, first port stopped forwarding at ${fmt((a.stoppedNs - r.tInjectNs) / 1e6, 2)} ms, ${fmt(a.forwardingStoppedMs ?? NaN, 2)} ms of it in the action` : '';
   process.stderr.write(`${shape} ${who} ${i + 1}/${of}: ${fmt(r.msFromInject, 2)} ms (verdict ${fmt(r.msToVerdict, 2)} ms${forwarding}), ${r.framesLeaked} frames, down ${r.down.join(',')}\n`);
 }
