@@ -12,7 +12,7 @@ import { resolvePort } from '../agent/policy/match.js';
 import { warmPorts, warmUpDetector } from '../agent/detect/warmup.js';
 import { warmUpBreaker } from '../agent/breaker/warmup.js';
 import { breakerStep, initialBreakerState } from '../agent/breaker/state.js';
-import { nativeBridgeState, BR_STATE_FORWARDING } from '../agent/host/bridge-port.js';
+import { nativeBridgeState, probeBridgeState } from '../agent/host/bridge-port.js';
 import type { Verdict } from '../agent/types.js';
 import { summary, fmt } from './lab/stats.js';
 
@@ -24,7 +24,6 @@ const { values } = parseArgs({
     child: { type: 'string' },
   },
 });
-const NO_IFINDEX = 0x7fffffff;
 const us = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e3;
 
 async function child(mode: string): Promise<void> {
@@ -40,7 +39,7 @@ async function child(mode: string): Promise<void> {
   const setter = nativeBridgeState();
   if (mode === 'warm') {
     warmUpBreaker(policy, pp);
-    setter?.(NO_IFINDEX, BR_STATE_FORWARDING);
+    probeBridgeState(setter);
   }
   const { vs, tNs } = loop as { vs: readonly Verdict[]; tNs: number };
   const t0 = process.hrtime.bigint();
@@ -48,7 +47,7 @@ async function child(mode: string): Promise<void> {
   const stepUs = us(t0);
   if (!step.commands.some((c) => c.kind === 'link-down')) throw new Error('the breaker step tripped nothing');
   const t1 = process.hrtime.bigint();
-  const errno = setter?.(NO_IFINDEX, BR_STATE_FORWARDING);
+  const errno = probeBridgeState(setter);
   const setterUs = setter ? us(t1) : NaN;
   process.stdout.write(JSON.stringify({ stepUs, setterUs, errno }) + '\n');
 }

@@ -2,7 +2,7 @@ import { constants } from 'node:os';
 import type { Logger } from '../log.js';
 import type { PortPolicy, Policy } from '../types.js';
 import { warmUpBreaker } from '../breaker/warmup.js';
-import { bridgePortOf, nativeBridgeState, BR_STATE_FORWARDING } from '../host/bridge-port.js';
+import { bridgePortOf, probeBridgeState } from '../host/bridge-port.js';
 
 // Pay a first storm's one-time costs at start (issue 11 item 4): a fresh agent's first stop
 // (traced in the lab) spent ~1.2 ms in a breaker step that had never run and ~0.9 ms more in a
@@ -10,18 +10,14 @@ import { bridgePortOf, nativeBridgeState, BR_STATE_FORWARDING } from '../host/br
 // breaker run synthetic storms on throwaway state (breaker/warmup.ts); the bridge-state setter
 // opens its socket and runs its kernel path once on an ifindex no link has, which changes nothing.
 
-/** No link has this ifindex (the kernel allocates from 1 upwards): the setter's answer is ENODEV. */
-const NO_IFINDEX = 0x7fffffff;
-
 export function warmUp(policy: Policy, first: PortPolicy | undefined, log: Logger): void {
   const t0 = performance.now();
   if (first) {
     warmUpBreaker(policy, first);
     bridgePortOf(first.name);
   }
-  const setter = nativeBridgeState();
-  const err = setter?.(NO_IFINDEX, BR_STATE_FORWARDING);
+  const err = probeBridgeState();
   // Anything but ENODEV says the fast stop may not work here; the link-down's fallback handles it.
-  if (err !== undefined && err !== constants.errno.ENODEV) log.warn({ component: 'actions', errno: err }, 'bridge-state setter answered a probe unexpectedly: a bridge port stop may take the slower route');
+  if (err !== null && err !== constants.errno.ENODEV) log.warn({ component: 'actions', errno: err }, 'bridge-state setter answered a probe unexpectedly: a bridge port stop may take the slower route');
   log.info({ component: 'daemon', ms: Math.round((performance.now() - t0) * 10) / 10 }, 'first-storm paths warmed');
 }

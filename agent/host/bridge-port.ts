@@ -36,3 +36,14 @@ export function nativeBridgeState(): BridgeStateSetter | null {
   const fn = (addon as Record<string, unknown>).setBridgePortState;
   return typeof fn === 'function' ? (fn as BridgeStateSetter) : null;
 }
+
+/** No link has this ifindex (the kernel allocates from 1 upwards). */
+const NO_IFINDEX = 0x7fffffff;
+
+/**
+ * Run the setter once on an ifindex no link has: its socket opens and its kernel path runs, and
+ * nothing changes. Returns the errno (ENODEV where the fast stop works), or null without a setter.
+ */
+export function probeBridgeState(setter: BridgeStateSetter | null = nativeBridgeState()): number | null {
+  return setter ? setter(NO_IFINDEX, BR_STATE_FORWARDING) : null;
+}
