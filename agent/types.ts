@@ -176,6 +176,11 @@ export interface PortPolicy {
    * 100 ms over SSH (ESXi) shows the effect of its shut only a few samples later.
    */
   settleMs?: number;
+  /**
+   * A port no rule names, on a bridge with a watched port: its counters are read so a loop that
+   * closes through it is seen, but nothing is ever done to it (protected, shutRank Infinity).
+   */
+  observed?: true;
 }
 
 export interface Policy {

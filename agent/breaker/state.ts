@@ -31,6 +31,7 @@
 //     link-down is issued BEFORE the undo's link-up, so the loop is not closed again meanwhile.
 import type { ActionRequest, ActionResult, Evidence, JournalEvent, PortPolicy, Policy, Recovery, Verdict } from '../types.js';
 import { MAX_TIMER_MS } from '../policy/defaults.js';
+import { unnamedOnlyReason, unnamedShutNote } from './observed.js';
 
 export type BreakerPortState = 'forwarding' | 'tripping' | 'tripped' | 'restoring' | 'held' | 'probing';
 
@@ -529,8 +530,8 @@ function onOperator(ctx: Ctx, o: OperatorCommand): void {
     return;
   }
   const pp = ctx.ports.get(o.port);
-  if (pp === undefined) {
-    event(ctx, 'action-failed', o.port, `trip of ${o.port} refused: not a watched port ${why}`, { by: o.by });
+  if (pp === undefined || pp.observed) {
+    event(ctx, 'action-failed', o.port, `trip of ${o.port} refused: ${pp ? 'observed only, not named by the policy' : 'not a watched port'} ${why}`, { by: o.by });
     return;
   }
   if (pp.protected) {
@@ -563,8 +564,8 @@ function onOperator(ctx: Ctx, o: OperatorCommand): void {
 function onHold(ctx: Ctx, o: OperatorCommand, cur: BreakerPortState): void {
   const pp = ctx.ports.get(o.port);
   const until = o.untilMs !== undefined && Number.isFinite(o.untilMs) ? o.untilMs : null;
-  if (pp === undefined && cur === 'forwarding') {
-    event(ctx, 'action-failed', o.port, `hold of ${o.port} refused: not a watched port (by ${o.by}: ${o.reason})`, { by: o.by, ...o.extra });
+  if ((pp === undefined || pp.observed) && cur === 'forwarding') {
+    event(ctx, 'action-failed', o.port, `hold of ${o.port} refused: ${pp ? 'observed only, not named by the policy' : 'not a watched port'} (by ${o.by}: ${o.reason})`, { by: o.by, ...o.extra });
     return;
   }
   // Protected ports can be held: protection stops the automaton, not a human who decided.
@@ -643,7 +644,8 @@ function onLoop(ctx: Ctx, v: Extract<Verdict, { kind: 'loop' }>): void {
   for (const [p, t] of b.tried) if (ctx.tNs - t >= ctx.windowNs) b.tried.delete(p);
   const cands = candidates(ctx, b, v.members);
   if (cands.length === 0) {
-    notice(ctx, `none:${key}`, 'flood-observed', key, `loop on ${key} but every member is protected or already tripped`, {
+    const why = unnamedOnlyReason(key, v.members, ctx.ports) ?? `loop on ${key} but every member is protected or already tripped`;
+    notice(ctx, `none:${key}`, 'flood-observed', key, why, {
       members: v.members,
       evidence: v.evidence,
     });
@@ -757,7 +759,7 @@ function shutForLoop(
   const target = cands[0]!;
   const pp = ctx.ports.get(target)!;
   const dry = pp.dryRun || ctx.policy.dryRun;
-  const reason = `loop on ${key}: shut ${target} (first of ${cands.join(',')} by shut order)`;
+  const reason = `loop on ${key}: shut ${target} (first of ${cands.join(',')} by shut order)${unnamedShutNote(b.members, ctx.ports, target)}`;
   if (!dry && !budgetLeft(ctx)) {
     notice(ctx, `budget:${key}`, 'flood-observed', target, `shut budget exhausted: ${budgetText(ctx)}; loop on ${key} continues, would shut ${target}`, {
       evidence,

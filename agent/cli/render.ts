@@ -57,8 +57,11 @@ export function renderStatus(s: StatusView): string {
     // Ports the operator did not name: say why they are watched.
     for (const p of e.ports) if (p.watched === 'bridging-vm') out += `  ${p.port}: vNIC of VM ${p.vm} on ${p.portgroup}, watched: the VM has two vNICs in one L2\n`;
   }
+  // Ports no rule names on a watched bridge: read for loop evidence, never acted on (policy/observed.ts).
+  const seen = s.ports.filter((r) => r.observed === true);
+  if (seen.length > 0) out += `observed, not named: ${seen.map((r) => `${r.port} (${r.bridge ?? '-'})`).join(', ')}: counters read for loop evidence, never shut\n`;
   const cols = s.ports.some((r) => r.heldUntil !== undefined) ? COLS : COLS.slice(0, -1);
-  return out + table(cols, s.ports);
+  return out + table(cols, s.ports.map((r) => (r.observed === true ? { ...r, role: 'observed' } : r)));
 }
 
 interface EventView {

@@ -87,4 +87,6 @@ export type PortStatusRow = {
   floodPps: number | null;
   txPps: number | null;
   lastEvent: string | null;
+  /** No rule names it: counters read for loop evidence on its bridge, never acted on. */
+  observed?: true;
 };

@@ -77,6 +77,8 @@ function operatorCommand(d: CommandDeps, cmd: 'trip' | 'restore' | 'hold' | 'rel
   if (!d.ports().has(port) && !(cmd === 'release' && state === 'held') && !remoteKnown) {
     throw new ControlError('E_UNKNOWN_PORT', `port ${JSON.stringify(port)} is not watched by the policy`);
   }
+  // Read for loop evidence only (policy/observed.ts): no rule names it, so nothing is done to it.
+  if (d.ports().get(port)?.observed) throw new ControlError('E_UNKNOWN_PORT', `port ${JSON.stringify(port)} is not named by the policy (observed only, for loop evidence): name it in a policy rule first`);
   // Refused now, not in the journal a tick later: the CLI says so and exits 1.
   if (cmd === 'trip' && d.ports().get(port)?.protected) throw new ControlError('E_PROTECTED', `trip of ${port} refused: the port is protected (hold it to shut it by decision)`);
   const o: OperatorCommand = { kind: cmd, port, reason: a.reason, by: requesterText(who), extra: { by: who } };

@@ -1,7 +1,8 @@
 import type { Logger } from '../log.js';
 import type { PortPolicy, PortRates, Policy, TickFrame, TickSource } from '../types.js';
-import { listInterfaceNames, listInterfaces } from '../host/interfaces.js';
+import { bridgeMembers, listInterfaceNames, listInterfaces } from '../host/interfaces.js';
 import { resolvePorts } from '../policy/match.js';
+import { observedNames, observedPort } from '../policy/observed.js';
 import type { LocalSource } from '../sources/local.js';
 import { createLinkMonitor, type LinkMonitor } from '../sources/links.js';
 
@@ -110,12 +111,25 @@ export function createWatchedPorts(now: () => number): WatchedPorts {
  * and re-merge (every second, and at once after a reload). A changed set is logged.
  */
 export function rescanLocal(local: LocalSource, policy: Policy, watched: WatchedPorts, log: Logger): void {
-  const resolved = resolvePorts(policy, listInterfaceNames());
-  const changed = local.watch(listInterfaces(undefined, (name) => resolved.has(name)), resolved);
+  const named = resolvePorts(policy, listInterfaceNames());
+  const infos = listInterfaces(undefined, (name) => named.has(name));
+  // The unnamed ports of every bridge a watched port is on: read, never acted on (policy/observed.ts).
+  const extra = observedNames(infos, named, (b) => bridgeMembers(b));
+  let resolved = named;
+  if (extra.length > 0) {
+    const all = new Map(named);
+    for (const n of extra) all.set(n, observedPort(policy, n));
+    resolved = all;
+    const more = new Set(extra);
+    infos.push(...listInterfaces(undefined, (name) => more.has(name)));
+    infos.sort((a, b) => a.name.localeCompare(b.name));
+  }
+  const changed = local.watch(infos, resolved);
   watched.merge();
   if (!changed) return;
-  const list = local.infos().map((p) => ({ port: p.name, bridge: p.bridge, role: watched.all().get(p.name)?.role }));
-  log.info({ component: 'ports', watched: list, ...changed }, 'watched ports changed');
+  const list = local.infos().filter((p) => named.has(p.name)).map((p) => ({ port: p.name, bridge: p.bridge, role: named.get(p.name)?.role }));
+  const observed = local.infos().filter((p) => !named.has(p.name)).map((p) => ({ port: p.name, bridge: p.bridge }));
+  log.info({ component: 'ports', watched: list, ...(observed.length > 0 ? { observedNotNamed: observed } : {}), ...changed }, 'watched ports changed');
 }
 
 /** The lowest falling edge of any watched port: below it, nothing is worth a fast look. */

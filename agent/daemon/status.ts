@@ -37,6 +37,7 @@ export function buildStatus(d: StatusDeps): StatusAnswer {
     const pp = ports.get(p.name);
     const st = byPort.get(p.name);
     const r = d.local.lastRates(p.name) ?? esxShown(d.esxHosts, p.name);
+    if (pp?.observed) return { port: p.name, bridge: p.bridge, role: undefined, protected: undefined, state: 'forwarding', observed: true, ...rates(r), lastEvent: null };
     return {
       port: p.name,
       bridge: p.bridge,
@@ -45,9 +46,7 @@ export function buildStatus(d: StatusDeps): StatusAnswer {
       state: st?.state ?? 'forwarding',
       ...(st?.untilMs !== undefined ? { heldUntil: new Date(st.untilMs).toISOString() } : {}),
       ...(st?.recoveryTries !== undefined ? { recoveryTries: st.recoveryTries } : {}),
-      rxPps: r && r.valid ? Math.round(r.rxPps) : null,
-      floodPps: r && r.valid && Number.isFinite(r.floodPps) ? Math.round(r.floodPps) : null,
-      txPps: r && r.valid ? Math.round(r.txPps) : null,
+      ...rates(r),
       lastEvent: lastEventOf.get(p.name) ?? null,
     };
   };
@@ -68,6 +67,14 @@ export function buildStatus(d: StatusDeps): StatusAnswer {
     },
     ...(d.esxHosts.length > 0 ? { esxi: d.esxHosts.map((h) => h.status()) } : {}),
     ports: [...d.local.infos(), ...esxiInfos(d.esxHosts)].map(row),
+  };
+}
+
+function rates(r: Pick<PortRates, 'rxPps' | 'txPps' | 'floodPps' | 'valid'> | undefined): Pick<PortStatusRow, 'rxPps' | 'floodPps' | 'txPps'> {
+  return {
+    rxPps: r && r.valid ? Math.round(r.rxPps) : null,
+    floodPps: r && r.valid && Number.isFinite(r.floodPps) ? Math.round(r.floodPps) : null,
+    txPps: r && r.valid ? Math.round(r.txPps) : null,
   };
 }
 

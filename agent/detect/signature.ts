@@ -287,7 +287,8 @@ export function step(
   for (const tr of state.ports.values()) {
     if (!tr.hot || tr.loopMember) continue;
     const pp = ports.get(tr.port);
-    if (pp === undefined || tr.hotCount < pp.thresholds.holdSamples) continue;
+    // An observed-only port (no rule names it) is loop evidence, never a flood verdict of its own.
+    if (pp === undefined || pp.observed === true || tr.hotCount < pp.thresholds.holdSamples) continue;
     // Its burst budget spent, or hot for floodHoldMs (counted from the first hot sample) at a
     // mean rate over the rising threshold.
     if (tr.excess < FLOOD_BURST_FRAMES && (tick.tNs - tr.hotSinceNs < pp.thresholds.floodHoldMs * 1e6 || tr.hotFrames * 1000 < tr.risePps * tr.hotMs)) continue;
@@ -624,6 +625,7 @@ function loopVerdict(
     thresholds[`${tr.port}.txPps`] = tr.txPps;
     thresholds[`${tr.port}.holdSamples`] = flap === null ? t.holdSamples : 1;
     clues.push(`rx≈tx on ${tr.port} (${kpps(tr.rxPps)}/${kpps(tr.txPps)} pps)`);
+    if (ports.get(tr.port)!.observed === true) clues.push(`${tr.port} is not named by the policy: observed only, never shut`);
   }
   thresholds.rxTxFactor = how === 'sustained' ? SLOW_RX_TX_FACTOR : RX_TX_FACTOR;
   if (how !== 'rate') thresholds.loopFloorPps = LOOP_FLOOR_PPS;
@@ -637,7 +639,8 @@ function loopVerdict(
     clues.push(how === 'sustained' ? `${tr.port} sustained for ${tr.slowRun} samples over ${Math.round((tick.tNs - tr.slowSinceNs) / 1e6)} ms` : `${tr.port} hot for ${tr.hotCount} samples`);
   }
 
-  const first = ports.get(members[0]!.port)!;
+  // The rule of the first named member (an observed-only port has none).
+  const first = ports.get((members.find((m) => ports.get(m.port)!.observed !== true) ?? members[0]!).port)!;
   return {
     kind: 'loop',
     bridge: b.bridge,

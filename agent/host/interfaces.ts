@@ -35,6 +35,16 @@ export function listInterfaces(root = '/sys/class/net', wanted: (name: string) =
   return out.sort((a, b) => a.name.localeCompare(b.name));
 }
 
+/** The ports enslaved to `bridge` (one readdir of its brif directory); [] when it is not a bridge. */
+export function bridgeMembers(bridge: string, root = '/sys/class/net'): string[] {
+  if (!isValidIfName(bridge)) return [];
+  try {
+    return readdirSync(`${root}/${bridge}/brif`).filter(isValidIfName);
+  } catch {
+    return [];
+  }
+}
+
 /** Interface names only (one readdir), to match against the policy before reading anything. */
 export function listInterfaceNames(root = '/sys/class/net'): string[] {
   try {

@@ -3,6 +3,8 @@
 //    (namespace vmB) bridging its vNIC vmb0 on br0 with its vNIC vmb1 on br1. Per bridge only one
 //    uplink and one VM port carry the loop. Or the same two bridges joined by a veth pair ln0/ln1.
 //  - a victim host: one uplink only, and a storm arriving from a loop elsewhere in the network.
+//  - a VM bridging a named vNIC with a tap the policy does not name, both on br0 (tapOnBridge),
+//    and a guest on such a tap that only sends ordinary traffic (unnamedGuest).
 // Quiet-lab rules as in topology.ts: IPv6 off in a new namespace before its links exist, bridges
 // without STP or multicast snooping, loop members up last, then assertQuiet.
 import { run } from './exec.js';
@@ -20,23 +22,42 @@ async function secondBridge(lab: Lab): Promise<void> {
   await ip(h, 'link', 'set', 'dev', 'br1', 'up');
 }
 
+/** A VM (namespace `vm`) bridging its two vNICs, host sides `ports[i][0]` on bridge `ports[i][1]`, left down. */
+async function bridgingVm(lab: Lab, vm: string, ports: ReadonlyArray<readonly [string, string]>): Promise<void> {
+  const h = lab.ns.host;
+  await run(['ip', 'netns', 'add', vm]);
+  for (const k of ['all', 'default']) await run(['ip', 'netns', 'exec', vm, 'sysctl', '-q', '-w', `net.ipv6.conf.${k}.disable_ipv6=1`]);
+  await ip(vm, 'link', 'add', 'name', 'vbr', ...bridgeArgs);
+  for (const [i, [port, br]] of ports.entries()) {
+    await ip(h, 'link', 'add', 'name', port, 'type', 'veth', 'peer', 'name', `eth${i}`, 'netns', vm);
+    await ip(h, 'link', 'set', 'dev', port, 'master', br);
+    await ip(vm, 'link', 'set', 'dev', `eth${i}`, 'master', 'vbr');
+    await ip(vm, 'link', 'set', 'dev', `eth${i}`, 'up');
+  }
+  await ip(vm, 'link', 'set', 'dev', 'lo', 'up');
+  await ip(vm, 'link', 'set', 'dev', 'vbr', 'up');
+}
+
 /** kvm lab -> two bridges joined by a VM bridging its two vNICs (see the file comment). */
 export async function splitByVm(lab: Lab): Promise<Lab> {
-  const h = lab.ns.host;
-  const vmB = `${lab.prefix}vmB`;
   await secondBridge(lab);
-  await run(['ip', 'netns', 'add', vmB]);
-  for (const k of ['all', 'default']) await run(['ip', 'netns', 'exec', vmB, 'sysctl', '-q', '-w', `net.ipv6.conf.${k}.disable_ipv6=1`]);
-  await ip(vmB, 'link', 'add', 'name', 'vbr', ...bridgeArgs);
-  for (const [port, peer, br] of [['vmb0', 'eth0', 'br0'], ['vmb1', 'eth1', 'br1']] as const) {
-    await ip(h, 'link', 'add', 'name', port, 'type', 'veth', 'peer', 'name', peer, 'netns', vmB);
-    await ip(h, 'link', 'set', 'dev', port, 'master', br);
-    await ip(vmB, 'link', 'set', 'dev', peer, 'master', 'vbr');
-    await ip(vmB, 'link', 'set', 'dev', peer, 'up');
-  }
-  await ip(vmB, 'link', 'set', 'dev', 'lo', 'up');
-  await ip(vmB, 'link', 'set', 'dev', 'vbr', 'up');
+  await bridgingVm(lab, `${lab.prefix}vmB`, [['vmb0', 'br0'], ['vmb1', 'br1']]);
   return closeSplit(lab, ['vmb0', 'vmb1']);
+}
+
+/**
+ * kvm lab -> one uplink (up2 deleted) and a VM bridging two vNICs on br0: vm7, which the policy
+ * names (vm*), and myvm0, a tap whose name the policy's globs miss. The loop circles br0 -> vm7
+ * -> VM -> myvm0 -> br0; on the watched side only vm7 shows it. Closed when myvm0 comes up.
+ */
+export async function tapOnBridge(lab: Lab): Promise<Lab> {
+  const h = lab.ns.host;
+  await ip(h, 'link', 'del', 'dev', 'up2');
+  await bridgingVm(lab, `${lab.prefix}vmC`, [['vm7', 'br0'], ['myvm0', 'br0']]);
+  const out: Lab = { ...lab, ns: { ...lab.ns }, loopPorts: ['vm7', 'myvm0'], hostPorts: ['up1', 'vm1', 'mgmt0', 'vm7', 'myvm0'] };
+  for (const p of out.loopPorts) await ip(h, 'link', 'set', 'dev', p, 'up');
+  await assertQuiet(out);
+  return out;
 }
 
 /** kvm lab -> two bridges joined by a veth pair ln0 (on br0) / ln1 (on br1), as a wrong hand-made link. */
@@ -55,6 +76,26 @@ async function closeSplit(lab: Lab, join: [string, string]): Promise<Lab> {
   for (const p of join) await ip(h, 'link', 'set', 'dev', p, 'up');
   await ip(h, 'link', 'set', 'dev', 'up2', 'up');
   const out: Lab = { ...lab, ns: { ...lab.ns }, loopPorts: [...join], hostPorts: [...lab.hostPorts, ...join] };
+  await assertQuiet(out);
+  return out;
+}
+
+/**
+ * kvm lab with the loop open (up2 down) and a guest whose tap, myvm0 on br0, no rule names
+ * (namespace `<prefix>vmC`, its NIC eth0): ordinary traffic through an observed-only port.
+ */
+export async function unnamedGuest(lab: Lab): Promise<Lab & { ns: Lab['ns'] & { vmC: string } }> {
+  const h = lab.ns.host;
+  const vmC = `${lab.prefix}vmC`;
+  await ip(h, 'link', 'set', 'dev', 'up2', 'down');
+  await run(['ip', 'netns', 'add', vmC]);
+  for (const k of ['all', 'default']) await run(['ip', 'netns', 'exec', vmC, 'sysctl', '-q', '-w', `net.ipv6.conf.${k}.disable_ipv6=1`]);
+  await ip(h, 'link', 'add', 'name', 'myvm0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', vmC);
+  await ip(h, 'link', 'set', 'dev', 'myvm0', 'master', 'br0');
+  await ip(vmC, 'link', 'set', 'dev', 'lo', 'up');
+  await ip(vmC, 'link', 'set', 'dev', 'eth0', 'up');
+  await ip(h, 'link', 'set', 'dev', 'myvm0', 'up');
+  const out = { ...lab, ns: { ...lab.ns, vmC }, loopPorts: ['up1', 'up2'], hostPorts: [...lab.hostPorts, 'myvm0'] };
   await assertQuiet(out);
   return out;
 }

@@ -15,13 +15,14 @@ import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 import { stormWithAgent, type StormRun } from '../../scripts/lab/scenario.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setSwitchLoop, splitByVeth, splitByVm, victimHost } from '../../scripts/lab/operator-shapes.js';
+import { setSwitchLoop, splitByVeth, splitByVm, tapOnBridge, unnamedGuest, victimHost } from '../../scripts/lab/operator-shapes.js';
 import { startObserver } from '../../scripts/lab/observer.js';
-import { inject } from '../../scripts/lab/traffic.js';
+import { inject, wave } from '../../scripts/lab/traffic.js';
+import { ns, run } from '../../scripts/lab/exec.js';
 import type { CounterSeries } from '../../scripts/lab/analyze.js';
 import { downHostPorts } from '../../scripts/lab/scenario.js';
 import { buildLab, listNamespaces, teardownLab, type Lab } from '../../scripts/lab/topology.js';
-import { eventsOf, newStateDir, readJournalStrict, REPO, requireBuiltAgent, sleep, stormGuard } from '../helpers/agent-lab.js';
+import { eventsOf, newStateDir, readJournalStrict, REPO, requireBuiltAgent, runCli, sleep, stormGuard } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbt-s9-';
 const POLICY = `${REPO}policies/lab-bench.yaml`;
@@ -105,6 +106,67 @@ describe('loop shapes beyond the first lab', () => {
     expect(r.openedByHand).toBe(false);
     expect(r.stats.quietAtNs).not.toBeNull();
     expect((r.stats.quietAtNs! - r.tInjectNs) / 1e6).toBeLessThan(OBSERVE_MS);
+  });
+
+  it('two bridges joined by a veth pair NO rule names: cuts a named member, never touches the veth, says why', async () => {
+    // lab-bench.yaml as is: ln0/ln1 are observed (read, never acted on) because br0 and br1 have
+    // watched ports. On the old main each bridge showed one hot uplink and nothing was cut.
+    // The ring up1-ln0-ln1-up2 opens at any one of them; the breakable (named) ones are the uplinks.
+    const lab = await labOf(async (l) => ({ ...(await splitByVeth(l)), loopPorts: ['up1', 'up2'] }), 'two-bridges-unnamed');
+    const { r, trips } = await storm(lab, 'two-bridges-unnamed');
+    expect(r.stats.firstFrameNs).not.toBeNull();
+    expect(trips).toHaveLength(1);
+    expect(String(trips[0]!.port)).toMatch(/^up[12]$/); // shutOrder vm, other, uplink: the only named members
+    expect(r.downPorts).toEqual([trips[0]!.port]); // ln0 and ln1 untouched
+    expect(String(trips[0]!.reason)).toMatch(/the loop runs through ln[01], which is not named by the policy, so not touched: up[12] was shut instead \(name ln[01] in a policy rule/);
+    expect(r.openedByHand).toBe(false);
+    expect(r.stats.quietAtNs).not.toBeNull();
+    expect((r.stats.quietAtNs! - r.tInjectNs) / 1e6).toBeLessThan(OBSERVE_MS);
+  });
+
+  it('a VM bridging a named vNIC with a tap the policy does not name: shuts the named vNIC only', async () => {
+    const lab = await labOf(tapOnBridge, 'tap-unnamed');
+    const { r, trips } = await storm(lab, 'tap-unnamed');
+    expect(r.stats.firstFrameNs).not.toBeNull();
+    expect(trips).toHaveLength(1);
+    expect(trips[0]!.port).toBe('vm7');
+    expect(r.downPorts).toEqual(['vm7']); // myvm0 untouched
+    expect(String(trips[0]!.reason)).toMatch(/the loop runs through myvm0, which is not named by the policy, so not touched: vm7 was shut instead/);
+    expect(r.openedByHand).toBe(false);
+    expect(r.stats.quietAtNs).not.toBeNull();
+    expect((r.stats.quietAtNs! - r.tInjectNs) / 1e6).toBeLessThan(OBSERVE_MS);
+  });
+
+  it('ordinary traffic through an unnamed tap trips nothing; status shows the tap as observed, not named', async () => {
+    // A DHCP server on the unnamed myvm0 answering a PXE wave from vm1 with broadcast OFFERs
+    // (rx ≈ tx on both ports, the exchange agent-benign-waves once saw shut as a loop), a
+    // vMotion-style RARP wave and a 3000 pps broadcast burst from it: nothing may be shut or told.
+    const lab = await unnamedGuest(await buildLab('kvm', PREFIX));
+    requireBuiltAgent();
+    agent = await startAgent(lab.ns.host, { policy: POLICY, stateDir: newStateDir('unnamed-guest') });
+    await sleep(300);
+    const a = agent;
+    const st = await runCli(['status', '--socket', a.socket]);
+    expect(st.code).toBe(0);
+    expect(st.stdout).toMatch(/observed, not named: myvm0 \(br0\): counters read for loop evidence, never shut/);
+    expect(st.stdout).toMatch(/\nmyvm0 +br0 +observed +- +forwarding/);
+    const srv = wave(lab, 'vmC', 'eth0', 'dhcp-server', { duration: 3 });
+    for (let i = 0; i < 100; i++) {
+      const { stdout } = await run(ns(lab.ns.vmC, ['cat', '/proc/net/packet']));
+      if (stdout.trim().split('\n').length > 1) break;
+      await sleep(50);
+    }
+    const c = await wave(lab, 'vm1', 'eth0', 'dhcp-clients', { n: 2000, spreadMs: 200, retries: 1, retryMs: 1000 });
+    const s = await srv;
+    await wave(lab, 'vmC', 'eth0', 'rarp', { n: 256, repeat: 3, spreadMs: 100, macPrefix: '02:5b:04' });
+    await inject(lab, 'vmC', 'eth0', { pps: 3000, duration: 2, kind: 'broadcast' });
+    await sleep(300);
+    const events = readJournalStrict(a.stateDir).filter((e) => e.event !== 'start');
+    console.log(`[operator-shapes unnamed-guest] DISCOVERs sent ${c.sent}, answered ${s.answered}; events=${JSON.stringify(events.map((e) => [e.event, e.port, e.reason]))}`);
+    expect(c.sent).toBe(4000);
+    expect(s.answered ?? 0).toBeGreaterThanOrEqual(3600); // the exchange really ran both ways through myvm0
+    expect(events).toEqual([]);
+    expect(await downHostPorts(lab)).toEqual(['up2']); // down by the lab itself (loop open)
   });
 
   it('a victim host (one uplink, the loop elsewhere): does not shut its only uplink, reports the flood', async () => {
