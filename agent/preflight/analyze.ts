@@ -69,8 +69,14 @@ function fixFor(a: ProbePortInfo, b: ProbePortInfo, bridge: string): string {
   return `take ${b.name} (or ${a.name}) out of ${bridge} or keep it down (ip link set ${b.name} down), or run STP on ${bridge}; find and remove the outside path between them`;
 }
 
-function label(p: ProbePortInfo | undefined, name: string): string {
-  return p && !p.watched ? `${name} (not in the policy)` : name;
+/**
+ * A port's name, and whether the policy names it. An unnamed port on a bridge with a watched one
+ * is observed by the agent (policy/observed.ts): a loop through it is cut at a named member.
+ */
+function label(p: ProbePortInfo | undefined, name: string, ports: readonly ProbePortInfo[]): string {
+  if (!p || p.watched) return name;
+  const observed = p.bridge !== null && ports.some((o) => o.watched && o.bridge === p.bridge);
+  return observed ? `${name} (not in the policy; observed, not named: the agent would shut a named port of ${p.bridge} instead)` : `${name} (not in the policy)`;
 }
 
 /**
@@ -108,8 +114,8 @@ export function analyzeProbe(ports: readonly ProbePortInfo[], sent: readonly Sen
         ports: [p.from],
         what:
           p.count > 1
-            ? `a probe sent on ${label(info, p.from)} came back on it ${p.count} times: a loop beyond ${p.from} (outside this host) circles frames`
-            : `a probe sent on ${label(info, p.from)} came back on ${p.from}: something beyond it reflects frames (hairpin/VEPA) or loops`,
+            ? `a probe sent on ${label(info, p.from, ports)} came back on it ${p.count} times: a loop beyond ${p.from} (outside this host) circles frames`
+            : `a probe sent on ${label(info, p.from, ports)} came back on ${p.from}: something beyond it reflects frames (hairpin/VEPA) or loops`,
         fix: `inspect the switch side of ${p.from} for a loop or a reflective relay before switching on`,
         evidence: { from: p.from, to: p.to, count: p.count },
       });
@@ -151,7 +157,7 @@ export function analyzeProbe(ports: readonly ProbePortInfo[], sent: readonly Sen
         rule: 'loop-probe',
         severity: 'error',
         ports: names,
-        what: `${seen}: ports ${label(px, x)} and ${label(py, y)} close a loop through bridge ${px.bridge}`,
+        what: `${seen}: ports ${label(px, x, ports)} and ${label(py, y, ports)} close a loop through bridge ${px.bridge}`,
         fix: fixFor(px, py, px.bridge),
         evidence,
       });

@@ -138,7 +138,7 @@ describe('analyzeProbe', () => {
       { nonce: 'other-run', port: 'up1', count: 3 },
     ]);
     expect(a.findings.map((f) => `${f.severity} ${f.rule} ${f.ports}`)).toEqual(['error loop-probe eth9,up1']);
-    expect(a.findings[0]?.what).toContain('eth9 (not in the policy)');
+    expect(a.findings[0]?.what).toContain('eth9 (not in the policy; observed, not named: the agent would shut a named port of br0 instead)');
     expect(a.findings[0]?.what).toContain('(2 copies)');
     expect(a.foreign).toBe(3);
   });
