@@ -105,9 +105,15 @@ export function createScheduler(d: SchedulerDeps): Scheduler {
   let stopped = false;
   let waker: Waker | null = null;
   let firedAt = 0;
-  let recoveryTimer: unknown = null;
-  let recoveryDueNs = Infinity;
+  const recovery = createRecoveryTimer(clock, timers, () => d.onRecoveryDue());
   let movedAt = -Infinity;
+  // A wake during a tick (a link-down's first stage reports from inside the breaker's step)
+  // must not start a second timer chain: once two chains run, every period holds two ticks
+  // ~0.1 ms apart, the second one too short to give any rate (every port's rates invalid), at
+  // twice the cost at rest, and each such storm adds a chain. It asks the running tick to come
+  // back at once instead.
+  let inTick = false;
+  let rerun = false;
 
   const idleMs = (): number => (waker ? d.sampling().idleMs : Math.min(d.sampling().idleMs, IDLE_MS_WITHOUT_TRIPWIRE));
 
@@ -121,6 +127,8 @@ export function createScheduler(d: SchedulerDeps): Scheduler {
     if (lag > STALL_MS && stats.ticks > 0) noteStall(stats, d, lag);
     stats.lastTickAt = now;
     lastT = now;
+    inTick = true;
+    rerun = false;
     try {
       const s = d.sampling();
       const o = d.tick(now);
@@ -132,14 +140,21 @@ export function createScheduler(d: SchedulerDeps): Scheduler {
     } catch (err) {
       d.onError(err as Error);
     }
+    inTick = false;
     if (waker && !waker.armed && lastT >= activeUntil && lastT - firedAt >= TRIPWIRE_REARM_MS * 1e6) waker.arm();
     // Against a deadline: the period is from tick start to tick start, not work + period.
     const spentMs = (clock.now() - now) / 1e6;
-    timer = timers.set(loop, Math.max(0, stats.periodMs - spentMs));
+    if (timer !== null) timers.clear(timer); // one chain, whatever ran during the tick
+    timer = timers.set(loop, rerun ? 0 : Math.max(0, stats.periodMs - spentMs));
+    rerun = false;
   }
 
   function runNow(): void {
     if (stopped) return;
+    if (inTick) {
+      rerun = true;
+      return;
+    }
     if (timer !== null) timers.clear(timer);
     timer = timers.set(loop, 0);
   }
@@ -174,30 +189,15 @@ export function createScheduler(d: SchedulerDeps): Scheduler {
     runNow(); // per-port ticks from now on, activeMs apart; a loop's verdict keeps them going
   }
 
-  function wakeAt(due: number): void {
-    if (due === recoveryDueNs) return;
-    recoveryDueNs = due;
-    if (recoveryTimer !== null) timers.clear(recoveryTimer);
-    recoveryTimer = null;
-    if (!Number.isFinite(due)) return;
-    // +1 ms: a timer may fire a fraction of a ms before the clock reaches the due time.
-    const inMs = Math.min(2 ** 31 - 1, Math.max(0, Math.ceil((due - clock.now()) / 1e6) + 1));
-    recoveryTimer = timers.set(() => {
-      recoveryTimer = null;
-      recoveryDueNs = Infinity;
-      d.onRecoveryDue();
-    }, inMs);
-  }
-
   return {
     start: loop,
     stop() {
       stopped = true;
       if (timer !== null) timers.clear(timer);
-      if (recoveryTimer !== null) timers.clear(recoveryTimer);
+      recovery.stop();
     },
     runNow,
-    wakeAt,
+    wakeAt: recovery.wakeAt,
     useWaker: (w) => void (waker = w),
     onWaker,
     onMoves,
@@ -210,6 +210,28 @@ export function createScheduler(d: SchedulerDeps): Scheduler {
     },
     stats,
   };
+}
+
+/** One timer for the earliest recovery probe due (wakeAt(Infinity) cancels it). */
+function createRecoveryTimer(clock: Clock, timers: Timers, onDue: () => void): { wakeAt(due: number): void; stop(): void } {
+  let recoveryTimer: unknown = null;
+  let recoveryDueNs = Infinity;
+  function wakeAt(due: number): void {
+    if (due === recoveryDueNs) return;
+    recoveryDueNs = due;
+    if (recoveryTimer !== null) timers.clear(recoveryTimer);
+    recoveryTimer = null;
+    if (!Number.isFinite(due)) return;
+    // +1 ms: a timer may fire a fraction of a ms before the clock reaches the due time.
+    const inMs = Math.min(2 ** 31 - 1, Math.max(0, Math.ceil((due - clock.now()) / 1e6) + 1));
+    recoveryTimer = timers.set(() => {
+      recoveryTimer = null;
+      recoveryDueNs = Infinity;
+      onDue();
+    }, inMs);
+  }
+
+  return { wakeAt, stop: () => void (recoveryTimer !== null && timers.clear(recoveryTimer)) };
 }
 
 /** Ticks resumed after a stall: count it and tell (a failing report must not stop the loop). */

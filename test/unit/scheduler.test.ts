@@ -9,7 +9,7 @@ import { fakeTime } from '../helpers/fake-time.js';
 
 const sampling = testPolicy().sampling; // idleMs 100, activeMs 1, activeHoldMs 2000
 
-function setup(o: { waker?: boolean; warmAt?: (ms: number) => boolean; probing?: () => boolean; throwAt?: (n: number) => boolean; workMs?: number; warmPps?: number } = {}) {
+function setup(o: { during?: (n: number) => void; waker?: boolean; warmAt?: (ms: number) => boolean; probing?: () => boolean; throwAt?: (n: number) => boolean; workMs?: number; warmPps?: number } = {}) {
   const time = fakeTime();
   const t0 = time.nowMs();
   const ticks: number[] = [];
@@ -25,6 +25,7 @@ function setup(o: { waker?: boolean; warmAt?: (ms: number) => boolean; probing?:
       ticks.push(ms);
       if (o.throwAt?.(ticks.length)) throw new Error(`tick ${ticks.length} failed`);
       if (o.workMs) time.spend(o.workMs);
+      o.during?.(ticks.length);
       outcome.warm = o.warmAt?.(ms) ?? false;
       outcome.probing = o.probing?.() ?? false;
       return outcome;
@@ -108,6 +109,19 @@ describe('scheduler periods', () => {
     probing = false;
     time.advance(300);
     expect(new Set(gaps(260, 550))).toEqual(new Set([100]));
+  });
+
+  it('a wake from inside a tick runs one more tick at once and keeps one timer chain', () => {
+    // A link-down's first stage wakes the scheduler from inside the breaker's step. That used to
+    // start a second chain: after the first storm every period held two ticks ~0.1 ms apart.
+    let s: ReturnType<typeof setup>['s'] | null = null;
+    const st = setup({ during: (n) => (n === 3 ? s!.runNow() : undefined) });
+    s = st.s;
+    st.s.start();
+    st.time.advance(1000);
+    expect(st.ticks.slice(0, 5)).toEqual([0, 100, 200, 200, 300]);
+    expect(st.time.pending()).toBe(1);
+    expect(new Set(st.gaps(300, 1000))).toEqual(new Set([100]));
   });
 
   it('runNow runs a tick at once, and a failing tick is reported while the loop goes on', () => {
