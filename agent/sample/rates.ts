@@ -50,14 +50,37 @@ export function computeRates(
   out.rxPps = dRx * perSec;
   out.txPps = dTx * perSec;
   out.rxBps = dBytes * perSec;
-  const bKnown = Number.isFinite(dB);
-  const mKnown = Number.isFinite(dM);
-  out.bcastPps = bKnown ? dB * perSec : NaN;
-  // Sources that count only broadcast (nft `ether daddr ff:ff:ff:ff:ff:ff`) or only multicast
-  // still give a flood rate: a loop storm is usually one or the other, rarely a mix.
-  out.floodPps = bKnown && mKnown ? (dB + dM) * perSec : bKnown ? dB * perSec : mKnown ? dM * perSec : NaN;
+  floodRates(prev, cur, dB, dM, dtNs, out);
   out.valid = true;
   return out;
+}
+
+/**
+ * The interval between two reads of one counter: the times it was read at when its reader gives
+ * them (the packet source reads on its own thread, and a sweep that lags a storm gives values
+ * older than the tick), else the tick's interval. NaN when there was no new read since the
+ * last tick (or one too close to it, MIN_DT_NS).
+ */
+function readInterval(prevNs: number | undefined, curNs: number | undefined, tickDtNs: number): number {
+  if (curNs === undefined || prevNs === undefined || Number.isNaN(curNs) || Number.isNaN(prevNs)) return tickDtNs;
+  const dt = curNs - prevNs;
+  return dt >= MIN_DT_NS ? dt : NaN;
+}
+
+function floodRates(prev: Counters, cur: Counters, dB: number, dM: number, dtNs: number, out: PortRates): void {
+  const dtB = readInterval(prev.bcastReadNs, cur.bcastReadNs, dtNs);
+  const dtM = readInterval(prev.mcastReadNs, cur.mcastReadNs, dtNs);
+  const bKnown = Number.isFinite(dB);
+  const mKnown = Number.isFinite(dM);
+  // No new read of a counter since the last tick: its rate is the last one measured, held (the
+  // tick's `out` keeps it), never the 0 that a zero difference over the tick would invent.
+  if ((bKnown && Number.isNaN(dtB)) || (mKnown && Number.isNaN(dtM))) return;
+  const bPps = bKnown ? (dB * 1e9) / dtB : NaN;
+  const mPps = mKnown ? (dM * 1e9) / dtM : NaN;
+  out.bcastPps = bPps;
+  // Sources that count only broadcast (nft `ether daddr ff:ff:ff:ff:ff:ff`) or only multicast
+  // still give a flood rate: a loop storm is usually one or the other, rarely a mix.
+  out.floodPps = bKnown && mKnown ? bPps + mPps : bKnown ? bPps : mKnown ? mPps : NaN;
 }
 
 function invalid(out: PortRates): PortRates {
@@ -77,6 +100,8 @@ export function copyCounters(from: Counters, to: Counters): Counters {
   to.rxBytes = from.rxBytes;
   to.rxBroadcast = from.rxBroadcast;
   to.rxMulticast = from.rxMulticast;
+  to.bcastReadNs = from.bcastReadNs;
+  to.mcastReadNs = from.mcastReadNs;
   to.ok = from.ok;
   return to;
 }

@@ -23,7 +23,8 @@ if (!modPath) {
 const { createPacketSource } = await import(pathToFileURL(modPath).href);
 
 const warnings = [];
-const source = createPacketSource({ warn: (obj, msg) => warnings.push({ msg, ...obj }) });
+// A read waits for its own sweep of the counter thread (up to 1 s): the test checks exact counts.
+const source = createPacketSource({ warn: (obj, msg) => warnings.push({ msg, ...obj }) }, undefined, { sweepWaitUs: 1_000_000 });
 // Preallocated per port and reused across reads, as the daemon does.
 const counters = new Map();
 
