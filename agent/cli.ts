@@ -7,8 +7,9 @@ import { request, DaemonUnreachable, RemoteError } from './control/client.js';
 import { loadPolicyFile } from './policy/load.js';
 import { formatPolicyError } from './policy/errors.js';
 import { registerPreflight } from './cli/preflight.js';
-import { effectivePolicy } from './policy/match.js';
-import { listInterfaceNames } from './host/interfaces.js';
+import { effectivePolicy, resolvePorts } from './policy/match.js';
+import { observedNames } from './policy/observed.js';
+import { bridgeMembers, listInterfaceNames, listInterfaces } from './host/interfaces.js';
 import { runPreflight } from './preflight/preflight.js';
 import { fails, renderText } from './preflight/findings.js';
 import { renderEvent, renderOutcome, renderStatus, renderWhy, type CommandOutcome, type StatusView } from './cli/render.js';
@@ -285,8 +286,13 @@ policyCmd
     }
     const names = o.ports !== undefined ? o.ports.split(',').map((n) => n.trim()).filter(Boolean) : listInterfaceNames();
     const eff = effectivePolicy(r.policy, names);
+    // On this host (no --ports), unnamed members of a bridge with a named port are read as the
+    // agent reads them (policy/observed.ts): say so rather than "not watched".
+    const named = resolvePorts(r.policy, names);
+    const observed = o.ports !== undefined ? [] : observedNames(listInterfaces(undefined, (n) => named.has(n)), named, (b) => bridgeMembers(b));
+    const unwatched = eff.unmatched.filter((n) => !observed.includes(n));
     if (o.json) {
-      process.stdout.write(JSON.stringify({ file: r.policy.file, hash: r.policy.hash, ...eff }, null, 2) + '\n');
+      process.stdout.write(JSON.stringify({ file: r.policy.file, hash: r.policy.hash, ...eff, unmatched: unwatched, observed }, null, 2) + '\n');
       return;
     }
     process.stdout.write(`policy ${r.policy.file} (${r.policy.hash})${r.policy.dryRun ? ' DRY-RUN' : ''}\n`);
@@ -295,7 +301,8 @@ policyCmd
     const w = cols.map((k, i) => Math.max(k.length, ...rows.map((row) => row[i]!.length)));
     const fmt = (row: string[]) => row.map((v, i) => v.padEnd(w[i]!)).join('  ').trimEnd() + '\n';
     process.stdout.write(fmt(cols) + rows.map(fmt).join(''));
-    if (eff.unmatched.length > 0) process.stdout.write(`not watched (no rule matches): ${eff.unmatched.join(', ')}\n`);
+    if (observed.length > 0) process.stdout.write(`observed, not named (bridge members no rule matches: counters read for loop evidence, never shut): ${observed.join(', ')}\n`);
+    if (unwatched.length > 0) process.stdout.write(`not watched (no rule matches): ${unwatched.join(', ')}\n`);
     if (eff.invalid.length > 0) process.stdout.write(`not interface names: ${eff.invalid.join(', ')}\n`);
     for (const h of eff.esxi ?? []) {
       const t = h.thresholds;

@@ -5,10 +5,12 @@
 // Storms are bounded (hand break ~300 ms after injection, plus a guard); labs are torn down in
 // finally and afterAll.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
+import { agentEntry, startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
+import { ns, run } from '../../scripts/lab/exec.js';
 import { downHostPorts, openLoop } from '../../scripts/lab/scenario.js';
 import { buildHostOnly, buildLab, listNamespaces, teardownLab, type HostOnlyLab, type Lab } from '../../scripts/lab/topology.js';
 import { inject } from '../../scripts/lab/traffic.js';
@@ -98,6 +100,17 @@ describe('cli against a running agent (host-only lab, 4 ports)', () => {
   });
 
   afterAll(() => stopAgentAndLab(agent, HOST_PREFIX));
+
+  it('policy show on the host: unnamed members of a watched bridge are observed, other unnamed interfaces not watched', async () => {
+    const pol = join(mkdtempSync(join(tmpdir(), 'sbt-cl-')), 'p0-only.yaml');
+    writeFileSync(pol, 'version: 1\nports:\n  - match: "p0"\n    role: vm\n');
+    const r = await run(ns(h.ns.host, [process.execPath, agentEntry(), 'policy', 'show', pol]), { timeoutMs: 15_000 });
+    expect(r.stdout).toMatch(/^p0\s+vm\s/m);
+    expect(r.stdout).toMatch(/^observed, not named \(.*\): p1, p2, p3$/m);
+    // The peers q0..q3 are on no bridge: not read at all.
+    expect(r.stdout).toMatch(/^not watched \(no rule matches\): .*q0/m);
+    expect(r.stdout).not.toMatch(/^not watched.*\bp1\b/m);
+  });
 
   it('status --json lists the watched ports', async () => {
     const r = await runCli(['status', '--json', '--socket', agent!.socket]);
