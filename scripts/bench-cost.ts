@@ -5,7 +5,7 @@
 // fresh one: a wake from inside a tick once left it ticking twice per period from then on).
 // Issue targets: <= 3% of one core and <= 100 MB RSS at 8 ports; <= 10% at 256 ports.
 //   node dist/scripts/bench-cost.js [--ports 8,64,256] [--seconds 10] [--warmup 2] [--repeat 1]
-//       [--scenarios default,fastest,chatter,chatter-fastest,after-trip] [--chatter-pps 50] [--fdb on|off]
+//       [--scenarios default,fastest,chatter,chatter-fastest,after-trip,observed] [--chatter-pps 50] [--fdb on|off]
 //       [--cpu-prof DIR] [--prefix sbc-] [--out out/bench-cost.json]
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
@@ -60,6 +60,8 @@ interface Scenario {
   chatter: boolean;
   /** Shut p1 and restore it through the control socket before the window (and the active hold) opens. */
   tripFirst?: boolean;
+  /** The policy names p0 only: every other port is observed, not named (read, never acted on). */
+  nameOneOnly?: boolean;
 }
 const SCENARIOS: Record<string, Scenario> = {
   // The product's defaults (agent/policy/defaults.ts): idle 10 ms, active 1 ms while warm.
@@ -70,17 +72,18 @@ const SCENARIOS: Record<string, Scenario> = {
   chatter: { id: 'chatter', sampling: null, chatter: true },
   'chatter-fastest': { id: 'chatter-fastest', sampling: { idleMs: 1, activeMs: 1 }, chatter: true },
   'after-trip': { id: 'after-trip', sampling: null, chatter: false, tripFirst: true },
+  observed: { id: 'observed', sampling: null, chatter: false, nameOneOnly: true },
 };
 const scenarios = values.scenarios!.split(',').map((s) => SCENARIOS[s] ?? fail(`unknown scenario ${JSON.stringify(s)} (have ${Object.keys(SCENARIOS).join(', ')})`));
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Pure: the policy file for a scenario. Every bridge port p0..pN-1 is watched as a VM port. */
+/** Pure: the policy file for a scenario. Every bridge port p0..pN-1 is watched as a VM port (observed: p0 only, the rest read as observed). */
 function policyYaml(s: Scenario, fdbEnabled: boolean): string {
   const lines = ['version: 1'];
   if (s.sampling) lines.push('sampling:', `  idleMs: ${s.sampling.idleMs}`, `  activeMs: ${s.sampling.activeMs}`);
   if (!fdbEnabled) lines.push('fdb:', '  enabled: false');
-  lines.push('ports:', '  - match: "p*"', '    role: vm');
+  lines.push('ports:', `  - match: "${s.nameOneOnly ? 'p0' : 'p*'}"`, '    role: vm');
   return lines.join('\n') + '\n';
 }
 
