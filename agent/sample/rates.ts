@@ -50,7 +50,10 @@ export function computeRates(
   out.rxPps = dRx * perSec;
   out.txPps = dTx * perSec;
   out.rxBps = dBytes * perSec;
-  floodRates(prev, cur, dB, dM, dtNs, out);
+  // No new read of a packet counter since the last tick (its sweep lagged a storm): no
+  // measurement of the flood, so no sample. Holding the last rate would let the detector count
+  // one measurement twice (a hold met early, a shut port's stale storm read as still going).
+  if (!floodRates(prev, cur, dB, dM, dtNs, out)) return invalid(out);
   out.valid = true;
   return out;
 }
@@ -67,20 +70,21 @@ function readInterval(prevNs: number | undefined, curNs: number | undefined, tic
   return dt >= MIN_DT_NS ? dt : NaN;
 }
 
-function floodRates(prev: Counters, cur: Counters, dB: number, dM: number, dtNs: number, out: PortRates): void {
+/** Fills the flood rates; false when a known counter was not read again since the last tick. */
+function floodRates(prev: Counters, cur: Counters, dB: number, dM: number, dtNs: number, out: PortRates): boolean {
   const dtB = readInterval(prev.bcastReadNs, cur.bcastReadNs, dtNs);
   const dtM = readInterval(prev.mcastReadNs, cur.mcastReadNs, dtNs);
   const bKnown = Number.isFinite(dB);
   const mKnown = Number.isFinite(dM);
-  // No new read of a counter since the last tick: its rate is the last one measured, held (the
-  // tick's `out` keeps it), never the 0 that a zero difference over the tick would invent.
-  if ((bKnown && Number.isNaN(dtB)) || (mKnown && Number.isNaN(dtM))) return;
+  // Never the 0 that a zero difference over the tick would invent: the caller drops the sample.
+  if ((bKnown && Number.isNaN(dtB)) || (mKnown && Number.isNaN(dtM))) return false;
   const bPps = bKnown ? (dB * 1e9) / dtB : NaN;
   const mPps = mKnown ? (dM * 1e9) / dtM : NaN;
   out.bcastPps = bPps;
   // Sources that count only broadcast (nft `ether daddr ff:ff:ff:ff:ff:ff`) or only multicast
   // still give a flood rate: a loop storm is usually one or the other, rarely a mix.
   out.floodPps = bKnown && mKnown ? bPps + mPps : bKnown ? bPps : mKnown ? mPps : NaN;
+  return true;
 }
 
 function invalid(out: PortRates): PortRates {

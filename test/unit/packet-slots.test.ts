@@ -98,15 +98,18 @@ describe('rates from counters read at their own times', () => {
     expect(r.floodPps).toBeCloseTo(1_100_000);
   });
 
-  it('holds the last measured flood rate when no new read came since the last tick', () => {
+  it('a tick with no new packet-counter read is no sample (invalid), and the next read is measured over its own interval', () => {
     const o = out();
     computeRates(counters(0, 0, 0, 10e6, 10e6), counters(100, 500, 0, 11e6, 11e6), 1e6, 'p', null, o);
     expect(o.floodPps).toBeCloseTo(500_000);
-    // Next tick: the sweep did not finish, the slots still hold the 11 ms read.
+    // Next tick: the sweep did not finish, the slots still hold the 11 ms read. Holding 500k
+    // would let the detector count that one measurement twice.
     computeRates(counters(100, 500, 0, 11e6, 11e6), counters(300, 500, 0, 11e6, 11e6), 1e6, 'p', null, o);
+    expect(o.valid).toBe(false);
+    // The tick after: the 13 ms read, over the 2 ms since the 11 ms one.
+    computeRates(counters(300, 500, 0, 11e6, 11e6), counters(400, 900, 0, 13e6, 13e6), 1e6, 'p', null, o);
     expect(o.valid).toBe(true);
-    expect(o.rxPps).toBeCloseTo(200_000);
-    expect(o.floodPps).toBeCloseTo(500_000); // not the 0 a zero difference would invent
+    expect(o.floodPps).toBeCloseTo(200_000);
   });
 
   it('uses the tick interval when the reader gives no read times', () => {
