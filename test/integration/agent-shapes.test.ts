@@ -153,19 +153,27 @@ describe('one VM flooding broadcast at full speed', () => {
 });
 
 describe('three unbonded uplinks into one switch', () => {
-  it('shuts up1, then up2 as soon as the loop is seen going on without up1, and the loop goes quiet', async () => {
+  it('shuts one uplink, then a second as soon as the loop is seen going on without the first, and the loop goes quiet', async () => {
     lab = await addUplink(lab, 'up3', 'sw3');
     const { r, trips } = await storm('broadcast');
     const j = readJournalStrict(agent!.stateDir);
     const esc = eventsOf(j, 'escalate').slice(-1)[0];
-    const up1 = trips.find((t) => t.port === 'up1');
+    const first = trips[0];
     const tNs = (e: Record<string, unknown> | undefined) => (e?.evidence as { tNs?: number } | undefined)?.tNs ?? NaN;
-    console.log(`[agent-shapes 3up] escalation decided ${((tNs(esc) - tNs(up1)) / 1e6).toFixed(1)} ms after up1's verdict (up1's link-down ${(up1?.action as { durationMs?: number } | undefined)?.durationMs?.toFixed(1)} ms): ${String(esc?.reason)}`);
+    console.log(`[agent-shapes 3up] escalation decided ${((tNs(esc) - tNs(first)) / 1e6).toFixed(1)} ms after ${String(first?.port)}'s verdict (its link-down ${(first?.action as { durationMs?: number } | undefined)?.durationMs?.toFixed(1)} ms): ${String(esc?.reason)}`);
     expect(r.stats.firstFrameNs).not.toBeNull();
-    // Both members the loop needs, in shut order, and nothing else.
-    expect(r.downPorts).toEqual(['up1', 'up2']);
-    expect(trips.map((t) => t.port)).toEqual(['up1', 'up2']);
-    expect(esc).toMatchObject({ port: 'up2', previous: 'up1', bridge: 'br0' });
+    // Two of the three uplinks, the two the loop needs, and nothing else. Which two depends on
+    // which members were hot in the first verdict's sample (usually up1 and up2 by name; under
+    // load the storm can show on up2 and up3 first, and then up2 goes first): all three are
+    // equal in shut order.
+    const ups = ['up1', 'up2', 'up3'];
+    expect(r.downPorts).toHaveLength(2);
+    for (const p of r.downPorts) expect(ups).toContain(p);
+    const order = trips.map((t) => t.port);
+    expect([...order].sort()).toEqual([...r.downPorts].sort());
+    // The first shut is the first by name among its verdict's members; the second is the escalation.
+    expect(String(first!.reason)).toMatch(new RegExp(`shut ${order[0]} \\(first of ${order[0]},up\\d`));
+    expect(esc).toMatchObject({ port: order[1], previous: order[0], bridge: 'br0' });
     // Quiet at prod by the agent's doing: with two of three down, nothing is opened by hand,
     // and the quiet came inside the observation (a storm still running has no quiet point).
     expect(r.stats.quietAtNs).not.toBeNull();
