@@ -13,19 +13,12 @@ export interface Counters {
   rxBroadcast: number;
   /** Incoming multicast frames; NaN when unknown. */
   rxMulticast: number;
-  /**
-   * Monotonic ns at which rxBroadcast / rxMulticast were read, when not at the tick's time (the
-   * packet source reads them on its own thread; a sweep that lags gives older values). NaN or
-   * absent: read at the tick's time. Rates divide by the interval between these reads.
-   */
-  bcastReadNs?: number;
-  mcastReadNs?: number;
   /** false when a read of this port failed this tick: the sample is dropped, never acted on. */
   ok: boolean;
 }
 
 export function emptyCounters(): Counters {
-  return { rxPackets: 0, txPackets: 0, rxBytes: 0, rxBroadcast: NaN, rxMulticast: NaN, bcastReadNs: NaN, mcastReadNs: NaN, ok: false };
+  return { rxPackets: 0, txPackets: 0, rxBytes: 0, rxBroadcast: NaN, rxMulticast: NaN, ok: false };
 }
 
 /** A watched port as discovered on the host. */
@@ -49,11 +42,6 @@ export interface CounterReader {
    * Must not throw for a port that vanished: set counters.ok = false instead.
    */
   read(out: Map<string, Counters>): void;
-  /**
-   * Called at the start of a tick, before any reader's read(): a reader that reads on another
-   * thread starts its reads here, so they overlap the other readers' (the packet source).
-   */
-  prepare?(): void;
   /** May resolve later (the packet source's sockets close off the JS thread); stop awaits it. */
   close(): void | Promise<void>;
 }

@@ -52,16 +52,12 @@
 //     refusal): the bridge port's STP state (0 disabled .. 3 forwarding), as `bridge link set
 //     dev X state N` does (RTM_SETLINK, AF_BRIDGE, IFLA_PROTINFO/IFLA_BRPORT_STATE), over one
 //     NETLINK_ROUTE socket kept open. The fast stop of a looping port (agent/actions/link.ts).
-//   countersStart(slots) ... countersStop(h): the counter reads on their own thread, published
-//     in shared memory (counter_thread.c): what the agent's tick uses, so that it never runs a
-//     storm's softirq inside a getsockopt.
 //   sdNotify(socketPath, message) -> bytes: one datagram to systemd's notification socket
 //     ($NOTIFY_SOCKET; '@' = abstract namespace), as sd_notify(3) does, without libsystemd.
 
 #include <node_api.h>
 
 #include "tripwire_ring.h"
-#include "counter_thread.h"
 
 #include <errno.h>
 #include <net/if.h>
@@ -243,11 +239,6 @@ static int ensure_slot(state_t *s, int fd) {
 static slot_t *find_slot(state_t *s, int fd) {
   if (fd < 0 || (size_t)fd >= s->cap || !s->slots[fd].used) return NULL;
   return &s->slots[fd];
-}
-
-int packet_stats_fd_ifindex(void *state, int fd) {
-  slot_t *slot = find_slot(state, fd);
-  return slot ? slot->ifindex : -1;
 }
 
 // Track a freshly opened socket in its slot and hand its fd to JS; closes it on failure.
@@ -1095,11 +1086,7 @@ NAPI_MODULE_INIT() {
               { "tripwireFrames", js_tripwire_frames },
               { "setRealtime", js_set_realtime }, { "probeOpen", js_probe_open },
               { "probeSend", js_probe_send }, { "probeRecv", js_probe_recv }, { "peerCred", js_peer_cred },
-              { "sdNotify", js_sd_notify }, { "setBridgePortState", js_set_bridge_port_state },
-              { "countersStart", js_counters_start }, { "countersBuffer", js_counters_buffer },
-              { "countersWatch", js_counters_watch }, { "countersKick", js_counters_kick },
-              { "countersWait", js_counters_wait }, { "countersRealtime", js_counters_realtime },
-              { "countersStop", js_counters_stop } };
+              { "sdNotify", js_sd_notify }, { "setBridgePortState", js_set_bridge_port_state } };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, s, &fn) != napi_ok ||

@@ -85,7 +85,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund --loglevel=error
 fi
 # Rebuilt when the C source is newer than the addon (a pull that changed it), not only when missing.
-{ [ build/Release/packet_stats.node -nt native/packet_stats.c ] && [ build/Release/packet_stats.node -nt native/tripwire_ring.h ] && [ build/Release/packet_stats.node -nt native/counter_thread.c ] && [ build/Release/packet_stats.node -nt native/counter_thread.h ]; } || npm run --silent build:native >/dev/null
+{ [ build/Release/packet_stats.node -nt native/packet_stats.c ] && [ build/Release/packet_stats.node -nt native/tripwire_ring.h ]; } || npm run --silent build:native >/dev/null
 # The lab's full-speed flood sender (C, sendmmsg: send.py sends one frame per python call, 55-220k
 # frames/s here with the load; a VM floods at hundreds of k).
 # Into dist/ (beside the compiled lab toolkit): node-gyp rebuild wipes build/.

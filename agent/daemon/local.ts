@@ -1,7 +1,7 @@
 import type { Logger } from '../log.js';
 import type { CounterReader, Policy, TickSource } from '../types.js';
 import { createSysfsSource } from '../sources/sysfs.js';
-import { createPacketSource, loadPacketAddon, type PacketAddon, type PacketSource } from '../sources/packet.js';
+import { createPacketSource, loadPacketAddon, type PacketAddon } from '../sources/packet.js';
 import { createLocalSource, type LocalSource } from '../sources/local.js';
 import { createFdbSource, type FdbSource } from '../sources/fdb.js';
 import { createTripwire, type Tripwire } from '../sources/tripwire.js';
@@ -27,12 +27,11 @@ export interface LocalSampling {
 export function startLocalSampling(log: Logger, startNs: number, now: () => number, onMove?: () => void): LocalSampling {
   const warn = (component: string) => (obj: object, msg: string) => log.warn({ component, ...obj }, msg);
   const readers: CounterReader[] = [createSysfsSource({ warn: warn('sysfs') })];
-  let packet: PacketSource | null = null;
   const addon: PacketAddon | { error: string } = loadPacketAddon();
   if ('error' in addon) {
     log.warn({ component: 'packet', err: addon.error }, 'broadcast counting unavailable: falling back to total rx rates');
   } else {
-    readers.push((packet = createPacketSource({ warn: warn('packet') }, addon)));
+    readers.push(createPacketSource({ warn: warn('packet') }, addon));
   }
   let fdb: FdbSource | null = null;
   let tripwire: Tripwire | null = null;
@@ -48,7 +47,6 @@ export function startLocalSampling(log: Logger, startNs: number, now: () => numb
       if (prio > 0) {
         try {
           addon.setRealtime(prio);
-          packet?.realtime(prio); // its counter thread reads for this one: same priority
           log.info({ component: 'daemon', realtimePriority: prio }, 'sampling thread runs SCHED_FIFO');
         } catch (err) {
           log.warn({ component: 'daemon', err: (err as Error).message }, 'cannot raise scheduling priority; a storm that pegs a core may delay the agent');

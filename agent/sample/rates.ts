@@ -50,41 +50,14 @@ export function computeRates(
   out.rxPps = dRx * perSec;
   out.txPps = dTx * perSec;
   out.rxBps = dBytes * perSec;
-  // No new read of a packet counter since the last tick (its sweep lagged a storm): no
-  // measurement of the flood, so no sample. Holding the last rate would let the detector count
-  // one measurement twice (a hold met early, a shut port's stale storm read as still going).
-  if (!floodRates(prev, cur, dB, dM, dtNs, out)) return invalid(out);
-  out.valid = true;
-  return out;
-}
-
-/**
- * The interval between two reads of one counter: the times it was read at when its reader gives
- * them (the packet source reads on its own thread, and a sweep that lags a storm gives values
- * older than the tick), else the tick's interval. NaN when there was no new read since the
- * last tick (or one too close to it, MIN_DT_NS).
- */
-function readInterval(prevNs: number | undefined, curNs: number | undefined, tickDtNs: number): number {
-  if (curNs === undefined || prevNs === undefined || Number.isNaN(curNs) || Number.isNaN(prevNs)) return tickDtNs;
-  const dt = curNs - prevNs;
-  return dt >= MIN_DT_NS ? dt : NaN;
-}
-
-/** Fills the flood rates; false when a known counter was not read again since the last tick. */
-function floodRates(prev: Counters, cur: Counters, dB: number, dM: number, dtNs: number, out: PortRates): boolean {
-  const dtB = readInterval(prev.bcastReadNs, cur.bcastReadNs, dtNs);
-  const dtM = readInterval(prev.mcastReadNs, cur.mcastReadNs, dtNs);
   const bKnown = Number.isFinite(dB);
   const mKnown = Number.isFinite(dM);
-  // Never the 0 that a zero difference over the tick would invent: the caller drops the sample.
-  if ((bKnown && Number.isNaN(dtB)) || (mKnown && Number.isNaN(dtM))) return false;
-  const bPps = bKnown ? (dB * 1e9) / dtB : NaN;
-  const mPps = mKnown ? (dM * 1e9) / dtM : NaN;
-  out.bcastPps = bPps;
+  out.bcastPps = bKnown ? dB * perSec : NaN;
   // Sources that count only broadcast (nft `ether daddr ff:ff:ff:ff:ff:ff`) or only multicast
   // still give a flood rate: a loop storm is usually one or the other, rarely a mix.
-  out.floodPps = bKnown && mKnown ? bPps + mPps : bKnown ? bPps : mKnown ? mPps : NaN;
-  return true;
+  out.floodPps = bKnown && mKnown ? (dB + dM) * perSec : bKnown ? dB * perSec : mKnown ? dM * perSec : NaN;
+  out.valid = true;
+  return out;
 }
 
 function invalid(out: PortRates): PortRates {
@@ -104,8 +77,6 @@ export function copyCounters(from: Counters, to: Counters): Counters {
   to.rxBytes = from.rxBytes;
   to.rxBroadcast = from.rxBroadcast;
   to.rxMulticast = from.rxMulticast;
-  to.bcastReadNs = from.bcastReadNs;
-  to.mcastReadNs = from.mcastReadNs;
   to.ok = from.ok;
   return to;
 }

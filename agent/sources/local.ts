@@ -66,7 +66,6 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
       const dt = t - lastT;
       lastT = t;
       for (const c of cur.values()) c.ok = true;
-      for (const r of readers) r.prepare?.();
       for (const r of readers) r.read(cur);
       for (let i = 0; i < infos.length; i++) {
         const p = infos[i]!;

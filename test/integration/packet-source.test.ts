@@ -137,7 +137,6 @@ describe('packet source (AF_PACKET counters) in a namespace', () => {
     readFileSync(ADDON); // fails loudly when the addon was not built (npm run build:native)
     await teardown();
     transpile('agent/sources/packet.ts');
-    transpile('agent/sources/packet-slots.ts');
     transpile('agent/host/names.ts');
     transpile('agent/host/addon.ts');
     transpile('agent/host/package.ts');
