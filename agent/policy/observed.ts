@@ -39,8 +39,3 @@ export function observedNames(
   for (const b of bridges) for (const m of membersOf(b)) if (isValidIfName(m) && !named.has(m)) out.add(m);
   return [...out].sort();
 }
-
-/** Is this port observed only (no rule names it)? */
-export function isObserved(pp: PortPolicy | undefined): boolean {
-  return pp?.observed === true;
-}
