@@ -3,7 +3,7 @@
 
 Run as: ip netns exec NS python3 send.py IFACE --count N [--pps R] [--duration S]
             [--kind broadcast|multicast|unicast|arp] [--src-mac M] [--dst-mac M] [--random-src]
-            [--payload-tag TAG]
+            [--payload-tag TAG] [--size BYTES] [--vlan VID]
 
 Prints one JSON line {"sent", "t_first_ns", "t_last_ns"} with CLOCK_MONOTONIC times, the same
 clock as Node's process.hrtime.bigint(), so senders and observers share one time axis.
@@ -35,7 +35,13 @@ DST = {
     "multicast": bytes.fromhex("01005e770001"),
     # Locally administered and owned by nobody: an unknown unicast, flooded by every bridge.
     "unicast": bytes.fromhex("027700ffff01"),
+    # IPv6 all-nodes (an unsolicited Neighbor Advertisement, as a host announces itself): 33:33:..
+    # multicast, flooded by bridges without snooping.
+    "ipv6mc": bytes.fromhex("333300000001"),
 }
+ETHERTYPE_IPV6 = 0x86DD
+ETHERTYPE_VLAN = 0x8100
+MAX_FRAME = 9000
 MIN_FRAME = 60  # Ethernet minimum without FCS; veth would carry shorter frames, real links not.
 SPIN_BATCH = 32
 now_ns = lambda: time.clock_gettime_ns(time.CLOCK_MONOTONIC)  # noqa: E731
@@ -76,16 +82,27 @@ def random_mac(rng):
     return bytes(b)
 
 
-def build_frame(kind, dst, src, tag, seq):
-    if kind == "arp":
+def ipv6_na(src):
+    """IPv6 header + ICMPv6 Neighbor Advertisement from fe80::(src) to ff02::1 (checksum left 0:
+    bridges forward it as is, and every lab namespace has IPv6 disabled)."""
+    ll = b"\xfe\x80" + b"\x00" * 6 + src[:3] + b"\xff\xfe" + src[3:]
+    icmp = struct.pack("!BBHI", 136, 0, 0, 0x20000000) + ll + struct.pack("!BB", 2, 1) + src
+    return struct.pack("!IHBB", 0x60000000, len(icmp), 58, 255) + ll + bytes.fromhex("ff020000000000000000000000000001") + icmp
+
+
+def build_frame(kind, dst, src, tag, seq, size=MIN_FRAME, vlan=None):
+    vtag = struct.pack("!HH", ETHERTYPE_VLAN, vlan) if vlan is not None else b""
+    if kind == "ipv6mc":
+        frame = dst + src + vtag + struct.pack("!H", ETHERTYPE_IPV6) + ipv6_na(src)
+    elif kind == "arp":
         # ARP request "who has 10.77.0.254 tell 10.77.0.253": ARP-like broadcast noise.
         body = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, src,
                            bytes([10, 77, 0, 253]), b"\x00" * 6, bytes([10, 77, 0, 254]))
-        frame = dst + src + struct.pack("!H", ETHERTYPE_ARP) + body
+        frame = dst + src + vtag + struct.pack("!H", ETHERTYPE_ARP) + body
     else:
-        frame = dst + src + struct.pack("!H", ETHERTYPE_LOCAL) + tag + struct.pack("!Q", seq)
-    if len(frame) < MIN_FRAME:
-        frame += b"\x00" * (MIN_FRAME - len(frame))
+        frame = dst + src + vtag + struct.pack("!H", ETHERTYPE_LOCAL) + tag + struct.pack("!Q", seq)
+    if len(frame) < size:
+        frame += b"\x00" * (size - len(frame))
     return frame
 
 
@@ -112,6 +129,8 @@ def main():
     p.add_argument("--dst-mac", default=None, help="unicast only: this destination instead of a MAC nobody owns")
     p.add_argument("--random-src", action="store_true", help="a new random source MAC per frame")
     p.add_argument("--payload-tag", default="stormbreaker-lab")
+    p.add_argument("--size", type=int, default=MIN_FRAME, help=f"frame length without FCS ({MIN_FRAME}..{MAX_FRAME})")
+    p.add_argument("--vlan", type=int, default=None, help="an 802.1Q tag with this VLAN id (1..4094)")
     p.add_argument("--armed", action="store_true",
                    help="print {\"ready\": true} once the socket is open, send when a line arrives on stdin "
                         "(EOF: send nothing): the frame leaves within a pipe wake-up, not a python start")
@@ -127,6 +146,10 @@ def main():
         fail(f"--duration must be in (0, {MAX_DURATION_S}]")
     if a.pps is not None and not (0 < a.pps <= 10_000_000):
         fail("--pps must be in (0, 1e7]")
+    if not (MIN_FRAME <= a.size <= MAX_FRAME):
+        fail(f"--size must be in {MIN_FRAME}..{MAX_FRAME}")
+    if a.vlan is not None and not (1 <= a.vlan <= 4094):
+        fail("--vlan must be in 1..4094")
     if a.random_src and a.src_mac:
         fail("--random-src and --src-mac are exclusive")
     if a.dst_mac and a.kind != "unicast":
@@ -148,7 +171,7 @@ def main():
     dst = parse_mac(a.dst_mac) if a.dst_mac else DST[a.kind]
     if a.dst_mac and dst[0] & 1:
         fail("--dst-mac must be a unicast MAC")
-    fixed = None if a.random_src else [build_frame(a.kind, dst, src, tag, 0)]
+    fixed = None if a.random_src else [build_frame(a.kind, dst, src, tag, 0, a.size, a.vlan)]
 
     if a.armed:
         print(json.dumps({"ready": True}), flush=True)
@@ -180,7 +203,7 @@ def main():
         else:
             n = min(count - sent, SPIN_BATCH)
         for _ in range(n):
-            frame = build_frame(a.kind, dst, random_mac(rng), tag, sent) if fixed is None else fixed[0]
+            frame = build_frame(a.kind, dst, random_mac(rng), tag, sent, a.size, a.vlan) if fixed is None else fixed[0]
             if sent == 0:
                 t_first = now_ns()  # before the send: the frame cannot arrive earlier
             send_one(sock, frame)

@@ -96,7 +96,7 @@ export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeM
   let tInjectNs = 0;
   try {
     if (spec.flood) {
-      const kind = spec.kind === 'arp' ? 'broadcast' : spec.kind;
+      const kind = spec.kind === 'arp' || spec.kind === 'ipv6mc' ? 'broadcast' : spec.kind;
       // Both senders report their first frame's time only at their end.
       const sent = spec.sender === 'c' ? await flood(lab, 'vm1', 'eth0', { duration: FLOOD_S, kind }) : await inject(lab, 'vm1', 'eth0', { duration: FLOOD_S, kind });
       tInjectNs = sent.tFirstNs;

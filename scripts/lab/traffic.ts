@@ -8,7 +8,10 @@ import { labAsset } from './assets.js';
 import { assertIfName } from './names.js';
 import type { Lab, LabNamespaces } from './topology.js';
 
-export type FrameKind = 'broadcast' | 'multicast' | 'unicast' | 'arp';
+/** ipv6mc: an IPv6 Neighbor Advertisement to ff02::1 (33:33:00:00:00:01), send.py only. */
+export type FrameKind = 'broadcast' | 'multicast' | 'unicast' | 'arp' | 'ipv6mc';
+/** What the C flood sender can send. */
+export type FloodKind = Exclude<FrameKind, 'arp' | 'ipv6mc'>;
 
 export interface InjectOptions {
   /** Frames to send (<= 5,000,000). */
@@ -23,6 +26,10 @@ export interface InjectOptions {
   dstMac?: string;
   randomSrc?: boolean;
   payloadTag?: string;
+  /** Frame length without FCS (60..9000; 60 when absent). */
+  size?: number;
+  /** An 802.1Q tag with this VLAN id. */
+  vlan?: number;
 }
 
 export interface InjectResult {
@@ -43,6 +50,8 @@ export function sendArgs(iface: string, o: InjectOptions): string[] {
   if (o.dstMac) a.push('--dst-mac', o.dstMac);
   if (o.randomSrc) a.push('--random-src');
   if (o.payloadTag) a.push('--payload-tag', o.payloadTag);
+  if (o.size !== undefined) a.push('--size', String(o.size));
+  if (o.vlan !== undefined) a.push('--vlan', String(o.vlan));
   if (o.count === undefined && o.duration === undefined) a.push('--count', '1');
   return a;
 }
@@ -83,7 +92,7 @@ export function floodSender(): string {
 }
 
 /** Pure: the flood sender's argument list (seconds <= 10; frames <= 20,000,000). */
-export function floodArgs(iface: string, o: { duration: number; count?: number; kind?: Exclude<FrameKind, 'arp'> }): string[] {
+export function floodArgs(iface: string, o: { duration: number; count?: number; kind?: FloodKind }): string[] {
   if (!(o.duration > 0 && o.duration <= 10)) throw new Error(`flood duration must be in (0, 10] s, got ${o.duration}`);
   const a = [assertIfName(iface), '--duration', String(o.duration)];
   if (o.count !== undefined) a.push('--count', String(o.count));
@@ -100,7 +109,7 @@ export async function flood(
   lab: Pick<Lab, 'prefix'> & { ns: Partial<LabNamespaces> },
   nsName: string,
   iface: string,
-  opts: { duration: number; count?: number; kind?: Exclude<FrameKind, 'arp'> },
+  opts: { duration: number; count?: number; kind?: FloodKind },
 ): Promise<InjectResult> {
   const argv = ns(labNetns(lab, nsName), [floodSender(), ...floodArgs(iface, opts)]);
   const { stdout } = await run(argv, { timeoutMs: opts.duration * 1000 + 5000 });

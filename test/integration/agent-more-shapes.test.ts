@@ -1,0 +1,185 @@
+// The next loop shapes a careful tester builds (issue 11, session 11), against the real agent in
+// one kvm lab (up1/up2 into one switch, no STP) with a policy written from README alone:
+//  - a loop circling an IPv6 multicast frame (an unsolicited Neighbor Advertisement to ff02::1,
+//    33:33:00:00:00:01), as a host's own IPv6 stack sends when its link comes up;
+//  - a loop circling an 802.1Q-tagged broadcast (VLAN 100) through bridges that trunk it;
+//  - legitimate 1500-byte broadcast both ways through one uplink at the slow loop's rates (the
+//    loop open): nothing may trip;
+//  - a loop that starts while a legitimate unicast stream runs both ways through the uplinks
+//    (20k frames/s each way to MACs pinned in both bridges, so the stream is never flooded);
+//  - uplinks renamed as VLAN subinterfaces are (up1.100, up2.100), named by a glob, with a
+//    VLAN-100 tagged loop. (This kernel has no 8021q, bonding or bridge vlan_filtering, so real
+//    VLAN devices and bonds cannot be built here; the names and the tagged frames can.)
+// Each storm must shut up1 alone (first by name of two uplinks), as a loop, and go quiet by the
+// agent's doing inside the observation. Every storm is bounded: frameStorm opens the loop by hand
+// after OBSERVE_MS, a guard downs the loop members after 5 s, and the lab is torn down in afterAll.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
+import { frameStorm, macOf, pinMac, renameHostPorts, unpinMac, type FrameStorm } from '../../scripts/lab/more-shapes.js';
+import { resetPorts } from '../../scripts/lab/scenario.js';
+import { buildLab, linkDown, teardownLab, type Lab } from '../../scripts/lab/topology.js';
+import { inject, type InjectOptions } from '../../scripts/lab/traffic.js';
+import { eventsOf, newStateDir, readJournalStrict, requireBuiltAgent, sleep, stopAgentAndLab, stormGuard, waitForNew } from '../helpers/agent-lab.js';
+
+const PREFIX = 'sbsh11-';
+const OBSERVE_MS = 600;
+
+// As README's "Policy" section shows it; the shut budget is raised because this file restores
+// the port and storms again a few times a second, which no operator does.
+const POLICY = `version: 1
+breaker:
+  maxShuts: 1000
+  windowMs: 1000
+ports:
+  - match: "mgmt*"
+    role: mgmt
+  - match: "up?.100"
+    role: uplink
+  - match: "up*"
+    role: uplink
+  - match: "vm*"
+    role: vm
+`;
+
+let lab: Lab;
+let agent: AgentHandle | null = null;
+
+beforeAll(async () => {
+  requireBuiltAgent();
+  lab = await buildLab('kvm', PREFIX);
+  try {
+    const dir = newStateDir('more-shapes');
+    const policy = join(dir, 'policy.yaml');
+    writeFileSync(policy, POLICY);
+    agent = await startAgent(lab.ns.host, { policy, stateDir: dir });
+    await sleep(300);
+  } catch (err) {
+    await teardownLab(PREFIX);
+    throw err;
+  }
+});
+
+afterAll(() => stopAgentAndLab(agent, PREFIX));
+
+const evTNs = (t: Record<string, unknown>) => (t.evidence as { tNs: number }).tNs;
+
+/** One storm of `frame`; then every tripped port restored and every host port up for the next one. */
+async function storm(tag: string, frame: InjectOptions, at: 'prod' | 'mgmt' = 'prod'): Promise<{ r: FrameStorm; trips: Array<Record<string, unknown>>; verdictMs: number }> {
+  const a = agent!;
+  const seen = readJournalStrict(a.stateDir).length;
+  const cancel = stormGuard(lab, 5000);
+  let r: FrameStorm;
+  try {
+    r = await frameStorm(lab, a, frame, OBSERVE_MS, at);
+  } finally {
+    cancel();
+  }
+  await sleep(100); // the trip line follows its verified link-down
+  const events = readJournalStrict(a.stateDir).slice(seen);
+  const trips = eventsOf(events, 'trip');
+  for (const t of trips) {
+    const restored = waitForNew(a, (l) => l.msg === 'restore' && l.port === t.port, 5000);
+    await a.ask('restore', { port: t.port, reason: 'sbsh11: next storm' });
+    await restored;
+  }
+  await resetPorts(lab);
+  const verdictMs = trips.length > 0 ? (evTNs(trips[0]!) - r.tInjectNs) / 1e6 : NaN;
+  console.log(
+    `[more-shapes ${tag}] down=${r.downAtEnd.join(',') || 'none'} openedByHand=${r.openedByHand} framesLeaked=${r.stats.framesLeaked} ` +
+      `msToQuiet=${r.stats.msToQuiet?.toFixed(1)} verdictMs=${verdictMs.toFixed(1)} trips=${trips.map((t) => `${String(t.port)}(${String(t.reason)})`).join(';')} ` +
+      `other=${JSON.stringify(events.filter((e) => e.event !== 'trip' && e.event !== 'restore').map((e) => [e.event, e.port, e.reason]))}`,
+  );
+  return { r, trips, verdictMs };
+}
+
+/** The assertions every loop here shares: up1 alone, as a loop, and quiet by the agent's doing. */
+function expectUp1Cut(r: FrameStorm, trips: Array<Record<string, unknown>>, up1 = 'up1'): void {
+  expect(r.stats.firstFrameNs).not.toBeNull(); // the frame did circle and reach the observer
+  expect(trips.map((t) => t.port)).toEqual([up1]);
+  expect(String(trips[0]!.reason)).toMatch(/loop on br0/);
+  expect(r.downAtEnd).toEqual([up1]);
+  expect(r.openedByHand).toBe(false);
+  expect(r.stats.quietAtNs).not.toBeNull();
+  expect((r.stats.quietAtNs! - r.tInjectNs) / 1e6).toBeLessThan(OBSERVE_MS);
+}
+
+describe('loops of frames the first lab never sent', () => {
+  it('an IPv6 multicast (Neighbor Advertisement to ff02::1): shuts up1, as a loop', async () => {
+    const { r, trips } = await storm('ipv6-na', { kind: 'ipv6mc' });
+    expectUp1Cut(r, trips);
+  });
+
+  it('an 802.1Q-tagged broadcast (VLAN 100) through trunking bridges: shuts up1, as a loop', async () => {
+    const { r, trips } = await storm('vlan100-tagged', { kind: 'broadcast', vlan: 100 });
+    expectUp1Cut(r, trips);
+  });
+});
+
+describe('legitimate broadcast at a slow loop\'s rates', () => {
+  it('1500-byte broadcasts both ways through up1 at 800 frames/s each (rx ≈ tx, all broadcast, loop open): nothing trips', async () => {
+    const a = agent!;
+    await linkDown(lab, 'up2'); // no loop: a closed one would circle every broadcast
+    const seen = readJournalStrict(a.stateDir).length;
+    try {
+      const each = { kind: 'broadcast', size: 1500, pps: 800, duration: 1.5 } as const;
+      const [x, y] = await Promise.all([inject(lab, 'vm1', 'eth0', each), inject(lab, 'prod', 'eth0', each)]);
+      await sleep(200);
+      console.log(`[more-shapes benign-slow-rates] sent ${x.sent} vm1->, ${y.sent} prod-> broadcast`);
+      expect(x.sent).toBeGreaterThan(1000);
+      expect(y.sent).toBeGreaterThan(1000);
+      const acted = readJournalStrict(a.stateDir).slice(seen).filter((e) => e.event !== 'start');
+      expect(acted).toEqual([]);
+    } finally {
+      await resetPorts(lab);
+    }
+  });
+});
+
+describe('a loop that starts under heavy legitimate unicast', () => {
+  it('20k frames/s each way through the uplinks trips nothing; the loop started under it shuts up1', async () => {
+    const [vm1, prod] = [await macOf(lab.ns.vm1, 'eth0'), await macOf(lab.ns.prod, 'eth0')];
+    // prod -> vm1 enters by up1, vm1 -> prod leaves by up2; both MACs pinned, so no frame of the
+    // stream is ever flooded (in a closed loop a flooded frame would circle).
+    const pins: Array<[string, string, string]> = [
+      [lab.ns.sw, vm1, 'sw1'],
+      [lab.ns.host, vm1, 'vm1'],
+      [lab.ns.sw, prod, 'swp'],
+      [lab.ns.host, prod, 'up2'],
+    ];
+    for (const [n, mac, port] of pins) await pinMac(n, mac, port);
+    const a = agent!;
+    const seen = readJournalStrict(a.stateDir).length;
+    try {
+      const stream = { kind: 'unicast', pps: 20_000, duration: 2 } as const;
+      const toVm = inject(lab, 'prod', 'eth0', { ...stream, dstMac: vm1 });
+      const toProd = inject(lab, 'vm1', 'eth0', { ...stream, dstMac: prod });
+      try {
+        await sleep(700); // the stream alone first: nothing may trip
+        const quiet = eventsOf(readJournalStrict(a.stateDir).slice(seen), 'trip');
+        expect(quiet).toEqual([]);
+        // The loop's frame comes from a MAC no bridge pinned (vm1's own is pinned on br0).
+        const { r, trips } = await storm('under-unicast', { kind: 'broadcast', srcMac: '02:77:00:00:0b:0b' }, 'mgmt');
+        expectUp1Cut(r, trips);
+      } finally {
+        const [x, y] = await Promise.all([toVm, toProd]);
+        console.log(`[more-shapes under-unicast] stream sent ${x.sent} prod->vm1, ${y.sent} vm1->prod`);
+        // The stream ran through the storm, at its rate, or this case measured nothing of its point.
+        expect(x.sent).toBeGreaterThan(20_000);
+        expect(y.sent).toBeGreaterThan(20_000);
+      }
+    } finally {
+      for (const [n, mac, port] of pins) await unpinMac(n, mac, port);
+    }
+  });
+});
+
+describe('uplinks named as VLAN subinterfaces', () => {
+  it('up1.100 / up2.100 (a glob rule names them), a VLAN-100 tagged loop: shuts up1.100, as a loop', async () => {
+    lab = await renameHostPorts(lab, new Map([['up1', 'up1.100'], ['up2', 'up2.100']]));
+    await sleep(1500); // the agent's port rescan (1 s) finds the renamed ports
+    const { r, trips } = await storm('up1.100-vlan100', { kind: 'broadcast', vlan: 100 });
+    expectUp1Cut(r, trips, 'up1.100');
+  });
+});
