@@ -15,6 +15,11 @@
 //  - flap: a MAC moving >= FDB_MIN_MOVES times within FDB_WINDOW_MS between >= 2 watched ports
 //    of one bridge, each of which carries >= LOOP_FLOOR_PPS with rx ≈ tx on its TOTAL counters
 //    (every class of frame: broadcast, multicast, unknown unicast). Judged per tick.
+//    Under that floor, a flap still counts over ports whose traffic is mostly broadcast and
+//    multicast (slow flood-class symmetry): rx and tx each >= SLOW_FLAP_FLOOR_PPS averaged over
+//    SLOW_FLAP_WINDOW_MS, within RX_TX_FACTOR, a frame each way within SLOW_FLAP_RECENT_MS, held
+//    SLOW_FLAP_HOLD_MS. A loop of 1500-byte frames over a 2 Mbit/s link circles at ~165 frames/s
+//    per port, and nothing else caught it (session 11's lab: never, 600 ms).
 //  - sustained: >= 2 ports of one bridge whose flood rate (or total rx, where no flood counter
 //    exists) stays >= the port's floor and baselineFactor x its own baseline with rx ≈ tx within
 //    SLOW_RX_TX_FACTOR, for holdSamples samples and SLOW_LOOP_MS: the signature of a loop where
@@ -77,6 +82,22 @@ export const LOOP_FLOOR_PPS = 1000;
  * frame reads as 1000 pps, so a single sample of background chatter would pass any floor.
  */
 export const LOOP_WINDOW_MS = 10;
+/**
+ * A flood-class loop under LOOP_FLOOR_PPS (large frames over a slow link: 1514 B at 2 Mbit/s is
+ * ~165 frames/s) is judged on rates averaged over this long: at ~165 pps a 10 ms window holds
+ * one or two frames.
+ */
+export const SLOW_FLAP_WINDOW_MS = 50;
+/** Such a member's averaged rx and tx are each at least this (a 1514-byte loop at 2 Mbit/s runs at ~165). */
+export const SLOW_FLAP_FLOOR_PPS = 100;
+/**
+ * ...and it received and sent a frame within this long (at ~165 pps a frame every ~6 ms). Shorter
+ * than the default settleMs (30): a member already shut has moved nothing for longer than this by
+ * the time settle ends, so it is no member of the next verdict (no escalation to the last one).
+ */
+export const SLOW_FLAP_RECENT_MS = 20;
+/** ...and all of that held this long without a break (three broadcasts in a burst are no loop). */
+export const SLOW_FLAP_HOLD_MS = 50;
 /** Without a flap, rx and tx of a sustained loop member agree this closely (a loop re-sends what it receives). */
 export const SLOW_RX_TX_FACTOR = 1.5;
 /** Without a flap, a loop must sustain itself this long (a legitimate burst ends; a loop does not). */
@@ -100,8 +121,18 @@ export interface PortTrack {
   txHot: boolean;
   /** hot && txHot && rx ≈ tx, as of the last valid sample; or a member by flap or sustained evidence this tick. */
   loopMember: boolean;
-  /** Averaged total rx and tx both >= LOOP_FLOOR_PPS and within RX_TX_FACTOR: a loop member if a MAC flaps over it. */
+  /** Averaged total rx and tx both >= LOOP_FLOOR_PPS and within RX_TX_FACTOR (or slowFlood): a loop member if a MAC flaps over it. */
   symmetric: boolean;
+  /** Symmetric by the slow flood-class evidence only (see SLOW_FLAP_WINDOW_MS), for the clues. */
+  slowFlood: boolean;
+  /** rx, tx and flood rate averaged over ~SLOW_FLAP_WINDOW_MS, and when a frame last came in and went out. */
+  rxSlow: number;
+  txSlow: number;
+  floodSlow: number;
+  lastRxNs: number;
+  lastTxNs: number;
+  /** Start of the current run of samples that fit slowFlood (NaN: none). */
+  slowFloodSinceNs: number;
   /** rx, tx and measure averaged over ~LOOP_WINDOW_MS (EWMA by measured dt). */
   rxAvg: number;
   txAvg: number;
@@ -321,6 +352,13 @@ function newTrack(port: string, bridge: string | null, tNs: number): PortTrack {
     txHot: false,
     loopMember: false,
     symmetric: false,
+    slowFlood: false,
+    rxSlow: 0,
+    txSlow: 0,
+    floodSlow: 0,
+    lastRxNs: -Infinity,
+    lastTxNs: -Infinity,
+    slowFloodSinceNs: NaN,
     rxAvg: 0,
     txAvg: 0,
     measureAvg: 0,
@@ -409,6 +447,8 @@ function observe(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number): void 
   // by ~5 windows, and a member already shut must not look like one for that long (escalation).
   const now = r.rxPps > 0 && r.txPps > 0;
   tr.symmetric = now && rx >= LOOP_FLOOR_PPS && tx >= LOOP_FLOOR_PPS && rx <= RX_TX_FACTOR * tx && tx <= RX_TX_FACTOR * rx;
+  tr.slowFlood = slowFloodSymmetric(tr, r, t, tNs, byFlood);
+  if (tr.slowFlood) tr.symmetric = true;
   // Without a flood counter only a rate at the falling edge's level counts: totals carry unicast.
   const slowFloor = byFlood ? LOOP_FLOOR_PPS : Math.max(LOOP_FLOOR_PPS, clear);
   if (now && m > 0 && ma >= slowFloor && ma >= tr.baseline * t.baselineFactor && ma <= SLOW_RX_TX_FACTOR * tx && tx <= SLOW_RX_TX_FACTOR * ma) {
@@ -434,6 +474,37 @@ function observe(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number): void 
   tr.risePps = rise;
   tr.clearPps = clear;
   tr.byFlood = byFlood;
+}
+
+/**
+ * Loop evidence under LOOP_FLOOR_PPS, for a flap only: averaged over SLOW_FLAP_WINDOW_MS, rx and
+ * tx each >= SLOW_FLAP_FLOOR_PPS and within RX_TX_FACTOR, mostly broadcast/multicast (a TCP
+ * transfer or a bond's unicast also flaps and shows rx ≈ tx), a frame each way within
+ * SLOW_FLAP_RECENT_MS, all of it for SLOW_FLAP_HOLD_MS. Needs a flood counter.
+ */
+function slowFloodSymmetric(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number, byFlood: boolean): boolean {
+  const a = Math.min(1, r.dtMs / SLOW_FLAP_WINDOW_MS);
+  tr.rxSlow += a * (r.rxPps - tr.rxSlow);
+  tr.txSlow += a * (r.txPps - tr.txSlow);
+  tr.floodSlow += a * ((byFlood ? r.floodPps : 0) - tr.floodSlow);
+  if (r.rxPps > 0) tr.lastRxNs = tNs;
+  if (r.txPps > 0) tr.lastTxNs = tNs;
+  const recent = SLOW_FLAP_RECENT_MS * 1e6;
+  const fits =
+    byFlood &&
+    tNs - tr.lastRxNs <= recent &&
+    tNs - tr.lastTxNs <= recent &&
+    tr.rxSlow >= SLOW_FLAP_FLOOR_PPS &&
+    tr.txSlow >= SLOW_FLAP_FLOOR_PPS &&
+    tr.rxSlow <= RX_TX_FACTOR * tr.txSlow &&
+    tr.txSlow <= RX_TX_FACTOR * tr.rxSlow &&
+    tr.floodSlow >= t.broadcastShare * tr.rxSlow;
+  if (!fits) {
+    tr.slowFloodSinceNs = NaN;
+    return false;
+  }
+  if (Number.isNaN(tr.slowFloodSinceNs)) tr.slowFloodSinceNs = tNs - r.dtMs * 1e6;
+  return tNs - tr.slowFloodSinceNs >= SLOW_FLAP_HOLD_MS * 1e6;
 }
 
 function bridgeTrack(state: DetectorState, bridge: string, tNs: number): BridgeTrack {
@@ -624,7 +695,11 @@ function loopVerdict(
     portThresholds(thresholds, tr, t);
     thresholds[`${tr.port}.txPps`] = tr.txPps;
     thresholds[`${tr.port}.holdSamples`] = flap === null ? t.holdSamples : 1;
-    clues.push(`rx≈tx on ${tr.port} (${kpps(tr.rxPps)}/${kpps(tr.txPps)} pps)`);
+    clues.push(
+      how === 'flap' && tr.slowFlood && !(tr.rxAvg >= LOOP_FLOOR_PPS && tr.txAvg >= LOOP_FLOOR_PPS)
+        ? `rx≈tx on ${tr.port}, mostly broadcast/multicast, under ${LOOP_FLOOR_PPS} pps (${Math.round(tr.rxSlow)}/${Math.round(tr.txSlow)} pps over ${SLOW_FLAP_WINDOW_MS} ms, for ${Math.round((tick.tNs - tr.slowFloodSinceNs) / 1e6)} ms)`
+        : `rx≈tx on ${tr.port} (${kpps(tr.rxPps)}/${kpps(tr.txPps)} pps)`,
+    );
     if (ports.get(tr.port)!.observed === true) clues.push(`${tr.port} is not named by the policy: observed only, never shut`);
   }
   thresholds.rxTxFactor = how === 'sustained' ? SLOW_RX_TX_FACTOR : RX_TX_FACTOR;

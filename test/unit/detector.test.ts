@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { FLOOD_BURST_FRAMES, initialDetectorState, SLOW_LOOP_MS, step, RING_SIZE, type DetectorState } from '../../agent/detect/signature.js';
+import { FLOOD_BURST_FRAMES, initialDetectorState, SLOW_FLAP_HOLD_MS, SLOW_FLAP_RECENT_MS, SLOW_LOOP_MS, step, RING_SIZE, type DetectorState } from '../../agent/detect/signature.js';
 import { testPolicy, testPorts } from '../../agent/testing/policy.js';
 import {
   benignBurst,
@@ -457,6 +457,47 @@ describe('loops under the rate gate (issue 11)', () => {
     // A slow loop through ports with an FDB view is still caught, by its flap.
     const loop = buildTrace(spec(ports4, loopLoad(4000, 1), { fdb: flap }), 300).map((t) => ({ ...t, fdbPorts: learning }));
     expect(firstLoopMs(run(loop, kvmPorts))).toBeLessThan(15);
+  });
+
+  it('a loop of 1514-byte broadcasts over a 2 Mbit/s link (~165 frames/s per port, under LOOP_FLOOR_PPS) is a loop by its flap', () => {
+    const r = run(buildTrace(spec(ports4, loopLoad(165, 1), { fdb: flap }), 400), kvmPorts);
+    const ms = firstLoopMs(r);
+    expect(ms).toBeGreaterThanOrEqual(SLOW_FLAP_HOLD_MS);
+    expect(ms).toBeLessThan(150);
+    const v = r.all.find((x) => x.kind === 'loop')!;
+    expect(v).toMatchObject({ kind: 'loop', bridge: 'br0', members: ['up1', 'up2'] });
+    expect(v.evidence.clues.join(' | ')).toMatch(/rx≈tx on up1, mostly broadcast\/multicast, under 1000 pps/);
+    // 10 Mbit/s (~830 frames/s) too, sooner.
+    expect(firstLoopMs(run(buildTrace(spec(ports4, loopLoad(830, 1), { fdb: flap }), 400), kvmPorts))).toBeLessThan(100);
+  });
+
+  it('no loop under LOOP_FLOOR_PPS without broadcast, or for a burst: the same flap over 165 pps of unicast (a bond, a TCP exchange), 10 broadcasts in 2 ms', () => {
+    expect(run(buildTrace(spec(ports4, loopLoad(165, 0), { fdb: flap }), 500), kvmPorts).all).toEqual([]);
+    expect(run(buildTrace(spec(ports4, loopLoad(165, 0.3), { fdb: flap }), 500), kvmPorts).all).toEqual([]);
+    const burst: LoadFn = (p, t) => (t >= 100 && t < 102 && (p === 'up1' || p === 'up2') ? { rxPps: 5000, txPps: 5000, bcastPps: 5000 } : { rxPps: 0, txPps: 0, bcastPps: 0 });
+    const burstFlap = (tMs: number) => (tMs >= 100 && tMs < 103 ? [{ bridge: 'br0', mac: '02:00:00:00:00:01', port: Math.round(tMs) % 2 ? 'up1' : 'up2' }] : []);
+    expect(run(buildTrace(spec(ports4, burst, { fdb: burstFlap }), 500), kvmPorts).all).toEqual([]);
+    // Below the slow floor (a loop would saturate the link; 50 frames/s of broadcast is chatter).
+    expect(run(buildTrace(spec(ports4, loopLoad(50, 1), { fdb: flap }), 500), kvmPorts).all).toEqual([]);
+  });
+
+  it('a slow loop member that was shut is no member of a verdict SLOW_FLAP_RECENT_MS later (no escalation to the last member)', () => {
+    const gen = new TraceGen(spec(ports4, loopLoad(165, 1), { fdb: flap }));
+    const state = initialDetectorState();
+    let downAt = NaN;
+    const late: string[][] = [];
+    for (let i = 0; i < 400; i++) {
+      const t = gen.next();
+      const vs = step(state, t, kvmPorts, policy).verdicts.filter((v) => v.kind === 'loop');
+      if (Number.isNaN(downAt) && vs.length > 0) {
+        downAt = t.tNs;
+        gen.down.add('up1'); // the link-down landed: its counters stop (the moves naming it stay in the window)
+      } else if (!Number.isNaN(downAt) && t.tNs - downAt > (SLOW_FLAP_RECENT_MS + 2) * 1e6) {
+        for (const v of vs) late.push((v as { members: string[] }).members);
+      }
+    }
+    expect(Number.isNaN(downAt)).toBe(false);
+    expect(late.filter((m) => m.includes('up1'))).toEqual([]);
   });
 
   it('where the bridge is seen learning, two ports hot over floodPps with rx ≈ tx and no flap are not a loop until they stay hot SLOW_LOOP_MS', () => {
