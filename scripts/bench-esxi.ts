@@ -6,7 +6,7 @@
 //   node dist/scripts/bench-esxi.js [--storms 10] [--sample-ms 100,50] [--seconds 10] [--warmup 2]
 //       [--guard-ms 2500] [--prefix sbb-] [--out out/bench-esxi.json]
 //       [--mgmt oob|inband] [--uplink-rate 4mbit] [--no-cost] [--fuse armed|stream|off]
-//       [--cold-idle-ms 30000] [--near 5] [--baseline 3]
+//       [--cold-idle-ms 30000] [--near 5] [--baseline 3] [--trace]
 // --near: storms broken by the near-limit poller inside the host, once cutting by a sysfs write and
 // once by the stand-in's vim-cmd; --baseline: storms against a 1 s storm-control on the physical
 // switch (scripts/lab/esxi/references.ts). Both run before any agent, on the same lab.
@@ -14,6 +14,8 @@
 // ready (cold: what a real agent's first storm meets), and is reported apart from the rest.
 // --fuse is the policy's esxi.hosts[].fuse (default armed, as the agent's): `off` measures the
 // shell loop alone, `stream` the fuse's counters with the agent's own cuts over SSH.
+// --trace: per storm, where the time from the fuse's decision to quiet goes (the stand-in vim-cmd's
+// steps and every frame at prod, scripts/lab/esxi/trace.ts); lab instruments, the product unchanged.
 // --mgmt inband puts vmk0 on vSwitch0 and the agent behind the physical switch; --uplink-rate
 // shapes the uplinks (tbf) so a loop fills them (scripts/lab/esxi/plan.ts, issue 12).
 import { esxiLabPolicy } from './lab/esxi/policy.js';
@@ -32,6 +34,7 @@ import { startObserver } from './lab/observer.js';
 import { stormStats } from './lab/analyze.js';
 import { readLinkStats } from './lab/counters.js';
 import { run } from './lab/exec.js';
+import { startCapture, traceLine, traceOn, type StormTrace } from './lab/esxi/trace.js';
 import { fmt, summary } from './lab/stats.js';
 import { clockTicksPerSecond, descendants, readCmdline, readProcMem, readProcStat } from './lab/proc.js';
 
@@ -54,6 +57,7 @@ const { values } = parseArgs({
     'cold-idle-ms': { type: 'string', default: '0' },
     near: { type: 'string', default: '5' },
     baseline: { type: 'string', default: '3' },
+    trace: { type: 'boolean', default: false },
   },
 });
 
@@ -327,6 +331,8 @@ interface Storm {
   /** When not broken: what the agent said during the storm (esxi, breaker and warnings). */
   said: string[];
   restoredVia: 'agent' | 'stand-in' | 'none';
+  /** --trace: the stand-in vim-cmd's steps and the frames at prod. */
+  trace?: StormTrace;
 }
 
 const isTrip = (l: Record<string, unknown>): boolean => l.msg === 'trip';
@@ -345,6 +351,8 @@ async function storm(lab: EsxiLab, agent: AgentHandle, sampleMs: number, n: numb
   let readAt0 = NaN;
   let readAt1 = NaN;
   let series;
+  const cap = values.trace ? await startCapture(lab) : null;
+  let trace: StormTrace | undefined;
   try {
     await closeLoop(lab);
     guard = setTimeout(() => {
@@ -376,6 +384,7 @@ async function storm(lab: EsxiLab, agent: AgentHandle, sampleMs: number, n: numb
     if (guard) clearTimeout(guard);
     await openLoop(lab);
     series = (await obs.stop()).eth0 ?? { t: [], c: [] };
+    if (cap) trace = await cap.stop(t0, wallT0);
   }
   const hostCut = trip ? null : fuseCutSince(lab, wallT0);
   const trips = agent.logs.filter(isTrip);
@@ -418,6 +427,7 @@ async function storm(lab: EsxiLab, agent: AgentHandle, sampleMs: number, n: numb
     escalations,
     msToUnheardHostCut: hostCut ? hostCut.wallMs - wallT0 : NaN,
     guardFired: guardFired && !trip && !hostCut,
+    ...(trace ? { trace } : {}),
     blocksPerSec,
     inventoryReread: Math.abs(readAt1 - readAt0) > 100,
     said,
@@ -493,6 +503,29 @@ async function measureCost(lab: EsxiLab, agent: AgentHandle, sampleMs: number | 
     inventoryReread: Math.abs(readAt1 - readAt0) > 100,
     warnings: agent.logs.filter((l) => Number(l.level) >= 40).map((l) => String(l.msg)),
   };
+}
+
+/** --trace: p50 / max of each step, from the one before (ms), over the storms the fuse cut. */
+function traceSummary(rs: Storm[]): string {
+  const rows: Array<[string, number[]]> = [];
+  const add = (name: string, xs: number[]) => rows.push([name, xs.filter(Number.isFinite)]);
+  const t = rs.filter((r) => r.trace?.cuts.length);
+  const c = (r: Storm) => r.trace!.cuts[0]!;
+  const dec = (r: Storm) => (Number.isFinite(r.msToHostCut) ? r.msToHostCut : r.msToUnheardHostCut);
+  add('decided (from the frame)', t.map(dec));
+  add('decided -> vim-cmd first line (spawn + interpreter start-up)', t.map((r) => c(r).start - dec(r)));
+  add('first line -> imports done', t.map((r) => c(r).imported - c(r).start));
+  add('imports -> inventory locked', t.map((r) => (c(r).locked ?? NaN) - c(r).imported));
+  add('locked -> ip spawned', t.map((r) => (c(r).ip ?? NaN) - (c(r).locked ?? NaN)));
+  add('ip spawned -> ip done', t.map((r) => (c(r).ipDone ?? NaN) - (c(r).ip ?? NaN)));
+  add('ip done -> vim-cmd end', t.map((r) => c(r).end - (c(r).ipDone ?? NaN)));
+  add('ip done -> last broadcast at prod', t.map((r) => r.trace!.afterCut.lastBroadcastMs - (c(r).ipDone ?? NaN)));
+  add('ip done -> quiet (bench criterion)', t.map((r) => r.msToQuiet - (c(r).ipDone ?? NaN)));
+  add('broadcast frames at prod after ip done', t.map((r) => r.trace!.afterCut.broadcast));
+  add('other frames at prod after ip done', t.map((r) => r.trace!.afterCut.other));
+  const lines = [`trace summary (${t.length} storms with a traced vim-cmd disconnect; p50 / max, ms unless frames):`];
+  for (const [name, xs] of rows) lines.push(`  ${name.padEnd(62)} ${fmt(summary(xs).p50, 1).padStart(8)} / ${fmt(Math.max(...xs), 1)}`);
+  return `${lines.join('\n')}\n`;
 }
 
 // --- report ----------------------------------------------------------------------------------------
@@ -624,6 +657,7 @@ process.stderr.write(`bench-esxi: ${storms} storms per sampleMs ${sampleMsList.j
 let failed = true;
 try {
   lab = await buildEsxiLab(prefix, { mgmt, ...(uplinkRate ? { uplinkRate } : {}) });
+  if (values.trace) traceOn(lab);
   const l = lab;
   process.stderr.write(`lab: management ${mgmt}, uplinks ${uplinkRate ? `shaped to ${uplinkRate}` : 'not shaped'}\n`);
   const levelPps = stormControlPps(uplinkRate);
@@ -659,9 +693,11 @@ try {
           `sampleMs ${ms} storm ${i}/${storms}: verdict ${fmt(r.msToVerdict, 0)} ms, trip line ${fmt(r.msToTripLine, 0)} ms (action ${fmt(r.actionMs, 0)} ms${Number.isFinite(r.msToHostCut) ? `, host's fuse decided at ${fmt(r.msToHostCut, 0)} ms` : ''}), quiet ${fmt(r.msToQuiet, 0)} ms, ${fmt(r.framesLeaked, 0)} frames, cut ${r.cut.join(',') || 'nothing'}, ${fmt(r.blocksPerSec, 1)} blocks/s${r.inventoryReread ? ', inventory re-read in storm' : ''}${r.escalations ? `, ${r.escalations} escalation(s)` : ''}${Number.isFinite(r.msToUnheardHostCut) ? `, cut by the host's fuse (decided at ${fmt(r.msToUnheardHostCut, 0)} ms; the agent heard of it after the window)` : ''}${r.guardFired ? ', NOT BROKEN: guard opened the loop' : ''}, restored via ${r.restoredVia}\n`,
         );
         for (const line of r.said) process.stderr.write(`    agent: ${line}\n`);
+        if (r.trace) process.stderr.write(`    ${traceLine(Number.isFinite(r.msToHostCut) ? r.msToHostCut : r.msToUnheardHostCut, r.msToQuiet, r.trace)}\n`);
       }
     });
   }
+  if (values.trace) process.stderr.write(traceSummary(results));
   failed = false;
 } finally {
   if (lab) await openLoop(lab).catch(() => undefined);

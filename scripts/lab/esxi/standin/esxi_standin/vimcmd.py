@@ -14,7 +14,10 @@ does when a vNIC reconnects. Success prints nothing (not confirmed by a capture)
 Errors: a vim fault block "(vim.fault.NotFound) { ... msg = ... }" in the form vim-cmd prints
 faults (shape from public scripts parsing vim-cmd output), on stderr, exit 1.
 """
+import json
+import os
 import sys
+import time
 
 from . import fmt, host, state
 from .state import StandinError
@@ -133,16 +136,62 @@ def getdevices(inv, args):
     return "\n".join(lines) + "\n"
 
 
+# Lab knob, not a VMware behaviour (test/integration/esxi-fuse-agent.test.ts): while the file
+# <lab>/vimcmd.hang exists, a disconnect (KEY 0) waits before it acts, at most HANG_MAX_S, with its
+# pid in <lab>/vimcmd.hang.pid: a call stuck in hostd, so that a test can kill its caller mid-call.
+HANG = "vimcmd.hang"
+HANG_MAX_S = 10
+
+
+# Lab instrument, not a VMware behaviour (scripts/bench-esxi.ts --trace): while <lab>/vimcmd.trace
+# exists, each call appends one JSON line to it with CLOCK_MONOTONIC times (s) of its steps: start
+# (the script's first line), imported, locked, ip (the link change spawned), ipDone, end.
+TRACE = {}
+TRACE_FILE = "vimcmd.trace"
+
+
+def _mark(step):
+    TRACE[step] = time.monotonic()
+
+
+def trace_out(argv, rc):
+    try:
+        p = os.path.join(state.lab_dir(), TRACE_FILE)
+        if not os.path.exists(p):
+            return
+        _mark("end")
+        with open(p, "a", encoding="ascii") as f:
+            f.write(json.dumps(dict(TRACE, argv=argv, rc=rc, pid=os.getpid())) + "\n")
+    except (OSError, StandinError):
+        pass
+
+
+def _hang_if_asked():
+    p = os.path.join(state.lab_dir(), HANG)
+    if not os.path.exists(p):
+        return
+    with open(p + ".pid", "w", encoding="ascii") as f:
+        f.write(str(os.getpid()))
+    until = time.monotonic() + HANG_MAX_S
+    while os.path.exists(p) and time.monotonic() < until:
+        time.sleep(0.005)
+
+
 def connection(_inv, args):
     if len(args) != 3 or args[2] not in ("0", "1"):
         raise StandinError("vim-cmd stand-in: usage: vmsvc/device.connection VMID DEVICEKEY 0|1")
     vmid, key, on = args[0], args[1], args[2] == "1"
+    if not on:
+        _hang_if_asked()
     with state.locked() as inv:
+        _mark("locked")
         v = need_vm(inv, vmid)
         nic = next((n for n in v["nics"] if str(n["key"]) == key), None)
         if nic is None:
             raise fault("NotFound", "The object or item referred to could not be found.")
+        _mark("ip")
         host.link_set(nic["dev"], "up" if on else "down")
+        _mark("ipDone")
         if on and not nic["connected"]:
             nic["portId"] = inv["nextPortId"]
             inv["nextPortId"] += 1
