@@ -141,6 +141,17 @@ export function fuseCutResult(host: string, cut: FuseCut, replayed: boolean, inv
   };
 }
 
+/**
+ * The cut of a fuse that ended between its `cutting` and its result (replayed by the next fuse,
+ * fuse v6), as a trip: only for a vNIC the host's inventory shows disconnected (the caller checks).
+ */
+export function fuseEndedMidCut(host: string, cut: FuseCut, inv: EsxInventory | null, seen?: FuseSeen): ActionResult | null {
+  const r = fuseCutResult(host, { ...cut, outcome: 'cut' }, true, inv, seen);
+  if (!r?.origin) return r;
+  const reason = `cut by the fuse on ${host}${cut.hot.length ? ` (hot ports ${cut.hot.join(', ')})` : ''}, which ended before its call's result; the host shows the vNIC disconnected`;
+  return { ...r, durationMs: 0, origin: { ...r.origin, reason } };
+}
+
 function fuseEvidence(host: string, cut: FuseCut, replayed: boolean, s: FuseSeen): Evidence {
   const hot = s.hotNames.length ? s.hotNames.join(', ') : cut.hot.join(', ');
   return {
@@ -163,6 +174,8 @@ export function fuseReportReason(host: string, cut: FuseCut): string {
       return `the fuse on ${host} refused to cut ${cut.port}: ${cut.why ?? 'no reason given'}`;
     case 'dry-run':
       return `the fuse on ${host} would cut ${cut.port} (dry run; hot ports ${cut.hot.join(', ')})`;
+    case 'cutting':
+      return `the fuse on ${host} started cutting ${cut.port} and ended before its result; the host showed the vNIC connected when the agent reconnected: nothing tripped`;
     case 'failed':
       return `the fuse on ${host} failed to cut ${cut.port}: exit ${String(cut.rc)} after ${String(cut.ms)} ms`;
     default:

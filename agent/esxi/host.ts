@@ -12,7 +12,7 @@ import { fuseWaits } from './fuse-waits.js';
 import { loadProgram, type FuseProgram } from './fuse/program.js';
 import type { FuseCut } from './fuse/lines.js';
 import type { FuseState } from './fuse/client.js';
-import { fuseCutResult, fuseHold, fusePlanFor, type FuseSeen } from './host-fuse.js';
+import { fuseCutResult, fuseEndedMidCut, fuseHold, fusePlanFor, type FuseSeen } from './host-fuse.js';
 import { esxiHostThresholds } from '../policy/match.js';
 
 /**
@@ -228,18 +228,28 @@ interface FuseCutContext {
 
 /** What follows a line of the fuse about a cut: hold judging while it lands, then journal it through the hooks. */
 function handleFuseCut(c: FuseCutContext, cut: FuseCut, replayed: boolean): void {
-  if (cut.outcome === 'cutting') {
+  if (cut.outcome === 'cutting' && !replayed) {
     // Until its result, samples straddle the cut: none is judged (host-intake's hold).
     c.intake.hold(Number(process.hrtime.bigint()) + FUSE_CUTTING_WAIT_MS * 1e6);
     c.waits.cutting(cut.port, Date.now());
     return;
   }
   if (!replayed) c.intake.release(); // a failed cut: the next samples are judged (the loop may go on)
-  const made = fuseCutResult(c.host.name, cut, replayed, c.inventory, fuseSeen(c.policy, c.host, c.rates, cut));
+  // A replayed `cutting`: an earlier fuse ended while its call ran, and nobody reported the call's
+  // end (fuse v6 records the intent). The call may have landed (a child outlives its parent): a
+  // trip where the host's inventory, read at this connection, shows the vNIC disconnected; else a
+  // `fuse` event (nothing to trip; a call that lands even later leaves a disconnected vNIC the
+  // journal does not name: README).
+  const made =
+    cut.outcome === 'cutting'
+      ? vnicConnectedNow(c.inventory, c.host.name, cut.port, false)
+        ? fuseEndedMidCut(c.host.name, cut, c.inventory, fuseSeen(c.policy, c.host, c.rates, cut))
+        : null
+      : fuseCutResult(c.host.name, cut, replayed, c.inventory, fuseSeen(c.policy, c.host, c.rates, cut));
   // A cut replayed from while the agent was away, whose vNIC the host shows connected again (the
   // inventory is read at connect, before the fuse starts): history, not a trip. Feeding it to the
   // breaker would have cut the port again after an operator's restore (seen in bench-esxi).
-  const undone = made !== null && replayed && vnicConnectedNow(c.inventory, c.host.name, cut.port);
+  const undone = made !== null && replayed && vnicConnectedNow(c.inventory, c.host.name, cut.port, true);
   const result = undone ? null : made;
   if (result) {
     // As after the agent's own action: judge only purely post-cut counters, and read what the
@@ -252,10 +262,10 @@ function handleFuseCut(c: FuseCutContext, cut: FuseCut, replayed: boolean): void
   c.report?.({ host: c.host.name, cut, replayed, result, ack: () => c.session.fuseAck([cut.id]), taken, undone });
 }
 
-/** Does the inventory show this vNIC port (`<host>/vnic-<mac>`) connected? */
-function vnicConnectedNow(inv: EsxInventory | null, host: string, port: string): boolean {
+/** Does the inventory show this vNIC port (`<host>/vnic-<mac>`) with `connected` as asked (false when not listed)? */
+function vnicConnectedNow(inv: EsxInventory | null, host: string, port: string, connected: boolean): boolean {
   const mac = macOfVnicPort(port.slice(host.length + 1));
-  return mac !== null && (inv?.vms.some((vm) => vm.nics.some((n) => n.mac === mac && n.connected === true)) ?? false);
+  return mac !== null && (inv?.vms.some((vm) => vm.nics.some((n) => n.mac === mac && n.connected === connected)) ?? false);
 }
 
 /** The agent's side of a fuse's cut: its last rates of the hot ports, and when. */

@@ -199,6 +199,54 @@ describe('agent with the on-host fuse armed, management in band, uplinks saturat
     });
   }, 120_000);
 
+  it('the fuse killed between its `cutting` and its result: the agent stops waiting at once, the cut its orphaned call made is journaled once and stays cut', () =>
+    withAgent('fuse-killed', writePolicy('policy-armed.yaml'), async (agent) => {
+      await agent.waitFor(fuseArmed, 20_000);
+      // The stand-in's vim-cmd disconnect hangs while this file exists (scripts/lab/esxi/standin/esxi_standin/vimcmd.py).
+      const hang = join(lab.dir, 'vimcmd.hang');
+      rmSync(`${hang}.pid`, { force: true });
+      writeFileSync(hang, '');
+      const ended = waitForNew(agent, (l) => l.msg === 'fuse' && l.state === 'exited', 20_000);
+      ended.catch(() => undefined);
+      const tripped = waitForNew(agent, isTrip, 30_000);
+      tripped.catch(() => undefined);
+      let killedAt = 0;
+      const storm = await startStorm();
+      try {
+        // The fuse said `cutting` and its call (a child of the fuse) is running.
+        expect(await until(() => existsSync(`${hang}.pid`), STORM_GUARD_MS)).toBe(true);
+        const fusePid = Number(readFileSync(join(lab.dir, 'stormbreaker-fuse.owner'), 'utf8').trim().split('-')[0]);
+        expect(fusePid).toBeGreaterThan(1);
+        process.kill(fusePid, 'SIGKILL');
+        killedAt = Date.now();
+        // The call outlives its caller (as a process does when its parent dies) and lands.
+        rmSync(hang, { force: true });
+        expect(await until(async () => (await readInventory(lab)).vms.some((vm) => vm.nics.some((n) => !n.connected)), STORM_GUARD_MS)).toBe(true);
+      } finally {
+        rmSync(hang, { force: true });
+        await storm.done();
+      }
+      const end = await ended;
+      console.log(`[esxi fuse agent] fuse killed mid-cut: its end journaled ${Date.now() - killedAt} ms after the kill (${String(end.reason)})`);
+      // The cut the dead fuse started is reported by the next fuse and journaled as a trip, once.
+      const trip = await tripped;
+      console.log(`[esxi fuse agent] fuse killed mid-cut: trip journaled ${Date.now() - killedAt} ms after the kill: ${String(trip.reason)}`);
+      expect([VNIC_A0, VNIC_A1]).toContain(trip.port);
+      expect(trip.by).toBe('fuse@esx1');
+      const action = trip.action as { via: string; origin: { id: string } };
+      expect(action.via).toBe('esxi-fuse');
+      const dev = trip.port === VNIC_A0 ? 'vnA0' : 'vnA1';
+      const other = dev === 'vnA0' ? 'vnA1' : 'vnA0';
+      // Acked once journaled; nothing else cut, nothing re-enabled, no second trip, no reassert.
+      expect(await until(() => !fuseEventsText().includes(action.origin.id), 10_000)).toBe(true);
+      await sleep(3000);
+      const j = readJournalStrict(agent.stateDir);
+      expect(j.filter((e) => e.event === 'trip')).toHaveLength(1);
+      expect(agent.logs.filter((l) => l.msg === 'reassert' || l.msg === 'restore')).toHaveLength(0);
+      expect(await isUp(lab.ns.esx, dev)).toBe(false);
+      expect(await isUp(lab.ns.esx, other)).toBe(true);
+    }), 90_000);
+
   it('a host without python: the shell loop streams, and status and the journal say why', async () => {
     lab.python = null;
     await startSshd(lab);

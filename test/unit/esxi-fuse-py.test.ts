@@ -278,4 +278,32 @@ print(json.dumps({"rt": rt, "normal": normal, "uid": os.getuid()}))`) as { rt: n
     expect(r.rt).toBe(r.uid === 0 ? 7 : 3);
     expect(r.normal).toBe(3);
   });
+
+  // Fuse v6: a fuse killed while its call runs (the call, its child, may still land) must leave a
+  // trace the next fuse replays; a cut with a result is replayed once, as its result.
+  it("records a cut's intent before its call starts; a later fuse replays each cut's last line only", () => {
+    const r = py(`
+import os, tempfile
+d = tempfile.mkdtemp()
+f.dir = d
+plan["dryRun"] = False
+plan["argv"] = None
+for c in plan["cutList"]: c["argv"] = ["sleep", "0.2"]
+f.arm(plan)
+step(0, (0, 0, 0)); step(10, (50, 50, 0)); step(20, (100, 100, 0))
+def lines(): return [json.loads(l)["outcome"] for l in open(os.path.join(d, g["EVENTS"])).read().splitlines()]
+during = lines()
+class Rec(FakeOut): pass
+o1 = Rec(); g1 = Fuse(vsi, o1, d); g1.replay()
+while f.running is not None: f.reap()
+after = lines()
+o2 = Rec(); g2 = Fuse(vsi, o2, d); g2.replay()
+print(json.dumps({"during": during, "replayMid": [(k, e["outcome"]) for k, e in o1.events], "after": after,
+                  "replayAfter": [(k, e["outcome"]) for k, e in o2.events], "sameId": o1.events[0][1]["id"] == o2.events[0][1]["id"]}))`) as Record<string, unknown>;
+    expect(r.during).toEqual(['cutting']); // on disk before the call has ended
+    expect(r.replayMid).toEqual([['R', 'cutting']]);
+    expect(r.after).toEqual(['cutting', 'cut']);
+    expect(r.replayAfter).toEqual([['R', 'cut']]);
+    expect(r.sameId).toBe(true);
+  });
 });

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { watchedPorts, streamItems } from '../../agent/esxi/ports.js';
 import { itemKey } from '../../agent/esxi/stream.js';
-import { fuseCutResult, fusePlanFor } from '../../agent/esxi/host-fuse.js';
+import { fuseCutResult, fuseEndedMidCut, fusePlanFor, fuseReportReason } from '../../agent/esxi/host-fuse.js';
 import { fuseWaits } from '../../agent/esxi/fuse-waits.js';
 import { lateness } from '../../agent/esxi/fuse/lateness.js';
 import { hostRates } from '../../agent/esxi/host-rates.js';
@@ -80,6 +80,13 @@ describe("a fuse's cut, as the agent journals it", () => {
     // Not cuts, or not this host's ports: never results.
     for (const o of ['refused', 'dry-run', 'failed'] as const) expect(fuseCutResult('esx1', cut({ outcome: o }), false, inv)).toBeNull();
     expect(fuseCutResult('esx1', cut({ port: 'esx2/vnic-000c295ba000' }), false, inv)).toBeNull();
+  });
+
+  it('a dead fuse\'s replayed `cutting` (fuse v6) is a trip by the fuse, restorable, when the host shows the vNIC disconnected', () => {
+    const r = fuseEndedMidCut('esx1', cut({ outcome: 'cutting', rc: undefined, ms: undefined }), inv)!;
+    expect(r).toMatchObject({ kind: 'link-down', port: 'esx1/vnic-000c295ba000', ok: true, via: 'esxi-fuse', durationMs: 0, esxi: { target: 'vmA key 4000' } });
+    expect(r.origin).toMatchObject({ by: 'fuse@esx1', id: '4242-1.1', reason: expect.stringMatching(/ended before its call's result; the host shows the vNIC disconnected$/) });
+    expect(fuseReportReason('esx1', cut({ outcome: 'cutting' }))).toMatch(/started cutting esx1\/vnic-000c295ba000 and ended before its result/);
   });
 
   it('the breaker takes it as a trip by the fuse, with its reason, and journals it', () => {

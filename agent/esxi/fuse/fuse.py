@@ -17,6 +17,7 @@
 #                                 C <json>                             a cut (or a dry-run cut; outcome
 #                                                                      "cutting" when its call starts)
 #                                 R <json>                             a cut of an earlier fuse, replayed
+#                                                                      (outcome "cutting": it ended first)
 #                                 X <json>                             exit (reason)
 # Sample values per watched item, in the plan's order (6 each): a pNIC gives rxpkt txpkt
 # rxbrdcast rxmltcast txbrdcast txmltcast; a port gives pktsRx pktsTx pktsRxBroadcast
@@ -45,6 +46,11 @@
 # loosened: still `hold` consecutive hot samples on >= minHotPorts ports, each rate measured over
 # its own interval; a one-port burst never cuts.
 #
+# Cut intent (version 6). A cut's `cutting` event is written to the events file before its call
+# starts, and its result after it ends (same id). A fuse killed while the call runs (the call, its
+# child, may still land) leaves the `cutting` line: the next fuse replays each id's LAST line, so
+# the agent hears of a cut whose result nobody reported and journals it from what the host shows.
+#
 # Safety, enforced HERE whatever the plan says: a port whose status says clientType 3 (a vmkernel
 # NIC) or whose port group is in the plan's protected list is never cut; at most `budget` cuts
 # per arming; dry-run reports and cuts nothing; a fuse that another fuse superseded (the owner
@@ -55,7 +61,7 @@ import signal
 import sys
 import time
 
-FUSE_VERSION = 5
+FUSE_VERSION = 6
 CLIENT_VMK = 3
 OWNER = "stormbreaker-fuse.owner"
 EVENTS = "stormbreaker-fuse.events"
@@ -159,13 +165,17 @@ class Fuse:
                 lines = f.read().splitlines()
         except OSError:
             return
+        last = {}  # per cut id, its last line: a `cutting` record followed by its result is the result
         for l in lines:
             try:
                 ev = json.loads(l)
             except ValueError:
                 continue
             if isinstance(ev, dict) and ev.get("instance") != self.instance:
-                self.out.event("R", ev)
+                last.pop(str(ev.get("id")), None)
+                last[str(ev.get("id"))] = ev
+        for ev in last.values():
+            self.out.event("R", ev)
 
     def record(self, ev):
         with open(os.path.join(self.dir, EVENTS), "a") as f:
@@ -318,9 +328,12 @@ class Fuse:
                 ev["outcome"] = "dry-run"
                 self.out.event("C", ev)
             else:
-                # Said at once (the call may take long): the agent then waits for this cut instead
-                # of sending its own. Not recorded: the final event is.
-                self.out.event("C", dict(ev, outcome="cutting", argv=c["argv"]))
+                # Recorded before the call starts (version 6): a fuse killed while its call runs
+                # leaves this line, and the next fuse replays it; the agent then asks the host
+                # whether the vNIC is disconnected. Said at once (the call may take long): the
+                # agent then waits for this cut instead of sending its own.
+                self.record(dict(ev, outcome="cutting"))
+                self.out.event("C", dict(ev, outcome="cutting"))
                 # One spawn, not waited for here: sampling goes on while the cut runs (reap()).
                 self.running = (start(c["argv"]), time.monotonic(), float(p.get("cutTimeoutMs", 5000)) / 1000, ev)
             return

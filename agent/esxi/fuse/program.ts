@@ -17,11 +17,12 @@ import { remoteLine } from '../ssh-argv.js';
  * changed fuse is a deliberate, reviewed change of this table.
  */
 export const KNOWN_FUSES: Readonly<Record<number, string>> = {
-  // 5: samples every plan burstMs while an item is warm or a port's hold runs (a decision in
-  // hold x burstMs). 4 (the cut call at real-time priority), 3 (samples batched at rest: plan
+  // 6: a cut's `cutting` intent is recorded before its call starts, and a later fuse replays each
+  // cut's last line (a fuse killed mid-call leaves a cut the agent can journal). 5 (samples every
+  // burstMs while warm), 4 (the cut call at real-time priority), 3 (samples batched at rest: plan
   // batchMs, warmPps, warmRxPps), 2 (six values per item, each sample sent at once) and 1 (four
   // values) are no longer armed.
-  5: '17ea94c933196268d145374f2d83e7a280389ac1be8c8a751110bcdf064c805d',
+  6: '725c06246c90fd4b8bd0896cbdef3c1db0fb49bdeebf9c77ebe8018d81234f40',
 };
 
 /** The loader, one line per statement (a `python -c` argument; POSIX-quoted by remoteLine). */
