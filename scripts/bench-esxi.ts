@@ -521,6 +521,11 @@ function traceSummary(rs: Storm[]): string {
   add('ip done -> vim-cmd end', t.map((r) => c(r).end - (c(r).ipDone ?? NaN)));
   add('ip done -> last broadcast at prod', t.map((r) => r.trace!.afterCut.lastBroadcastMs - (c(r).ipDone ?? NaN)));
   add('ip done -> quiet (bench criterion)', t.map((r) => r.msToQuiet - (c(r).ipDone ?? NaN)));
+  add('the fuse\'s reported cut call (its `ms`)', t.map((r) => r.actionMs));
+  add('vim-cmd end - (decided + reported call)', t.map((r) => c(r).end - dec(r) - r.actionMs));
+  add('storm end: last broadcast at prod (from the frame)', t.map((r) => r.trace!.lastBroadcastMs));
+  add('bench quiet (from the frame)', t.map((r) => r.msToQuiet));
+  add('bench quiet before the cut landed (storms, 1 = yes)', t.map((r) => (r.msToQuiet < (c(r).ipDone ?? NaN) ? 1 : 0)));
   add('broadcast frames at prod after ip done', t.map((r) => r.trace!.afterCut.broadcast));
   add('other frames at prod after ip done', t.map((r) => r.trace!.afterCut.other));
   const lines = [`trace summary (${t.length} storms with a traced vim-cmd disconnect; p50 / max, ms unless frames):`];

@@ -160,7 +160,7 @@ function fuseEvidence(host: string, cut: FuseCut, replayed: boolean, s: FuseSeen
     thresholds: { pps: s.pps, holdSamples: s.hold, minHotPorts: 2 },
     clues: [
       `judged on ${host} by its fuse: ${hot} each received >= ${s.pps} broadcast+multicast frames/s for ${s.hold} samples in a row`,
-      replayed ? 'reported when the agent reconnected: the cut was made while the agent could not hear the host' : `the cut call took ${cut.ms ?? '?'} ms on the host`,
+      replayed ? 'reported when the agent reconnected: the cut was made while the agent could not hear the host' : `the cut call took ${cut.ms ?? '?'} ms on the host${cut.spawnMs !== undefined ? ` (${cut.spawnMs} ms of it starting it)` : ''}`,
     ],
     rule: -1,
     policyHash: s.policyHash,

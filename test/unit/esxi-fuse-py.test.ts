@@ -299,11 +299,15 @@ while f.running is not None: f.reap()
 after = lines()
 o2 = Rec(); g2 = Fuse(vsi, o2, d); g2.replay()
 print(json.dumps({"during": during, "replayMid": [(k, e["outcome"]) for k, e in o1.events], "after": after,
-                  "replayAfter": [(k, e["outcome"]) for k, e in o2.events], "sameId": o1.events[0][1]["id"] == o2.events[0][1]["id"]}))`) as Record<string, unknown>;
+                  "replayAfter": [(k, e["outcome"]) for k, e in o2.events], "sameId": o1.events[0][1]["id"] == o2.events[0][1]["id"],
+                  "ms": o2.events[0][1]["ms"], "spawnMs": o2.events[0][1]["spawnMs"]}))`) as Record<string, unknown>;
     expect(r.during).toEqual(['cutting']); // on disk before the call has ended
     expect(r.replayMid).toEqual([['R', 'cutting']]);
     expect(r.after).toEqual(['cutting', 'cut']);
     expect(r.replayAfter).toEqual([['R', 'cut']]);
     expect(r.sameId).toBe(true);
+    // The call's time counts from before its spawn (the spawn is part of it), and says that part.
+    expect(r.spawnMs).toBeGreaterThanOrEqual(0);
+    expect(r.ms as number).toBeGreaterThanOrEqual(Math.max(200, r.spawnMs as number));
   });
 });

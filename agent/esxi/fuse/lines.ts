@@ -25,7 +25,10 @@ export interface FuseCut {
   why?: string;
   argv?: string[];
   rc?: number;
+  /** The cut call's time on the host, from before its spawn to the sample that saw it end (v6; v5: from after the spawn). */
   ms?: number;
+  /** The part of `ms` the fuse spent starting the call (v6). */
+  spawnMs?: number;
 }
 
 export type FuseMessage =
@@ -70,6 +73,7 @@ function toCut(o: Record<string, unknown>): FuseCut | null {
   if (Array.isArray(o.argv)) cut.argv = o.argv.map(String);
   if (typeof o.rc === 'number') cut.rc = o.rc;
   if (typeof o.ms === 'number') cut.ms = o.ms;
+  if (typeof o.spawnMs === 'number') cut.spawnMs = o.spawnMs;
   return cut;
 }
 

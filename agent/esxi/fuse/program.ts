@@ -18,11 +18,12 @@ import { remoteLine } from '../ssh-argv.js';
  */
 export const KNOWN_FUSES: Readonly<Record<number, string>> = {
   // 6: a cut's `cutting` intent is recorded before its call starts, and a later fuse replays each
-  // cut's last line (a fuse killed mid-call leaves a cut the agent can journal). 5 (samples every
+  // cut's last line (a fuse killed mid-call leaves a cut the agent can journal); a cut's `ms`
+  // counts from before its spawn, `spawnMs` the spawn itself. 5 (samples every
   // burstMs while warm), 4 (the cut call at real-time priority), 3 (samples batched at rest: plan
   // batchMs, warmPps, warmRxPps), 2 (six values per item, each sample sent at once) and 1 (four
   // values) are no longer armed.
-  6: '725c06246c90fd4b8bd0896cbdef3c1db0fb49bdeebf9c77ebe8018d81234f40',
+  6: '679cb0aa0d11457edaf4892ee7f2a47cbe95093308f41729bfe691873aaa2de3',
 };
 
 /** The loader, one line per statement (a `python -c` argument; POSIX-quoted by remoteLine). */
