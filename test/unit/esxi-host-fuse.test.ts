@@ -57,6 +57,24 @@ describe('the fuse plan the daemon arms', () => {
     expect(fusePlanFor(policy, { ...host, fuseSampleMs: 5 }, inv, watched, items).burstMs).toBe(5);
   });
 
+  it('a policy that names no port group: the bridging VM is still read and cut first; an unnamed single-vNIC VM is not read at all', () => {
+    // Unlike the Linux side's "observed, not named" bridge members (session 10), an ESXi vNIC the
+    // policy does not name is read only when it is a bridging VM's (watchBridgingVms).
+    const h = { ...host, portgroups: [] };
+    const w = watchedPorts(policy, h, inv).ports;
+    const plan = fusePlanFor(policy, h, inv, w, streamItems(h, w));
+    expect(w.filter((p) => p.kind === 'port').map((p) => [p.name, p.watched])).toEqual([
+      ['esx1/vnic-000c295ba000', 'bridging-vm'],
+      ['esx1/vnic-000c295ba001', 'bridging-vm'],
+    ]);
+    expect(plan.cutList.map((c) => c.port)).toEqual(['esx1/vnic-000c295ba000', 'esx1/vnic-000c295ba001']);
+    // Bridging VMs not watched either: only the vmnics are read, and the fuse has nothing to cut.
+    const off = { ...h, watchBridgingVms: false };
+    const wOff = watchedPorts(policy, off, inv).ports;
+    expect(wOff.every((p) => p.kind === 'nic')).toBe(true);
+    expect(fusePlanFor(policy, off, inv, wOff, streamItems(off, wOff)).cutList).toEqual([]);
+  });
+
   it('reports only when the policy says so: fuse stream or dry run; no vnic-disconnect allowed means budget 0', () => {
     expect(fusePlanFor(policy, { ...host, fuse: 'stream' }, inv, watched, items).dryRun).toBe(true);
     expect(fusePlanFor({ ...policy, dryRun: true }, host, inv, watched, items).dryRun).toBe(true);
