@@ -317,6 +317,8 @@ interface Storm {
   msToUnheardHostCut: number;
   /** Injection to the last frame at prod's eth0 before 20 ms of silence (observer, 1 ms polls). */
   msToQuiet: number;
+  /** The same, but the 20 ms of silence must be followed by fewer than SETTLE_FRAMES frames in SETTLE_MS (settledQuietMs). */
+  msToQuietSettled: number;
   framesLeaked: number;
   cut: string[];
   escalations: number;
@@ -422,6 +424,7 @@ async function storm(lab: EsxiLab, agent: AgentHandle, sampleMs: number, n: numb
     actionMs: action?.durationMs ?? NaN,
     msToHostCut: action?.origin?.fuse ? action.origin.fuse.wallMs - wallT0 : NaN,
     msToQuiet: st.quietAtNs === null ? NaN : (st.quietAtNs - t0) / 1e6,
+    msToQuietSettled: settledQuietMs(series, t0),
     framesLeaked: st.framesLeaked ?? NaN,
     cut,
     escalations,
@@ -505,6 +508,35 @@ async function measureCost(lab: EsxiLab, agent: AgentHandle, sampleMs: number | 
   };
 }
 
+/** A lull in a storm's first round trips is not its end; a trickle of flooded unicast after it is not the storm. */
+const SETTLE_FRAMES = 100;
+const SETTLE_MS = 500;
+/**
+ * Pure: ms from tInjectNs to the last frame at prod before 20 ms of silence that is followed by
+ * fewer than SETTLE_FRAMES frames in SETTLE_MS. The bench's own quiet (stormStats) takes the first
+ * 20 ms of silence: with --trace it fell before the cut had landed in 2 of 5 storms (4 and 46 ms,
+ * the storm went on to 166 and 207 ms at prod).
+ */
+function settledQuietMs(s: { t: readonly number[]; c: readonly number[] }, tInjectNs: number): number {
+  const n = s.t.length;
+  let b = 0;
+  while (b < n && (s.t[b] as number) < tInjectNs) b++;
+  for (let j = b + 1; j < n; j++) {
+    const cj = s.c[j] as number;
+    if (cj === (s.c[j - 1] as number)) continue; // not a frame
+    const tj = s.t[j] as number;
+    let m = j;
+    while (m < n && (s.t[m] as number) - tj < 20e6) m++;
+    if (m >= n) break;
+    if ((s.c[m] as number) !== cj) continue;
+    let k = m;
+    while (k < n - 1 && (s.t[k] as number) - tj < (20 + SETTLE_MS) * 1e6) k++;
+    if ((s.t[k] as number) - tj < (20 + SETTLE_MS) * 1e6) break; // observation ended first: not known
+    if ((s.c[k] as number) - cj < SETTLE_FRAMES) return (tj - tInjectNs) / 1e6;
+  }
+  return NaN;
+}
+
 /** --trace: p50 / max of each step, from the one before (ms), over the storms the fuse cut. */
 function traceSummary(rs: Storm[]): string {
   const rows: Array<[string, number[]]> = [];
@@ -525,6 +557,7 @@ function traceSummary(rs: Storm[]): string {
   add('vim-cmd end - (decided + reported call)', t.map((r) => c(r).end - dec(r) - r.actionMs));
   add('storm end: last broadcast at prod (from the frame)', t.map((r) => r.trace!.lastBroadcastMs));
   add('bench quiet (from the frame)', t.map((r) => r.msToQuiet));
+  add('settled quiet (from the frame; then < 100 frames in 500 ms)', t.map((r) => r.msToQuietSettled));
   add('bench quiet before the cut landed (storms, 1 = yes)', t.map((r) => (r.msToQuiet < (c(r).ipDone ?? NaN) ? 1 : 0)));
   add('broadcast frames at prod after ip done', t.map((r) => r.trace!.afterCut.broadcast));
   add('other frames at prod after ip done', t.map((r) => r.trace!.afterCut.other));
@@ -698,7 +731,7 @@ try {
           `sampleMs ${ms} storm ${i}/${storms}: verdict ${fmt(r.msToVerdict, 0)} ms, trip line ${fmt(r.msToTripLine, 0)} ms (action ${fmt(r.actionMs, 0)} ms${Number.isFinite(r.msToHostCut) ? `, host's fuse decided at ${fmt(r.msToHostCut, 0)} ms` : ''}), quiet ${fmt(r.msToQuiet, 0)} ms, ${fmt(r.framesLeaked, 0)} frames, cut ${r.cut.join(',') || 'nothing'}, ${fmt(r.blocksPerSec, 1)} blocks/s${r.inventoryReread ? ', inventory re-read in storm' : ''}${r.escalations ? `, ${r.escalations} escalation(s)` : ''}${Number.isFinite(r.msToUnheardHostCut) ? `, cut by the host's fuse (decided at ${fmt(r.msToUnheardHostCut, 0)} ms; the agent heard of it after the window)` : ''}${r.guardFired ? ', NOT BROKEN: guard opened the loop' : ''}, restored via ${r.restoredVia}\n`,
         );
         for (const line of r.said) process.stderr.write(`    agent: ${line}\n`);
-        if (r.trace) process.stderr.write(`    ${traceLine(Number.isFinite(r.msToHostCut) ? r.msToHostCut : r.msToUnheardHostCut, r.msToQuiet, r.trace)}\n`);
+        if (r.trace) process.stderr.write(`    ${traceLine(Number.isFinite(r.msToHostCut) ? r.msToHostCut : r.msToUnheardHostCut, r.msToQuiet, r.trace)}; settled quiet ${fmt(r.msToQuietSettled, 1)}\n`);
       }
     });
   }
