@@ -80,3 +80,20 @@ export async function renameHostPorts(lab: Lab, names: ReadonlyMap<string, strin
   for (const to of names.values()) await run(ns(host, ['ip', 'link', 'set', 'dev', to, 'up']));
   return { ...lab, loopPorts: lab.loopPorts.map(rn), hostPorts: lab.hostPorts.map(rn) };
 }
+
+/**
+ * MTU of every link a kvm lab's frames cross (VMs, host ports, switch ports, prod, mgmt), e.g.
+ * 9000 for jumbo frames; the bridges follow their ports. Call again with 1500 to undo.
+ */
+export async function setLabMtu(lab: Lab, mtu: number): Promise<void> {
+  if (!(Number.isInteger(mtu) && mtu >= 1280 && mtu <= 9216)) throw new Error(`mtu must be an integer in 1280..9216, got ${mtu}`);
+  const links: Array<[string, string]> = [
+    [lab.ns.vm1, 'eth0'],
+    [lab.ns.prod, 'eth0'],
+    [lab.ns.mgmt, 'eth0'],
+    [lab.ns.sw, 'swp'],
+    ...lab.hostPorts.map((p): [string, string] => [lab.ns.host, p]),
+    ...lab.loopPorts.map((p): [string, string] => [lab.ns.sw, p.replace(/^up/, 'sw')]),
+  ];
+  for (const [n, dev] of links) await run(ns(n, ['ip', 'link', 'set', 'dev', assertIfName(dev), 'mtu', String(mtu)]));
+}

@@ -27,12 +27,16 @@ export function switchPeer(port: string): string {
   return `sw${m[1]}`;
 }
 
-/** Egress of both ends of each uplink through a token bucket of `mbit` Mbit/s (tc tbf). */
-export async function shapeUplinks(lab: Lab, ports: readonly string[], mbit: number): Promise<void> {
+/**
+ * Egress of both ends of each uplink through a token bucket of `mbit` Mbit/s (tc tbf). The
+ * bucket (burstKb, 4 kB by default) must hold the largest frame: tbf drops a larger one.
+ */
+export async function shapeUplinks(lab: Lab, ports: readonly string[], mbit: number, burstKb = 4): Promise<void> {
   if (!(mbit > 0 && mbit <= 10_000)) throw new Error(`mbit must be in (0, 10000], got ${mbit}`);
+  if (!(Number.isInteger(burstKb) && burstKb >= 2 && burstKb <= 1024)) throw new Error(`burstKb must be an integer in 2..1024, got ${burstKb}`);
   for (const p of ports) {
     for (const [netns, dev] of [[lab.ns.host, p], [lab.ns.sw, switchPeer(p)]] as const) {
-      await run(['tc', '-n', netns, 'qdisc', 'replace', 'dev', assertIfName(dev), 'root', 'tbf', 'rate', `${mbit}mbit`, 'burst', '4kb', 'latency', '20ms']);
+      await run(['tc', '-n', netns, 'qdisc', 'replace', 'dev', assertIfName(dev), 'root', 'tbf', 'rate', `${mbit}mbit`, 'burst', `${burstKb}kb`, 'latency', '20ms']);
     }
   }
 }

@@ -4,7 +4,8 @@
 //    33:33:00:00:00:01), as a host's own IPv6 stack sends when its link comes up;
 //  - a loop circling an 802.1Q-tagged broadcast (VLAN 100) through bridges that trunk it;
 //  - a loop of 1500-byte frames over uplinks shaped to 2 and 10 Mbit/s (tc tbf on both ends):
-//    ~170 / ~830 frames/s per port, far under every flood threshold;
+//    ~170 / ~830 frames/s per port, far under every flood threshold; and of 9000-byte (jumbo)
+//    frames over 10 Mbit/s, ~138 frames/s;
 //  - legitimate 1500-byte broadcast both ways through one uplink at the slow loop's rates (the
 //    loop open): nothing may trip;
 //  - a loop that starts while a legitimate unicast stream runs both ways through the uplinks
@@ -19,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
-import { frameStorm, macOf, pinMac, renameHostPorts, unpinMac, type FrameStorm } from '../../scripts/lab/more-shapes.js';
+import { frameStorm, macOf, pinMac, renameHostPorts, setLabMtu, unpinMac, type FrameStorm } from '../../scripts/lab/more-shapes.js';
 import { resetPorts } from '../../scripts/lab/scenario.js';
 import { shapeUplinks, unshapeUplinks } from '../../scripts/lab/shapes.js';
 import { buildLab, linkDown, teardownLab, type Lab } from '../../scripts/lab/topology.js';
@@ -135,6 +136,19 @@ describe('a loop of large frames over a slow link', () => {
       }
     });
   }
+
+  it(`9000-byte (jumbo) broadcasts over 10 Mbit/s uplinks (~138 frames/s per port): shuts up1 within ${SLOW_TARGET_MS} ms, as a loop`, async () => {
+    await setLabMtu(lab, 9000);
+    try {
+      await shapeUplinks(lab, ['up1', 'up2'], 10, 16); // the bucket must hold a 9 kB frame
+      const { r, trips, verdictMs } = await storm('slow-10mbit-9000B', { kind: 'broadcast', size: 9000 });
+      expectUp1Cut(r, trips);
+      expect(verdictMs).toBeLessThan(SLOW_TARGET_MS);
+    } finally {
+      await unshapeUplinks(lab, ['up1', 'up2']);
+      await setLabMtu(lab, 1500);
+    }
+  });
 });
 
 describe('legitimate broadcast at a slow loop\'s rates', () => {
