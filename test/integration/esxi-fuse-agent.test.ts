@@ -247,6 +247,28 @@ describe('agent with the on-host fuse armed, management in band, uplinks saturat
       expect(await isUp(lab.ns.esx, other)).toBe(true);
     }), 90_000);
 
+  it('a policy that names no port group: the bridging VM is watched anyway and its loop is cut by the fuse', () =>
+    withAgent('fuse-unnamed', writePolicy('policy-unnamed.yaml', { portgroups: '[]' }), async (agent) => {
+      await agent.waitFor(fuseArmed, 20_000);
+      const st = (await agent.ask('status')) as { esxi: Array<{ ports: Array<{ port: string; watched?: string }> }> };
+      expect(st.esxi[0]!.ports.filter((p) => p.watched).map((p) => [p.port, p.watched])).toEqual([
+        [VNIC_A0, 'bridging-vm'],
+        [VNIC_A1, 'bridging-vm'],
+      ]);
+      const tripped = waitForNew(agent, isTrip, 20_000);
+      tripped.catch(() => undefined);
+      const storm = await startStorm();
+      let trip: Line;
+      try {
+        trip = await tripped;
+      } finally {
+        await storm.done();
+      }
+      expect([VNIC_A0, VNIC_A1]).toContain(trip.port);
+      expect((trip.action as { via: string }).via).toBe('esxi-fuse');
+      expect(await isUp(lab.ns.esx, trip.port === VNIC_A0 ? 'vnA0' : 'vnA1')).toBe(false);
+    }), 90_000);
+
   it('a host without python: the shell loop streams, and status and the journal say why', async () => {
     lab.python = null;
     await startSshd(lab);
