@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { killGroup, spawnGroup } from './child.js';
 import { runArgv } from './exec.js';
+import { stderrCondition } from './stderr-condition.js';
 
 // A long-lived child whose stdout is read line by line (`bridge monitor fdb`, `ip -o monitor link`):
 // argv array, its own process group tied to the agent (host/child.ts), restarted with backoff
@@ -34,6 +35,7 @@ export function superviseLines(opts: {
   let child: ChildProcess | null = null;
   let closed = false;
   let backoffMs = 100;
+  const stderr = stderrCondition({ name: opts.name, ...(opts.warn ? { warn: opts.warn } : {}) });
 
   function start(): void {
     if (closed) return;
@@ -50,10 +52,11 @@ export function superviseLines(opts: {
       for (const line of lines) opts.onLine(line);
     });
     c.stderr!.setEncoding('utf8');
-    c.stderr!.on('data', (d: string) => opts.warn?.({ stderr: d.trim().slice(0, 200) }, `${opts.name} stderr`));
+    c.stderr!.on('data', (d: string) => stderr.chunk(d));
     c.on('error', (err) => opts.warn?.({ err: err.message }, `${opts.name} failed to start`));
     c.on('exit', (code, signal) => {
       child = null;
+      stderr.flush();
       if (closed) return;
       opts.onExit?.();
       opts.warn?.({ code, signal, retryMs: backoffMs }, `${opts.name} exited; restarting`);
