@@ -440,6 +440,8 @@ export interface JournalEvent {
     | 'start'
     | 'stop'
     | 'flood-observed'
+    // A reported condition (flood-observed, would-trip) not seen for 2 s: when it ended, how long it lasted.
+    | 'ended'
     | 'escalate'
     // Operators' control: a policy reload (accepted or rejected whole), and holds.
     | 'reload'

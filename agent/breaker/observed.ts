@@ -26,3 +26,8 @@ export function unnamedOnlyReason(key: string, members: readonly string[], ports
   const which = named.length === 0 ? 'no named port is a member' : `no named member may be shut (${named.join(',')}: protected, not in breaker.shutOrder, or already tripped)`;
   return `loop on ${key} runs through ${u.join(',')}, not named by the policy, so not touched; ${which}: reported, not acted on (name ${u.join(',')} in a policy rule to let the breaker cut it)`;
 }
+
+/** Why a flood from an unnamed port is only reported. */
+export function unnamedFloodReason(port: string): string {
+  return `flood from ${port}, which is not named by the policy (observed only): reported, not acted on (name ${port} in a policy rule, e.g. role vm, to let the breaker shut it)`;
+}

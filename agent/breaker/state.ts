@@ -31,7 +31,7 @@
 //     link-down is issued BEFORE the undo's link-up, so the loop is not closed again meanwhile.
 import type { ActionRequest, ActionResult, Evidence, JournalEvent, PortPolicy, Policy, Recovery, Verdict } from '../types.js';
 import { MAX_TIMER_MS } from '../policy/defaults.js';
-import { unnamedOnlyReason, unnamedShutNote } from './observed.js';
+import { unnamedFloodReason, unnamedOnlyReason, unnamedShutNote } from './observed.js';
 
 export type BreakerPortState = 'forwarding' | 'tripping' | 'tripped' | 'restoring' | 'held' | 'probing';
 
@@ -160,9 +160,24 @@ export interface BreakerState {
   bridges: Map<string, BridgeEntry>;
   /** tNs of automatic link-downs issued, oldest first; pruned to the sliding window. */
   autoShuts: number[];
-  /** Rate limiting of repeated notices: key -> tNs last emitted. */
-  notices: Map<string, number>;
+  /** Conditions reported by notice(), by key: journaled when they start, once per window while they last, and when they end. */
+  notices: Map<string, NoticeEntry>;
 }
+
+/** A reported condition (a loop nobody may cut, a protected port's flood, a dry-run would-trip...). */
+interface NoticeEntry {
+  kind: JournalEvent['event'];
+  port: string;
+  sinceNs: number;
+  /** Last journaled (at most once per windowMs). */
+  emittedNs: number;
+  /** Last seen by a step, journaled or not. */
+  seenNs: number;
+  lines: number;
+}
+
+/** A condition not seen for this long has ended: one line says so. */
+const NOTICE_END_NS = 2e9;
 
 // Typed as mutable for the daemon's convenience; frozen so that a caller who pushes finds out.
 const NO_COMMANDS = Object.freeze([]) as unknown as ActionRequest[];
@@ -316,6 +331,7 @@ export function breakerStep(
     else onEgress(ctx, v);
   }
   stepRecovery(ctx);
+  if (state.notices.size > 0) endNotices(ctx);
   return { state, commands: ctx.commands, events: ctx.events, verify: ctx.verify };
 }
 
@@ -822,6 +838,10 @@ function onFlood(ctx: Ctx, v: Extract<Verdict, { kind: 'flood' }>): void {
     notice(ctx, `spare:${p}`, 'flood-observed', p, `flood on ${p}: not shut again, its last link-down cut reachability`, { evidence: v.evidence });
     return;
   }
+  if (pp.observed) {
+    notice(ctx, `flood:${p}`, 'flood-observed', p, unnamedFloodReason(p), { evidence: v.evidence });
+    return;
+  }
   if (pp.protected || !ctx.policy.breaker.floodShutRoles.includes(pp.role)) {
     const why = pp.protected ? 'port is protected' : `role ${pp.role} is not in breaker.floodShutRoles`;
     notice(ctx, `flood:${p}`, 'flood-observed', p, `flood on ${p} (role ${pp.role}): not shut, ${why}`, { evidence: v.evidence });
@@ -1019,6 +1039,13 @@ export function nextRecoveryNs(state: BreakerState): number {
   return t;
 }
 
+/** Monotonic ns when a reported condition ends unless seen again (the breaker must step then to say so), or Infinity. */
+export function nextNoticeEndNs(state: BreakerState): number {
+  let t = Infinity;
+  for (const c of state.notices.values()) if (c.seenNs + NOTICE_END_NS < t) t = c.seenNs + NOTICE_END_NS;
+  return t;
+}
+
 /** Is any port probing? The daemon samples at activeMs meanwhile. No allocation. */
 export function recoveryProbing(state: BreakerState): boolean {
   return anyProbing(state);
@@ -1076,10 +1103,29 @@ function event(ctx: Ctx, kind: JournalEvent['event'], port: string, reason: stri
 function notice(ctx: Ctx, key: string, kind: JournalEvent['event'], port: string, reason: string, extra?: Record<string, unknown>): void {
   const n = ctx.st.notices;
   const last = n.get(key);
-  if (last !== undefined && ctx.tNs - last < ctx.windowNs) return;
-  n.set(key, ctx.tNs);
-  if (n.size > 4096) for (const [k, t] of n) if (ctx.tNs - t >= ctx.windowNs) n.delete(k);
+  if (last !== undefined) {
+    last.seenNs = ctx.tNs;
+    if (ctx.tNs - last.emittedNs < ctx.windowNs) return;
+    last.emittedNs = ctx.tNs;
+    last.lines++;
+  } else {
+    n.set(key, { kind, port, sinceNs: ctx.tNs, emittedNs: ctx.tNs, seenNs: ctx.tNs, lines: 1 });
+  }
   event(ctx, kind, port, reason, extra);
+}
+
+/** Conditions no step has seen for NOTICE_END_NS: one `ended` line each, then forgotten. */
+function endNotices(ctx: Ctx): void {
+  for (const [key, c] of ctx.st.notices) {
+    if (ctx.tNs - c.seenNs < NOTICE_END_NS) continue;
+    ctx.st.notices.delete(key);
+    const lasted = ((c.seenNs - c.sinceNs) / 1e9).toFixed(1);
+    event(ctx, 'ended', c.port, `${c.kind} on ${c.port} ended: not seen for ${NOTICE_END_NS / 1e9} s; it lasted ${lasted} s and was journaled ${c.lines} time${c.lines === 1 ? '' : 's'}`, {
+      of: c.kind,
+      lastedMs: Math.round((c.seenNs - c.sinceNs) / 1e6),
+      lines: c.lines,
+    });
+  }
 }
 
 function now(ctx: Ctx): string {

@@ -1,6 +1,6 @@
 import type { ActionRequest, ActionResult, FdbMove, JournalEvent, Policy, PortRates, TickFrame, Verdict } from '../types.js';
 import { initialDetectorState, step as detectStep } from '../detect/signature.js';
-import { breakerBusy, breakerStep, nextRecoveryNs, portStates, recoveryProbing, type BreakerState, type OperatorCommand } from '../breaker/state.js';
+import { breakerBusy, breakerStep, nextNoticeEndNs, nextRecoveryNs, portStates, recoveryProbing, type BreakerState, type OperatorCommand } from '../breaker/state.js';
 import type { WatchedPorts } from './ports.js';
 
 // One tick of the pipeline, the way README draws it:
@@ -65,6 +65,7 @@ export function createTick(d: TickDeps): PipelineTick {
   let brk = d.breaker;
   let busyUntil = 0;
   let recoveryDueNs = Infinity;
+  let noticeEndNs = Infinity;
   const inbox: Inbox = { results: [], operator: [], unreachable: [] };
   const frame: TickFrame = { tNs: 0, fdbMoves: NO_MOVES, fdbPorts: NO_PORTS, warm: false };
   const tick: { tNs: number; ports: readonly PortRates[]; fdbMoves: readonly FdbMove[]; fdbPorts: ReadonlySet<string> } = { tNs: 0, ports: [], fdbMoves: NO_MOVES, fdbPorts: NO_PORTS };
@@ -111,6 +112,8 @@ export function createTick(d: TickDeps): PipelineTick {
     for (const e of out.events) d.out.record(e);
     for (const port of out.verify) d.out.verify(port);
     recoveryDueNs = nextRecoveryNs(brk);
+    // No wake for it: a tick comes at least every idleMs, and the end of a condition is not urgent.
+    noticeEndNs = nextNoticeEndNs(brk);
     d.out.recoveryDue(recoveryDueNs);
   }
 
@@ -147,7 +150,7 @@ export function createTick(d: TickDeps): PipelineTick {
       input.verdicts = v.verdicts;
       const pending = inbox.results.length > 0 || inbox.operator.length > 0 || inbox.unreachable.length > 0;
       // The breaker runs when there is something for it; otherwise a quiet tick ends here.
-      if (v.verdicts.length > 0 || pending || t < busyUntil || t >= recoveryDueNs || breakerBusy(brk, t)) runBreaker(t, policy);
+      if (v.verdicts.length > 0 || pending || t < busyUntil || t >= recoveryDueNs || t >= noticeEndNs || breakerBusy(brk, t)) runBreaker(t, policy);
       outcome.warm = frame.warm || v.verdicts.length > 0;
       outcome.probing = recoveryProbing(brk);
       outcome.verdicts = v.verdicts.length;

@@ -318,8 +318,9 @@ export function step(
   for (const tr of state.ports.values()) {
     if (!tr.hot || tr.loopMember) continue;
     const pp = ports.get(tr.port);
-    // An observed-only port (no rule names it) is loop evidence, never a flood verdict of its own.
-    if (pp === undefined || pp.observed === true || tr.hotCount < pp.thresholds.holdSamples) continue;
+    // An observed-only port (no rule names it) flooding alone is judged like any port; the breaker
+    // only reports it (it is protected): the operator learns which unnamed port floods.
+    if (pp === undefined || tr.hotCount < pp.thresholds.holdSamples) continue;
     // Its burst budget spent, or hot for floodHoldMs (counted from the first hot sample) at a
     // mean rate over the rising threshold.
     if (tr.excess < FLOOD_BURST_FRAMES && (tick.tNs - tr.hotSinceNs < pp.thresholds.floodHoldMs * 1e6 || tr.hotFrames * 1000 < tr.risePps * tr.hotMs)) continue;

@@ -57,6 +57,11 @@ describe('protected loop members (kvm)', () => {
       expect(seen.length).toBeGreaterThanOrEqual(1);
       expect(String(seen[0]!.reason)).toMatch(/every member is protected/);
       expect(await downHostPorts(lab)).toEqual(['up2']); // the hand break, nothing else
+      // The condition's end is said once, 2 s after the last verdict, with how long it lasted.
+      const ended = await agent.waitFor((l) => l.msg === 'ended' && l.port === lab.bridge, 5000);
+      expect(ended.of).toBe('flood-observed');
+      expect(Number(ended.lastedMs)).toBeGreaterThan(100);
+      expect(Number(ended.lastedMs)).toBeLessThan(3000);
       console.log(`[agent-protected both] flood-observed: ${journal.filter((l) => l.event === 'flood-observed').map((l) => `${String(l.port)}: ${String(l.reason)}`).join(' / ')}`);
     } finally {
       cancel();

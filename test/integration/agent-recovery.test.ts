@@ -125,7 +125,7 @@ describe('automatic recovery in a kvm lab', () => {
     let retrip: Line;
     try {
       retrip = await next.catch((err: Error) => {
-        const j = readJournalStrict(a.stateDir).filter((e) => e.event !== 'flood-observed');
+        const j = readJournalStrict(a.stateDir).filter((e) => e.event !== 'flood-observed' && e.event !== 'ended');
         throw new Error(`${err.message}; frame ${s2.afterProbeMs.toFixed(1)} ms into the probe; journal: ${j.map((e) => `${String(e.ts).slice(17)} ${e.event} ${e.port} ${e.reason}`).join(' | ')}`);
       });
     } finally {
@@ -144,7 +144,7 @@ describe('automatic recovery in a kvm lab', () => {
     expect(trips[1]!.by).toBe('auto-recovery');
     expect(trips[1]!.recovery).toMatchObject({ failedProbes: 1, nextProbeInMs: 1000 });
     expect(eventsOf(j, 'probe', 'up1').map((e) => e.try)).toEqual([1]);
-    expect(j.map((e) => e.event).filter((e) => e !== 'start' && e !== 'flood-observed' && e !== 'trip-intent' && e !== 'capture')).toEqual(['trip', 'probe', 'trip']);
+    expect(j.map((e) => e.event).filter((e) => e !== 'start' && e !== 'flood-observed' && e !== 'ended' && e !== 'trip-intent' && e !== 'capture')).toEqual(['trip', 'probe', 'trip']);
     // Both trips are automatic: each gets its storm capture (written after it, asynchronously).
     await a.waitFor((l) => l.msg === 'capture' && l.tripTs === trips[1]!.ts, 5000);
     expect(eventsOf(readJournalStrict(a.stateDir), 'capture', 'up1').map((e) => e.tripTs)).toEqual(trips.map((t) => t.ts));
@@ -184,7 +184,7 @@ describe('automatic recovery in a kvm lab', () => {
     expect(await isUp(lab.ns.host, 'up1')).toBe(true);
     expect(await downHostPorts(lab)).toEqual(['up2']);
     const j = readJournalStrict(a.stateDir);
-    expect(j.map((e) => e.event).filter((e) => e !== 'start' && e !== 'flood-observed' && e !== 'trip-intent' && e !== 'capture')).toEqual(['trip', 'probe', 'restore']);
+    expect(j.map((e) => e.event).filter((e) => e !== 'start' && e !== 'flood-observed' && e !== 'ended' && e !== 'trip-intent' && e !== 'capture')).toEqual(['trip', 'probe', 'restore']);
     const probe = eventsOf(j, 'probe', 'up1')[0]!;
     const r = eventsOf(j, 'restore', 'up1')[0]!;
     console.log(`[agent-recovery b] restore ${Date.parse(String(r.ts)) - Date.parse(String(probe.ts))} ms after the probe (probeMs 500)`);

@@ -1,7 +1,8 @@
 // Ports no rule names, on a bridge with a watched port: observed for loop evidence, never acted
 // on (policy/observed.ts, breaker/observed.ts). The pure parts: which names are observed, the
-// detector counting them as loop members (and never judging them alone), the breaker cutting a
-// named member instead and saying so, or reporting when no named member may be shut.
+// detector counting them as loop members (and judging one flooding alone, which the breaker only
+// reports), the breaker cutting a named member instead and saying so, or reporting when no named
+// member may be shut.
 import { describe, expect, it } from 'vitest';
 import { observedNames, observedPort } from '../../agent/policy/observed.js';
 import { initialDetectorState, step } from '../../agent/detect/signature.js';
@@ -70,10 +71,11 @@ describe('detector with observed-only members', () => {
     expect(vs.filter((v) => v.kind === 'loop')).toEqual([]);
   });
 
-  it('an observed port flooding alone is never a flood verdict of its own', () => {
+  it('an observed port flooding alone is judged as a flood (the breaker only reports it)', () => {
     const ports = withObserved({ up1: 'uplink', vm2: 'vm' }, ['vm1']);
     const vs = verdicts(ports, vmFlood({ startMs: 50 }), 1000);
-    expect(vs.filter((v) => v.kind === 'flood' && v.port === 'vm1')).toEqual([]);
+    expect(vs.filter((v) => v.kind === 'flood' && v.port === 'vm1').length).toBeGreaterThan(0);
+    expect(vs.filter((v) => v.kind !== 'flood' || v.port !== 'vm1')).toEqual([]);
   });
 });
 
@@ -104,6 +106,23 @@ describe('breaker with observed-only members', () => {
     expect(d.events[0]!.reason).toBe(
       'loop on br0 runs through ln0, not named by the policy, so not touched; no named member may be shut (up1: protected, not in breaker.shutOrder, or already tripped): reported, not acted on (name ln0 in a policy rule to let the breaker cut it)',
     );
+  });
+
+  it('a flood from an observed port: reported once per window, never acted on, and one line when it ends', () => {
+    const { flood } = verdictsFor(policy);
+    const d = breakerDriver(withObserved({ up1: 'uplink' }, ['tap9']), policy, initialBreakerState());
+    for (let t = 0; t <= 3000; t += 10) d.at(t, { verdicts: [flood('tap9')] });
+    expect(d.commands).toEqual([]);
+    expect(d.events.map((e) => [e.event, e.port, e.reason])).toEqual([
+      ['flood-observed', 'tap9', 'flood from tap9, which is not named by the policy (observed only): reported, not acted on (name tap9 in a policy rule, e.g. role vm, to let the breaker shut it)'],
+    ]);
+    d.at(4990);
+    expect(d.events).toHaveLength(1);
+    d.at(5000);
+    expect(d.events[1]).toMatchObject({ event: 'ended', port: 'tap9', of: 'flood-observed', lastedMs: 3000, lines: 1 });
+    expect(d.events[1]!.reason).toBe('flood-observed on tap9 ended: not seen for 2 s; it lasted 3.0 s and was journaled 1 time');
+    d.at(9000);
+    expect(d.events).toHaveLength(2);
   });
 
   it('an operator trip or hold of an observed port is refused', () => {
