@@ -11,8 +11,11 @@
 // tiny receive queue fills once and from then on every matching frame is dropped
 // before it is even cloned, which is the cheapest path through packet_rcv().
 //
-// The kernel clears the statistics on every read, so we keep a running 64-bit total
-// per fd and hand JS an ordinary monotonically increasing counter.
+// Once the queue is full every match is a drop, which packet_rcv() also counts in the
+// socket's sk_drops: read() takes that from SO_MEMINFO (lock-free) and calls
+// PACKET_STATISTICS only while frames are still being queued (read_counter_delta() says
+// why: that call forwarded the storm on the sampler's thread). Both are turned into a
+// running 64-bit total per fd, an ordinary monotonically increasing counter for JS.
 //
 // API (see agent/sources/packet.ts):
 //   open(ifname, 'broadcast' | 'multicast') -> fd
@@ -65,6 +68,7 @@
 #include <linux/filter.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
+#include <linux/sock_diag.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -95,6 +99,12 @@
 typedef struct {
   // Frames matched since open, summed over clear-on-read statistics.
   uint64_t total;
+  // Counter sockets (open()) count drops by SO_MEMINFO (see read_counter_delta); the probe's
+  // socket, which is drained, reads PACKET_STATISTICS alone.
+  uint8_t by_meminfo;
+  // SO_MEMINFO's drops and receive-memory figures at the last read.
+  uint32_t last_drops;
+  uint32_t last_rmem;
   // Interface the socket was bound to; the kernel sets the socket's ifindex to -1
   // when that interface is unregistered (packet_notifier, NETDEV_UNREGISTER).
   int ifindex;
@@ -251,6 +261,9 @@ static napi_value register_fd(napi_env env, state_t *s, int fd, int ifindex, con
   }
   slot_t *slot = &s->slots[fd];
   slot->total = 0;
+  slot->by_meminfo = 0;
+  slot->last_drops = 0;
+  slot->last_rmem = 0;
   slot->ifindex = ifindex;
   slot->used = 1;
   snprintf(slot->ifname, sizeof slot->ifname, "%s", name);
@@ -297,7 +310,10 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     throw_errno(env, -fd, "open", ifname);
     return NULL;
   }
-  return register_fd(env, s, fd, (int)ifindex, ifname, "open");
+  napi_value out = register_fd(env, s, fd, (int)ifindex, ifname, "open");
+  // A fresh socket: sk_drops 0, nothing queued (the drop-all filter ran until the real one).
+  if (out != NULL) s->slots[fd].by_meminfo = 1;
+  return out;
 }
 
 static slot_t *slot_arg(napi_env env, napi_callback_info info, const char *what, int *fd_out) {
@@ -321,23 +337,53 @@ static slot_t *slot_arg(napi_env env, napi_callback_info info, const char *what,
   return slot;
 }
 
+// Frames matched since the last read, or -errno.
+//
+// PACKET_STATISTICS takes the receive queue's lock with spin_lock_bh(); its spin_unlock_bh()
+// runs the softirqs pending on this CPU, so during a storm that read forwarded the storm's
+// frames (NET_RX, br_flood) on the sampler's own thread: 3-15 ms per read in a storm tick
+// (perf, session 10). A counter socket's queue fills with its first frames and is never read,
+// so every later match is a drop, which packet_rcv() also counts in sk->sk_drops; SO_MEMINFO
+// reads that (sk_get_meminfo(): atomic reads, no lock, no softirq). The frames that were
+// queued instead are counted by PACKET_STATISTICS (tp_packets - tp_drops), read only when the
+// queue's memory moved, i.e. a frame was queued: a few times in a socket's life.
+static int64_t read_counter_delta(int fd, slot_t *slot) {
+  struct tpacket_stats st;
+  socklen_t len = sizeof st;
+  if (slot->by_meminfo) {
+    uint32_t mi[SK_MEMINFO_VARS];
+    socklen_t ml = sizeof mi;
+    if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mi, &ml) == 0 && ml >= sizeof mi) {
+      int64_t delta = (uint32_t)(mi[SK_MEMINFO_DROPS] - slot->last_drops);
+      slot->last_drops = mi[SK_MEMINFO_DROPS];
+      if (mi[SK_MEMINFO_RMEM_ALLOC] == slot->last_rmem) return delta;
+      slot->last_rmem = mi[SK_MEMINFO_RMEM_ALLOC];
+      if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) < 0) return -errno;
+      return delta + (int64_t)(st.tp_packets - st.tp_drops);
+    }
+    // No SO_MEMINFO (kernel < 4.12): PACKET_STATISTICS from now on.
+    slot->by_meminfo = 0;
+  }
+  if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) < 0) return -errno;
+  // tp_packets already includes tp_drops (see top of file).
+  return st.tp_packets;
+}
+
 static napi_value js_read(napi_env env, napi_callback_info info) {
   int fd;
   slot_t *slot = slot_arg(env, info, "read", &fd);
   if (slot == NULL) return NULL;
 
-  struct tpacket_stats st;
-  socklen_t len = sizeof st;
-  if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) < 0) {
-    throw_errno(env, errno, "read", slot->ifname);
+  int64_t delta = read_counter_delta(fd, slot);
+  if (delta < 0) {
+    throw_errno(env, (int)-delta, "read", slot->ifname);
     return NULL;
   }
-  // tp_packets already includes tp_drops (see top of file).
-  slot->total += st.tp_packets;
+  slot->total += (uint64_t)delta;
 
   // A deleted interface just stops counting, so check the binding, but only when
   // nothing arrived: a frame counted in this interval proves the interface was there.
-  if (st.tp_packets == 0) {
+  if (delta == 0) {
     struct sockaddr_ll sll;
     socklen_t sl = sizeof sll;
     if (getsockname(fd, (struct sockaddr *)&sll, &sl) < 0) {
