@@ -698,48 +698,73 @@ function hostOfBridge(key: string): string {
   return i < 0 ? '' : key.slice(0, i);
 }
 
-/** Samples of a member, each measured wholly after the shut landed, that the early judgement needs. */
+/** Samples of a member, each measured wholly after the shut landed, that the early judgement needs at least. */
 const PERSIST_SAMPLES = 2;
+/** ... spanning at least this long. */
+const PERSIST_MIN_NS = 2e6;
 /** rx and tx of a member that still circles frames agree within this factor (as the detector's). */
 const PERSIST_RX_TX = 4;
 
 /**
  * Does the verdict show the loop going on entirely after `doneNs`, the tick that took in the
  * shut's result (the link-down had returned before that tick's sample was read)? Two or more
- * members still forwarding, each with its last PERSIST_SAMPLES samples measured wholly after
- * doneNs (an interval runs from the sample before it, so that one must be at doneNs or later:
- * the interval that ends at doneNs straddles the shut) moving frames both ways with rx ≈ tx.
- * Frames in flight when the shut landed are gone within a sample; a loop that is broken leaves
- * its other members with nothing to re-send.
+ * members still forwarding, each moving frames both ways with rx ≈ tx over its samples measured
+ * wholly after doneNs (an interval runs from the sample before it, so that one must be at doneNs
+ * or later: the interval that ends at doneNs straddles the shut): at least PERSIST_SAMPLES of
+ * them over at least PERSIST_MIN_NS, the newest with traffic. Frames in flight when the shut
+ * landed are gone within a sample; a loop that is broken leaves its other members with nothing
+ * to re-send.
+ *
+ * rx ≈ tx is judged on the frames of the whole span, not sample by sample: at 1 ms samples a
+ * member's counts come in bursts (a three-uplink storm showed samples of rx 0 between samples of
+ * twice the rate, lab trace 2026-12-05), so a per-sample test waited for two calm samples in a
+ * row, often until settleMs (escalation 14-22 ms after the first shut landed).
  *
  * The sample AT doneNs is where the first whole interval starts: counting only samples after it
- * as starts cost a whole sample, and under a three-uplink storm the agent's samples came 5-20 ms
- * apart (lab trace, 2026-12-05), so the early judgement landed at ~29 ms, the end of settleMs.
+ * as starts cost a whole sample (samples 5-20 ms apart under a storm before the packet counters
+ * stopped forwarding it on the sampler's thread).
  */
 function persistsAfter(ctx: Ctx, v: Extract<Verdict, { kind: 'loop' }>, doneNs: number): boolean {
-  const w = v.evidence.window;
   let alive = 0;
   for (const m of v.members) {
     if ((ctx.st.ports.get(m)?.state ?? 'forwarding') !== 'forwarding') continue;
-    let after = 0;
-    let whole = false;
-    let ok = true;
-    for (let i = w.length - 1; i >= 0; i--) {
-      const x = w[i]!;
-      if (x.port !== m) continue;
-      // Evidence times are ms relative to evidence.tNs: compare within a microsecond's rounding.
-      const t = v.evidence.tNs + x.tMs * 1e6;
-      if (after === PERSIST_SAMPLES) {
-        whole = t >= doneNs - 1e3;
-        break;
-      }
-      if (t <= doneNs + 1e3) break;
-      if (!(x.rxPps > 0 && x.txPps > 0 && x.rxPps <= PERSIST_RX_TX * x.txPps && x.txPps <= PERSIST_RX_TX * x.rxPps)) ok = false;
-      after++;
-    }
-    if (ok && whole) alive++;
+    if (circlesAfter(v.evidence, m, doneNs)) alive++;
   }
   return alive >= 2;
+}
+
+/** One member's part of persistsAfter: its frames over the whole intervals after doneNs, newest back. */
+function circlesAfter(ev: Evidence, m: string, doneNs: number): boolean {
+  const w = ev.window;
+  let rx = 0;
+  let tx = 0;
+  let n = 0;
+  let newestNs = NaN;
+  let startNs = NaN;
+  let newestMoves = false;
+  let later: Evidence['window'][number] | null = null;
+  let laterNs = 0;
+  for (let i = w.length - 1; i >= 0; i--) {
+    const x = w[i]!;
+    if (x.port !== m) continue;
+    // Evidence times are ms relative to evidence.tNs: compare within a microsecond's rounding.
+    const t = ev.tNs + x.tMs * 1e6;
+    if (later === null) {
+      newestNs = t;
+      newestMoves = x.rxPps + x.txPps > 0;
+    } else {
+      if (t < doneNs - 1e3) break; // `later`'s interval straddles the shut
+      const dt = laterNs - t;
+      rx += later.rxPps * dt;
+      tx += later.txPps * dt;
+      n++;
+      startNs = t;
+    }
+    later = x;
+    laterNs = t;
+  }
+  if (n < PERSIST_SAMPLES || !newestMoves || newestNs - startNs < PERSIST_MIN_NS) return false;
+  return rx > 0 && tx > 0 && rx <= PERSIST_RX_TX * tx && tx <= PERSIST_RX_TX * rx;
 }
 
 /** Members that may be shut now, in shut order. */

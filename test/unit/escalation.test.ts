@@ -132,4 +132,23 @@ describe('escalation after a bridge-state stop (the admin-down returns later, of
     const old = fastStopLoop(kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'] }), 20, 300, false);
     expect(old.commands[1]!.tMs - old.landed[0]!).toBeCloseTo(2, 6);
   });
+
+  it('counts that come in bursts (every other sample rx 5x tx) still show the loop going on over the whole span', () => {
+    // The lab's three-uplink storm at 1 ms samples (bench trace, 2026-12-05): a member's rx and tx
+    // arrive in bursts (samples of rx 0 next to twice the rate), tx out of phase. Here every other
+    // sample has rx 5x tx: the detector's verdicts go on (its members need the sample at hand
+    // only), but judged sample by sample no two samples in a row looked like a loop after the
+    // shut, and escalation waited for settle. Over the span, rx is 2x tx: a loop going on.
+    const base = kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'] });
+    const load: LoadFn = (port, tMs, down) => {
+      const l = base.load(port, tMs, down);
+      if (!down.has('up1') || port === 'vm1') return l;
+      const odd = Math.round(tMs) % 2 === 1;
+      return odd ? { ...l, rxPps: 1.6 * l.rxPps, bcastPps: 1.6 * l.bcastPps, txPps: 0.3 * l.txPps } : l;
+    };
+    const r = fastStopLoop({ ...base, load }, 20, 300, true);
+    expect(r.commands.map((c) => `${c.kind}:${c.port}`)).toEqual(['link-down:up1', 'link-down:up2']);
+    expect(r.commands[1]!.tMs - r.landed[0]!).toBeCloseTo(0, 6);
+    expect(r.commands[1]!.tMs - r.landed[0]!).toBeLessThan(SETTLE);
+  });
 });
