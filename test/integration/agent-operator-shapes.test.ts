@@ -17,7 +17,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setSwitchLoop, splitByVeth, splitByVm, tapOnBridge, unnamedGuest, victimHost } from '../../scripts/lab/operator-shapes.js';
 import { startObserver } from '../../scripts/lab/observer.js';
-import { inject, wave } from '../../scripts/lab/traffic.js';
+import { flood, inject, wave } from '../../scripts/lab/traffic.js';
 import { ns, run } from '../../scripts/lab/exec.js';
 import type { CounterSeries } from '../../scripts/lab/analyze.js';
 import { downHostPorts } from '../../scripts/lab/scenario.js';
@@ -137,7 +137,7 @@ describe('loop shapes beyond the first lab', () => {
     expect((r.stats.quietAtNs! - r.tInjectNs) / 1e6).toBeLessThan(OBSERVE_MS);
   });
 
-  it('ordinary traffic through an unnamed tap trips nothing; status shows the tap as observed, not named', async () => {
+  it('ordinary traffic through an unnamed tap trips nothing, its full-speed flood is reported, never shut; status shows the tap as observed', async () => {
     // A DHCP server on the unnamed myvm0 answering a PXE wave from vm1 with broadcast OFFERs
     // (rx ≈ tx on both ports, the exchange agent-benign-waves once saw shut as a loop), a
     // vMotion-style RARP wave and a 3000 pps broadcast burst from it: nothing may be shut or told.
@@ -167,6 +167,20 @@ describe('loop shapes beyond the first lab', () => {
     expect(s.answered ?? 0).toBeGreaterThanOrEqual(3600); // the exchange really ran both ways through myvm0
     expect(events).toEqual([]);
     expect(await downHostPorts(lab)).toEqual(['up2']); // down by the lab itself (loop open)
+
+    // The same unnamed tap flooding at full speed: reported by name (the operator learns which
+    // port no rule names floods), never shut, and its end said once, ~2 s after it stops.
+    const f = await flood(lab, 'vmC', 'eth0', { duration: 1 });
+    const ended = await a.waitFor((l) => l.msg === 'ended' && l.port === 'myvm0', 5000);
+    const after = readJournalStrict(a.stateDir).filter((e) => e.event !== 'start');
+    console.log(`[operator-shapes unnamed-guest] flood sent ${f.sent}; events=${JSON.stringify(after.map((e) => [e.event, e.port, e.reason]))}`);
+    expect(f.sent).toBeGreaterThan(20_000);
+    expect(eventsOf(after, 'trip')).toEqual([]);
+    const told = eventsOf(after, 'flood-observed', 'myvm0');
+    expect(told).toHaveLength(1);
+    expect(String(told[0]!.reason)).toMatch(/^flood from myvm0, which is not named by the policy \(observed only\): reported, not acted on/);
+    expect(ended.of).toBe('flood-observed');
+    expect(await downHostPorts(lab)).toEqual(['up2']);
   });
 
   it('a victim host (one uplink, the loop elsewhere): does not shut its only uplink, reports the flood', async () => {

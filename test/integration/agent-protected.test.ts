@@ -57,12 +57,17 @@ describe('protected loop members (kvm)', () => {
       expect(seen.length).toBeGreaterThanOrEqual(1);
       expect(String(seen[0]!.reason)).toMatch(/every member is protected/);
       expect(await downHostPorts(lab)).toEqual(['up2']); // the hand break, nothing else
-      // The condition's end is said once, 2 s after the last verdict, with how long it lasted.
-      const ended = await agent.waitFor((l) => l.msg === 'ended' && l.port === lab.bridge, 5000);
+      console.log(`[agent-protected both] flood-observed: ${journal.filter((l) => l.event === 'flood-observed').map((l) => `${String(l.port)}: ${String(l.reason)}`).join(' / ')}`);
+      // The condition's end is said once, 2 s after the last verdict, with how long it lasted (the
+      // hand break's own `ip link set down` can take seconds under the storm, so not how short).
+      const ended = await agent.waitFor((l) => l.msg === 'ended' && l.port === lab.bridge, 8000);
       expect(ended.of).toBe('flood-observed');
       expect(Number(ended.lastedMs)).toBeGreaterThan(100);
-      expect(Number(ended.lastedMs)).toBeLessThan(3000);
-      console.log(`[agent-protected both] flood-observed: ${journal.filter((l) => l.event === 'flood-observed').map((l) => `${String(l.port)}: ${String(l.reason)}`).join(' / ')}`);
+      const after = readJournalStrict(agent.stateDir);
+      const endLines = eventsOf(after, 'ended', lab.bridge);
+      expect(endLines).toHaveLength(1);
+      const lastSeen = eventsOf(after, 'flood-observed', lab.bridge).pop()!;
+      expect(Date.parse(String(endLines[0]!.ts))).toBeGreaterThan(Date.parse(String(lastSeen.ts)));
     } finally {
       cancel();
       await agent?.stop('SIGTERM');
