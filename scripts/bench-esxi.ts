@@ -34,7 +34,7 @@ import { startObserver } from './lab/observer.js';
 import { stormStats } from './lab/analyze.js';
 import { readLinkStats } from './lab/counters.js';
 import { run } from './lab/exec.js';
-import { startCapture, traceLine, traceOn, type StormTrace } from './lab/esxi/trace.js';
+import { settledQuiet, startCapture, traceLine, traceOn, type StormTrace } from './lab/esxi/trace.js';
 import { fmt, summary } from './lab/stats.js';
 import { clockTicksPerSecond, descendants, readCmdline, readProcMem, readProcStat } from './lab/proc.js';
 
@@ -317,7 +317,7 @@ interface Storm {
   msToUnheardHostCut: number;
   /** Injection to the last frame at prod's eth0 before 20 ms of silence (observer, 1 ms polls). */
   msToQuiet: number;
-  /** The same, but the 20 ms of silence must be followed by fewer than SETTLE_FRAMES frames in SETTLE_MS (settledQuietMs). */
+  /** The same, but the 20 ms of silence must be followed by fewer than 100 frames in 500 ms (trace.ts settledQuiet). */
   msToQuietSettled: number;
   framesLeaked: number;
   cut: string[];
@@ -424,7 +424,7 @@ async function storm(lab: EsxiLab, agent: AgentHandle, sampleMs: number, n: numb
     actionMs: action?.durationMs ?? NaN,
     msToHostCut: action?.origin?.fuse ? action.origin.fuse.wallMs - wallT0 : NaN,
     msToQuiet: st.quietAtNs === null ? NaN : (st.quietAtNs - t0) / 1e6,
-    msToQuietSettled: settledQuietMs(series, t0),
+    msToQuietSettled: settledQuiet(series, t0).ms,
     framesLeaked: st.framesLeaked ?? NaN,
     cut,
     escalations,
@@ -506,35 +506,6 @@ async function measureCost(lab: EsxiLab, agent: AgentHandle, sampleMs: number | 
     inventoryReread: Math.abs(readAt1 - readAt0) > 100,
     warnings: agent.logs.filter((l) => Number(l.level) >= 40).map((l) => String(l.msg)),
   };
-}
-
-/** A lull in a storm's first round trips is not its end; a trickle of flooded unicast after it is not the storm. */
-const SETTLE_FRAMES = 100;
-const SETTLE_MS = 500;
-/**
- * Pure: ms from tInjectNs to the last frame at prod before 20 ms of silence that is followed by
- * fewer than SETTLE_FRAMES frames in SETTLE_MS. The bench's own quiet (stormStats) takes the first
- * 20 ms of silence: with --trace it fell before the cut had landed in 2 of 5 storms (4 and 46 ms,
- * the storm went on to 166 and 207 ms at prod).
- */
-function settledQuietMs(s: { t: readonly number[]; c: readonly number[] }, tInjectNs: number): number {
-  const n = s.t.length;
-  let b = 0;
-  while (b < n && (s.t[b] as number) < tInjectNs) b++;
-  for (let j = b + 1; j < n; j++) {
-    const cj = s.c[j] as number;
-    if (cj === (s.c[j - 1] as number)) continue; // not a frame
-    const tj = s.t[j] as number;
-    let m = j;
-    while (m < n && (s.t[m] as number) - tj < 20e6) m++;
-    if (m >= n) break;
-    if ((s.c[m] as number) !== cj) continue;
-    let k = m;
-    while (k < n - 1 && (s.t[k] as number) - tj < (20 + SETTLE_MS) * 1e6) k++;
-    if ((s.t[k] as number) - tj < (20 + SETTLE_MS) * 1e6) break; // observation ended first: not known
-    if ((s.c[k] as number) - cj < SETTLE_FRAMES) return (tj - tInjectNs) / 1e6;
-  }
-  return NaN;
 }
 
 /** --trace: p50 / max of each step, from the one before (ms), over the storms the fuse cut. */
@@ -621,7 +592,7 @@ function referenceReport(refs: ReferenceRun[], all: Storm[]): string[] {
     const rs = refs.filter((r) => r.kind === kind);
     if (rs.length === 0) continue;
     const pm = (xs: number[]): string => `${fmt(summary(xs).p50, 1)} / ${fmt(summary(xs).max, 1)}`.padEnd(17);
-    lines.push(`${kind.padEnd(19)} ${String(rs.length).padStart(6)}  ${pm(rs.map((r) => r.msToDecision)).slice(0, 15)} ${pm(rs.map((r) => r.cutMs))} ${pm(rs.map((r) => r.msToQuiet))} ${fmt(summary(rs.map((r) => r.framesLeaked)).p50, 0).padStart(17)}   ${[...new Set(rs.flatMap((r) => r.shut))].join(',') || 'nothing'}`);
+    lines.push(`${kind.padEnd(19)} ${String(rs.length).padStart(6)}  ${pm(rs.map((r) => r.msToDecision)).slice(0, 15)} ${pm(rs.map((r) => r.cutMs))} ${pm(rs.map((r) => r.msToQuiet))} ${fmt(summary(rs.map((r) => r.framesLeaked)).p50, 0).padStart(17)}   ${[...new Set(rs.flatMap((r) => r.shut))].join(',') || 'nothing'}; settled quiet ${pm(rs.map((r) => r.msToQuietSettled)).trim()}`);
   }
   const warm = all.filter((r) => !r.cold);
   const p50 = (xs: number[]): number => summary(xs).p50;
@@ -631,6 +602,8 @@ function referenceReport(refs: ReferenceRun[], all: Storm[]): string[] {
     const ref = p50(refs.filter((r) => r.kind === kind).map(f));
     return Number.isFinite(ref) && ref > 0 ? `${fmt(x / ref, 2)}x` : '-';
   };
+  const settled = p50(warm.map((r) => r.msToQuietSettled));
+  lines.push(`settled quiet (20 ms of silence, then < 100 frames in 500 ms): the agent ${fmt(settled, 0)} ms = ${ratio('near-limit', (r) => r.msToQuietSettled, settled)} near-limit, ${ratio('near-limit-vimcmd', (r) => r.msToQuietSettled, settled)} near-limit with vim-cmd, ${ratio('storm-control', (r) => r.msToQuietSettled, settled)} storm-control`);
   lines.push(`the agent (warm p50): quiet ${fmt(quiet, 0)} ms = ${ratio('near-limit', (r) => r.msToQuiet, quiet)} near-limit, ${ratio('near-limit-vimcmd', (r) => r.msToQuiet, quiet)} near-limit with vim-cmd; frames ${fmt(frames, 0)} = ${ratio('storm-control', (r) => r.framesLeaked, frames)} of storm-control's`);
   return lines;
 }
@@ -703,7 +676,7 @@ try {
     for (let i = 1; i <= n; i++) {
       const r = await referenceStorm(l, kind, kind === 'storm-control' ? guardMs : 1500, levelPps);
       refs.push(r);
-      process.stderr.write(`${kind} ${i}/${n}: decided ${fmt(r.msToDecision, 1)} ms, cut call ${fmt(r.cutMs, 1)} ms, quiet ${fmt(r.msToQuiet, 0)} ms, ${fmt(r.framesLeaked, 0)} frames, shut ${r.shut.join(',') || 'nothing'}${kind === 'storm-control' ? ` (level ${levelPps} pps)` : ''}${r.error ? ` (no result: ${r.error})` : ''}\n`);
+      process.stderr.write(`${kind} ${i}/${n}: decided ${fmt(r.msToDecision, 1)} ms, cut call ${fmt(r.cutMs, 1)} ms, quiet ${fmt(r.msToQuiet, 0)} ms (settled ${fmt(r.msToQuietSettled, 0)}), ${fmt(r.framesLeaked, 0)} frames, shut ${r.shut.join(',') || 'nothing'}${kind === 'storm-control' ? ` (level ${levelPps} pps)` : ''}${r.error ? ` (no result: ${r.error})` : ''}\n`);
       await sleep(500);
     }
   }

@@ -19,6 +19,7 @@ import { startObserver } from '../observer.js';
 import type { StormControlResult } from '../storm-control.js';
 import { inject } from '../traffic.js';
 import { readInventory } from './inventory.js';
+import { settledQuiet } from './trace.js';
 import { closeLoop, openLoop, standinArgv, standinLocalArgv, type EsxiLab } from './lab.js';
 
 export const REFERENCES = ['near-limit', 'near-limit-vimcmd', 'storm-control'] as const;
@@ -27,6 +28,8 @@ export type EsxiReference = (typeof REFERENCES)[number];
 export interface ReferenceRun {
   kind: EsxiReference;
   msToQuiet: number;
+  /** 20 ms of silence at prod followed by fewer than 100 frames in 500 ms (trace.ts settledQuiet). */
+  msToQuietSettled: number;
   framesLeaked: number;
   /** Injection to the decision (second hot sample, or the interval end that shut). */
   msToDecision: number;
@@ -102,13 +105,15 @@ export async function referenceStorm(lab: EsxiLab, kind: EsxiReference, observeM
     }
     // A reference that ends without its result line still leaves the storm's figures at prod.
     const res = await proc.stop().catch((err: unknown) => ((error = (err as Error).message.slice(0, 300)), null));
-    const st = stormStats((await obs.stop()).eth0 ?? { t: [], c: [] }, t0);
+    const series = (await obs.stop()).eth0 ?? { t: [], c: [] };
+    const st = stormStats(series, t0);
     const cuts = res === null ? [] : 'cut' in res ? res.cut : res.shut.map((s) => ({ port: s.port, tNs: s.tNs, tDoneNs: s.tDoneNs, ok: s.ok }));
     const shut = cuts.filter((c) => c.ok).map((c) => c.port);
     const first = cuts[0];
     return {
       kind,
       msToQuiet: st.quietAtNs === null ? NaN : (st.quietAtNs - t0) / 1e6,
+      msToQuietSettled: settledQuiet(series, t0).ms,
       framesLeaked: st.framesLeaked ?? NaN,
       msToDecision: first ? (first.tNs - t0) / 1e6 : NaN,
       cutMs: first ? (first.tDoneNs - first.tNs) / 1e6 : NaN,

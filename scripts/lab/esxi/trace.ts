@@ -137,3 +137,34 @@ export function traceLine(decidedMs: number, quietMs: number, tr: StormTrace): s
   const a = tr.afterCut;
   return `trace: decided ${f(decidedMs)}; ${steps}; quiet ${f(quietMs)}; at prod: last broadcast ${f(tr.lastBroadcastMs)}, last frame ${f(tr.lastFrameMs)}; after ip done: ${a.broadcast} broadcast (last ${f(a.lastBroadcastMs)}), ${a.other} other${a.otherKinds.length ? ` [${a.otherKinds.join('; ')}]` : ''}`;
 }
+
+/** A lull in a storm's first round trips is not its end; a trickle of flooded unicast after it is not the storm. */
+const SETTLE_FRAMES = 100;
+const SETTLE_MS = 500;
+/**
+ * Pure: the last frame at prod before 20 ms of silence that is followed by fewer than
+ * SETTLE_FRAMES frames in SETTLE_MS (ms from tInjectNs, and frames from the first one to it). The
+ * bench's own quiet (analyze.ts stormStats) takes the first 20 ms of silence: with --trace it fell
+ * before the cut had landed in 2 of 5 storms (4 and 46 ms; the storm went on to 166 and 207 ms at
+ * prod), and a storm-control baseline showed quiet at 59 ms while it shut at 383 ms.
+ */
+export function settledQuiet(s: { t: readonly number[]; c: readonly number[] }, tInjectNs: number): { ms: number; frames: number } {
+  const n = s.t.length;
+  let b = 0;
+  while (b < n && (s.t[b] as number) < tInjectNs) b++;
+  const base = b > 0 ? (s.c[b - 1] as number) : (s.c[0] ?? 0);
+  for (let j = b + 1; j < n; j++) {
+    const cj = s.c[j] as number;
+    if (cj === (s.c[j - 1] as number)) continue; // not a frame
+    const tj = s.t[j] as number;
+    let m = j;
+    while (m < n && (s.t[m] as number) - tj < 20e6) m++;
+    if (m >= n) break;
+    if ((s.c[m] as number) !== cj) continue;
+    let k = m;
+    while (k < n - 1 && (s.t[k] as number) - tj < (20 + SETTLE_MS) * 1e6) k++;
+    if ((s.t[k] as number) - tj < (20 + SETTLE_MS) * 1e6) break; // observation ended first: not known
+    if ((s.c[k] as number) - cj < SETTLE_FRAMES) return { ms: (tj - tInjectNs) / 1e6, frames: cj - base };
+  }
+  return { ms: NaN, frames: NaN };
+}
