@@ -5,7 +5,7 @@
 // Every storm is bounded: after observeMs the loop is opened by hand whatever the agent did.
 import { run, ns } from './exec.js';
 import { assertIfName } from './names.js';
-import { inject, type InjectOptions } from './traffic.js';
+import { armInject, type ArmedInject, type InjectOptions } from './traffic.js';
 import { startObserver } from './observer.js';
 import { stormStats, type CounterSeries, type StormStats } from './analyze.js';
 import { downHostPorts, loopStillClosed, openLoop } from './scenario.js';
@@ -27,19 +27,32 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /**
  * One frame from vm1 (any send.py frame), observed at `at` (prod beyond the switch by default;
  * mgmt on the host bridge when prod also receives other traffic) for observeMs, then the loop
- * opened by hand if still closed.
+ * opened by hand if still closed. The observer and the sender are started first, then `before`
+ * runs (e.g. background traffic; its time is added to the observation), then the frame leaves
+ * through the armed sender: under a CPU-bound background no process start delays it.
  */
-export async function frameStorm(lab: Lab, agent: AgentHandle, frame: InjectOptions, observeMs: number, at: 'prod' | 'mgmt' = 'prod'): Promise<FrameStorm> {
-  const seen = agent.logs.length;
-  const obs = await startObserver(lab.ns[at], ['eth0'], observeMs + 2000);
+export async function frameStorm(
+  lab: Lab,
+  agent: AgentHandle,
+  frame: InjectOptions,
+  observeMs: number,
+  o: { at?: 'prod' | 'mgmt'; before?: () => Promise<void>; beforeMs?: number } = {},
+): Promise<FrameStorm> {
+  const obs = await startObserver(lab.ns[o.at ?? 'prod'], ['eth0'], observeMs + (o.beforeMs ?? 0) + 4000);
   let prod: CounterSeries;
   let tInjectNs = 0;
   let downAtEnd: string[] = [];
   let openedByHand = false;
+  let seen = agent.logs.length;
+  let armed: ArmedInject | null = null;
   try {
-    tInjectNs = (await inject(lab, 'vm1', 'eth0', { ...frame, count: 1 })).tFirstNs;
+    armed = await armInject(lab, 'vm1', 'eth0', { ...frame, count: 1 });
+    await o.before?.();
+    seen = agent.logs.length;
+    tInjectNs = (await armed.fire()).tFirstNs;
     await sleep(observeMs);
   } finally {
+    armed?.disarm();
     downAtEnd = await downHostPorts(lab).catch(() => [] as string[]);
     openedByHand = loopStillClosed(lab, downAtEnd);
     if (openedByHand) await openLoop(lab);

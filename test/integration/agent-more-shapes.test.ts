@@ -24,7 +24,7 @@ import { frameStorm, macOf, pinMac, renameHostPorts, setLabMtu, unpinMac, type F
 import { resetPorts } from '../../scripts/lab/scenario.js';
 import { shapeUplinks, unshapeUplinks } from '../../scripts/lab/shapes.js';
 import { buildLab, linkDown, teardownLab, type Lab } from '../../scripts/lab/topology.js';
-import { inject, type InjectOptions } from '../../scripts/lab/traffic.js';
+import { inject, type InjectOptions, type InjectResult } from '../../scripts/lab/traffic.js';
 import { eventsOf, newStateDir, readJournalStrict, requireBuiltAgent, sleep, stopAgentAndLab, stormGuard, waitForNew } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbsh11-';
@@ -72,13 +72,13 @@ afterAll(() => stopAgentAndLab(agent, PREFIX));
 const evTNs = (t: Record<string, unknown>) => (t.evidence as { tNs: number }).tNs;
 
 /** One storm of `frame`; then every tripped port restored and every host port up for the next one. */
-async function storm(tag: string, frame: InjectOptions, at: 'prod' | 'mgmt' = 'prod'): Promise<{ r: FrameStorm; trips: Array<Record<string, unknown>>; verdictMs: number }> {
+async function storm(tag: string, frame: InjectOptions, o: Parameters<typeof frameStorm>[4] = {}): Promise<{ r: FrameStorm; trips: Array<Record<string, unknown>>; verdictMs: number }> {
   const a = agent!;
   const seen = readJournalStrict(a.stateDir).length;
-  const cancel = stormGuard(lab, 5000);
+  const cancel = stormGuard(lab, 5000 + (o.beforeMs ?? 0));
   let r: FrameStorm;
   try {
-    r = await frameStorm(lab, a, frame, OBSERVE_MS, at);
+    r = await frameStorm(lab, a, frame, OBSERVE_MS, o);
   } finally {
     cancel();
   }
@@ -184,20 +184,24 @@ describe('a loop that starts under heavy legitimate unicast', () => {
     ];
     for (const [n, mac, port] of pins) await pinMac(n, mac, port);
     const a = agent!;
-    const seen = readJournalStrict(a.stateDir).length;
     try {
       const stream = { kind: 'unicast', pps: 20_000, duration: 2 } as const;
-      const toVm = inject(lab, 'prod', 'eth0', { ...stream, dstMac: vm1 });
-      const toProd = inject(lab, 'vm1', 'eth0', { ...stream, dstMac: prod });
+      let toVm: Promise<InjectResult> | null = null;
+      let toProd: Promise<InjectResult> | null = null;
       try {
-        await sleep(700); // the stream alone first: nothing may trip
-        const quiet = eventsOf(readJournalStrict(a.stateDir).slice(seen), 'trip');
-        expect(quiet).toEqual([]);
-        // The loop's frame comes from a MAC no bridge pinned (vm1's own is pinned on br0).
-        const { r, trips } = await storm('under-unicast', { kind: 'broadcast', srcMac: '02:77:00:00:0b:0b' }, 'mgmt');
+        // The loop's frame comes from a MAC no bridge pinned (vm1's own is pinned on br0). The
+        // stream runs alone first (its senders busy-wait a core each): nothing may trip.
+        const before = async () => {
+          const seen = readJournalStrict(a.stateDir).length;
+          toVm = inject(lab, 'prod', 'eth0', { ...stream, dstMac: vm1 });
+          toProd = inject(lab, 'vm1', 'eth0', { ...stream, dstMac: prod });
+          await sleep(700);
+          expect(eventsOf(readJournalStrict(a.stateDir).slice(seen), 'trip')).toEqual([]);
+        };
+        const { r, trips } = await storm('under-unicast', { kind: 'broadcast', srcMac: '02:77:00:00:0b:0b' }, { at: 'mgmt', before, beforeMs: 700 });
         expectUp1Cut(r, trips);
       } finally {
-        const [x, y] = await Promise.all([toVm, toProd]);
+        const [x, y] = await Promise.all([toVm ?? Promise.resolve({ sent: 0 }), toProd ?? Promise.resolve({ sent: 0 })]);
         console.log(`[more-shapes under-unicast] stream sent ${x.sent} prod->vm1, ${y.sent} vm1->prod`);
         // The stream ran through the storm, at its rate, or this case measured nothing of its point.
         expect(x.sent).toBeGreaterThan(20_000);
