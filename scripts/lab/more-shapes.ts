@@ -110,3 +110,9 @@ export async function setLabMtu(lab: Lab, mtu: number): Promise<void> {
   ];
   for (const [n, dev] of links) await run(ns(n, ['ip', 'link', 'set', 'dev', assertIfName(dev), 'mtu', String(mtu)]));
 }
+
+/** Delete a host uplink added by addUplink (its switch-side peer goes with it). */
+export async function removeUplink(lab: Lab, name: string): Promise<Lab> {
+  await run(ns(lab.ns.host, ['ip', 'link', 'del', 'dev', assertIfName(name)]));
+  return { ...lab, loopPorts: lab.loopPorts.filter((p) => p !== name), hostPorts: lab.hostPorts.filter((p) => p !== name) };
+}

@@ -20,9 +20,9 @@ export async function addUplink(lab: Lab, name: string, peer: string): Promise<L
   return { ...lab, loopPorts: [...lab.loopPorts, name], hostPorts: [...lab.hostPorts, name] };
 }
 
-/** The switch-side peer of a kvm uplink: up1 <-> sw1. */
+/** The switch-side peer of a kvm uplink: up1 <-> sw1 (also under a VLAN subinterface's name, up1.100). */
 export function switchPeer(port: string): string {
-  const m = /^up(\d+)$/.exec(port);
+  const m = /^up(\d+)(?:\.\d+)?$/.exec(port);
   if (!m) throw new Error(`${port} is not a kvm uplink`);
   return `sw${m[1]}`;
 }

@@ -10,6 +10,8 @@
 //    loop open): nothing may trip;
 //  - a loop that starts while a legitimate unicast stream runs both ways through the uplinks
 //    (20k frames/s each way to MACs pinned in both bridges, so the stream is never flooded);
+//  - three uplinks into one switch, shaped to 10 Mbit/s, 1500-byte frames (one shut is not
+//    enough: two must go, the second by escalation);
 //  - uplinks renamed as VLAN subinterfaces are (up1.100, up2.100), named by a glob, with a
 //    VLAN-100 tagged loop. (This kernel has no 8021q, bonding or bridge vlan_filtering, so real
 //    VLAN devices and bonds cannot be built here; the names and the tagged frames can.)
@@ -20,9 +22,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
-import { frameStorm, macOf, pinMac, renameHostPorts, setLabMtu, unpinMac, type FrameStorm } from '../../scripts/lab/more-shapes.js';
+import { frameStorm, macOf, pinMac, removeUplink, renameHostPorts, setLabMtu, unpinMac, type FrameStorm } from '../../scripts/lab/more-shapes.js';
 import { resetPorts } from '../../scripts/lab/scenario.js';
-import { shapeUplinks, unshapeUplinks } from '../../scripts/lab/shapes.js';
+import { addUplink, shapeUplinks, unshapeUplinks } from '../../scripts/lab/shapes.js';
 import { buildLab, linkDown, teardownLab, type Lab } from '../../scripts/lab/topology.js';
 import { inject, type InjectOptions, type InjectResult } from '../../scripts/lab/traffic.js';
 import { eventsOf, newStateDir, readJournalStrict, requireBuiltAgent, sleep, stopAgentAndLab, stormGuard, waitForNew } from '../helpers/agent-lab.js';
@@ -209,6 +211,27 @@ describe('a loop that starts under heavy legitimate unicast', () => {
       }
     } finally {
       for (const [n, mac, port] of pins) await unpinMac(n, mac, port);
+    }
+  });
+});
+
+describe('three uplinks over a slow link', () => {
+  it('1500-byte broadcasts over three 10 Mbit/s uplinks: two of them shut (one is not enough), the loop goes quiet', async () => {
+    lab = await addUplink(lab, 'up3', 'sw3');
+    await shapeUplinks(lab, lab.loopPorts, 10);
+    await sleep(1500); // the agent's port rescan (1 s) finds up3
+    try {
+      const { r, trips } = await storm('slow-3up-10mbit-1500B', { kind: 'broadcast', size: 1500 });
+      expect(r.stats.firstFrameNs).not.toBeNull();
+      expect(r.downAtEnd).toHaveLength(2);
+      for (const p of r.downAtEnd) expect(lab.loopPorts).toContain(p);
+      expect([...trips.map((t) => String(t.port))].sort()).toEqual(r.downAtEnd);
+      expect(r.openedByHand).toBe(false);
+      expect(r.stats.quietAtNs).not.toBeNull();
+      expect((r.stats.quietAtNs! - r.tInjectNs) / 1e6).toBeLessThan(OBSERVE_MS);
+    } finally {
+      await unshapeUplinks(lab, lab.loopPorts);
+      lab = await removeUplink(lab, 'up3');
     }
   });
 });
