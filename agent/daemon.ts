@@ -124,7 +124,7 @@ function wirePipeline(b: Base) {
     stopped: isStopped,
   });
 
-  const rescan = (): void => rescanLocal(sampling.local, policy(), watched, log);
+  const rescan = (): void => rescanLocal(sampling.local, policy(), watched, log, sampling.portsListed);
   function applied(p: Policy): void {
     sampling.followPolicy(p, watched);
     try {

@@ -1,10 +1,11 @@
 import type { Logger } from '../log.js';
-import type { CounterReader, Policy, TickSource } from '../types.js';
+import type { CounterReader, Policy, PortInfo, TickSource } from '../types.js';
 import { createSysfsSource } from '../sources/sysfs.js';
 import { createPacketSource, loadPacketAddon, type PacketAddon } from '../sources/packet.js';
 import { createLocalSource, type LocalSource } from '../sources/local.js';
 import { createFdbSource, type FdbSource } from '../sources/fdb.js';
 import { createTripwire, type Tripwire } from '../sources/tripwire.js';
+import { createRenameWatch } from './ports.js';
 
 // What this host measures itself: sysfs counters always; broadcast counting and the tripwire
 // when the native addon loads (without it the agent still runs, on total rx rates, idle capped
@@ -17,6 +18,8 @@ export interface LocalSampling {
   followPolicy(p: Policy, into: { add(s: TickSource): void; remove(s: TickSource): void }): void;
   /** SCHED_FIFO for this thread and the tripwire's, as the policy asks; the tripwire or null. */
   startTripwire(onFrame: () => void, realtimePriority: number): Tripwire | null;
+  /** The watched ports as now listed: a port renamed since restarts the FDB monitor (see FdbSource.restart). */
+  portsListed(infos: readonly PortInfo[]): void;
   /** What measures here, for status (sysfs, packet, fdb, tripwire). */
   ids(): string[];
   /** The tripwire and the FDB monitor (the registry closes the rest). */
@@ -35,12 +38,19 @@ export function startLocalSampling(log: Logger, startNs: number, now: () => numb
   }
   let fdb: FdbSource | null = null;
   let tripwire: Tripwire | null = null;
+  const renames = createRenameWatch();
   return {
     local: createLocalSource(readers, startNs),
     broadcastCounting: !('error' in addon),
     followPolicy(p, into) {
       if (p.fdb.enabled && !fdb) into.add((fdb = createFdbSource({ now, warn: warn('fdb'), realtimePriority: p.sampling.realtimePriority, ...(onMove ? { onMove } : {}) })));
       else if (!p.fdb.enabled && fdb) (into.remove(fdb), fdb.close(), (fdb = null));
+    },
+    portsListed(infos) {
+      const renamed = renames(infos);
+      if (renamed.length === 0 || !fdb) return;
+      log.info({ component: 'fdb', renamed }, 'ports renamed: restarting bridge monitor fdb (it keeps the names it started with)');
+      fdb.restart();
     },
     startTripwire(onFrame, prio) {
       if ('error' in addon) return null;

@@ -1,5 +1,5 @@
 import type { Logger } from '../log.js';
-import type { PortPolicy, PortRates, Policy, TickFrame, TickSource } from '../types.js';
+import type { PortInfo, PortPolicy, PortRates, Policy, TickFrame, TickSource } from '../types.js';
 import { bridgeMembers, listInterfaceNames, listInterfaces } from '../host/interfaces.js';
 import { resolvePorts } from '../policy/match.js';
 import { observedNames, observedPort } from '../policy/observed.js';
@@ -110,7 +110,7 @@ export function createWatchedPorts(now: () => number): WatchedPorts {
  * List the host's interfaces, resolve them against the policy, hand them to the local source
  * and re-merge (every second, and at once after a reload). A changed set is logged.
  */
-export function rescanLocal(local: LocalSource, policy: Policy, watched: WatchedPorts, log: Logger): void {
+export function rescanLocal(local: LocalSource, policy: Policy, watched: WatchedPorts, log: Logger, listed?: (infos: readonly PortInfo[]) => void): void {
   const named = resolvePorts(policy, listInterfaceNames());
   const infos = listInterfaces(undefined, (name) => named.has(name));
   // The unnamed ports of every bridge a watched port is on: read, never acted on (policy/observed.ts).
@@ -127,9 +127,36 @@ export function rescanLocal(local: LocalSource, policy: Policy, watched: Watched
   const changed = local.watch(infos, resolved);
   watched.merge();
   if (!changed) return;
+  listed?.(local.infos());
   const list = local.infos().filter((p) => named.has(p.name)).map((p) => ({ port: p.name, bridge: p.bridge, role: named.get(p.name)?.role }));
   const observed = local.infos().filter((p) => !named.has(p.name)).map((p) => ({ port: p.name, bridge: p.bridge }));
   log.info({ component: 'ports', watched: list, ...(observed.length > 0 ? { observedNotNamed: observed } : {}), ...changed }, 'watched ports changed');
+}
+
+export interface Rename {
+  ifindex: number;
+  from: string;
+  to: string;
+}
+
+/**
+ * Remembers each listed port's name by ifindex and says which came back under a new name (an
+ * `ip link set p1 name p1x` while the agent runs). Pure apart from its own map, bounded.
+ */
+export function createRenameWatch(max = 4096): (infos: readonly PortInfo[]) => Rename[] {
+  const known = new Map<number, string>();
+  return (infos) => {
+    const out: Rename[] = [];
+    for (const p of infos) {
+      const was = known.get(p.ifindex);
+      if (was !== undefined && was !== p.name) out.push({ ifindex: p.ifindex, from: was, to: p.name });
+      if (was !== p.name) {
+        if (known.size >= max && was === undefined) known.clear();
+        known.set(p.ifindex, p.name);
+      }
+    }
+    return out;
+  };
 }
 
 /** The lowest falling edge of any watched port: below it, nothing is worth a fast look. */

@@ -8,6 +8,12 @@ import { stderrCondition } from './stderr-condition.js';
 // when it exits, killed whole on close. One place for what both monitors need.
 
 export interface LineChild {
+  /**
+   * Kill the running child and start a fresh one now (no backoff, no warning): what it cached at
+   * start (e.g. ifindex -> name) is out of date. Lines the old child still had buffered are
+   * dropped. No-op while a restart after an exit is pending (that one starts fresh anyway).
+   */
+  restart(): void;
   close(): void;
 }
 
@@ -45,6 +51,7 @@ export function superviseLines(opts: {
     if (c.pid !== undefined && (opts.realtimePriority ?? 0) > 0) raisePriority(c.pid, opts.realtimePriority!, opts.name, opts.warn);
     c.stdout!.setEncoding('utf8');
     c.stdout!.on('data', (chunk: string) => {
+      if (child !== c) return; // replaced by restart()
       backoffMs = 100;
       const lines = (rest + chunk).split('\n');
       rest = lines.pop() ?? '';
@@ -55,6 +62,7 @@ export function superviseLines(opts: {
     c.stderr!.on('data', (d: string) => stderr.chunk(d));
     c.on('error', (err) => opts.warn?.({ err: err.message }, `${opts.name} failed to start`));
     c.on('exit', (code, signal) => {
+      if (child !== c) return; // replaced by restart()
       child = null;
       stderr.flush();
       if (closed) return;
@@ -67,6 +75,14 @@ export function superviseLines(opts: {
   start();
 
   return {
+    restart() {
+      const old = child;
+      if (closed || !old) return;
+      child = null;
+      killGroup(old, 'SIGTERM');
+      opts.onExit?.();
+      start();
+    },
     close() {
       closed = true;
       if (child) killGroup(child, 'SIGTERM');

@@ -62,6 +62,13 @@ export interface FdbSource extends TickSource {
   drain(): readonly FdbMove[];
   /** Moves dropped (the oldest) because the buffer was full, since start. */
   readonly dropped: number;
+  /**
+   * Start a fresh monitor now: `bridge monitor fdb` resolves ifindex -> name once, at its start,
+   * and prints a port renamed afterwards under its OLD name (checked by hand: 'dev p1' after
+   * 'ip link set p1 name p1x'), so a flap through renamed ports would land on ports that no
+   * longer exist. Where each MAC was is forgotten too (it was under the old names).
+   */
+  restart(): void;
   close(): void;
 }
 
@@ -88,7 +95,7 @@ export function createFdbSource(opts: {
   let buf: FdbMove[] = [];
   let spare: FdbMove[] = [];
   let dropped = 0;
-  const track = createMoveTracker();
+  let track = createMoveTracker();
   // Where the bridge learns, a loop through the port flaps the circling frames' source MACs
   // (they arrive from both directions): the detector then asks for that flap rather than take
   // rx ≈ tx alone for a loop (a DHCP server answering a PXE wave is rx ≈ tx too). Forgotten
@@ -151,6 +158,10 @@ export function createFdbSource(opts: {
     drain,
     get dropped() {
       return dropped;
+    },
+    restart() {
+      track = createMoveTracker();
+      child.restart();
     },
     close: () => child.close(),
   };

@@ -243,4 +243,21 @@ describe('uplinks named as VLAN subinterfaces', () => {
     const { r, trips } = await storm('up1.100-vlan100', { kind: 'broadcast', vlan: 100 });
     expectUp1Cut(r, trips, 'up1.100');
   });
+
+  // `bridge monitor fdb` caches ifindex -> name from its start and keeps printing the OLD name
+  // (up1) for a port renamed afterwards: without a fresh monitor the agent saw the MAC flap on
+  // ports that no longer exist and the slow path had no flap (nothing shut); a full-rate loop is
+  // caught by rate (the case above).
+  it('the same renamed uplinks under 10 Mbit/s, 1500-byte broadcasts: shuts up1.100, as a loop', async () => {
+    // The agent restarted its fdb monitor for the renames, saying each once.
+    const said = agent!.logs.filter((l) => l.component === 'fdb' && String(l.msg).startsWith('ports renamed'));
+    expect(said.flatMap((l) => (l.renamed as Array<{ from: string; to: string }>).map((x) => `${x.from}->${x.to}`)).sort()).toEqual(['up1->up1.100', 'up2->up2.100']);
+    await shapeUplinks(lab, lab.loopPorts, 10);
+    try {
+      const { r, trips } = await storm('up1.100-slow-10mbit-1500B', { kind: 'broadcast', size: 1500 });
+      expectUp1Cut(r, trips, 'up1.100');
+    } finally {
+      await unshapeUplinks(lab, lab.loopPorts);
+    }
+  });
 });
