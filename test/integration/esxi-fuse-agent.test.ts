@@ -58,6 +58,22 @@ const isTrip = (l: Line): boolean => l.msg === 'trip';
 const withAgent = (tag: string, policy: string, body: (a: AgentHandle) => Promise<void>): Promise<void> => withAgentIn(newStateDir(tag), policy, body);
 
 /** An agent on `policy` with its state in `stateDir`; the loop opened, the agent stopped and the lab reset on every path. */
+/**
+ * A storm, and the agent's next trip line: listened for BEFORE the storm starts (the trip can come
+ * before startStorm returns, its python sender exiting late with one core busy, and a line logged
+ * before waitForNew is never seen); the storm ends (its guard) whatever happens.
+ */
+async function tripOfStorm(agent: AgentHandle, timeoutMs = 20_000): Promise<{ trip: Line; storm: { t0: number } }> {
+  const tripped = waitForNew(agent, isTrip, timeoutMs);
+  tripped.catch(() => undefined); // awaited below; no unhandled rejection if the storm fails to start
+  const storm = await startStorm();
+  try {
+    return { trip: await tripped, storm };
+  } finally {
+    await storm.done();
+  }
+}
+
 async function withAgentIn(stateDir: string, policy: string, body: (a: AgentHandle) => Promise<void>): Promise<void> {
   const agent = await startAgent(lab.ns.agent, { policy, stateDir });
   try {
@@ -101,20 +117,9 @@ describe('agent with the on-host fuse armed, management in band, uplinks saturat
       await sleep(1000);
       expect(((await agent.ask('status')) as FuseStatusView).esxi[0]!.session.fuse!.samples).toBeGreaterThan(30);
 
-      // Listening before the storm starts: with fuse v4 the trip can be journaled before inject()
-      // returns (its python sender exits late with one core busy), and a line logged before
-      // waitForNew is never seen (the replay case below failed that way in a busy run).
-      const tripped = waitForNew(agent, isTrip, 20_000);
-      tripped.catch(() => undefined); // awaited below; no unhandled rejection if the storm fails to start
-      const storm = await startStorm();
       // The storm is bounded by its guard; the report of the cut crosses the freed path, or, when
       // the agent gave its connection up as stale meanwhile, comes replayed by the next fuse.
-      let trip: Line;
-      try {
-        trip = await tripped;
-      } finally {
-        await storm.done();
-      }
+      const { trip, storm } = await tripOfStorm(agent);
       const cutAtMs = (trip.action as { origin: { fuse: { wallMs: number } } }).origin.fuse.wallMs - storm.t0;
       console.log(`[esxi fuse agent] first frame -> fuse cut on the host ${cutAtMs} ms, -> trip journaled by the agent ${Date.now() - storm.t0} ms`);
       // The fuse cut before the storm guard would have opened the loop (host and agent share this machine's clock).
@@ -166,15 +171,7 @@ describe('agent with the on-host fuse armed, management in band, uplinks saturat
     let port = '';
     await withAgentIn(stateDir, policy, async (agent) => {
       await agent.waitFor(fuseArmed, 20_000);
-      const tripped = waitForNew(agent, isTrip, 20_000); // before the storm: see the first case
-      tripped.catch(() => undefined);
-      const storm = await startStorm();
-      let trip: Line;
-      try {
-        trip = await tripped;
-      } finally {
-        await storm.done();
-      }
+      const { trip } = await tripOfStorm(agent);
       port = String(trip.port);
       const a = trip.action as { argv: string[]; durationMs: number; origin: { id: string; fuse: { instance: string; version: number; wallMs: number } } };
       expect(await until(() => !fuseEventsText().includes(a.origin.id), 10_000)).toBe(true);
@@ -255,15 +252,7 @@ describe('agent with the on-host fuse armed, management in band, uplinks saturat
         [VNIC_A0, 'bridging-vm'],
         [VNIC_A1, 'bridging-vm'],
       ]);
-      const tripped = waitForNew(agent, isTrip, 20_000);
-      tripped.catch(() => undefined);
-      const storm = await startStorm();
-      let trip: Line;
-      try {
-        trip = await tripped;
-      } finally {
-        await storm.done();
-      }
+      const { trip } = await tripOfStorm(agent);
       expect([VNIC_A0, VNIC_A1]).toContain(trip.port);
       expect((trip.action as { via: string }).via).toBe('esxi-fuse');
       expect(await isUp(lab.ns.esx, trip.port === VNIC_A0 ? 'vnA0' : 'vnA1')).toBe(false);
