@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { run, ns } from '../../scripts/lab/exec.js';
 import { assertIfName } from '../../scripts/lab/names.js';
 import { buildLab, linkDown, listNamespaces, teardownLab, type Lab } from '../../scripts/lab/topology.js';
-import type { AgentHandle } from '../../scripts/lab/agent.js';
+import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 export const CLI = join(REPO, 'dist/agent/cli.js');
@@ -132,6 +132,25 @@ export function waitForNew(agent: AgentHandle, pred: (l: Line) => boolean, timeo
 }
 
 /** afterAll of a file's lab: stop the agent (SIGTERM), tear the labs with `prefix` down whatever happens, and none may be left. */
+/**
+ * A file's kvm lab with one agent in its host namespace (the agent built first; `prepare` runs on
+ * the lab before the agent starts). The lab is torn down if anything fails before the agent runs;
+ * pair it with stopAgentAndLab in afterAll.
+ */
+export async function kvmLabWithAgent(prefix: string, o: { policy: string; stateDir: string; prepare?: (lab: Lab) => Promise<void> }): Promise<{ lab: Lab; agent: AgentHandle }> {
+  requireBuiltAgent();
+  const lab = await buildLab('kvm', prefix);
+  try {
+    await o.prepare?.(lab);
+    const agent = await startAgent(lab.ns.host, { policy: o.policy, stateDir: o.stateDir });
+    await sleep(300);
+    return { lab, agent };
+  } catch (err) {
+    await teardownLab(prefix);
+    throw err;
+  }
+}
+
 export async function stopAgentAndLab(agent: AgentHandle | null | undefined, prefix: string): Promise<void> {
   try {
     await agent?.stop('SIGTERM');

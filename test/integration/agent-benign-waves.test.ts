@@ -17,13 +17,13 @@
 // Every storm is bounded: the control opens the loop by hand once the trip is seen, a guard
 // downs both loop members after 3 s, and the lab is torn down in afterAll.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
+import type { AgentHandle } from '../../scripts/lab/agent.js';
 import { readLinkStats } from '../../scripts/lab/counters.js';
 import { run, ns } from '../../scripts/lab/exec.js';
 import { resetPorts } from '../../scripts/lab/scenario.js';
-import { buildLab, linkDown, linkUp, teardownLab, type Lab } from '../../scripts/lab/topology.js';
+import { linkDown, linkUp, type Lab } from '../../scripts/lab/topology.js';
 import { inject, wave } from '../../scripts/lab/traffic.js';
-import { type Line, newStateDir, removeStateDirs, REPO, requireBuiltAgent, sleep, stopAgentAndLab, stormGuard, waitForNew } from '../helpers/agent-lab.js';
+import { type Line, newStateDir, removeStateDirs, REPO, kvmLabWithAgent, sleep, stopAgentAndLab, stormGuard, waitForNew } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbt-bw-';
 const POLICY = `${REPO}policies/lab-bench.yaml`;
@@ -32,16 +32,8 @@ let lab: Lab;
 let agent: AgentHandle | null = null;
 
 beforeAll(async () => {
-  requireBuiltAgent();
-  lab = await buildLab('kvm', PREFIX);
-  try {
-    await linkDown(lab, 'up2'); // loop open for the benign phases
-    agent = await startAgent(lab.ns.host, { policy: POLICY, stateDir: newStateDir('bw') });
-    await sleep(300);
-  } catch (err) {
-    await teardownLab(PREFIX);
-    throw err;
-  }
+  // The loop open for the benign phases.
+  ({ lab, agent } = await kvmLabWithAgent(PREFIX, { policy: POLICY, stateDir: newStateDir('bw'), prepare: (l) => linkDown(l, 'up2') }));
 });
 
 afterAll(async () => {

@@ -21,13 +21,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
+import type { AgentHandle } from '../../scripts/lab/agent.js';
 import { frameStorm, macOf, pinMac, removeUplink, renameHostPorts, setLabMtu, unpinMac, type FrameStorm } from '../../scripts/lab/more-shapes.js';
 import { resetPorts } from '../../scripts/lab/scenario.js';
 import { addUplink, shapeUplinks, unshapeUplinks } from '../../scripts/lab/shapes.js';
-import { buildLab, linkDown, teardownLab, type Lab } from '../../scripts/lab/topology.js';
+import { linkDown, type Lab } from '../../scripts/lab/topology.js';
 import { inject, type InjectOptions, type InjectResult } from '../../scripts/lab/traffic.js';
-import { eventsOf, newStateDir, readJournalStrict, requireBuiltAgent, sleep, stopAgentAndLab, stormGuard, waitForNew } from '../helpers/agent-lab.js';
+import { eventsOf, newStateDir, readJournalStrict, kvmLabWithAgent, sleep, stopAgentAndLab, stormGuard, waitForNew } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbsh11-';
 const OBSERVE_MS = 600;
@@ -55,18 +55,10 @@ let lab: Lab;
 let agent: AgentHandle | null = null;
 
 beforeAll(async () => {
-  requireBuiltAgent();
-  lab = await buildLab('kvm', PREFIX);
-  try {
-    const dir = newStateDir('more-shapes');
-    const policy = join(dir, 'policy.yaml');
-    writeFileSync(policy, POLICY);
-    agent = await startAgent(lab.ns.host, { policy, stateDir: dir });
-    await sleep(300);
-  } catch (err) {
-    await teardownLab(PREFIX);
-    throw err;
-  }
+  const dir = newStateDir('more-shapes');
+  const policy = join(dir, 'policy.yaml');
+  writeFileSync(policy, POLICY);
+  ({ lab, agent } = await kvmLabWithAgent(PREFIX, { policy, stateDir: dir }));
 });
 
 afterAll(() => stopAgentAndLab(agent, PREFIX));

@@ -15,16 +15,16 @@
 // Every storm is bounded: stormWithAgent opens the loop by hand after observeMs, a guard downs the
 // loop members after 2.5 s, and the lab is torn down in afterAll.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
+import type { AgentHandle } from '../../scripts/lab/agent.js';
 import { resetPorts, stormWithAgent, type StormRun } from '../../scripts/lab/scenario.js';
 import { addUplink, shapeUplinks, unshapeUplinks } from '../../scripts/lab/shapes.js';
-import { buildLab, linkDown, teardownLab, type Lab } from '../../scripts/lab/topology.js';
+import { linkDown, type Lab } from '../../scripts/lab/topology.js';
 import { flood } from '../../scripts/lab/traffic.js';
 import { startObserver } from '../../scripts/lab/observer.js';
 import { stormStats, type CounterSeries } from '../../scripts/lab/analyze.js';
 import { downHostPorts } from '../../scripts/lab/scenario.js';
 import { FLOOD_BURST_FRAMES } from '../../agent/detect/signature.js';
-import { eventsOf, newStateDir, readJournalStrict, REPO, requireBuiltAgent, sleep, stopAgentAndLab, stormGuard, waitForNew } from '../helpers/agent-lab.js';
+import { eventsOf, newStateDir, readJournalStrict, REPO, kvmLabWithAgent, sleep, stopAgentAndLab, stormGuard, waitForNew } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbt-sh-';
 const POLICY = `${REPO}policies/lab-bench.yaml`;
@@ -34,15 +34,7 @@ let lab: Lab;
 let agent: AgentHandle | null = null;
 
 beforeAll(async () => {
-  requireBuiltAgent();
-  lab = await buildLab('kvm', PREFIX);
-  try {
-    agent = await startAgent(lab.ns.host, { policy: POLICY, stateDir: newStateDir('shapes') });
-    await sleep(300);
-  } catch (err) {
-    await teardownLab(PREFIX);
-    throw err;
-  }
+  ({ lab, agent } = await kvmLabWithAgent(PREFIX, { policy: POLICY, stateDir: newStateDir('shapes') }));
 });
 
 afterAll(() => stopAgentAndLab(agent, PREFIX));
