@@ -240,16 +240,11 @@ function handleFuseCut(c: FuseCutContext, cut: FuseCut, replayed: boolean): void
   // trip where the host's inventory, read at this connection, shows the vNIC disconnected; else a
   // `fuse` event (nothing to trip; a call that lands even later leaves a disconnected vNIC the
   // journal does not name: README).
-  const made =
-    cut.outcome === 'cutting'
-      ? vnicConnectedNow(c.inventory, c.host.name, cut.port, false)
-        ? fuseEndedMidCut(c.host.name, cut, c.inventory, fuseSeen(c.policy, c.host, c.rates, cut))
-        : null
-      : fuseCutResult(c.host.name, cut, replayed, c.inventory, fuseSeen(c.policy, c.host, c.rates, cut));
+  const made = cutMade(c, cut, replayed);
   // A cut replayed from while the agent was away, whose vNIC the host shows connected again (the
   // inventory is read at connect, before the fuse starts): history, not a trip. Feeding it to the
   // breaker would have cut the port again after an operator's restore (seen in bench-esxi).
-  const undone = made !== null && replayed && vnicConnectedNow(c.inventory, c.host.name, cut.port, true);
+  const undone = made !== null && replayed && vnicListed(c.inventory, c.host.name, cut.port, true);
   const result = undone ? null : made;
   if (result) {
     // As after the agent's own action: judge only purely post-cut counters, and read what the
@@ -262,8 +257,15 @@ function handleFuseCut(c: FuseCutContext, cut: FuseCut, replayed: boolean): void
   c.report?.({ host: c.host.name, cut, replayed, result, ack: () => c.session.fuseAck([cut.id]), taken, undone });
 }
 
-/** Does the inventory show this vNIC port (`<host>/vnic-<mac>`) with `connected` as asked (false when not listed)? */
-function vnicConnectedNow(inv: EsxInventory | null, host: string, port: string, connected: boolean): boolean {
+/** The trip a fuse's cut line makes: a replayed `cutting` only where the host shows its vNIC disconnected. */
+function cutMade(c: FuseCutContext, cut: FuseCut, replayed: boolean): ActionResult | null {
+  const seen = fuseSeen(c.policy, c.host, c.rates, cut);
+  if (cut.outcome !== 'cutting') return fuseCutResult(c.host.name, cut, replayed, c.inventory, seen);
+  return vnicListed(c.inventory, c.host.name, cut.port, false) ? fuseEndedMidCut(c.host.name, cut, c.inventory, seen) : null;
+}
+
+/** Does the inventory list this vNIC port (`<host>/vnic-<mac>`) as `connected` (true) or disconnected (false)? Not listed: false. */
+function vnicListed(inv: EsxInventory | null, host: string, port: string, connected: boolean): boolean {
   const mac = macOfVnicPort(port.slice(host.length + 1));
   return mac !== null && (inv?.vms.some((vm) => vm.nics.some((n) => n.mac === mac && n.connected === connected)) ?? false);
 }
