@@ -2,9 +2,12 @@
 // many storms) and cold (a fresh agent idle >= --cold-idle-ms, one storm each), beside the
 // near-limit reference (a minimal 1 ms sysfs poller that cuts through /sys/class/net/X/flags and
 // decides nothing) on the same storms in the same run, and a 1-second storm-control for the
-// base loops. Prints percentiles and every agent figure as a ratio to the reference.
+// base loops. Prints percentiles and every agent figure as a ratio to the reference. Times are over
+// the storms the breaker stopped (a storm the bench had to end is counted, never timed); a shape
+// whose near-limit poller stopped none of its storms reports no reference rather than a ratio.
 //   node dist/scripts/bench-reaction.js [--storms 10] [--cold 5] [--cold-idle-ms 30000] [--near 5]
-//     [--baseline 3] [--chatter-pps 0] [--gap-ms 150] [--flood-sender c|python] [--shapes kvm,esx,kvm-unicast,kvm-multicast,kvm-slow,kvm-3up,vm-flood] [--out out/bench-reaction.json]
+//     [--baseline 3] [--chatter-pps 0] [--gap-ms 150] [--flood-sender c|python] [--shapes kvm,esx,kvm-unicast,kvm-multicast,kvm-slow,kvm-3up,vm-flood]
+//     [--prefix sb-bench-] [--out out/bench-reaction.json]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +16,8 @@ import { buildLab, teardownLab, type Lab } from './lab/topology.js';
 import { startAgent, type AgentHandle } from './lab/agent.js';
 import { resetPorts, stormWithStormControl, type StormRun } from './lab/scenario.js';
 import { restoreAfter, shapeSpec, shapeStorm, SHAPES, type ShapeName, type ShapeRun, type ShapeSpec } from './lab/shape-storms.js';
-import { summary, fmt, percentile } from './lab/stats.js';
+import { fmt } from './lab/stats.js';
+import { reactionTable, shapeSummary } from './lab/reaction-report.js';
 import { run, ns } from './lab/exec.js';
 import { inject } from './lab/traffic.js';
 
@@ -59,7 +63,8 @@ function note(shape: string, who: string, i: number, of: number, r: ShapeRun): v
   const stops = r.trips.filter((t) => t.msg === 'trip').map((t) => t.action as { stoppedNs?: number; forwardingStoppedMs?: number } | undefined);
   const a = stops.filter((x) => x?.stoppedNs).sort((x, y) => x!.stoppedNs! - y!.stoppedNs!)[0];
   const forwarding = a?.stoppedNs ? `, first port stopped forwarding at ${fmt((a.stoppedNs - r.tInjectNs) / 1e6, 2)} ms, ${fmt(a.forwardingStoppedMs ?? NaN, 2)} ms of it in the action` : '';
-  process.stderr.write(`${shape} ${who} ${i + 1}/${of}: ${fmt(r.msFromInject, 2)} ms (verdict ${fmt(r.msToVerdict, 2)} ms${forwarding}), ${r.framesLeaked} frames, down ${r.down.join(',')}\n`);
+  const ms = r.stoppedByBreaker ? `${fmt(r.msFromInject, 2)} ms` : `not stopped by the ${who === 'near-limit' ? 'poller' : 'agent'} in ${OBSERVE_MS} ms (quiet ${fmt(r.msQuietObserved, 2)} ms after the bench's own stop)`;
+  process.stderr.write(`${shape} ${who} ${i + 1}/${of}: ${ms} (verdict ${fmt(r.msToVerdict, 2)} ms${forwarding}), ${r.framesLeaked} frames, down ${r.down.join(',')}\n`);
 }
 
 async function agentStorms(lab: Lab, spec: ShapeSpec, shape: ShapeName, res: ShapeResult): Promise<void> {
@@ -130,30 +135,6 @@ async function benchShape(shape: ShapeName): Promise<ShapeResult> {
   return res;
 }
 
-const ms = (r: ShapeRun) => r.msFromInject;
-const leaked = (r: ShapeRun) => r.framesLeaked;
-
-function report(results: ShapeResult[]): string {
-  const lines = ['shape          who          runs   ms to quiet p50 / p99 / max     x near-limit (p50)   frames leaked p50 / max   ports down'];
-  for (const r of results) {
-    const ref = percentile(r.near.map(ms), 50);
-    for (const [who, runs] of [['warm', r.warm], ['cold', r.cold], ['near-limit', r.near]] as const) {
-      if (runs.length === 0) continue;
-      const t = summary(runs.map(ms));
-      const f = summary(runs.map(leaked));
-      const down = [...new Set(runs.map((x) => x.down.join('+') || '-'))].join(' ');
-      lines.push(
-        `${r.shape.padEnd(14)} ${who.padEnd(11)} ${String(runs.length).padStart(4)}   ${fmt(t.p50, 2).padStart(7)} / ${fmt(t.p99, 2).padStart(7)} / ${fmt(t.max, 2).padStart(7)}   ${fmt(t.p50 / ref, 2).padStart(8)}x            ${fmt(f.p50, 0).padStart(7)} / ${fmt(f.max, 0).padStart(7)}   ${down}`,
-      );
-    }
-    if (r.baseline.length > 0) {
-      const b = summary(r.baseline.map((x) => x.stats.framesLeaked ?? NaN));
-      lines.push(`${r.shape.padEnd(14)} storm-control ${r.baseline.length}: frames leaked p50 ${fmt(b.p50, 0)}; the agent (warm) leaks ${fmt((100 * percentile(r.warm.map(leaked), 50)) / b.p50, 2)}% of that`);
-    }
-  }
-  return lines.join('\n');
-}
-
 const shapes = values.shapes!.split(',') as ShapeName[];
 for (const s of shapes) if (!SHAPES.includes(s)) throw new Error(`unknown shape ${s}; known: ${SHAPES.join(',')}`);
 const onSignal = () => void teardownLab(prefix).finally(() => process.exit(130));
@@ -165,10 +146,10 @@ try {
 } finally {
   await teardownLab(prefix);
 }
-const text = report(results);
+const text = reactionTable(results, OBSERVE_MS);
 process.stdout.write(text + '\n');
 mkdirSync(dirname(values.out!), { recursive: true });
-const slim = (x: ShapeRun) => ({ msFromInjection: x.msFromInject, msToVerdict: x.msToVerdict, framesLeaked: x.framesLeaked, down: x.down, trips: x.trips.map((t) => tripFacts(t, x.tInjectNs)) });
+const slim = (x: ShapeRun) => ({ msFromInjection: x.msFromInject, stoppedByBreaker: x.stoppedByBreaker, msQuietObserved: x.msQuietObserved, msToVerdict: x.msToVerdict, framesLeaked: x.framesLeaked, down: x.down, trips: x.trips.map((t) => tripFacts(t, x.tInjectNs)) });
 /** A trip or escalation as the journal has it, timed from the injection (same monotonic clock): when its evidence was read, how long the link-down took, and the escalation's evidence window after the first shut. */
 function tripFacts(t: Record<string, unknown>, t0: number): Record<string, unknown> {
   const ev = t.evidence as { tNs?: number; window?: Array<{ port: string; tMs: number; rxPps: number; txPps: number }> } | undefined;
@@ -184,7 +165,7 @@ function tripFacts(t: Record<string, unknown>, t0: number): Record<string, unkno
 writeFileSync(
   values.out!,
   JSON.stringify(
-    results.map((r) => ({ shape: r.shape, warm: r.warm.map(slim), cold: r.cold.map(slim), nearLimit: r.near.map(slim), stormControl: r.baseline.map((x) => ({ framesLeaked: x.stats.framesLeaked, shut: x.shut.map((s) => s.port) })) })),
+    results.map((r) => ({ shape: r.shape, summary: shapeSummary(r), warm: r.warm.map(slim), cold: r.cold.map(slim), nearLimit: r.near.map(slim), stormControl: r.baseline.map((x) => ({ framesLeaked: x.stats.framesLeaked, shut: x.shut.map((s) => s.port) })) })),
     null,
     2,
   ) + '\n',

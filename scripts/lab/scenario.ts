@@ -45,7 +45,7 @@ export async function openLoop(lab: Lab): Promise<void> {
 }
 
 /** Two loop members still up close a loop (three uplinks into one switch need two shut). */
-export function loopStillClosed(lab: Lab, downs: readonly string[]): boolean {
+export function loopStillClosed(lab: Pick<Lab, 'loopPorts'>, downs: readonly string[]): boolean {
   return lab.loopPorts.filter((p) => !downs.includes(p)).length >= 2;
 }
 

@@ -68,7 +68,12 @@ export function shapeSpec(name: ShapeName, floodSender: 'c' | 'python' = 'c'): S
 
 export interface ShapeRun {
   tInjectNs: number;
+  /** Injection to quiet at prod, when the breaker stopped the storm; NaN when the bench did (or it never went quiet). */
   msFromInject: number;
+  /** Injection to quiet at prod whoever stopped the storm (the bench's by-hand opening included); NaN if never quiet. */
+  msQuietObserved: number;
+  /** The breaker downed a port and left no loop closed by the end of the observation. */
+  stoppedByBreaker: boolean;
   framesLeaked: number;
   /** Injection to the agent's first verdict (evidence tNs), NaN for the poller. */
   msToVerdict: number;
@@ -80,8 +85,18 @@ export type Breaker = { kind: 'agent'; agent: AgentHandle } | { kind: 'near-limi
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Pure: did the breaker stop the storm? It downed a host port that was up before the storm, and
+ * no two loop members are left up (a flood's lab has one loop port: any new down stops it). A
+ * storm the bench had to end (loop opened by hand, flood run out) has no time of the breaker's.
+ */
+export function stoppedByBreaker(lab: Pick<Lab, 'loopPorts'>, downBefore: readonly string[], downAfter: readonly string[]): boolean {
+  return downAfter.some((p) => !downBefore.includes(p)) && !loopStillClosed(lab, downAfter);
+}
+
 /** One storm of `spec` in `lab`, broken by `b` (or by hand after observeMs). */
 export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeMs: number): Promise<ShapeRun> {
+  const downBefore = await downHostPorts(lab);
   const seen = b.kind === 'agent' ? b.agent.logs.length : 0;
   const poller =
     b.kind === 'near-limit'
@@ -94,6 +109,7 @@ export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeM
   const obs = await startObserver(lab.ns.prod, ['eth0'], observeMs + (spec.flood ? FLOOD_S * 1000 : 0) + 2000);
   let prod: CounterSeries;
   let tInjectNs = 0;
+  let stopped = false;
   try {
     if (spec.flood) {
       const kind = spec.kind === 'arp' || spec.kind === 'ipv6mc' ? 'broadcast' : spec.kind;
@@ -106,6 +122,7 @@ export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeM
     }
   } finally {
     const downs = await downHostPorts(lab).catch(() => [] as string[]);
+    stopped = stoppedByBreaker(lab, downBefore, downs);
     if (loopStillClosed(lab, downs)) await openLoop(lab);
     await poller?.stop().catch(() => undefined);
     prod = (await obs.stop()).eth0 ?? { t: [], c: [] };
@@ -116,9 +133,12 @@ export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeM
   // and a later member's may end first (the admin-downs wait for the loop to settle).
   const tripNs = trips.filter((x) => x.msg === 'trip').map((x) => (x as { evidence?: { tNs?: number } }).evidence?.tNs ?? NaN).filter((t) => t > 0);
   const first = tripNs.length > 0 ? { evidence: { tNs: Math.min(...tripNs) } } : undefined;
+  const msQuietObserved = st.quietAtNs === null ? NaN : (st.quietAtNs - tInjectNs) / 1e6;
   return {
     tInjectNs,
-    msFromInject: st.quietAtNs === null ? NaN : (st.quietAtNs - tInjectNs) / 1e6,
+    msFromInject: stopped ? msQuietObserved : NaN,
+    msQuietObserved,
+    stoppedByBreaker: stopped,
     framesLeaked: st.framesLeaked ?? NaN,
     msToVerdict: first?.evidence?.tNs ? (first.evidence.tNs - tInjectNs) / 1e6 : NaN,
     down: await downHostPorts(lab),

@@ -1,0 +1,108 @@
+// The reaction benchmark's report (issue 11), pure: per shape and breaker (warm agent, cold agent,
+// near-limit poller) the storms it stopped, ms to quiet over those, and the agent's ratio to the
+// near-limit poller. A storm the bench had to end (no breaker cut it inside the observation) has
+// no time (NaN) and is counted, never averaged in; a shape whose poller stopped none of its storms
+// has no reference, and says so instead of a ratio.
+import { fmt, percentile, summary } from './stats.js';
+
+/** What the report needs of one storm (a ShapeRun has it). */
+export interface RunFigures {
+  msFromInject: number;
+  framesLeaked: number;
+  down: string[];
+  stoppedByBreaker: boolean;
+}
+
+export interface ShapeFigures {
+  shape: string;
+  warm: RunFigures[];
+  cold: RunFigures[];
+  near: RunFigures[];
+  /** Storm-control runs (a StormRun has it). */
+  baseline: Array<{ stats: { framesLeaked: number | null } }>;
+}
+
+export interface WhoSummary {
+  runs: number;
+  stopped: number;
+  /** Over the stopped storms only; null when none was stopped. */
+  msP50: number | null;
+  msP99: number | null;
+  msMax: number | null;
+  framesLeakedP50: number | null;
+  /** msP50 / the near-limit poller's msP50; null when there is no reference. */
+  xNearLimit: number | null;
+}
+
+export interface ShapeSummary {
+  shape: string;
+  /** 'none' when the near-limit poller ran but stopped none of its storms; 'not run' with --near 0. */
+  reference: 'near-limit' | 'none' | 'not run';
+  warm: WhoSummary;
+  cold: WhoSummary;
+  nearLimit: WhoSummary;
+}
+
+const num = (x: number): number | null => (Number.isFinite(x) ? Math.round(x * 100) / 100 : null);
+const stoppedOnly = (runs: readonly RunFigures[]) => runs.filter((r) => r.stoppedByBreaker && Number.isFinite(r.msFromInject));
+
+function reference(r: ShapeFigures): { kind: ShapeSummary['reference']; p50: number } {
+  if (r.near.length === 0) return { kind: 'not run', p50: NaN };
+  const p50 = percentile(stoppedOnly(r.near).map((x) => x.msFromInject), 50);
+  return Number.isFinite(p50) ? { kind: 'near-limit', p50 } : { kind: 'none', p50: NaN };
+}
+
+function who(runs: readonly RunFigures[], ref: number): WhoSummary {
+  const s = stoppedOnly(runs);
+  const t = summary(s.map((x) => x.msFromInject));
+  return {
+    runs: runs.length,
+    stopped: s.length,
+    msP50: num(t.p50),
+    msP99: num(t.p99),
+    msMax: num(t.max),
+    framesLeakedP50: num(percentile(s.map((x) => x.framesLeaked), 50)),
+    xNearLimit: num(t.p50 / ref),
+  };
+}
+
+export function shapeSummary(r: ShapeFigures): ShapeSummary {
+  const ref = reference(r);
+  return { shape: r.shape, reference: ref.kind, warm: who(r.warm, ref.p50), cold: who(r.cold, ref.p50), nearLimit: who(r.near, ref.p50) };
+}
+
+const HEADER =
+  'shape          who          runs stopped   ms to quiet p50 / p99 / max     x near-limit (p50)   frames leaked p50 / max   ports down';
+
+function ratioCell(kind: ShapeSummary['reference'], x: number | null): string {
+  if (kind === 'none') return 'no reference'.padStart(12);
+  return `${fmt(x ?? NaN, 2).padStart(8)}x   `;
+}
+
+/** The stdout table; figures are over the storms the breaker stopped (the 'stopped' column). */
+export function reactionTable(results: readonly ShapeFigures[], observeMs: number): string {
+  const lines = [HEADER];
+  for (const r of results) {
+    const sum = shapeSummary(r);
+    for (const [name, runs] of [['warm', r.warm], ['cold', r.cold], ['near-limit', r.near]] as const) {
+      if (runs.length === 0) continue;
+      const s = stoppedOnly(runs);
+      const t = summary(s.map((x) => x.msFromInject));
+      const f = summary(s.map((x) => x.framesLeaked));
+      const down = [...new Set(runs.map((x) => x.down.join('+') || '-'))].join(' ');
+      const x = name === 'warm' ? sum.warm.xNearLimit : name === 'cold' ? sum.cold.xNearLimit : sum.nearLimit.xNearLimit;
+      lines.push(
+        `${r.shape.padEnd(14)} ${name.padEnd(11)} ${String(runs.length).padStart(4)} ${String(s.length).padStart(7)}   ${fmt(t.p50, 2).padStart(7)} / ${fmt(t.p99, 2).padStart(7)} / ${fmt(t.max, 2).padStart(7)}   ${ratioCell(sum.reference, x)}         ${fmt(f.p50, 0).padStart(7)} / ${fmt(f.max, 0).padStart(7)}   ${down}`,
+      );
+    }
+    if (sum.reference === 'none') {
+      lines.push(`${r.shape.padEnd(14)} near-limit stopped none of ${r.near.length} storms within ${observeMs} ms (the bench opened the loop): no reference for this shape`);
+    }
+    if (r.baseline.length > 0) {
+      const b = summary(r.baseline.map((x) => x.stats.framesLeaked ?? NaN));
+      const warmLeak = percentile(stoppedOnly(r.warm).map((x) => x.framesLeaked), 50);
+      lines.push(`${r.shape.padEnd(14)} storm-control ${r.baseline.length}: frames leaked p50 ${fmt(b.p50, 0)}; the agent (warm) leaks ${fmt((100 * warmLeak) / b.p50, 2)}% of that`);
+    }
+  }
+  return lines.join('\n');
+}

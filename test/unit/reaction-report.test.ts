@@ -1,0 +1,57 @@
+// The reaction benchmark's report (issue 11): a storm the bench had to end is
+// counted, never timed; a shape whose near-limit poller stopped none has no reference (no ratio,
+// no NaN in the JSON).
+import { describe, expect, it } from 'vitest';
+import { reactionTable, shapeSummary, type RunFigures, type ShapeFigures } from '../../scripts/lab/reaction-report.js';
+import { stoppedByBreaker } from '../../scripts/lab/shape-storms.js';
+
+const stopped = (ms: number, frames = 10): RunFigures => ({ msFromInject: ms, framesLeaked: frames, down: ['up1'], stoppedByBreaker: true });
+const byHand: RunFigures = { msFromInject: NaN, framesLeaked: 70, down: [], stoppedByBreaker: false };
+
+describe('reaction report', () => {
+  it('a shape whose near-limit poller stopped none says "no reference", with no ratio and no NaN in its JSON', () => {
+    const r: ShapeFigures = { shape: 'kvm-slow-1500', warm: [stopped(80), stopped(90)], cold: [stopped(100)], near: [byHand, byHand], baseline: [] };
+    const s = shapeSummary(r);
+    expect(s.reference).toBe('none');
+    expect(s.warm).toMatchObject({ runs: 2, stopped: 2, msP50: 80, msMax: 90, xNearLimit: null });
+    expect(s.nearLimit).toMatchObject({ runs: 2, stopped: 0, msP50: null, xNearLimit: null });
+    expect(JSON.stringify(s)).not.toMatch(/NaN/);
+    const table = reactionTable([r], 400);
+    const rows = table.split('\n').filter((l) => l.startsWith('kvm-slow-1500'));
+    expect(rows.filter((l) => / warm | cold /.test(l)).every((l) => l.includes('no reference'))).toBe(true);
+    expect(table).toMatch(/near-limit stopped none of 2 storms within 400 ms.*no reference/);
+    expect(table).not.toMatch(/NaN|Infinity|\d+\.\d+x/);
+  });
+
+  it('a storm the bench ended is counted in runs, not in the times; the ratio is over stopped storms', () => {
+    const r: ShapeFigures = { shape: 'kvm', warm: [stopped(4), stopped(6), byHand], cold: [], near: [stopped(2), stopped(2)], baseline: [{ stats: { framesLeaked: 1000 } }] };
+    const s = shapeSummary(r);
+    expect(s.reference).toBe('near-limit');
+    expect(s.warm).toMatchObject({ runs: 3, stopped: 2, msP50: 4, msMax: 6, xNearLimit: 2 });
+    const warmRow = reactionTable([r], 400).split('\n').find((l) => / warm /.test(l))!;
+    expect(warmRow).toMatch(/kvm\s+warm\s+3\s+2\s+4\.00 \/\s+6\.00 \/\s+6\.00\s+2\.00x/);
+  });
+
+  it('no near-limit runs at all (--near 0) is "not run", not "no reference"', () => {
+    const r: ShapeFigures = { shape: 'kvm', warm: [stopped(4)], cold: [], near: [], baseline: [] };
+    expect(shapeSummary(r).reference).toBe('not run');
+    expect(reactionTable([r], 400)).not.toMatch(/no reference/);
+  });
+});
+
+describe('who stopped a storm', () => {
+  const loop = { loopPorts: ['up1', 'up2'] };
+  it('a loop: a new down port opening it is the breaker; nothing down is the bench', () => {
+    expect(stoppedByBreaker(loop, [], ['up1'])).toBe(true);
+    expect(stoppedByBreaker(loop, [], [])).toBe(false);
+  });
+  it('three uplinks: one shut leaves the loop closed', () => {
+    expect(stoppedByBreaker({ loopPorts: ['up1', 'up2', 'up3'] }, [], ['up1'])).toBe(false);
+    expect(stoppedByBreaker({ loopPorts: ['up1', 'up2', 'up3'] }, [], ['up1', 'up2'])).toBe(true);
+  });
+  it('a flood (up2 down before the storm): only a new down stops it', () => {
+    expect(stoppedByBreaker({ loopPorts: ['up1'] }, ['up2'], ['up2'])).toBe(false);
+    expect(stoppedByBreaker({ loopPorts: ['up1'] }, ['up2'], ['up2', 'vm1'])).toBe(true);
+  });
+});
+
