@@ -9,18 +9,21 @@ import { stormStats, type CounterSeries } from './analyze.js';
 import { labDistEntry } from './assets.js';
 import { startJsonProc } from './jsonproc.js';
 import { addUplink, shapeUplinks } from './shapes.js';
+import { setLabMtu } from './more-shapes.js';
 import { downHostPorts, loopStillClosed, openLoop, resetPorts } from './scenario.js';
 import { linkDown, type Lab, type Shape } from './topology.js';
 import type { AgentHandle } from './agent.js';
 import type { NearLimitResult } from './near-limit.js';
 
-export const SHAPES = ['kvm', 'esx', 'kvm-unicast', 'kvm-multicast', 'kvm-slow', 'kvm-3up', 'vm-flood'] as const;
+export const SHAPES = ['kvm', 'esx', 'kvm-unicast', 'kvm-multicast', 'kvm-slow', 'kvm-slow-1500', 'kvm-jumbo', 'kvm-3up', 'vm-flood'] as const;
 export type ShapeName = (typeof SHAPES)[number];
 
 export interface ShapeSpec {
   base: Shape;
   /** The frame that starts the storm (one frame; a flood sends at full speed for FLOOD_S). */
   kind: FrameKind;
+  /** That frame's length without FCS (send.py's --size; 60 when absent). */
+  size?: number;
   flood: boolean;
   /** A flood's sender: the C one at full speed (hundreds of kframes/s), or send.py (~55-220k, with the machine's load). */
   sender: 'c' | 'python';
@@ -30,18 +33,20 @@ export interface ShapeSpec {
   prepare(lab: Lab): Promise<Lab>;
   /** Between storms: every port back as the shape needs it. */
   reset(lab: Lab): Promise<void>;
+  /** The 1 s storm-control baseline (20k frames/s level, 60-byte frames) applies: the base loops only. */
+  baseline: boolean;
 }
 
 const FLOOD_S = 1.5;
 
-const plain = (base: Shape, kind: FrameKind, cut: string[]): ShapeSpec => ({ base, kind, flood: false, sender: 'python', cut, prepare: async (l) => l, reset: resetPorts });
+const plain = (base: Shape, kind: FrameKind, cut: string[]): ShapeSpec => ({ base, kind, flood: false, sender: 'python', cut, prepare: async (l) => l, reset: resetPorts, baseline: false });
 
 export function shapeSpec(name: ShapeName, floodSender: 'c' | 'python' = 'c'): ShapeSpec {
   switch (name) {
     case 'kvm':
-      return plain('kvm', 'broadcast', ['up1']);
+      return { ...plain('kvm', 'broadcast', ['up1']), baseline: true };
     case 'esx':
-      return plain('esx', 'broadcast', ['vmA1']);
+      return { ...plain('esx', 'broadcast', ['vmA1']), baseline: true };
     case 'kvm-unicast':
       return plain('kvm', 'unicast', ['up1']);
     case 'kvm-multicast':
@@ -49,6 +54,18 @@ export function shapeSpec(name: ShapeName, floodSender: 'c' | 'python' = 'c'): S
     case 'kvm-slow':
       // Both ends of both uplinks through a 2 Mbit/s token bucket: ~4k frames/s per port.
       return { ...plain('kvm', 'broadcast', ['up1']), prepare: async (l) => (await shapeUplinks(l, ['up1', 'up2'], 2), l) };
+    case 'kvm-slow-1500':
+      // A 1500-byte broadcast over the same 2 Mbit/s buckets: ~165 frames/s per port (as
+      // agent-more-shapes' slow-link loop).
+      return { ...shapeSpec('kvm-slow'), size: 1500 };
+    case 'kvm-jumbo':
+      // A 9000-byte broadcast over 10 Mbit/s, every link at MTU 9000 and buckets of 16 kB (a
+      // bucket smaller than the frame drops it): ~138 frames/s per port (as agent-more-shapes).
+      return {
+        ...plain('kvm', 'broadcast', ['up1']),
+        size: 9000,
+        prepare: async (l) => (await setLabMtu(l, 9000), await shapeUplinks(l, ['up1', 'up2'], 10, 16), l),
+      };
     case 'kvm-3up':
       // Three unbonded uplinks into one switch: one cut is not enough.
       return { ...plain('kvm', 'broadcast', ['up1', 'up2']), prepare: (l) => addUplink(l, 'up3', 'sw3') };
@@ -62,6 +79,7 @@ export function shapeSpec(name: ShapeName, floodSender: 'c' | 'python' = 'c'): S
         cut: ['vm1'],
         prepare: async (l) => (await linkDown(l, 'up2'), { ...l, loopPorts: ['up1'] }),
         reset: async (l) => (await resetPorts(l), await linkDown(l, 'up2')),
+        baseline: false,
       };
   }
 }
@@ -117,7 +135,7 @@ export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeM
       const sent = spec.sender === 'c' ? await flood(lab, 'vm1', 'eth0', { duration: FLOOD_S, kind }) : await inject(lab, 'vm1', 'eth0', { duration: FLOOD_S, kind });
       tInjectNs = sent.tFirstNs;
     } else {
-      tInjectNs = (await inject(lab, 'vm1', 'eth0', { count: 1, kind: spec.kind })).tFirstNs;
+      tInjectNs = (await inject(lab, 'vm1', 'eth0', { count: 1, kind: spec.kind, ...(spec.size ? { size: spec.size } : {}) })).tFirstNs;
       await sleep(observeMs);
     }
   } finally {

@@ -1,9 +1,9 @@
-// The reaction benchmark's report (issue 11): a storm the bench had to end is
+// The reaction benchmark's report and shape list (issue 11): a storm the bench had to end is
 // counted, never timed; a shape whose near-limit poller stopped none has no reference (no ratio,
-// no NaN in the JSON).
+// no NaN in the JSON); the slow large-frame loops are bench shapes in the default list.
 import { describe, expect, it } from 'vitest';
 import { reactionTable, shapeSummary, type RunFigures, type ShapeFigures } from '../../scripts/lab/reaction-report.js';
-import { stoppedByBreaker } from '../../scripts/lab/shape-storms.js';
+import { shapeSpec, stoppedByBreaker, SHAPES } from '../../scripts/lab/shape-storms.js';
 
 const stopped = (ms: number, frames = 10): RunFigures => ({ msFromInject: ms, framesLeaked: frames, down: ['up1'], stoppedByBreaker: true });
 const byHand: RunFigures = { msFromInject: NaN, framesLeaked: 70, down: [], stoppedByBreaker: false };
@@ -55,3 +55,12 @@ describe('who stopped a storm', () => {
   });
 });
 
+describe('bench shapes', () => {
+  it('the slow large-frame loops run by default: 1500-byte and 9000-byte broadcasts, cut at up1, no storm-control baseline', () => {
+    expect(SHAPES).toContain('kvm-slow-1500');
+    expect(SHAPES).toContain('kvm-jumbo');
+    expect(shapeSpec('kvm-slow-1500')).toMatchObject({ base: 'kvm', kind: 'broadcast', size: 1500, flood: false, cut: ['up1'], baseline: false });
+    expect(shapeSpec('kvm-jumbo')).toMatchObject({ base: 'kvm', kind: 'broadcast', size: 9000, flood: false, cut: ['up1'], baseline: false });
+    expect(SHAPES.filter((s) => shapeSpec(s).baseline)).toEqual(['kvm', 'esx']);
+  });
+});
