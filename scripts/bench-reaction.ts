@@ -65,7 +65,8 @@ function note(shape: string, who: string, i: number, of: number, r: ShapeRun): v
   const stops = r.trips.filter((t) => t.msg === 'trip').map((t) => t.action as { stoppedNs?: number; forwardingStoppedMs?: number } | undefined);
   const a = stops.filter((x) => x?.stoppedNs).sort((x, y) => x!.stoppedNs! - y!.stoppedNs!)[0];
   const forwarding = a?.stoppedNs ? `, first port stopped forwarding at ${fmt((a.stoppedNs - r.tInjectNs) / 1e6, 2)} ms, ${fmt(a.forwardingStoppedMs ?? NaN, 2)} ms of it in the action` : '';
-  const ms = r.stoppedByBreaker ? `${fmt(r.msFromInject, 2)} ms` : `not stopped by the ${who === 'near-limit' ? 'poller' : 'agent'} in ${OBSERVE_MS} ms (quiet ${fmt(r.msQuietObserved, 2)} ms after the bench's own stop)`;
+  const cuts = r.pollerCuts ? `; poller cuts: ${r.pollerCuts.map((c) => `${c.port} at ${fmt(c.ms, 2)} ms${c.ok ? '' : ` failed (${c.error ?? '?'})`}`).join(', ') || 'none'}` : who === 'near-limit' ? '; poller gave no result' : '';
+  const ms = r.stoppedByBreaker ? `${fmt(r.msFromInject, 2)} ms` : `not stopped by the ${who === 'near-limit' ? 'poller' : 'agent'} in ${OBSERVE_MS} ms (quiet ${fmt(r.msQuietObserved, 2)} ms after the bench's own stop${cuts})`;
   process.stderr.write(`${shape} ${who} ${i + 1}/${of}: ${ms} (verdict ${fmt(r.msToVerdict, 2)} ms${forwarding}), ${r.framesLeaked} frames, down ${r.down.join(',')}\n`);
 }
 
@@ -151,7 +152,7 @@ try {
 const text = reactionTable(results, OBSERVE_MS);
 process.stdout.write(text + '\n');
 mkdirSync(dirname(values.out!), { recursive: true });
-const slim = (x: ShapeRun) => ({ msFromInjection: x.msFromInject, stoppedByBreaker: x.stoppedByBreaker, msQuietObserved: x.msQuietObserved, msToVerdict: x.msToVerdict, framesLeaked: x.framesLeaked, down: x.down, trips: x.trips.map((t) => tripFacts(t, x.tInjectNs)) });
+const slim = (x: ShapeRun) => ({ msFromInjection: x.msFromInject, stoppedByBreaker: x.stoppedByBreaker, msQuietObserved: x.msQuietObserved, msToVerdict: x.msToVerdict, framesLeaked: x.framesLeaked, down: x.down, trips: x.trips.map((t) => tripFacts(t, x.tInjectNs)), ...(x.pollerCuts ? { pollerCuts: x.pollerCuts } : {}) });
 /** A trip or escalation as the journal has it, timed from the injection (same monotonic clock): when its evidence was read, how long the link-down took, and the escalation's evidence window after the first shut. */
 function tripFacts(t: Record<string, unknown>, t0: number): Record<string, unknown> {
   const ev = t.evidence as { tNs?: number; window?: Array<{ port: string; tMs: number; rxPps: number; txPps: number }> } | undefined;

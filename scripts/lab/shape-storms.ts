@@ -97,6 +97,8 @@ export interface ShapeRun {
   msToVerdict: number;
   down: string[];
   trips: Array<Record<string, unknown>>;
+  /** The near-limit poller's cuts, ms from the injection (undefined for the agent, or when the poller gave no result). */
+  pollerCuts?: Array<{ port: string; ms: number; ok: boolean; error?: string }>;
 }
 
 export type Breaker = { kind: 'agent'; agent: AgentHandle } | { kind: 'near-limit' };
@@ -128,6 +130,7 @@ export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeM
   let prod: CounterSeries;
   let tInjectNs = 0;
   let stopped = false;
+  let cuts: NearLimitResult['cut'] | undefined;
   try {
     if (spec.flood) {
       const kind = spec.kind === 'arp' || spec.kind === 'ipv6mc' ? 'broadcast' : spec.kind;
@@ -142,7 +145,7 @@ export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeM
     const downs = await downHostPorts(lab).catch(() => [] as string[]);
     stopped = stoppedByBreaker(lab, downBefore, downs);
     if (loopStillClosed(lab, downs)) await openLoop(lab);
-    await poller?.stop().catch(() => undefined);
+    cuts = poller ? (await poller.stop().catch(() => undefined))?.cut : undefined;
     prod = (await obs.stop()).eth0 ?? { t: [], c: [] };
   }
   const st = stormStats(prod, tInjectNs);
@@ -161,6 +164,7 @@ export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeM
     msToVerdict: first?.evidence?.tNs ? (first.evidence.tNs - tInjectNs) / 1e6 : NaN,
     down: await downHostPorts(lab),
     trips,
+    ...(cuts ? { pollerCuts: cuts.map((c) => ({ port: c.port, ms: (c.tNs - tInjectNs) / 1e6, ok: c.ok, ...(c.error ? { error: c.error } : {}) })) } : {}),
   };
 }
 
