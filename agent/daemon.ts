@@ -88,6 +88,7 @@ function wirePipeline(b: Base) {
     policy,
     wallMs: Date.now,
     breaker: breakerFromJournal(b.replay.events),
+    now: hrNs,
     out: { execute: (c, t) => executor.execute(c, t), record: rec.record, intent: rec.intent, verify: (p) => reach.verify(p), recoveryDue: (t) => scheduler.wakeAt(t) },
   });
   /** An action result or an operator command: run the breaker now rather than a tick later. */

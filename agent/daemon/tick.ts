@@ -55,6 +55,11 @@ export interface TickDeps {
   out: TickOutput;
   /** The breaker as the journal left it (tripped and held ports survive a restart). */
   breaker: BreakerState;
+  /**
+   * The scheduler's monotonic clock (ns). With it, a tick in which a link-down stopped its port
+   * samples again at once (see run); without it (tests of one tick), it does not.
+   */
+  now?(): number;
 }
 
 const NO_MOVES: readonly FdbMove[] = Object.freeze([]);
@@ -134,27 +139,52 @@ export function createTick(d: TickDeps): PipelineTick {
       busyUntil = tNs + (d.policy().breaker.settleMs + 50) * 1e6;
     },
     run(t) {
-      const policy = d.policy();
-      frame.tNs = t;
-      frame.warm = false;
-      frame.fdbMoves = NO_MOVES;
-      frame.fdbPorts = NO_PORTS;
-      d.watched.collect(frame);
-      tick.tNs = t;
-      tick.ports = d.watched.rates();
-      tick.fdbMoves = frame.fdbMoves;
-      tick.fdbPorts = frame.fdbPorts ?? NO_PORTS;
-      const v = detectStep(det, tick, d.watched.judged(), policy);
-      det = v.state;
-      d.watched.consume();
-      input.verdicts = v.verdicts;
-      const pending = inbox.results.length > 0 || inbox.operator.length > 0 || inbox.unreachable.length > 0;
-      // The breaker runs when there is something for it; otherwise a quiet tick ends here.
-      if (v.verdicts.length > 0 || pending || t < busyUntil || t >= recoveryDueNs || t >= noticeEndNs || breakerBusy(brk, t)) runBreaker(t, policy);
-      outcome.warm = frame.warm || v.verdicts.length > 0;
-      outcome.probing = recoveryProbing(brk);
-      outcome.verdicts = v.verdicts.length;
+      once(t);
+      // A bridge port's link-down stops it during the breaker's step (stage 'stopped', pushed into
+      // the inbox at once), after this tick's sample was read: the next sample's interval would
+      // straddle the stop, and escalation (persistsAfter) counts only intervals wholly after it.
+      // Under a three-uplink storm the next tick comes 2-8 ms later (the storm starves the
+      // sampler's thread; lab probe, session 12), and that lost interval cost the second shut a
+      // whole tick. So the counters are read again now, right after the stop: the interval from
+      // here to the next tick lies wholly after it. Once per tick.
+      if (d.now !== undefined && stopReported(inbox.results)) {
+        const warm = outcome.warm;
+        const verdicts = outcome.verdicts;
+        once(d.now());
+        outcome.warm ||= warm;
+        outcome.verdicts += verdicts;
+      }
       return outcome;
     },
   };
+
+  /** One sample through the pipeline: sources, detector, and the breaker when it has something to do. */
+  function once(t: number): void {
+    const policy = d.policy();
+    frame.tNs = t;
+    frame.warm = false;
+    frame.fdbMoves = NO_MOVES;
+    frame.fdbPorts = NO_PORTS;
+    d.watched.collect(frame);
+    tick.tNs = t;
+    tick.ports = d.watched.rates();
+    tick.fdbMoves = frame.fdbMoves;
+    tick.fdbPorts = frame.fdbPorts ?? NO_PORTS;
+    const v = detectStep(det, tick, d.watched.judged(), policy);
+    det = v.state;
+    d.watched.consume();
+    input.verdicts = v.verdicts;
+    const pending = inbox.results.length > 0 || inbox.operator.length > 0 || inbox.unreachable.length > 0;
+    // The breaker runs when there is something for it; otherwise a quiet tick ends here.
+    if (v.verdicts.length > 0 || pending || t < busyUntil || t >= recoveryDueNs || t >= noticeEndNs || breakerBusy(brk, t)) runBreaker(t, policy);
+    outcome.warm = frame.warm || v.verdicts.length > 0;
+    outcome.probing = recoveryProbing(brk);
+    outcome.verdicts = v.verdicts.length;
+  }
+}
+
+/** Did a link-down report its stop during this tick (in the inbox, the breaker not yet told)? */
+function stopReported(results: readonly ActionResult[]): boolean {
+  for (let i = 0; i < results.length; i++) if (results[i]!.stage === 'stopped') return true;
+  return false;
 }
