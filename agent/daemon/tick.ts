@@ -1,5 +1,5 @@
-import type { ActionRequest, ActionResult, FdbMove, JournalEvent, Policy, PortRates, TickFrame, Verdict } from '../types.js';
-import { initialDetectorState, step as detectStep } from '../detect/signature.js';
+import type { ActionRequest, ActionResult, FdbMove, JournalEvent, Policy, TickFrame, Verdict } from '../types.js';
+import { emptyTick, initialDetectorState, step as detectStep } from '../detect/signature.js';
 import { breakerBusy, breakerStep, nextNoticeEndNs, nextRecoveryNs, portStates, recoveryProbing, type BreakerState, type OperatorCommand } from '../breaker/state.js';
 import type { WatchedPorts } from './ports.js';
 
@@ -73,7 +73,7 @@ export function createTick(d: TickDeps): PipelineTick {
   let noticeEndNs = Infinity;
   const inbox: Inbox = { results: [], operator: [], unreachable: [] };
   const frame: TickFrame = { tNs: 0, fdbMoves: NO_MOVES, fdbPorts: NO_PORTS, warm: false };
-  const tick: { tNs: number; ports: readonly PortRates[]; fdbMoves: readonly FdbMove[]; fdbPorts: ReadonlySet<string> } = { tNs: 0, ports: [], fdbMoves: NO_MOVES, fdbPorts: NO_PORTS };
+  const tick = emptyTick();
   const input = { tNs: 0, wallMs: 0, verdicts: [] as readonly Verdict[], results: inbox.results, operator: inbox.operator, unreachable: inbox.unreachable };
   const outcome: TickOutcome = { warm: false, probing: false, verdicts: 0 };
 

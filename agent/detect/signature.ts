@@ -213,6 +213,14 @@ export interface DetectorStep {
 
 const NO_VERDICTS: readonly Verdict[] = Object.freeze([]);
 
+/**
+ * A tick to fill in place, every field present: the daemon's tick and the warm-up's are made
+ * here, so the detector's compiled code sees one object shape (detect/warmup.ts says why).
+ */
+export function emptyTick(): Tick & { fdbPorts: ReadonlySet<string> } {
+  return { tNs: 0, ports: [], fdbMoves: [], fdbPorts: new Set<string>() };
+}
+
 export function initialDetectorState(): DetectorState {
   return { ports: new Map(), bridges: new Map(), seq: 0, lastSweepNs: -Infinity };
 }

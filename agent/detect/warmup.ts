@@ -3,11 +3,21 @@
 // verdict paths (loop, flap, sustained, flood evidence) interpreted, for the first time. Feeding
 // the detector a synthetic storm on a throwaway state at start makes the first real storm run
 // code that is already compiled. Pure: no clock, no I/O; nothing it touches outlives the call.
-import type { PortPolicy, PortRates, Policy, Tick, FdbMove, Verdict } from '../types.js';
-import { initialDetectorState, step } from './signature.js';
+//
+// The synthetic input must look like the real one to the compiler, not only to the detector: the
+// same object shapes (blankRates, emptyTick), rates that are doubles, names that are strings made
+// at run time (as read from sysfs or split from a monitor line), not literals. Code compiled for
+// integer rates and literal names was thrown away in the first real storm's tick (lab,
+// --trace-deopt: observe, worstFlap, markMembers, loopVerdict, evidence and four more
+// deoptimised there, ~1 ms of the cold verdict tick).
+import type { PortPolicy, PortRates, Policy, FdbMove, Verdict } from '../types.js';
+import { blankRates } from '../sample/rates.js';
+import { emptyTick, initialDetectorState, step } from './signature.js';
 
-const WARM_BRIDGE = '(warm-up)';
-export const WARM_PORTS = ['warm-a', 'warm-b', 'warm-c'] as const;
+/** A string made at run time, as sources make theirs (a literal is interned: another string type to the compiler). */
+const runtime = (s: string): string => s.split('').join('');
+const WARM_BRIDGE = runtime('(warm-up)');
+export const WARM_PORTS: readonly string[] = ['warm-a', 'warm-b', 'warm-c'].map(runtime);
 /** The synthetic storms, each for an equal share of the ticks (see warmUpDetector). */
 export const WARM_PHASES = 5;
 
@@ -17,7 +27,14 @@ export function warmPorts(portPolicy: PortPolicy): Map<string, PortPolicy> {
 }
 
 function rates(port: string): PortRates {
-  return { port, bridge: WARM_BRIDGE, dtMs: 1, rxPps: 0, txPps: 0, rxBps: 0, floodPps: 0, bcastPps: 0, valid: true };
+  const r = blankRates(port, WARM_BRIDGE, NaN);
+  r.valid = true;
+  return r;
+}
+
+/** A MAC as the FDB monitor's parser leaves it: split out of a line. */
+function macFromLine(): string {
+  return '02:00:5e:00:00:01 dev warm-a master (warm-up)'.split(/\s+/)[0]!;
 }
 
 /**
@@ -36,30 +53,37 @@ export function warmUpDetector(
   const ports = warmPorts(portPolicy);
   const st = initialDetectorState();
   const rs = WARM_PORTS.map(rates);
-  const moves: FdbMove[] = [{ tNs: 0, bridge: WARM_BRIDGE, mac: '02:00:5e:00:00:01', port: 'warm-a' }];
+  const moves: FdbMove[] = [{ tNs: 0, bridge: WARM_BRIDGE, mac: macFromLine(), port: WARM_PORTS[0]! }];
   const none: FdbMove[] = [];
-  const tick: Tick = { tNs: 0, ports: rs, fdbMoves: none };
+  const tick = emptyTick();
+  tick.ports = rs;
+  tick.fdbMoves = none;
   const t = portPolicy.thresholds;
   const seen = { rate: 0, flap: 0, sustained: 0, flood: 0 };
+  let tNs = 1e12;
   for (let i = 0; i < ticks; i++) {
     const phase = Math.floor((i / ticks) * WARM_PHASES);
-    const tNs = 1e12 + i * 1e6;
+    // Real intervals and rates are never whole numbers: neither are these (see the file comment).
+    const jitter = 1 + ((i * 7919) % 13) / 997;
+    tNs += 1e6 * jitter;
     // 0 quiet; 1 loop over the rate gate with a flap; 2 slow loop; 3 unicast loop with a flap; 4 flood.
-    const loopPps = phase === 1 ? 5 * t.floodPps : phase === 2 ? t.clearPps / 2 : phase === 3 ? 4 * t.floodPps : 0;
+    const loopPps = jitter * (phase === 1 ? 5 * t.floodPps : phase === 2 ? t.clearPps / 2 : phase === 3 ? 4 * t.floodPps : 0.25);
     const flood = phase === 3 ? 0 : loopPps;
     for (let k = 0; k < rs.length; k++) {
       const r = rs[k]!;
       const member = k < 2;
-      r.rxPps = phase === 4 ? (k === 2 ? 8 * t.floodPps : 0) : member ? loopPps : 0;
-      r.txPps = phase === 4 ? (k === 2 ? 0 : 8 * t.floodPps) : member ? loopPps * 1.02 : 2 * loopPps;
+      r.rxPps = phase === 4 ? (k === 2 ? 8 * jitter * t.floodPps : 0) : member ? loopPps : 0;
+      r.txPps = phase === 4 ? (k === 2 ? 0 : 8 * jitter * t.floodPps) : member ? loopPps * 1.02 : 2 * loopPps;
       r.floodPps = phase === 4 ? r.rxPps : member ? flood : 0;
       r.bcastPps = r.floodPps;
+      r.rxBps = r.rxPps * 64.5;
+      r.dtMs = jitter;
     }
     tick.tNs = tNs;
     const flap = phase === 1 || phase === 3;
     if (flap) {
       moves[0]!.tNs = tNs;
-      moves[0]!.port = i % 2 ? 'warm-a' : 'warm-b';
+      moves[0]!.port = WARM_PORTS[i % 2 ? 0 : 1]!;
     }
     tick.fdbMoves = flap ? moves : none;
     const verdicts = step(st, tick, ports, policy).verdicts;

@@ -2,7 +2,7 @@
 // port keeps its last two counter sets, and every interval is measured on the block's arrival.
 import type { Counters, EsxiHostPolicy, PortPolicy, PortRates } from '../types.js';
 import { emptyCounters } from '../types.js';
-import { computeRates } from '../sample/rates.js';
+import { blankRates, computeRates } from '../sample/rates.js';
 import { judgeBroadcast, sectionCounters, toCounters, type BroadcastJudgement, type EsxPort, type RawCounters } from './ports.js';
 import { VALUES_PER_ITEM } from './fuse/lines.js';
 import type { Result } from './result.js';
@@ -66,7 +66,7 @@ export function hostRates(host: EsxiHostPolicy, log: Log): HostRates {
       const o = old.get(p.name);
       // Same port, same counter source: keep its counters (a new vSwitch port ID starts over).
       if (o && o.port.id === p.id) return { ...o, port: p };
-      return { port: p, prev: emptyCounters(), cur: emptyCounters(), prevNs: 0, rates: blankRates(p), bcast: undefined, lastError: null, txFloodPrev: NaN, txFloodCur: NaN };
+      return { port: p, prev: emptyCounters(), cur: emptyCounters(), prevNs: 0, rates: blankRates(p.name, p.bridge, 0), bcast: undefined, lastError: null, txFloodPrev: NaN, txFloodCur: NaN };
     });
     byItem = new Map(tracks.map((t) => [itemKey(t.port.kind, t.port.id), t]));
     portMap = new Map(tracks.map((t) => [t.port.name, t.port.policy]));
@@ -152,8 +152,4 @@ function fuseRaw(v: Float64Array, at: number): Result<RawCounters> {
   FUSE_RAW.txBroadcast = v[at + 4]!;
   FUSE_RAW.txMulticast = v[at + 5]!;
   return FUSE_OK;
-}
-
-function blankRates(p: EsxPort): PortRates {
-  return { port: p.name, bridge: p.bridge, dtMs: 0, rxPps: 0, txPps: 0, rxBps: 0, floodPps: 0, bcastPps: 0, valid: false };
 }

@@ -70,6 +70,19 @@ function invalid(out: PortRates): PortRates {
   return out;
 }
 
+/**
+ * A port's rates before its first interval (invalid). Every source makes its PortRates here, and
+ * so does the detector's warm-up (detect/warmup.ts): one object shape, number fields holding
+ * doubles from the start, so the code the warm-up compiled is the code a real storm runs (a
+ * second shape deoptimised nine detector functions in the first storm's tick, lab --trace-deopt).
+ */
+export function blankRates(port: string, bridge: string | null, flood: number): PortRates {
+  return { port, bridge, dtMs: D0, rxPps: D0, txPps: D0, rxBps: D0, floodPps: flood, bcastPps: flood, txFloodPps: NaN, valid: false };
+}
+
+/** Zero, as a double: -0 is never a small integer, so the fields above start as doubles. */
+const D0 = -0;
+
 /** Copy every field of `from` into `to` (no allocation). */
 export function copyCounters(from: Counters, to: Counters): Counters {
   to.rxPackets = from.rxPackets;

@@ -1,6 +1,6 @@
 import type { CounterReader, Counters, PortInfo, PortPolicy, PortRates, TickFrame, TickSource } from '../types.js';
 import { emptyCounters } from '../types.js';
-import { computeRates } from '../sample/rates.js';
+import { blankRates, computeRates } from '../sample/rates.js';
 
 // The host's own watched ports as one TickSource: the counter readers (sysfs, packet) fill one
 // Counters per port in place, and each tick turns the last two into rates. Maps and arrays are
@@ -56,7 +56,7 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
       }
       prev = np;
       cur = nc;
-      rates = infos.map((p) => lastRates.get(p.name) ?? blankRates(p));
+      rates = infos.map((p) => lastRates.get(p.name) ?? blankRates(p.name, p.bridge, NaN));
       for (const r of rates) lastRates.set(r.port, r);
       return { added, removed };
     },
@@ -88,8 +88,4 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
       await Promise.all(readers.map((r) => r.close()));
     },
   };
-}
-
-function blankRates(p: PortInfo): PortRates {
-  return { port: p.name, bridge: p.bridge, dtMs: 0, rxPps: 0, txPps: 0, rxBps: 0, floodPps: NaN, bcastPps: NaN, valid: false };
 }
