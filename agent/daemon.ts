@@ -14,7 +14,7 @@ import { localKind, portKinds } from './daemon/port-kinds.js';
 import { breakerFromJournal } from './daemon/restore.js';
 import { createTick } from './daemon/tick.js';
 import { createScheduler } from './daemon/scheduler.js';
-import type { Timers } from './daemon/clock.js';
+import { nodeTimers } from './daemon/clock.js';
 import { createExecutor } from './daemon/executor.js';
 import { createReachability } from './daemon/reachability.js';
 import { buildStatus } from './daemon/status.js';
@@ -30,7 +30,6 @@ import { createCaptures } from './daemon/captures.js';
 export { StartupError, type Daemon, type DaemonOptions, type ReloadOutcome } from './daemon/options.js';
 
 const hrNs = (): number => Number(process.hrtime.bigint());
-const TIMERS: Timers = { set: (fn, ms) => setTimeout(fn, ms), clear: (h) => clearTimeout(h as NodeJS.Timeout) };
 /** Interfaces are listed again, and tripped ports checked, this often. */
 const RESCAN_MS = 1000;
 
@@ -99,7 +98,7 @@ function wirePipeline(b: Base) {
   };
   const scheduler = createScheduler({
     clock: { now: hrNs },
-    timers: TIMERS,
+    timers: nodeTimers,
     sampling: () => policy().sampling,
     tick: (t) => {
       const o = tick.run(t);

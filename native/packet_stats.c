@@ -25,9 +25,10 @@
 //   startTripwire(onFrame, rtPriority) -> handle: a BLOCKING socket bound to every
 //     interface of the namespace that receives one byte of each incoming broadcast/multicast
 //     frame (500 ms receive timeout), read by a dedicated thread (SCHED_FIFO at rtPriority
-//     when > 0) that calls onFrame on the JS thread once per armTripwire(handle), so the
-//     first frame of a storm wakes an idle sampler at once; readTripwire(handle) -> frames
-//     its filter matched since start (a namespace-wide flood counter); stopTripwire(handle).
+//     when > 0) that calls onFrame on the JS thread once per armTripwire(handle, minFrames,
+//     windowNs), on the first burst of minFrames frames within windowNs (default 1 frame), so
+//     the first frames of a storm wake an idle sampler at once and chatter below that rate never
+//     reaches the JS thread; stopTripwire(handle).
 //     The thread keeps the first TW_SNAP bytes of the frames it receives, with wall-clock time,
 //     interface and original length, in two rings (copies into memory allocated at start):
 //     the head rolls over the last TW_RING frames until TW_RING frames arrive within
@@ -545,9 +546,11 @@ typedef struct {
   int prio;
   atomic_int armed;
   atomic_int stop;
-  // Frames the filter matched since start (PACKET_STATISTICS, clear-on-read, summed): a cheap
-  // namespace-wide flood counter for deciding whether a wake-up is a storm or chatter.
-  uint64_t seen;
+  // The burst that fires it (armTripwire's minFrames within windowNs, set before armed): chatter
+  // below that rate never reaches the JS thread at all.
+  atomic_int min_frames;
+  atomic_llong window_ns;
+  atomic_uint arm_drops; // the socket's drop count when armed
   pthread_t thread;
   napi_threadsafe_function tsfn;
   // Evidence: written by the tripwire thread, copied out by tripwireFrames under mu.
@@ -562,17 +565,18 @@ typedef struct {
 // frames/s (lab, issue 11), so its port took 2000 / (60k - 20k) s, ~50 ms, to spend its flood
 // budget. 2,000 reads/s keeps the tail's 64 newest frames within 32 ms, far inside TW_QUIET_NS
 // (tripwire_ring.h): the flood is still seen as one. The tail's times are read times, up to
-// TW_STORM_READ_NS after arrival. The counter (PACKET_STATISTICS) counts every frame regardless.
+// TW_STORM_READ_NS after arrival. While armed every frame is read (the burst is counted).
 #define TW_STORM_READ_NS 500000L
 
 // One frame into the evidence (tripwire_ring.h), with its wall-clock and monotonic times; returns
 // whether the head is frozen (a storm in progress).
-static int tripwire_keep(tripwire_t *tw, const uint8_t *buf, ssize_t n, const struct msghdr *mh, const struct sockaddr_ll *sll) {
+static int tripwire_keep(tripwire_t *tw, const uint8_t *buf, ssize_t n, const struct msghdr *mh, const struct sockaddr_ll *sll, int64_t *mono_out) {
   struct timespec ts, mt;
   uint32_t len = (uint32_t)n;
   clock_gettime(CLOCK_REALTIME, &ts);
   clock_gettime(CLOCK_MONOTONIC, &mt);
   int64_t mono = (int64_t)mt.tv_sec * 1000000000LL + mt.tv_nsec;
+  *mono_out = mono;
   for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c != NULL; c = CMSG_NXTHDR((struct msghdr *)mh, c)) {
     if (c->cmsg_level == SOL_PACKET && c->cmsg_type == PACKET_AUXDATA && c->cmsg_len >= CMSG_LEN(sizeof(struct tpacket_auxdata))) {
       struct tpacket_auxdata aux;
@@ -588,6 +592,14 @@ static int tripwire_keep(tripwire_t *tw, const uint8_t *buf, ssize_t n, const st
   return frozen;
 }
 
+/** Frames the socket dropped since it opened (0 where SO_MEMINFO has no drop count: kernels < 4.12). */
+static uint32_t tripwire_drops(int fd) {
+  uint32_t mi[SK_MEMINFO_VARS];
+  socklen_t ml = sizeof mi;
+  if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mi, &ml) == 0 && ml >= sizeof mi) return mi[SK_MEMINFO_DROPS];
+  return 0;
+}
+
 static void *tripwire_main(void *arg) {
   tripwire_t *tw = arg;
   uint8_t buf[TW_SNAP];
@@ -597,6 +609,11 @@ static void *tripwire_main(void *arg) {
   } ctl;
   struct sockaddr_ll sll;
   struct iovec iov = { .iov_base = buf, .iov_len = sizeof buf };
+  int burst = 0;
+  int64_t burst_from = 0;
+  uint32_t burst_drops = 0;
+  uint32_t last_drops = 0;
+  int counting = 0;
   if (tw->prio > 0) {
     struct sched_param sp = { .sched_priority = tw->prio };
     // Failure (no CAP_SYS_NICE) leaves the thread at normal priority: slower, not broken.
@@ -606,8 +623,32 @@ static void *tripwire_main(void *arg) {
     struct msghdr mh = { .msg_name = &sll, .msg_namelen = sizeof sll, .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.bytes, .msg_controllen = sizeof ctl.bytes };
     ssize_t n = recvmsg(tw->fd, &mh, 0);
     if (n < 0) continue; // EAGAIN every 500 ms (SO_RCVTIMEO) or EINTR: check stop, wait again
-    int storm = tripwire_keep(tw, buf, n, &mh, &sll);
-    if (atomic_exchange(&tw->armed, 0)) napi_call_threadsafe_function(tw->tsfn, NULL, napi_tsfn_nonblocking);
+    int64_t mono = 0;
+    int storm = tripwire_keep(tw, buf, n, &mh, &sll, &mono);
+    if (!atomic_load(&tw->armed)) {
+      burst = 0;
+      counting = 0;
+    } else {
+      if (!counting) last_drops = atomic_load(&tw->arm_drops); // drops before the arm are old news
+      counting = 1;
+      // A burst: minFrames within windowNs of its first frame. Armed, every frame is read (no
+      // storm pause below): the pause would hide the very burst this waits for.
+      // The socket's buffer holds a frame or two: the frames of a burst mostly arrive as drops,
+      // counted by SO_MEMINFO (lock-free), so a burst is the frames read plus the drops since the
+      // read before its first frame (this thread may read late: the drops still count).
+      uint32_t drops = tripwire_drops(tw->fd);
+      if (burst == 0 || mono - burst_from > atomic_load(&tw->window_ns)) {
+        burst = 0;
+        burst_from = mono;
+        burst_drops = last_drops;
+      }
+      last_drops = drops;
+      if ((int64_t)++burst + (uint32_t)(drops - burst_drops) >= atomic_load(&tw->min_frames) && atomic_exchange(&tw->armed, 0)) {
+        burst = 0;
+        napi_call_threadsafe_function(tw->tsfn, NULL, napi_tsfn_nonblocking);
+      }
+      continue;
+    }
     if (storm) {
       struct timespec pause = { .tv_sec = 0, .tv_nsec = TW_STORM_READ_NS };
       nanosleep(&pause, NULL);
@@ -695,27 +736,28 @@ static tripwire_t *tripwire_arg(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_arm_tripwire(napi_env env, napi_callback_info info) {
-  tripwire_t *tw = tripwire_arg(env, info);
-  if (tw == NULL) return NULL;
+  size_t argc = 3;
+  napi_value argv[3];
+  void *p = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 1 || napi_get_value_external(env, argv[0], &p) != napi_ok || p == NULL) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "tripwire handle expected");
+    return NULL;
+  }
+  tripwire_t *tw = p;
+  int32_t min_frames = 1;
+  int64_t window_ns = 0;
+  if (argc >= 2) napi_get_value_int32(env, argv[1], &min_frames);
+  if (argc >= 3) napi_get_value_int64(env, argv[2], &window_ns);
+  atomic_store(&tw->min_frames, min_frames < 1 ? 1 : min_frames);
+  atomic_store(&tw->arm_drops, tripwire_drops(tw->fd));
+  atomic_store(&tw->window_ns, window_ns < 0 ? 0 : window_ns);
   char byte;
   // Frames queued while disarmed are old news: only a frame after arming may fire.
   for (int i = 0; i < 4096 && recv(tw->fd, &byte, 1, MSG_DONTWAIT | MSG_TRUNC) >= 0; i++) {
   }
   atomic_store(&tw->armed, 1);
   return NULL;
-}
-
-static napi_value js_read_tripwire(napi_env env, napi_callback_info info) {
-  tripwire_t *tw = tripwire_arg(env, info);
-  if (tw == NULL) return NULL;
-  if (!atomic_load(&tw->stop)) {
-    struct tpacket_stats st;
-    socklen_t len = sizeof st;
-    if (getsockopt(tw->fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) == 0) tw->seen += st.tp_packets;
-  }
-  napi_value out;
-  napi_create_double(env, (double)tw->seen, &out);
-  return out;
 }
 
 static void set_num(napi_env env, napi_value obj, const char *key, double v) {
@@ -1128,7 +1170,7 @@ NAPI_MODULE_INIT() {
     napi_callback cb;
   } fns[] = { { "open", js_open },   { "read", js_read },
               { "close", js_close }, { "closeMany", js_close_many }, { "startTripwire", js_start_tripwire },
-              { "armTripwire", js_arm_tripwire }, { "readTripwire", js_read_tripwire }, { "stopTripwire", js_stop_tripwire },
+              { "armTripwire", js_arm_tripwire }, { "stopTripwire", js_stop_tripwire },
               { "tripwireFrames", js_tripwire_frames },
               { "setRealtime", js_set_realtime }, { "probeOpen", js_probe_open },
               { "probeSend", js_probe_send }, { "probeRecv", js_probe_recv }, { "peerCred", js_peer_cred },

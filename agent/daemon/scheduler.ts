@@ -8,9 +8,12 @@ export type { Clock, Timers };
 // the active rate too. Periods run from tick start to tick start (a deadline, not work + period),
 // and lag is how late a tick started against its period.
 //
-// The tripwire wakes an idle scheduler early: its one namespace-wide flood counter is read twice,
-// activeMs apart; ordinary chatter (ARP, DHCP) costs two timer wake-ups and is re-armed at once,
-// and only a flood rate worth a look starts per-port ticks, whose cost grows with the ports.
+// The tripwire wakes an idle scheduler early, on a burst: its native thread counts the frames
+// and fires only when TRIPWIRE_WINDOW_MS holds as many as the lowest falling edge of any watched
+// port would (warmPps). Ordinary chatter (ARP, DHCP) never reaches this thread; a burst starts
+// per-port ticks at once, whose cost grows with the ports. (It was a namespace-wide counter read
+// twice, activeMs apart: the second read came 1-4 ms late under a storm, and PACKET_STATISTICS
+// takes the queue lock with spin_lock_bh, whose unlock forwarded the storm on this thread.)
 //
 // MAC moves wake it too (issue 11): a loop circling an unknown-unicast frame moves no broadcast
 // counter, so the tripwire never fires for it, but its source MAC flaps between the members
@@ -22,10 +25,9 @@ export type { Clock, Timers };
 
 /** The tripwire as the scheduler uses it (sources/tripwire.ts). */
 export interface Waker {
-  arm(): void;
+  /** Fire once, on the first minFrames frames within windowNs. */
+  arm(minFrames: number, windowNs: number): void;
   readonly armed: boolean;
-  /** Flood frames seen on any interface since start. */
-  count(): number;
 }
 
 export interface SchedulerDeps {
@@ -66,7 +68,7 @@ export interface Scheduler {
   wakeAt(dueNs: number): void;
   /** The tripwire, once it exists (null: idle sampling is capped at IDLE_MS_WITHOUT_TRIPWIRE). */
   useWaker(w: Waker | null): void;
-  /** The tripwire saw a flood frame. */
+  /** The tripwire saw a burst of flood frames. */
   onWaker(): void;
   /** The FDB monitor saw a MAC move between ports. */
   onMoves(): void;
@@ -81,8 +83,11 @@ export interface Scheduler {
 // After the tripwire fires, sample at the active rate this long; a real storm turns warm within
 // it and extends it by activeHoldMs, a lone legitimate broadcast costs a handful of samples.
 export const TRIPWIRE_BURST_MS = 5;
-// Re-arm the tripwire at most this often, bounding the extra samples under broadcast chatter.
+// Re-arm the tripwire at most this often, bounding the extra samples under bursty broadcast.
 export const TRIPWIRE_REARM_MS = 5;
+// The tripwire fires on this many ms of frames at warmPps (at least TRIPWIRE_MIN_FRAMES frames).
+export const TRIPWIRE_WINDOW_MS = 1;
+export const TRIPWIRE_MIN_FRAMES = 2;
 // MAC moves start a burst at most this often (see the file comment).
 export const FDB_WAKE_REARM_MS = 20;
 // Without the tripwire nothing wakes an idle sampler early, so the idle period is capped here.
@@ -141,7 +146,7 @@ export function createScheduler(d: SchedulerDeps): Scheduler {
       d.onError(err as Error);
     }
     inTick = false;
-    if (waker && !waker.armed && lastT >= activeUntil && lastT - firedAt >= TRIPWIRE_REARM_MS * 1e6) waker.arm();
+    if (waker && !waker.armed && lastT >= activeUntil && lastT - firedAt >= TRIPWIRE_REARM_MS * 1e6) armWaker(waker);
     // Against a deadline: the period is from tick start to tick start, not work + period.
     const spentMs = (clock.now() - now) / 1e6;
     if (timer !== null) timers.clear(timer); // one chain, whatever ran during the tick
@@ -159,25 +164,17 @@ export function createScheduler(d: SchedulerDeps): Scheduler {
     timer = timers.set(loop, 0);
   }
 
+  function armWaker(w: Waker): void {
+    w.arm(Math.max(TRIPWIRE_MIN_FRAMES, Math.ceil((d.warmPps() * TRIPWIRE_WINDOW_MS) / 1000)), TRIPWIRE_WINDOW_MS * 1e6);
+  }
+
   function onWaker(): void {
     if (stopped || !waker) return;
     const now = clock.now();
     firedAt = now;
     if (now < activeUntil) return; // already sampling fast
-    const w = waker;
-    const c0 = w.count();
-    timers.set(() => {
-      if (stopped) return;
-      const t1 = clock.now();
-      const pps = ((w.count() - c0) * 1e9) / Math.max(1, t1 - now);
-      if (pps < d.warmPps()) {
-        timers.set(() => !stopped && t1 >= activeUntil && w.arm(), TRIPWIRE_REARM_MS);
-        return;
-      }
-      activeUntil = Math.max(activeUntil, t1 + TRIPWIRE_BURST_MS * 1e6);
-      if (timer !== null) timers.clear(timer);
-      loop(); // per-port ticks from now on, activeMs apart; a real storm turns warm at once
-    }, d.sampling().activeMs);
+    activeUntil = now + TRIPWIRE_BURST_MS * 1e6;
+    runNow(); // per-port ticks from now on, activeMs apart; a real storm turns warm at once
   }
 
   function onMoves(): void {

@@ -27,9 +27,8 @@ export interface PacketAddon {
   closeMany(fds: readonly number[]): Promise<void>;
   /** Start the tripwire thread (SCHED_FIFO at rtPriority when > 0); onFrame runs on the JS thread once per arm. */
   startTripwire(onFrame: () => void, rtPriority: number): TripwireHandle;
-  armTripwire(h: TripwireHandle): void;
-  /** Broadcast/multicast frames the tripwire's filter matched since start, on all interfaces. */
-  readTripwire(h: TripwireHandle): number;
+  /** Fire once, on the first minFrames frames that arrive within windowNs of each other (the thread counts them). */
+  armTripwire(h: TripwireHandle, minFrames: number, windowNs: number): void;
   stopTripwire(h: TripwireHandle): void;
   /**
    * The tripwire's evidence (first bytes of each frame), oldest first: the storm's onset (the

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { createScheduler, FDB_WAKE_REARM_MS, IDLE_MS_WITHOUT_TRIPWIRE, TRIPWIRE_BURST_MS, TRIPWIRE_REARM_MS, type Waker } from '../../agent/daemon/scheduler.js';
+import { createScheduler, FDB_WAKE_REARM_MS, IDLE_MS_WITHOUT_TRIPWIRE, TRIPWIRE_BURST_MS, TRIPWIRE_REARM_MS, TRIPWIRE_WINDOW_MS, type Waker } from '../../agent/daemon/scheduler.js';
 import type { TickOutcome } from '../../agent/daemon/tick.js';
 import { testPolicy } from '../../agent/testing/policy.js';
 import { fakeTime } from '../helpers/fake-time.js';
+import { nodeTimers } from '../../agent/daemon/clock.js';
 
 // The scheduler alone, with a fake clock and timers and a scripted tick: which periods it keeps,
 // when it goes fast and back, what the tripwire and a recovery timer do, and how lag is measured.
@@ -34,24 +35,19 @@ function setup(o: { during?: (n: number) => void; waker?: boolean; warmAt?: (ms:
     onRecoveryDue: () => recoveries++,
     warmPps: () => o.warmPps ?? 5000,
   });
-  let count = 0;
   let armed = false;
-  const waker: Waker & { fire(): void; add(n: number): void; arms: number } = {
-    arms: 0,
-    arm() {
+  const waker: Waker & { fire(): void; arms: Array<{ minFrames: number; windowNs: number }> } = {
+    arms: [],
+    arm(minFrames, windowNs) {
       armed = true;
-      waker.arms++;
+      waker.arms.push({ minFrames, windowNs });
     },
     get armed() {
       return armed;
     },
-    count: () => count,
     fire() {
       armed = false;
       s.onWaker();
-    },
-    add(n: number) {
-      count += n;
     },
   };
   if (o.waker !== false) s.useWaker(waker);
@@ -166,15 +162,14 @@ describe('scheduler lag', () => {
 });
 
 describe('scheduler and the tripwire', () => {
-  it('a flood behind the tripwire starts per-port ticks at once, activeMs apart', () => {
+  it('a burst behind the tripwire starts per-port ticks at once (no timer, no counter read), activeMs apart', () => {
     const { time, s, ticks, waker } = setup();
     s.start();
     time.advance(20);
     expect(waker.armed).toBe(true); // armed after the first idle tick
     waker.fire();
-    waker.add(100); // 100 frames in activeMs = 100k pps, over the lowest falling edge (5000)
-    time.advance(1);
-    expect(ticks).toEqual([0, 21]);
+    time.advance(0);
+    expect(ticks).toEqual([0, 20]);
     time.advance(TRIPWIRE_BURST_MS);
     expect(ticks.length).toBe(2 + TRIPWIRE_BURST_MS);
     // Nothing warm came: back to idle after the burst, re-armed.
@@ -183,20 +178,36 @@ describe('scheduler and the tripwire', () => {
     expect(waker.armed).toBe(true);
   });
 
-  it('chatter below the falling edge costs no tick and re-arms the tripwire after REARM_MS', () => {
-    const { time, s, ticks, waker } = setup();
+  it('is armed for a burst at the lowest falling edge: warmPps over TRIPWIRE_WINDOW_MS, at least 2 frames', () => {
+    for (const [warmPps, minFrames] of [
+      [5000, 5],
+      [20_000, 20],
+      [300, 2],
+    ] as const) {
+      const { time, s, waker } = setup({ warmPps });
+      s.start();
+      time.advance(1);
+      expect(waker.arms.at(-1)).toEqual({ minFrames, windowNs: TRIPWIRE_WINDOW_MS * 1e6 });
+      s.stop();
+    }
+  });
+
+  it('re-arms no sooner than REARM_MS after it fired, and a fire while sampling fast adds no tick', () => {
+    const { time, s, ticks, waker } = setup({ warmAt: (ms) => ms >= 20 && ms < 22 });
     s.start();
     time.advance(20);
-    const armsBefore = waker.arms;
+    const arms = waker.arms.length;
     waker.fire();
-    waker.add(2); // 2 frames per ms = 2000 pps < 5000
     time.advance(1);
-    expect(ticks).toEqual([0]);
+    waker.fire(); // sampling fast: nothing more
+    time.advance(0);
+    const fast = ticks.filter((t) => t >= 20 && t <= 21).length;
+    expect(fast).toBe(2);
+    time.advance(TRIPWIRE_REARM_MS - 2);
     expect(waker.armed).toBe(false);
-    time.advance(TRIPWIRE_REARM_MS);
+    time.advance(sampling.activeHoldMs + 200);
     expect(waker.armed).toBe(true);
-    expect(waker.arms).toBe(armsBefore + 1);
-    expect(ticks).toEqual([0]);
+    expect(waker.arms.length).toBe(arms + 1);
   });
 });
 
@@ -249,5 +260,20 @@ describe('scheduler recovery wake', () => {
     time.advance(1000);
     expect(ticks).toEqual([0]);
     expect(time.pending()).toBe(0);
+  });
+});
+
+describe('node timers (the daemon edge)', () => {
+  it('0 ms runs at the next turn of the event loop, before a 1 ms timer set earlier; clear works for both', async () => {
+    const order: string[] = [];
+    setTimeout(() => order.push('setTimeout 1'), 1);
+    nodeTimers.set(() => order.push('now'), 0);
+    const cleared = nodeTimers.set(() => order.push('cleared now'), 0);
+    nodeTimers.clear(cleared);
+    const clearedLater = nodeTimers.set(() => order.push('cleared later'), 5);
+    nodeTimers.clear(clearedLater);
+    // Node's own setTimeout(0) is a 1 ms timer: it runs after the 1 ms one set before it.
+    await new Promise((r) => setTimeout(r, 20));
+    expect(order).toEqual(['now', 'setTimeout 1']);
   });
 });

@@ -1,0 +1,36 @@
+// Drives the native tripwire inside a network namespace for test/integration/tripwire.test.ts:
+// `ip netns exec NS node tripwire-probe.mjs ADDON`. The tripwire's socket sees the namespace it
+// is opened in, so it has to run here.
+//
+// Protocol: one JSON command per stdin line, one JSON reply per stdout line.
+//   {"op":"arm","minFrames":K,"windowNs":W} -> {"ok":true}
+//   {"op":"fired"}                           -> {"ok":true,"fired":N}: onFrame calls so far
+//   {"op":"close"}                           -> {"ok":true} and exit
+import { createRequire } from 'node:module';
+import { createInterface } from 'node:readline';
+
+const addonPath = process.argv[2];
+if (!addonPath) {
+  process.stderr.write('usage: tripwire-probe.mjs PATH/TO/packet_stats.node\n');
+  process.exit(2);
+}
+const addon = createRequire(import.meta.url)(addonPath);
+let fired = 0;
+const handle = addon.startTripwire(() => fired++, 0);
+const reply = (o) => process.stdout.write(`${JSON.stringify({ ok: true, ...o })}\n`);
+
+createInterface({ input: process.stdin }).on('line', (line) => {
+  const cmd = JSON.parse(line);
+  if (cmd.op === 'arm') {
+    addon.armTripwire(handle, cmd.minFrames, cmd.windowNs);
+    reply({});
+  } else if (cmd.op === 'fired') {
+    reply({ fired });
+  } else if (cmd.op === 'close') {
+    addon.stopTripwire(handle);
+    reply({});
+    process.exit(0);
+  } else {
+    process.stdout.write(`${JSON.stringify({ ok: false, error: `unknown op ${cmd.op}` })}\n`);
+  }
+});
