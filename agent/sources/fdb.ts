@@ -73,6 +73,16 @@ export interface FdbSource extends TickSource {
 }
 
 const MAX_BUFFERED = 4096;
+/**
+ * Lines parsed per ms at most (a token bucket, LINE_BURST deep). A loop storm makes `bridge
+ * monitor fdb` print ~50-100k lines/s (lab, kvm loop: 31k lines in the first 0.67 s); parsing
+ * each on the JS thread held it for ~1 ms per 64 KiB chunk, in front of the tripwire's wake and
+ * the sampling ticks (event-loop utilisation 1.0 between ticks). A flap verdict needs
+ * FDB_MIN_MOVES moves within 50 ms: 20 lines per ms keeps hundreds. A chunk past the budget is
+ * skipped whole, never split into strings; a MAC's next parsed line still shows where it went.
+ */
+export const LINES_PER_MS = 20;
+export const LINE_BURST = 256;
 /** Ports remembered as learning (a namespace has far fewer; bounds memory against odd input). */
 const MAX_LEARNING = 4096;
 const NO_PORTS: ReadonlyMap<string, PortPolicy> = new Map();
@@ -91,7 +101,10 @@ export function createFdbSource(opts: {
    * 38-99 ms against 4 ms with it (bench-reaction, kvm-unicast).
    */
   realtimePriority?: number;
+  /** Lines parsed at most (default LINES_PER_MS, LINE_BURST; see there). */
+  lineBudget?: { perMs: number; burst: number };
 }): FdbSource {
+  const budget = opts.lineBudget ?? { perMs: LINES_PER_MS, burst: LINE_BURST };
   let buf: FdbMove[] = [];
   let spare: FdbMove[] = [];
   let dropped = 0;
@@ -101,20 +114,25 @@ export function createFdbSource(opts: {
   // rx ≈ tx alone for a loop (a DHCP server answering a PXE wave is rx ≈ tx too). Forgotten
   // when the monitor restarts: moves it missed meanwhile must not count as "no flap".
   const learning = new Set<string>();
-  let t = 0;
+  let t = opts.now();
   let woke = false;
+  let tokens = budget.burst;
   const child = superviseLines({
     file: opts.bridgeBin ?? 'bridge',
     args: ['monitor', 'fdb'],
     name: 'bridge monitor fdb',
     ...(opts.warn ? { warn: opts.warn } : {}),
     onChunk: () => {
+      const was = t;
       t = opts.now();
       woke = false;
+      tokens = Math.min(budget.burst, tokens + ((t - was) / 1e6) * budget.perMs);
+      return Math.floor(tokens);
     },
     onExit: () => learning.clear(),
     ...(opts.realtimePriority ? { realtimePriority: opts.realtimePriority } : {}),
     onLine: (line) => {
+      tokens--;
       const e = parseFdbLine(line);
       if (!e) return;
       if (!e.deleted && !learning.has(e.dev) && learning.size < MAX_LEARNING) learning.add(e.dev);

@@ -6,7 +6,8 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { createFdbSource } from '../../agent/sources/fdb.js';
+import { createFdbSource, LINE_BURST } from '../../agent/sources/fdb.js';
+import { deliverLines } from '../../agent/host/line-child.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sbt-fdb-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -20,8 +21,9 @@ it('keeps the newest moves when more arrive between two drains than it buffers',
     `#!/bin/sh\ni=0\nwhile [ $i -lt 5000 ]; do\n  if [ $((i % 2)) -eq 0 ]; then d=up1; else d=up2; fi\n  echo "02:00:00:00:00:01 dev $d master br0"\n  i=$((i + 1))\ndone\nexec sleep 5\n`,
   );
   chmodSync(bin, 0o755);
+  // No line budget here (the next case is about that): every line is parsed.
   let t = 0;
-  const src = createFdbSource({ now: () => ++t, bridgeBin: bin });
+  const src = createFdbSource({ now: () => ++t, bridgeBin: bin, lineBudget: { perMs: Infinity, burst: Infinity } });
   try {
     for (let i = 0; i < 25; i++) await new Promise((r) => setTimeout(r, 20));
     const moves = src.drain();
@@ -30,6 +32,34 @@ it('keeps the newest moves when more arrive between two drains than it buffers',
     // The newest survived: the last move is the last line's (up2), at the latest time stamp.
     expect(moves.at(-1)).toMatchObject({ port: 'up2', mac: '02:00:00:00:00:01', bridge: 'br0' });
     expect(moves.at(-1)!.tNs).toBe(t);
+  } finally {
+    src.close();
+  }
+});
+
+it('parses at most LINE_BURST lines plus LINES_PER_MS per ms: a storm of lines is thinned, not queued on the JS thread', async () => {
+  // 20000 lines in one go (one MAC flapping), then, 300 ms later, one line for another MAC.
+  const bin = join(dir, 'bridge-storm');
+  writeFileSync(
+    bin,
+    `#!/bin/sh\nawk 'BEGIN { for (i = 0; i < 20000; i++) printf "02:00:00:00:00:01 dev up%d master br0\\n", 1 + i % 2 }'\nsleep 0.3\necho "02:00:00:00:00:09 dev vm1 master br0"\necho "02:00:00:00:00:09 dev up1 master br0"\nexec sleep 5\n`,
+  );
+  chmodSync(bin, 0o755);
+  let t = 0;
+  const src = createFdbSource({ now: () => t, bridgeBin: bin });
+  try {
+    for (let i = 0; i < 10; i++) await new Promise((r) => setTimeout(r, 20));
+    const storm = src.drain().length;
+    // The clock stood still: the burst budget only (the first line is a learn, not a move).
+    expect(storm).toBeGreaterThan(LINE_BURST / 2);
+    expect(storm).toBeLessThan(LINE_BURST);
+    t = 1e9; // time passes: the budget refills, and the next lines are read whole
+    const later: object[] = [];
+    for (let i = 0; i < 40 && later.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      later.push(...src.drain());
+    }
+    expect(later).toMatchObject([{ mac: '02:00:00:00:00:09', port: 'up1' }]);
   } finally {
     src.close();
   }
@@ -89,4 +119,15 @@ it('runs the monitor at the sampling thread SCHED_FIFO priority (a storm must no
     plain.close();
   }
   expect(pid).toBeGreaterThan(0);
+});
+
+it('deliverLines hands over at most max complete lines and keeps the unfinished one, skipped lines never split', () => {
+  const got: string[] = [];
+  expect(deliverLines('a\nb\nc\npart', 2, (l) => got.push(l))).toBe('part');
+  expect(got).toEqual(['a', 'b']);
+  expect(deliverLines('a\nb\npart', Infinity, (l) => got.push(l))).toBe('part');
+  expect(got).toEqual(['a', 'b', 'a', 'b']);
+  expect(deliverLines('x\ny\n', 0, (l) => got.push(l))).toBe('');
+  expect(deliverLines('no newline yet', 5, (l) => got.push(l))).toBe('no newline yet');
+  expect(got.length).toBe(4);
 });
