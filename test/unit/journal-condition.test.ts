@@ -2,7 +2,7 @@
 // log, systemd's STATUS line and the metrics (issue 13: "status, metrics, log, sd_notify STATUS").
 // The journal here really fails (a symlink in its place, refused by O_NOFOLLOW); the log and the
 // systemd notifier are recorders. The full and read-only disks are in agent-faults.test.ts.
-import { mkdtempSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -47,5 +47,41 @@ describe('journal failing: said once each way, in the log, systemd STATUS and me
     expect(status).toEqual([status[0], 'journal writing again']);
     j.close();
     rmSync(d, { recursive: true });
+  });
+});
+
+describe('journal sync off the JS thread', () => {
+  it('append writes at once and leaves the fdatasync to the pool: one at a time, one more for what came meanwhile; a failed sync is a condition until a sync succeeds', () => {
+    const d = mkdtempSync(join(tmpdir(), 'sb-js-'));
+    try {
+      const syncs: Array<(err: NodeJS.ErrnoException | null) => void> = [];
+      const conditions: boolean[] = [];
+      const path = join(d, 'journal.jsonl');
+      const j = openJournal(path, { sync: (_fd, done) => void syncs.push(done), onCondition: (h) => void conditions.push(h.failing), retryMs: 60_000 });
+      j.append(ev('trip', 'up1'));
+      // Written (page cache) before any sync ended: a kill -9 now cannot lose it.
+      expect(readFileSync(path, 'utf8')).toContain('"port":"up1"');
+      expect(syncs).toHaveLength(1);
+      j.append(ev('escalate', 'up2'));
+      j.append(ev('trip', 'up2'));
+      expect(readFileSync(path, 'utf8').trim().split('\n')).toHaveLength(3);
+      expect(syncs).toHaveLength(1); // still one in flight
+      syncs[0]!(null);
+      expect(syncs).toHaveLength(2); // one more, for the two written meanwhile
+      syncs[1]!(null);
+      expect(syncs).toHaveLength(2);
+
+      j.append(ev('restore', 'up1'));
+      syncs[2]!(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+      expect(conditions).toEqual([true]);
+      expect(j.health().failing).toBe(true);
+      j.append(ev('restore', 'up2')); // written; the condition holds until a sync succeeds
+      expect(conditions).toEqual([true]);
+      syncs[3]!(null);
+      expect(conditions).toEqual([true, false]);
+      j.close();
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
   });
 });
