@@ -600,6 +600,33 @@ static uint32_t tripwire_drops(int fd) {
   return 0;
 }
 
+// The burst the armed thread counts toward a wake (see armTripwire).
+typedef struct {
+  int counting;         // armed since the last frame: the counts below are this arm's
+  int64_t frames;       // frames read in the current burst
+  int64_t from;         // its first frame's monotonic time
+  uint32_t from_drops;  // the socket's drop count at the read before that frame
+  uint32_t last_drops;  // the socket's drop count at the last read
+} tw_burst_t;
+
+// One frame read while armed, at monotonic `mono`: does the burst now hold minFrames within
+// windowNs? The socket's buffer holds a frame or two, so the frames of a burst mostly arrive as
+// drops, counted by SO_MEMINFO (lock-free): a burst is the frames read plus the drops since the
+// read before its first frame (this thread may read late: the drops still count). Drops from
+// before the arm are old news.
+static int tw_burst_frame(tripwire_t *tw, tw_burst_t *b, int64_t mono) {
+  if (!b->counting) b->last_drops = atomic_load(&tw->arm_drops);
+  b->counting = 1;
+  uint32_t drops = tripwire_drops(tw->fd);
+  if (b->frames == 0 || mono - b->from > atomic_load(&tw->window_ns)) {
+    b->frames = 0;
+    b->from = mono;
+    b->from_drops = b->last_drops;
+  }
+  b->last_drops = drops;
+  return ++b->frames + (uint32_t)(drops - b->from_drops) >= atomic_load(&tw->min_frames);
+}
+
 static void *tripwire_main(void *arg) {
   tripwire_t *tw = arg;
   uint8_t buf[TW_SNAP];
@@ -609,11 +636,7 @@ static void *tripwire_main(void *arg) {
   } ctl;
   struct sockaddr_ll sll;
   struct iovec iov = { .iov_base = buf, .iov_len = sizeof buf };
-  int burst = 0;
-  int64_t burst_from = 0;
-  uint32_t burst_drops = 0;
-  uint32_t last_drops = 0;
-  int counting = 0;
+  tw_burst_t burst = { 0 };
   if (tw->prio > 0) {
     struct sched_param sp = { .sched_priority = tw->prio };
     // Failure (no CAP_SYS_NICE) leaves the thread at normal priority: slower, not broken.
@@ -625,30 +648,15 @@ static void *tripwire_main(void *arg) {
     if (n < 0) continue; // EAGAIN every 500 ms (SO_RCVTIMEO) or EINTR: check stop, wait again
     int64_t mono = 0;
     int storm = tripwire_keep(tw, buf, n, &mh, &sll, &mono);
-    if (!atomic_load(&tw->armed)) {
-      burst = 0;
-      counting = 0;
-    } else {
-      if (!counting) last_drops = atomic_load(&tw->arm_drops); // drops before the arm are old news
-      counting = 1;
-      // A burst: minFrames within windowNs of its first frame. Armed, every frame is read (no
-      // storm pause below): the pause would hide the very burst this waits for.
-      // The socket's buffer holds a frame or two: the frames of a burst mostly arrive as drops,
-      // counted by SO_MEMINFO (lock-free), so a burst is the frames read plus the drops since the
-      // read before its first frame (this thread may read late: the drops still count).
-      uint32_t drops = tripwire_drops(tw->fd);
-      if (burst == 0 || mono - burst_from > atomic_load(&tw->window_ns)) {
-        burst = 0;
-        burst_from = mono;
-        burst_drops = last_drops;
-      }
-      last_drops = drops;
-      if ((int64_t)++burst + (uint32_t)(drops - burst_drops) >= atomic_load(&tw->min_frames) && atomic_exchange(&tw->armed, 0)) {
-        burst = 0;
+    if (atomic_load(&tw->armed)) {
+      // Armed, every frame is read (no storm pause): the pause would hide the burst awaited.
+      if (tw_burst_frame(tw, &burst, mono) && atomic_exchange(&tw->armed, 0)) {
+        burst = (tw_burst_t){ 0 };
         napi_call_threadsafe_function(tw->tsfn, NULL, napi_tsfn_nonblocking);
       }
       continue;
     }
+    burst = (tw_burst_t){ 0 };
     if (storm) {
       struct timespec pause = { .tv_sec = 0, .tv_nsec = TW_STORM_READ_NS };
       nanosleep(&pause, NULL);
@@ -723,28 +731,28 @@ static napi_value js_start_tripwire(napi_env env, napi_callback_info info) {
   return ext;
 }
 
-static tripwire_t *tripwire_arg(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+// The tripwire handle in argv[0]; *argc in: room in argv, out: arguments given.
+static tripwire_t *tripwire_args(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
   void *p = NULL;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
-  if (argc < 1 || napi_get_value_external(env, argv[0], &p) != napi_ok || p == NULL) {
+  if (napi_get_cb_info(env, info, argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (*argc < 1 || napi_get_value_external(env, argv[0], &p) != napi_ok || p == NULL) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "tripwire handle expected");
     return NULL;
   }
   return p;
 }
 
+static tripwire_t *tripwire_arg(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  return tripwire_args(env, info, &argc, argv);
+}
+
 static napi_value js_arm_tripwire(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
-  void *p = NULL;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
-  if (argc < 1 || napi_get_value_external(env, argv[0], &p) != napi_ok || p == NULL) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "tripwire handle expected");
-    return NULL;
-  }
-  tripwire_t *tw = p;
+  tripwire_t *tw = tripwire_args(env, info, &argc, argv);
+  if (tw == NULL) return NULL;
   int32_t min_frames = 1;
   int64_t window_ns = 0;
   if (argc >= 2) napi_get_value_int32(env, argv[1], &min_frames);
