@@ -30,6 +30,7 @@ export interface WhoSummary {
   msP99: number | null;
   msMax: number | null;
   framesLeakedP50: number | null;
+  framesLeakedMax: number | null;
   /** msP50 / the near-limit poller's msP50; null when there is no reference. */
   xNearLimit: number | null;
 }
@@ -55,13 +56,15 @@ function reference(r: ShapeFigures): { kind: ShapeSummary['reference']; p50: num
 function who(runs: readonly RunFigures[], ref: number): WhoSummary {
   const s = stoppedOnly(runs);
   const t = summary(s.map((x) => x.msFromInject));
+  const f = summary(s.map((x) => x.framesLeaked));
   return {
     runs: runs.length,
     stopped: s.length,
     msP50: num(t.p50),
     msP99: num(t.p99),
     msMax: num(t.max),
-    framesLeakedP50: num(percentile(s.map((x) => x.framesLeaked), 50)),
+    framesLeakedP50: num(f.p50),
+    framesLeakedMax: num(f.max),
     xNearLimit: num(t.p50 / ref),
   };
 }
@@ -84,15 +87,13 @@ export function reactionTable(results: readonly ShapeFigures[], observeMs: numbe
   const lines = [HEADER];
   for (const r of results) {
     const sum = shapeSummary(r);
-    for (const [name, runs] of [['warm', r.warm], ['cold', r.cold], ['near-limit', r.near]] as const) {
+    for (const [name, runs, w] of [['warm', r.warm, sum.warm], ['cold', r.cold, sum.cold], ['near-limit', r.near, sum.nearLimit]] as const) {
       if (runs.length === 0) continue;
-      const s = stoppedOnly(runs);
-      const t = summary(s.map((x) => x.msFromInject));
-      const f = summary(s.map((x) => x.framesLeaked));
       const down = [...new Set(runs.map((x) => x.down.join('+') || '-'))].join(' ');
-      const x = name === 'warm' ? sum.warm.xNearLimit : name === 'cold' ? sum.cold.xNearLimit : sum.nearLimit.xNearLimit;
+      const ms = (v: number | null): string => fmt(v ?? NaN, 2).padStart(7);
+      const frames = (v: number | null): string => fmt(v ?? NaN, 0).padStart(7);
       lines.push(
-        `${r.shape.padEnd(14)} ${name.padEnd(11)} ${String(runs.length).padStart(4)} ${String(s.length).padStart(7)}   ${fmt(t.p50, 2).padStart(7)} / ${fmt(t.p99, 2).padStart(7)} / ${fmt(t.max, 2).padStart(7)}   ${ratioCell(sum.reference, x)}         ${fmt(f.p50, 0).padStart(7)} / ${fmt(f.max, 0).padStart(7)}   ${down}`,
+        `${r.shape.padEnd(14)} ${name.padEnd(11)} ${String(w.runs).padStart(4)} ${String(w.stopped).padStart(7)}   ${ms(w.msP50)} / ${ms(w.msP99)} / ${ms(w.msMax)}   ${ratioCell(sum.reference, w.xNearLimit)}         ${frames(w.framesLeakedP50)} / ${frames(w.framesLeakedMax)}   ${down}`,
       );
     }
     if (sum.reference === 'none') {

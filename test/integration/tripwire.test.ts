@@ -52,6 +52,13 @@ class Probe {
 /** Broadcast frames out of q0: `burst` back to back, then gapMs, until n are sent. */
 const send = (n: number, burst: number, gapMs: number) => nsx('python3', SENDER, 'q0', '--broadcast', String(n), '--burst', String(burst), '--gap-ms', String(gapMs));
 
+/** Send those frames, give the thread 100 ms, and return how often it has fired so far. */
+async function firedAfter(probe: Probe, n: number, burst: number, gapMs: number): Promise<number> {
+  await send(n, burst, gapMs);
+  await sleep(100);
+  return probe.fired();
+}
+
 describe('tripwire (native thread, real frames)', () => {
   let probe: Probe | null = null;
 
@@ -73,29 +80,20 @@ describe('tripwire (native thread, real frames)', () => {
 
   it('does not fire for frames slower than the burst asks (chatter), however many', async () => {
     await probe!.send({ op: 'arm', minFrames: 5, windowNs: 1e6 });
-    await send(12, 1, 15); // one frame every 15 ms: 4 frames per 60 ms, never 5 within 1 ms
-    await sleep(100);
-    expect(await probe!.fired()).toBe(0);
+    // One frame every 15 ms: 4 frames per 60 ms, never 5 within 1 ms.
+    expect(await firedAfter(probe!, 12, 1, 15)).toBe(0);
   });
 
   it('fires once on the first burst of minFrames within windowNs, then stays quiet until armed again', async () => {
     await probe!.send({ op: 'arm', minFrames: 5, windowNs: 1e6 });
-    await send(40, 40, 0);
-    await sleep(100);
-    expect(await probe!.fired()).toBe(1);
-    await send(40, 40, 0);
-    await sleep(100);
-    expect(await probe!.fired()).toBe(1);
+    expect(await firedAfter(probe!, 40, 40, 0)).toBe(1);
+    expect(await firedAfter(probe!, 40, 40, 0)).toBe(1);
     await probe!.send({ op: 'arm', minFrames: 5, windowNs: 1e6 });
-    await send(40, 40, 0);
-    await sleep(100);
-    expect(await probe!.fired()).toBe(2);
+    expect(await firedAfter(probe!, 40, 40, 0)).toBe(2);
   });
 
   it('armed for one frame, the first frame fires', async () => {
     await probe!.send({ op: 'arm', minFrames: 1, windowNs: 0 });
-    await send(1, 1, 0);
-    await sleep(100);
-    expect(await probe!.fired()).toBe(3);
+    expect(await firedAfter(probe!, 1, 1, 0)).toBe(3);
   });
 });
