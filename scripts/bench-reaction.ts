@@ -1,5 +1,9 @@
 // Reaction benchmark (issue 11): real storms of every shape broken by the agent, warm (one agent,
-// many storms) and cold (a fresh agent idle >= --cold-idle-ms, one storm each), beside the
+// many storms --gap-ms apart: its sampler still at the active rate), idle (the same agent after
+// the warm storms, each storm --idle-gap-ms after the last: its sampler back at the idle rate, so
+// the wake path from idle sampling without the first run's cost) and cold (a fresh agent idle
+// >= --cold-idle-ms, one storm each: the wake path plus first-run cost, JIT and first
+// allocations), beside the
 // near-limit reference (a minimal 1 ms sysfs poller that cuts through /sys/class/net/X/flags and
 // decides nothing) on the same storms in the same run, and a 1-second storm-control for the
 // base loops. Prints percentiles and every agent figure as a ratio to the reference. Times are over
@@ -7,7 +11,7 @@
 // whose near-limit poller stopped none of its storms reports no reference rather than a ratio.
 // (On the slow large-frame loops, ~140-165 frames/s per port, it still cut every storm in
 // 8-10 ms: two 1 ms samples in a row saw frames within the storm's first few.)
-//   node dist/scripts/bench-reaction.js [--storms 10] [--cold 5] [--cold-idle-ms 30000] [--near 5]
+//   node dist/scripts/bench-reaction.js [--storms 10] [--idle 2] [--idle-gap-ms 2500] [--cold 5] [--cold-idle-ms 30000] [--near 5]
 //     [--baseline 3] [--chatter-pps 0] [--gap-ms 150] [--flood-sender c|python] [--shapes kvm,esx,kvm-unicast,kvm-multicast,kvm-slow,kvm-slow-1500,kvm-jumbo,kvm-3up,vm-flood]
 //     [--prefix sb-bench-] [--out out/bench-reaction.json]
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -27,6 +31,10 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const { values } = parseArgs({
   options: {
     storms: { type: 'string', default: '10' },
+    // Storms against the warm agent once its sampler went idle: each --idle-gap-ms after the
+    // last storm's restore (the sampler stays at the active rate activeHoldMs, 2 s by default).
+    idle: { type: 'string', default: '2' },
+    'idle-gap-ms': { type: 'string', default: '2500' },
     cold: { type: 'string', default: '5' },
     'cold-idle-ms': { type: 'string', default: '30000' },
     near: { type: 'string', default: '5' },
@@ -47,6 +55,7 @@ const { values } = parseArgs({
   },
 });
 const n = (k: keyof typeof values): number => Number(values[k]);
+if (n('idle') > 0 && n('idle-gap-ms') < 2500) process.stderr.write(`--idle-gap-ms ${n('idle-gap-ms')} is under activeHoldMs (2000) + 500: the idle storms may meet a sampler still at the active rate\n`);
 if (values['flood-sender'] !== 'c' && values['flood-sender'] !== 'python') throw new Error(`--flood-sender must be c or python, got ${values['flood-sender']}`);
 const prefix = values.prefix!;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -55,6 +64,7 @@ const OBSERVE_MS = 400;
 interface ShapeResult {
   shape: ShapeName;
   warm: ShapeRun[];
+  idle: ShapeRun[];
   cold: ShapeRun[];
   near: ShapeRun[];
   baseline: StormRun[];
@@ -74,22 +84,14 @@ async function agentStorms(lab: Lab, spec: ShapeSpec, shape: ShapeName, res: Sha
   let agent: AgentHandle | null = null;
   try {
     agent = await startAgent(lab.ns.host, { policy: values.policy! });
-    const chatterPps = n('chatter-pps');
-    if (chatterPps > 0) {
-      await run(ns(lab.ns.host, ['ip', 'link', 'add', 'chat0', 'type', 'veth', 'peer', 'name', 'chat1']));
-      await run(ns(lab.ns.host, ['ip', 'link', 'set', 'chat0', 'up']));
-      await run(ns(lab.ns.host, ['ip', 'link', 'set', 'chat1', 'up']));
-    }
-    await sleep(300);
-    for (let i = 0; i < n('storms'); i++) {
-      const chatter = chatterPps > 0 ? inject(lab, lab.ns.host, 'chat1', { pps: chatterPps, duration: 1.2, kind: 'broadcast' }) : null;
-      if (chatter) await sleep(300 + Math.random() * 200);
+    await warmStorms(lab, spec, shape, res, agent);
+    // Idle: the same process, so its code is hot; only the sampler is back at its idle rate.
+    for (let i = 0; i < n('idle'); i++) {
+      await sleep(n('idle-gap-ms'));
       const r = await shapeStorm(lab, spec, { kind: 'agent', agent }, OBSERVE_MS);
-      await chatter;
-      res.warm.push(r);
-      note(shape, 'warm', i, n('storms'), r);
+      res.idle.push(r);
+      note(shape, 'idle', i, n('idle'), r);
       await restoreAfter(lab, spec, r, agent);
-      await sleep(n('gap-ms'));
     }
   } finally {
     await agent?.stop();
@@ -109,10 +111,30 @@ async function agentStorms(lab: Lab, spec: ShapeSpec, shape: ShapeName, res: Sha
   }
 }
 
+async function warmStorms(lab: Lab, spec: ShapeSpec, shape: ShapeName, res: ShapeResult, agent: AgentHandle): Promise<void> {
+  const chatterPps = n('chatter-pps');
+  if (chatterPps > 0) {
+    await run(ns(lab.ns.host, ['ip', 'link', 'add', 'chat0', 'type', 'veth', 'peer', 'name', 'chat1']));
+    await run(ns(lab.ns.host, ['ip', 'link', 'set', 'chat0', 'up']));
+    await run(ns(lab.ns.host, ['ip', 'link', 'set', 'chat1', 'up']));
+  }
+  await sleep(300);
+  for (let i = 0; i < n('storms'); i++) {
+    const chatter = chatterPps > 0 ? inject(lab, lab.ns.host, 'chat1', { pps: chatterPps, duration: 1.2, kind: 'broadcast' }) : null;
+    if (chatter) await sleep(300 + Math.random() * 200);
+    const r = await shapeStorm(lab, spec, { kind: 'agent', agent }, OBSERVE_MS);
+    await chatter;
+    res.warm.push(r);
+    note(shape, 'warm', i, n('storms'), r);
+    await restoreAfter(lab, spec, r, agent);
+    await sleep(n('gap-ms'));
+  }
+}
+
 async function benchShape(shape: ShapeName): Promise<ShapeResult> {
   const spec = shapeSpec(shape, values['flood-sender'] as 'c' | 'python');
   let lab = await buildLab(spec.base, prefix);
-  const res: ShapeResult = { shape, warm: [], cold: [], near: [], baseline: [] };
+  const res: ShapeResult = { shape, warm: [], idle: [], cold: [], near: [], baseline: [] };
   try {
     lab = await spec.prepare(lab);
     await agentStorms(lab, spec, shape, res);
@@ -168,7 +190,7 @@ function tripFacts(t: Record<string, unknown>, t0: number): Record<string, unkno
 writeFileSync(
   values.out!,
   JSON.stringify(
-    results.map((r) => ({ shape: r.shape, summary: shapeSummary(r), warm: r.warm.map(slim), cold: r.cold.map(slim), nearLimit: r.near.map(slim), stormControl: r.baseline.map((x) => ({ framesLeaked: x.stats.framesLeaked, shut: x.shut.map((s) => s.port) })) })),
+    results.map((r) => ({ shape: r.shape, summary: shapeSummary(r), warm: r.warm.map(slim), idle: r.idle.map(slim), cold: r.cold.map(slim), nearLimit: r.near.map(slim), stormControl: r.baseline.map((x) => ({ framesLeaked: x.stats.framesLeaked, shut: x.shut.map((s) => s.port) })) })),
     null,
     2,
   ) + '\n',

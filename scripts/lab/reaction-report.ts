@@ -1,5 +1,5 @@
-// The reaction benchmark's report (issue 11), pure: per shape and breaker (warm agent, cold agent,
-// near-limit poller) the storms it stopped, ms to quiet over those, and the agent's ratio to the
+// The reaction benchmark's report (issue 11), pure: per shape and breaker (warm agent, idle agent,
+// cold agent, near-limit poller) the storms it stopped, ms to quiet over those, and the agent's ratio to the
 // near-limit poller. A storm the bench had to end (no breaker cut it inside the observation) has
 // no time (NaN) and is counted, never averaged in; a shape whose poller stopped none of its storms
 // has no reference, and says so instead of a ratio.
@@ -16,6 +16,8 @@ export interface RunFigures {
 export interface ShapeFigures {
   shape: string;
   warm: RunFigures[];
+  /** The same agent process as warm, each storm after its sampler went idle (>= activeHoldMs since the last one). */
+  idle: RunFigures[];
   cold: RunFigures[];
   near: RunFigures[];
   /** Storm-control runs (a StormRun has it). */
@@ -40,6 +42,7 @@ export interface ShapeSummary {
   /** 'none' when the near-limit poller ran but stopped none of its storms; 'not run' with --near 0. */
   reference: 'near-limit' | 'none' | 'not run';
   warm: WhoSummary;
+  idle: WhoSummary;
   cold: WhoSummary;
   nearLimit: WhoSummary;
 }
@@ -71,7 +74,7 @@ function who(runs: readonly RunFigures[], ref: number): WhoSummary {
 
 export function shapeSummary(r: ShapeFigures): ShapeSummary {
   const ref = reference(r);
-  return { shape: r.shape, reference: ref.kind, warm: who(r.warm, ref.p50), cold: who(r.cold, ref.p50), nearLimit: who(r.near, ref.p50) };
+  return { shape: r.shape, reference: ref.kind, warm: who(r.warm, ref.p50), idle: who(r.idle, ref.p50), cold: who(r.cold, ref.p50), nearLimit: who(r.near, ref.p50) };
 }
 
 const HEADER =
@@ -87,7 +90,7 @@ export function reactionTable(results: readonly ShapeFigures[], observeMs: numbe
   const lines = [HEADER];
   for (const r of results) {
     const sum = shapeSummary(r);
-    for (const [name, runs, w] of [['warm', r.warm, sum.warm], ['cold', r.cold, sum.cold], ['near-limit', r.near, sum.nearLimit]] as const) {
+    for (const [name, runs, w] of [['warm', r.warm, sum.warm], ['idle', r.idle, sum.idle], ['cold', r.cold, sum.cold], ['near-limit', r.near, sum.nearLimit]] as const) {
       if (runs.length === 0) continue;
       const down = [...new Set(runs.map((x) => x.down.join('+') || '-'))].join(' ');
       const ms = (v: number | null): string => fmt(v ?? NaN, 2).padStart(7);

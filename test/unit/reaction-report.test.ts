@@ -10,7 +10,7 @@ const byHand: RunFigures = { msFromInject: NaN, framesLeaked: 70, down: [], stop
 
 describe('reaction report', () => {
   it('a shape whose near-limit poller stopped none says "no reference", with no ratio and no NaN in its JSON', () => {
-    const r: ShapeFigures = { shape: 'kvm-slow-1500', warm: [stopped(80), stopped(90)], cold: [stopped(100)], near: [byHand, byHand], baseline: [] };
+    const r: ShapeFigures = { shape: 'kvm-slow-1500', warm: [stopped(80), stopped(90)], idle: [], cold: [stopped(100)], near: [byHand, byHand], baseline: [] };
     const s = shapeSummary(r);
     expect(s.reference).toBe('none');
     expect(s.warm).toMatchObject({ runs: 2, stopped: 2, msP50: 80, msMax: 90, xNearLimit: null });
@@ -24,7 +24,7 @@ describe('reaction report', () => {
   });
 
   it('a storm the bench ended is counted in runs, not in the times; the ratio is over stopped storms', () => {
-    const r: ShapeFigures = { shape: 'kvm', warm: [stopped(4), stopped(6), byHand], cold: [], near: [stopped(2), stopped(2)], baseline: [{ stats: { framesLeaked: 1000 } }] };
+    const r: ShapeFigures = { shape: 'kvm', warm: [stopped(4), stopped(6), byHand], idle: [], cold: [], near: [stopped(2), stopped(2)], baseline: [{ stats: { framesLeaked: 1000 } }] };
     const s = shapeSummary(r);
     expect(s.reference).toBe('near-limit');
     expect(s.warm).toMatchObject({ runs: 3, stopped: 2, msP50: 4, msMax: 6, xNearLimit: 2 });
@@ -32,8 +32,19 @@ describe('reaction report', () => {
     expect(warmRow).toMatch(/kvm\s+warm\s+3\s+2\s+4\.00 \/\s+6\.00 \/\s+6\.00\s+2\.00x/);
   });
 
+  it('an idle column (same agent, sampler idle) has its own row and ratio, between warm and cold', () => {
+    const r: ShapeFigures = { shape: 'kvm', warm: [stopped(3), stopped(5)], idle: [stopped(8), stopped(12), byHand], cold: [stopped(20)], near: [stopped(2)], baseline: [] };
+    const s = shapeSummary(r);
+    expect(s.idle).toMatchObject({ runs: 3, stopped: 2, msP50: 8, msMax: 12, xNearLimit: 4 });
+    expect(s.warm.msP50).toBe(3);
+    expect(s.cold.msP50).toBe(20);
+    const rows = reactionTable([r], 400).split('\n').slice(1).map((l) => l.split(/\s+/)[1]);
+    expect(rows).toEqual(['warm', 'idle', 'cold', 'near-limit']);
+    expect(reactionTable([r], 400)).toMatch(/kvm\s+idle\s+3\s+2\s+8\.00 \/\s+12\.00 \/\s+12\.00\s+4\.00x/);
+  });
+
   it('no near-limit runs at all (--near 0) is "not run", not "no reference"', () => {
-    const r: ShapeFigures = { shape: 'kvm', warm: [stopped(4)], cold: [], near: [], baseline: [] };
+    const r: ShapeFigures = { shape: 'kvm', warm: [stopped(4)], idle: [], cold: [], near: [], baseline: [] };
     expect(shapeSummary(r).reference).toBe('not run');
     expect(reactionTable([r], 400)).not.toMatch(/no reference/);
   });
