@@ -12,7 +12,7 @@
 // (On the slow large-frame loops, ~140-165 frames/s per port, it still cut every storm in
 // 8-10 ms: two 1 ms samples in a row saw frames within the storm's first few.)
 //   node dist/scripts/bench-reaction.js [--storms 10] [--idle 2] [--idle-gap-ms 2500] [--cold 5] [--cold-idle-ms 30000] [--near 5]
-//     [--baseline 3] [--chatter-pps 0] [--gap-ms 150] [--flood-sender c|python] [--shapes kvm,esx,kvm-unicast,kvm-multicast,kvm-slow,kvm-slow-1500,kvm-jumbo,kvm-3up,vm-flood]
+//     [--baseline 3] [--chatter-pps 0] [--gap-ms 150] [--flood-sender c|python] [--shapes kvm,esx,kvm-unicast,kvm-multicast,kvm-slow,kvm-slow-1500,kvm-jumbo,kvm-3up,vm-flood,kvm-hotplug]
 //     [--prefix sb-bench-] [--out out/bench-reaction.json]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -77,7 +77,8 @@ function note(shape: string, who: string, i: number, of: number, r: ShapeRun): v
   const forwarding = a?.stoppedNs ? `, first port stopped forwarding at ${fmt((a.stoppedNs - r.tInjectNs) / 1e6, 2)} ms, ${fmt(a.forwardingStoppedMs ?? NaN, 2)} ms of it in the action` : '';
   const cuts = r.pollerCuts ? `; poller cuts: ${r.pollerCuts.map((c) => `${c.port} at ${fmt(c.ms, 2)} ms${c.ok ? '' : ` failed (${c.error ?? '?'})`}`).join(', ') || 'none'}` : who === 'near-limit' ? '; poller gave no result' : '';
   const ms = r.stoppedByBreaker ? `${fmt(r.msFromInject, 2)} ms` : `not stopped by the ${who === 'near-limit' ? 'poller' : 'agent'} in ${OBSERVE_MS} ms (quiet ${fmt(r.msQuietObserved, 2)} ms after the bench's own stop${cuts})`;
-  process.stderr.write(`${shape} ${who} ${i + 1}/${of}: ${ms} (verdict ${fmt(r.msToVerdict, 2)} ms${forwarding}), ${r.framesLeaked} frames, down ${r.down.join(',')}\n`);
+  const plug = r.msPlugToInject !== undefined ? `; the frame left ${fmt(r.msPlugToInject, 2)} ms after the enslave returned` : '';
+  process.stderr.write(`${shape} ${who} ${i + 1}/${of}: ${ms} (verdict ${fmt(r.msToVerdict, 2)} ms${forwarding}), ${r.framesLeaked} frames, down ${r.down.join(',')}${plug}\n`);
 }
 
 async function agentStorms(lab: Lab, spec: ShapeSpec, shape: ShapeName, res: ShapeResult): Promise<void> {
@@ -174,7 +175,7 @@ try {
 const text = reactionTable(results, OBSERVE_MS);
 process.stdout.write(text + '\n');
 mkdirSync(dirname(values.out!), { recursive: true });
-const slim = (x: ShapeRun) => ({ msFromInjection: x.msFromInject, stoppedByBreaker: x.stoppedByBreaker, msQuietObserved: x.msQuietObserved, msToVerdict: x.msToVerdict, framesLeaked: x.framesLeaked, down: x.down, trips: x.trips.map((t) => tripFacts(t, x.tInjectNs)), ...(x.pollerCuts ? { pollerCuts: x.pollerCuts } : {}) });
+const slim = (x: ShapeRun) => ({ msFromInjection: x.msFromInject, stoppedByBreaker: x.stoppedByBreaker, msQuietObserved: x.msQuietObserved, msToVerdict: x.msToVerdict, framesLeaked: x.framesLeaked, down: x.down, trips: x.trips.map((t) => tripFacts(t, x.tInjectNs)), ...(x.msPlugToInject !== undefined ? { msPlugToInject: x.msPlugToInject } : {}), ...(x.pollerCuts ? { pollerCuts: x.pollerCuts } : {}) });
 /** A trip or escalation as the journal has it, timed from the injection (same monotonic clock): when its evidence was read, how long the link-down took, and the escalation's evidence window after the first shut. */
 function tripFacts(t: Record<string, unknown>, t0: number): Record<string, unknown> {
   const ev = t.evidence as { tNs?: number; window?: Array<{ port: string; tMs: number; rxPps: number; txPps: number }> } | undefined;

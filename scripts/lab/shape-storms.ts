@@ -3,19 +3,19 @@
 // The storm is bounded on every path: after observeMs the loop is opened (or the flood stopped)
 // by hand whatever the breaker did.
 import { ns } from './exec.js';
-import { flood, inject, type FrameKind } from './traffic.js';
+import { armInject, flood, inject, type FrameKind } from './traffic.js';
 import { startObserver } from './observer.js';
 import { stormStats, type CounterSeries } from './analyze.js';
 import { labDistEntry } from './assets.js';
 import { startJsonProc } from './jsonproc.js';
-import { addUplink, shapeUplinks } from './shapes.js';
+import { addUplink, setEnslaved, shapeUplinks } from './shapes.js';
 import { setLabMtu } from './more-shapes.js';
 import { downHostPorts, loopStillClosed, openLoop, resetPorts } from './scenario.js';
 import { linkDown, type Lab, type Shape } from './topology.js';
 import type { AgentHandle } from './agent.js';
 import type { NearLimitResult } from './near-limit.js';
 
-export const SHAPES = ['kvm', 'esx', 'kvm-unicast', 'kvm-multicast', 'kvm-slow', 'kvm-slow-1500', 'kvm-jumbo', 'kvm-3up', 'vm-flood'] as const;
+export const SHAPES = ['kvm', 'esx', 'kvm-unicast', 'kvm-multicast', 'kvm-slow', 'kvm-slow-1500', 'kvm-jumbo', 'kvm-3up', 'vm-flood', 'kvm-hotplug'] as const;
 export type ShapeName = (typeof SHAPES)[number];
 
 export interface ShapeSpec {
@@ -33,6 +33,11 @@ export interface ShapeSpec {
   prepare(lab: Lab): Promise<Lab>;
   /** Between storms: every port back as the shape needs it. */
   reset(lab: Lab): Promise<void>;
+  /**
+   * The change that closes the loop, made at each storm right before its frame (the hotplug
+   * shape: enslave the second uplink); absent when the loop is closed from the start.
+   */
+  plug?(lab: Lab): Promise<void>;
   /** The 1 s storm-control baseline (20k frames/s level, 60-byte frames) applies: the base loops only. */
   baseline: boolean;
 }
@@ -81,6 +86,22 @@ export function shapeSpec(name: ShapeName, floodSender: 'c' | 'python' = 'c'): S
         reset: async (l) => (await resetPorts(l), await linkDown(l, 'up2')),
         baseline: false,
       };
+    case 'kvm-hotplug':
+      // Issue 11: "a second uplink plugged into the bridge after the agent started". The agent
+      // starts with up1 alone in br0 (up2 up, its switch end up, no master); each storm enslaves
+      // up2 (ip link set up2 master br0), which closes the loop, and one broadcast leaves vm1 right
+      // after the enslave returns (an armed sender: a pipe wake-up, no process start). t0 is that
+      // frame, as for every shape; msPlugToInject says how long after the enslave it left. After
+      // each storm up2 is freed again, so warm, idle and cold storms all meet one uplink.
+      // The near-limit poller is given both uplinks, up2 included though it is not in the bridge
+      // when the poller starts: it is a reference for what the machine allows, not a breaker that
+      // has to find the new port.
+      return {
+        ...plain('kvm', 'broadcast', ['up1', 'up2']),
+        prepare: async (l) => (await setEnslaved(l, 'up2', false), l),
+        reset: async (l) => (await resetPorts(l), await setEnslaved(l, 'up2', false)),
+        plug: (l) => setEnslaved(l, 'up2', true),
+      };
   }
 }
 
@@ -97,6 +118,8 @@ export interface ShapeRun {
   msToVerdict: number;
   down: string[];
   trips: Array<Record<string, unknown>>;
+  /** Hotplug shape: the enslave that closed the loop returned this long before the frame left (ms). */
+  msPlugToInject?: number;
   /** The near-limit poller's cuts, ms from the injection (undefined for the agent, or when the poller gave no result). */
   pollerCuts?: Array<{ port: string; ms: number; ok: boolean; error?: string }>;
 }
@@ -129,6 +152,7 @@ export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeM
   const obs = await startObserver(lab.ns.prod, ['eth0'], observeMs + (spec.flood ? FLOOD_S * 1000 : 0) + 2000);
   let prod: CounterSeries;
   let tInjectNs = 0;
+  let tPlugNs = 0;
   let stopped = false;
   let cuts: NearLimitResult['cut'] | undefined;
   try {
@@ -137,6 +161,16 @@ export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeM
       // Both senders report their first frame's time only at their end.
       const sent = spec.sender === 'c' ? await flood(lab, 'vm1', 'eth0', { duration: FLOOD_S, kind }) : await inject(lab, 'vm1', 'eth0', { duration: FLOOD_S, kind });
       tInjectNs = sent.tFirstNs;
+    } else if (spec.plug) {
+      const armed = await armInject(lab, 'vm1', 'eth0', { count: 1, kind: spec.kind, ...(spec.size ? { size: spec.size } : {}) });
+      try {
+        await spec.plug(lab);
+        tPlugNs = Number(process.hrtime.bigint());
+        tInjectNs = (await armed.fire()).tFirstNs;
+      } finally {
+        armed.disarm();
+      }
+      await sleep(observeMs);
     } else {
       tInjectNs = (await inject(lab, 'vm1', 'eth0', { count: 1, kind: spec.kind, ...(spec.size ? { size: spec.size } : {}) })).tFirstNs;
       await sleep(observeMs);
@@ -164,6 +198,7 @@ export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeM
     msToVerdict: first?.evidence?.tNs ? (first.evidence.tNs - tInjectNs) / 1e6 : NaN,
     down: await downHostPorts(lab),
     trips,
+    ...(tPlugNs > 0 ? { msPlugToInject: (tInjectNs - tPlugNs) / 1e6 } : {}),
     ...(cuts ? { pollerCuts: cuts.map((c) => ({ port: c.port, ms: (c.tNs - tInjectNs) / 1e6, ok: c.ok, ...(c.error ? { error: c.error } : {}) })) } : {}),
   };
 }

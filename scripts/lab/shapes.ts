@@ -49,3 +49,13 @@ export async function unshapeUplinks(lab: Lab, ports: readonly string[]): Promis
     }
   }
 }
+
+/** Pure: the argv that enslaves a host port to the lab's bridge (plug) or frees it (unplug, bridge null). */
+export function enslaveArgv(lab: Pick<Lab, 'ns' | 'bridge'>, port: string, plug: boolean): string[] {
+  return ['ip', '-n', lab.ns.host, 'link', 'set', 'dev', assertIfName(port), ...(plug ? ['master', lab.bridge] : ['nomaster'])];
+}
+
+/** Plug (enslave) or unplug (free, link left up) a host uplink: the hotplug shape's one change. */
+export async function setEnslaved(lab: Lab, port: string, plug: boolean): Promise<void> {
+  await run(enslaveArgv(lab, port, plug));
+}

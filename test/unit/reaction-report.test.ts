@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { reactionTable, shapeSummary, type RunFigures, type ShapeFigures } from '../../scripts/lab/reaction-report.js';
 import { shapeSpec, stoppedByBreaker, SHAPES } from '../../scripts/lab/shape-storms.js';
+import { enslaveArgv } from '../../scripts/lab/shapes.js';
 
 const stopped = (ms: number, frames = 10): RunFigures => ({ msFromInject: ms, framesLeaked: frames, down: ['up1'], stoppedByBreaker: true });
 const byHand: RunFigures = { msFromInject: NaN, framesLeaked: 70, down: [], stoppedByBreaker: false };
@@ -73,5 +74,17 @@ describe('bench shapes', () => {
     expect(shapeSpec('kvm-slow-1500')).toMatchObject({ base: 'kvm', kind: 'broadcast', size: 1500, flood: false, cut: ['up1'], baseline: false });
     expect(shapeSpec('kvm-jumbo')).toMatchObject({ base: 'kvm', kind: 'broadcast', size: 9000, flood: false, cut: ['up1'], baseline: false });
     expect(SHAPES.filter((s) => shapeSpec(s).baseline)).toEqual(['kvm', 'esx']);
+  });
+
+  it('kvm-hotplug runs by default: up2 freed at prepare and every reset, enslaved by plug; the poller may cut both uplinks', () => {
+    expect(SHAPES).toContain('kvm-hotplug');
+    const s = shapeSpec('kvm-hotplug');
+    expect(s).toMatchObject({ base: 'kvm', kind: 'broadcast', flood: false, cut: ['up1', 'up2'], baseline: false });
+    expect(typeof s.plug).toBe('function');
+    expect(SHAPES.filter((x) => shapeSpec(x).plug)).toEqual(['kvm-hotplug']);
+    const lab = { ns: { host: 'sbx-host' }, bridge: 'br0' } as const;
+    expect(enslaveArgv(lab as never, 'up2', true)).toEqual(['ip', '-n', 'sbx-host', 'link', 'set', 'dev', 'up2', 'master', 'br0']);
+    expect(enslaveArgv(lab as never, 'up2', false)).toEqual(['ip', '-n', 'sbx-host', 'link', 'set', 'dev', 'up2', 'nomaster']);
+    expect(() => enslaveArgv(lab as never, 'up2;x', true)).toThrow();
   });
 });
