@@ -13,8 +13,8 @@
 //
 // Once the queue is full every match is a drop, which packet_rcv() also counts in the
 // socket's sk_drops: read() takes that from SO_MEMINFO (lock-free) and calls
-// PACKET_STATISTICS only while frames are still being queued (read_counter_delta() says
-// why: that call forwarded the storm on the sampler's thread). Both are turned into a
+// PACKET_STATISTICS only after frames were queued, once the socket is quiet
+// (read_counter_delta() says why: that call forwarded the storm on the sampler's thread). Both are turned into a
 // running 64-bit total per fd, an ordinary monotonically increasing counter for JS.
 //
 // API (see agent/sources/packet.ts):
@@ -348,6 +348,13 @@ static slot_t *slot_arg(napi_env env, napi_callback_info info, const char *what,
 // reads that (sk_get_meminfo(): atomic reads, no lock, no softirq). The frames that were
 // queued instead are counted by PACKET_STATISTICS (tp_packets - tp_drops), read only when the
 // queue's memory moved, i.e. a frame was queued: a few times in a socket's life.
+//
+// ...and only once the socket is quiet (no drop since the last read). A socket whose queue was
+// still empty when a storm came (a fresh agent on a quiet segment, a port that just appeared)
+// sees its queue fill and overflow within one interval: reading PACKET_STATISTICS in that
+// interval forwarded the storm on this thread for ~2 ms (softirq's time limit; lab probe of
+// the first storm's tick, session 13). Deferred, the few queued frames (the queue holds a
+// frame or two) are counted at the first quiet read instead: late by those frames, never lost.
 static int64_t read_counter_delta(int fd, slot_t *slot) {
   struct tpacket_stats st;
   socklen_t len = sizeof st;
@@ -357,7 +364,7 @@ static int64_t read_counter_delta(int fd, slot_t *slot) {
     if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mi, &ml) == 0 && ml >= sizeof mi) {
       int64_t delta = (uint32_t)(mi[SK_MEMINFO_DROPS] - slot->last_drops);
       slot->last_drops = mi[SK_MEMINFO_DROPS];
-      if (mi[SK_MEMINFO_RMEM_ALLOC] == slot->last_rmem) return delta;
+      if (mi[SK_MEMINFO_RMEM_ALLOC] == slot->last_rmem || delta > 0) return delta;
       slot->last_rmem = mi[SK_MEMINFO_RMEM_ALLOC];
       if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) < 0) return -errno;
       return delta + (int64_t)(st.tp_packets - st.tp_drops);
