@@ -180,10 +180,13 @@ export function createScheduler(d: SchedulerDeps): Scheduler {
   function onMoves(): void {
     if (stopped) return;
     const now = clock.now();
-    if (now < activeUntil || now - movedAt < FDB_WAKE_REARM_MS * 1e6) return;
+    if (now - movedAt < FDB_WAKE_REARM_MS * 1e6) return;
     movedAt = now;
-    activeUntil = now + TRIPWIRE_BURST_MS * 1e6;
-    runNow(); // per-port ticks from now on, activeMs apart; a loop's verdict keeps them going
+    activeUntil = Math.max(activeUntil, now + TRIPWIRE_BURST_MS * 1e6);
+    // At once, also when already sampling fast: the tripwire's wake comes ~2 ms before the
+    // monitor's first lines (lab probe, session 13), and the flap they show is what judges a
+    // loop on a bridge whose FDB is seen; the next periodic tick came 0.5-2 ms after them.
+    runNow();
   }
 
   return {

@@ -78,11 +78,14 @@ const MAX_BUFFERED = 4096;
  * monitor fdb` print ~50-100k lines/s (lab, kvm loop: 31k lines in the first 0.67 s); parsing
  * each on the JS thread held it for ~1 ms per 64 KiB chunk, in front of the tripwire's wake and
  * the sampling ticks (event-loop utilisation 1.0 between ticks). A flap verdict needs
- * FDB_MIN_MOVES moves within 50 ms: 20 lines per ms keeps hundreds. A chunk past the budget is
+ * FDB_MIN_MOVES moves within 50 ms: 8 lines per ms keeps ~400. A chunk past the budget is
  * skipped whole, never split into strings; a MAC's next parsed line still shows where it went.
+ * The burst is what the first chunk of a storm costs, parsed before the tick that judges it:
+ * 256 lines held the JS thread ~2.7 ms in a cold storm (cold code, the storm's softirqs on the
+ * same CPU; lab probe, session 13), where 48 lines still hold a loop's flapping MAC many times.
  */
-export const LINES_PER_MS = 20;
-export const LINE_BURST = 256;
+export const LINES_PER_MS = 8;
+export const LINE_BURST = 48;
 /** Ports remembered as learning (a namespace has far fewer; bounds memory against odd input). */
 const MAX_LEARNING = 4096;
 const NO_PORTS: ReadonlyMap<string, PortPolicy> = new Map();

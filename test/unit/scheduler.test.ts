@@ -237,6 +237,28 @@ describe('scheduler FDB wake', () => {
   });
 });
 
+describe('scheduler FDB wake while sampling fast', () => {
+  it('a MAC move ticks at once also when a tripwire burst already runs (its lines come ~2 ms after the wake), once per FDB_WAKE_REARM_MS', () => {
+    const { time, s, ticks, waker } = setup();
+    s.start();
+    time.advance(20);
+    waker.fire(); // the storm's first frames: per-port ticks, 1 ms apart
+    time.advance(0);
+    const woke = ticks.length;
+    time.advance(0.4);
+    s.onMoves(); // the monitor's first lines, mid-period
+    time.advance(0);
+    // Judged now, not at the next period (20 + 1 ms); old: nothing until then.
+    expect(ticks).toHaveLength(woke + 1);
+    expect(ticks.at(-1)!).toBeCloseTo(20.4, 6);
+    // More lines right after: the period goes on as before, no extra tick per chunk of lines.
+    time.advance(0.3);
+    s.onMoves();
+    time.advance(0);
+    expect(ticks).toHaveLength(woke + 1);
+  });
+});
+
 describe('scheduler recovery wake', () => {
   it('wakes the breaker just after a recovery probe is due, once per due time', () => {
     const { time, s, recoveries } = setup();
