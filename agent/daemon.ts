@@ -10,7 +10,7 @@ import { socketGroupId, StartupError, type Daemon, type DaemonOptions } from './
 import { startLocalSampling } from './daemon/local.js';
 import { createWatchedPorts, followLinkChanges, lowestClearPps, rescanLocal } from './daemon/ports.js';
 import { startEsxiHosts } from './daemon/esxi-hosts.js';
-import { localKind, portKinds } from './daemon/port-kinds.js';
+import { bridgeIfindexOf, localKind, portKinds } from './daemon/port-kinds.js';
 import { breakerFromJournal } from './daemon/restore.js';
 import { createTick } from './daemon/tick.js';
 import { createScheduler } from './daemon/scheduler.js';
@@ -80,7 +80,7 @@ function wirePipeline(b: Base) {
     replayed: b.replay.events,
   });
   for (const h of esx) watched.add(h.host);
-  const kinds = portKinds([...esx.map((h) => h.kind), localKind(policy)]);
+  const kinds = portKinds([...esx.map((h) => h.kind), localKind(policy, (port) => bridgeIfindexOf(sampling.local.infos(), port))]);
 
   const tick = createTick({
     watched,

@@ -1,4 +1,4 @@
-import type { ActionRequest, ActionResult, EsxiActionRecord, EsxiHostPolicy, Policy } from '../types.js';
+import type { ActionRequest, ActionResult, EsxiActionRecord, EsxiHostPolicy, Policy, PortInfo } from '../types.js';
 import { executeLinkAction } from '../actions/link.js';
 import { tripUndone } from '../actions/esxi.js';
 import { isAdminUp } from '../host/interfaces.js';
@@ -39,13 +39,18 @@ export function portKinds(kinds: readonly PortKind[]): PortKinds {
   return { all: kinds, of: (port) => kinds.find((k) => k.checkName(port)) ?? null };
 }
 
-/** Interfaces of this host: sysfs flags first for link-down, `ip link` otherwise. */
-export function localKind(policy: () => Policy): PortKind {
+/**
+ * Interfaces of this host: sysfs flags first for link-down, `ip link` otherwise. `bridgeIfindex`
+ * names a watched bridge port's ifindex as the local source knows it (kept current by the link
+ * monitor): a trip's stop then skips two sysfs reads before the state change (see link.ts).
+ */
+export function localKind(policy: () => Policy, bridgeIfindex: (port: string) => number | undefined = () => undefined): PortKind {
   const opts = () => ({ timeoutMs: policy().actions.timeoutMs, retries: policy().actions.retries });
   return {
     id: 'local',
     checkName: isValidIfName,
-    down: (req, _previous, stages) => executeLinkAction(req, stages ? { ...opts(), onStopped: stages.onStopped, adminDownGate: stages.adminDownGate } : opts()),
+    down: (req, _previous, stages) =>
+      executeLinkAction(req, stages ? { ...opts(), onStopped: stages.onStopped, adminDownGate: stages.adminDownGate, ifindexHint: bridgeIfindex(req.port) } : opts()),
     up: (req) => executeLinkAction(req, opts()),
     verify: (port) => {
       const up = isAdminUp(port);
@@ -54,6 +59,12 @@ export function localKind(policy: () => Policy): PortKind {
     reassertReason: (what, r) =>
       r.ok ? `port was ${what} and found up; put down again ${what === 'held' ? 'until the hold ends' : 'until an operator restores it'}` : `could not put ${what} port down again: ${r.error}`,
   };
+}
+
+/** The ifindex of a bridge port among the local source's ports (undefined: not one of them, or in no bridge). */
+export function bridgeIfindexOf(infos: readonly PortInfo[], port: string): number | undefined {
+  for (const p of infos) if (p.name === port) return p.bridge !== null ? p.ifindex : undefined;
+  return undefined;
 }
 
 /** Ports of one ESXi host (`<host>/vmnicN`, `<host>/vnic-<mac>`), acted on over its SSH session. */

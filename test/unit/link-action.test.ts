@@ -98,6 +98,30 @@ describe('link-down of a bridge port', () => {
     expect(r.error).toBe('bridge state of up1 reads 3 after setting it disabled');
   });
 
+  it('with the ifindex the local source knows, sets the state at once and reads back that the name still has it', async () => {
+    const r = await executeLinkAction({ kind: 'link-down', port: 'up1', reason: 't' }, { ...opts(kernel({ 7: 'up1' })), ifindexHint: 7 });
+    expect(calls).toEqual([[7, 0]]);
+    expect(r).toMatchObject({ ok: true, verified: true, via: VIA_BRIDGE_STATE, adminDownVia: 'sysfs-flags' });
+  });
+
+  it('a stale ifindex (the port re-created since) is not trusted: the stop is done again by name', async () => {
+    port('up1', 9, 3); // up1 is now ifindex 9
+    // Old index gone: the kernel says ENODEV, and the name's own index is used.
+    const gone: BridgeStateSetter = (ifindex, state) => (ifindex === 7 ? (calls.push([ifindex, state]), 19) : kernel({ 9: 'up1' })(ifindex, state));
+    const r = await executeLinkAction({ kind: 'link-down', port: 'up1', reason: 't' }, { ...opts(gone), ifindexHint: 7 });
+    expect(calls).toEqual([[7, 0], [9, 0]]);
+    expect(r).toMatchObject({ ok: true, verified: true, via: VIA_BRIDGE_STATE });
+    // Old index taken by another port (the kernel does not do that before its counter wraps):
+    // the read-back sees the name's index differ and does it again by name all the same.
+    calls.length = 0;
+    port('up1', 9, 3);
+    port('other', 7, 3);
+    const r2 = await executeLinkAction({ kind: 'link-down', port: 'up1', reason: 't' }, { ...opts(kernel({ 7: 'other', 9: 'up1' })), ifindexHint: 7 });
+    expect(calls).toEqual([[7, 0], [9, 0]]);
+    expect(r2).toMatchObject({ ok: true, verified: true, via: VIA_BRIDGE_STATE });
+    expect(bridgePortOf('up1', root)?.state).toBe(0);
+  });
+
   it('keeps the sysfs route for a port that is no bridge port, or without the addon', async () => {
     const r = await executeLinkAction({ kind: 'link-down', port: 'eth0', reason: 't' }, opts(kernel({})));
     expect(calls).toEqual([]);
