@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util';
 import { buildLab, teardownLab, type Lab } from './lab/topology.js';
 import { startAgent, type AgentHandle } from './lab/agent.js';
 import { resetPorts, stormWithStormControl, type StormRun } from './lab/scenario.js';
-import { restoreAfter, shapeSpec, shapeStorm, SHAPES, type ShapeName, type ShapeRun, type ShapeSpec } from './lab/shape-storms.js';
+import { pollerMiss, restoreAfter, shapeSpec, shapeStorm, SHAPES, type ShapeName, type ShapeRun, type ShapeSpec } from './lab/shape-storms.js';
 import { fmt } from './lab/stats.js';
 import { reactionTable, shapeSummary } from './lab/reaction-report.js';
 import { run, ns } from './lab/exec.js';
@@ -74,11 +74,16 @@ function note(shape: string, who: string, i: number, of: number, r: ShapeRun): v
   // The first port that stopped: a loop's trips are logged when their admin-downs end, in any order.
   const stops = r.trips.filter((t) => t.msg === 'trip').map((t) => t.action as { stoppedNs?: number; forwardingStoppedMs?: number } | undefined);
   const a = stops.filter((x) => x?.stoppedNs).sort((x, y) => x!.stoppedNs! - y!.stoppedNs!)[0];
-  const forwarding = a?.stoppedNs ? `, first port stopped forwarding at ${fmt((a.stoppedNs - r.tInjectNs) / 1e6, 2)} ms, ${fmt(a.forwardingStoppedMs ?? NaN, 2)} ms of it in the action` : '';
-  const cuts = r.pollerCuts ? `; poller cuts: ${r.pollerCuts.map((c) => `${c.port} at ${fmt(c.ms, 2)} ms${c.ok ? '' : ` failed (${c.error ?? '?'})`}`).join(', ') || 'none'}` : who === 'near-limit' ? '; poller gave no result' : '';
+  const stopMs = a?.stoppedNs ? (a.stoppedNs - r.tInjectNs) / 1e6 : NaN;
+  // stoppedNs is when the bridge-state call returned (the change lands inside it); prod can also
+  // go quiet before the action starts when the storm stalls (no frames reach prod from then on).
+  const early = r.msFromInject < stopMs ? `; prod went quiet ${fmt(stopMs - r.msFromInject, 2)} ms before that` : '';
+  const forwarding = a?.stoppedNs ? `, first port stopped forwarding at ${fmt(stopMs, 2)} ms, ${fmt(a.forwardingStoppedMs ?? NaN, 2)} ms of it in the action${early}` : '';
+  const cuts = who === 'near-limit' ? `; ${pollerMiss(r)}` : '';
   const ms = r.stoppedByBreaker ? `${fmt(r.msFromInject, 2)} ms` : `not stopped by the ${who === 'near-limit' ? 'poller' : 'agent'} in ${OBSERVE_MS} ms (quiet ${fmt(r.msQuietObserved, 2)} ms after the bench's own stop${cuts})`;
+  const lull = r.msFirstLull !== undefined ? `; a lull at ${fmt(r.msFirstLull, 2)} ms before that (the storm went on)` : '';
   const plug = r.msPlugToInject !== undefined ? `; the frame left ${fmt(r.msPlugToInject, 2)} ms after the enslave returned` : '';
-  process.stderr.write(`${shape} ${who} ${i + 1}/${of}: ${ms} (verdict ${fmt(r.msToVerdict, 2)} ms${forwarding}), ${r.framesLeaked} frames, down ${r.down.join(',')}${plug}\n`);
+  process.stderr.write(`${shape} ${who} ${i + 1}/${of}: ${ms} (verdict ${fmt(r.msToVerdict, 2)} ms${forwarding}), ${r.framesLeaked} frames, down ${r.down.join(',')}${lull}${plug}\n`);
 }
 
 async function agentStorms(lab: Lab, spec: ShapeSpec, shape: ShapeName, res: ShapeResult): Promise<void> {
@@ -150,7 +155,8 @@ async function benchShape(shape: ShapeName): Promise<ShapeResult> {
       for (let i = 0; i < n('baseline'); i++) {
         const r = await stormWithStormControl(lab);
         res.baseline.push(r);
-        process.stderr.write(`${shape} storm-control ${i + 1}/${n('baseline')}: ${r.stats.framesLeaked} frames, shut ${r.shut.map((s) => s.port).join(',')}\n`);
+        const shut = r.shut.length > 0 ? `shut ${r.shut.map((s) => `${s.port} at ${fmt((s.tNs - r.tInjectNs) / 1e6, 0)} ms`).join(', ')}` : 'shut nothing (the bench opened the loop)';
+        process.stderr.write(`${shape} storm-control ${i + 1}/${n('baseline')}: storm began ${fmt(r.phaseMs ?? NaN, 0)} ms into its interval, ${r.stats.framesLeaked} frames, ${shut}\n`);
         await resetPorts(lab);
         await sleep(100);
       }
@@ -175,7 +181,7 @@ try {
 const text = reactionTable(results, OBSERVE_MS);
 process.stdout.write(text + '\n');
 mkdirSync(dirname(values.out!), { recursive: true });
-const slim = (x: ShapeRun) => ({ msFromInjection: x.msFromInject, stoppedByBreaker: x.stoppedByBreaker, msQuietObserved: x.msQuietObserved, msToVerdict: x.msToVerdict, framesLeaked: x.framesLeaked, down: x.down, trips: x.trips.map((t) => tripFacts(t, x.tInjectNs)), ...(x.msPlugToInject !== undefined ? { msPlugToInject: x.msPlugToInject } : {}), ...(x.pollerCuts ? { pollerCuts: x.pollerCuts } : {}) });
+const slim = (x: ShapeRun) => ({ msFromInjection: x.msFromInject, stoppedByBreaker: x.stoppedByBreaker, ...(x.msStopStart !== undefined ? { msStopStart: x.msStopStart } : {}), msQuietObserved: x.msQuietObserved, msToVerdict: x.msToVerdict, framesLeaked: x.framesLeaked, down: x.down, trips: x.trips.map((t) => tripFacts(t, x.tInjectNs)), ...(x.msFirstLull !== undefined ? { msFirstLull: x.msFirstLull } : {}), ...(x.msPlugToInject !== undefined ? { msPlugToInject: x.msPlugToInject } : {}), ...(x.pollerWindow ? { pollerWindow: x.pollerWindow } : {}), ...(x.pollerCuts ? { pollerCuts: x.pollerCuts } : {}) });
 /** A trip or escalation as the journal has it, timed from the injection (same monotonic clock): when its evidence was read, how long the link-down took, and the escalation's evidence window after the first shut. */
 function tripFacts(t: Record<string, unknown>, t0: number): Record<string, unknown> {
   const ev = t.evidence as { tNs?: number; window?: Array<{ port: string; tMs: number; rxPps: number; txPps: number }> } | undefined;

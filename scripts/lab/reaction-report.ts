@@ -11,6 +11,8 @@ export interface RunFigures {
   framesLeaked: number;
   down: string[];
   stoppedByBreaker: boolean;
+  /** ms from the injection to when the breaker's first stop call began (the agent's link-down action, the poller's flags write); absent when unknown. */
+  msStopStart?: number;
 }
 
 export interface ShapeFigures {
@@ -20,8 +22,8 @@ export interface ShapeFigures {
   idle: RunFigures[];
   cold: RunFigures[];
   near: RunFigures[];
-  /** Storm-control runs (a StormRun has it). */
-  baseline: Array<{ stats: { framesLeaked: number | null } }>;
+  /** Storm-control runs (a StormRun has it). A run that shut nothing has no storm-control figure: counted, not in the p50. */
+  baseline: Array<{ stats: { framesLeaked: number | null }; shut?: readonly unknown[] }>;
 }
 
 export interface WhoSummary {
@@ -35,6 +37,12 @@ export interface WhoSummary {
   framesLeakedMax: number | null;
   /** msP50 / the near-limit poller's msP50; null when there is no reference. */
   xNearLimit: number | null;
+  /**
+   * Stopped storms whose quiet at prod came before the breaker's first stop call even began: the
+   * storm stalled (no frame reached prod from then on; its softirq starved on this 2-vCPU VM, say)
+   * and the stop ended it stalled. Their time is prod's, shorter than the breaker's.
+   */
+  quietBeforeStop: number;
 }
 
 export interface ShapeSummary {
@@ -69,6 +77,7 @@ function who(runs: readonly RunFigures[], ref: number): WhoSummary {
     framesLeakedP50: num(f.p50),
     framesLeakedMax: num(f.max),
     xNearLimit: num(t.p50 / ref),
+    quietBeforeStop: s.filter((x) => x.msStopStart !== undefined && x.msFromInject < x.msStopStart).length,
   };
 }
 
@@ -96,17 +105,23 @@ export function reactionTable(results: readonly ShapeFigures[], observeMs: numbe
       const ms = (v: number | null): string => fmt(v ?? NaN, 2).padStart(7);
       const frames = (v: number | null): string => fmt(v ?? NaN, 0).padStart(7);
       lines.push(
-        `${r.shape.padEnd(14)} ${name.padEnd(11)} ${String(w.runs).padStart(4)} ${String(w.stopped).padStart(7)}   ${ms(w.msP50)} / ${ms(w.msP99)} / ${ms(w.msMax)}   ${ratioCell(sum.reference, w.xNearLimit)}         ${frames(w.framesLeakedP50)} / ${frames(w.framesLeakedMax)}   ${down}`,
+        `${r.shape.padEnd(14)} ${name.padEnd(11)} ${String(w.runs).padStart(4)} ${String(w.stopped).padStart(7)}   ${ms(w.msP50)} / ${ms(w.msP99)} / ${ms(w.msMax)}   ${ratioCell(sum.reference, w.xNearLimit)}         ${frames(w.framesLeakedP50)} / ${frames(w.framesLeakedMax)}   ${down}${w.quietBeforeStop > 0 ? `   (${w.quietBeforeStop} quiet at prod before the stop began: stalled)` : ''}`,
       );
     }
     if (sum.reference === 'none') {
       lines.push(`${r.shape.padEnd(14)} near-limit stopped none of ${r.near.length} storms within ${observeMs} ms (the bench opened the loop): no reference for this shape`);
     }
-    if (r.baseline.length > 0) {
-      const b = summary(r.baseline.map((x) => x.stats.framesLeaked ?? NaN));
-      const warmLeak = percentile(stoppedOnly(r.warm).map((x) => x.framesLeaked), 50);
-      lines.push(`${r.shape.padEnd(14)} storm-control ${r.baseline.length}: frames leaked p50 ${fmt(b.p50, 0)}; the agent (warm) leaks ${fmt((100 * warmLeak) / b.p50, 2)}% of that`);
-    }
+    if (r.baseline.length > 0) lines.push(baselineLine(r));
   }
   return lines.join('\n');
+}
+
+function baselineLine(r: ShapeFigures): string {
+  const shut = r.baseline.filter((x) => x.shut === undefined || x.shut.length > 0);
+  const none = r.baseline.length - shut.length;
+  const noneText = none > 0 ? ` (${none} of them shut nothing: the bench opened the loop, not counted)` : '';
+  if (shut.length === 0) return `${r.shape.padEnd(14)} storm-control ${r.baseline.length}${noneText}: no figure`;
+  const b = summary(shut.map((x) => x.stats.framesLeaked ?? NaN));
+  const warmLeak = percentile(stoppedOnly(r.warm).map((x) => x.framesLeaked), 50);
+  return `${r.shape.padEnd(14)} storm-control ${r.baseline.length}${noneText}: frames leaked p50 ${fmt(b.p50, 0)}; the agent (warm) leaks ${fmt((100 * warmLeak) / b.p50, 2)}% of that`;
 }

@@ -2,9 +2,9 @@
 // VM, and either the agent or the 1-second storm-control baseline breaking the loop. Shared by
 // the demo, scripts/bench-reaction and the integration tests, so they measure the same thing.
 import { run, ns } from './exec.js';
-import { inject, type FrameKind } from './traffic.js';
+import { armInject, inject, type ArmedInject, type FrameKind } from './traffic.js';
 import { startObserver } from './observer.js';
-import { stormStats, type CounterSeries, type StormStats } from './analyze.js';
+import { SETTLE_FRAMES, stormStats, type CounterSeries, type StormStats } from './analyze.js';
 import { startStormControl } from './baseline.js';
 import type { Lab } from './topology.js';
 import type { AgentHandle } from './agent.js';
@@ -23,6 +23,8 @@ export interface StormRun {
   trips: Array<Record<string, unknown>>;
   /** For storm-control: what it shut and when. */
   shut: Array<{ port: string; tNs: number }>;
+  /** For storm-control: the storm began this long into its free-running interval (ms). */
+  phaseMs?: number;
   /** The loop was still closed at the end of the observation and was opened by hand (agent runs). */
   openedByHand?: boolean;
 }
@@ -49,7 +51,7 @@ export function loopStillClosed(lab: Pick<Lab, 'loopPorts'>, downs: readonly str
   return lab.loopPorts.filter((p) => !downs.includes(p)).length >= 2;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * The agent must already run in lab.ns.host with every port up. One frame of `kind` from vm1
@@ -76,27 +78,50 @@ export async function stormWithAgent(lab: Lab, agent: AgentHandle, observeMs = 4
   return { mode: 'agent', shape: lab.shape, tInjectNs, prod, stats: stormStats(prod, tInjectNs), downPorts: await downHostPorts(lab), trips, shut: [], openedByHand };
 }
 
-/** The same storm under a switch-style 1 s storm-control that errdisables every port over the level. */
+/**
+ * Pure: the end of the first storm-control interval that lies wholly after tNs (its intervals end
+ * at startNs + k * interval). Storm-control has decided about a storm that began at tNs by then.
+ */
+export function fullIntervalEndNs(startNs: number, intervalMs: number, tNs: number): number {
+  const iNs = intervalMs * 1e6;
+  return startNs + (Math.floor(Math.max(0, tNs - startNs) / iNs) + 2) * iNs;
+}
+
+/**
+ * The same storm under a switch-style 1 s storm-control that errdisables every port over the
+ * level. The frame leaves at a random phase of its interval from an armed sender (no process
+ * start between the phase drawn and the frame), and storm-control runs until the first interval
+ * wholly after the frame has ended: it always gets one whole interval of the storm to judge (it
+ * once ran a fixed 2.6 s, and a storm that began late in it met no whole interval: 'shut' empty).
+ */
 export async function stormWithStormControl(lab: Lab, o: { levelPps?: number; intervalMs?: number } = {}): Promise<StormRun> {
   const intervalMs = o.intervalMs ?? 1000;
-  const sc = await startStormControl(lab, { levelPps: o.levelPps ?? 20_000, intervalMs, durationMs: 2 * intervalMs + 600 });
-  const obs = await startObserver(lab.ns.prod, ['eth0'], 2 * intervalMs + 3000);
+  let armed: ArmedInject | null = await armInject(lab, 'vm1', 'eth0', { count: 1, kind: 'broadcast' });
+  const sc = await startStormControl(lab, { levelPps: o.levelPps ?? 20_000, intervalMs, durationMs: 5 * intervalMs });
+  const obs = await startObserver(lab.ns.prod, ['eth0'], 6 * intervalMs + 2000);
   let prod: CounterSeries;
   let tInjectNs = 0;
   let shut: Array<{ port: string; tNs: number }> = [];
   try {
     // A switch's interval runs free of the storm: start the storm at a random phase.
-    await sleep(Math.random() * intervalMs);
-    const sent = await inject(lab, 'vm1', 'eth0', { count: 1, kind: 'broadcast' });
-    tInjectNs = sent.tFirstNs;
-    const r = await sc.done();
+    await sleepUntilNs(sc.startNs + Math.random() * intervalMs * 1e6);
+    tInjectNs = (await armed.fire()).tFirstNs;
+    armed = null;
+    await sleepUntilNs(fullIntervalEndNs(sc.startNs, intervalMs, tInjectNs) + 100e6);
+    const r = await sc.stop();
     shut = r.shut.map((s) => ({ port: s.port, tNs: s.tNs }));
     await sleep(50);
   } finally {
+    armed?.disarm();
     const downs = await downHostPorts(lab).catch(() => [] as string[]);
     if (loopStillClosed(lab, downs)) await openLoop(lab);
     await sc.stop().catch(() => undefined);
     prod = (await obs.stop()).eth0 ?? { t: [], c: [] };
   }
-  return { mode: 'storm-control', shape: lab.shape, tInjectNs, prod, stats: stormStats(prod, tInjectNs), downPorts: await downHostPorts(lab), trips: [], shut };
+  const phaseMs = ((tInjectNs - sc.startNs) / 1e6) % intervalMs;
+  return { mode: 'storm-control', shape: lab.shape, tInjectNs, prod, downPorts: await downHostPorts(lab), trips: [], shut, phaseMs, stats: stormStats(prod, tInjectNs, 20, SETTLE_FRAMES) };
+}
+
+function sleepUntilNs(tNs: number): Promise<void> {
+  return sleep(Math.max(0, (tNs - Number(process.hrtime.bigint())) / 1e6));
 }

@@ -5,7 +5,7 @@
 import { ns } from './exec.js';
 import { armInject, flood, inject, type FrameKind } from './traffic.js';
 import { startObserver } from './observer.js';
-import { stormStats, type CounterSeries } from './analyze.js';
+import { SETTLE_FRAMES, stormStats, type CounterSeries } from './analyze.js';
 import { labDistEntry } from './assets.js';
 import { startJsonProc } from './jsonproc.js';
 import { addUplink, setEnslaved, shapeUplinks } from './shapes.js';
@@ -43,6 +43,13 @@ export interface ShapeSpec {
 }
 
 const FLOOD_S = 1.5;
+/**
+ * The near-limit poller's own time limit. It is stopped when the observation ends; this only
+ * bounds it if the bench dies. It was observeMs + 1000 from its start, and the observer's start
+ * and the sender's (a node and a python start in namespaces, 0.3-0.6 s each with a core busy)
+ * come between its start and the frame: on a busy machine it could end before the storm began.
+ */
+export const POLLER_MS = 20_000;
 
 const plain = (base: Shape, kind: FrameKind, cut: string[]): ShapeSpec => ({ base, kind, flood: false, sender: 'python', cut, prepare: async (l) => l, reset: resetPorts, baseline: false });
 
@@ -118,10 +125,16 @@ export interface ShapeRun {
   msToVerdict: number;
   down: string[];
   trips: Array<Record<string, unknown>>;
+  /** The first 20 ms gap at prod, when the storm went on after it (more than SETTLE_FRAMES frames): a lull, not the end. */
+  msFirstLull?: number;
   /** Hotplug shape: the enslave that closed the loop returned this long before the frame left (ms). */
   msPlugToInject?: number;
+  /** The near-limit poller's run, ms from the injection (its start is negative), when it gave a result. */
+  pollerWindow?: { startMs: number; endMs: number };
   /** The near-limit poller's cuts, ms from the injection (undefined for the agent, or when the poller gave no result). */
-  pollerCuts?: Array<{ port: string; ms: number; ok: boolean; error?: string }>;
+  pollerCuts?: Array<{ port: string; ms: number; doneMs: number; ok: boolean; error?: string }>;
+  /** ms from the injection to when the breaker's first stop call began: the agent's link-down action (stoppedNs - forwardingStoppedMs), the poller's flags write (its cut's tNs). */
+  msStopStart?: number;
 }
 
 export type Breaker = { kind: 'agent'; agent: AgentHandle } | { kind: 'near-limit' };
@@ -144,9 +157,9 @@ export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeM
   const poller =
     b.kind === 'near-limit'
       ? await startJsonProc<{ startNs: number }, NearLimitResult>(
-          ns(lab.ns.host, [process.execPath, labDistEntry('near-limit-run.js'), '--ports', spec.cut.join(','), '--duration-ms', String(observeMs + 1000)]),
+          ns(lab.ns.host, [process.execPath, labDistEntry('near-limit-run.js'), '--ports', spec.cut.join(','), '--duration-ms', String(POLLER_MS)]),
           'near-limit',
-          observeMs + 6000,
+          POLLER_MS + 5000,
         )
       : null;
   const obs = await startObserver(lab.ns.prod, ['eth0'], observeMs + (spec.flood ? FLOOD_S * 1000 : 0) + 2000);
@@ -154,7 +167,7 @@ export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeM
   let tInjectNs = 0;
   let tPlugNs = 0;
   let stopped = false;
-  let cuts: NearLimitResult['cut'] | undefined;
+  let near: NearLimitResult | undefined;
   try {
     if (spec.flood) {
       const kind = spec.kind === 'arp' || spec.kind === 'ipv6mc' ? 'broadcast' : spec.kind;
@@ -179,10 +192,13 @@ export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeM
     const downs = await downHostPorts(lab).catch(() => [] as string[]);
     stopped = stoppedByBreaker(lab, downBefore, downs);
     if (loopStillClosed(lab, downs)) await openLoop(lab);
-    cuts = poller ? (await poller.stop().catch(() => undefined))?.cut : undefined;
+    near = poller ? await poller.stop().catch(() => undefined) : undefined;
     prod = (await obs.stop()).eth0 ?? { t: [], c: [] };
   }
-  const st = stormStats(prod, tInjectNs);
+  // Quiet is the first 20 ms gap the storm did not resume after; the first gap alone is kept
+  // when it differs (msFirstLull), to show how often a lull came before the end.
+  const st = stormStats(prod, tInjectNs, 20, SETTLE_FRAMES);
+  const lull = stormStats(prod, tInjectNs);
   const trips = b.kind === 'agent' ? b.agent.logs.slice(seen).filter((l) => l.msg === 'trip' || l.msg === 'escalate') : [];
   // The earliest verdict among the trips: a loop's trips are logged when their admin-downs end,
   // and a later member's may end first (the admin-downs wait for the loop to settle).
@@ -198,8 +214,11 @@ export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeM
     msToVerdict: first?.evidence?.tNs ? (first.evidence.tNs - tInjectNs) / 1e6 : NaN,
     down: await downHostPorts(lab),
     trips,
+    ...(lull.quietAtNs !== null && lull.quietAtNs !== st.quietAtNs ? { msFirstLull: (lull.quietAtNs - tInjectNs) / 1e6 } : {}),
     ...(tPlugNs > 0 ? { msPlugToInject: (tInjectNs - tPlugNs) / 1e6 } : {}),
-    ...(cuts ? { pollerCuts: cuts.map((c) => ({ port: c.port, ms: (c.tNs - tInjectNs) / 1e6, ok: c.ok, ...(c.error ? { error: c.error } : {}) })) } : {}),
+    ...(near ? { pollerWindow: { startMs: (near.startNs - tInjectNs) / 1e6, endMs: (near.endNs - tInjectNs) / 1e6 } } : {}),
+    ...(near ? { pollerCuts: near.cut.map((c) => ({ port: c.port, ms: (c.tNs - tInjectNs) / 1e6, doneMs: (c.tDoneNs - tInjectNs) / 1e6, ok: c.ok, ...(c.error ? { error: c.error } : {}) })) } : {}),
+    ...firstStop(trips, near, tInjectNs),
   };
 }
 
@@ -214,4 +233,27 @@ export async function restoreAfter(lab: Lab, spec: ShapeSpec, r: ShapeRun, agent
     agent.logs.length = 0;
   }
   await spec.reset(lab);
+}
+
+/** Pure: why the near-limit poller did not stop a storm, from its result (for the bench's log). */
+export function pollerMiss(r: Pick<ShapeRun, 'pollerWindow' | 'pollerCuts'>): string {
+  if (!r.pollerWindow || !r.pollerCuts) return 'the poller gave no result';
+  if (r.pollerWindow.endMs < 0) return `the poller ended ${(-r.pollerWindow.endMs).toFixed(2)} ms before the frame`;
+  if (r.pollerWindow.startMs > 0) return `the poller started ${r.pollerWindow.startMs.toFixed(2)} ms after the frame`;
+  const failed = r.pollerCuts.filter((c) => !c.ok);
+  if (failed.length > 0) return `the poller's cut failed: ${failed.map((c) => `${c.port} at ${c.ms.toFixed(2)} ms (${c.error ?? '?'})`).join(', ')}`;
+  if (r.pollerCuts.length === 0) return `the poller cut nothing in ${r.pollerWindow.endMs.toFixed(0)} ms after the frame`;
+  return `the poller cut ${r.pollerCuts.map((c) => `${c.port} at ${c.ms.toFixed(2)} ms`).join(', ')}, the loop stayed closed`;
+}
+
+/** When the breaker's first stop call began, ms from the injection: the earliest trip action's start, or the poller's first good cut. */
+function firstStop(trips: Array<Record<string, unknown>>, near: NearLimitResult | undefined, t0: number): { msStopStart?: number } {
+  const ns = [
+    ...trips.filter((t) => t.msg === 'trip').map((t) => {
+      const a = t.action as { stoppedNs?: number; forwardingStoppedMs?: number } | undefined;
+      return a?.stoppedNs && a.forwardingStoppedMs !== undefined ? a.stoppedNs - a.forwardingStoppedMs * 1e6 : NaN;
+    }),
+    ...(near?.cut ?? []).filter((c) => c.ok).map((c) => c.tNs),
+  ].filter((x) => x > 0);
+  return ns.length > 0 ? { msStopStart: (Math.min(...ns) - t0) / 1e6 } : {};
 }

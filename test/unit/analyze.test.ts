@@ -5,6 +5,7 @@ import {
   median,
   ppsBetween,
   ppsSeries,
+  SETTLE_FRAMES,
   stormStats,
   type CounterSeries,
 } from '../../scripts/lab/analyze.js';
@@ -30,6 +31,20 @@ function synth(endMs: number, stepUs: number, ratePerMs: (tMs: number) => number
 }
 
 describe('stormStats', () => {
+  it('with settleFrames, a 25 ms lull the storm resumed after is not its end (the first gap alone says it is)', () => {
+    // A loop at 100 frames/ms from 0 to 10 ms, stalled 10-35 ms (a breaker's first shut blocking,
+    // a CPU-starved softirq), on again 35-60 ms until the port stopped, then silence to 400 ms.
+    const s = synth(400, 250, (t) => ((t > 0 && t <= 10) || (t > 35 && t <= 60) ? 100 : 0));
+    const first = stormStats(s, 0);
+    expect(first.quietAtNs! / MS).toBeCloseTo(10, 0);
+    const settled = stormStats(s, 0, 20, SETTLE_FRAMES);
+    expect(settled.quietAtNs! / MS).toBeCloseTo(60, 0);
+    expect(settled.framesLeaked).toBeGreaterThan(3400);
+    // A stray frame or two after the real end does not move it.
+    const stray = synth(400, 250, (t) => (t > 0 && t <= 10 ? 100 : t > 200 && t <= 200.25 ? 4 : 0));
+    expect(stormStats(stray, 0, 20, SETTLE_FRAMES).quietAtNs! / MS).toBeCloseTo(10, 0);
+  });
+
   it('times a storm from first frame to the last increment before a quiet gap', () => {
     // 100 frames/ms (100k pps) from 100 ms to 400 ms, then silence.
     const s = synth(600, 250, (t) => (t > 100 && t <= 400 ? 100 : 0));

@@ -3,8 +3,9 @@
 // no NaN in the JSON); the slow large-frame loops are bench shapes in the default list.
 import { describe, expect, it } from 'vitest';
 import { reactionTable, shapeSummary, type RunFigures, type ShapeFigures } from '../../scripts/lab/reaction-report.js';
-import { shapeSpec, stoppedByBreaker, SHAPES } from '../../scripts/lab/shape-storms.js';
+import { pollerMiss, POLLER_MS, shapeSpec, stoppedByBreaker, SHAPES } from '../../scripts/lab/shape-storms.js';
 import { enslaveArgv } from '../../scripts/lab/shapes.js';
+import { fullIntervalEndNs } from '../../scripts/lab/scenario.js';
 
 const stopped = (ms: number, frames = 10): RunFigures => ({ msFromInject: ms, framesLeaked: frames, down: ['up1'], stoppedByBreaker: true });
 const byHand: RunFigures = { msFromInject: NaN, framesLeaked: 70, down: [], stoppedByBreaker: false };
@@ -44,6 +45,27 @@ describe('reaction report', () => {
     expect(reactionTable([r], 400)).toMatch(/kvm\s+idle\s+3\s+2\s+8\.00 \/\s+12\.00 \/\s+12\.00\s+4\.00x/);
   });
 
+  it('a storm-control run that shut nothing is counted, not in its frames p50', () => {
+    const sc = (frames: number, shut: string[]) => ({ stats: { framesLeaked: frames }, shut });
+    const r: ShapeFigures = { shape: 'kvm', warm: [stopped(4, 10)], idle: [], cold: [], near: [], baseline: [sc(1000, ['up1', 'up2']), sc(900000, []), sc(900000, [])] };
+    const line = reactionTable([r], 400).split('\n').find((l) => l.includes('storm-control'))!;
+    expect(line).toMatch(/storm-control 3 \(2 of them shut nothing: the bench opened the loop, not counted\): frames leaked p50 1000; the agent \(warm\) leaks 1\.00% of that/);
+    const none: ShapeFigures = { ...r, baseline: [sc(900000, [])] };
+    expect(reactionTable([none], 400)).toMatch(/storm-control 1 \(1 of them.*\): no figure/);
+  });
+
+  it('counts the stopped storms whose quiet at prod came before the stop call began (stalled), and says so on the row', () => {
+    const at = (ms: number, stop: number): RunFigures => ({ ...stopped(ms), msStopStart: stop });
+    const r: ShapeFigures = { shape: 'kvm-hotplug', warm: [at(5, 3), at(0.49, 1.83), at(3, 3.1), byHand], idle: [], cold: [stopped(7)], near: [at(2.7, 1.5)], baseline: [] };
+    const s = shapeSummary(r);
+    expect(s.warm.quietBeforeStop).toBe(2);
+    expect(s.cold.quietBeforeStop).toBe(0);
+    expect(s.nearLimit.quietBeforeStop).toBe(0);
+    const rows = reactionTable([r], 400).split('\n');
+    expect(rows.find((l) => / warm /.test(l))).toMatch(/\(2 quiet at prod before the stop began: stalled\)$/);
+    expect(rows.find((l) => / cold /.test(l))).not.toMatch(/quiet at prod before/);
+  });
+
   it('no near-limit runs at all (--near 0) is "not run", not "no reference"', () => {
     const r: ShapeFigures = { shape: 'kvm', warm: [stopped(4)], idle: [], cold: [], near: [], baseline: [] };
     expect(shapeSummary(r).reference).toBe('not run');
@@ -64,6 +86,38 @@ describe('who stopped a storm', () => {
   it('a flood (up2 down before the storm): only a new down stops it', () => {
     expect(stoppedByBreaker({ loopPorts: ['up1'] }, ['up2'], ['up2'])).toBe(false);
     expect(stoppedByBreaker({ loopPorts: ['up1'] }, ['up2'], ['up2', 'vm1'])).toBe(true);
+  });
+});
+
+describe('the storm-control baseline waits for a whole interval of the storm', () => {
+  const S = 5e9;
+  const I = 1000;
+  it('the first interval wholly after the frame: the one after the boundary that follows it', () => {
+    expect(fullIntervalEndNs(S, I, S + 10e6)).toBe(S + 2000e6);
+    expect(fullIntervalEndNs(S, I, S + 990e6)).toBe(S + 2000e6);
+    // A frame that left 1.95 s in (a slow sender start) gets until 3 s: a fixed 2.6 s run had ended first.
+    expect(fullIntervalEndNs(S, I, S + 1950e6)).toBe(S + 3000e6);
+    expect(fullIntervalEndNs(S, I, S + 1000e6)).toBe(S + 3000e6);
+    for (const t of [0, 1, 499e6, 999_999_999, 3456e6]) {
+      const end = fullIntervalEndNs(S, I, S + t);
+      expect(end - (S + t)).toBeGreaterThanOrEqual(I * 1e6);
+      expect(end - (S + t)).toBeLessThanOrEqual(2 * I * 1e6);
+      expect((end - S) % (I * 1e6)).toBe(0);
+    }
+  });
+});
+
+describe('the near-limit poller', () => {
+  it('outlives any start-up delay between it and the frame (it once ran observeMs + 1000 from its own start)', () => {
+    // 400 ms of observation plus an observer and a sender start of up to several seconds on a busy machine.
+    expect(POLLER_MS).toBeGreaterThanOrEqual(400 + 1500 + 10_000);
+    expect(POLLER_MS).toBeLessThanOrEqual(60_000); // near-limit-run's own bound
+  });
+  it('a storm it did not stop says why', () => {
+    expect(pollerMiss({})).toBe('the poller gave no result');
+    expect(pollerMiss({ pollerWindow: { startMs: -1700, endMs: -300 }, pollerCuts: [] })).toBe('the poller ended 300.00 ms before the frame');
+    expect(pollerMiss({ pollerWindow: { startMs: -500, endMs: 420 }, pollerCuts: [] })).toBe('the poller cut nothing in 420 ms after the frame');
+    expect(pollerMiss({ pollerWindow: { startMs: -500, endMs: 420 }, pollerCuts: [{ port: 'up1', ms: 2, ok: false, error: 'EACCES' }] })).toMatch(/cut failed: up1 at 2\.00 ms \(EACCES\)/);
   });
 });
 
