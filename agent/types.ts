@@ -355,8 +355,11 @@ export interface Reachability {
 
 export interface Evidence {
   tNs: number;
-  /** Last few rate samples of the ports involved, newest last. */
-  window: Array<{ port: string; tMs: number; rxPps: number; txPps: number; floodPps: number }>;
+  /**
+   * Last few rate samples of the ports involved, newest last. dtMs: the sample's own interval
+   * (it ends at tMs); absent in records written before it was kept.
+   */
+  window: Array<{ port: string; tMs: number; dtMs?: number; rxPps: number; txPps: number; floodPps: number }>;
   thresholds: Record<string, number>;
   clues: string[];
   rule: number;

@@ -706,23 +706,23 @@ const PERSIST_MIN_NS = 2e6;
 const PERSIST_RX_TX = 4;
 
 /**
- * Does the verdict show the loop going on entirely after `doneNs`, the tick that took in the
- * shut's result (the link-down had returned before that tick's sample was read)? Two or more
- * members still forwarding, each moving frames both ways with rx ≈ tx over its samples measured
- * wholly after doneNs (an interval runs from the sample before it, so that one must be at doneNs
- * or later: the interval that ends at doneNs straddles the shut): at least PERSIST_SAMPLES of
- * them over at least PERSIST_MIN_NS, the newest with traffic. Frames in flight when the shut
- * landed are gone within a sample; a loop that is broken leaves its other members with nothing
- * to re-send.
+ * Does the verdict show the loop going on entirely after `doneNs`, when the shut stopped the port
+ * (stoppedNs; or the tick that took in its result)? Two or more members still forwarding, each
+ * moving frames both ways with rx ≈ tx over its samples measured wholly after doneNs (a sample's
+ * interval must start at doneNs or later: the one that ends after it but starts before straddles
+ * the shut): at least PERSIST_SAMPLES of them over at least PERSIST_MIN_NS, the newest with
+ * traffic. Frames in flight when the shut landed are gone within a sample; a loop that is broken
+ * leaves its other members with nothing to re-send.
  *
  * rx ≈ tx is judged on the frames of the whole span, not sample by sample: at 1 ms samples a
  * member's counts come in bursts (a three-uplink storm showed samples of rx 0 between samples of
  * twice the rate, lab trace 2026-12-05), so a per-sample test waited for two calm samples in a
  * row, often until settleMs (escalation 14-22 ms after the first shut landed).
  *
- * The sample AT doneNs is where the first whole interval starts: counting only samples after it
- * as starts cost a whole sample (samples 5-20 ms apart under a storm before the packet counters
- * stopped forwarding it on the sampler's thread).
+ * Each sample's interval is its own (dtMs), not the gap to the previous entry in the window: a
+ * sample the detector skipped (too short, or a read that failed) or one the sampler took without
+ * judging it still moved the counters' base, so the next one's interval starts there. Read from
+ * the previous entry, an interval that lies wholly after the stop looked like it straddled it.
  */
 function persistsAfter(ctx: Ctx, v: Extract<Verdict, { kind: 'loop' }>, doneNs: number): boolean {
   let alive = 0;
@@ -733,38 +733,40 @@ function persistsAfter(ctx: Ctx, v: Extract<Verdict, { kind: 'loop' }>, doneNs: 
   return alive >= 2;
 }
 
-/** One member's part of persistsAfter: its frames over the whole intervals after doneNs, newest back. */
+/** One member's part of persistsAfter: its frames over the intervals wholly after doneNs, newest back. */
 function circlesAfter(ev: Evidence, m: string, doneNs: number): boolean {
   const w = ev.window;
   let rx = 0;
   let tx = 0;
   let n = 0;
   let newestNs = NaN;
-  let startNs = NaN;
   let newestMoves = false;
-  let later: Evidence['window'][number] | null = null;
-  let laterNs = 0;
+  let startNs = NaN;
   for (let i = w.length - 1; i >= 0; i--) {
     const x = w[i]!;
     if (x.port !== m) continue;
     // Evidence times are ms relative to evidence.tNs: compare within a microsecond's rounding.
     const t = ev.tNs + x.tMs * 1e6;
-    if (later === null) {
+    if (Number.isNaN(newestNs)) {
       newestNs = t;
       newestMoves = x.rxPps + x.txPps > 0;
-    } else {
-      if (t < doneNs - 1e3) break; // `later`'s interval straddles the shut
-      const dt = laterNs - t;
-      rx += later.rxPps * dt;
-      tx += later.txPps * dt;
-      n++;
-      startNs = t;
     }
-    later = x;
-    laterNs = t;
+    const s = x.dtMs !== undefined && x.dtMs > 0 ? t - x.dtMs * 1e6 : olderSampleNs(ev, m, i);
+    if (!(s >= doneNs - 1e3)) break; // this interval straddles the shut (or its start is unknown)
+    const dt = t - s;
+    startNs = s;
+    rx += x.rxPps * dt;
+    tx += x.txPps * dt;
+    n++;
   }
   if (n < PERSIST_SAMPLES || !newestMoves || newestNs - startNs < PERSIST_MIN_NS) return false;
   return rx > 0 && tx > 0 && rx <= PERSIST_RX_TX * tx && tx <= PERSIST_RX_TX * rx;
+}
+
+/** A window entry without dtMs (written before it was kept): its interval starts at the port's previous entry; NaN: none. */
+function olderSampleNs(ev: Evidence, m: string, i: number): number {
+  for (let j = i - 1; j >= 0; j--) if (ev.window[j]!.port === m) return ev.tNs + ev.window[j]!.tMs * 1e6;
+  return NaN;
 }
 
 /** Members that may be shut now, in shut order. */

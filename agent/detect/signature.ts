@@ -169,6 +169,8 @@ export interface PortTrack {
   egressSinceNs: number;
   // Ring of the last RING_SIZE valid samples (preallocated).
   readonly ringT: Float64Array;
+  /** Each sample's own interval (ms): it starts dtMs before ringT, not always at the previous entry (a skipped sample). */
+  readonly ringDt: Float64Array;
   readonly ringRx: Float64Array;
   readonly ringTx: Float64Array;
   readonly ringFlood: Float64Array;
@@ -390,6 +392,7 @@ function newTrack(port: string, bridge: string | null, tNs: number): PortTrack {
     egressCount: 0,
     egressSinceNs: 0,
     ringT: new Float64Array(RING_SIZE),
+    ringDt: new Float64Array(RING_SIZE),
     ringRx: new Float64Array(RING_SIZE),
     ringTx: new Float64Array(RING_SIZE),
     ringFlood: new Float64Array(RING_SIZE),
@@ -403,6 +406,7 @@ function observe(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number): void 
   tr.lastSeenNs = tNs;
   const k = tr.ringNext;
   tr.ringT[k] = tNs;
+  tr.ringDt[k] = r.dtMs;
   tr.ringRx[k] = r.rxPps;
   tr.ringTx[k] = r.txPps;
   tr.ringFlood[k] = r.floodPps;
@@ -804,6 +808,7 @@ function evidence(
       window.push({
         port: tr.port,
         tMs: (tr.ringT[k]! - tick.tNs) / 1e6,
+        dtMs: tr.ringDt[k]!,
         rxPps: tr.ringRx[k]!,
         txPps: tr.ringTx[k]!,
         floodPps: tr.ringFlood[k]!,

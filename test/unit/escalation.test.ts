@@ -11,7 +11,7 @@ import { breakerStep, initialBreakerState } from '../../agent/breaker/state.js';
 import { initialDetectorState, step } from '../../agent/detect/signature.js';
 import { testPolicy, testPorts } from '../../agent/testing/policy.js';
 import { kvmLoop, TraceGen, type LoadFn, type TraceSpec } from '../../agent/testing/traces.js';
-import type { ActionRequest, JournalEvent } from '../../agent/types.js';
+import type { ActionRequest, ActionResult, JournalEvent } from '../../agent/types.js';
 import { landOnTrace, result, WALL0 } from '../helpers/breaker-driver.js';
 
 const policy = testPolicy();
@@ -151,4 +151,74 @@ describe('escalation after a bridge-state stop (the admin-down returns later, of
     expect(r.commands[1]!.tMs - r.landed[0]!).toBeCloseTo(0, 6);
     expect(r.commands[1]!.tMs - r.landed[0]!).toBeLessThan(SETTLE);
   });
+});
+
+describe('escalation on each sample\'s own interval (session 13)', () => {
+  /**
+   * A link-down stops its port stopMs after the tick that issued it (the bridge state; stage
+   * 'stopped' with stoppedNs, taken in by the next tick), its admin-down's final result comes
+   * adminDownMs later. Ticks every periodMs; with rebaseMs, the tick that takes in a stop comes
+   * rebaseMs after the previous one, too soon for a rate (under MIN_DT_NS): the detector skips it,
+   * but the sampler's base moves there, as after a tick that reads the counters without judging.
+   */
+  function stopLoop(spec: TraceSpec, o: { periodMs: number; stopMs: number; rebaseMs?: number; adminDownMs: number; ms: number }): Run {
+    const gen = new TraceGen(spec);
+    const det = initialDetectorState();
+    const brk = initialBreakerState();
+    const run: Run = { commands: [], events: [], landed: [] };
+    let stops: Array<{ port: string; stoppedNs: number }> = [];
+    const finals: Array<{ dueMs: number; port: string }> = [];
+    while (gen.tMs < o.ms) {
+      spec.periodMs = stops.length > 0 && o.rebaseMs !== undefined ? o.rebaseMs : o.periodMs;
+      const tick = gen.next();
+      const results: ActionResult[] = stops.map((s) => ({ ...result('link-down', s.port), via: 'netlink-brport-state', stage: 'stopped', stoppedNs: s.stoppedNs }));
+      if (stops.length > 0) run.landed.push(gen.tMs);
+      stops = [];
+      while (finals.length > 0 && finals[0]!.dueMs <= gen.tMs) results.push({ ...result('link-down', finals.shift()!.port), via: 'netlink-brport-state' });
+      const d = step(det, tick, ports, policy);
+      const out = breakerStep(brk, { tNs: tick.tNs, wallMs: WALL0 + gen.tMs, verdicts: d.verdicts, results, operator: [] }, ports, policy);
+      for (const c of out.commands) {
+        run.commands.push({ ...c, tMs: gen.tMs });
+        if (c.kind !== 'link-down') continue;
+        gen.down.add(c.port);
+        stops.push({ port: c.port, stoppedNs: tick.tNs + o.stopMs * 1e6 });
+        finals.push({ dueMs: gen.tMs + o.adminDownMs, port: c.port });
+      }
+      run.events.push(...out.events);
+    }
+    return run;
+  }
+  const threeUp = () => kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'] });
+
+  it('counts a sample whose interval starts after the stop even when the sample before it was skipped (a too-short tick at the stop)', () => {
+    // up1 stops 0.05 ms after T; the tick at T+0.1 takes the stop in, too short for a rate (the
+    // detector skips it, the base moves). T+1.1's interval starts at T+0.1, after the stop: with
+    // T+2.1 that is two whole intervals, 2.05 ms after the stop. Read from the window's previous
+    // entry (T), T+1.1's interval looked like it straddled the stop, and the second shut waited
+    // for T+3.1.
+    const r = stopLoop(threeUp(), { periodMs: 1, stopMs: 0.05, rebaseMs: 0.1, adminDownMs: 10, ms: 300 });
+    expect(r.commands.map((c) => `${c.kind}:${c.port}`)).toEqual(['link-down:up1', 'link-down:up2']);
+    expect(r.commands[1]!.tMs - r.commands[0]!.tMs).toBeCloseTo(2.1, 6);
+  });
+
+  for (const o of [
+    { name: 'a too-short tick at the stop', periodMs: 1, stopMs: 0.05, rebaseMs: 0.1 },
+    { name: 'starved 6 ms samples', periodMs: 6, stopMs: 0.3 },
+  ]) {
+    it(`does not escalate when the first shut ended the loop, frames in flight on the others for the first whole interval (${o.name})`, () => {
+      const base = threeUp();
+      let residueUntilMs = -1;
+      // The loop runs through up1 only: once it is down, up2/up3 carry the frames in flight at
+      // storm rate (rx ≈ tx) until the end of the first interval measured wholly after the stop,
+      // then nothing (the detector's own hold keeps its verdicts going meanwhile).
+      const load: LoadFn = (port, tMs, down) => {
+        if (!down.has('up1')) return base.load(port, tMs, down);
+        if (residueUntilMs < 0) residueUntilMs = tMs + o.periodMs + 1e-9; // the straddling interval, then the first whole one
+        return base.load(port, tMs, tMs <= residueUntilMs ? new Set<string>() : new Set(['up1', 'up2', 'up3']));
+      };
+      const r = stopLoop({ ...base, load }, { ...o, adminDownMs: 10, ms: 300 });
+      expect(r.commands.map((c) => c.port)).toEqual(['up1']);
+      expect(r.events.filter((e) => e.event === 'escalate')).toEqual([]);
+    });
+  }
 });
