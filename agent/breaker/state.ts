@@ -700,7 +700,7 @@ function hostOfBridge(key: string): string {
 
 /** Samples of a member, each measured wholly after the shut landed, that the early judgement needs at least. */
 const PERSIST_SAMPLES = 2;
-/** ... spanning at least this long. */
+/** ... the newest of them read at least this long after the stop. */
 const PERSIST_MIN_NS = 2e6;
 /** rx and tx of a member that still circles frames agree within this factor (as the detector's). */
 const PERSIST_RX_TX = 4;
@@ -710,14 +710,18 @@ const PERSIST_RX_TX = 4;
  * (stoppedNs; or the tick that took in its result)? Two or more members still forwarding, each
  * moving frames both ways with rx ≈ tx over its samples measured wholly after doneNs (a sample's
  * interval must start at doneNs or later: the one that ends after it but starts before straddles
- * the shut): at least PERSIST_SAMPLES of them over at least PERSIST_MIN_NS, the newest with
- * traffic. Frames in flight when the shut landed are gone within a sample; a loop that is broken
- * leaves its other members with nothing to re-send.
+ * the shut): at least PERSIST_SAMPLES of them, the newest with traffic and read at least
+ * PERSIST_MIN_NS after doneNs. Frames in flight when the shut landed are gone within a sample; a
+ * loop that is broken leaves its other members with nothing to re-send.
  *
  * rx ≈ tx is judged on the frames of the whole span, not sample by sample: at 1 ms samples a
  * member's counts come in bursts (a three-uplink storm showed samples of rx 0 between samples of
  * twice the rate, lab trace 2026-12-05), so a per-sample test waited for two calm samples in a
  * row, often until settleMs (escalation 14-22 ms after the first shut landed).
+ *
+ * PERSIST_MIN_NS runs from the stop, when what was in flight starts to drain, not from the first
+ * sample after it (0.3-1.1 ms later in the lab): from that sample, two whole intervals of ~1 ms
+ * could fall just short of it (1.98 ms, kvm-3up bench, session 13) and cost a third one.
  *
  * Each sample's interval is its own (dtMs), not the gap to the previous entry in the window: a
  * sample the detector skipped (too short, or a read that failed) or one the sampler took without
@@ -741,7 +745,6 @@ function circlesAfter(ev: Evidence, m: string, doneNs: number): boolean {
   let n = 0;
   let newestNs = NaN;
   let newestMoves = false;
-  let startNs = NaN;
   for (let i = w.length - 1; i >= 0; i--) {
     const x = w[i]!;
     if (x.port !== m) continue;
@@ -751,15 +754,14 @@ function circlesAfter(ev: Evidence, m: string, doneNs: number): boolean {
       newestNs = t;
       newestMoves = x.rxPps + x.txPps > 0;
     }
-    const s = x.dtMs !== undefined && x.dtMs > 0 ? t - x.dtMs * 1e6 : olderSampleNs(ev, m, i);
-    if (!(s >= doneNs - 1e3)) break; // this interval straddles the shut (or its start is unknown)
-    const dt = t - s;
-    startNs = s;
+    const startNs = x.dtMs !== undefined && x.dtMs > 0 ? t - x.dtMs * 1e6 : olderSampleNs(ev, m, i);
+    if (!(startNs >= doneNs - 1e3)) break; // this interval straddles the shut (or its start is unknown)
+    const dt = t - startNs;
     rx += x.rxPps * dt;
     tx += x.txPps * dt;
     n++;
   }
-  if (n < PERSIST_SAMPLES || !newestMoves || newestNs - startNs < PERSIST_MIN_NS) return false;
+  if (n < PERSIST_SAMPLES || !newestMoves || newestNs - doneNs < PERSIST_MIN_NS) return false;
   return rx > 0 && tx > 0 && rx <= PERSIST_RX_TX * tx && tx <= PERSIST_RX_TX * rx;
 }
 

@@ -153,7 +153,7 @@ describe('escalation after a bridge-state stop (the admin-down returns later, of
   });
 });
 
-describe('escalation on each sample\'s own interval (session 13)', () => {
+describe('escalation timed from the stop, on each sample\'s own interval (session 13)', () => {
   /**
    * A link-down stops its port stopMs after the tick that issued it (the bridge state; stage
    * 'stopped' with stoppedNs, taken in by the next tick), its admin-down's final result comes
@@ -190,6 +190,17 @@ describe('escalation on each sample\'s own interval (session 13)', () => {
   }
   const threeUp = () => kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'] });
 
+  it('counts PERSIST_MIN_NS from the stop: samples 0.95 ms apart escalate on the second whole interval, not a third', () => {
+    // up1 stops 0.3 ms after its verdict tick T; the tick at T+0.95 takes the stop in (its
+    // interval straddles it); T+1.9 and T+2.85 end the two whole intervals after it. 2.55 ms after
+    // the stop, 1.9 ms after the first sample past it: counted from that sample (as before) the
+    // third interval was needed, at T+3.8.
+    const r = stopLoop(threeUp(), { periodMs: 0.95, stopMs: 0.3, adminDownMs: 10, ms: 300 });
+    expect(r.commands.map((c) => `${c.kind}:${c.port}`)).toEqual(['link-down:up1', 'link-down:up2']);
+    expect(r.commands[1]!.tMs - r.commands[0]!.tMs).toBeCloseTo(3 * 0.95, 6);
+    expect(r.events[0]!.reason).toMatch(/still circling on up2,up3 in the samples measured after shutting up1/);
+  });
+
   it('counts a sample whose interval starts after the stop even when the sample before it was skipped (a too-short tick at the stop)', () => {
     // up1 stops 0.05 ms after T; the tick at T+0.1 takes the stop in, too short for a rate (the
     // detector skips it, the base moves). T+1.1's interval starts at T+0.1, after the stop: with
@@ -202,6 +213,7 @@ describe('escalation on each sample\'s own interval (session 13)', () => {
   });
 
   for (const o of [
+    { name: '0.95 ms samples', periodMs: 0.95, stopMs: 0.3 },
     { name: 'a too-short tick at the stop', periodMs: 1, stopMs: 0.05, rebaseMs: 0.1 },
     { name: 'starved 6 ms samples', periodMs: 6, stopMs: 0.3 },
   ]) {
