@@ -106,6 +106,8 @@ typedef struct {
   // SO_MEMINFO's drops and receive-memory figures at the last read.
   uint32_t last_drops;
   uint32_t last_rmem;
+  // Frames were queued since the last PACKET_STATISTICS read: it is owed (read_counter_delta).
+  uint8_t queued;
   // Interface the socket was bound to; the kernel sets the socket's ifindex to -1
   // when that interface is unregistered (packet_notifier, NETDEV_UNREGISTER).
   int ifindex;
@@ -265,6 +267,7 @@ static napi_value register_fd(napi_env env, state_t *s, int fd, int ifindex, con
   slot->by_meminfo = 0;
   slot->last_drops = 0;
   slot->last_rmem = 0;
+  slot->queued = 0;
   slot->ifindex = ifindex;
   slot->used = 1;
   snprintf(slot->ifname, sizeof slot->ifname, "%s", name);
@@ -349,12 +352,13 @@ static slot_t *slot_arg(napi_env env, napi_callback_info info, const char *what,
 // queued instead are counted by PACKET_STATISTICS (tp_packets - tp_drops), read only when the
 // queue's memory moved, i.e. a frame was queued: a few times in a socket's life.
 //
-// ...and only once the socket is quiet (no drop since the last read). A socket whose queue was
-// still empty when a storm came (a fresh agent on a quiet segment, a port that just appeared)
-// sees its queue fill and overflow within one interval: reading PACKET_STATISTICS in that
-// interval forwarded the storm on this thread for ~2 ms (softirq's time limit; lab probe of
-// the first storm's tick, session 13). Deferred, the few queued frames (the queue holds a
-// frame or two) are counted at the first quiet read instead: late by those frames, never lost.
+// ...and only once the socket is quiet: neither a drop nor a queued frame since the read before.
+// A socket whose queue was still empty when a storm came (a fresh agent on a quiet segment, a
+// port that just appeared) sees its first frames queued, then the rest dropped: reading
+// PACKET_STATISTICS then forwarded the storm on this thread for ~2 ms (softirq's time limit;
+// lab probes of the first storm's tick, session 13: collect 2.2-2.7 ms, the read right after
+// the first frames as much as after the overflow). Deferred, the few queued frames (the queue
+// holds a frame or two) are counted at the first quiet read: late by those frames, never lost.
 static int64_t read_counter_delta(int fd, slot_t *slot) {
   struct tpacket_stats st;
   socklen_t len = sizeof st;
@@ -364,8 +368,11 @@ static int64_t read_counter_delta(int fd, slot_t *slot) {
     if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mi, &ml) == 0 && ml >= sizeof mi) {
       int64_t delta = (uint32_t)(mi[SK_MEMINFO_DROPS] - slot->last_drops);
       slot->last_drops = mi[SK_MEMINFO_DROPS];
-      if (mi[SK_MEMINFO_RMEM_ALLOC] == slot->last_rmem || delta > 0) return delta;
+      int moved = mi[SK_MEMINFO_RMEM_ALLOC] != slot->last_rmem;
       slot->last_rmem = mi[SK_MEMINFO_RMEM_ALLOC];
+      if (moved) slot->queued = 1;
+      if (moved || delta > 0 || !slot->queued) return delta;
+      slot->queued = 0;
       if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) < 0) return -errno;
       return delta + (int64_t)(st.tp_packets - st.tp_drops);
     }
