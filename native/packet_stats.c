@@ -37,6 +37,9 @@
 //     [{ sec, nsec, ifindex, len, pktType, onset, data }] oldest first, the frozen head's
 //     frames (onset: true) then the tail's: the storm's evidence, read after the shut, never
 //     before it; reading re-opens the head for the next storm.
+//     readTripwireMoves(handle) -> [mono, ifindex, mac, ...]: the source MACs the thread saw
+//     arrive on another interface than their previous frame since the last call (a loop's
+//     flap, ~2 ms before `bridge monitor fdb` prints it; see tw_source_seen).
 //     A dedicated thread rather than a read on libuv's pool so that its priority is ours to
 //     set: under a storm that pegs a core, a normal-priority waker is exactly what starves.
 //   setRealtime(priority) -> SCHED_FIFO for the calling (JS) thread only, reset on fork
@@ -555,6 +558,23 @@ static napi_value js_close_many(napi_env env, napi_callback_info info) {
 
 // --- tripwire thread ------------------------------------------------------------------------
 
+// Source MACs the tripwire remembers, and the moves it keeps for JS between two reads (a tick
+// reads them; a storm's thread reads one frame per TW_STORM_READ_NS, ~2 moves per ms at most).
+#define TW_SOURCES 1024
+#define TW_MOVES 256
+
+typedef struct {
+  uint8_t mac[6];
+  uint8_t used;
+  int32_t ifindex;
+} tw_source_t;
+
+typedef struct {
+  int64_t mono;
+  int32_t ifindex;
+  uint8_t mac[6];
+} tw_move_t;
+
 typedef struct {
   int fd;
   int prio;
@@ -570,7 +590,39 @@ typedef struct {
   // Evidence: written by the tripwire thread, copied out by tripwireFrames under mu.
   pthread_mutex_t mu;
   tw_evidence_t ev;
+  // Source MACs and their moves (tw_source_seen), under mu too.
+  tw_source_t src[TW_SOURCES];
+  tw_move_t moves[TW_MOVES];
+  uint64_t moves_next; // moves ever put; the next goes to slot moves_next % TW_MOVES
+  uint64_t moves_read; // moves handed to JS (readTripwireMoves)
 } tripwire_t;
+
+// A source MAC received on another interface than its previous frame: a move, as the bridge's
+// FDB learns it (a loop re-delivers its frames on every member). The bridge reports its moves
+// through `bridge monitor fdb`, whose lines reached the JS thread ~2.9 ms after a loop's first
+// frame, cold or warm, where this thread had the frames within ~1 ms (lab probes, kvm loop,
+// session 13): the flap that judges a loop was the verdict's last wait. Every interface is seen
+// (the bridge device too, when a frame goes up to the host): JS keeps the moves between ports of
+// one bridge (sources/fdb.ts). Direct-mapped: a collision forgets a MAC, never invents a move.
+static void tw_source_seen(tripwire_t *tw, const uint8_t *frame, ssize_t n, int ifindex, int64_t mono) {
+  if (n < 12) return;
+  const uint8_t *mac = frame + 6;
+  if (mac[0] & 1) return; // a group address is no station's
+  uint32_t h = 2166136261u;
+  for (int i = 0; i < 6; i++) h = (h ^ mac[i]) * 16777619u;
+  tw_source_t *s = &tw->src[h % TW_SOURCES];
+  if (s->used && memcmp(s->mac, mac, 6) == 0) {
+    if (s->ifindex == ifindex) return;
+    tw_move_t *m = &tw->moves[tw->moves_next++ % TW_MOVES];
+    m->mono = mono;
+    m->ifindex = ifindex;
+    memcpy(m->mac, mac, 6);
+  } else {
+    memcpy(s->mac, mac, 6);
+    s->used = 1;
+  }
+  s->ifindex = ifindex;
+}
 
 // While a storm rolls through the tail (the head frozen: its onset is kept), the thread reads at
 // most one frame per TW_STORM_READ_NS and sleeps between reads; the frames meanwhile are dropped at
@@ -601,6 +653,7 @@ static int tripwire_keep(tripwire_t *tw, const uint8_t *buf, ssize_t n, const st
   size_t cap = (size_t)n < TW_SNAP ? (size_t)n : TW_SNAP;
   pthread_mutex_lock(&tw->mu);
   tw_keep(&tw->ev, ts.tv_sec, (int32_t)ts.tv_nsec, mono, buf, cap, len, sll->sll_ifindex, sll->sll_pkttype);
+  tw_source_seen(tw, buf, n, sll->sll_ifindex, mono);
   int frozen = tw->ev.frozen;
   pthread_mutex_unlock(&tw->mu);
   return frozen;
@@ -824,6 +877,34 @@ static napi_value js_tripwire_frames(napi_env env, napi_callback_info info) {
   napi_create_array(env, &arr);
   ring_out(env, arr, &k, &head, frozen);
   ring_out(env, arr, &k, &tail, 0);
+  return arr;
+}
+
+// The moves since the last call, oldest first, as one flat array [mono, ifindex, mac, ...]
+// (mono: CLOCK_MONOTONIC ns as a double, the daemon's clock; mac: "aa:bb:cc:dd:ee:ff"). Moves
+// that were overwritten before this read (more than TW_MOVES since the last) are skipped.
+static napi_value js_read_tripwire_moves(napi_env env, napi_callback_info info) {
+  tripwire_t *tw = tripwire_arg(env, info);
+  if (tw == NULL) return NULL;
+  static tw_move_t out[TW_MOVES];
+  uint32_t n = 0;
+  pthread_mutex_lock(&tw->mu);
+  if (tw->moves_next - tw->moves_read > TW_MOVES) tw->moves_read = tw->moves_next - TW_MOVES;
+  for (; tw->moves_read < tw->moves_next; tw->moves_read++) out[n++] = tw->moves[tw->moves_read % TW_MOVES];
+  pthread_mutex_unlock(&tw->mu);
+  napi_value arr, v;
+  napi_create_array_with_length(env, (size_t)n * 3, &arr);
+  for (uint32_t i = 0; i < n; i++) {
+    char mac[18];
+    const uint8_t *m = out[i].mac;
+    snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+    napi_create_double(env, (double)out[i].mono, &v);
+    napi_set_element(env, arr, i * 3, v);
+    napi_create_int32(env, out[i].ifindex, &v);
+    napi_set_element(env, arr, i * 3 + 1, v);
+    napi_create_string_latin1(env, mac, 17, &v);
+    napi_set_element(env, arr, i * 3 + 2, v);
+  }
   return arr;
 }
 
@@ -1193,7 +1274,7 @@ NAPI_MODULE_INIT() {
   } fns[] = { { "open", js_open },   { "read", js_read },
               { "close", js_close }, { "closeMany", js_close_many }, { "startTripwire", js_start_tripwire },
               { "armTripwire", js_arm_tripwire }, { "stopTripwire", js_stop_tripwire },
-              { "tripwireFrames", js_tripwire_frames },
+              { "tripwireFrames", js_tripwire_frames }, { "readTripwireMoves", js_read_tripwire_moves },
               { "setRealtime", js_set_realtime }, { "probeOpen", js_probe_open },
               { "probeSend", js_probe_send }, { "probeRecv", js_probe_recv }, { "peerCred", js_peer_cred },
               { "sdNotify", js_sd_notify }, { "setBridgePortState", js_set_bridge_port_state } };

@@ -26,6 +26,8 @@ export interface LocalSampling {
   close(): void;
 }
 
+const NO_MOVES: ReadonlyArray<number | string> = Object.freeze([]);
+
 /** onMove: the FDB monitor saw a MAC move (wakes the sampler; see daemon/scheduler.ts). */
 export function startLocalSampling(log: Logger, startNs: number, now: () => number, onMove?: () => void): LocalSampling {
   const warn = (component: string) => (obj: object, msg: string) => log.warn({ component, ...obj }, msg);
@@ -39,11 +41,17 @@ export function startLocalSampling(log: Logger, startNs: number, now: () => numb
   let fdb: FdbSource | null = null;
   let tripwire: Tripwire | null = null;
   const renames = createRenameWatch();
+  const local = createLocalSource(readers, startNs);
+  // The tripwire's moves, for the FDB source: only while both run (see sources/tripwire-moves.ts).
+  const tripwireMoves = {
+    read: () => tripwire?.moves() ?? NO_MOVES,
+    portAt: (ifindex: number) => local.infos().find((p) => p.ifindex === ifindex),
+  };
   return {
-    local: createLocalSource(readers, startNs),
+    local,
     broadcastCounting: !('error' in addon),
     followPolicy(p, into) {
-      if (p.fdb.enabled && !fdb) into.add((fdb = createFdbSource({ now, warn: warn('fdb'), realtimePriority: p.sampling.realtimePriority, ...(onMove ? { onMove } : {}) })));
+      if (p.fdb.enabled && !fdb) into.add((fdb = createFdbSource({ now, warn: warn('fdb'), realtimePriority: p.sampling.realtimePriority, tripwire: tripwireMoves, ...(onMove ? { onMove } : {}) })));
       else if (!p.fdb.enabled && fdb) (into.remove(fdb), fdb.close(), (fdb = null));
     },
     portsListed(infos) {

@@ -1,4 +1,6 @@
 import { superviseLines } from '../host/line-child.js';
+import { createMoveTracker, parseFdbLine } from './fdb-lines.js';
+import { createNativeMoves } from './tripwire-moves.js';
 import type { FdbMove, PortPolicy, PortRates, TickFrame, TickSource } from '../types.js';
 
 // `bridge monitor fdb` streams RTM_NEWNEIGH for every learn and every move. In a loop the same
@@ -6,53 +8,7 @@ import type { FdbMove, PortPolicy, PortRates, TickFrame, TickSource } from '../t
 // clearest loop clue there is. The stream can overflow (ENOBUFS) and the process exit under a
 // storm: we restart it with backoff and treat it as a clue, never as the only evidence.
 
-export interface FdbLine {
-  mac: string;
-  dev: string;
-  master: string | null;
-  deleted: boolean;
-}
-
-const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
-
-/** Parse one line of `bridge monitor fdb` output; null for lines that are not fdb entries. Pure. */
-export function parseFdbLine(line: string): FdbLine | null {
-  let s = line.trim();
-  let deleted = false;
-  if (s.startsWith('Deleted ')) {
-    deleted = true;
-    s = s.slice(8);
-  }
-  const parts = s.split(/\s+/);
-  const mac = parts[0];
-  if (!mac || !MAC.test(mac)) return null;
-  let dev: string | null = null;
-  let master: string | null = null;
-  for (let i = 1; i < parts.length - 1; i++) {
-    if (parts[i] === 'dev') dev = parts[i + 1]!;
-    else if (parts[i] === 'master') master = parts[i + 1]!;
-  }
-  // Entries without "master" are the port's own (self) entries, not learned by the bridge.
-  if (!dev || !master) return null;
-  return { mac, dev, master, deleted };
-}
-
-/** Tracks where each MAC was last learned and reports moves. Pure apart from its own map. */
-export function createMoveTracker(maxMacs = 65536) {
-  const where = new Map<string, string>();
-  return (e: FdbLine, tNs: number): FdbMove | null => {
-    const key = `${e.master}|${e.mac}`;
-    if (e.deleted) {
-      where.delete(key);
-      return null;
-    }
-    const prev = where.get(key);
-    if (prev === e.dev) return null;
-    if (where.size >= maxMacs && prev === undefined) where.clear(); // bounded memory under a random-MAC flood
-    where.set(key, e.dev);
-    return prev === undefined ? null : { tNs, bridge: e.master, mac: e.mac, port: e.dev };
-  };
-}
+export { createMoveTracker, parseFdbLine, type FdbLine } from './fdb-lines.js';
 
 /** A TickSource of clues only: no ports of its own, the moves go into the tick's frame. */
 export interface FdbSource extends TickSource {
@@ -106,6 +62,8 @@ export function createFdbSource(opts: {
   realtimePriority?: number;
   /** Lines parsed at most (default LINES_PER_MS, LINE_BURST; see there). */
   lineBudget?: { perMs: number; burst: number };
+  /** The tripwire's moves and where an ifindex is (sources/tripwire-moves.ts): the same flap, ~2 ms sooner. */
+  tripwire?: { read: () => ReadonlyArray<number | string>; portAt: (ifindex: number) => { name: string; bridge: string | null } | undefined };
 }): FdbSource {
   const budget = opts.lineBudget ?? { perMs: LINES_PER_MS, burst: LINE_BURST };
   let buf: FdbMove[] = [];
@@ -120,12 +78,25 @@ export function createFdbSource(opts: {
   let t = opts.now();
   let woke = false;
   let tokens = budget.burst;
+  const native = opts.tripwire ? createNativeMoves(opts.tripwire.read, opts.tripwire.portAt) : null;
+  const keep = (mv: FdbMove): void => {
+    // Full (a storm between two slow ticks): drop the OLDEST half. The detector judges moves
+    // of the last few tens of ms, so keeping the first 4096 of a long interval would keep
+    // only moves too old to count and hide the flap.
+    if (buf.length >= MAX_BUFFERED) {
+      buf.copyWithin(0, MAX_BUFFERED / 2);
+      buf.length = MAX_BUFFERED / 2;
+      dropped += MAX_BUFFERED / 2;
+    }
+    buf.push(mv);
+  };
   const child = superviseLines({
     file: opts.bridgeBin ?? 'bridge',
     args: ['monitor', 'fdb'],
     name: 'bridge monitor fdb',
     ...(opts.warn ? { warn: opts.warn } : {}),
     onChunk: () => {
+      native?.pull(keep); // first: a line's move the thread saw already is not counted again
       const was = t;
       t = opts.now();
       woke = false;
@@ -140,16 +111,8 @@ export function createFdbSource(opts: {
       if (!e) return;
       if (!e.deleted && !learning.has(e.dev) && learning.size < MAX_LEARNING) learning.add(e.dev);
       const mv = track(e, t);
-      if (!mv) return;
-      // Full (a storm between two slow ticks): drop the OLDEST half. The detector judges moves
-      // of the last few tens of ms, so keeping the first 4096 of a long interval would keep
-      // only moves too old to count and hide the flap.
-      if (buf.length >= MAX_BUFFERED) {
-        buf.copyWithin(0, MAX_BUFFERED / 2);
-        buf.length = MAX_BUFFERED / 2;
-        dropped += MAX_BUFFERED / 2;
-      }
-      buf.push(mv);
+      if (!mv || native?.seen(mv)) return;
+      keep(mv);
       if (!woke) {
         woke = true;
         opts.onMove?.();
@@ -171,6 +134,7 @@ export function createFdbSource(opts: {
     rates: () => NO_RATES,
     fresh: () => true,
     collect(f: TickFrame) {
+      native?.pull(keep);
       f.fdbMoves = drain();
       f.fdbPorts = learning;
     },

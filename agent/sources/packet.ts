@@ -36,6 +36,11 @@ export interface PacketAddon {
    * last frames it received. Reading re-opens the head for the next storm.
    */
   tripwireFrames(h: TripwireHandle): TripwireFrame[];
+  /**
+   * Source MACs seen arriving on another interface than their previous frame since the last call,
+   * oldest first, flat: [monoNs, ifindex, mac, ...] (the bridge's FDB moves, ~2 ms sooner).
+   */
+  readTripwireMoves(h: TripwireHandle): Array<number | string>;
   /** SCHED_FIFO for the calling thread, reset on fork (children run at normal priority). */
   setRealtime(priority: number): void;
 }

@@ -5,6 +5,8 @@ import type { PacketAddon, TripwireFrame } from './packet.js';
 // native thread (SCHED_FIFO when the policy asks for it: a normal-priority waker is what a
 // storm starves). It fires once per arm(), when the thread has received minFrames frames within
 // windowNs: chatter below that rate never reaches the JS thread. It decides nothing about ports.
+// It also notes source MACs that arrive on another interface than their last frame (moves), which
+// the FDB source takes in beside `bridge monitor fdb`'s (sources/fdb.ts).
 
 export interface Tripwire {
   /** Discard stale frames and fire on the next burst of minFrames within windowNs (no-op while armed). */
@@ -13,8 +15,12 @@ export interface Tripwire {
   readonly fired: number;
   /** The last frames the tripwire received (evidence for a trip; read after the shut, allocates). */
   frames(): TripwireFrame[];
+  /** Source MACs moved between interfaces since the last call: [monoNs, ifindex, mac, ...] (see PacketAddon). */
+  moves(): ReadonlyArray<number | string>;
   close(): void;
 }
+
+const NO_MOVES: ReadonlyArray<number | string> = Object.freeze([]);
 
 export function createTripwire(addon: PacketAddon, onFrame: () => void, realtimePriority: number): Tripwire {
   let armed = false;
@@ -40,6 +46,9 @@ export function createTripwire(addon: PacketAddon, onFrame: () => void, realtime
     },
     frames() {
       return closed ? [] : addon.tripwireFrames(handle);
+    },
+    moves() {
+      return closed ? NO_MOVES : addon.readTripwireMoves(handle);
     },
     close() {
       if (closed) return;

@@ -5,6 +5,7 @@
 // Protocol: one JSON command per stdin line, one JSON reply per stdout line.
 //   {"op":"arm","minFrames":K,"windowNs":W} -> {"ok":true}
 //   {"op":"fired"}                           -> {"ok":true,"fired":N}: onFrame calls so far
+//   {"op":"moves"}                           -> {"ok":true,"moves":[mono, ifindex, mac, ...]} since the last
 //   {"op":"close"}                           -> {"ok":true} and exit
 import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
@@ -26,6 +27,8 @@ createInterface({ input: process.stdin }).on('line', (line) => {
     reply({});
   } else if (cmd.op === 'fired') {
     reply({ fired });
+  } else if (cmd.op === 'moves') {
+    reply({ moves: addon.readTripwireMoves(handle) });
   } else if (cmd.op === 'close') {
     addon.stopTripwire(handle);
     reply({});

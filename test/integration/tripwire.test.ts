@@ -31,13 +31,13 @@ class Probe {
     createInterface({ input: this.child.stdout }).on('line', (line) => this.pending.shift()?.(line));
     this.child.stderr.on('data', (d: Buffer) => this.stderr.push(d.toString()));
   }
-  async send(cmd: object): Promise<{ ok: boolean; fired?: number; error?: string }> {
+  async send(cmd: object): Promise<{ ok: boolean; fired?: number; moves?: Array<number | string>; error?: string }> {
     const line = new Promise<string>((res, rej) => {
       const timer = setTimeout(() => rej(new Error(`probe timeout; stderr: ${this.stderr.join('')}`)), 10_000);
       this.pending.push((l) => (clearTimeout(timer), res(l)));
     });
     this.child.stdin.write(`${JSON.stringify(cmd)}\n`);
-    const r = JSON.parse(await line) as { ok: boolean; fired?: number; error?: string };
+    const r = JSON.parse(await line) as { ok: boolean; fired?: number; moves?: Array<number | string>; error?: string };
     if (!r.ok) throw new Error(r.error);
     return r;
   }
@@ -95,5 +95,30 @@ describe('tripwire (native thread, real frames)', () => {
   it('armed for one frame, the first frame fires', async () => {
     await probe!.send({ op: 'arm', minFrames: 1, windowNs: 0 });
     expect(await firedAfter(probe!, 1, 1, 0)).toBe(3);
+  });
+
+  it('reports a source MAC arriving on another interface than its last frame (a move), once per change, with its time', async () => {
+    // q1 ==veth== p1 with q1 given q0's address: frames from q1 arrive on p1 from the same MAC.
+    const mac = (await nsx('cat', '/sys/class/net/q0/address')).stdout.trim();
+    await nsx('ip', 'link', 'add', 'q1', 'type', 'veth', 'peer', 'name', 'p1');
+    await nsx('ip', 'link', 'set', 'q1', 'address', mac);
+    await nsx('ip', 'link', 'set', 'q1', 'up');
+    await nsx('ip', 'link', 'set', 'p1', 'up');
+    const ifindex = async (dev: string) => Number((await nsx('cat', `/sys/class/net/${dev}/ifindex`)).stdout.trim());
+    const [p0, p1] = [await ifindex('p0'), await ifindex('p1')];
+    await probe!.send({ op: 'moves' }); // whatever came before
+    const before = Number(process.hrtime.bigint());
+    await nsx('python3', SENDER, 'q1', '--broadcast', '3', '--burst', '1', '--gap-ms', '2');
+    await nsx('python3', SENDER, 'q1', '--broadcast', '2', '--burst', '1', '--gap-ms', '2');
+    await nsx('python3', SENDER, 'q0', '--broadcast', '2', '--burst', '1', '--gap-ms', '2');
+    await sleep(50);
+    const moves = (await probe!.send({ op: 'moves' })).moves!;
+    // p0 (its last frames, from the tests above) -> p1 -> p0: two moves, not one per frame.
+    expect(moves.filter((_, i) => i % 3 !== 0)).toEqual([p1, mac, p0, mac]);
+    const t = moves.filter((_, i) => i % 3 === 0) as number[];
+    expect(t[0]!).toBeGreaterThan(before);
+    expect(t[1]!).toBeGreaterThan(t[0]!);
+    expect(t[1]!).toBeLessThan(Number(process.hrtime.bigint()));
+    expect((await probe!.send({ op: 'moves' })).moves).toEqual([]);
   });
 });

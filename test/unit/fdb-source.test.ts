@@ -131,3 +131,44 @@ it('deliverLines hands over at most max complete lines and keeps the unfinished 
   expect(deliverLines('no newline yet', 5, (l) => got.push(l))).toBe('no newline yet');
   expect(got.length).toBe(4);
 });
+
+it('takes in the tripwire\'s moves beside the monitor\'s, and a monitor line for a move the thread already saw is not counted again', async () => {
+  // The monitor prints, after a pause, the two moves the thread saw at once, then one of its own.
+  const bin = join(dir, 'bridge-late');
+  writeFileSync(
+    bin,
+    `#!/bin/sh\nsleep 0.2\necho "02:00:00:00:00:0a dev up1 master br0"\necho "02:00:00:00:00:0a dev up2 master br0"\necho "02:00:00:00:00:0b dev up1 master br0"\necho "02:00:00:00:00:0b dev up2 master br0"\nexec sleep 5\n`,
+  );
+  chmodSync(bin, 0o755);
+  const X = '02:00:00:00:00:0a';
+  let pending: Array<number | string> = [];
+  let t = 1e9;
+  const src = createFdbSource({
+    now: () => t,
+    bridgeBin: bin,
+    tripwire: {
+      read: () => {
+        const out = pending;
+        pending = [];
+        return out;
+      },
+      portAt: (i) => ({ 2: { name: 'up1', bridge: 'br0' }, 3: { name: 'up2', bridge: 'br0' } })[i],
+    },
+  });
+  try {
+    pending = [t, 2, X, t + 1e5, 3, X];
+    const frame = { tNs: t, fdbMoves: [] as readonly unknown[], fdbPorts: new Set<string>(), warm: false };
+    src.collect(frame as never);
+    expect(frame.fdbMoves).toEqual([{ tNs: t + 1e5, bridge: 'br0', mac: X, port: 'up2' }]);
+    t += 3e6;
+    const later: unknown[] = [];
+    for (let i = 0; i < 30 && later.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      later.push(...src.drain().map((m) => ({ ...m })));
+    }
+    // Only the monitor's own move (0b); its 0a move to up2 was the thread's, ~3 ms earlier.
+    expect(later).toEqual([{ tNs: t, bridge: 'br0', mac: '02:00:00:00:00:0b', port: 'up2' }]);
+  } finally {
+    src.close();
+  }
+});
