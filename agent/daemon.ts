@@ -146,7 +146,7 @@ async function serve(b: Base, p: ReturnType<typeof wirePipeline>): Promise<Daemo
   p.rescan();
   executor.reassert(local);
   const links = followLinkChanges(p.rescan, log, () => life.stopped);
-  warmUp(policy(), p.watched.all().values().next().value, log); // the first storm must not run cold code (issue 11)
+  await warmUp(policy(), p.watched.all().values().next().value, log); // the first storm must not run cold code (issue 11)
   const housekeeping = setInterval(() => {
     try {
       scheduler.measureRate();

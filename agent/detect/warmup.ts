@@ -16,7 +16,7 @@ import { emptyTick, initialDetectorState, step } from './signature.js';
 
 /** A string made at run time, as sources make theirs (a literal is interned: another string type to the compiler). */
 const runtime = (s: string): string => s.split('').join('');
-const WARM_BRIDGE = runtime('(warm-up)');
+export const WARM_BRIDGE = runtime('(warm-up)');
 export const WARM_PORTS: readonly string[] = ['warm-a', 'warm-b', 'warm-c'].map(runtime);
 /** The synthetic storms, each for an equal share of the ticks (see warmUpDetector). */
 export const WARM_PHASES = 5;
@@ -33,7 +33,7 @@ function rates(port: string): PortRates {
 }
 
 /** A MAC as the FDB monitor's parser leaves it: split out of a line. */
-function macFromLine(): string {
+export function macFromLine(): string {
   return '02:00:5e:00:00:01 dev warm-a master (warm-up)'.split(/\s+/)[0]!;
 }
 
