@@ -8,7 +8,7 @@ import { openRecording, type Recording } from './daemon/recorder.js';
 import { policyInForce } from './daemon/reload.js';
 import { socketGroupId, StartupError, type Daemon, type DaemonOptions } from './daemon/options.js';
 import { startLocalSampling } from './daemon/local.js';
-import { createWatchedPorts, followLinkChanges, lowestClearPps, rescanLocal } from './daemon/ports.js';
+import { createJoinWatch, createWatchedPorts, followLinkChanges, lowestClearPps, rescanLocal } from './daemon/ports.js';
 import { startEsxiHosts } from './daemon/esxi-hosts.js';
 import { bridgeIfindexOf, localKind, portKinds } from './daemon/port-kinds.js';
 import { breakerFromJournal } from './daemon/restore.js';
@@ -124,7 +124,8 @@ function wirePipeline(b: Base) {
     stopped: isStopped,
   });
 
-  const rescan = (): void => rescanLocal(sampling.local, policy(), watched, log, sampling.portsListed);
+  const joins = { watch: createJoinWatch(), now: hrNs }; // a port that joined a bridge is cut first (breaker/state.ts)
+  const rescan = (): void => rescanLocal(sampling.local, policy(), watched, log, sampling.portsListed, joins);
   function applied(p: Policy): void {
     sampling.followPolicy(p, watched);
     try {

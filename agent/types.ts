@@ -181,6 +181,13 @@ export interface PortPolicy {
    * closes through it is seen, but nothing is ever done to it (protected, shutRank Infinity).
    */
   observed?: true;
+  /**
+   * Monotonic ns (the tick's clock) when the agent saw this port join its bridge: enslaved, or
+   * appearing already enslaved, after the agent's first look at the host. Absent for a port that
+   * was a member when the agent started, or one the agent cannot see join (ESXi). The breaker
+   * cuts a recent joiner first among members of one shutOrder role (breaker/state.ts).
+   */
+  joinedNs?: number;
 }
 
 export interface Policy {

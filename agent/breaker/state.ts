@@ -30,7 +30,7 @@
 //     loop's `tried`), and the next member of the same loop verdict is shut instead. The next
 //     link-down is issued BEFORE the undo's link-up, so the loop is not closed again meanwhile.
 import type { ActionRequest, ActionResult, Evidence, JournalEvent, PortPolicy, Policy, Recovery, Verdict } from '../types.js';
-import { MAX_TIMER_MS } from '../policy/defaults.js';
+import { MAX_PORT_RULES, MAX_TIMER_MS } from '../policy/defaults.js';
 import { unnamedFloodReason, unnamedOnlyReason, unnamedShutNote } from './observed.js';
 
 export type BreakerPortState = 'forwarding' | 'tripping' | 'tripped' | 'restoring' | 'held' | 'probing';
@@ -771,7 +771,19 @@ function olderSampleNs(ev: Evidence, m: string, i: number): number {
   return NaN;
 }
 
-/** Members that may be shut now, in shut order. */
+/**
+ * A loop member that joined its bridge this recently (PortPolicy.joinedNs: enslaved, or plugged in
+ * already enslaved, while the agent ran) is cut before the other members of its shutOrder role. A
+ * loop that starts right after a port joined was closed by that join, and cutting the joiner puts
+ * the bridge back as it was before (issue 11), where cutting by name cut the uplink that had
+ * carried production all along. 60 s: with a forwarding far end the loop closes within a
+ * millisecond of the enslave, but a switch port running classic STP forwards only 2 x 15 s
+ * (forward delay) after its link came up, and autonegotiation or LACP add seconds; a minute
+ * covers that, and a member that forwarded for a minute before the storm is no longer the change.
+ */
+export const RECENT_JOIN_MS = 60_000;
+
+/** Members that may be shut now, in shut order (recent joiners first within a role, see RECENT_JOIN_MS). */
 function candidates(ctx: Ctx, b: BridgeEntry, members: readonly string[]): string[] {
   const out: string[] = [];
   for (const m of members) {
@@ -784,9 +796,36 @@ function candidates(ctx: Ctx, b: BridgeEntry, members: readonly string[]): strin
     out.push(m);
   }
   return out.sort((x, y) => {
-    const d = ctx.ports.get(x)!.shutRank - ctx.ports.get(y)!.shutRank;
+    const px = ctx.ports.get(x)!;
+    const py = ctx.ports.get(y)!;
+    // shutOrder's role first, always: a recent join never moves a port ahead of another role.
+    const role = roleTier(px.shutRank) - roleTier(py.shutRank);
+    if (role !== 0) return role;
+    // Within a role, the newest recent joiner first (the last join is the one that closed the loop).
+    const ax = joinedAgo(ctx, px);
+    const ay = joinedAgo(ctx, py);
+    if (ax !== ay) return ax < ay ? -1 : 1;
+    const d = px.shutRank - py.shutRank;
     return d !== 0 ? d : x < y ? -1 : x > y ? 1 : 0;
   });
+}
+
+/** The shutOrder position in a rank (roleIndex * MAX_PORT_RULES + ruleIndex, policy/match.ts). */
+function roleTier(rank: number): number {
+  return Math.floor(rank / MAX_PORT_RULES);
+}
+
+/** '412 ms' or '41.2 s', for people reading the journal. */
+function agoText(ns: number): string {
+  return ns < 10e9 ? `${Math.round(ns / 1e6)} ms` : `${(ns / 1e9).toFixed(1)} s`;
+}
+
+/** ns since the port joined its bridge, when that is within RECENT_JOIN_MS; Infinity otherwise. */
+function joinedAgo(ctx: Ctx, pp: PortPolicy): number {
+  const j = pp.joinedNs;
+  if (j === undefined) return Infinity;
+  const ago = ctx.tNs - j;
+  return ago >= 0 && ago < RECENT_JOIN_MS * 1e6 ? ago : Infinity;
 }
 
 /**
@@ -804,7 +843,12 @@ function shutForLoop(
   const target = cands[0]!;
   const pp = ctx.ports.get(target)!;
   const dry = pp.dryRun || ctx.policy.dryRun;
-  const reason = `loop on ${key}: shut ${target} (first of ${cands.join(',')} by shut order)${unnamedShutNote(b.members, ctx.ports, target)}`;
+  const ago = joinedAgo(ctx, pp);
+  const joined = Number.isFinite(ago) ? { joinedMsBefore: Math.round(ago / 1e5) / 10 } : null;
+  const order = joined
+    ? `${target} joined ${key} ${agoText(ago)} before this verdict: cutting it undoes the change that closed the loop; first of ${cands.join(',')} by shut order, recent joiners first`
+    : `first of ${cands.join(',')} by shut order`;
+  const reason = `loop on ${key}: shut ${target} (${order})${unnamedShutNote(b.members, ctx.ports, target)}`;
   if (!dry && !budgetLeft(ctx)) {
     notice(ctx, `budget:${key}`, 'flood-observed', target, `shut budget exhausted: ${budgetText(ctx)}; loop on ${key} continues, would shut ${target}`, {
       evidence,
@@ -825,14 +869,15 @@ function shutForLoop(
   b.tried.set(target, ctx.tNs);
   if (dry) {
     // Shadow mode: say what would happen and behave as if it had (settle, then escalate).
-    notice(ctx, `would-trip:${target}`, 'would-trip', target, reason, { evidence, bridge: key, dryRun: true });
+    notice(ctx, `would-trip:${target}`, 'would-trip', target, reason, { evidence, bridge: key, dryRun: true, ...joined });
     b.settleUntilNs = ctx.tNs + settleMsOf(ctx, target) * 1e6;
     // The would-trip "lands" now: only samples after it may show the loop going on without it.
     b.shutDoneNs = ctx.tNs;
     return;
   }
   ctx.st.autoShuts.push(ctx.tNs);
-  autoLinkDown(ctx, target, reason, evidence, key, cands.slice(1), undefined);
+  const e = autoLinkDown(ctx, target, reason, evidence, key, cands.slice(1), undefined);
+  if (joined) e.extra = joined; // journaled with the trip
   b.inFlight = target;
 }
 

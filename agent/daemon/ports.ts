@@ -108,14 +108,23 @@ export function createWatchedPorts(now: () => number): WatchedPorts {
 
 /**
  * List the host's interfaces, resolve them against the policy, hand them to the local source
- * and re-merge (every second, and at once after a reload). A changed set is logged.
+ * and re-merge (every second, on a link change, and at once after a reload). A changed set is
+ * logged. `joins` (createJoinWatch) stamps ports that joined a bridge with the time it saw them.
  */
-export function rescanLocal(local: LocalSource, policy: Policy, watched: WatchedPorts, log: Logger, listed?: (infos: readonly PortInfo[]) => void): void {
-  const named = resolvePorts(policy, listInterfaceNames());
+export function rescanLocal(
+  local: LocalSource,
+  policy: Policy,
+  watched: WatchedPorts,
+  log: Logger,
+  listed?: (infos: readonly PortInfo[]) => void,
+  joins?: { watch: JoinWatch; now: () => number },
+): void {
+  const names = listInterfaceNames();
+  const named = resolvePorts(policy, names);
   const infos = listInterfaces(undefined, (name) => named.has(name));
   // The unnamed ports of every bridge a watched port is on: read, never acted on (policy/observed.ts).
   const extra = observedNames(infos, named, (b) => bridgeMembers(b));
-  let resolved = named;
+  let resolved: ReadonlyMap<string, PortPolicy> = named;
   if (extra.length > 0) {
     const all = new Map(named);
     for (const n of extra) all.set(n, observedPort(policy, n));
@@ -124,6 +133,7 @@ export function rescanLocal(local: LocalSource, policy: Policy, watched: Watched
     infos.push(...listInterfaces(undefined, (name) => more.has(name)));
     infos.sort((a, b) => a.name.localeCompare(b.name));
   }
+  if (joins) resolved = withJoins(resolved, joins.watch(infos, names, joins.now()));
   const changed = local.watch(infos, resolved);
   watched.merge();
   if (!changed) return;
@@ -131,6 +141,61 @@ export function rescanLocal(local: LocalSource, policy: Policy, watched: Watched
   const list = local.infos().filter((p) => named.has(p.name)).map((p) => ({ port: p.name, bridge: p.bridge, role: named.get(p.name)?.role }));
   const observed = local.infos().filter((p) => !named.has(p.name)).map((p) => ({ port: p.name, bridge: p.bridge }));
   log.info({ component: 'ports', watched: list, ...(observed.length > 0 ? { observedNotNamed: observed } : {}), ...changed }, 'watched ports changed');
+}
+
+/** Ports with their join time (PortPolicy.joinedNs) set; the map itself when none joined. */
+function withJoins(ports: ReadonlyMap<string, PortPolicy>, joined: ReadonlyMap<string, number>): ReadonlyMap<string, PortPolicy> {
+  if (joined.size === 0) return ports;
+  const out = new Map(ports);
+  for (const [n, t] of joined) {
+    const pp = out.get(n);
+    if (pp) out.set(n, { ...pp, joinedNs: t });
+  }
+  return out;
+}
+
+/** Says which listed ports joined a bridge, and when (monotonic ns); see createJoinWatch. */
+export type JoinWatch = (infos: readonly PortInfo[], hostNames: readonly string[], tNs: number) => ReadonlyMap<string, number>;
+
+interface Member {
+  name: string;
+  bridge: string | null;
+  joinedNs: number | null;
+}
+
+/**
+ * Remembers each listed (watched) interface's bridge, by ifindex, and when the agent saw it join
+ * one: enslaved while the agent runs (its bridge changed to a bridge), or a new interface that
+ * appears already enslaved (created, recreated under a watched name, or plugged in). A rename
+ * keeps what its interface had. A name that was on the host at the previous listing but not
+ * watched (a reload named it) has no known history: not a joiner; nor is anything on the first
+ * call (there before the agent). Returns every port still on the bridge it joined, with the time
+ * (the breaker decides what is recent: breaker/state.ts RECENT_JOIN_MS). Pure apart from its own
+ * maps, which hold only listed interfaces and the host's names.
+ */
+export function createJoinWatch(): JoinWatch {
+  let host: ReadonlySet<string> | null = null; // every name on the host at the previous listing
+  let seen = new Map<number, Member>();
+  let watchedNames: ReadonlySet<string> = new Set();
+  const joined = new Map<string, number>();
+  return (infos, hostNames, tNs) => {
+    const next = new Map<number, Member>();
+    joined.clear();
+    for (const p of infos) {
+      const was = seen.get(p.ifindex);
+      let at: number | null = null;
+      if (p.bridge !== null) {
+        if (was !== undefined) at = was.bridge === p.bridge ? was.joinedNs : tNs;
+        else if (host !== null && (watchedNames.has(p.name) || !host.has(p.name))) at = tNs; // recreated, or new on the host
+      }
+      next.set(p.ifindex, { name: p.name, bridge: p.bridge, joinedNs: at });
+      if (at !== null) joined.set(p.name, at);
+    }
+    seen = next;
+    watchedNames = new Set(infos.map((p) => p.name));
+    host = new Set(hostNames);
+    return joined;
+  };
 }
 
 export interface Rename {

@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { createJoinWatch } from '../../agent/daemon/ports.js';
+import type { PortInfo } from '../../agent/types.js';
+
+// The port rescan's half of issue 11's "cut the port that just joined": which watched ports
+// joined a bridge while the agent ran, and when (the breaker reads PortPolicy.joinedNs).
+
+const p = (name: string, ifindex: number, bridge: string | null): PortInfo => ({ name, ifindex, bridge });
+const names = (infos: PortInfo[], more: string[] = []) => [...infos.map((i) => i.name), ...more];
+
+describe('createJoinWatch', () => {
+  it('counts nothing at the first listing, then an enslave, stamped with the rescan time, kept while it stays', () => {
+    const w = createJoinWatch();
+    const before = [p('up1', 2, 'br0'), p('up2', 3, null)];
+    expect([...w(before, names(before), 1000)]).toEqual([]);
+    const plugged = [p('up1', 2, 'br0'), p('up2', 3, 'br0')];
+    expect([...w(plugged, names(plugged), 2000)]).toEqual([['up2', 2000]]);
+    expect([...w(plugged, names(plugged), 3000)]).toEqual([['up2', 2000]]);
+    // Freed, then enslaved again: a new join.
+    expect([...w(before, names(before), 4000)]).toEqual([]);
+    expect([...w(plugged, names(plugged), 5000)]).toEqual([['up2', 5000]]);
+  });
+
+  it('counts a new interface that appears already enslaved, and one recreated (new ifindex), and a move to another bridge', () => {
+    const w = createJoinWatch();
+    const a = [p('up1', 2, 'br0')];
+    w(a, names(a), 0);
+    const b = [p('up1', 2, 'br0'), p('up3', 9, 'br0')];
+    expect([...w(b, names(b), 10)]).toEqual([['up3', 10]]);
+    const c = [p('up1', 7, 'br0'), p('up3', 9, 'br1')];
+    expect([...w(c, names(c), 20)]).toEqual([
+      ['up1', 20],
+      ['up3', 20],
+    ]);
+  });
+
+  it('does not count a port that was on the host but not watched before (a reload named it): its history is unknown', () => {
+    const w = createJoinWatch();
+    const a = [p('up1', 2, 'br0')];
+    w(a, names(a, ['eth5']), 0);
+    const b = [p('up1', 2, 'br0'), p('eth5', 5, 'br0')];
+    expect([...w(b, names(b), 10)]).toEqual([]);
+  });
+});
+
+describe('createJoinWatch and renames', () => {
+  it('a renamed port keeps what its interface had: not a join, and a join before the rename stays', () => {
+    const w = createJoinWatch();
+    const a = [p('up1', 2, 'br0'), p('up2', 3, null)];
+    w(a, names(a), 0);
+    const b = [p('up1', 2, 'br0'), p('up2', 3, 'br0')];
+    w(b, names(b), 10);
+    const c = [p('up1.100', 2, 'br0'), p('up2.100', 3, 'br0')];
+    expect([...w(c, names(c), 20)]).toEqual([['up2.100', 10]]);
+  });
+});
