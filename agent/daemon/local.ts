@@ -43,9 +43,19 @@ export function startLocalSampling(log: Logger, startNs: number, now: () => numb
   const renames = createRenameWatch();
   const local = createLocalSource(readers, startNs);
   // The tripwire's moves, for the FDB source: only while both run (see sources/tripwire-moves.ts).
+  // Ports by ifindex, rebuilt when the local source's list changes (a storm brings many moves).
+  let listed: readonly PortInfo[] | null = null;
+  let byIndex = new Map<number, PortInfo>();
   const tripwireMoves = {
     read: () => tripwire?.moves() ?? NO_MOVES,
-    portAt: (ifindex: number) => local.infos().find((p) => p.ifindex === ifindex),
+    portAt(ifindex: number): PortInfo | undefined {
+      const now = local.infos();
+      if (now !== listed) {
+        listed = now;
+        byIndex = new Map(now.map((p) => [p.ifindex, p]));
+      }
+      return byIndex.get(ifindex);
+    },
   };
   return {
     local,
