@@ -8,7 +8,7 @@ import { openRecording, type Recording } from './daemon/recorder.js';
 import { policyInForce } from './daemon/reload.js';
 import { socketGroupId, StartupError, type Daemon, type DaemonOptions } from './daemon/options.js';
 import { startLocalSampling } from './daemon/local.js';
-import { createJoinWatch, createWatchedPorts, followLinkChanges, lowestClearPps, rescanLocal } from './daemon/ports.js';
+import { createJoinWatch, createWatchedPorts, enslavedSinceListed, followLinkChanges, lowestClearPps, rescanLocal } from './daemon/ports.js';
 import { startEsxiHosts } from './daemon/esxi-hosts.js';
 import { bridgeIfindexOf, localKind, portKinds } from './daemon/port-kinds.js';
 import { breakerFromJournal } from './daemon/restore.js';
@@ -66,7 +66,17 @@ function wirePipeline(b: Base) {
 
   // Sources: the registry every tick reads.
   const sampling = startLocalSampling(log, hrNs(), hrNs, () => !life.stopped && scheduler.onMoves());
-  const watched = createWatchedPorts(hrNs);
+  // A port enslaved since the last listing is listed again inside the tick, before the detector,
+  // once it carries flood traffic or MACs move (see enslavedSinceListed).
+  const watched = createWatchedPorts(hrNs, (s, f) => {
+    const local = sampling.local;
+    if (!(s === local ? local.unbridgedWarm() : f.fdbMoves.length > 0) || !enslavedSinceListed(local.infos())) return;
+    try {
+      rescan();
+    } catch (err) {
+      log.error({ component: 'ports', err: (err as Error).message }, 'rescan for an enslaved port failed');
+    }
+  });
   watched.add(sampling.local);
   sampling.followPolicy(policy(), watched);
   const esx = startEsxiHosts(policy(), {

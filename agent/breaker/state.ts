@@ -824,8 +824,9 @@ function agoText(ns: number): string {
 function joinedAgo(ctx: Ctx, pp: PortPolicy): number {
   const j = pp.joinedNs;
   if (j === undefined) return Infinity;
-  const ago = ctx.tNs - j;
-  return ago >= 0 && ago < RECENT_JOIN_MS * 1e6 ? ago : Infinity;
+  // Stamped inside this very tick (a port listed again after the tick's tNs was taken): now.
+  const ago = Math.max(0, ctx.tNs - j);
+  return ago < RECENT_JOIN_MS * 1e6 ? ago : Infinity;
 }
 
 /**

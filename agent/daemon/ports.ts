@@ -1,6 +1,6 @@
 import type { Logger } from '../log.js';
 import type { PortInfo, PortPolicy, PortRates, Policy, TickFrame, TickSource } from '../types.js';
-import { bridgeMembers, listInterfaceNames, listInterfaces } from '../host/interfaces.js';
+import { bridgeMembers, listInterfaceNames, listInterfaces, masterOf } from '../host/interfaces.js';
 import { resolvePorts } from '../policy/match.js';
 import { observedNames, observedPort } from '../policy/observed.js';
 import type { LocalSource } from '../sources/local.js';
@@ -35,7 +35,8 @@ interface Seen {
   fresh: boolean;
 }
 
-export function createWatchedPorts(now: () => number): WatchedPorts {
+/** afterCollect: called after each source's collect in a tick, before the next source's (see enslavedSinceListed). */
+export function createWatchedPorts(now: () => number, afterCollect?: (s: TickSource, f: TickFrame) => void): WatchedPorts {
   const list: TickSource[] = [];
   const seen: Seen[] = [];
   let all: ReadonlyMap<string, PortPolicy> = new Map();
@@ -79,7 +80,10 @@ export function createWatchedPorts(now: () => number): WatchedPorts {
     judged: () => judged,
     rates: () => rates,
     collect(f) {
-      for (let i = 0; i < list.length; i++) list[i]!.collect(f);
+      for (let i = 0; i < list.length; i++) {
+        list[i]!.collect(f);
+        afterCollect?.(list[i]!, f);
+      }
       for (let i = 0; i < list.length; i++) {
         const s = list[i]!;
         const was = seen[i]!;
@@ -141,6 +145,24 @@ export function rescanLocal(
   const list = local.infos().filter((p) => named.has(p.name)).map((p) => ({ port: p.name, bridge: p.bridge, role: named.get(p.name)?.role }));
   const observed = local.infos().filter((p) => !named.has(p.name)).map((p) => ({ port: p.name, bridge: p.bridge }));
   log.info({ component: 'ports', watched: list, ...(observed.length > 0 ? { observedNotNamed: observed } : {}), ...changed }, 'watched ports changed');
+}
+
+/**
+ * A watched port listed without a bridge that now has one: enslaved since the last listing. Asked
+ * inside a tick when such a port carries flood traffic (LocalSource.unbridgedWarm), or when the
+ * FDB source brought moves (`bridge monitor fdb` names the bridge itself, so a flap through the
+ * new port could be judged, and its cut chosen, before the port is listed on it): a loop closed
+ * by plugging a port into a bridge storms from the enslave on, and the link monitor's line (a
+ * normal-priority `ip` process, starved by the storm's softirq and anything else busy) came up
+ * to ~90 ms later with a core busy (lab, kvm-hotplug); until the rescan the port's rates count
+ * for no bridge and the loop has one member. One readlink per such port (~5 µs).
+ */
+export function enslavedSinceListed(infos: readonly PortInfo[], master: (name: string) => string | null = masterOf): boolean {
+  for (let i = 0; i < infos.length; i++) {
+    const p = infos[i]!;
+    if (p.bridge === null && master(p.name) !== null) return true;
+  }
+  return false;
 }
 
 /** Ports with their join time (PortPolicy.joinedNs) set; the map itself when none joined. */

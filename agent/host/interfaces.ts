@@ -35,6 +35,16 @@ export function listInterfaces(root = '/sys/class/net', wanted: (name: string) =
   return out.sort((a, b) => a.name.localeCompare(b.name));
 }
 
+/** The bridge (or bond) `name` is enslaved to, or null (one readlink, ~5 µs). */
+export function masterOf(name: string, root = '/sys/class/net'): string | null {
+  if (!isValidIfName(name)) return null;
+  try {
+    return basename(readlinkSync(`${root}/${name}/master`));
+  } catch {
+    return null;
+  }
+}
+
 /** The ports enslaved to `bridge` (one readdir of its brif directory); [] when it is not a bridge. */
 export function bridgeMembers(bridge: string, root = '/sys/class/net'): string[] {
   if (!isValidIfName(bridge)) return [];

@@ -17,6 +17,11 @@ export interface LocalSource extends TickSource {
   infos(): readonly PortInfo[];
   /** A port's latest rates (valid or not), for status. */
   lastRates(port: string): PortRates | undefined;
+  /**
+   * The last collect found flood traffic on a port listed without a bridge: it may have been
+   * enslaved since the last listing (a loop closed by plugging it in), see daemon/ports.ts.
+   */
+  unbridgedWarm(): boolean;
 }
 
 const NO_PORTS: ReadonlyMap<string, PortPolicy> = new Map();
@@ -29,6 +34,7 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
   let rates: PortRates[] = [];
   const lastRates = new Map<string, PortRates>();
   let lastT = startNs;
+  let unbridgedWarm = false;
 
   return {
     id: 'local',
@@ -37,6 +43,7 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
     fresh: () => true,
     infos: () => infos,
     lastRates: (port) => lastRates.get(port),
+    unbridgedWarm: () => unbridgedWarm,
 
     watch(next, resolved) {
       const changed =
@@ -56,7 +63,12 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
       }
       prev = np;
       cur = nc;
-      rates = infos.map((p) => lastRates.get(p.name) ?? blankRates(p.name, p.bridge, NaN));
+      rates = infos.map((p) => {
+        const r = lastRates.get(p.name) ?? blankRates(p.name, p.bridge, NaN);
+        // A port enslaved since: the rates already taken this tick count for its bridge now.
+        r.bridge = p.bridge;
+        return r;
+      });
       for (const r of rates) lastRates.set(r.port, r);
       return { added, removed };
     },
@@ -65,6 +77,7 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
       const t = f.tNs;
       const dt = t - lastT;
       lastT = t;
+      unbridgedWarm = false;
       for (const c of cur.values()) c.ok = true;
       for (const r of readers) r.read(cur);
       for (let i = 0; i < infos.length; i++) {
@@ -74,7 +87,10 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
         if (th && r.valid) {
           const m = Number.isFinite(r.floodPps) ? r.floodPps : r.rxPps * (th.clearPps / th.floodPps);
           // Only flood traffic warms the sampler: a busy uplink's unicast must not keep it at 1 ms.
-          if (m >= th.clearPps) f.warm = true;
+          if (m >= th.clearPps) {
+            f.warm = true;
+            if (p.bridge === null) unbridgedWarm = true;
+          }
         }
       }
       const swap = prev;

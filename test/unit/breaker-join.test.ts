@@ -33,6 +33,13 @@ describe('a loop closed by a port that just joined its bridge', () => {
     expect(landed.events).toMatchObject([{ event: 'trip', port: 'up2', joinedMsBefore: 12, evidence: v.evidence }]);
   });
 
+  it('counts a join stamped inside the verdict\'s own tick, after its tNs (the port listed again mid-tick), as now', () => {
+    const d = breakerDriver(ports({ up2: 0.3 }), policy);
+    const out = d.at(0, { verdicts: [loop(['up1', 'up2'])] });
+    expect(out.commands[0]!.port).toBe('up2');
+    expect(out.commands[0]!.reason).toContain('up2 joined br0 0 ms before this verdict');
+  });
+
   it('treats a join older than RECENT_JOIN_MS as no join: shut order and name decide (up1)', () => {
     const d = breakerDriver(ports({ up2: 0 }), policy);
     const out = d.at(RECENT_JOIN_MS + 1, { verdicts: [loop(['up1', 'up2'])] });
