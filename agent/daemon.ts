@@ -8,7 +8,7 @@ import { openRecording, type Recording } from './daemon/recorder.js';
 import { policyInForce } from './daemon/reload.js';
 import { socketGroupId, StartupError, type Daemon, type DaemonOptions } from './daemon/options.js';
 import { startLocalSampling } from './daemon/local.js';
-import { createJoinWatch, createWatchedPorts, enslavedSinceListed, followLinkChanges, lowestClearPps, rescanLocal } from './daemon/ports.js';
+import { createJoinWatch, createUnbridgedMoves, createWatchedPorts, enslavedSinceListed, followLinkChanges, lowestClearPps, rescanLocal } from './daemon/ports.js';
 import { startEsxiHosts } from './daemon/esxi-hosts.js';
 import { bridgeIfindexOf, localKind, portKinds } from './daemon/port-kinds.js';
 import { breakerFromJournal } from './daemon/restore.js';
@@ -67,10 +67,11 @@ function wirePipeline(b: Base) {
   // Sources: the registry every tick reads.
   const sampling = startLocalSampling(log, hrNs(), hrNs, () => !life.stopped && scheduler.onMoves());
   // A port enslaved since the last listing is listed again inside the tick, before the detector,
-  // once it carries flood traffic or MACs move (see enslavedSinceListed).
+  // once it carries flood traffic or MACs move onto it (see enslavedSinceListed).
+  const movesOnUnbridged = createUnbridgedMoves();
   const watched = createWatchedPorts(hrNs, (s, f) => {
     const local = sampling.local;
-    if (!(s === local ? local.unbridgedWarm() : f.fdbMoves.length > 0) || !enslavedSinceListed(local.infos())) return;
+    if (!(s === local ? local.unbridgedWarm() : movesOnUnbridged(f.fdbMoves, local.infos())) || !enslavedSinceListed(local.infos())) return;
     try {
       rescan();
     } catch (err) {

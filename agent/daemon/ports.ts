@@ -1,5 +1,5 @@
 import type { Logger } from '../log.js';
-import type { PortInfo, PortPolicy, PortRates, Policy, TickFrame, TickSource } from '../types.js';
+import type { FdbMove, PortInfo, PortPolicy, PortRates, Policy, TickFrame, TickSource } from '../types.js';
 import { bridgeMembers, listInterfaceNames, listInterfaces, masterOf } from '../host/interfaces.js';
 import { resolvePorts } from '../policy/match.js';
 import { observedNames, observedPort } from '../policy/observed.js';
@@ -163,6 +163,27 @@ export function enslavedSinceListed(infos: readonly PortInfo[], master: (name: s
     if (p.bridge === null && master(p.name) !== null) return true;
   }
   return false;
+}
+
+/**
+ * Do this tick's moves name a port listed without a bridge? Only such a move can tell of a port
+ * enslaved since the listing (`bridge monitor fdb` prints the new port with its master); moves on
+ * bridged ports, every tick of an ordinary loop storm, asked a readlink of every unbridged port
+ * for nothing. The unbridged names are kept per listing (infos() hands out a new array on change).
+ */
+export function createUnbridgedMoves(): (moves: readonly FdbMove[], infos: readonly PortInfo[]) => boolean {
+  let listed: readonly PortInfo[] | null = null;
+  let unbridged: ReadonlySet<string> = new Set();
+  return (moves, infos) => {
+    if (moves.length === 0) return false;
+    if (infos !== listed) {
+      listed = infos;
+      unbridged = new Set(infos.filter((p) => p.bridge === null).map((p) => p.name));
+    }
+    if (unbridged.size === 0) return false;
+    for (let i = 0; i < moves.length; i++) if (unbridged.has(moves[i]!.port)) return true;
+    return false;
+  };
 }
 
 /** Ports with their join time (PortPolicy.joinedNs) set; the map itself when none joined. */

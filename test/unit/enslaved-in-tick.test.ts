@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createWatchedPorts, enslavedSinceListed } from '../../agent/daemon/ports.js';
+import { createUnbridgedMoves, createWatchedPorts, enslavedSinceListed } from '../../agent/daemon/ports.js';
 import { createLocalSource } from '../../agent/sources/local.js';
 import { testPorts } from '../../agent/testing/policy.js';
 import type { Counters, CounterReader, TickFrame, TickSource } from '../../agent/types.js';
@@ -69,5 +69,21 @@ describe('a flood on a port listed without a bridge', () => {
     w.add(src('fdb'));
     w.collect({ tNs: 1, fdbMoves: [], warm: false });
     expect(order).toEqual(['collect local', 'after local 1', 'collect fdb', 'after fdb 1']);
+  });
+});
+
+describe('moves that may tell of an enslaved port', () => {
+  it('only a move naming a port listed without a bridge asks for the master check; the names are kept per listing', () => {
+    const check = createUnbridgedMoves();
+    const infos = [
+      { name: 'up1', ifindex: 2, bridge: 'br0' },
+      { name: 'up2', ifindex: 3, bridge: null },
+    ];
+    const mv = (port: string) => ({ tNs: 1, bridge: 'br0', mac: '02:00:00:00:00:01', port });
+    expect(check([], infos)).toBe(false);
+    expect(check([mv('up1'), mv('up1')], infos)).toBe(false); // an ordinary storm on the bridge
+    expect(check([mv('up1'), mv('up2')], infos)).toBe(true); // the monitor names up2 on br0
+    const relisted = [infos[0]!, { ...infos[1]!, bridge: 'br0' }];
+    expect(check([mv('up2')], relisted)).toBe(false);
   });
 });
