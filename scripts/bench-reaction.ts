@@ -80,7 +80,11 @@ function note(shape: string, who: string, i: number, of: number, r: ShapeRun): v
   const early = r.msFromInject < stopMs ? `; prod went quiet ${fmt(stopMs - r.msFromInject, 2)} ms before that` : '';
   const forwarding = a?.stoppedNs ? `, first port stopped forwarding at ${fmt(stopMs, 2)} ms, ${fmt(a.forwardingStoppedMs ?? NaN, 2)} ms of it in the action${early}` : '';
   const cuts = who === 'near-limit' ? `; ${pollerMiss(r)}` : '';
-  const ms = r.stoppedByBreaker ? `${fmt(r.msFromInject, 2)} ms` : `not stopped by the ${who === 'near-limit' ? 'poller' : 'agent'} in ${OBSERVE_MS} ms (quiet ${fmt(r.msQuietObserved, 2)} ms after the bench's own stop${cuts})`;
+  // The observer polls every 0.25 ms at normal priority; when something held its core the poll
+  // that saw the last frame came late: the frame is known only to lie between the two polls.
+  const lag =
+    r.msQuietObserved - r.msQuietAfter <= 1 ? '' : r.msQuietAfter < 0 ? ' (the observer did not poll between the frame and then)' : ` (prod's last frame after ${fmt(r.msQuietAfter, 2)} ms: the observer polled late)`;
+  const ms = r.stoppedByBreaker ? `${fmt(r.msFromInject, 2)} ms${lag}` : `not stopped by the ${who === 'near-limit' ? 'poller' : 'agent'} in ${OBSERVE_MS} ms (quiet ${fmt(r.msQuietObserved, 2)} ms after the bench's own stop${cuts})`;
   const lull = r.msFirstLull !== undefined ? `; a lull at ${fmt(r.msFirstLull, 2)} ms before that (the storm went on)` : '';
   const plug = r.msPlugToInject !== undefined ? `; the frame left ${fmt(r.msPlugToInject, 2)} ms after the enslave returned` : '';
   process.stderr.write(`${shape} ${who} ${i + 1}/${of}: ${ms} (verdict ${fmt(r.msToVerdict, 2)} ms${forwarding}), ${r.framesLeaked} frames, down ${r.down.join(',')}${lull}${plug}\n`);
@@ -181,7 +185,7 @@ try {
 const text = reactionTable(results, OBSERVE_MS);
 process.stdout.write(text + '\n');
 mkdirSync(dirname(values.out!), { recursive: true });
-const slim = (x: ShapeRun) => ({ msFromInjection: x.msFromInject, stoppedByBreaker: x.stoppedByBreaker, ...(x.msStopStart !== undefined ? { msStopStart: x.msStopStart } : {}), msQuietObserved: x.msQuietObserved, msToVerdict: x.msToVerdict, framesLeaked: x.framesLeaked, down: x.down, trips: x.trips.map((t) => tripFacts(t, x.tInjectNs)), ...(x.msFirstLull !== undefined ? { msFirstLull: x.msFirstLull } : {}), ...(x.msPlugToInject !== undefined ? { msPlugToInject: x.msPlugToInject } : {}), ...(x.pollerWindow ? { pollerWindow: x.pollerWindow } : {}), ...(x.pollerCuts ? { pollerCuts: x.pollerCuts } : {}) });
+const slim = (x: ShapeRun) => ({ msFromInjection: x.msFromInject, stoppedByBreaker: x.stoppedByBreaker, ...(x.msStopStart !== undefined ? { msStopStart: x.msStopStart } : {}), msQuietObserved: x.msQuietObserved, ...(Number.isFinite(x.msQuietAfter) ? { msQuietAfter: x.msQuietAfter } : {}), msToVerdict: x.msToVerdict, framesLeaked: x.framesLeaked, down: x.down, trips: x.trips.map((t) => tripFacts(t, x.tInjectNs)), ...(x.msFirstLull !== undefined ? { msFirstLull: x.msFirstLull } : {}), ...(x.msPlugToInject !== undefined ? { msPlugToInject: x.msPlugToInject } : {}), ...(x.pollerWindow ? { pollerWindow: x.pollerWindow } : {}), ...(x.pollerCuts ? { pollerCuts: x.pollerCuts } : {}) });
 /** A trip or escalation as the journal has it, timed from the injection (same monotonic clock): when its evidence was read, how long the link-down took, and the escalation's evidence window after the first shut. */
 function tripFacts(t: Record<string, unknown>, t0: number): Record<string, unknown> {
   const ev = t.evidence as { tNs?: number; window?: Array<{ port: string; tMs: number; rxPps: number; txPps: number }> } | undefined;

@@ -15,6 +15,12 @@ export interface StormStats {
   firstFrameNs: number | null;
   /** Time of the last increment before a confirmed quiet gap; null if never quiet while observed. */
   quietAtNs: number | null;
+  /**
+   * The sample before quietAtNs: prod's last frame came after it. With an observer that keeps the
+   * poll before each change (observe.mjs), quietAtNs - quietAfterNs is how late the observer
+   * polled; a real-time thread holding its core shows here, not in the storm.
+   */
+  quietAfterNs: number | null;
   msToQuiet: number | null;
   /** Frames counted from (including) the first frame up to quiet. */
   framesLeaked: number | null;
@@ -70,7 +76,7 @@ export const SETTLE_FRAMES = 10;
 
 export function stormStats(s: CounterSeries, tInjectNs: number, quietGapMs = 20, settleFrames = Infinity): StormStats {
   check(s);
-  const none: StormStats = { firstFrameNs: null, quietAtNs: null, msToQuiet: null, framesLeaked: null };
+  const none: StormStats = { firstFrameNs: null, quietAtNs: null, quietAfterNs: null, msToQuiet: null, framesLeaked: null };
   const n = s.t.length;
   const b = Math.max(0, indexAt(s, tInjectNs));
   let first = -1;
@@ -93,7 +99,7 @@ export function stormStats(s: CounterSeries, tInjectNs: number, quietGapMs = 20,
     while (m < n && (s.t[m] as number) - tj < gapNs) m++;
     if (m >= n) break; // observation ended before a full gap: not known to be quiet
     if ((s.c[m] as number) === cj && (s.c[n - 1] as number) - cj < settleFrames) {
-      return { firstFrameNs, quietAtNs: tj, msToQuiet: (tj - firstFrameNs) / 1e6, framesLeaked: cj - base };
+      return { firstFrameNs, quietAtNs: tj, quietAfterNs: s.t[j - 1] as number, msToQuiet: (tj - firstFrameNs) / 1e6, framesLeaked: cj - base };
     }
   }
   return { ...none, firstFrameNs };

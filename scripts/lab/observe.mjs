@@ -5,7 +5,8 @@
 //
 // stdout: first `{"ready":true,"tNs":...}` once polling runs, then on exit (SIGTERM, SIGINT or
 // duration end) one line {IFACE: {t: [ns...], c: [count...]}}. A point is kept only when the
-// count changed, plus one per 10 ms, so a quiet minute costs little and a storm keeps every step.
+// count changed (with the poll just before it, so a change is known to lie between two kept
+// points), plus one per 10 ms, so a quiet minute costs little and a storm keeps every step.
 // t is process.hrtime.bigint(), i.e. CLOCK_MONOTONIC, the same clock as send.py.
 //
 // Plain .mjs (not compiled) so that it starts fast and runs anywhere node does.
@@ -66,6 +67,8 @@ function readCount(fd) {
 const series = ifaces.map(() => ({ t: [], c: [] }));
 const last = ifaces.map(() => -1);
 const lastT = ifaces.map(() => 0n);
+// The latest poll, kept or not: a change's lower bound.
+const prevT = ifaces.map(() => 0n);
 let finished = false;
 
 // Each count is stamped AFTER its read: a sample stamped before it could carry the time of a
@@ -77,11 +80,16 @@ function poll(force) {
     const c = readCount(fds[k]);
     const t = process.hrtime.bigint();
     if (force || c !== last[k] || t - lastT[k] >= KEEPALIVE_NS) {
+      if (c !== last[k] && last[k] >= 0 && prevT[k] > lastT[k]) {
+        series[k].t.push(Number(prevT[k]));
+        series[k].c.push(last[k]);
+      }
       series[k].t.push(Number(t));
       series[k].c.push(c);
       last[k] = c;
       lastT[k] = t;
     }
+    prevT[k] = t;
   }
 }
 

@@ -13,6 +13,8 @@ export interface RunFigures {
   stoppedByBreaker: boolean;
   /** ms from the injection to when the breaker's first stop call began (the agent's link-down action, the poller's flags write); absent when unknown. */
   msStopStart?: number;
+  /** The observer's poll before the quiet one: prod's last frame came after it (absent: unknown). */
+  msQuietAfter?: number;
 }
 
 export interface ShapeFigures {
@@ -43,6 +45,13 @@ export interface WhoSummary {
    * and the stop ended it stalled. Their time is prod's, shorter than the breaker's.
    */
   quietBeforeStop: number;
+  /**
+   * Stopped storms whose quiet poll came > 1 ms after the poll before it: the observer (normal
+   * priority, every 0.25 ms) was held off its core, so prod's last frame is known only to lie
+   * between the two. msP50 counts the later one; msAfterP50 is the p50 of the earlier one.
+   */
+  observerLate: number;
+  msAfterP50: number | null;
 }
 
 export interface ShapeSummary {
@@ -55,6 +64,7 @@ export interface ShapeSummary {
   nearLimit: WhoSummary;
 }
 
+const OBSERVER_LATE_MS = 1;
 const num = (x: number): number | null => (Number.isFinite(x) ? Math.round(x * 100) / 100 : null);
 const stoppedOnly = (runs: readonly RunFigures[]) => runs.filter((r) => r.stoppedByBreaker && Number.isFinite(r.msFromInject));
 
@@ -78,6 +88,8 @@ function who(runs: readonly RunFigures[], ref: number): WhoSummary {
     framesLeakedMax: num(f.max),
     xNearLimit: num(t.p50 / ref),
     quietBeforeStop: s.filter((x) => x.msStopStart !== undefined && x.msFromInject < x.msStopStart).length,
+    observerLate: s.filter((x) => x.msQuietAfter !== undefined && x.msFromInject - x.msQuietAfter > OBSERVER_LATE_MS).length,
+    msAfterP50: num(percentile(s.map((x) => x.msQuietAfter ?? x.msFromInject), 50)),
   };
 }
 
@@ -105,7 +117,7 @@ export function reactionTable(results: readonly ShapeFigures[], observeMs: numbe
       const ms = (v: number | null): string => fmt(v ?? NaN, 2).padStart(7);
       const frames = (v: number | null): string => fmt(v ?? NaN, 0).padStart(7);
       lines.push(
-        `${r.shape.padEnd(14)} ${name.padEnd(11)} ${String(w.runs).padStart(4)} ${String(w.stopped).padStart(7)}   ${ms(w.msP50)} / ${ms(w.msP99)} / ${ms(w.msMax)}   ${ratioCell(sum.reference, w.xNearLimit)}         ${frames(w.framesLeakedP50)} / ${frames(w.framesLeakedMax)}   ${down}${w.quietBeforeStop > 0 ? `   (${w.quietBeforeStop} quiet at prod before the stop began: stalled)` : ''}`,
+        `${r.shape.padEnd(14)} ${name.padEnd(11)} ${String(w.runs).padStart(4)} ${String(w.stopped).padStart(7)}   ${ms(w.msP50)} / ${ms(w.msP99)} / ${ms(w.msMax)}   ${ratioCell(sum.reference, w.xNearLimit)}         ${frames(w.framesLeakedP50)} / ${frames(w.framesLeakedMax)}   ${down}${w.quietBeforeStop > 0 ? `   (${w.quietBeforeStop} quiet at prod before the stop began: stalled)` : ''}${late(w)}`,
       );
     }
     if (sum.reference === 'none') {
@@ -114,6 +126,11 @@ export function reactionTable(results: readonly ShapeFigures[], observeMs: numbe
     if (r.baseline.length > 0) lines.push(baselineLine(r));
   }
   return lines.join('\n');
+}
+
+function late(w: WhoSummary): string {
+  if (w.observerLate === 0) return '';
+  return `   (${w.observerLate} polled > ${OBSERVER_LATE_MS} ms late at the end: last frame after p50 ${fmt(w.msAfterP50 ?? NaN, 2)} ms)`;
 }
 
 function baselineLine(r: ShapeFigures): string {

@@ -118,6 +118,8 @@ export interface ShapeRun {
   msFromInject: number;
   /** Injection to quiet at prod whoever stopped the storm (the bench's by-hand opening included); NaN if never quiet. */
   msQuietObserved: number;
+  /** The observer's poll before msQuietObserved: prod's last frame came between the two (its lag). */
+  msQuietAfter: number;
   /** The breaker downed a port and left no loop closed by the end of the observation. */
   stoppedByBreaker: boolean;
   framesLeaked: number;
@@ -209,6 +211,7 @@ export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeM
     tInjectNs,
     msFromInject: stopped ? msQuietObserved : NaN,
     msQuietObserved,
+    msQuietAfter: st.quietAfterNs === null ? NaN : (st.quietAfterNs - tInjectNs) / 1e6,
     stoppedByBreaker: stopped,
     framesLeaked: st.framesLeaked ?? NaN,
     msToVerdict: first?.evidence?.tNs ? (first.evidence.tNs - tInjectNs) / 1e6 : NaN,

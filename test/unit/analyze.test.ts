@@ -88,9 +88,17 @@ describe('stormStats', () => {
 
   it('no frame after the injection gives nulls; one frame is quiet at once', () => {
     const s = synth(100, 250, () => 0);
-    expect(stormStats(s, 10 * MS)).toEqual({ firstFrameNs: null, quietAtNs: null, msToQuiet: null, framesLeaked: null });
+    expect(stormStats(s, 10 * MS)).toEqual({ firstFrameNs: null, quietAtNs: null, quietAfterNs: null, msToQuiet: null, framesLeaked: null });
     const one = { t: [0, 1 * MS, 2 * MS, 30 * MS], c: [5, 5, 6, 6] };
-    expect(stormStats(one, 0.5 * MS)).toEqual({ firstFrameNs: 2 * MS, quietAtNs: 2 * MS, msToQuiet: 0, framesLeaked: 1 });
+    expect(stormStats(one, 0.5 * MS)).toEqual({ firstFrameNs: 2 * MS, quietAtNs: 2 * MS, quietAfterNs: 1 * MS, msToQuiet: 0, framesLeaked: 1 });
+  });
+
+  it('bounds the last frame by the sample before the quiet one (an observer that polled late)', () => {
+    // Polls every 0.25 ms until 3 ms, then none until 9 ms (its core held), then on.
+    const s = { t: [0, 1 * MS, 2 * MS, 3 * MS, 9 * MS, 40 * MS], c: [0, 10, 20, 25, 30, 30] };
+    const st = stormStats(s, 0.5 * MS);
+    expect(st.quietAtNs).toBe(9 * MS);
+    expect(st.quietAfterNs).toBe(3 * MS);
   });
 
   it('holds its invariants on arbitrary monotone series', () => {

@@ -66,6 +66,17 @@ describe('reaction report', () => {
     expect(rows.find((l) => / cold /.test(l))).not.toMatch(/quiet at prod before/);
   });
 
+  it('counts the storms whose quiet poll came > 1 ms after the poll before it (observer held off its core), with the earlier bound', () => {
+    const lag = (ms: number, after: number): RunFigures => ({ ...stopped(ms), msQuietAfter: after });
+    const r: ShapeFigures = { shape: 'kvm', warm: [lag(3, 2.8), lag(4, 3.9)], idle: [], cold: [lag(12, 5), lag(9, 8.5), lag(11, 4.5)], near: [lag(2, 1.9)], baseline: [] };
+    const s = shapeSummary(r);
+    expect(s.warm.observerLate).toBe(0);
+    expect(s.cold).toMatchObject({ observerLate: 2, msP50: 11, msAfterP50: 5 });
+    const rows = reactionTable([r], 400).split('\n');
+    expect(rows.find((l) => / cold /.test(l))).toMatch(/\(2 polled > 1 ms late at the end: last frame after p50 5(\.00)? ms\)$/);
+    expect(rows.find((l) => / warm /.test(l))).not.toMatch(/polled/);
+  });
+
   it('no near-limit runs at all (--near 0) is "not run", not "no reference"', () => {
     const r: ShapeFigures = { shape: 'kvm', warm: [stopped(4)], idle: [], cold: [], near: [], baseline: [] };
     expect(shapeSummary(r).reference).toBe('not run');
