@@ -37,7 +37,7 @@
 //     [{ sec, nsec, ifindex, len, pktType, onset, data }] oldest first, the frozen head's
 //     frames (onset: true) then the tail's: the storm's evidence, read after the shut, never
 //     before it; reading re-opens the head for the next storm.
-//     readTripwireMoves(handle) -> [mono, ifindex, mac, ...]: the source MACs the thread saw
+//     readTripwireMoves(handle) -> [mono, ifindex, mac, ...] or undefined: the source MACs the thread saw
 //     arrive on another interface than their previous frame since the last call (a loop's
 //     flap, ~2 ms before `bridge monitor fdb` prints it; see tw_source_seen).
 //     A dedicated thread rather than a read on libuv's pool so that its priority is ours to
@@ -883,6 +883,7 @@ static napi_value js_tripwire_frames(napi_env env, napi_callback_info info) {
 // The moves since the last call, oldest first, as one flat array [mono, ifindex, mac, ...]
 // (mono: CLOCK_MONOTONIC ns as a double, the daemon's clock; mac: "aa:bb:cc:dd:ee:ff"). Moves
 // that were overwritten before this read (more than TW_MOVES since the last) are skipped.
+// None since the last call: undefined, not an empty array (it is read every tick).
 static napi_value js_read_tripwire_moves(napi_env env, napi_callback_info info) {
   tripwire_t *tw = tripwire_arg(env, info);
   if (tw == NULL) return NULL;
@@ -893,6 +894,10 @@ static napi_value js_read_tripwire_moves(napi_env env, napi_callback_info info) 
   for (; tw->moves_read < tw->moves_next; tw->moves_read++) out[n++] = tw->moves[tw->moves_read % TW_MOVES];
   pthread_mutex_unlock(&tw->mu);
   napi_value arr, v;
+  if (n == 0) {
+    napi_get_undefined(env, &arr);
+    return arr;
+  }
   napi_create_array_with_length(env, (size_t)n * 3, &arr);
   for (uint32_t i = 0; i < n; i++) {
     char mac[18];

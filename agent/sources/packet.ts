@@ -38,9 +38,10 @@ export interface PacketAddon {
   tripwireFrames(h: TripwireHandle): TripwireFrame[];
   /**
    * Source MACs seen arriving on another interface than their previous frame since the last call,
-   * oldest first, flat: [monoNs, ifindex, mac, ...] (the bridge's FDB moves, ~2 ms sooner).
+   * oldest first, flat: [monoNs, ifindex, mac, ...] (the bridge's FDB moves, ~2 ms sooner); undefined
+   * when there are none (read every tick: no empty array each time).
    */
-  readTripwireMoves(h: TripwireHandle): Array<number | string>;
+  readTripwireMoves(h: TripwireHandle): Array<number | string> | undefined;
   /** SCHED_FIFO for the calling thread, reset on fork (children run at normal priority). */
   setRealtime(priority: number): void;
 }

@@ -48,7 +48,7 @@ export function createTripwire(addon: PacketAddon, onFrame: () => void, realtime
       return closed ? [] : addon.tripwireFrames(handle);
     },
     moves() {
-      return closed ? NO_MOVES : addon.readTripwireMoves(handle);
+      return closed ? NO_MOVES : (addon.readTripwireMoves(handle) ?? NO_MOVES);
     },
     close() {
       if (closed) return;

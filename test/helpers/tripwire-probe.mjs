@@ -28,7 +28,7 @@ createInterface({ input: process.stdin }).on('line', (line) => {
   } else if (cmd.op === 'fired') {
     reply({ fired });
   } else if (cmd.op === 'moves') {
-    reply({ moves: addon.readTripwireMoves(handle) });
+    reply({ moves: addon.readTripwireMoves(handle) ?? 'none' });
   } else if (cmd.op === 'close') {
     addon.stopTripwire(handle);
     reply({});
