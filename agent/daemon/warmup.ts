@@ -4,6 +4,7 @@ import type { PortPolicy, Policy } from '../types.js';
 import { warmUpBreaker } from '../breaker/warmup.js';
 import { bridgePortOf, probeBridgeState } from '../host/bridge-port.js';
 import { warmUpTrips, type TripWarmUp } from './warmup-trip.js';
+import { keepCompiledCode } from './keep-code.js';
 
 // Pay a first storm's one-time costs at start (issue 11 item 4): a fresh agent's first stop
 // (traced in the lab) spent ~1.2 ms in a breaker step that had never run and ~0.9 ms more in a
@@ -15,6 +16,8 @@ import { warmUpTrips, type TripWarmUp } from './warmup-trip.js';
 
 export async function warmUp(policy: Policy, first: PortPolicy | undefined, log: Logger): Promise<void> {
   const t0 = performance.now();
+  // What is warmed here must still be compiled when the storm comes, months later.
+  keepCompiledCode();
   let trips: TripWarmUp | null = null;
   if (first) {
     warmUpBreaker(policy, first);
