@@ -23,7 +23,7 @@ import { startAgent, type AgentHandle } from './lab/agent.js';
 import { resetPorts, stormWithStormControl, type StormRun } from './lab/scenario.js';
 import { pollerMiss, restoreAfter, shapeSpec, shapeStorm, SHAPES, type ShapeName, type ShapeRun, type ShapeSpec } from './lab/shape-storms.js';
 import { fmt } from './lab/stats.js';
-import { reactionTable, shapeSummary } from './lab/reaction-report.js';
+import { OBSERVER_LATE_MS, reactionTable, shapeSummary } from './lab/reaction-report.js';
 import { run, ns } from './lab/exec.js';
 import { inject } from './lab/traffic.js';
 
@@ -83,7 +83,7 @@ function note(shape: string, who: string, i: number, of: number, r: ShapeRun): v
   // The observer polls every 0.25 ms at normal priority; when something held its core the poll
   // that saw the last frame came late: the frame is known only to lie between the two polls.
   const lag =
-    r.msQuietObserved - r.msQuietAfter <= 1 ? '' : r.msQuietAfter < 0 ? ' (the observer did not poll between the frame and then)' : ` (prod's last frame after ${fmt(r.msQuietAfter, 2)} ms: the observer polled late)`;
+    r.msQuietObserved - r.msQuietAfter <= OBSERVER_LATE_MS ? '' : r.msQuietAfter < 0 ? ' (the observer did not poll between the frame and then)' : ` (prod's last frame after ${fmt(r.msQuietAfter, 2)} ms: the observer polled late)`;
   const ms = r.stoppedByBreaker ? `${fmt(r.msFromInject, 2)} ms${lag}` : `not stopped by the ${who === 'near-limit' ? 'poller' : 'agent'} in ${OBSERVE_MS} ms (quiet ${fmt(r.msQuietObserved, 2)} ms after the bench's own stop${cuts})`;
   const lull = r.msFirstLull !== undefined ? `; a lull at ${fmt(r.msFirstLull, 2)} ms before that (the storm went on)` : '';
   const plug = r.msPlugToInject !== undefined ? `; the frame left ${fmt(r.msPlugToInject, 2)} ms after the enslave returned` : '';

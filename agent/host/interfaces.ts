@@ -21,13 +21,7 @@ export function listInterfaces(root = '/sys/class/net', wanted: (name: string) =
     if (!isValidIfName(name) || !wanted(name)) continue;
     try {
       const ifindex = Number(readFileSync(`${root}/${name}/ifindex`, 'utf8').trim());
-      let bridge: string | null = null;
-      try {
-        bridge = basename(readlinkSync(`${root}/${name}/master`));
-      } catch {
-        bridge = null; // not enslaved
-      }
-      out.push({ name, ifindex, bridge });
+      out.push({ name, ifindex, bridge: masterOf(name, root) });
     } catch {
       // vanished between readdir and read
     }

@@ -64,7 +64,8 @@ export interface ShapeSummary {
   nearLimit: WhoSummary;
 }
 
-const OBSERVER_LATE_MS = 1;
+/** A quiet poll this long after the poll before it says the observer was held off its core. */
+export const OBSERVER_LATE_MS = 1;
 const num = (x: number): number | null => (Number.isFinite(x) ? Math.round(x * 100) / 100 : null);
 const stoppedOnly = (runs: readonly RunFigures[]) => runs.filter((r) => r.stoppedByBreaker && Number.isFinite(r.msFromInject));
 
