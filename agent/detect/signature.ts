@@ -83,6 +83,12 @@ export const LOOP_FLOOR_PPS = 1000;
  */
 export const LOOP_WINDOW_MS = 10;
 /**
+ * A member of a loop by the averages received and sent a frame within this long. Short against
+ * settleMs (30): a member already shut is out of the next verdict within a few samples; long
+ * against a storm's bursts (a 1 ms sample with rx only, the next with tx only).
+ */
+export const LOOP_RECENT_MS = 3;
+/**
  * A flood-class loop under LOOP_FLOOR_PPS (large frames over a slow link: 1514 B at 2 Mbit/s is
  * ~165 frames/s) is judged on rates averaged over this long: at ~165 pps a 10 ms window holds
  * one or two frames.
@@ -456,9 +462,15 @@ function observe(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number): void 
     tr.baseline += Math.min(1, r.dtMs / BASELINE_TAU_MS) * (m - tr.baseline);
   }
   // Loop evidence that does not depend on the rate gate (see the file comment), on the averages;
-  // ...and this very sample moved frames both ways: the average lags a loop that was just broken
-  // by ~5 windows, and a member already shut must not look like one for that long (escalation).
-  const now = r.rxPps > 0 && r.txPps > 0;
+  // ...and frames came in and went out within LOOP_RECENT_MS: the average lags a loop that was
+  // just broken by ~5 windows, and a member already shut must not look like one for that long
+  // (escalation). Not "in this very sample": a storm's counters move in bursts, rx in one 1 ms
+  // sample and tx in the next (lab trace, three uplinks, after the first shut: up2 212k/0 then
+  // 0/87k pps), so two members rarely moved both ways in the same tick, and the escalation to
+  // the next member waited 5-7 ms for one where they did.
+  if (r.rxPps > 0) tr.lastRxNs = tNs;
+  if (r.txPps > 0) tr.lastTxNs = tNs;
+  const now = tNs - tr.lastRxNs <= LOOP_RECENT_MS * 1e6 && tNs - tr.lastTxNs <= LOOP_RECENT_MS * 1e6;
   tr.symmetric = now && rx >= LOOP_FLOOR_PPS && tx >= LOOP_FLOOR_PPS && rx <= RX_TX_FACTOR * tx && tx <= RX_TX_FACTOR * rx;
   tr.slowFlood = slowFloodSymmetric(tr, r, t, tNs, byFlood);
   if (tr.slowFlood) tr.symmetric = true;
@@ -500,8 +512,6 @@ function slowFloodSymmetric(tr: PortTrack, r: PortRates, t: Thresholds, tNs: num
   tr.rxSlow += a * (r.rxPps - tr.rxSlow);
   tr.txSlow += a * (r.txPps - tr.txSlow);
   tr.floodSlow += a * ((byFlood ? r.floodPps : 0) - tr.floodSlow);
-  if (r.rxPps > 0) tr.lastRxNs = tNs;
-  if (r.txPps > 0) tr.lastTxNs = tNs;
   const recent = SLOW_FLAP_RECENT_MS * 1e6;
   const fits =
     byFlood &&

@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { FLOOD_BURST_FRAMES, initialDetectorState, SLOW_FLAP_HOLD_MS, SLOW_FLAP_RECENT_MS, SLOW_LOOP_MS, step, RING_SIZE, type DetectorState } from '../../agent/detect/signature.js';
+import { FLOOD_BURST_FRAMES, initialDetectorState, LOOP_RECENT_MS, SLOW_FLAP_HOLD_MS, SLOW_FLAP_RECENT_MS, SLOW_LOOP_MS, step, RING_SIZE, type DetectorState } from '../../agent/detect/signature.js';
 import { testPolicy, testPorts } from '../../agent/testing/policy.js';
 import {
   benignBurst,
@@ -498,6 +498,55 @@ describe('loops under the rate gate (issue 11)', () => {
     }
     expect(Number.isNaN(downAt)).toBe(false);
     expect(late.filter((m) => m.includes('up1'))).toEqual([]);
+  });
+
+  // A storm's counters move in bursts: a member's 1 ms sample shows rx only, the next tx only
+  // (lab trace, three uplinks after the first shut: up2 212k/0 then 0/87k pps). Members in
+  // opposite phase never both moved both ways in one sample.
+  const ports5 = ['up1', 'up2', 'up3', 'vm1', 'mgmt0'];
+  const ports5Policy = testPorts({ up1: 'uplink', up2: 'uplink', up3: 'uplink', vm1: 'vm', mgmt0: 'mgmt' }, policy);
+  const burstyLoop =
+    (members: string[]): LoadFn =>
+    (p, tMs) => {
+      if (tMs < 100) return { rxPps: 300, txPps: 300, bcastPps: 10 };
+      const i = members.indexOf(p);
+      if (i < 0) return { rxPps: 0, txPps: 100_000, bcastPps: 0 };
+      const rxPhase = (Math.round(tMs) + i) % 2 === 0;
+      return rxPhase ? { rxPps: 200_000, txPps: 0, bcastPps: 200_000 } : { rxPps: 0, txPps: 200_000, bcastPps: 0 };
+    };
+  const flap3 = (tMs: number) => (tMs < 100 ? [] : [{ bridge: 'br0', mac: '02:00:00:00:00:01', port: ['up1', 'up2', 'up3'][Math.round(tMs) % 3]! }]);
+
+  it('a loop whose counters move in bursts (rx in one sample, tx in the next) is a loop in every tick, not only where two members happened to move both ways', () => {
+    const r = run(buildTrace(spec(ports5, burstyLoop(['up1', 'up2', 'up3']), { fdb: flap3 }), 160), ports5Policy);
+    const from = firstAfter(r.ticks, 103);
+    const judged = r.perTick.slice(from);
+    expect(judged.length).toBeGreaterThan(50);
+    expect(judged.filter((v) => v.some((x) => x.kind === 'loop')).length).toBe(judged.length);
+  });
+
+  it('a member that was shut is no member of a loop verdict LOOP_RECENT_MS later (the escalation judges the rest)', () => {
+    const gen = new TraceGen(spec(ports5, burstyLoop(['up1', 'up2', 'up3']), { fdb: flap3 }));
+    const state = initialDetectorState();
+    let downAt = NaN;
+    const late: string[][] = [];
+    let after = 0;
+    for (let i = 0; i < 200; i++) {
+      const t = gen.next();
+      const vs = step(state, t, ports5Policy, policy).verdicts.filter((v) => v.kind === 'loop');
+      if (Number.isNaN(downAt) && vs.length > 0) {
+        downAt = t.tNs;
+        gen.down.add('up1'); // its counters stop; the moves naming it stay in the window
+      } else if (!Number.isNaN(downAt) && t.tNs - downAt > (LOOP_RECENT_MS + 1) * 1e6) {
+        after++;
+        for (const v of vs) late.push((v as { members: string[] }).members);
+      }
+    }
+    expect(Number.isNaN(downAt)).toBe(false);
+    // The loop goes on through up2 and up3 (the generator keeps them circling): judged every tick, without up1.
+    expect(after).toBeGreaterThan(80);
+    expect(late.length).toBe(after);
+    expect(late.filter((m) => m.includes('up1'))).toEqual([]);
+    expect(late.every((m) => m.includes('up2') && m.includes('up3'))).toBe(true);
   });
 
   it('where the bridge is seen learning, two ports hot over floodPps with rx ≈ tx and no flap are not a loop until they stay hot SLOW_LOOP_MS', () => {
