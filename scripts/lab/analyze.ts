@@ -5,10 +5,28 @@
 export interface CounterSeries {
   t: number[];
   c: number[];
+  /**
+   * 'kernel': observe-ts, times are the kernel's receive stamps of the frames themselves and c
+   * counts frames since its socket was bound (exact, whenever the reader ran); absent: observe.mjs,
+   * polled rx_packets (a change lies between two points).
+   */
+  clock?: 'kernel';
+  /** observe-ts: frames received and lost because its ring was full (rx_packets counted them). */
+  drops?: number;
+  /** observe-ts: [fromNs, toNs, frames] spans within which those frames arrived. */
+  dropWindows?: Array<[number, number, number]>;
 }
 
-/** Output of observe.mjs: one series per interface. */
+/** Output of observe.mjs or observe-ts: one series per interface. */
 export type Series = Record<string, CounterSeries>;
+
+/**
+ * Frames a kernel-timed series lost (ring full) within [fromNs, toNs]: counts there, and the
+ * times derived from them, miss those frames. 0 for a polled series (it loses none).
+ */
+export function ringDropsBetween(s: CounterSeries, fromNs: number, toNs: number): number {
+  return (s.dropWindows ?? []).filter(([a, b]) => b >= fromNs && a <= toNs).reduce((sum, w) => sum + w[2], 0);
+}
 
 export interface StormStats {
   /** Sample time at which the first frame after the injection was seen; null if none was. */
@@ -18,7 +36,9 @@ export interface StormStats {
   /**
    * The sample before quietAtNs: prod's last frame came after it. With an observer that keeps the
    * poll before each change (observe.mjs), quietAtNs - quietAfterNs is how late the observer
-   * polled; a real-time thread holding its core shows here, not in the storm.
+   * polled; a real-time thread holding its core shows here, not in the storm. With observe-ts
+   * quietAtNs is the last frame's own kernel time and this its predecessor's (<= its gap, 50 us,
+   * earlier) or 1 ns before it: the difference is ~0 however late the reader ran.
    */
   quietAfterNs: number | null;
   msToQuiet: number | null;

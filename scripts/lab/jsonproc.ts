@@ -6,6 +6,8 @@ import { spawn } from 'node:child_process';
 export interface JsonProc<R, T> {
   /** The ready line. */
   ready: R;
+  /** The child's process id. */
+  pid: number | undefined;
   /** Ask the process to finish (SIGTERM unless it already ended) and return its result line. */
   stop(): Promise<T>;
   /** Its result line, once it ends by itself. */
@@ -55,6 +57,7 @@ export function startJsonProc<R, T>(argv: readonly string[], what: string, killA
       child.stdout.off('data', onData);
       resolve({
         ready: JSON.parse(stdout.slice(0, nl)) as R,
+        pid: child.pid,
         stop: () => {
           if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
           return result();
