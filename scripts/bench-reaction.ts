@@ -13,7 +13,10 @@
 // 8-10 ms: two 1 ms samples in a row saw frames within the storm's first few.)
 //   node dist/scripts/bench-reaction.js [--storms 10] [--idle 2] [--idle-gap-ms 2500] [--cold 5] [--cold-idle-ms 30000] [--near 5]
 //     [--baseline 3] [--chatter-pps 0] [--gap-ms 150] [--flood-sender c|python] [--shapes kvm,esx,kvm-unicast,kvm-multicast,kvm-slow,kvm-slow-1500,kvm-jumbo,kvm-3up,vm-flood,kvm-hotplug]
-//     [--prefix sb-bench-] [--out out/bench-reaction.json]
+//     [--prefix sb-bench-] [--out out/bench-reaction.json] [--observer kernel|poll]
+// Prod's frames are timed by observe-ts (each frame's kernel receive time: exact, however late the
+// reader runs) unless --observer poll (observe.mjs, rx_packets polled every 0.25 ms: the time of
+// the poll that saw the last frame, late whenever something held the poller's core).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +27,7 @@ import { resetPorts, stormWithStormControl, type StormRun } from './lab/scenario
 import { pollerMiss, restoreAfter, shapeSpec, shapeStorm, SHAPES, type ShapeName, type ShapeRun, type ShapeSpec } from './lab/shape-storms.js';
 import { fmt } from './lab/stats.js';
 import { OBSERVER_LATE_MS, reactionTable, shapeSummary } from './lab/reaction-report.js';
+import { instrumentText, OBSERVER_KINDS, type ObserverKind } from './lab/observer.js';
 import { run, ns } from './lab/exec.js';
 import { inject } from './lab/traffic.js';
 
@@ -52,11 +56,25 @@ const { values } = parseArgs({
     'gap-ms': { type: 'string', default: '150' },
     // vm-flood's sender: the C one at full speed (scripts/lab/flood.c) or the python send.py.
     'flood-sender': { type: 'string', default: 'c' },
+    // What times prod's frames (see the header).
+    observer: { type: 'string', default: 'kernel' },
+    help: { type: 'boolean', default: false },
   },
 });
+if (values.help) {
+  // The usage is this file's header comment.
+  const { readFileSync } = await import('node:fs');
+  const src = fileURLToPath(import.meta.url).replace(/\/dist\/scripts\/bench-reaction\.js$/, '/scripts/bench-reaction.ts');
+  const head = readFileSync(src, 'utf8').split('\n').filter((l) => l.startsWith('//'));
+  process.stdout.write(head.map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
+  process.exit(0);
+}
 const n = (k: keyof typeof values): number => Number(values[k]);
 if (n('idle') > 0 && n('idle-gap-ms') < 2500) process.stderr.write(`--idle-gap-ms ${n('idle-gap-ms')} is under activeHoldMs (2000) + 500: the idle storms may meet a sampler still at the active rate\n`);
 if (values['flood-sender'] !== 'c' && values['flood-sender'] !== 'python') throw new Error(`--flood-sender must be c or python, got ${values['flood-sender']}`);
+if (!OBSERVER_KINDS.includes(values.observer as ObserverKind)) throw new Error(`--observer must be ${OBSERVER_KINDS.join(' or ')}, got ${values.observer}`);
+const observer = values.observer as ObserverKind;
+const obsOpts = { observer };
 const prefix = values.prefix!;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const OBSERVE_MS = 400;
@@ -85,9 +103,10 @@ function note(shape: string, who: string, i: number, of: number, r: ShapeRun): v
   const lag =
     r.msQuietObserved - r.msQuietAfter <= OBSERVER_LATE_MS ? '' : r.msQuietAfter < 0 ? ' (the observer did not poll between the frame and then)' : ` (prod's last frame after ${fmt(r.msQuietAfter, 2)} ms: the observer polled late)`;
   const ms = r.stoppedByBreaker ? `${fmt(r.msFromInject, 2)} ms${lag}` : `not stopped by the ${who === 'near-limit' ? 'poller' : 'agent'} in ${OBSERVE_MS} ms (quiet ${fmt(r.msQuietObserved, 2)} ms after the bench's own stop${cuts})`;
+  const drops = r.ringDrops ? `; the observer's ring lost ${r.ringDrops} frames during it (times may be early)` : '';
   const lull = r.msFirstLull !== undefined ? `; a lull at ${fmt(r.msFirstLull, 2)} ms before that (the storm went on)` : '';
   const plug = r.msPlugToInject !== undefined ? `; the frame left ${fmt(r.msPlugToInject, 2)} ms after the enslave returned` : '';
-  process.stderr.write(`${shape} ${who} ${i + 1}/${of}: ${ms} (verdict ${fmt(r.msToVerdict, 2)} ms${forwarding}), ${r.framesLeaked} frames, down ${r.down.join(',')}${lull}${plug}\n`);
+  process.stderr.write(`${shape} ${who} ${i + 1}/${of}: ${ms} (verdict ${fmt(r.msToVerdict, 2)} ms${forwarding}), ${r.framesLeaked} frames, down ${r.down.join(',')}${drops}${lull}${plug}\n`);
 }
 
 async function agentStorms(lab: Lab, spec: ShapeSpec, shape: ShapeName, res: ShapeResult): Promise<void> {
@@ -98,7 +117,7 @@ async function agentStorms(lab: Lab, spec: ShapeSpec, shape: ShapeName, res: Sha
     // Idle: the same process, so its code is hot; only the sampler is back at its idle rate.
     for (let i = 0; i < n('idle'); i++) {
       await sleep(n('idle-gap-ms'));
-      const r = await shapeStorm(lab, spec, { kind: 'agent', agent }, OBSERVE_MS);
+      const r = await shapeStorm(lab, spec, { kind: 'agent', agent }, OBSERVE_MS, obsOpts);
       res.idle.push(r);
       note(shape, 'idle', i, n('idle'), r);
       await restoreAfter(lab, spec, r, agent);
@@ -111,7 +130,7 @@ async function agentStorms(lab: Lab, spec: ShapeSpec, shape: ShapeName, res: Sha
     const a = await startAgent(lab.ns.host, { policy: values.policy! });
     try {
       await sleep(n('cold-idle-ms'));
-      const r = await shapeStorm(lab, spec, { kind: 'agent', agent: a }, OBSERVE_MS);
+      const r = await shapeStorm(lab, spec, { kind: 'agent', agent: a }, OBSERVE_MS, obsOpts);
       res.cold.push(r);
       note(shape, 'cold', i, n('cold'), r);
       await restoreAfter(lab, spec, r, a);
@@ -132,7 +151,7 @@ async function warmStorms(lab: Lab, spec: ShapeSpec, shape: ShapeName, res: Shap
   for (let i = 0; i < n('storms'); i++) {
     const chatter = chatterPps > 0 ? inject(lab, lab.ns.host, 'chat1', { pps: chatterPps, duration: 1.2, kind: 'broadcast' }) : null;
     if (chatter) await sleep(300 + Math.random() * 200);
-    const r = await shapeStorm(lab, spec, { kind: 'agent', agent }, OBSERVE_MS);
+    const r = await shapeStorm(lab, spec, { kind: 'agent', agent }, OBSERVE_MS, obsOpts);
     await chatter;
     res.warm.push(r);
     note(shape, 'warm', i, n('storms'), r);
@@ -149,7 +168,7 @@ async function benchShape(shape: ShapeName): Promise<ShapeResult> {
     lab = await spec.prepare(lab);
     await agentStorms(lab, spec, shape, res);
     for (let i = 0; i < n('near'); i++) {
-      const r = await shapeStorm(lab, spec, { kind: 'near-limit' }, OBSERVE_MS);
+      const r = await shapeStorm(lab, spec, { kind: 'near-limit' }, OBSERVE_MS, obsOpts);
       res.near.push(r);
       note(shape, 'near-limit', i, n('near'), r);
       await spec.reset(lab);
@@ -177,15 +196,16 @@ const onSignal = () => void teardownLab(prefix).finally(() => process.exit(130))
 process.once('SIGINT', onSignal);
 process.once('SIGTERM', onSignal);
 const results: ShapeResult[] = [];
+process.stderr.write(`${instrumentText(observer)}\n`);
 try {
   for (const s of shapes) results.push(await benchShape(s));
 } finally {
   await teardownLab(prefix);
 }
-const text = reactionTable(results, OBSERVE_MS);
+const text = reactionTable(results, OBSERVE_MS, instrumentText(observer));
 process.stdout.write(text + '\n');
 mkdirSync(dirname(values.out!), { recursive: true });
-const slim = (x: ShapeRun) => ({ msFromInjection: x.msFromInject, stoppedByBreaker: x.stoppedByBreaker, ...(x.msStopStart !== undefined ? { msStopStart: x.msStopStart } : {}), msQuietObserved: x.msQuietObserved, ...(Number.isFinite(x.msQuietAfter) ? { msQuietAfter: x.msQuietAfter } : {}), msToVerdict: x.msToVerdict, framesLeaked: x.framesLeaked, down: x.down, trips: x.trips.map((t) => tripFacts(t, x.tInjectNs)), ...(x.msFirstLull !== undefined ? { msFirstLull: x.msFirstLull } : {}), ...(x.msPlugToInject !== undefined ? { msPlugToInject: x.msPlugToInject } : {}), ...(x.pollerWindow ? { pollerWindow: x.pollerWindow } : {}), ...(x.pollerCuts ? { pollerCuts: x.pollerCuts } : {}) });
+const slim = (x: ShapeRun) => ({ msFromInjection: x.msFromInject, stoppedByBreaker: x.stoppedByBreaker, ...(x.msStopStart !== undefined ? { msStopStart: x.msStopStart } : {}), msQuietObserved: x.msQuietObserved, ...(Number.isFinite(x.msQuietAfter) ? { msQuietAfter: x.msQuietAfter } : {}), msToVerdict: x.msToVerdict, framesLeaked: x.framesLeaked, down: x.down, trips: x.trips.map((t) => tripFacts(t, x.tInjectNs)), ...(x.msFirstLull !== undefined ? { msFirstLull: x.msFirstLull } : {}), ...(x.msPlugToInject !== undefined ? { msPlugToInject: x.msPlugToInject } : {}), ...(x.pollerWindow ? { pollerWindow: x.pollerWindow } : {}), ...(x.pollerCuts ? { pollerCuts: x.pollerCuts } : {}), ...(x.ringDrops ? { ringDrops: x.ringDrops } : {}) });
 /** A trip or escalation as the journal has it, timed from the injection (same monotonic clock): when its evidence was read, how long the link-down took, and the escalation's evidence window after the first shut. */
 function tripFacts(t: Record<string, unknown>, t0: number): Record<string, unknown> {
   const ev = t.evidence as { tNs?: number; window?: Array<{ port: string; tMs: number; rxPps: number; txPps: number }> } | undefined;
@@ -201,7 +221,7 @@ function tripFacts(t: Record<string, unknown>, t0: number): Record<string, unkno
 writeFileSync(
   values.out!,
   JSON.stringify(
-    results.map((r) => ({ shape: r.shape, summary: shapeSummary(r), warm: r.warm.map(slim), idle: r.idle.map(slim), cold: r.cold.map(slim), nearLimit: r.near.map(slim), stormControl: r.baseline.map((x) => ({ framesLeaked: x.stats.framesLeaked, shut: x.shut.map((s) => s.port) })) })),
+    results.map((r) => ({ shape: r.shape, observer, summary: shapeSummary(r), warm: r.warm.map(slim), idle: r.idle.map(slim), cold: r.cold.map(slim), nearLimit: r.near.map(slim), stormControl: r.baseline.map((x) => ({ framesLeaked: x.stats.framesLeaked, shut: x.shut.map((s) => s.port) })) })),
     null,
     2,
   ) + '\n',

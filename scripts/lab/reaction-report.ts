@@ -15,6 +15,8 @@ export interface RunFigures {
   msStopStart?: number;
   /** The observer's poll before the quiet one: prod's last frame came after it (absent: unknown). */
   msQuietAfter?: number;
+  /** Kernel observer: frames its ring lost during the storm (its times then miss them). */
+  ringDrops?: number;
 }
 
 export interface ShapeFigures {
@@ -52,6 +54,8 @@ export interface WhoSummary {
    */
   observerLate: number;
   msAfterP50: number | null;
+  /** Stopped storms during which the kernel observer's ring lost frames: their times may be early. */
+  ringDropped: number;
 }
 
 export interface ShapeSummary {
@@ -91,6 +95,7 @@ function who(runs: readonly RunFigures[], ref: number): WhoSummary {
     quietBeforeStop: s.filter((x) => x.msStopStart !== undefined && x.msFromInject < x.msStopStart).length,
     observerLate: s.filter((x) => x.msQuietAfter !== undefined && x.msFromInject - x.msQuietAfter > OBSERVER_LATE_MS).length,
     msAfterP50: num(percentile(s.map((x) => x.msQuietAfter ?? x.msFromInject), 50)),
+    ringDropped: s.filter((x) => (x.ringDrops ?? 0) > 0).length,
   };
 }
 
@@ -107,9 +112,9 @@ function ratioCell(kind: ShapeSummary['reference'], x: number | null): string {
   return `${fmt(x ?? NaN, 2).padStart(8)}x   `;
 }
 
-/** The stdout table; figures are over the storms the breaker stopped (the 'stopped' column). */
-export function reactionTable(results: readonly ShapeFigures[], observeMs: number): string {
-  const lines = [HEADER];
+/** The stdout table; figures are over the storms the breaker stopped (the 'stopped' column). `instrument` (a line saying what timed prod) heads it when given. */
+export function reactionTable(results: readonly ShapeFigures[], observeMs: number, instrument?: string): string {
+  const lines = instrument ? [instrument, HEADER] : [HEADER];
   for (const r of results) {
     const sum = shapeSummary(r);
     for (const [name, runs, w] of [['warm', r.warm, sum.warm], ['idle', r.idle, sum.idle], ['cold', r.cold, sum.cold], ['near-limit', r.near, sum.nearLimit]] as const) {
@@ -118,7 +123,7 @@ export function reactionTable(results: readonly ShapeFigures[], observeMs: numbe
       const ms = (v: number | null): string => fmt(v ?? NaN, 2).padStart(7);
       const frames = (v: number | null): string => fmt(v ?? NaN, 0).padStart(7);
       lines.push(
-        `${r.shape.padEnd(14)} ${name.padEnd(11)} ${String(w.runs).padStart(4)} ${String(w.stopped).padStart(7)}   ${ms(w.msP50)} / ${ms(w.msP99)} / ${ms(w.msMax)}   ${ratioCell(sum.reference, w.xNearLimit)}         ${frames(w.framesLeakedP50)} / ${frames(w.framesLeakedMax)}   ${down}${w.quietBeforeStop > 0 ? `   (${w.quietBeforeStop} quiet at prod before the stop began: stalled)` : ''}${late(w)}`,
+        `${r.shape.padEnd(14)} ${name.padEnd(11)} ${String(w.runs).padStart(4)} ${String(w.stopped).padStart(7)}   ${ms(w.msP50)} / ${ms(w.msP99)} / ${ms(w.msMax)}   ${ratioCell(sum.reference, w.xNearLimit)}         ${frames(w.framesLeakedP50)} / ${frames(w.framesLeakedMax)}   ${down}${w.quietBeforeStop > 0 ? `   (${w.quietBeforeStop} quiet at prod before the stop began: stalled)` : ''}${late(w)}${w.ringDropped > 0 ? `   (${w.ringDropped} with frames lost by the observer's ring: times may be early)` : ''}`,
       );
     }
     if (sum.reference === 'none') {

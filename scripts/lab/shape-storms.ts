@@ -4,8 +4,8 @@
 // by hand whatever the breaker did.
 import { ns } from './exec.js';
 import { armInject, flood, inject, type FrameKind } from './traffic.js';
-import { startObserver } from './observer.js';
-import { SETTLE_FRAMES, stormStats, type CounterSeries } from './analyze.js';
+import { startObserver, type ObserverKind } from './observer.js';
+import { ringDropsBetween, SETTLE_FRAMES, stormStats, type CounterSeries } from './analyze.js';
 import { labDistEntry } from './assets.js';
 import { startJsonProc } from './jsonproc.js';
 import { addUplink, setEnslaved, shapeUplinks } from './shapes.js';
@@ -118,8 +118,12 @@ export interface ShapeRun {
   msFromInject: number;
   /** Injection to quiet at prod whoever stopped the storm (the bench's by-hand opening included); NaN if never quiet. */
   msQuietObserved: number;
-  /** The observer's poll before msQuietObserved: prod's last frame came between the two (its lag). */
+  /** The observer's poll before msQuietObserved: prod's last frame came between the two (its lag). With the kernel observer, the last frame's predecessor (~0 lag). */
   msQuietAfter: number;
+  /** What timed prod. */
+  observer: ObserverKind;
+  /** Kernel observer: frames its ring lost between the injection and 20 ms after the quiet (or the end): the times then miss them. */
+  ringDrops?: number;
   /** The breaker downed a port and left no loop closed by the end of the observation. */
   stoppedByBreaker: boolean;
   framesLeaked: number;
@@ -153,7 +157,7 @@ export function stoppedByBreaker(lab: Pick<Lab, 'loopPorts'>, downBefore: readon
 }
 
 /** One storm of `spec` in `lab`, broken by `b` (or by hand after observeMs). */
-export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeMs: number): Promise<ShapeRun> {
+export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeMs: number, opts: { observer?: ObserverKind } = {}): Promise<ShapeRun> {
   const downBefore = await downHostPorts(lab);
   const seen = b.kind === 'agent' ? b.agent.logs.length : 0;
   const poller =
@@ -164,7 +168,8 @@ export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeM
           POLLER_MS + 5000,
         )
       : null;
-  const obs = await startObserver(lab.ns.prod, ['eth0'], observeMs + (spec.flood ? FLOOD_S * 1000 : 0) + 2000);
+  const observer = opts.observer ?? 'poll';
+  const obs = await startObserver(lab.ns.prod, ['eth0'], observeMs + (spec.flood ? FLOOD_S * 1000 : 0) + 2000, { kind: observer });
   let prod: CounterSeries;
   let tInjectNs = 0;
   let tPlugNs = 0;
@@ -207,11 +212,14 @@ export async function shapeStorm(lab: Lab, spec: ShapeSpec, b: Breaker, observeM
   const tripNs = trips.filter((x) => x.msg === 'trip').map((x) => (x as { evidence?: { tNs?: number } }).evidence?.tNs ?? NaN).filter((t) => t > 0);
   const first = tripNs.length > 0 ? { evidence: { tNs: Math.min(...tripNs) } } : undefined;
   const msQuietObserved = st.quietAtNs === null ? NaN : (st.quietAtNs - tInjectNs) / 1e6;
+  const drops = observer === 'kernel' ? ringDropsBetween(prod, tInjectNs, st.quietAtNs === null ? Infinity : st.quietAtNs + 20e6) : 0;
   return {
     tInjectNs,
     msFromInject: stopped ? msQuietObserved : NaN,
     msQuietObserved,
     msQuietAfter: st.quietAfterNs === null ? NaN : (st.quietAfterNs - tInjectNs) / 1e6,
+    observer,
+    ...(drops > 0 ? { ringDrops: drops } : {}),
     stoppedByBreaker: stopped,
     framesLeaked: st.framesLeaked ?? NaN,
     msToVerdict: first?.evidence?.tNs ? (first.evidence.tNs - tInjectNs) / 1e6 : NaN,
