@@ -1,6 +1,6 @@
 import type { Logger } from '../log.js';
 import type { FdbMove, PortInfo, PortPolicy, PortRates, Policy, TickFrame, TickSource } from '../types.js';
-import { bridgeMembers, listInterfaceNames, listInterfaces, masterOf } from '../host/interfaces.js';
+import { bridgeMembers, listInterfaceNames, listInterfaces, masterOf, readCarrierUps } from '../host/interfaces.js';
 import { resolvePorts } from '../policy/match.js';
 import { observedNames, observedPort } from '../policy/observed.js';
 import type { LocalSource } from '../sources/local.js';
@@ -198,47 +198,79 @@ function withJoins(ports: ReadonlyMap<string, PortPolicy>, joined: ReadonlyMap<s
 }
 
 /** Says which listed ports joined a bridge, and when (monotonic ns); see createJoinWatch. */
-export type JoinWatch = (infos: readonly PortInfo[], hostNames: readonly string[], tNs: number) => ReadonlyMap<string, number>;
+export interface JoinWatch {
+  (infos: readonly PortInfo[], hostNames: readonly string[], tNs: number): ReadonlyMap<string, number>;
+  /**
+   * Did the carrier of one of these listed, bridged ports come up since the last listing? Asked
+   * inside a tick for ports that just turned warm (LocalSource.risingBridged), one sysfs read
+   * each: the link monitor's line for the carrier-up comes through a normal-priority `ip`, which
+   * a storm can hold back tens of ms, and until the rescan the breaker would cut by name.
+   */
+  carrierRoseSinceListed(names: readonly string[]): boolean;
+}
 
 interface Member {
   name: string;
   bridge: string | null;
   joinedNs: number | null;
+  /** The kernel's carrier-up count at this listing (null: unknown). */
+  carrierUps: number | null;
 }
+
 
 /**
  * Remembers each listed (watched) interface's bridge, by ifindex, and when the agent saw it join
- * one: enslaved while the agent runs (its bridge changed to a bridge), or a new interface that
- * appears already enslaved (created, recreated under a watched name, or plugged in). A rename
+ * one: enslaved while the agent runs (its bridge changed to a bridge), a new interface that
+ * appears already enslaved (created, recreated under a watched name, or plugged in), or an
+ * enslaved port whose carrier came up again (a cable plugged into a NIC that sat in the bridge
+ * without link: the commonest way to close a loop by hand; `carrierUps` reads the kernel's count
+ * of carrier-up transitions, and a rise since the last listing is a join). A rename
  * keeps what its interface had. A name that was on the host at the previous listing but not
  * watched (a reload named it) has no known history: not a joiner; nor is anything on the first
  * call (there before the agent). Returns every port still on the bridge it joined, with the time
  * (the breaker decides what is recent: breaker/state.ts RECENT_JOIN_MS). Pure apart from its own
  * maps, which hold only listed interfaces and the host's names.
  */
-export function createJoinWatch(): JoinWatch {
+export function createJoinWatch(carrierUps: (name: string) => number | null = readCarrierUps): JoinWatch {
   let host: ReadonlySet<string> | null = null; // every name on the host at the previous listing
   let seen = new Map<number, Member>();
   let watchedNames: ReadonlySet<string> = new Set();
   const joined = new Map<string, number>();
-  return (infos, hostNames, tNs) => {
+  let byName = new Map<string, Member>();
+  const watch = (infos: readonly PortInfo[], hostNames: readonly string[], tNs: number): ReadonlyMap<string, number> => {
     const next = new Map<number, Member>();
     joined.clear();
     for (const p of infos) {
       const was = seen.get(p.ifindex);
       let at: number | null = null;
+      const ups = p.bridge !== null ? carrierUps(p.name) : null;
       if (p.bridge !== null) {
-        if (was !== undefined) at = was.bridge === p.bridge ? was.joinedNs : tNs;
+        if (was !== undefined) at = was.bridge !== p.bridge || carrierRose(was.carrierUps, ups) ? tNs : was.joinedNs;
         else if (host !== null && (watchedNames.has(p.name) || !host.has(p.name))) at = tNs; // recreated, or new on the host
       }
-      next.set(p.ifindex, { name: p.name, bridge: p.bridge, joinedNs: at });
+      next.set(p.ifindex, { name: p.name, bridge: p.bridge, joinedNs: at, carrierUps: ups });
       if (at !== null) joined.set(p.name, at);
     }
     seen = next;
+    byName = new Map([...next.values()].map((m) => [m.name, m]));
     watchedNames = new Set(infos.map((p) => p.name));
     host = new Set(hostNames);
     return joined;
   };
+  return Object.assign(watch, {
+    carrierRoseSinceListed(names: readonly string[]): boolean {
+      for (let i = 0; i < names.length; i++) {
+        const m = byName.get(names[i]!);
+        if (m !== undefined && m.bridge !== null && carrierRose(m.carrierUps, carrierUps(m.name))) return true;
+      }
+      return false;
+    },
+  });
+}
+
+/** Did the carrier come up since the last listing (both counts known and the count rose)? */
+function carrierRose(before: number | null, now: number | null): boolean {
+  return before !== null && now !== null && now > before;
 }
 
 export interface Rename {

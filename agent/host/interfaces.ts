@@ -69,3 +69,15 @@ export function isAdminUp(name: string, root = '/sys/class/net'): boolean | null
     return null;
   }
 }
+
+/** /sys/class/net/NAME/carrier_up_count (Linux >= 4.16): carrier-up transitions since the link was created; null if unreadable. */
+export function readCarrierUps(name: string, root = '/sys/class/net'): number | null {
+  if (!isValidIfName(name)) return null;
+  try {
+    const txt = readFileSync(`${root}/${name}/carrier_up_count`, 'utf8').trim();
+    const n = Number(txt);
+    return txt !== '' && Number.isInteger(n) ? n : null;
+  } catch {
+    return null;
+  }
+}

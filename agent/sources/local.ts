@@ -22,6 +22,12 @@ export interface LocalSource extends TickSource {
    * enslaved since the last listing (a loop closed by plugging it in), see daemon/ports.ts.
    */
   unbridgedWarm(): boolean;
+  /**
+   * Bridged ports that turned warm (flood traffic) in the last collect and were not in the one
+   * before: a loop's first ticks. Their carrier may have come up since the listing (a cable
+   * plugged into a port already in the bridge), see daemon/ports.ts JoinWatch. Reused array.
+   */
+  risingBridged(): readonly string[];
 }
 
 const NO_PORTS: ReadonlyMap<string, PortPolicy> = new Map();
@@ -35,6 +41,9 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
   const lastRates = new Map<string, PortRates>();
   let lastT = startNs;
   let unbridgedWarm = false;
+  /** Per listed port (infos' order): warm in the last collect. */
+  let warm: boolean[] = [];
+  const rising: string[] = [];
 
   return {
     id: 'local',
@@ -44,6 +53,7 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
     infos: () => infos,
     lastRates: (port) => lastRates.get(port),
     unbridgedWarm: () => unbridgedWarm,
+    risingBridged: () => rising,
 
     watch(next, resolved) {
       const changed =
@@ -55,6 +65,7 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
       const added = next.filter((p) => !prev.has(p.name)).map((p) => p.name);
       const removed = infos.filter((p) => !resolved.has(p.name)).map((p) => p.name);
       infos = next.slice();
+      warm = infos.map(() => false);
       const np = new Map<string, Counters>();
       const nc = new Map<string, Counters>();
       for (const p of infos) {
@@ -78,20 +89,26 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
       const dt = t - lastT;
       lastT = t;
       unbridgedWarm = false;
+      rising.length = 0;
+      if (warm.length !== infos.length) warm = infos.map(() => false);
       for (const c of cur.values()) c.ok = true;
       for (const r of readers) r.read(cur);
       for (let i = 0; i < infos.length; i++) {
         const p = infos[i]!;
         const r = computeRates(prev.get(p.name)!, cur.get(p.name)!, dt, p.name, p.bridge, rates[i]!);
         const th = policies.get(p.name)?.thresholds;
+        let hot = false;
         if (th && r.valid) {
           const m = Number.isFinite(r.floodPps) ? r.floodPps : r.rxPps * (th.clearPps / th.floodPps);
           // Only flood traffic warms the sampler: a busy uplink's unicast must not keep it at 1 ms.
           if (m >= th.clearPps) {
+            hot = true;
             f.warm = true;
             if (p.bridge === null) unbridgedWarm = true;
+            else if (!warm[i]) rising.push(p.name);
           }
         }
+        warm[i] = hot;
       }
       const swap = prev;
       prev = cur;

@@ -8,14 +8,14 @@ import { startObserver, type ObserverKind } from './observer.js';
 import { ringDropsBetween, SETTLE_FRAMES, stormStats, type CounterSeries } from './analyze.js';
 import { labDistEntry } from './assets.js';
 import { startJsonProc } from './jsonproc.js';
-import { addUplink, setEnslaved, shapeUplinks } from './shapes.js';
+import { addUplink, setEnslaved, setSwitchEnd, shapeUplinks } from './shapes.js';
 import { setLabMtu } from './more-shapes.js';
 import { downHostPorts, loopStillClosed, openLoop, resetPorts } from './scenario.js';
 import { linkDown, type Lab, type Shape } from './topology.js';
 import type { AgentHandle } from './agent.js';
 import type { NearLimitResult } from './near-limit.js';
 
-export const SHAPES = ['kvm', 'esx', 'kvm-unicast', 'kvm-multicast', 'kvm-slow', 'kvm-slow-1500', 'kvm-jumbo', 'kvm-3up', 'vm-flood', 'kvm-hotplug'] as const;
+export const SHAPES = ['kvm', 'esx', 'kvm-unicast', 'kvm-multicast', 'kvm-slow', 'kvm-slow-1500', 'kvm-jumbo', 'kvm-3up', 'vm-flood', 'kvm-hotplug', 'kvm-carrier'] as const;
 export type ShapeName = (typeof SHAPES)[number];
 
 export interface ShapeSpec {
@@ -108,6 +108,18 @@ export function shapeSpec(name: ShapeName, floodSender: 'c' | 'python' = 'c'): S
         prepare: async (l) => (await setEnslaved(l, 'up2', false), l),
         reset: async (l) => (await resetPorts(l), await setEnslaved(l, 'up2', false)),
         plug: (l) => setEnslaved(l, 'up2', true),
+      };
+    case 'kvm-carrier':
+      // A cable plugged into a NIC already in the bridge (the commonest way to close a loop by
+      // hand, and on ESXi a vmnic in the vSwitch that gets link). The agent starts with up2 in br0
+      // but without carrier (its switch end down); each storm brings the switch end up, the
+      // bridge forwards on up2 at once, which closes the loop, and one broadcast leaves vm1 right
+      // after. After each storm the switch end goes down again. The poller is given both uplinks.
+      return {
+        ...plain('kvm', 'broadcast', ['up1', 'up2']),
+        prepare: async (l) => (await setSwitchEnd(l, 'up2', false), l),
+        reset: async (l) => (await resetPorts(l), await setSwitchEnd(l, 'up2', false)),
+        plug: (l) => setSwitchEnd(l, 'up2', true),
       };
   }
 }

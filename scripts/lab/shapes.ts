@@ -59,3 +59,12 @@ export function enslaveArgv(lab: Pick<Lab, 'ns' | 'bridge'>, port: string, plug:
 export async function setEnslaved(lab: Lab, port: string, plug: boolean): Promise<void> {
   await run(enslaveArgv(lab, port, plug));
 }
+
+/**
+ * Bring a host uplink's switch end up or down: the host port keeps its bridge and admin state and
+ * only its carrier follows (a veth's carrier is its peer's admin state). The carrier shape's one
+ * change: a cable plugged into a NIC that sat in the bridge without link.
+ */
+export async function setSwitchEnd(lab: Lab, port: string, up: boolean): Promise<void> {
+  await run(['ip', '-n', lab.ns.sw, 'link', 'set', 'dev', assertIfName(switchPeer(port)), up ? 'up' : 'down']);
+}

@@ -43,6 +43,36 @@ describe('createJoinWatch', () => {
   });
 });
 
+describe('createJoinWatch and carrier', () => {
+  it('an enslaved port whose carrier came up since the last listing joined then (a cable plugged into a NIC already in the bridge)', () => {
+    const ups = new Map([
+      ['up1', 4],
+      ['up2', 1],
+    ]);
+    const read: string[] = [];
+    const w = createJoinWatch((name) => (read.push(name), ups.get(name) ?? null));
+    const a = [p('up1', 2, 'br0'), p('up2', 3, 'br0'), p('vm9', 8, null)];
+    expect([...w(a, names(a), 0)]).toEqual([]);
+    expect([...w(a, names(a), 10)]).toEqual([]);
+    ups.set('up2', 2); // carrier down and up again between the listings
+    expect([...w(a, names(a), 20)]).toEqual([['up2', 20]]);
+    expect([...w(a, names(a), 30)]).toEqual([['up2', 20]]);
+    // Only bridged ports are read: an unbridged one cannot close a loop by its carrier.
+    expect(read.includes('vm9')).toBe(false);
+  });
+
+  it('an unknown count (an older kernel, a read that failed) is never a join, before or after', () => {
+    const ups = new Map<string, number | null>([['up1', null]]);
+    const w = createJoinWatch((name) => ups.get(name) ?? null);
+    const a = [p('up1', 2, 'br0')];
+    w(a, names(a), 0);
+    ups.set('up1', 3);
+    expect([...w(a, names(a), 10)]).toEqual([]);
+    ups.set('up1', null);
+    expect([...w(a, names(a), 20)]).toEqual([]);
+  });
+});
+
 describe('createJoinWatch and renames', () => {
   it('a renamed port keeps what its interface had: not a join, and a join before the rename stays', () => {
     const w = createJoinWatch();

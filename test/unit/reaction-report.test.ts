@@ -146,7 +146,8 @@ describe('bench shapes', () => {
     const s = shapeSpec('kvm-hotplug');
     expect(s).toMatchObject({ base: 'kvm', kind: 'broadcast', flood: false, cut: ['up1', 'up2'], baseline: false });
     expect(typeof s.plug).toBe('function');
-    expect(SHAPES.filter((x) => shapeSpec(x).plug)).toEqual(['kvm-hotplug']);
+    expect(SHAPES.filter((x) => shapeSpec(x).plug)).toEqual(['kvm-hotplug', 'kvm-carrier']);
+    expect(shapeSpec('kvm-carrier')).toMatchObject({ base: 'kvm', kind: 'broadcast', flood: false, cut: ['up1', 'up2'], baseline: false });
     const lab = { ns: { host: 'sbx-host' }, bridge: 'br0' } as const;
     expect(enslaveArgv(lab as never, 'up2', true)).toEqual(['ip', '-n', 'sbx-host', 'link', 'set', 'dev', 'up2', 'master', 'br0']);
     expect(enslaveArgv(lab as never, 'up2', false)).toEqual(['ip', '-n', 'sbx-host', 'link', 'set', 'dev', 'up2', 'nomaster']);
