@@ -90,9 +90,9 @@ fi
 # frames/s here with the load; a VM floods at hundreds of k).
 # Into dist/ (beside the compiled lab toolkit): node-gyp rebuild wipes build/.
 mkdir -p dist/scripts/lab
-[ dist/scripts/lab/flood -nt scripts/lab/flood.c ] || cc -O2 -Wall -Wextra -o dist/scripts/lab/flood scripts/lab/flood.c
+[ dist/scripts/lab/flood -nt scripts/lab/flood.c ] && [ dist/scripts/lab/flood -nt scripts/lab/lab-guard.h ] || cc -O2 -Wall -Wextra -o dist/scripts/lab/flood scripts/lab/flood.c
 # The lab's kernel-timed observer (AF_PACKET ring: each frame's kernel receive time, exact when the reader runs late).
-[ dist/scripts/lab/observe-ts -nt scripts/lab/observe-ts.c ] || cc -O2 -Wall -Wextra -o dist/scripts/lab/observe-ts scripts/lab/observe-ts.c
+[ dist/scripts/lab/observe-ts -nt scripts/lab/observe-ts.c ] && [ dist/scripts/lab/observe-ts -nt scripts/lab/lab-guard.h ] || cc -O2 -Wall -Wextra -o dist/scripts/lab/observe-ts scripts/lab/observe-ts.c
 # raw-socket (ICMP echo for the reachability check) builds at install; npm 11 may hold back a
 # dependency's install script pending approval, so build it here if it is missing.
 [ -f node_modules/raw-socket/build/Release/raw.node ] || npm rebuild raw-socket --foreground-scripts --loglevel=error >/dev/null
