@@ -94,6 +94,18 @@ async function storm(tag: string, frame: InjectOptions, o: Parameters<typeof fra
   return { r, trips, verdictMs };
 }
 
+/**
+ * The breaker cuts the loop member that joined its bridge last (RECENT_JOIN_MS, 60 s: an enslave,
+ * a new port, a carrier-up, so also a port brought back up). Most storms here end with up1
+ * restored, which keeps up1 the newest joiner; a case that brings up2 (or both) up last calls
+ * this so that the storms after it still expect up1.
+ */
+async function up1JoinedLast(up1 = 'up1'): Promise<void> {
+  await linkDown(lab, up1);
+  await resetPorts(lab);
+  await sleep(200); // the link monitor's rescan stamps the join
+}
+
 /** The assertions every loop here shares: up1 alone, as a loop, and quiet by the agent's doing. */
 function expectUp1Cut(r: FrameStorm, trips: Array<Record<string, unknown>>, up1 = 'up1'): void {
   expect(r.stats.firstFrameNs).not.toBeNull(); // the frame did circle and reach the observer
@@ -161,6 +173,8 @@ describe('legitimate broadcast at a slow loop\'s rates', () => {
       expect(acted).toEqual([]);
     } finally {
       await resetPorts(lab);
+      // up2 coming back up closed the loop again: the breaker would cut up2 first now.
+      await up1JoinedLast();
     }
   });
 });
@@ -224,6 +238,7 @@ describe('three uplinks over a slow link', () => {
     } finally {
       await unshapeUplinks(lab, lab.loopPorts);
       lab = await removeUplink(lab, 'up3');
+      await up1JoinedLast(); // two members were restored, up1 not necessarily last
     }
   });
 });
@@ -232,6 +247,7 @@ describe('uplinks named as VLAN subinterfaces', () => {
   it('up1.100 / up2.100 (a glob rule names them), a VLAN-100 tagged loop: shuts up1.100, as a loop', async () => {
     lab = await renameHostPorts(lab, new Map([['up1', 'up1.100'], ['up2', 'up2.100']]));
     await sleep(1500); // the agent's port rescan (1 s) finds the renamed ports
+    await up1JoinedLast('up1.100'); // a rename takes each port down and up: up2.100 came up last
     const { r, trips } = await storm('up1.100-vlan100', { kind: 'broadcast', vlan: 100 });
     expectUp1Cut(r, trips, 'up1.100');
   });
