@@ -98,8 +98,9 @@ function note(shape: string, who: string, i: number, of: number, r: ShapeRun): v
   const early = r.msFromInject < stopMs ? `; prod went quiet ${fmt(stopMs - r.msFromInject, 2)} ms before that` : '';
   const forwarding = a?.stoppedNs ? `, first port stopped forwarding at ${fmt(stopMs, 2)} ms, ${fmt(a.forwardingStoppedMs ?? NaN, 2)} ms of it in the action${early}` : '';
   const cuts = who === 'near-limit' ? `; ${pollerMiss(r)}` : '';
-  // The observer polls every 0.25 ms at normal priority; when something held its core the poll
-  // that saw the last frame came late: the frame is known only to lie between the two polls.
+  // The polling observer (--observer poll) reads every 0.25 ms at normal priority; when something
+  // held its core the poll that saw the last frame came late: the frame lies between the two
+  // polls. With the kernel observer the two are the last frame and the one before it.
   const lag =
     r.msQuietObserved - r.msQuietAfter <= OBSERVER_LATE_MS ? '' : r.msQuietAfter < 0 ? ' (the observer did not poll between the frame and then)' : ` (prod's last frame after ${fmt(r.msQuietAfter, 2)} ms: the observer polled late)`;
   const ms = r.stoppedByBreaker ? `${fmt(r.msFromInject, 2)} ms${lag}` : `not stopped by the ${who === 'near-limit' ? 'poller' : 'agent'} in ${OBSERVE_MS} ms (quiet ${fmt(r.msQuietObserved, 2)} ms after the bench's own stop${cuts})`;

@@ -11,6 +11,18 @@ export function labAsset(name: string): string {
   throw new Error(`lab asset ${name} not found next to ${fileURLToPath(import.meta.url)} or in scripts/lab/`);
 }
 
+/**
+ * Path of a lab tool compiled from scripts/lab/NAME.c by scripts/setup.sh into dist/scripts/lab/
+ * (from dist itself or from the source tree).
+ */
+export function labBinary(name: string): string {
+  for (const rel of [`./${name}`, `../../dist/scripts/lab/${name}`]) {
+    const p = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(p)) return p;
+  }
+  throw new Error(`dist/scripts/lab/${name} not found: run scripts/setup.sh (it compiles scripts/lab/${name}.c)`);
+}
+
 /** Path of a compiled lab entry point in dist/ (from dist itself or from the source tree). */
 export function labDistEntry(name: string): string {
   for (const rel of [`./${name}`, `../../dist/scripts/lab/${name}`]) {

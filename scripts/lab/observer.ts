@@ -2,9 +2,7 @@
 // rx_packets every ~0.25 ms: a change is known to lie between two polls, and a poll held off its
 // core comes late) or observe-ts (scripts/lab/observe-ts.c: each received frame's kernel
 // timestamp from an AF_PACKET ring, exact however late the reader runs). Same protocol on stdout.
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { labAsset } from './assets.js';
+import { labAsset, labBinary } from './assets.js';
 import { ns } from './exec.js';
 import { startJsonProc } from './jsonproc.js';
 import { assertIfName } from './names.js';
@@ -33,11 +31,7 @@ export interface ObserverHandle {
 
 /** Path of the compiled kernel-timed observer (scripts/lab/observe-ts.c, built by scripts/setup.sh into dist/scripts/lab/). */
 export function kernelObserverPath(): string {
-  for (const rel of ['./observe-ts', '../../dist/scripts/lab/observe-ts']) {
-    const p = fileURLToPath(new URL(rel, import.meta.url));
-    if (existsSync(p)) return p;
-  }
-  throw new Error('dist/scripts/lab/observe-ts not found: run scripts/setup.sh (it compiles scripts/lab/observe-ts.c)');
+  return labBinary('observe-ts');
 }
 
 /** Pure: the observer's argv (without the namespace wrapper). */

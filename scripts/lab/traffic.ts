@@ -1,10 +1,8 @@
 // Inject frames into the lab with send.py (AF_PACKET, run inside the namespace), or flood at full
 // speed with the C sender (flood.c).
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { run, ns } from './exec.js';
-import { labAsset } from './assets.js';
+import { labAsset, labBinary } from './assets.js';
 import { assertIfName } from './names.js';
 import type { Lab, LabNamespaces } from './topology.js';
 
@@ -84,11 +82,7 @@ export async function inject(
 
 /** Path of the compiled C flood sender (scripts/lab/flood.c, built by scripts/setup.sh into dist/scripts/lab/). */
 export function floodSender(): string {
-  for (const rel of ['./flood', '../../dist/scripts/lab/flood']) {
-    const p = fileURLToPath(new URL(rel, import.meta.url));
-    if (existsSync(p)) return p;
-  }
-  throw new Error('dist/scripts/lab/flood not found: run scripts/setup.sh (it compiles scripts/lab/flood.c)');
+  return labBinary('flood');
 }
 
 /** Pure: the flood sender's argument list (seconds <= 10; frames <= 20,000,000). */

@@ -175,3 +175,17 @@ export function useKvmLab(prefix: string, set: (lab: Lab) => void): void {
     expect(await listNamespaces(prefix)).toEqual([]);
   });
 }
+
+/**
+ * SIGSTOP the agent's `ip` children (its link monitor: `ip -o monitor link`), as a storm or a busy
+ * core can hold their lines back; returns the SIGCONT. Expects at least one.
+ */
+export async function pauseLinkMonitors(a: AgentHandle): Promise<() => void> {
+  const { stdout } = await run(['pgrep', '-P', String(a.child.pid), '-x', 'ip']);
+  const pids = stdout.split('\n').filter((x) => x.trim() !== '').map(Number);
+  expect(pids.length).toBeGreaterThan(0);
+  for (const pid of pids) process.kill(pid, 'SIGSTOP');
+  return () => {
+    for (const pid of pids) process.kill(pid, 'SIGCONT');
+  };
+}

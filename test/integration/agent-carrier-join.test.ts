@@ -11,7 +11,7 @@ import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 import { restoreAfter, shapeSpec, shapeStorm } from '../../scripts/lab/shape-storms.js';
 import { run } from '../../scripts/lab/exec.js';
 import { buildLab, listNamespaces, teardownLab, type Lab } from '../../scripts/lab/topology.js';
-import { eventsOf, isUp, newStateDir, readJournalStrict, removeStateDirs, REPO, requireBuiltAgent, sleep, stopAgentAndLab, stormGuard } from '../helpers/agent-lab.js';
+import { eventsOf, isUp, newStateDir, pauseLinkMonitors, readJournalStrict, removeStateDirs, REPO, requireBuiltAgent, sleep, stopAgentAndLab, stormGuard } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbt-cj-';
 const POLICY = `${REPO}policies/lab.yaml`;
@@ -80,16 +80,13 @@ describe('a loop closed by a cable plugged into a port already in the bridge', (
     await sleep(300);
     const a = agent;
     expect(await carrier('up2')).toBe('0');
-    const { stdout } = await run(['pgrep', '-P', String(a.child.pid), '-x', 'ip']);
-    const monitors = stdout.split('\n').filter((x) => x.trim() !== '');
-    expect(monitors.length).toBeGreaterThan(0);
-    for (const pid of monitors) process.kill(Number(pid), 'SIGSTOP');
+    const resume = await pauseLinkMonitors(a);
     let out;
     try {
       await sleep(50);
       out = await stormAndTrips(a);
     } finally {
-      for (const pid of monitors) process.kill(Number(pid), 'SIGCONT');
+      resume();
     }
     const { r, trips } = out;
     console.log(`[agent-carrier-join monitor stopped] down=${r.down.join(',')} msToVerdict=${r.msToVerdict.toFixed(2)} msFromInject=${r.msFromInject.toFixed(2)} trips=${trips.map((t) => `${t.port}(${String(t.reason)})`).join(';')}`);

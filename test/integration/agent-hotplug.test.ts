@@ -8,9 +8,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 import { restoreAfter, shapeSpec, shapeStorm } from '../../scripts/lab/shape-storms.js';
-import { run } from '../../scripts/lab/exec.js';
 import { buildLab, listNamespaces, teardownLab, type Lab } from '../../scripts/lab/topology.js';
-import { eventsOf, isUp, newStateDir, readJournalStrict, removeStateDirs, REPO, requireBuiltAgent, sleep, stopAgentAndLab, stormGuard } from '../helpers/agent-lab.js';
+import { eventsOf, isUp, newStateDir, pauseLinkMonitors, readJournalStrict, removeStateDirs, REPO, requireBuiltAgent, sleep, stopAgentAndLab, stormGuard } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbt-hp-';
 const POLICY = `${REPO}policies/lab.yaml`;
@@ -73,10 +72,7 @@ describe('a loop closed by plugging a second uplink into the bridge', () => {
     await sleep(300);
     const a = agent;
     expect(await isUp(lab.ns.host, 'up2')).toBe(true);
-    const { stdout } = await run(['pgrep', '-P', String(a.child.pid), '-x', 'ip']);
-    const monitors = stdout.split('\n').filter((x) => x.trim() !== '');
-    expect(monitors.length).toBeGreaterThan(0);
-    for (const pid of monitors) process.kill(Number(pid), 'SIGSTOP');
+    const resume = await pauseLinkMonitors(a);
     const cancel = stormGuard(lab);
     let r;
     try {
@@ -84,7 +80,7 @@ describe('a loop closed by plugging a second uplink into the bridge', () => {
       r = await shapeStorm(lab, spec, { kind: 'agent', agent: a }, 400);
     } finally {
       cancel();
-      for (const pid of monitors) process.kill(Number(pid), 'SIGCONT');
+      resume();
     }
     await a.waitFor((l) => l.msg === 'trip', 2000).catch(() => undefined);
     const tr = eventsOf(readJournalStrict(a.stateDir), 'trip')[0];
