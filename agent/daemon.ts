@@ -73,7 +73,8 @@ function wirePipeline(b: Base) {
   const watched = createWatchedPorts(hrNs, (s, f) => {
     const local = sampling.local;
     const enslaved = (s === local ? local.unbridgedWarm() : movesOnUnbridged(f.fdbMoves, local.infos())) && enslavedSinceListed(local.infos());
-    if (!enslaved && !(s === local && local.risingBridged().length > 0 && joins.watch.carrierRoseSinceListed(local.risingBridged()))) return;
+    const plugged = !enslaved && s === local && joins.watch.carrierRoseSinceListed(local.risingBridged());
+    if (!enslaved && !plugged) return;
     try {
       rescan();
     } catch (err) {

@@ -217,7 +217,6 @@ interface Member {
   carrierUps: number | null;
 }
 
-
 /**
  * Remembers each listed (watched) interface's bridge, by ifindex, and when the agent saw it join
  * one: enslaved while the agent runs (its bridge changed to a bridge), a new interface that
@@ -236,7 +235,6 @@ export function createJoinWatch(carrierUps: (name: string) => number | null = re
   let seen = new Map<number, Member>();
   let watchedNames: ReadonlySet<string> = new Set();
   const joined = new Map<string, number>();
-  let byName = new Map<string, Member>();
   const watch = (infos: readonly PortInfo[], hostNames: readonly string[], tNs: number): ReadonlyMap<string, number> => {
     const next = new Map<number, Member>();
     joined.clear();
@@ -252,16 +250,16 @@ export function createJoinWatch(carrierUps: (name: string) => number | null = re
       if (at !== null) joined.set(p.name, at);
     }
     seen = next;
-    byName = new Map([...next.values()].map((m) => [m.name, m]));
     watchedNames = new Set(infos.map((p) => p.name));
     host = new Set(hostNames);
     return joined;
   };
   return Object.assign(watch, {
     carrierRoseSinceListed(names: readonly string[]): boolean {
-      for (let i = 0; i < names.length; i++) {
-        const m = byName.get(names[i]!);
-        if (m !== undefined && m.bridge !== null && carrierRose(m.carrierUps, carrierUps(m.name))) return true;
+      // Asked once per storm onset for a port or two: a walk over the listing, no index kept.
+      if (names.length === 0) return false;
+      for (const m of seen.values()) {
+        if (m.bridge !== null && names.includes(m.name) && carrierRose(m.carrierUps, carrierUps(m.name))) return true;
       }
       return false;
     },

@@ -23,14 +23,17 @@ export interface LocalSource extends TickSource {
    */
   unbridgedWarm(): boolean;
   /**
-   * Bridged ports that turned warm (flood traffic) in the last collect and were not in the one
-   * before: a loop's first ticks. Their carrier may have come up since the listing (a cable
-   * plugged into a port already in the bridge), see daemon/ports.ts JoinWatch. Reused array.
+   * Bridged ports that turned warm (flood traffic) in the last collect after at least
+   * RISING_QUIET_MS without: a storm's onset, once (its bursty counters leave single cool samples
+   * between warm ones, which are no onset). Their carrier may have come up since the listing (a
+   * cable plugged into a port already in the bridge), see daemon/ports.ts JoinWatch. Reused array.
    */
   risingBridged(): readonly string[];
 }
 
 const NO_PORTS: ReadonlyMap<string, PortPolicy> = new Map();
+/** A bridged port warm again after this long without flood traffic is at a storm's onset (risingBridged). */
+export const RISING_QUIET_MS = 100;
 
 export function createLocalSource(readers: readonly CounterReader[], startNs: number): LocalSource {
   let policies: ReadonlyMap<string, PortPolicy> = NO_PORTS;
@@ -41,8 +44,8 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
   const lastRates = new Map<string, PortRates>();
   let lastT = startNs;
   let unbridgedWarm = false;
-  /** Per listed port (infos' order): warm in the last collect. */
-  let warm: boolean[] = [];
+  /** Per listed port (infos' order): tNs of its last warm collect (-Infinity: none yet). */
+  let warmAt: number[] = [];
   const rising: string[] = [];
 
   return {
@@ -65,7 +68,7 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
       const added = next.filter((p) => !prev.has(p.name)).map((p) => p.name);
       const removed = infos.filter((p) => !resolved.has(p.name)).map((p) => p.name);
       infos = next.slice();
-      warm = infos.map(() => false);
+      warmAt = infos.map(() => -Infinity);
       const np = new Map<string, Counters>();
       const nc = new Map<string, Counters>();
       for (const p of infos) {
@@ -90,25 +93,22 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
       lastT = t;
       unbridgedWarm = false;
       rising.length = 0;
-      if (warm.length !== infos.length) warm = infos.map(() => false);
       for (const c of cur.values()) c.ok = true;
       for (const r of readers) r.read(cur);
       for (let i = 0; i < infos.length; i++) {
         const p = infos[i]!;
         const r = computeRates(prev.get(p.name)!, cur.get(p.name)!, dt, p.name, p.bridge, rates[i]!);
         const th = policies.get(p.name)?.thresholds;
-        let hot = false;
         if (th && r.valid) {
           const m = Number.isFinite(r.floodPps) ? r.floodPps : r.rxPps * (th.clearPps / th.floodPps);
           // Only flood traffic warms the sampler: a busy uplink's unicast must not keep it at 1 ms.
           if (m >= th.clearPps) {
-            hot = true;
             f.warm = true;
             if (p.bridge === null) unbridgedWarm = true;
-            else if (!warm[i]) rising.push(p.name);
+            else if (t - warmAt[i]! > RISING_QUIET_MS * 1e6) rising.push(p.name);
+            warmAt[i] = t;
           }
         }
-        warm[i] = hot;
       }
       const swap = prev;
       prev = cur;
