@@ -67,14 +67,11 @@ function wirePipeline(b: Base) {
   // Sources: the registry every tick reads.
   const sampling = startLocalSampling(log, hrNs(), hrNs, () => !life.stopped && scheduler.onMoves());
   // A port enslaved since the last listing is listed again inside the tick, before the detector,
-  // once it carries flood traffic or MACs move onto it (see enslavedSinceListed); so is a bridged
-  // port whose carrier came up since, once it turns warm (JoinWatch.carrierRoseSinceListed).
+  // once it carries flood traffic or MACs move onto it (see enslavedSinceListed).
   const movesOnUnbridged = createUnbridgedMoves();
   const watched = createWatchedPorts(hrNs, (s, f) => {
     const local = sampling.local;
-    const enslaved = (s === local ? local.unbridgedWarm() : movesOnUnbridged(f.fdbMoves, local.infos())) && enslavedSinceListed(local.infos());
-    const plugged = !enslaved && s === local && joins.watch.carrierRoseSinceListed(local.risingBridged());
-    if (!enslaved && !plugged) return;
+    if (!(s === local ? local.unbridgedWarm() : movesOnUnbridged(f.fdbMoves, local.infos())) || !enslavedSinceListed(local.infos())) return;
     try {
       rescan();
     } catch (err) {

@@ -198,16 +198,7 @@ function withJoins(ports: ReadonlyMap<string, PortPolicy>, joined: ReadonlyMap<s
 }
 
 /** Says which listed ports joined a bridge, and when (monotonic ns); see createJoinWatch. */
-export interface JoinWatch {
-  (infos: readonly PortInfo[], hostNames: readonly string[], tNs: number): ReadonlyMap<string, number>;
-  /**
-   * Did the carrier of one of these listed, bridged ports come up since the last listing? Asked
-   * inside a tick for ports that just turned warm (LocalSource.risingBridged), one sysfs read
-   * each: the link monitor's line for the carrier-up comes through a normal-priority `ip`, which
-   * a storm can hold back tens of ms, and until the rescan the breaker would cut by name.
-   */
-  carrierRoseSinceListed(names: readonly string[]): boolean;
-}
+export type JoinWatch = (infos: readonly PortInfo[], hostNames: readonly string[], tNs: number) => ReadonlyMap<string, number>;
 
 interface Member {
   name: string;
@@ -254,16 +245,7 @@ export function createJoinWatch(carrierUps: (name: string) => number | null = re
     host = new Set(hostNames);
     return joined;
   };
-  return Object.assign(watch, {
-    carrierRoseSinceListed(names: readonly string[]): boolean {
-      // Asked once per storm onset for a port or two: a walk over the listing, no index kept.
-      if (names.length === 0) return false;
-      for (const m of seen.values()) {
-        if (m.bridge !== null && names.includes(m.name) && carrierRose(m.carrierUps, carrierUps(m.name))) return true;
-      }
-      return false;
-    },
-  });
+  return watch;
 }
 
 /** Did the carrier come up since the last listing (both counts known and the count rose)? */

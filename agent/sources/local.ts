@@ -22,18 +22,9 @@ export interface LocalSource extends TickSource {
    * enslaved since the last listing (a loop closed by plugging it in), see daemon/ports.ts.
    */
   unbridgedWarm(): boolean;
-  /**
-   * Bridged ports that turned warm (flood traffic) in the last collect after at least
-   * RISING_QUIET_MS without: a storm's onset, once (its bursty counters leave single cool samples
-   * between warm ones, which are no onset). Their carrier may have come up since the listing (a
-   * cable plugged into a port already in the bridge), see daemon/ports.ts JoinWatch. Reused array.
-   */
-  risingBridged(): readonly string[];
 }
 
 const NO_PORTS: ReadonlyMap<string, PortPolicy> = new Map();
-/** A bridged port warm again after this long without flood traffic is at a storm's onset (risingBridged). */
-export const RISING_QUIET_MS = 100;
 
 export function createLocalSource(readers: readonly CounterReader[], startNs: number): LocalSource {
   let policies: ReadonlyMap<string, PortPolicy> = NO_PORTS;
@@ -44,9 +35,6 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
   const lastRates = new Map<string, PortRates>();
   let lastT = startNs;
   let unbridgedWarm = false;
-  /** Per listed port (infos' order): tNs of its last warm collect (-Infinity: none yet). */
-  let warmAt: number[] = [];
-  const rising: string[] = [];
 
   return {
     id: 'local',
@@ -56,7 +44,6 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
     infos: () => infos,
     lastRates: (port) => lastRates.get(port),
     unbridgedWarm: () => unbridgedWarm,
-    risingBridged: () => rising,
 
     watch(next, resolved) {
       const changed =
@@ -68,7 +55,6 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
       const added = next.filter((p) => !prev.has(p.name)).map((p) => p.name);
       const removed = infos.filter((p) => !resolved.has(p.name)).map((p) => p.name);
       infos = next.slice();
-      warmAt = infos.map(() => -Infinity);
       const np = new Map<string, Counters>();
       const nc = new Map<string, Counters>();
       for (const p of infos) {
@@ -92,7 +78,6 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
       const dt = t - lastT;
       lastT = t;
       unbridgedWarm = false;
-      rising.length = 0;
       for (const c of cur.values()) c.ok = true;
       for (const r of readers) r.read(cur);
       for (let i = 0; i < infos.length; i++) {
@@ -105,8 +90,6 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
           if (m >= th.clearPps) {
             f.warm = true;
             if (p.bridge === null) unbridgedWarm = true;
-            else if (t - warmAt[i]! > RISING_QUIET_MS * 1e6) rising.push(p.name);
-            warmAt[i] = t;
           }
         }
       }

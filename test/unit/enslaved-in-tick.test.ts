@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { createJoinWatch, createUnbridgedMoves, createWatchedPorts, enslavedSinceListed } from '../../agent/daemon/ports.js';
-import { createLocalSource, RISING_QUIET_MS } from '../../agent/sources/local.js';
+import { createUnbridgedMoves, createWatchedPorts, enslavedSinceListed } from '../../agent/daemon/ports.js';
+import { createLocalSource } from '../../agent/sources/local.js';
 import { testPorts } from '../../agent/testing/policy.js';
 import type { Counters, CounterReader, TickFrame, TickSource } from '../../agent/types.js';
 
@@ -85,50 +85,5 @@ describe('moves that may tell of an enslaved port', () => {
     expect(check([mv('up1'), mv('up2')], infos)).toBe(true); // the monitor names up2 on br0
     const relisted = [infos[0]!, { ...infos[1]!, bridge: 'br0' }];
     expect(check([mv('up2')], relisted)).toBe(false);
-  });
-});
-
-describe('a bridged port at a storm onset (risingBridged)', () => {
-  it('is said once when it turns warm after RISING_QUIET_MS without flood traffic, not again for a cool sample between bursts', () => {
-    const values = new Map<string, Partial<Counters>>([['up2', { ...zero }]]);
-    const local = createLocalSource([reader(values)], 0);
-    local.watch([{ name: 'up2', ifindex: 3, bridge: 'br0' }], testPorts({ up2: 'uplink' }));
-    const f: TickFrame = { tNs: 1e6, fdbMoves: [], warm: false };
-    local.collect(f);
-    let rx = 0;
-    const step = (tNs: number, frames: number): readonly string[] => {
-      rx += frames;
-      values.set('up2', { rxPackets: rx, txPackets: rx, rxBytes: rx * 64, rxBroadcast: rx, rxMulticast: 0 });
-      f.tNs = tNs;
-      local.collect(f);
-      return [...local.risingBridged()];
-    };
-    expect(step(2e6, 50)).toEqual(['up2']); // 50k pps: the onset
-    expect(step(3e6, 50)).toEqual([]); // still warm
-    expect(step(4e6, 0)).toEqual([]); // a cool sample inside the storm...
-    expect(step(5e6, 50)).toEqual([]); // ...is no new onset
-    expect(step(5e6 + RISING_QUIET_MS * 1e6 + 1e6, 0)).toEqual([]); // quiet for longer than RISING_QUIET_MS
-    expect(step(7e6 + RISING_QUIET_MS * 1e6, 50)).toEqual(['up2']); // a new storm
-  });
-
-  it('JoinWatch.carrierRoseSinceListed reads the carrier count of the named, bridged, listed ports only', () => {
-    const ups = new Map([
-      ['up1', 1],
-      ['up2', 1],
-    ]);
-    const read: string[] = [];
-    const w = createJoinWatch((n) => (read.push(n), ups.get(n) ?? null));
-    const infos = [
-      { name: 'up1', ifindex: 2, bridge: 'br0' },
-      { name: 'up2', ifindex: 3, bridge: 'br0' },
-    ];
-    w(infos, ['up1', 'up2'], 0);
-    read.length = 0;
-    expect(w.carrierRoseSinceListed([])).toBe(false);
-    expect(w.carrierRoseSinceListed(['up2'])).toBe(false);
-    ups.set('up2', 2);
-    expect(w.carrierRoseSinceListed(['up1'])).toBe(false);
-    expect(w.carrierRoseSinceListed(['up2', 'vm9'])).toBe(true);
-    expect(read).toEqual(['up2', 'up1', 'up2']);
   });
 });
