@@ -27,12 +27,17 @@ useKvmLab(PREFIX, (l) => (lab = l));
 
 const oldName = (i: number): string => `trip-2020-01-01T00-00-${String(i).padStart(2, '0')}.000Z-up9.pcapng`;
 
-/** 50 old captures: 1000 bytes each but the second oldest, sparse, which fills the byte budget to 1000 bytes short. */
+/**
+ * 50 old captures, exactly the byte budget: the oldest 1 byte, the second oldest sparse and large,
+ * the rest 1000 bytes. The new capture (at least one frame, so more than 1 byte) pushes the oldest
+ * out by count and then the large one by size, however few frames it holds. (The slack was once
+ * 2000 bytes: under load a capture of a few frames fitted it and the large file stayed.)
+ */
 function prefill(stateDir: string): void {
   const dir = join(stateDir, 'captures');
   mkdirSync(dir, { recursive: true });
-  for (let i = 0; i < MAX_FILES; i++) writeFileSync(join(dir, oldName(i)), Buffer.alloc(1000));
-  truncateSync(join(dir, oldName(1)), MAX_BYTES - (MAX_FILES - 1) * 1000 - 1000);
+  for (let i = 0; i < MAX_FILES; i++) writeFileSync(join(dir, oldName(i)), Buffer.alloc(i === 0 ? 1 : 1000));
+  truncateSync(join(dir, oldName(1)), MAX_BYTES - (MAX_FILES - 2) * 1000 - 1);
 }
 
 describe('storm capture (kvm)', () => {
