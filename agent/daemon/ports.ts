@@ -5,6 +5,7 @@ import { resolvePorts } from '../policy/match.js';
 import { observedNames, observedPort } from '../policy/observed.js';
 import type { LocalSource } from '../sources/local.js';
 import { createLinkMonitor, type LinkMonitor } from '../sources/links.js';
+import { portPolicyOf } from '../policy/port-policy.js';
 
 // The watched set: every TickSource in one registry (the local host, each ESXi host, the FDB
 // monitor, and whatever comes next), merged into what the detector and the breaker read. The
@@ -192,7 +193,7 @@ function withJoins(ports: ReadonlyMap<string, PortPolicy>, joined: ReadonlyMap<s
   const out = new Map(ports);
   for (const [n, t] of joined) {
     const pp = out.get(n);
-    if (pp) out.set(n, { ...pp, joinedNs: t });
+    if (pp) out.set(n, portPolicyOf(pp, t));
   }
   return out;
 }

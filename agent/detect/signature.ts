@@ -705,7 +705,7 @@ function loopVerdict(
   for (const tr of state.ports.values()) if (tr.loopMember && tr.bridge === b.bridge) members.push(tr);
   members.sort((x, y) => (x.port < y.port ? -1 : x.port > y.port ? 1 : 0));
 
-  const thresholds: Record<string, number> = {};
+  const thresholds = thresholdRecord();
   const clues: string[] = [
     how === 'rate'
       ? `${members.length} ports of ${b.bridge} hot at once`
@@ -749,7 +749,7 @@ function loopVerdict(
 
 function floodVerdict(tr: PortTrack, pp: PortPolicy, tick: Tick, policy: Policy): Verdict {
   const t = pp.thresholds;
-  const thresholds: Record<string, number> = {};
+  const thresholds = thresholdRecord();
   portThresholds(thresholds, tr, t);
   thresholds[`${tr.port}.txPps`] = tr.txPps;
   thresholds[`${tr.port}.holdSamples`] = t.holdSamples;
@@ -828,6 +828,16 @@ function evidence(
   // Newest last across ports; stable for equal times (port order is already by name).
   window.sort((a, b) => a.tMs - b.tMs);
   return { tNs: tick.tNs, window, thresholds, clues, rule, policyHash: policy.hash };
+}
+
+/**
+ * An empty evidence thresholds record, keyed `<port>.<name>`. Without a prototype it is a
+ * dictionary from the start: with `{}`, each new port name is a new hidden class, and the
+ * warm-up (which names its own ports) compiled the builder for its names only, so the first
+ * real verdict deoptimised it (lab, session 16). JSON.stringify writes it the same.
+ */
+function thresholdRecord(): Record<string, number> {
+  return Object.create(null) as Record<string, number>;
 }
 
 /** 98000 -> "98k", 950 -> "950": short enough for a clue line. */

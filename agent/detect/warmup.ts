@@ -13,6 +13,7 @@
 import type { PortPolicy, PortRates, Policy, FdbMove, Verdict } from '../types.js';
 import { blankRates } from '../sample/rates.js';
 import { emptyTick, initialDetectorState, step } from './signature.js';
+import { portPolicyOf } from '../policy/port-policy.js';
 
 /** A string made at run time, as sources make theirs (a literal is interned: another string type to the compiler). */
 const runtime = (s: string): string => s.split('').join('');
@@ -23,7 +24,7 @@ export const WARM_PHASES = 5;
 
 /** The warm-up's ports, each with `portPolicy`'s thresholds, unprotected, live (not dry-run). */
 export function warmPorts(portPolicy: PortPolicy): Map<string, PortPolicy> {
-  return new Map<string, PortPolicy>(WARM_PORTS.map((p, i) => [p, { ...portPolicy, name: p, protected: false, dryRun: false, shutRank: i }]));
+  return new Map<string, PortPolicy>(WARM_PORTS.map((p, i) => [p, portPolicyOf({ ...portPolicy, name: p, protected: false, dryRun: false, shutRank: i })]));
 }
 
 function rates(port: string): PortRates {

@@ -14,6 +14,7 @@ import { parseVsishPnicStats } from './vsish.js';
 import { parsePortStats } from './port-stats.js';
 import { ok, fail, type Result } from './result.js';
 import { esxiHostThresholds } from '../policy/match.js';
+import { portPolicyOf } from '../policy/port-policy.js';
 
 export interface EsxPort {
   name: string;
@@ -51,7 +52,7 @@ export function esxHostOf(port: string): string | null {
 
 function portPolicy(policy: Policy, host: EsxiHostPolicy, name: string, role: Role, prot: boolean, index: number): PortPolicy {
   const order = policy.breaker.shutOrder.indexOf(role);
-  return {
+  return portPolicyOf({
     name,
     role,
     protected: prot,
@@ -63,7 +64,7 @@ function portPolicy(policy: Policy, host: EsxiHostPolicy, name: string, role: Ro
     recovery: { mode: 'manual', cooldownMs: 0, probeMs: 0, backoff: 1, maxTries: 1 },
     // A shut shows in the counters only after the block that straddles it and one more.
     settleMs: 3 * host.sampleMs,
-  };
+  });
 }
 
 /**

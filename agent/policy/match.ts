@@ -2,6 +2,7 @@
 import { isValidIfName } from '../host/names.js';
 import type { EsxiHostPolicy, Policy, PortPolicy, Recovery, Role, Thresholds } from '../types.js';
 import { POLICY_DEFAULTS } from './defaults.js';
+import { portPolicyOf, thresholdsOf } from './port-policy.js';
 
 /**
  * Anchored RegExp for an interface-name glob: `*` any run (also empty), `?` one character,
@@ -34,7 +35,7 @@ export function portRecovery(policy: Policy, rule: Rule): Recovery {
 
 function toPortPolicy(policy: Policy, name: string, rule: Rule, index: number): PortPolicy {
   const order = policy.breaker.shutOrder.indexOf(rule.role);
-  return {
+  return portPolicyOf({
     name,
     role: rule.role,
     protected: rule.protected,
@@ -45,7 +46,7 @@ function toPortPolicy(policy: Policy, name: string, rule: Rule, index: number): 
     rule: index,
     dryRun: policy.dryRun || rule.dryRun === true,
     recovery: portRecovery(policy, rule),
-  };
+  });
 }
 
 function firstMatch(policy: Policy, matchers: readonly RegExp[], name: string): PortPolicy | null {
@@ -119,7 +120,7 @@ export interface EffectivePolicy {
 
 /** The thresholds every port of an ESXi host is judged by: the host's own over policy.defaults. */
 export function esxiHostThresholds(policy: Policy, host: EsxiHostPolicy): Thresholds {
-  return { ...policy.defaults, ...host.thresholds };
+  return thresholdsOf({ ...policy.defaults, ...host.thresholds });
 }
 
 /**

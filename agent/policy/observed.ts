@@ -9,10 +9,11 @@
 // operator did not name" (match.ts) still holds: an observed port is protected and has no rank.
 import type { PortInfo, Policy, PortPolicy } from '../types.js';
 import { isValidIfName } from '../host/names.js';
+import { portPolicyOf } from './port-policy.js';
 
 /** The policy an observed-only port is judged by: the defaults, never shut, never recovered. */
 export function observedPort(policy: Policy, name: string): PortPolicy {
-  return {
+  return portPolicyOf({
     name,
     role: 'other',
     protected: true,
@@ -21,7 +22,7 @@ export function observedPort(policy: Policy, name: string): PortPolicy {
     rule: -1,
     dryRun: true,
     observed: true,
-  };
+  });
 }
 
 /**
