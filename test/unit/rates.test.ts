@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { computeRates, copyCounters, MIN_DT_NS } from '../../agent/sample/rates.js';
+import { computeRates, copyCounters, MIN_DT_NS, warmUpRates } from '../../agent/sample/rates.js';
 import { buildTrace, quietNetwork, kvmLoop } from '../../agent/testing/traces.js';
 import type { Counters, PortRates } from '../../agent/types.js';
 
@@ -109,5 +109,13 @@ describe('rates over generated traces', () => {
     expect(invalid).toBeGreaterThanOrEqual(1);
     expect(invalid).toBeLessThanOrEqual(4);
     expect(Math.max(...up1.map((r) => r.rxPps))).toBeLessThan(110_000);
+  });
+});
+
+describe('warmUpRates', () => {
+  it('runs computeRates down its valid and every invalid path (a cold agent meets them all in its first storm)', () => {
+    const valid = warmUpRates(2000);
+    expect(valid).toBeGreaterThan(1000);
+    expect(valid).toBeLessThan(2000);
   });
 });
