@@ -463,7 +463,10 @@ describe('stand-in ESXi host over a real sshd', () => {
   });
 
   it('cost of one stand-in call: over the ssh master and alone in the namespace', async () => {
-    const N = 15;
+    // 7 calls per median (15 until session 16: half the file's time with a core busy). The one
+    // assertion compares two medians 2-4x apart in every CI run (107-215 vs 326-447 ms); the
+    // other medians are only printed (bench-esxi is the measurement).
+    const N = 7;
     const time = async (argv: string[]): Promise<number[]> => {
       const out: number[] = [];
       for (let i = 0; i < N; i++) {
