@@ -80,19 +80,21 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
       unbridgedWarm = false;
       for (const c of cur.values()) c.ok = true;
       for (const r of readers) r.read(cur);
+      // Every read and store below runs on every tick, idle or not: a property access that only a
+      // warm port reached had no type feedback in an idle agent, and its first storm deoptimised
+      // collect there (lab, --trace-deopt, session 16).
+      let warm = false;
       for (let i = 0; i < infos.length; i++) {
         const p = infos[i]!;
-        const r = computeRates(prev.get(p.name)!, cur.get(p.name)!, dt, p.name, p.bridge, rates[i]!);
+        const bridge = p.bridge;
+        const r = computeRates(prev.get(p.name)!, cur.get(p.name)!, dt, p.name, bridge, rates[i]!);
         const th = policies.get(p.name)?.thresholds;
-        if (th && r.valid) {
-          const m = Number.isFinite(r.floodPps) ? r.floodPps : r.rxPps * (th.clearPps / th.floodPps);
-          // Only flood traffic warms the sampler: a busy uplink's unicast must not keep it at 1 ms.
-          if (m >= th.clearPps) {
-            f.warm = true;
-            if (p.bridge === null) unbridgedWarm = true;
-          }
-        }
+        // Only flood traffic warms the sampler: a busy uplink's unicast must not keep it at 1 ms.
+        const hot = th !== undefined && r.valid && (Number.isFinite(r.floodPps) ? r.floodPps : r.rxPps * (th.clearPps / th.floodPps)) >= th.clearPps;
+        warm ||= hot;
+        if (hot && bridge === null) unbridgedWarm = true;
       }
+      f.warm ||= warm;
       const swap = prev;
       prev = cur;
       cur = swap;
