@@ -21,6 +21,7 @@ import { buildStatus } from './daemon/status.js';
 import { controlHandler, outcomeWithinMs } from './daemon/commands.js';
 import { startDaemonMetrics } from './daemon/metrics.js';
 import { warmUp } from './daemon/warmup.js';
+import { createIdleGc, minorGc } from './daemon/idle-gc.js';
 import { connectionCap, MAX_CONNECTIONS, readNofile } from './host/fd-limit.js';
 import { createCaptures } from './daemon/captures.js';
 
@@ -159,12 +160,16 @@ async function serve(b: Base, p: ReturnType<typeof wirePipeline>): Promise<Daemo
   executor.reassert(local);
   const links = followLinkChanges(p.rescan, log, () => life.stopped);
   await warmUp(policy(), p.watched.all().values().next().value, log); // the first storm must not run cold code (issue 11)
+  const gc = minorGc();
+  if (gc === null) log.warn({ component: 'daemon' }, 'no minor GC from V8: a storm may meet a scavenge the idle agent left');
+  const idleGc = createIdleGc(gc); // a storm starts with an empty young generation (idle-gc.ts)
   const housekeeping = setInterval(() => {
     try {
       scheduler.measureRate();
       if (holdExpiryDue(tick.breaker(), Date.now())) wake();
       p.rescan();
       executor.reassert(local); // someone may have brought a tripped port up by hand
+      idleGc.tick(Date.now(), scheduler.active(hrNs()));
     } catch (err) {
       log.error({ component: 'ports', err: (err as Error).message }, 'rescan failed');
     }
