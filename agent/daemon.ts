@@ -8,7 +8,7 @@ import { openRecording, type Recording } from './daemon/recorder.js';
 import { policyInForce } from './daemon/reload.js';
 import { socketGroupId, StartupError, type Daemon, type DaemonOptions } from './daemon/options.js';
 import { startLocalSampling } from './daemon/local.js';
-import { createJoinWatch, createUnbridgedMoves, createWatchedPorts, enslavedSinceListed, followLinkChanges, lowestClearPps, rescanLocal } from './daemon/ports.js';
+import { carrierJoinsAtVerdict, createJoinWatch, createUnbridgedMoves, createWatchedPorts, enslavedSinceListed, followLinkChanges, lowestClearPps, rescanLocal } from './daemon/ports.js';
 import { startEsxiHosts } from './daemon/esxi-hosts.js';
 import { bridgeIfindexOf, localKind, portKinds } from './daemon/port-kinds.js';
 import { breakerFromJournal } from './daemon/restore.js';
@@ -94,12 +94,15 @@ function wirePipeline(b: Base) {
   for (const h of esx) watched.add(h.host);
   const kinds = portKinds([...esx.map((h) => h.kind), localKind(policy, (port) => bridgeIfindexOf(sampling.local.infos(), port))]);
 
+  const joins = { watch: createJoinWatch(), now: hrNs }; // a port that joined a bridge is cut first (breaker/state.ts)
   const tick = createTick({
     watched,
     policy,
     wallMs: Date.now,
     breaker: breakerFromJournal(b.replay.events),
     now: hrNs,
+    // A carrier-up the late link monitor has not brought to the listing yet (see JoinWatch).
+    atLoopVerdict: carrierJoinsAtVerdict(sampling.local, watched, joins.watch, log),
     out: { execute: (c, t) => executor.execute(c, t), record: rec.record, intent: rec.intent, verify: (p) => reach.verify(p), recoveryDue: (t) => scheduler.wakeAt(t) },
   });
   /** An action result or an operator command: run the breaker now rather than a tick later. */
@@ -136,7 +139,6 @@ function wirePipeline(b: Base) {
     stopped: isStopped,
   });
 
-  const joins = { watch: createJoinWatch(), now: hrNs }; // a port that joined a bridge is cut first (breaker/state.ts)
   const rescan = (): void => rescanLocal(sampling.local, policy(), watched, log, sampling.portsListed, joins);
   function applied(p: Policy): void {
     sampling.followPolicy(p, watched);

@@ -188,7 +188,20 @@ export interface PortPolicy {
    * cuts a recent joiner first among members of one shutOrder role (breaker/state.ts).
    */
   joinedNs?: number;
+  /**
+   * How it joined, for the trip's reason: 'bridge' (enslaved, or appeared enslaved) or 'carrier'
+   * (already in the bridge, its carrier came up: a cable plugged in). Absent: 'bridge'.
+   */
+  joinedBy?: JoinCause;
+  /**
+   * A carrier-up found at a loop verdict (not by a listing): it came up after this (the listing
+   * that last read its count) and before joinedNs; when, in between, is not known.
+   */
+  joinedAfterNs?: number;
 }
+
+/** What made a port a joiner (PortPolicy.joinedBy). */
+export type JoinCause = 'bridge' | 'carrier';
 
 export interface Policy {
   version: 1;

@@ -772,11 +772,11 @@ function olderSampleNs(ev: Evidence, m: string, i: number): number {
 }
 
 /**
- * A loop member that joined its bridge this recently (PortPolicy.joinedNs: enslaved, or plugged in
- * already enslaved, while the agent ran) is cut before the other members of its shutOrder role. A
- * loop that starts right after a port joined was closed by that join, and cutting the joiner puts
- * the bridge back as it was before (issue 11), where cutting by name cut the uplink that had
- * carried production all along. 60 s: with a forwarding far end the loop closes within a
+ * A loop member that joined its bridge this recently (PortPolicy.joinedNs: enslaved, plugged in
+ * already enslaved, or its carrier came up while in the bridge, while the agent ran) is cut
+ * before the other members of its shutOrder role. A loop that starts right after a port joined
+ * was closed by that join, and cutting the joiner puts the bridge back as it was before (issue
+ * 11), where cutting by name cut the uplink that had carried production all along. 60 s: with a forwarding far end the loop closes within a
  * millisecond of the enslave, but a switch port running classic STP forwards only 2 x 15 s
  * (forward delay) after its link came up, and autonegotiation or LACP add seconds; a minute
  * covers that, and a member that forwarded for a minute before the storm is no longer the change.
@@ -820,6 +820,30 @@ function agoText(ns: number): string {
   return ns < 10e9 ? `${Math.round(ns / 1e6)} ms` : `${(ns / 1e9).toFixed(1)} s`;
 }
 
+/**
+ * The join as it happened: a port enslaved (or that appeared enslaved) "joined" its bridge; one
+ * that was in the bridge all along and whose carrier came up (a cable plugged in) did not join
+ * anything, and an operator looking for an enslave in the host's history would find none.
+ */
+function joinText(ctx: Ctx, target: string, key: string, pp: PortPolicy, ago: number): string {
+  if (pp.joinedBy !== 'carrier') return `${target} joined ${key} ${agoText(ago)} before this verdict`;
+  // Found at the verdict (the listing was late): only the window since the listing is known.
+  const within = windowNs(ctx, pp);
+  if (within !== null) return `${target}'s carrier came up in the ${agoText(within)} before this verdict (read at it), already in ${key}`;
+  return `${target}'s carrier came up ${agoText(ago)} before this verdict, already in ${key}`;
+}
+
+/** A carrier-up found at a verdict happened within this many ns before it (PortPolicy.joinedAfterNs); null: not such a join. */
+function windowNs(ctx: Ctx, pp: PortPolicy): number | null {
+  return pp.joinedAfterNs === undefined ? null : Math.max(0, ctx.tNs - pp.joinedAfterNs);
+}
+
+/** The journal's joinedWithinMs for a carrier-up found at a verdict. */
+function withinMs(ctx: Ctx, pp: PortPolicy): { joinedWithinMs: number } | null {
+  const w = windowNs(ctx, pp);
+  return w === null ? null : { joinedWithinMs: Math.round(w / 1e5) / 10 };
+}
+
 /** ns since the port joined its bridge, when that is within RECENT_JOIN_MS; Infinity otherwise. */
 function joinedAgo(ctx: Ctx, pp: PortPolicy): number {
   const j = pp.joinedNs;
@@ -845,9 +869,9 @@ function shutForLoop(
   const pp = ctx.ports.get(target)!;
   const dry = pp.dryRun || ctx.policy.dryRun;
   const ago = joinedAgo(ctx, pp);
-  const joined = Number.isFinite(ago) ? { joinedMsBefore: Math.round(ago / 1e5) / 10 } : null;
+  const joined = Number.isFinite(ago) ? { joinedMsBefore: Math.round(ago / 1e5) / 10, joinedBy: pp.joinedBy ?? 'bridge', ...withinMs(ctx, pp) } : null;
   const order = joined
-    ? `${target} joined ${key} ${agoText(ago)} before this verdict: cutting it undoes the change that closed the loop; first of ${cands.join(',')} by shut order, recent joiners first`
+    ? `${joinText(ctx, target, key, pp, ago)}: cutting it undoes the change that closed the loop; first of ${cands.join(',')} by shut order, recent joiners first`
     : `first of ${cands.join(',')} by shut order`;
   const reason = `loop on ${key}: shut ${target} (${order})${unnamedShutNote(b.members, ctx.ports, target)}`;
   if (!dry && !budgetLeft(ctx)) {

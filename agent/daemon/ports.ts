@@ -1,5 +1,5 @@
 import type { Logger } from '../log.js';
-import type { FdbMove, PortInfo, PortPolicy, PortRates, Policy, TickFrame, TickSource } from '../types.js';
+import type { FdbMove, JoinCause, PortInfo, PortPolicy, PortRates, Policy, TickFrame, TickSource } from '../types.js';
 import { bridgeMembers, listInterfaceNames, listInterfaces, masterOf, readCarrierUps } from '../host/interfaces.js';
 import { resolvePorts } from '../policy/match.js';
 import { observedNames, observedPort } from '../policy/observed.js';
@@ -187,24 +187,44 @@ export function createUnbridgedMoves(): (moves: readonly FdbMove[], infos: reado
   };
 }
 
-/** Ports with their join time (PortPolicy.joinedNs) set; the map itself when none joined. */
-function withJoins(ports: ReadonlyMap<string, PortPolicy>, joined: ReadonlyMap<string, number>): ReadonlyMap<string, PortPolicy> {
+/** Ports with their join (PortPolicy.joinedNs, joinedBy) set; the map itself when none joined. */
+function withJoins(ports: ReadonlyMap<string, PortPolicy>, joined: ReadonlyMap<string, Join>): ReadonlyMap<string, PortPolicy> {
   if (joined.size === 0) return ports;
   const out = new Map(ports);
-  for (const [n, t] of joined) {
+  for (const [n, j] of joined) {
     const pp = out.get(n);
-    if (pp) out.set(n, portPolicyOf(pp, t));
+    if (pp) out.set(n, portPolicyOf(pp, { joinedNs: j.atNs, joinedBy: j.by, joinedAfterNs: j.afterNs }));
   }
   return out;
 }
 
-/** Says which listed ports joined a bridge, and when (monotonic ns); see createJoinWatch. */
-export type JoinWatch = (infos: readonly PortInfo[], hostNames: readonly string[], tNs: number) => ReadonlyMap<string, number>;
+/** When the agent saw a port join its bridge (monotonic ns), and how. */
+export interface Join {
+  atNs: number;
+  by: JoinCause;
+  /** Found at a verdict: it happened after this listing's time, before atNs (PortPolicy.joinedAfterNs). */
+  afterNs?: number;
+}
+
+/** Says which listed ports joined a bridge, and when; see createJoinWatch. */
+export interface JoinWatch {
+  (infos: readonly PortInfo[], hostNames: readonly string[], tNs: number): ReadonlyMap<string, Join>;
+  /**
+   * At a loop verdict on `bridge`, before the breaker picks whom to cut: reads the carrier count
+   * of each member listed on it, and a member whose count rose since its listing joined at tNs
+   * (by carrier). The listing that would see the rise is started by the link monitor's line, from
+   * a normal-priority `ip` child that the storm itself can hold back tens of ms, past the verdict;
+   * the breaker would then cut by name (the old uplink). Only on a verdict: a trigger on ports
+   * turning warm missed when the verdict came first (session 15). Returns every join, as a
+   * listing would, when one was stamped; null otherwise (nothing changed).
+   */
+  carrierAtVerdict(bridge: string, tNs: number): ReadonlyMap<string, Join> | null;
+}
 
 interface Member {
   name: string;
   bridge: string | null;
-  joinedNs: number | null;
+  join: Join | null;
   /** The kernel's carrier-up count at this listing (null: unknown). */
   carrierUps: number | null;
 }
@@ -220,33 +240,73 @@ interface Member {
  * watched (a reload named it) has no known history: not a joiner; nor is anything on the first
  * call (there before the agent). Returns every port still on the bridge it joined, with the time
  * (the breaker decides what is recent: breaker/state.ts RECENT_JOIN_MS). Pure apart from its own
- * maps, which hold only listed interfaces and the host's names.
+ * maps, which hold only listed interfaces and the host's names, and the injected carrier reader.
  */
 export function createJoinWatch(carrierUps: (name: string) => number | null = readCarrierUps): JoinWatch {
   let host: ReadonlySet<string> | null = null; // every name on the host at the previous listing
   let seen = new Map<number, Member>();
   let watchedNames: ReadonlySet<string> = new Set();
-  const joined = new Map<string, number>();
-  const watch = (infos: readonly PortInfo[], hostNames: readonly string[], tNs: number): ReadonlyMap<string, number> => {
+  let listedNs = -Infinity;
+  const joined = new Map<string, Join>();
+  const watch = (infos: readonly PortInfo[], hostNames: readonly string[], tNs: number): ReadonlyMap<string, Join> => {
     const next = new Map<number, Member>();
     joined.clear();
     for (const p of infos) {
       const was = seen.get(p.ifindex);
-      let at: number | null = null;
+      let join: Join | null = null;
       const ups = p.bridge !== null ? carrierUps(p.name) : null;
       if (p.bridge !== null) {
-        if (was !== undefined) at = was.bridge !== p.bridge || carrierRose(was.carrierUps, ups) ? tNs : was.joinedNs;
-        else if (host !== null && (watchedNames.has(p.name) || !host.has(p.name))) at = tNs; // recreated, or new on the host
+        if (was !== undefined) {
+          if (was.bridge !== p.bridge) join = { atNs: tNs, by: 'bridge' };
+          else if (carrierRose(was.carrierUps, ups)) join = { atNs: tNs, by: 'carrier' };
+          else join = was.join;
+        } else if (host !== null && (watchedNames.has(p.name) || !host.has(p.name))) join = { atNs: tNs, by: 'bridge' }; // recreated, or new on the host
       }
-      next.set(p.ifindex, { name: p.name, bridge: p.bridge, joinedNs: at, carrierUps: ups });
-      if (at !== null) joined.set(p.name, at);
+      next.set(p.ifindex, { name: p.name, bridge: p.bridge, join, carrierUps: ups });
+      if (join !== null) joined.set(p.name, join);
     }
     seen = next;
+    listedNs = tNs;
     watchedNames = new Set(infos.map((p) => p.name));
     host = new Set(hostNames);
     return joined;
   };
-  return watch;
+  const carrierAtVerdict = (bridge: string, tNs: number): ReadonlyMap<string, Join> | null => {
+    // A walk over the listing (a few ports; once per loop verdict): no index to keep in step.
+    let rose = false;
+    for (const m of seen.values()) {
+      if (m.bridge !== bridge) continue;
+      const ups = carrierUps(m.name);
+      if (!carrierRose(m.carrierUps, ups)) continue;
+      // Stored, so the next listing sees no second rise and keeps this join (and its time).
+      m.carrierUps = ups;
+      m.join = { atNs: tNs, by: 'carrier', afterNs: listedNs };
+      joined.set(m.name, m.join);
+      rose = true;
+    }
+    return rose ? joined : null;
+  };
+  return Object.assign(watch, { carrierAtVerdict });
+}
+
+/**
+ * The tick's atLoopVerdict for this host's bridges (daemon/tick.ts): a carrier-up the listing has
+ * not seen yet is stamped on the local source's ports and the registry merged again, so the
+ * breaker's step in this very tick reads the join. The listing itself is not redone (no readdir;
+ * the counter readers keep their open files): only the ports' policies change.
+ */
+export function carrierJoinsAtVerdict(local: LocalSource, watched: WatchedPorts, watch: JoinWatch, log: Logger): (bridge: string, tNs: number) => void {
+  return (bridge, tNs) => {
+    try {
+      const joined = watch.carrierAtVerdict(bridge, tNs);
+      if (joined === null) return;
+      local.watch(local.infos(), withJoins(local.ports(), joined));
+      watched.merge();
+    } catch (err) {
+      // The breaker must still run on this verdict: it cuts by shut order, as without the check.
+      log.error({ component: 'ports', bridge, err: (err as Error).message }, 'carrier check at a loop verdict failed');
+    }
+  };
 }
 
 /** Did the carrier come up since the last listing (both counts known and the count rose)? */

@@ -60,6 +60,13 @@ export interface TickDeps {
    * samples again at once (see run); without it (tests of one tick), it does not.
    */
   now?(): number;
+  /**
+   * Called for each loop verdict on a bridge, after the detector and before the breaker picks
+   * whom to cut: the last chance to learn that a member just joined (its carrier came up, and
+   * the listing that would say so is late; see daemon/ports.ts JoinWatch.carrierAtVerdict).
+   * It may change watched.all(); it must be cheap (a few sysfs reads) and never throw.
+   */
+  atLoopVerdict?(bridge: string, tNs: number): void;
 }
 
 const NO_MOVES: readonly FdbMove[] = Object.freeze([]);
@@ -173,6 +180,7 @@ export function createTick(d: TickDeps): PipelineTick {
     const v = detectStep(det, tick, d.watched.judged(), policy);
     det = v.state;
     d.watched.consume();
+    if (d.atLoopVerdict !== undefined) loopVerdicts(v.verdicts, t, d.atLoopVerdict);
     input.verdicts = v.verdicts;
     const pending = inbox.results.length > 0 || inbox.operator.length > 0 || inbox.unreachable.length > 0;
     // The breaker runs when there is something for it; otherwise a quiet tick ends here.
@@ -187,4 +195,12 @@ export function createTick(d: TickDeps): PipelineTick {
 function stopReported(results: readonly ActionResult[]): boolean {
   for (let i = 0; i < results.length; i++) if (results[i]!.stage === 'stopped') return true;
   return false;
+}
+
+/** Each loop verdict's bridge to atLoopVerdict (a tick without verdicts loops over nothing). */
+function loopVerdicts(verdicts: readonly Verdict[], t: number, at: (bridge: string, tNs: number) => void): void {
+  for (let i = 0; i < verdicts.length; i++) {
+    const v = verdicts[i]!;
+    if (v.kind === 'loop' && v.bridge !== null) at(v.bridge, t);
+  }
 }

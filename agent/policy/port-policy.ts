@@ -23,8 +23,11 @@ export function thresholdsOf(t: Thresholds): Thresholds {
   };
 }
 
-/** A copy of `p` (its thresholds too) with the one hidden class every port policy has; `joinedNs` stamps a join. */
-export function portPolicyOf(p: PortPolicy, joinedNs: number | undefined = p.joinedNs): PortPolicy {
+/** What a join stamps on a port policy (all three given: an absent one is no part of this join). */
+export type JoinStamp = Pick<PortPolicy, 'joinedNs' | 'joinedBy' | 'joinedAfterNs'>;
+
+/** A copy of `p` (its thresholds too) with the one hidden class every port policy has; `join` stamps a join. */
+export function portPolicyOf(p: PortPolicy, join: JoinStamp = p): PortPolicy {
   return {
     name: p.name,
     role: p.role,
@@ -36,7 +39,9 @@ export function portPolicyOf(p: PortPolicy, joinedNs: number | undefined = p.joi
     recovery: p.recovery,
     settleMs: p.settleMs,
     observed: p.observed,
-    joinedNs,
+    joinedNs: join.joinedNs,
+    joinedBy: join.joinedBy,
+    joinedAfterNs: join.joinedAfterNs,
   };
 }
 
@@ -49,5 +54,5 @@ for (const v of [0.5, Infinity, undefined]) {
   const n = v ?? 0.25;
   const t = { floodPps: n, clearPps: n, rxPps: n, broadcastShare: n, holdSamples: n, floodHoldMs: n, baselineFactor: n };
   const recovery = v === undefined ? undefined : { mode: 'manual' as const, cooldownMs: n, probeMs: n, backoff: n, maxTries: n };
-  portPolicyOf({ name: 'x', role: 'other', protected: false, shutRank: n, thresholds: t, rule: n, dryRun: false, settleMs: v, joinedNs: v, observed: v === undefined ? undefined : true, recovery });
+  portPolicyOf({ name: 'x', role: 'other', protected: false, shutRank: n, thresholds: t, rule: n, dryRun: false, settleMs: v, joinedNs: v, joinedBy: v === undefined ? undefined : 'carrier', joinedAfterNs: v, observed: v === undefined ? undefined : true, recovery });
 }

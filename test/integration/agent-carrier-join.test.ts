@@ -11,7 +11,7 @@ import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 import { restoreAfter, shapeSpec, shapeStorm } from '../../scripts/lab/shape-storms.js';
 import { run } from '../../scripts/lab/exec.js';
 import { buildLab, listNamespaces, teardownLab, type Lab } from '../../scripts/lab/topology.js';
-import { eventsOf, isUp, newStateDir, readJournalStrict, removeStateDirs, REPO, requireBuiltAgent, sleep, stopAgentAndLab, stormGuard } from '../helpers/agent-lab.js';
+import { eventsOf, isUp, newStateDir, pauseLinkMonitors, readJournalStrict, removeStateDirs, REPO, requireBuiltAgent, sleep, stopAgentAndLab, stormGuard } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbt-cj-';
 const POLICY = `${REPO}policies/lab.yaml`;
@@ -65,7 +65,43 @@ describe('a loop closed by a cable plugged into a port already in the bridge', (
     expect(r.stoppedByBreaker).toBe(true);
     expect(r.down).toEqual(['up2']);
     expect(trips.map((t) => t.port)).toEqual(['up2']);
-    expect(String(trips[0]!.reason)).toMatch(/^loop on br0: shut up2 \(up2 joined br0 \d+ ms before this verdict: cutting it undoes the change that closed the loop; first of up2,up1 by shut order, recent joiners first\)$/);
+    // Seen by the listing (the monitor's line came first) or read at the verdict (it did not).
+    expect(String(trips[0]!.reason)).toMatch(/^loop on br0: shut up2 \(up2's carrier came up (\d+ ms|in the \d+ ms) before this verdict( \(read at it\))?, already in br0: cutting it undoes the change that closed the loop; first of up2,up1 by shut order, recent joiners first\)$/);
+    expect(trips[0]!.joinedBy).toBe('carrier');
+    expect(await isUp(lab.ns.host, 'up1')).toBe(true);
+    await restoreAfter(lab, spec, r, a);
+  });
+
+  // The carrier-up reaches the agent's port listing through `ip -o monitor link`, a
+  // normal-priority child that a storm can hold back for tens of ms. Stopped here (SIGSTOP), the
+  // listing still has up2's old carrier count when the loop's verdict comes: the agent must read
+  // the bridge's carrier counts itself at the verdict, before the breaker picks (daemon/tick.ts
+  // atLoopVerdict), not at its 1 s rescan.
+  it('reads the carrier-up itself at the loop verdict when the link monitor is late', async () => {
+    // A fresh agent: the breaker does not choose up2 again within windowMs of its last cut on br0.
+    await agent!.stop('SIGTERM');
+    agent = await startAgent(lab.ns.host, { policy: POLICY, stateDir: newStateDir('carrier-late') });
+    await sleep(300);
+    const a = agent;
+    expect(await carrier('up2')).toBe('0');
+    const resume = await pauseLinkMonitors(a);
+    let out;
+    try {
+      await sleep(50);
+      out = await stormAndTrips(a);
+    } finally {
+      resume();
+    }
+    const { r, trips } = out;
+    console.log(`[agent-carrier-join monitor stopped] down=${r.down.join(',')} msToVerdict=${r.msToVerdict.toFixed(2)} msFromInject=${r.msFromInject.toFixed(2)} trips=${trips.map((t) => `${t.port}(${String(t.reason)})`).join(';')}`);
+    expect(r.stoppedByBreaker).toBe(true);
+    expect(r.down).toEqual(['up2']);
+    expect(trips.map((t) => t.port)).toEqual(['up2']);
+    // Read at the verdict (the monitor was stopped), and said so: the window since the listing.
+    expect(String(trips[0]!.reason)).toMatch(/^loop on br0: shut up2 \(up2's carrier came up in the \d+ ms before this verdict \(read at it\), already in br0: cutting it undoes the change that closed the loop; first of up2,up1 by shut order, recent joiners first\)$/);
+    expect(trips[0]!.joinedBy).toBe('carrier');
+    expect(Number(trips[0]!.joinedWithinMs)).toBeLessThan(1500); // the 1 s rescan listed it last
+    expect(r.msToVerdict).toBeLessThan(50);
     expect(await isUp(lab.ns.host, 'up1')).toBe(true);
     await restoreAfter(lab, spec, r, a);
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createJoinWatch } from '../../agent/daemon/ports.js';
+import { createJoinWatch, type Join } from '../../agent/daemon/ports.js';
 import type { PortInfo } from '../../agent/types.js';
 
 // The port rescan's half of issue 11's "cut the port that just joined": which watched ports
@@ -7,18 +7,20 @@ import type { PortInfo } from '../../agent/types.js';
 
 const p = (name: string, ifindex: number, bridge: string | null): PortInfo => ({ name, ifindex, bridge });
 const names = (infos: PortInfo[], more: string[] = []) => [...infos.map((i) => i.name), ...more];
+/** The joins as [name, atNs, by] rows. */
+const rows = (m: ReadonlyMap<string, Join> | null) => (m === null ? null : [...m].map(([n, j]) => [n, j.atNs, j.by]));
 
 describe('createJoinWatch', () => {
   it('counts nothing at the first listing, then an enslave, stamped with the rescan time, kept while it stays', () => {
     const w = createJoinWatch();
     const before = [p('up1', 2, 'br0'), p('up2', 3, null)];
-    expect([...w(before, names(before), 1000)]).toEqual([]);
+    expect(rows(w(before, names(before), 1000))).toEqual([]);
     const plugged = [p('up1', 2, 'br0'), p('up2', 3, 'br0')];
-    expect([...w(plugged, names(plugged), 2000)]).toEqual([['up2', 2000]]);
-    expect([...w(plugged, names(plugged), 3000)]).toEqual([['up2', 2000]]);
+    expect(rows(w(plugged, names(plugged), 2000))).toEqual([['up2', 2000, 'bridge']]);
+    expect(rows(w(plugged, names(plugged), 3000))).toEqual([['up2', 2000, 'bridge']]);
     // Freed, then enslaved again: a new join.
-    expect([...w(before, names(before), 4000)]).toEqual([]);
-    expect([...w(plugged, names(plugged), 5000)]).toEqual([['up2', 5000]]);
+    expect(rows(w(before, names(before), 4000))).toEqual([]);
+    expect(rows(w(plugged, names(plugged), 5000))).toEqual([['up2', 5000, 'bridge']]);
   });
 
   it('counts a new interface that appears already enslaved, and one recreated (new ifindex), and a move to another bridge', () => {
@@ -26,11 +28,11 @@ describe('createJoinWatch', () => {
     const a = [p('up1', 2, 'br0')];
     w(a, names(a), 0);
     const b = [p('up1', 2, 'br0'), p('up3', 9, 'br0')];
-    expect([...w(b, names(b), 10)]).toEqual([['up3', 10]]);
+    expect(rows(w(b, names(b), 10))).toEqual([['up3', 10, 'bridge']]);
     const c = [p('up1', 7, 'br0'), p('up3', 9, 'br1')];
-    expect([...w(c, names(c), 20)]).toEqual([
-      ['up1', 20],
-      ['up3', 20],
+    expect(rows(w(c, names(c), 20))).toEqual([
+      ['up1', 20, 'bridge'],
+      ['up3', 20, 'bridge'],
     ]);
   });
 
@@ -39,7 +41,7 @@ describe('createJoinWatch', () => {
     const a = [p('up1', 2, 'br0')];
     w(a, names(a, ['eth5']), 0);
     const b = [p('up1', 2, 'br0'), p('eth5', 5, 'br0')];
-    expect([...w(b, names(b), 10)]).toEqual([]);
+    expect(rows(w(b, names(b), 10))).toEqual([]);
   });
 });
 
@@ -52,11 +54,11 @@ describe('createJoinWatch and carrier', () => {
     const read: string[] = [];
     const w = createJoinWatch((name) => (read.push(name), ups.get(name) ?? null));
     const a = [p('up1', 2, 'br0'), p('up2', 3, 'br0'), p('vm9', 8, null)];
-    expect([...w(a, names(a), 0)]).toEqual([]);
-    expect([...w(a, names(a), 10)]).toEqual([]);
+    expect(rows(w(a, names(a), 0))).toEqual([]);
+    expect(rows(w(a, names(a), 10))).toEqual([]);
     ups.set('up2', 2); // carrier down and up again between the listings
-    expect([...w(a, names(a), 20)]).toEqual([['up2', 20]]);
-    expect([...w(a, names(a), 30)]).toEqual([['up2', 20]]);
+    expect(rows(w(a, names(a), 20))).toEqual([['up2', 20, 'carrier']]);
+    expect(rows(w(a, names(a), 30))).toEqual([['up2', 20, 'carrier']]);
     // Only bridged ports are read: an unbridged one cannot close a loop by its carrier.
     expect(read.includes('vm9')).toBe(false);
   });
@@ -67,9 +69,9 @@ describe('createJoinWatch and carrier', () => {
     const a = [p('up1', 2, 'br0')];
     w(a, names(a), 0);
     ups.set('up1', 3);
-    expect([...w(a, names(a), 10)]).toEqual([]);
+    expect(rows(w(a, names(a), 10))).toEqual([]);
     ups.set('up1', null);
-    expect([...w(a, names(a), 20)]).toEqual([]);
+    expect(rows(w(a, names(a), 20))).toEqual([]);
   });
 });
 
@@ -81,6 +83,6 @@ describe('createJoinWatch and renames', () => {
     const b = [p('up1', 2, 'br0'), p('up2', 3, 'br0')];
     w(b, names(b), 10);
     const c = [p('up1.100', 2, 'br0'), p('up2.100', 3, 'br0')];
-    expect([...w(c, names(c), 20)]).toEqual([['up2.100', 10]]);
+    expect(rows(w(c, names(c), 20))).toEqual([['up2.100', 10, 'bridge']]);
   });
 });

@@ -42,7 +42,7 @@ function classes(): { policies: boolean; thresholds: boolean; n: number } {
     const warm = [...warmPorts(first.get('mgmt0')).values()];      // the warm-up's ports
     let later = first;
     for (let i = 0; i < 20; i++) later = resolvePorts(res.policy, names); // rescans after it
-    const joined = portPolicyOf(later.get('up2'), 1.5e12 + 0.5);   // a port that joined its bridge
+    const joined = portPolicyOf(later.get('up2'), { joinedNs: 1.5e12 + 0.5, joinedBy: 'carrier', joinedAfterNs: 1.5e12 }); // a port that joined its bridge
     const all = [...warm, ...first.values(), ...later.values(), observedPort(res.policy, 'tap9'), joined];
     const same = (a, b) => %HaveSameMap(a, b);
     console.log(JSON.stringify({ policies: all.every((p) => same(p, all[0])), thresholds: all.every((p) => same(p.thresholds, all[0].thresholds)), n: all.length }));
