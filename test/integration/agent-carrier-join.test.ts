@@ -100,7 +100,8 @@ describe('a loop closed by a cable plugged into a port already in the bridge', (
     // Read at the verdict (the monitor was stopped), and said so: the window since the listing.
     expect(String(trips[0]!.reason)).toMatch(/^loop on br0: shut up2 \(up2's carrier came up in the \d+ ms before this verdict \(read at it\), already in br0: cutting it undoes the change that closed the loop; first of up2,up1 by shut order, recent joiners first\)$/);
     expect(trips[0]!.joinedBy).toBe('carrier');
-    expect(Number(trips[0]!.joinedWithinMs)).toBeLessThan(1500); // the 1 s rescan listed it last
+    // The 1 s rescan listed it last (1103 ms seen once: its timer runs late while the agent is busy).
+    expect(Number(trips[0]!.joinedWithinMs)).toBeLessThan(3000);
     expect(r.msToVerdict).toBeLessThan(50);
     expect(await isUp(lab.ns.host, 'up1')).toBe(true);
     await restoreAfter(lab, spec, r, a);
