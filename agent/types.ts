@@ -27,6 +27,10 @@ export interface PortInfo {
   ifindex: number;
   /** Name of the bridge this port is enslaved to, or null. */
   bridge: string | null;
+  /** The bridge learns no MAC on this port (brport/learning 0, or the bridge's ageing_time 0). */
+  noLearn?: boolean;
+  /** The bridge sends frames back out this port they came in by (brport/hairpin_mode 1). */
+  hairpin?: boolean;
 }
 
 /**
@@ -99,6 +103,13 @@ export interface PortRates {
   txFloodPps?: number;
   /** false when the counters reset/wrapped or a read failed: no rate for this interval. */
   valid: boolean;
+  /**
+   * The bridge learns no MAC on this port (PortInfo.noLearn, as of the last port listing): a loop
+   * through it flaps no MAC, and one circling unknown unicast moves no flood counter either.
+   */
+  noLearn?: boolean;
+  /** The port is in hairpin mode (PortInfo.hairpin): a loop can circle through it alone. */
+  hairpin?: boolean;
 }
 
 /** A MAC address seen moving between ports of one bridge (bridge monitor fdb). */

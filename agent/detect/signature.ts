@@ -28,7 +28,16 @@
 //    (a DHCP server answering a PXE boot wave with broadcast OFFERs, 10k frames/s each way
 //    through a VM port and the uplink, was shut as a loop in the lab: agent-benign-waves).
 //    Totals alone are never judged without a flap: a TCP transfer shows rx ≈ tx too (data one
-//    way, acks the other).
+//    way, acks the other). Except where the bridge learns nothing (PortRates.noLearn: learning
+//    off on the port, or ageing_time 0 on the bridge): no MAC can flap there, and a loop
+//    circling unknown unicast moves no flood counter, so it was never caught (lab, session 16:
+//    learning off on both uplinks, one unknown-unicast frame circled 600 ms untouched). Such a
+//    port's sustained run is judged on its total rx, at the total-rx falling edge, as where no
+//    flood counter exists.
+//  - hairpin: a port in hairpin mode sends frames back out the port they came in by, so a loop
+//    needs only that port (and a switch reflecting them, or a hairpin bridge beyond it): one
+//    watched member of its bridge, hot with rx ≈ tx for holdSamples, is a loop there. Without
+//    hairpin a lone member is no loop (the bridge never re-sends a frame by its ingress port).
 //
 // Floods from one port are cut in proportion to their size: the frames above the threshold in
 // force fill a bucket while the port is hot, and the port is cut when it exceeds
@@ -145,6 +154,11 @@ export interface PortTrack {
   measureAvg: number;
   /** Consecutive samples that fit a sustained loop (see the file comment), and since when. */
   slowRun: number;
+  /** The bridge learns nothing on this port, and it is in hairpin mode (PortRates, as of the last sample). */
+  noLearn: boolean;
+  hairpin: boolean;
+  /** EWMA of the averaged total rx outside sustained runs (the baseline of a noLearn port's sustained run). */
+  totalBaseline: number;
   slowSinceNs: number;
   /** Frames above the rising threshold since the port turned hot, less the room left under it (the flood budget spent, >= 0). */
   excess: number;
@@ -200,6 +214,8 @@ export interface BridgeTrack {
   held: number;
   /** Members by sustained evidence (slowRun over holdSamples and SLOW_LOOP_MS). */
   slow: number;
+  /** Members in hairpin mode hot for their holdSamples (a loop of one port, see the file comment). */
+  hairpin: number;
   /** A MAC flapping over >= 2 symmetric watched ports this tick, or null. */
   flap: Flap | null;
   lastActiveNs: number;
@@ -296,6 +312,7 @@ export function step(
       b.members++;
       if (heldByRate(tr, pp!, tick, tNs)) b.held++;
       if (b.members === 2) candidateBridges++;
+      if (tr.hairpin && tr.hotCount >= pp!.thresholds.holdSamples && ++b.hairpin === 1) candidateBridges++;
     }
     if (slow && ++b.slow === 2) candidateBridges++;
   }
@@ -311,24 +328,8 @@ export function step(
     candidateBridges++;
   }
 
-  let verdicts: Verdict[] | null = null;
   // Pass 2: loop verdicts, only for candidate bridges (rare: a storm).
-  if (candidateBridges > 0) {
-    for (const b of state.bridges.values()) {
-      if (b.seq !== seq) continue;
-      // MAC flapping is near-proof of a loop: then one sample per member suffices.
-      if (b.flap === null && b.members >= 2) {
-        pruneMoves(b, tNs);
-        b.flap = b.fdbLen >= FDB_MIN_MOVES ? worstFlap(b) : null;
-      }
-      const byRate = b.members >= 2 && (b.flap !== null || b.held >= 2);
-      const byFlap = b.flap !== null && symmetricWatched(state, b.bridge, b.flap, ports) >= 2;
-      const bySustain = b.slow >= 2;
-      if (!byRate && !byFlap && !bySustain) continue;
-      markMembers(state, b, byFlap, bySustain, ports, tick, tNs);
-      (verdicts ??= []).push(loopVerdict(state, b, b.flap, byRate ? 'rate' : byFlap ? 'flap' : 'sustained', tick, ports, policy));
-    }
-  }
+  let verdicts: Verdict[] | null = candidateBridges > 0 ? loopVerdicts(state, seq, tick, ports, policy) : null;
 
   // Pass 3: floods from a single port (hot rx, tx not ≈ rx).
   for (const tr of state.ports.values()) {
@@ -358,6 +359,30 @@ export function step(
   return { state, verdicts: verdicts ?? NO_VERDICTS };
 }
 
+/** Pass 2 of step: a loop verdict for each bridge whose tallies this tick make one (null: none). */
+function loopVerdicts(state: DetectorState, seq: number, tick: Tick, ports: ReadonlyMap<string, PortPolicy>, policy: Policy): Verdict[] | null {
+  const tNs = tick.tNs;
+  let verdicts: Verdict[] | null = null;
+  for (const b of state.bridges.values()) {
+    if (b.seq !== seq) continue;
+    // MAC flapping is near-proof of a loop: then one sample per member suffices.
+    if (b.flap === null && b.members >= 2) {
+      pruneMoves(b, tNs);
+      b.flap = b.fdbLen >= FDB_MIN_MOVES ? worstFlap(b) : null;
+    }
+    const byRate = b.members >= 2 && (b.flap !== null || b.held >= 2);
+    const byFlap = b.flap !== null && symmetricWatched(state, b.bridge, b.flap, ports) >= 2;
+    const bySustain = b.slow >= 2;
+    // A lone member in hairpin mode: the frames it re-sends come back by it (see the file comment).
+    const byHairpin = b.members === 1 && b.hairpin === 1;
+    if (!byRate && !byFlap && !bySustain && !byHairpin) continue;
+    markMembers(state, b, byFlap, bySustain, ports, tick, tNs);
+    const how = byRate ? 'rate' : byFlap ? 'flap' : bySustain ? 'sustained' : 'hairpin';
+    (verdicts ??= []).push(loopVerdict(state, b, b.flap, how, tick, ports, policy));
+  }
+  return verdicts;
+}
+
 function newTrack(port: string, bridge: string | null, tNs: number): PortTrack {
   return {
     port,
@@ -381,6 +406,9 @@ function newTrack(port: string, bridge: string | null, tNs: number): PortTrack {
     measureAvg: 0,
     slowRun: 0,
     slowSinceNs: 0,
+    noLearn: false,
+    hairpin: false,
+    totalBaseline: 0,
     excess: 0,
     hotFrames: 0,
     hotMs: 0,
@@ -474,12 +502,22 @@ function observe(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number): void 
   tr.symmetric = now && rx >= LOOP_FLOOR_PPS && tx >= LOOP_FLOOR_PPS && rx <= RX_TX_FACTOR * tx && tx <= RX_TX_FACTOR * rx;
   tr.slowFlood = slowFloodSymmetric(tr, r, t, tNs, byFlood);
   if (tr.slowFlood) tr.symmetric = true;
+  tr.noLearn = r.noLearn === true;
+  tr.hairpin = r.hairpin === true;
   // Without a flood counter only a rate at the falling edge's level counts: totals carry unicast.
-  const slowFloor = byFlood ? LOOP_FLOOR_PPS : Math.max(LOOP_FLOOR_PPS, clear);
-  if (now && m > 0 && ma >= slowFloor && ma >= tr.baseline * t.baselineFactor && ma <= SLOW_RX_TX_FACTOR * tx && tx <= SLOW_RX_TX_FACTOR * ma) {
+  // Where the bridge learns nothing, totals too (see the file comment), over their own baseline.
+  const totals = byFlood && tr.noLearn;
+  const sm = totals ? rx : ma;
+  const sNow = totals ? r.rxPps : m;
+  const sBase = totals ? tr.totalBaseline : tr.baseline;
+  const slowFloor = byFlood && !totals ? LOOP_FLOOR_PPS : Math.max(LOOP_FLOOR_PPS, totals ? totalClear(t) : clear);
+  if (now && sNow > 0 && sm >= slowFloor && sm >= sBase * t.baselineFactor && sm <= SLOW_RX_TX_FACTOR * tx && tx <= SLOW_RX_TX_FACTOR * sm) {
     if (tr.slowRun === 0) tr.slowSinceNs = tNs - r.dtMs * 1e6;
     tr.slowRun++;
-  } else tr.slowRun = 0;
+  } else {
+    tr.slowRun = 0;
+    tr.totalBaseline += Math.min(1, r.dtMs / BASELINE_TAU_MS) * (rx - tr.totalBaseline);
+  }
   // Same threshold as rx: in a loop every member re-sends what it receives.
   tr.txHot = r.txPps >= base;
   const txf = r.txFloodPps ?? NaN;
@@ -499,6 +537,11 @@ function observe(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number): void 
   tr.risePps = rise;
   tr.clearPps = clear;
   tr.byFlood = byFlood;
+}
+
+/** The falling edge of total rx (thresholds.rxPps in the proportion clearPps has to floodPps). */
+function totalClear(t: Thresholds): number {
+  return t.floodPps > 0 ? (t.clearPps * t.rxPps) / t.floodPps : t.clearPps;
 }
 
 /**
@@ -544,6 +587,7 @@ function bridgeTrack(state: DetectorState, bridge: string, tNs: number): BridgeT
       members: 0,
       held: 0,
       slow: 0,
+      hairpin: 0,
       flap: null,
       lastActiveNs: tNs,
     };
@@ -560,6 +604,7 @@ function tallied(state: DetectorState, bridge: string, seq: number, tNs: number)
     b.members = 0;
     b.held = 0;
     b.slow = 0;
+    b.hairpin = 0;
     b.flap = null;
   }
   b.lastActiveNs = tNs;
@@ -574,7 +619,12 @@ function tallied(state: DetectorState, bridge: string, seq: number, tNs: number)
  * wait keeps a loop that flaps nothing (frames from the bridge's own, never-moving MAC) caught.
  */
 function heldByRate(tr: PortTrack, pp: PortPolicy, tick: Tick, tNs: number): boolean {
-  return tr.hotCount >= pp.thresholds.holdSamples && (tick.fdbPorts?.has(tr.port) !== true || tNs - tr.hotSinceNs >= SLOW_LOOP_MS * 1e6);
+  return tr.hotCount >= pp.thresholds.holdSamples && (!fdbView(tr, tick) || tNs - tr.hotSinceNs >= SLOW_LOOP_MS * 1e6);
+}
+
+/** Would a loop through this port flap a MAC the FDB monitor sees? (Seen learning, and learning is not off.) */
+function fdbView(tr: PortTrack, tick: Tick): boolean {
+  return tick.fdbPorts?.has(tr.port) === true && !tr.noLearn;
 }
 
 /** How many of the flap's ports are watched, of this bridge and symmetric now. */
@@ -613,7 +663,7 @@ function markMembers(
 
 /** A loop member by sustained evidence: rx ≈ tx held long enough, on a port without an FDB view (see the file comment). */
 function sustained(tr: PortTrack, pp: PortPolicy, tick: Tick, tNs: number): boolean {
-  return tr.slowRun >= pp.thresholds.holdSamples && tNs - tr.slowSinceNs >= SLOW_LOOP_MS * 1e6 && tick.fdbPorts?.has(tr.port) !== true;
+  return tr.slowRun >= pp.thresholds.holdSamples && tNs - tr.slowSinceNs >= SLOW_LOOP_MS * 1e6 && !fdbView(tr, tick);
 }
 
 function pushMove(b: BridgeTrack, tNs: number, mac: string, port: string): void {
@@ -696,7 +746,7 @@ function loopVerdict(
   state: DetectorState,
   b: BridgeTrack,
   flap: Flap | null,
-  how: 'rate' | 'flap' | 'sustained',
+  how: 'rate' | 'flap' | 'sustained' | 'hairpin',
   tick: Tick,
   ports: ReadonlyMap<string, PortPolicy>,
   policy: Policy,
@@ -709,7 +759,9 @@ function loopVerdict(
   const clues: string[] = [
     how === 'rate'
       ? `${members.length} ports of ${b.bridge} hot at once`
-      : how === 'flap'
+      : how === 'hairpin'
+        ? `${members[0]?.port ?? '?'} of ${b.bridge} is in hairpin mode and hot with rx≈tx: frames re-sent by the port they came in by (a loop of one port)`
+        : how === 'flap'
         ? `${members.length} ports of ${b.bridge} with a flapping MAC and rx≈tx (any frame class, >= ${LOOP_FLOOR_PPS} pps)`
         : `${members.length} ports of ${b.bridge} with rx≈tx sustained over their baselines`,
   ];
@@ -724,9 +776,10 @@ function loopVerdict(
         : `rx≈tx on ${tr.port} (${kpps(tr.rxPps)}/${kpps(tr.txPps)} pps)`,
     );
     if (ports.get(tr.port)!.observed === true) clues.push(`${tr.port} is not named by the policy: observed only, never shut`);
+    if (tr.noLearn) clues.push(`${b.bridge} learns no MAC on ${tr.port} (learning off or ageing_time 0): no flap can show, its total rx is judged`);
   }
   thresholds.rxTxFactor = how === 'sustained' ? SLOW_RX_TX_FACTOR : RX_TX_FACTOR;
-  if (how !== 'rate') thresholds.loopFloorPps = LOOP_FLOOR_PPS;
+  if (how === 'flap' || how === 'sustained') thresholds.loopFloorPps = LOOP_FLOOR_PPS;
   if (how === 'sustained') thresholds.slowLoopMs = SLOW_LOOP_MS;
   if (flap !== null) {
     clues.push(`MAC ${flap.mac} moved ${flap.moves} times between ${flap.ports.join(',')} within ${FDB_WINDOW_MS} ms`);

@@ -21,12 +21,35 @@ export function listInterfaces(root = '/sys/class/net', wanted: (name: string) =
     if (!isValidIfName(name) || !wanted(name)) continue;
     try {
       const ifindex = Number(readFileSync(`${root}/${name}/ifindex`, 'utf8').trim());
-      out.push({ name, ifindex, bridge: masterOf(name, root) });
+      const bridge = masterOf(name, root);
+      out.push({ name, ifindex, bridge, ...bridgePortModes(name, bridge, root) });
     } catch {
       // vanished between readdir and read
     }
   }
   return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/**
+ * How the bridge treats a port, as its loop evidence depends on it: learning off (brport/learning
+ * 0, or the bridge's ageing_time 0: Linux then learns nothing, br_fdb_update) and hairpin mode.
+ * Both false for a port of no bridge (a bond's, or none) or whose files cannot be read.
+ */
+export function bridgePortModes(name: string, bridge: string | null, root = '/sys/class/net'): { noLearn: boolean; hairpin: boolean } {
+  if (bridge === null || !isValidIfName(bridge)) return { noLearn: false, hairpin: false };
+  const flag = (path: string): number | null => {
+    try {
+      const txt = readFileSync(path, 'latin1').trim();
+      const n = Number(txt);
+      return txt !== '' && Number.isInteger(n) ? n : null;
+    } catch {
+      return null;
+    }
+  };
+  return {
+    noLearn: flag(`${root}/${name}/brport/learning`) === 0 || flag(`${root}/${bridge}/bridge/ageing_time`) === 0,
+    hairpin: flag(`${root}/${name}/brport/hairpin_mode`) === 1,
+  };
 }
 
 /** The bridge (or bond) `name` is enslaved to, or null (one readlink, ~5 µs). */

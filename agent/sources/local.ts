@@ -51,7 +51,11 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
         next.some((p, i) => p.name !== infos[i]!.name || p.bridge !== infos[i]!.bridge || p.ifindex !== infos[i]!.ifindex);
       policies = resolved;
       for (const r of readers) r.watch(next);
-      if (!changed) return null;
+      if (!changed) {
+        // The bridge's view of a port (learning, hairpin) can change without a relisting change.
+        for (let i = 0; i < next.length; i++) portModes(rates[i]!, next[i]!);
+        return null;
+      }
       const added = next.filter((p) => !prev.has(p.name)).map((p) => p.name);
       const removed = infos.filter((p) => !resolved.has(p.name)).map((p) => p.name);
       infos = next.slice();
@@ -67,6 +71,7 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
         const r = lastRates.get(p.name) ?? blankRates(p.name, p.bridge, NaN);
         // A port enslaved since: the rates already taken this tick count for its bridge now.
         r.bridge = p.bridge;
+        portModes(r, p);
         return r;
       });
       for (const r of rates) lastRates.set(r.port, r);
@@ -106,4 +111,10 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
       await Promise.all(readers.map((r) => r.close()));
     },
   };
+}
+
+/** The listing's learning and hairpin modes onto the port's rates (the detector reads them there). */
+function portModes(r: PortRates, p: PortInfo): void {
+  r.noLearn = p.noLearn === true;
+  r.hairpin = p.hairpin === true;
 }
