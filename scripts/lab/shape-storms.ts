@@ -2,7 +2,7 @@
 // the two base labs, and one storm of a shape against either the agent or the near-limit poller.
 // The storm is bounded on every path: after observeMs the loop is opened (or the flood stopped)
 // by hand whatever the breaker did.
-import { ns } from './exec.js';
+import { ns, run } from './exec.js';
 import { armInject, flood, inject, type FrameKind } from './traffic.js';
 import { startObserver, type ObserverKind } from './observer.js';
 import { ringDropsBetween, SETTLE_FRAMES, stormStats, type CounterSeries } from './analyze.js';
@@ -15,7 +15,7 @@ import { linkDown, type Lab, type Shape } from './topology.js';
 import type { AgentHandle } from './agent.js';
 import type { NearLimitResult } from './near-limit.js';
 
-export const SHAPES = ['kvm', 'esx', 'kvm-unicast', 'kvm-multicast', 'kvm-slow', 'kvm-slow-1500', 'kvm-jumbo', 'kvm-3up', 'vm-flood', 'kvm-hotplug', 'kvm-carrier'] as const;
+export const SHAPES = ['kvm', 'esx', 'kvm-unicast', 'kvm-multicast', 'kvm-slow', 'kvm-slow-1500', 'kvm-jumbo', 'kvm-3up', 'vm-flood', 'kvm-hotplug', 'kvm-carrier', 'kvm-nolearn'] as const;
 export type ShapeName = (typeof SHAPES)[number];
 
 export interface ShapeSpec {
@@ -108,6 +108,17 @@ export function shapeSpec(name: ShapeName, floodSender: 'c' | 'python' = 'c'): S
         prepare: async (l) => (await setEnslaved(l, 'up2', false), l),
         reset: async (l) => (await resetPorts(l), await setEnslaved(l, 'up2', false)),
         plug: (l) => setEnslaved(l, 'up2', true),
+      };
+    case 'kvm-nolearn':
+      // MAC learning off on both uplinks (bridge link set dev upN learning off), one unknown
+      // unicast frame: no MAC flaps, no flood counter moves; judged on the ports' totals
+      // (sustained, SLOW_LOOP_MS) as in agent-port-modes.
+      return {
+        ...plain('kvm', 'unicast', ['up1']),
+        prepare: async (l) => {
+          for (const p of ['up1', 'up2']) await run(ns(l.ns.host, ['bridge', 'link', 'set', 'dev', p, 'learning', 'off']));
+          return l;
+        },
       };
     case 'kvm-carrier':
       // A cable plugged into a NIC already in the bridge (the commonest way to close a loop by
