@@ -95,14 +95,15 @@ function wirePipeline(b: Base) {
   const kinds = portKinds([...esx.map((h) => h.kind), localKind(policy, (port) => bridgeIfindexOf(sampling.local.infos(), port))]);
 
   const joins = { watch: createJoinWatch(), now: hrNs }; // a port that joined a bridge is cut first (breaker/state.ts)
+  // A carrier-up the late link monitor has not brought to the listing yet (see JoinWatch).
+  const atLoopVerdict = carrierJoinsAtVerdict(sampling.local, watched, joins.watch, log);
   const tick = createTick({
     watched,
     policy,
     wallMs: Date.now,
     breaker: breakerFromJournal(b.replay.events),
     now: hrNs,
-    // A carrier-up the late link monitor has not brought to the listing yet (see JoinWatch).
-    atLoopVerdict: carrierJoinsAtVerdict(sampling.local, watched, joins.watch, log),
+    atLoopVerdict,
     out: { execute: (c, t) => executor.execute(c, t), record: rec.record, intent: rec.intent, verify: (p) => reach.verify(p), recoveryDue: (t) => scheduler.wakeAt(t) },
   });
   /** An action result or an operator command: run the breaker now rather than a tick later. */
@@ -149,7 +150,7 @@ function wirePipeline(b: Base) {
       log.error({ component: 'ports', err: (err as Error).message }, 'rescan after reload failed');
     }
   }
-  return { pol, policy, sampling, watched, esx, kinds, tick, wake, scheduler, executor, reaction, reach, rescan };
+  return { pol, policy, sampling, watched, esx, kinds, tick, wake, scheduler, executor, reaction, reach, rescan, atLoopVerdict };
 }
 
 /** Housekeeping, the control socket, the tripwire, metrics: the agent as others see it. */
@@ -162,6 +163,9 @@ async function serve(b: Base, p: ReturnType<typeof wirePipeline>): Promise<Daemo
   executor.reassert(local);
   const links = followLinkChanges(p.rescan, log, () => life.stopped);
   await warmUp(policy(), p.watched.all().values().next().value, log); // the first storm must not run cold code (issue 11)
+  // The carrier check a loop verdict runs, once per local bridge: its first call cost 124-298 us
+  // (sysfs reads by new paths). A carrier that rose since the listing is a real join, stamped as such.
+  for (const bridge of new Set(p.sampling.local.infos().map((i) => i.bridge))) if (bridge !== null) p.atLoopVerdict(bridge, hrNs());
   const gc = minorGc();
   if (gc === null) log.warn({ component: 'daemon' }, 'no minor GC from V8: a storm may meet a scavenge the idle agent left');
   const idleGc = createIdleGc(gc); // a storm starts with an empty young generation (idle-gc.ts)
