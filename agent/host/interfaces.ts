@@ -15,6 +15,7 @@ export function listInterfaces(root = '/sys/class/net', wanted: (name: string) =
   } catch {
     return out;
   }
+  const ageing = new Map<string, number | null>();
   for (const name of names) {
     // Filter by name before touching the files: a host with hundreds of unwatched interfaces
     // would otherwise cost two reads each per rescan (12.7 ms/s at 514 links, bench-cost).
@@ -22,7 +23,7 @@ export function listInterfaces(root = '/sys/class/net', wanted: (name: string) =
     try {
       const ifindex = Number(readFileSync(`${root}/${name}/ifindex`, 'utf8').trim());
       const bridge = masterOf(name, root);
-      out.push({ name, ifindex, bridge, ...bridgePortModes(name, bridge, root) });
+      out.push({ name, ifindex, bridge, ...bridgePortModes(name, bridge, root, ageing) });
     } catch {
       // vanished between readdir and read
     }
@@ -35,21 +36,30 @@ export function listInterfaces(root = '/sys/class/net', wanted: (name: string) =
  * 0, or the bridge's ageing_time 0: Linux then learns nothing, br_fdb_update) and hairpin mode.
  * Both false for a port of no bridge (a bond's, or none) or whose files cannot be read.
  */
-export function bridgePortModes(name: string, bridge: string | null, root = '/sys/class/net'): { noLearn: boolean; hairpin: boolean } {
+export function bridgePortModes(
+  name: string,
+  bridge: string | null,
+  root = '/sys/class/net',
+  /** Each bridge's ageing_time, read once per listing (a bridge has many ports). */
+  ageing = new Map<string, number | null>(),
+): { noLearn: boolean; hairpin: boolean } {
   if (bridge === null || !isValidIfName(bridge)) return { noLearn: false, hairpin: false };
-  const flag = (path: string): number | null => {
-    try {
-      const txt = readFileSync(path, 'latin1').trim();
-      const n = Number(txt);
-      return txt !== '' && Number.isInteger(n) ? n : null;
-    } catch {
-      return null;
-    }
-  };
+  if (!ageing.has(bridge)) ageing.set(bridge, readSysInt(`${root}/${bridge}/bridge/ageing_time`));
   return {
-    noLearn: flag(`${root}/${name}/brport/learning`) === 0 || flag(`${root}/${bridge}/bridge/ageing_time`) === 0,
-    hairpin: flag(`${root}/${name}/brport/hairpin_mode`) === 1,
+    noLearn: readSysInt(`${root}/${name}/brport/learning`) === 0 || ageing.get(bridge) === 0,
+    hairpin: readSysInt(`${root}/${name}/brport/hairpin_mode`) === 1,
   };
+}
+
+/** A sysfs file holding one integer, or null (unreadable, empty, not an integer). */
+function readSysInt(path: string): number | null {
+  try {
+    const txt = readFileSync(path, 'latin1').trim();
+    const n = Number(txt);
+    return txt !== '' && Number.isInteger(n) ? n : null;
+  } catch {
+    return null;
+  }
 }
 
 /** The bridge (or bond) `name` is enslaved to, or null (one readlink, ~5 µs). */
@@ -95,12 +105,5 @@ export function isAdminUp(name: string, root = '/sys/class/net'): boolean | null
 
 /** /sys/class/net/NAME/carrier_up_count (Linux >= 4.16): carrier-up transitions since the link was created; null if unreadable. */
 export function readCarrierUps(name: string, root = '/sys/class/net'): number | null {
-  if (!isValidIfName(name)) return null;
-  try {
-    const txt = readFileSync(`${root}/${name}/carrier_up_count`, 'utf8').trim();
-    const n = Number(txt);
-    return txt !== '' && Number.isInteger(n) ? n : null;
-  } catch {
-    return null;
-  }
+  return isValidIfName(name) ? readSysInt(`${root}/${name}/carrier_up_count`) : null;
 }
