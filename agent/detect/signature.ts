@@ -451,7 +451,7 @@ function observe(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number): void 
   const m = byFlood ? r.floodPps : r.rxPps;
   const base = byFlood ? t.floodPps : t.rxPps;
   // Without a broadcast counter the falling edge keeps the same proportion to the rising edge.
-  const clear = byFlood ? t.clearPps : t.floodPps > 0 ? (t.clearPps * t.rxPps) / t.floodPps : t.clearPps;
+  const clear = byFlood ? t.clearPps : totalClear(t);
   const rise = Math.max(base, tr.baseline * t.baselineFactor);
   // Averages over ~LOOP_WINDOW_MS (EWMA by measured dt): loop evidence below, and the falling edge.
   const a = Math.min(1, r.dtMs / LOOP_WINDOW_MS);
