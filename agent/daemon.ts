@@ -8,7 +8,7 @@ import { openRecording, type Recording } from './daemon/recorder.js';
 import { policyInForce } from './daemon/reload.js';
 import { socketGroupId, StartupError, type Daemon, type DaemonOptions } from './daemon/options.js';
 import { startLocalSampling } from './daemon/local.js';
-import { carrierJoinsAtVerdict, createJoinWatch, createUnbridgedMoves, createWatchedPorts, enslavedSinceListed, followLinkChanges, lowestClearPps, rescanLocal } from './daemon/ports.js';
+import { carrierJoinChecks, createJoinWatch, createUnbridgedMoves, createWatchedPorts, enslavedSinceListed, followLinkChanges, lowestClearPps, rescanLocal } from './daemon/ports.js';
 import { startEsxiHosts } from './daemon/esxi-hosts.js';
 import { bridgeIfindexOf, localKind, portKinds } from './daemon/port-kinds.js';
 import { breakerFromJournal } from './daemon/restore.js';
@@ -67,11 +67,15 @@ function wirePipeline(b: Base) {
 
   // Sources: the registry every tick reads.
   const sampling = startLocalSampling(log, hrNs(), hrNs, () => !life.stopped && scheduler.onMoves());
+  const joins = { watch: createJoinWatch(), now: hrNs }; // a port that joined a bridge is cut first (breaker/state.ts)
+  const carrier = carrierJoinChecks(sampling.local, () => watched.merge(), joins.watch, log);
   // A port enslaved since the last listing is listed again inside the tick, before the detector,
   // once it carries flood traffic or MACs move onto it (see enslavedSinceListed).
   const movesOnUnbridged = createUnbridgedMoves();
   const watched = createWatchedPorts(hrNs, (s, f) => {
     const local = sampling.local;
+    // Carrier counts of hot bridged ports, before the detector: see JoinWatch.carrierOfHot.
+    if (s === local) carrier.hot(f.tNs);
     if (!(s === local ? local.unbridgedWarm() : movesOnUnbridged(f.fdbMoves, local.infos())) || !enslavedSinceListed(local.infos())) return;
     try {
       rescan();
@@ -94,9 +98,8 @@ function wirePipeline(b: Base) {
   for (const h of esx) watched.add(h.host);
   const kinds = portKinds([...esx.map((h) => h.kind), localKind(policy, (port) => bridgeIfindexOf(sampling.local.infos(), port))]);
 
-  const joins = { watch: createJoinWatch(), now: hrNs }; // a port that joined a bridge is cut first (breaker/state.ts)
   // A carrier-up the late link monitor has not brought to the listing yet (see JoinWatch).
-  const atLoopVerdict = carrierJoinsAtVerdict(sampling.local, watched, joins.watch, log);
+  const atLoopVerdict = carrier.atVerdict;
   const tick = createTick({
     watched,
     policy,

@@ -827,13 +827,14 @@ function agoText(ns: number): string {
  */
 function joinText(ctx: Ctx, target: string, key: string, pp: PortPolicy, ago: number): string {
   if (pp.joinedBy !== 'carrier') return `${target} joined ${key} ${agoText(ago)} before this verdict`;
-  // Found at the verdict (the listing was late): only the window since the listing is known.
+  // Read during the storm (as its ports turned hot, or at the verdict; the listing was late): only
+  // the window since the listing is known.
   const within = windowNs(ctx, pp);
-  if (within !== null) return `${target}'s carrier came up in the ${agoText(within)} before this verdict (read at it), already in ${key}`;
+  if (within !== null) return `${target}'s carrier came up in the ${agoText(within)} before this verdict (read during this storm), already in ${key}`;
   return `${target}'s carrier came up ${agoText(ago)} before this verdict, already in ${key}`;
 }
 
-/** A carrier-up found at a verdict happened within this many ns before it (PortPolicy.joinedAfterNs); null: not such a join. */
+/** A carrier-up read during the storm happened within this many ns before the verdict (PortPolicy.joinedAfterNs); null: not such a join. */
 function windowNs(ctx: Ctx, pp: PortPolicy): number | null {
   return pp.joinedAfterNs === undefined ? null : Math.max(0, ctx.tNs - pp.joinedAfterNs);
 }

@@ -211,15 +211,31 @@ export interface JoinWatch {
   (infos: readonly PortInfo[], hostNames: readonly string[], tNs: number): ReadonlyMap<string, Join>;
   /**
    * At a loop verdict on `bridge`, before the breaker picks whom to cut: reads the carrier count
-   * of each member listed on it, and a member whose count rose since its listing joined at tNs
-   * (by carrier). The listing that would see the rise is started by the link monitor's line, from
-   * a normal-priority `ip` child that the storm itself can hold back tens of ms, past the verdict;
-   * the breaker would then cut by name (the old uplink). Only on a verdict: a trigger on ports
-   * turning warm missed when the verdict came first (session 15). Returns every join, as a
-   * listing would, when one was stamped; null otherwise (nothing changed).
+   * of each of the verdict's `members` listed on it (every listed port of the bridge when not
+   * given), and a port whose count rose since its listing joined at tNs (by carrier). The listing
+   * that would see the rise is started by the link monitor's line, from a normal-priority `ip`
+   * child that the storm itself can hold back tens of ms, past the verdict; the breaker would then
+   * cut by name (the old uplink). A port read within CARRIER_FRESH_MS (carrierOfHot) is not read
+   * again. Returns every join, as a listing would, when one was stamped; null otherwise.
    */
-  carrierAtVerdict(bridge: string, tNs: number): ReadonlyMap<string, Join> | null;
+  carrierAtVerdict(bridge: string, tNs: number, members?: readonly string[]): ReadonlyMap<string, Join> | null;
+  /**
+   * The same read for bridged ports that carry flood frames (LocalSource.hotPorts), before any
+   * verdict: a loop that a carrier-up closed turns its members hot a sample or more before the
+   * verdict, and the read then costs nothing on the way from verdict to cut. (Under a storm each
+   * sysfs open+read took 0.1-0.5 ms: the check at the verdict cost 0.3-1.5 ms of the first cut,
+   * and 0.2-0.4 ms of every escalation tick; lab trace, session 17.) The verdict's check still
+   * runs for members no hot read covered (a unicast loop turns nothing hot).
+   */
+  carrierOfHot(names: readonly string[], tNs: number): ReadonlyMap<string, Join> | null;
 }
+
+/**
+ * A port's carrier count read at a verdict or while hot is not read again this soon: a second
+ * cable plugged in within it, on a bridge already storming, is found by the listing (the link
+ * monitor's rescan, or the 1 s one) rather than by the verdict.
+ */
+export const CARRIER_FRESH_MS = 10;
 
 interface Member {
   name: string;
@@ -227,6 +243,8 @@ interface Member {
   join: Join | null;
   /** The kernel's carrier-up count at this listing (null: unknown). */
   carrierUps: number | null;
+  /** When a verdict or a hot read last read carrierUps (a listing does not count; see CARRIER_FRESH_MS). */
+  checkedNs: number;
 }
 
 /**
@@ -262,7 +280,7 @@ export function createJoinWatch(carrierUps: (name: string) => number | null = re
           else join = was.join;
         } else if (host !== null && (watchedNames.has(p.name) || !host.has(p.name))) join = { atNs: tNs, by: 'bridge' }; // recreated, or new on the host
       }
-      next.set(p.ifindex, { name: p.name, bridge: p.bridge, join, carrierUps: ups });
+      next.set(p.ifindex, { name: p.name, bridge: p.bridge, join, carrierUps: ups, checkedNs: -Infinity });
       if (join !== null) joined.set(p.name, join);
     }
     seen = next;
@@ -271,11 +289,14 @@ export function createJoinWatch(carrierUps: (name: string) => number | null = re
     host = new Set(hostNames);
     return joined;
   };
-  const carrierAtVerdict = (bridge: string, tNs: number): ReadonlyMap<string, Join> | null => {
-    // A walk over the listing (a few ports; once per loop verdict): no index to keep in step.
+  /** Read the carrier count of the listed members `want` picks, unless read within CARRIER_FRESH_MS; stamp a rise. */
+  const check = (tNs: number, want: (m: Member) => boolean): ReadonlyMap<string, Join> | null => {
+    // A walk over the listing (a few ports; only on a verdict or while ports are hot): no index to keep in step.
     let rose = false;
     for (const m of seen.values()) {
-      if (m.bridge !== bridge) continue;
+      if (m.bridge === null || !want(m)) continue;
+      if (tNs >= m.checkedNs && tNs - m.checkedNs < CARRIER_FRESH_MS * 1e6) continue;
+      m.checkedNs = tNs;
       const ups = carrierUps(m.name);
       if (!carrierRose(m.carrierUps, ups)) continue;
       // Stored, so the next listing sees no second rise and keeps this join (and its time).
@@ -286,26 +307,41 @@ export function createJoinWatch(carrierUps: (name: string) => number | null = re
     }
     return rose ? joined : null;
   };
-  return Object.assign(watch, { carrierAtVerdict });
+  const carrierAtVerdict = (bridge: string, tNs: number, members?: readonly string[]): ReadonlyMap<string, Join> | null =>
+    check(tNs, (m) => m.bridge === bridge && (members === undefined || members.includes(m.name)));
+  const carrierOfHot = (names: readonly string[], tNs: number): ReadonlyMap<string, Join> | null =>
+    names.length === 0 ? null : check(tNs, (m) => names.includes(m.name));
+  return Object.assign(watch, { carrierAtVerdict, carrierOfHot });
 }
 
 /**
- * The tick's atLoopVerdict for this host's bridges (daemon/tick.ts): a carrier-up the listing has
- * not seen yet is stamped on the local source's ports and the registry merged again, so the
- * breaker's step in this very tick reads the join. The listing itself is not redone (no readdir;
- * the counter readers keep their open files): only the ports' policies change.
+ * The tick's atLoopVerdict for this host's bridges (daemon/tick.ts), and `hot` for the watched
+ * registry's afterCollect (LocalSource.hotPorts): a carrier-up the listing has not seen yet is
+ * stamped on the local source's ports and the registry merged again, so the breaker's step in
+ * this very tick reads the join. The listing itself is not redone (no readdir; the counter
+ * readers keep their open files): only the ports' policies change.
  */
-export function carrierJoinsAtVerdict(local: LocalSource, watched: WatchedPorts, watch: JoinWatch, log: Logger): (bridge: string, tNs: number) => void {
-  return (bridge, tNs) => {
+export function carrierJoinChecks(local: LocalSource, merge: () => void, watch: JoinWatch, log: Logger): {
+  atVerdict(bridge: string, tNs: number, members?: readonly string[]): void;
+  hot(tNs: number): void;
+} {
+  const stamp = (what: string, read: () => ReadonlyMap<string, Join> | null): void => {
     try {
-      const joined = watch.carrierAtVerdict(bridge, tNs);
+      const joined = read();
       if (joined === null) return;
       local.watch(local.infos(), withJoins(local.ports(), joined));
-      watched.merge();
+      merge();
     } catch (err) {
       // The breaker must still run on this verdict: it cuts by shut order, as without the check.
-      log.error({ component: 'ports', bridge, err: (err as Error).message }, 'carrier check at a loop verdict failed');
+      log.error({ component: 'ports', err: (err as Error).message }, `carrier check ${what} failed`);
     }
+  };
+  return {
+    atVerdict: (bridge, tNs, members) => stamp('at a loop verdict', () => watch.carrierAtVerdict(bridge, tNs, members)),
+    hot(tNs) {
+      const names = local.hotPorts();
+      if (names.length > 0) stamp('on hot ports', () => watch.carrierOfHot(names, tNs));
+    },
   };
 }
 

@@ -66,7 +66,7 @@ export interface TickDeps {
    * the listing that would say so is late; see daemon/ports.ts JoinWatch.carrierAtVerdict).
    * It may change watched.all(); it must be cheap (a few sysfs reads) and never throw.
    */
-  atLoopVerdict?(bridge: string, tNs: number): void;
+  atLoopVerdict?(bridge: string, tNs: number, members: readonly string[]): void;
 }
 
 const NO_MOVES: readonly FdbMove[] = Object.freeze([]);
@@ -198,9 +198,9 @@ function stopReported(results: readonly ActionResult[]): boolean {
 }
 
 /** Each loop verdict's bridge to atLoopVerdict (a tick without verdicts loops over nothing). */
-function loopVerdicts(verdicts: readonly Verdict[], t: number, at: (bridge: string, tNs: number) => void): void {
+function loopVerdicts(verdicts: readonly Verdict[], t: number, at: (bridge: string, tNs: number, members: readonly string[]) => void): void {
   for (let i = 0; i < verdicts.length; i++) {
     const v = verdicts[i]!;
-    if (v.kind === 'loop' && v.bridge !== null) at(v.bridge, t);
+    if (v.kind === 'loop' && v.bridge !== null) at(v.bridge, t, v.members);
   }
 }

@@ -22,6 +22,8 @@ export interface LocalSource extends TickSource {
    * enslaved since the last listing (a loop closed by plugging it in), see daemon/ports.ts.
    */
   unbridgedWarm(): boolean;
+  /** Bridged ports the last collect found carrying flood traffic (the same array, refilled each collect). */
+  hotPorts(): readonly string[];
 }
 
 const NO_PORTS: ReadonlyMap<string, PortPolicy> = new Map();
@@ -35,6 +37,7 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
   const lastRates = new Map<string, PortRates>();
   let lastT = startNs;
   let unbridgedWarm = false;
+  const hotPorts: string[] = [];
 
   return {
     id: 'local',
@@ -44,6 +47,7 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
     infos: () => infos,
     lastRates: (port) => lastRates.get(port),
     unbridgedWarm: () => unbridgedWarm,
+    hotPorts: () => hotPorts,
 
     watch(next, resolved) {
       const changed =
@@ -83,6 +87,7 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
       const dt = t - lastT;
       lastT = t;
       unbridgedWarm = false;
+      hotPorts.length = 0;
       for (const c of cur.values()) c.ok = true;
       for (const r of readers) r.read(cur);
       // Every read and store below runs on every tick, idle or not: a property access that only a
@@ -98,6 +103,7 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
         const hot = th !== undefined && r.valid && (Number.isFinite(r.floodPps) ? r.floodPps : r.rxPps * (th.clearPps / th.floodPps)) >= th.clearPps;
         warm ||= hot;
         if (hot && bridge === null) unbridgedWarm = true;
+        if (hot && bridge !== null) hotPorts.push(p.name);
       }
       f.warm ||= warm;
       const swap = prev;

@@ -66,7 +66,7 @@ describe('a loop closed by a cable plugged into a port already in the bridge', (
     expect(r.down).toEqual(['up2']);
     expect(trips.map((t) => t.port)).toEqual(['up2']);
     // Seen by the listing (the monitor's line came first) or read at the verdict (it did not).
-    expect(String(trips[0]!.reason)).toMatch(/^loop on br0: shut up2 \(up2's carrier came up (\d+ ms|in the \d+ ms) before this verdict( \(read at it\))?, already in br0: cutting it undoes the change that closed the loop; first of up2,up1 by shut order, recent joiners first\)$/);
+    expect(String(trips[0]!.reason)).toMatch(/^loop on br0: shut up2 \(up2's carrier came up (\d+ ms|in the \d+ ms) before this verdict( \(read during this storm\))?, already in br0: cutting it undoes the change that closed the loop; first of up2,up1 by shut order, recent joiners first\)$/);
     expect(trips[0]!.joinedBy).toBe('carrier');
     expect(await isUp(lab.ns.host, 'up1')).toBe(true);
     await restoreAfter(lab, spec, r, a);
@@ -98,7 +98,7 @@ describe('a loop closed by a cable plugged into a port already in the bridge', (
     expect(r.down).toEqual(['up2']);
     expect(trips.map((t) => t.port)).toEqual(['up2']);
     // Read at the verdict (the monitor was stopped), and said so: the window since the listing.
-    expect(String(trips[0]!.reason)).toMatch(/^loop on br0: shut up2 \(up2's carrier came up in the \d+ ms before this verdict \(read at it\), already in br0: cutting it undoes the change that closed the loop; first of up2,up1 by shut order, recent joiners first\)$/);
+    expect(String(trips[0]!.reason)).toMatch(/^loop on br0: shut up2 \(up2's carrier came up in the \d+ ms before this verdict \(read during this storm\), already in br0: cutting it undoes the change that closed the loop; first of up2,up1 by shut order, recent joiners first\)$/);
     expect(trips[0]!.joinedBy).toBe('carrier');
     // The 1 s rescan listed it last (1103 ms seen once: its timer runs late while the agent is busy).
     expect(Number(trips[0]!.joinedWithinMs)).toBeLessThan(3000);

@@ -168,7 +168,7 @@ describe('three unbonded uplinks into one switch', () => {
     // by name; the second is the escalation. up3 is enslaved and brought up: the reason names
     // whichever of the two the agent saw last (the enslave, or the carrier-up after it, seen by a
     // listing or read at the verdict: the busy clean-clone run of c2c1ae1 gave the carrier).
-    const joinedUp3 = `up3( joined br0 \\d+ ms before this verdict|'s carrier came up (in the )?\\d+ ms before this verdict( \\(read at it\\))?, already in br0)`;
+    const joinedUp3 = `up3( joined br0 \\d+ ms before this verdict|'s carrier came up (in the )?\\d+ ms before this verdict( \\(read during this storm\\))?, already in br0)`;
     expect(String(first!.reason)).toMatch(new RegExp(`shut ${order[0]} \\((${joinedUp3}: [^;]+; )?first of ${order[0]},up\\d`));
     if (order[0] !== 'up3') expect(String(first!.reason)).not.toMatch(/joined|carrier came up/);
     expect(esc).toMatchObject({ port: order[1], previous: order[0], bridge: 'br0' });

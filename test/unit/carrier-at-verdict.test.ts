@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { initialBreakerState, RECENT_JOIN_MS } from '../../agent/breaker/state.js';
-import { carrierJoinsAtVerdict, createJoinWatch, createWatchedPorts } from '../../agent/daemon/ports.js';
+import { CARRIER_FRESH_MS, carrierJoinChecks, createJoinWatch, createWatchedPorts } from '../../agent/daemon/ports.js';
 import { createTick } from '../../agent/daemon/tick.js';
 import { createLocalSource } from '../../agent/sources/local.js';
 import { testPolicy, testPorts } from '../../agent/testing/policy.js';
@@ -35,23 +35,23 @@ describe('JoinWatch.carrierAtVerdict', () => {
   it("reads only the verdict's bridge's listed members; a rise is a carrier join at the verdict's time, kept by the next listing", () => {
     const c = carrierReader({ up1: 3, up2: 1, vm1: 1, up3: 1 });
     const w = createJoinWatch(c.fn);
-    w(infos, hostNames, 1000);
+    w(infos, hostNames, 1e9);
     c.read.length = 0;
     // Nothing rose: nothing stamped, nothing changed.
-    expect(w.carrierAtVerdict('br0', 2000)).toBeNull();
+    expect(w.carrierAtVerdict('br0', 2e9)).toBeNull();
     expect(c.read.sort()).toEqual(['up1', 'up2', 'vm1']);
     c.ups.set('up2', 2); // the cable: the kernel counted one carrier-up
     c.ups.set('up3', 2); // on another bridge: not this verdict's business
     c.read.length = 0;
-    const j = w.carrierAtVerdict('br0', 3000);
+    const j = w.carrierAtVerdict('br0', 3e9);
     expect(c.read).not.toContain('up3');
-    expect([...j!]).toEqual([['up2', { atNs: 3000, by: 'carrier', afterNs: 1000 }]]);
+    expect([...j!]).toEqual([['up2', { atNs: 3e9, by: 'carrier', afterNs: 1e9 }]]);
     // The same count again: no second join (the stored count moved on).
-    expect(w.carrierAtVerdict('br0', 4000)).toBeNull();
+    expect(w.carrierAtVerdict('br0', 4e9)).toBeNull();
     // The listing that comes late keeps the verdict's stamp, and sees up3's own rise.
-    expect([...w(infos, hostNames, 5000)]).toEqual([
-      ['up2', { atNs: 3000, by: 'carrier', afterNs: 1000 }],
-      ['up3', { atNs: 5000, by: 'carrier' }],
+    expect([...w(infos, hostNames, 5e9)]).toEqual([
+      ['up2', { atNs: 3e9, by: 'carrier', afterNs: 1e9 }],
+      ['up3', { atNs: 5e9, by: 'carrier' }],
     ]);
   });
 
@@ -59,17 +59,49 @@ describe('JoinWatch.carrierAtVerdict', () => {
     const c = carrierReader({ up1: null, up2: 1 });
     const w = createJoinWatch(c.fn);
     expect(w.carrierAtVerdict('br0', 0)).toBeNull(); // before any listing
-    w(infos, hostNames, 10);
+    w(infos, hostNames, 10e9);
     c.ups.set('up1', 5);
     c.ups.set('up2', null);
-    expect(w.carrierAtVerdict('br0', 20)).toBeNull();
+    expect(w.carrierAtVerdict('br0', 20e9)).toBeNull();
     c.read.length = 0;
-    expect(w.carrierAtVerdict('esx1/vSwitch0', 30)).toBeNull();
+    expect(w.carrierAtVerdict('esx1/vSwitch0', 30e9)).toBeNull();
     expect(c.read).toEqual([]);
   });
 });
 
-describe('carrierJoinsAtVerdict (the daemon side)', () => {
+describe('JoinWatch: members only, and not twice within CARRIER_FRESH_MS', () => {
+  it("a verdict reads its members only; a port read at a verdict or while hot is not read again within CARRIER_FRESH_MS", () => {
+    const c = carrierReader({ up1: 1, up2: 1, vm1: 1, up3: 1 });
+    const w = createJoinWatch(c.fn);
+    w(infos, hostNames, 0);
+    c.read.length = 0;
+    const fresh = CARRIER_FRESH_MS * 1e6;
+    expect(w.carrierAtVerdict('br0', 1e6, ['up1', 'up2'])).toBeNull();
+    expect(c.read.sort()).toEqual(['up1', 'up2']); // vm1 is no member: it cannot have closed this loop
+    c.read.length = 0;
+    c.ups.set('up2', 2);
+    // Within the window: nothing read, so the rise waits (for the listing, or the next read).
+    expect(w.carrierAtVerdict('br0', 1e6 + fresh - 1, ['up1', 'up2'])).toBeNull();
+    expect(c.read).toEqual([]);
+    expect([...w.carrierAtVerdict('br0', 1e6 + fresh, ['up1', 'up2'])!]).toEqual([['up2', { atNs: 1e6 + fresh, by: 'carrier', afterNs: 0 }]]);
+    c.read.length = 0;
+    // Hot ports: read now, so the verdict right after reads nothing.
+    c.ups.set('up1', 2);
+    expect([...w.carrierOfHot(['up1', 'up3'], 50e6)!].map(([n]) => n)).toEqual(['up2', 'up1']);
+    expect(c.read.sort()).toEqual(['up1', 'up3']);
+    c.read.length = 0;
+    expect(w.carrierAtVerdict('br0', 51e6, ['up1', 'up2'])).toBeNull();
+    expect(c.read).toEqual(['up2']); // up1 was read hot 1 ms ago; up2 last at 11 ms
+    // A listing starts afresh: its own read is no check (a rise right after it must be seen).
+    w(infos, hostNames, 52e6);
+    c.read.length = 0;
+    w.carrierAtVerdict('br0', 53e6, ['up1']);
+    expect(c.read).toEqual(['up1']);
+    expect(w.carrierOfHot([], 54e6)).toBeNull();
+  });
+});
+
+describe('carrierJoinChecks (the daemon side)', () => {
   it("stamps the riser on the local source's ports and re-merges; without a rise the ports map stays the same object", () => {
     const c = carrierReader({ up1: 1, up2: 1, vm1: 1, up3: 1 });
     const w = createJoinWatch(c.fn);
@@ -79,13 +111,13 @@ describe('carrierJoinsAtVerdict (the daemon side)', () => {
     local.watch(infos, testPorts({ up1: 'uplink', up2: 'uplink', vm1: 'vm', up3: 'uplink' }, policy));
     w(infos, hostNames, 0);
     watched.merge();
-    const at = carrierJoinsAtVerdict(local, watched, w, silent);
+    const at = carrierJoinChecks(local, () => watched.merge(), w, silent).atVerdict;
     const before = watched.all();
     at('br0', 7e6);
     expect(watched.all()).toBe(before);
     c.ups.set('up2', 2);
-    at('br0', 8e6);
-    expect(watched.all().get('up2')).toMatchObject({ joinedNs: 8e6, joinedBy: 'carrier', joinedAfterNs: 0 });
+    at('br0', 20e6);
+    expect(watched.all().get('up2')).toMatchObject({ joinedNs: 20e6, joinedBy: 'carrier', joinedAfterNs: 0 });
     expect(watched.all().get('up1')!.joinedNs).toBeUndefined();
     expect(local.infos().map((p) => p.name)).toEqual(['up1', 'up2', 'vm1', 'up3']);
   });
@@ -99,7 +131,7 @@ describe('carrierJoinsAtVerdict (the daemon side)', () => {
     const local = createLocalSource([], 0);
     const watched = createWatchedPorts(() => 0);
     watched.add(local);
-    expect(() => carrierJoinsAtVerdict(local, watched, broken, log)('br0', 1)).not.toThrow();
+    expect(() => carrierJoinChecks(local, () => watched.merge(), broken, log).atVerdict('br0', 1)).not.toThrow();
     expect(errors).toEqual(['carrier check at a loop verdict failed']);
   });
 });
@@ -122,12 +154,18 @@ function loopCounters(): CounterReader {
   };
 }
 
-/** The daemon's pipeline over a fake host: a loop between up1 and up2 of br0, up2's carrier count as given. */
-function pipeline(up2Rises: boolean, withCheck = true) {
+/**
+ * The daemon's pipeline over a fake host: a loop between up1 and up2 of br0, up2's carrier count
+ * as given. `check`: the verdict's carrier check, also the hot ports' read (as the daemon wires
+ * it, in the registry's afterCollect), or none.
+ */
+function pipeline(up2Rises: boolean, check: 'verdict' | 'hot' | 'none' = 'verdict') {
   const c = carrierReader({ up1: 1, up2: 1, vm1: 1 });
   const w = createJoinWatch(c.fn);
   const local = createLocalSource([loopCounters()], 0);
-  const watched = createWatchedPorts(() => 0);
+  let checks: ReturnType<typeof carrierJoinChecks> | null = null;
+  const watched = createWatchedPorts(() => 0, (s, f) => void (check === 'hot' && s === local && checks!.hot(f.tNs)));
+  checks = carrierJoinChecks(local, () => watched.merge(), w, silent);
   watched.add(local);
   const bridged = infos.slice(0, 3);
   // up1 and up2 by one uplink rule: equal rank, so by name up1 would go first.
@@ -142,11 +180,16 @@ function pipeline(up2Rises: boolean, withCheck = true) {
     wallMs: () => 1.7e12,
     breaker: initialBreakerState(),
     out: { execute: (cmd) => commands.push(cmd), record() {}, intent() {}, verify() {}, recoveryDue() {} },
-    ...(withCheck ? { atLoopVerdict: carrierJoinsAtVerdict(local, watched, w, silent) } : {}),
+    ...(check !== 'none' ? { atLoopVerdict: checks.atVerdict } : {}),
   });
   let verdictTick = -1;
-  for (let ms = 1; ms <= 60 && commands.length === 0; ms++) if (tick.run(ms * 1e6).verdicts > 0 && verdictTick < 0) verdictTick = ms;
-  return { commands, reads: c.read, verdictTick };
+  const readsAt: number[] = [];
+  for (let ms = 1; ms <= 60 && commands.length === 0; ms++) {
+    const before = c.read.length;
+    if (tick.run(ms * 1e6).verdicts > 0 && verdictTick < 0) verdictTick = ms;
+    if (c.read.length > before) readsAt.push(ms);
+  }
+  return { commands, reads: c.read, verdictTick, readsAt };
 }
 
 describe('the tick asks at a loop verdict, before the breaker', () => {
@@ -156,16 +199,27 @@ describe('the tick asks at a loop verdict, before the breaker', () => {
     expect(r.commands.map((c) => c.port)).toEqual(['up2']);
     // Listed at 0, found at the verdict: the carrier came up in the window between, and no more is known.
     expect(r.commands[0]!.reason).toBe(
-      `loop on br0: shut up2 (up2's carrier came up in the ${r.verdictTick} ms before this verdict (read at it), already in br0: cutting it undoes the change that closed the loop; first of up2,up1 by shut order, recent joiners first)`,
+      `loop on br0: shut up2 (up2's carrier came up in the ${r.verdictTick} ms before this verdict (read during this storm), already in br0: cutting it undoes the change that closed the loop; first of up2,up1 by shut order, recent joiners first)`,
     );
   });
 
-  it('without a rise (or without the check) it cuts by shut order: up1; the counts are read only at verdicts', () => {
+  it("without a rise (or without the check) it cuts by shut order: up1; the counts are read only at verdicts, the verdict's members only", () => {
     const r = pipeline(false);
     expect(r.commands.map((c) => c.port)).toEqual(['up1']);
-    // One verdict tick, three members read once each: no read on the ticks before the verdict.
-    expect(r.reads.length).toBe(3);
-    expect(pipeline(true, false).commands.map((c) => c.port)).toEqual(['up1']);
+    // One verdict tick, its two members read once each (vm1 is no member): no read on the ticks before the verdict.
+    expect(r.reads.sort()).toEqual(['up1', 'up2']);
+    expect(r.readsAt).toEqual([r.verdictTick]);
+    expect(pipeline(true, 'none').commands.map((c) => c.port)).toEqual(['up1']);
+  });
+
+  it('with the hot read wired: the members are read as soon as they carry the flood, before the verdict, which then reads nothing', () => {
+    const r = pipeline(true, 'hot');
+    expect(r.commands.map((c) => c.port)).toEqual(['up2']);
+    expect(r.readsAt.length).toBe(1);
+    expect(r.readsAt[0]!).toBeLessThan(r.verdictTick);
+    expect(r.reads.sort()).toEqual(['up1', 'up2']); // vm1 carries no flood in: not hot, not read
+    // Stamped at the hot read: the reason claims only the window from the listing to the verdict.
+    expect(r.commands[0]!.reason).toContain(`up2's carrier came up in the ${r.verdictTick} ms before this verdict (read during this storm)`);
   });
 });
 
@@ -189,7 +243,7 @@ describe('the trip reason says how the port joined', () => {
     const d = breakerDriver(ports('carrier', -640), policy);
     const out = d.at(0, { verdicts: [loop(['up1', 'up2'])] });
     expect(out.commands[0]!.reason).toBe(
-      "loop on br0: shut up2 (up2's carrier came up in the 640 ms before this verdict (read at it), already in br0: cutting it undoes the change that closed the loop; first of up2,up1 by shut order, recent joiners first)",
+      "loop on br0: shut up2 (up2's carrier came up in the 640 ms before this verdict (read during this storm), already in br0: cutting it undoes the change that closed the loop; first of up2,up1 by shut order, recent joiners first)",
     );
     const landed = d.at(2, { results: [{ kind: 'link-down', port: 'up2', ok: true, via: 'sysfs-flags', durationMs: 0.2, attempts: 1, verified: true }] });
     expect(landed.events).toMatchObject([{ event: 'trip', port: 'up2', joinedMsBefore: 0, joinedBy: 'carrier', joinedWithinMs: 640 }]);
