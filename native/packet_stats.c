@@ -595,6 +595,11 @@ typedef struct {
   tw_move_t moves[TW_MOVES];
   uint64_t moves_next; // moves ever put; the next goes to slot moves_next % TW_MOVES
   uint64_t moves_read; // moves handed to JS (readTripwireMoves)
+  // The unknown-unicast watch (tripwireUnicast): its socket (-1 until the first port), its
+  // thread, and its own source MACs (under mu), so that only moves between those ports count.
+  int ufd;
+  pthread_t uthread;
+  tw_source_t usrc[TW_SOURCES];
 } tripwire_t;
 
 // A source MAC received on another interface than its previous frame: a move, as the bridge's
@@ -604,15 +609,17 @@ typedef struct {
 // session 13): the flap that judges a loop was the verdict's last wait. Every interface is seen
 // (the bridge device too, when a frame goes up to the host): JS keeps the moves between ports of
 // one bridge (sources/fdb.ts). Direct-mapped: a collision forgets a MAC, never invents a move.
-static void tw_source_seen(tripwire_t *tw, const uint8_t *frame, ssize_t n, int ifindex, int64_t mono) {
-  if (n < 12) return;
+static int tw_source_seen(tripwire_t *tw, tw_source_t *table, const uint8_t *frame, ssize_t n, int ifindex, int64_t mono) {
+  if (n < 12) return 0;
   const uint8_t *mac = frame + 6;
-  if (mac[0] & 1) return; // a group address is no station's
+  if (mac[0] & 1) return 0; // a group address is no station's
   uint32_t h = 2166136261u;
   for (int i = 0; i < 6; i++) h = (h ^ mac[i]) * 16777619u;
-  tw_source_t *s = &tw->src[h % TW_SOURCES];
+  tw_source_t *s = &table[h % TW_SOURCES];
+  int moved = 0;
   if (s->used && memcmp(s->mac, mac, 6) == 0) {
-    if (s->ifindex == ifindex) return;
+    if (s->ifindex == ifindex) return 0;
+    moved = 1;
     tw_move_t *m = &tw->moves[tw->moves_next++ % TW_MOVES];
     m->mono = mono;
     m->ifindex = ifindex;
@@ -622,6 +629,7 @@ static void tw_source_seen(tripwire_t *tw, const uint8_t *frame, ssize_t n, int 
     s->used = 1;
   }
   s->ifindex = ifindex;
+  return moved;
 }
 
 // While a storm rolls through the tail (the head frozen: its onset is kept), the thread reads at
@@ -653,7 +661,7 @@ static int tripwire_keep(tripwire_t *tw, const uint8_t *buf, ssize_t n, const st
   size_t cap = (size_t)n < TW_SNAP ? (size_t)n : TW_SNAP;
   pthread_mutex_lock(&tw->mu);
   tw_keep(&tw->ev, ts.tv_sec, (int32_t)ts.tv_nsec, mono, buf, cap, len, sll->sll_ifindex, sll->sll_pkttype);
-  tw_source_seen(tw, buf, n, sll->sll_ifindex, mono);
+  (void)tw_source_seen(tw, tw->src, buf, n, sll->sll_ifindex, mono);
   int frozen = tw->ev.frozen;
   pthread_mutex_unlock(&tw->mu);
   return frozen;
@@ -734,6 +742,155 @@ static void *tripwire_main(void *arg) {
   return NULL;
 }
 
+// --- the unknown-unicast watch ---------------------------------------------------------------
+//
+// A loop through ports the bridge learns nothing on (brport learning off, or ageing_time 0)
+// circling one unknown-unicast frame moves no broadcast/multicast counter and no FDB entry, so
+// neither the tripwire above nor `bridge monitor fdb` woke the idle sampler for it: it was judged
+// over 100 ms idle samples (bench-reaction kvm-nolearn, 101-202 ms, session 16). Its frames
+// arrive on those ports as PACKET_OTHERHOST (to a MAC that is not the port's), with the circling
+// frame's source MAC on one member, then the other: a move, as in tw_source_seen. A second
+// socket (every interface, a filter that accepts OTHERHOST frames of the listed ports only, the
+// 14-byte header) read by its own thread: every such move goes into the moves JS reads (the
+// detector's flap), and the first one fires the armed tripwire. Legitimate unicast through such
+// a port keeps each source MAC on the port it comes in by: no move, no wake. Its reads are paced,
+// the frames between two reads dropping at the tiny buffer before they are cloned: the pause
+// after a read doubles from TW_UNICAST_PAUSE_MIN_NS up to TW_UNICAST_PAUSE_MAX_NS while frames
+// keep coming without a move (a busy uplink: at most 250 reads a second), and falls back to the
+// minimum after a move or a quiet spell (a loop's first frames on a quiet port are read within
+// ~0.25 ms; on a busy one within ~2 pauses). Paced at a fixed 0.5 ms, ~20k frames/s each way
+// through one learning-off uplink cost the agent 3.4-4.5% of a core against 0.9-1.0% without the
+// watch (lab, agent-port-modes). Its own source
+// table, so that a broadcast's trip up to the bridge device (a move in the tripwire's table) is
+// never taken for one. Without a listed port the socket does not exist (no per-frame cost).
+static tripwire_t *tripwire_args(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv);
+
+#define TW_UNICAST_PAUSE_MIN_NS 250000LL
+#define TW_UNICAST_PAUSE_MAX_NS 4000000LL
+#define TW_UNICAST_MAX 128
+#define TW_UNICAST_SNAP 14
+
+static int64_t mono_ns(void) {
+  struct timespec mt;
+  clock_gettime(CLOCK_MONOTONIC, &mt);
+  return (int64_t)mt.tv_sec * 1000000000LL + mt.tv_nsec;
+}
+
+static void *tripwire_unicast_main(void *arg) {
+  tripwire_t *tw = arg;
+  uint8_t buf[TW_UNICAST_SNAP];
+  struct sockaddr_ll sll;
+  if (tw->prio > 0) {
+    struct sched_param sp = { .sched_priority = tw->prio };
+    (void)sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp);
+  }
+  int64_t pause = TW_UNICAST_PAUSE_MIN_NS;
+  while (!atomic_load(&tw->stop)) {
+    socklen_t sl = sizeof sll;
+    int64_t asked = mono_ns();
+    ssize_t n = recvfrom(tw->ufd, buf, sizeof buf, 0, (struct sockaddr *)&sll, &sl);
+    if (n < 0) {
+      pause = TW_UNICAST_PAUSE_MIN_NS;
+      continue; // EAGAIN every 500 ms (SO_RCVTIMEO) or EINTR: check stop, wait again
+    }
+    int64_t mono = mono_ns();
+    pthread_mutex_lock(&tw->mu);
+    int moved = sll.sll_pkttype == PACKET_OTHERHOST && tw_source_seen(tw, tw->usrc, buf, n, sll.sll_ifindex, mono);
+    pthread_mutex_unlock(&tw->mu);
+    if (moved && atomic_load(&tw->armed) && atomic_exchange(&tw->armed, 0)) napi_call_threadsafe_function(tw->tsfn, NULL, napi_tsfn_nonblocking);
+    // Waited longer than the pause for this frame: a quiet port. Otherwise busy, and no move: back off.
+    if (moved || mono - asked > pause) pause = TW_UNICAST_PAUSE_MIN_NS;
+    else if (pause < TW_UNICAST_PAUSE_MAX_NS) pause *= 2;
+    struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)pause };
+    nanosleep(&ts, NULL);
+  }
+  napi_release_threadsafe_function(tw->tsfn, napi_tsfn_release);
+  close(tw->ufd);
+  return NULL;
+}
+
+// The watch's filter: incoming OTHERHOST frames of these ifindexes, TW_UNICAST_SNAP bytes. Returns
+// its length (n + 5 instructions; every jump offset stays under 256 for n <= TW_UNICAST_MAX).
+static unsigned short unicast_filter(struct sock_filter *code, const int32_t *ifindex, uint32_t n) {
+  unsigned short k = 0;
+  code[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)(SKF_AD_OFF + SKF_AD_PKTTYPE));
+  code[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_OTHERHOST, 0, (uint8_t)(n + 1));
+  code[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)(SKF_AD_OFF + SKF_AD_IFINDEX));
+  for (uint32_t i = 0; i < n; i++) code[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)ifindex[i], (uint8_t)(n - i), 0);
+  code[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, 0);
+  code[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, TW_UNICAST_SNAP);
+  return k;
+}
+
+// The watch's socket and thread, at the first listed port; 0 or an errno.
+static int unicast_start(tripwire_t *tw, struct sock_filter *code, unsigned short len) {
+  int zero = 0, err;
+  struct timeval tv = { .tv_sec = 0, .tv_usec = 500000 };
+  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &zero, sizeof zero) < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) {
+    err = errno;
+  } else {
+    err = -arm_packet_socket(fd, 0, code, len, 64);
+  }
+  if (err == 0 && napi_acquire_threadsafe_function(tw->tsfn) != napi_ok) err = ESHUTDOWN;
+  if (err != 0) {
+    close(fd);
+    return err;
+  }
+  tw->ufd = fd;
+  err = pthread_create(&tw->uthread, NULL, tripwire_unicast_main, tw);
+  if (err != 0) {
+    tw->ufd = -1;
+    napi_release_threadsafe_function(tw->tsfn, napi_tsfn_release);
+    close(fd);
+  }
+  return err;
+}
+
+// tripwireUnicast(handle, ifindexes): watch these ports' unknown unicast for moves (see above);
+// [] stops watching (the socket stays, with a drop-all filter). Returns how many are watched (at
+// most TW_UNICAST_MAX, the first ones).
+static napi_value js_tripwire_unicast(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], out;
+  tripwire_t *tw = tripwire_args(env, info, &argc, argv);
+  if (tw == NULL) return NULL;
+  bool is_array = false;
+  uint32_t n = 0;
+  if (argc < 2 || napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "tripwireUnicast: ifindexes must be an array");
+    return NULL;
+  }
+  napi_get_array_length(env, argv[1], &n);
+  if (n > TW_UNICAST_MAX) n = TW_UNICAST_MAX;
+  int32_t ifindex[TW_UNICAST_MAX];
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    ifindex[i] = 0;
+    napi_get_element(env, argv[1], i, &v);
+    napi_get_value_int32(env, v, &ifindex[i]);
+  }
+  struct sock_filter code[TW_UNICAST_MAX + 5];
+  struct sock_filter drop_all[] = { BPF_STMT(BPF_RET | BPF_K, 0) };
+  int err = 0;
+  if (atomic_load(&tw->stop)) {
+    n = 0;
+  } else if (n == 0) {
+    if (tw->ufd >= 0 && attach_filter(tw->ufd, drop_all, 1) < 0) err = errno;
+  } else {
+    unsigned short len = unicast_filter(code, ifindex, n);
+    if (tw->ufd < 0) err = unicast_start(tw, code, len);
+    else if (attach_filter(tw->ufd, code, len) < 0) err = errno;
+  }
+  if (err != 0) {
+    throw_errno(env, err, "tripwireUnicast", "*");
+    return NULL;
+  }
+  napi_create_uint32(env, n, &out);
+  return out;
+}
+
 static void tripwire_call_js(napi_env env, napi_value js_cb, void *context, void *data) {
   (void)context;
   (void)data;
@@ -773,6 +930,7 @@ static napi_value js_start_tripwire(napi_env env, napi_callback_info info) {
     return NULL;
   }
   tw->fd = fd;
+  tw->ufd = -1;
   tw->prio = prio;
   pthread_mutex_init(&tw->mu, NULL);
   napi_value name;
@@ -919,8 +1077,9 @@ static napi_value js_stop_tripwire(napi_env env, napi_callback_info info) {
   if (!atomic_exchange(&tw->stop, 1)) {
     atomic_store(&tw->armed, 0);
     // The thread notices within one receive timeout, releases the tsfn and closes the fd;
-    // detached so stopping never blocks the JS thread.
+    // detached so stopping never blocks the JS thread. The unknown-unicast watch's thread likewise.
     pthread_detach(tw->thread);
+    if (tw->ufd >= 0) pthread_detach(tw->uthread);
   }
   return NULL;
 }
@@ -1280,6 +1439,7 @@ NAPI_MODULE_INIT() {
               { "close", js_close }, { "closeMany", js_close_many }, { "startTripwire", js_start_tripwire },
               { "armTripwire", js_arm_tripwire }, { "stopTripwire", js_stop_tripwire },
               { "tripwireFrames", js_tripwire_frames }, { "readTripwireMoves", js_read_tripwire_moves },
+              { "tripwireUnicast", js_tripwire_unicast },
               { "setRealtime", js_set_realtime }, { "probeOpen", js_probe_open },
               { "probeSend", js_probe_send }, { "probeRecv", js_probe_recv }, { "peerCred", js_peer_cred },
               { "sdNotify", js_sd_notify }, { "setBridgePortState", js_set_bridge_port_state } };

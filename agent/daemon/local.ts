@@ -18,7 +18,10 @@ export interface LocalSampling {
   followPolicy(p: Policy, into: { add(s: TickSource): void; remove(s: TickSource): void }): void;
   /** SCHED_FIFO for this thread and the tripwire's, as the policy asks; the tripwire or null. */
   startTripwire(onFrame: () => void, realtimePriority: number): Tripwire | null;
-  /** The watched ports as now listed: a port renamed since restarts the FDB monitor (see FdbSource.restart). */
+  /**
+   * The watched ports as listed at each rescan: a port renamed since restarts the FDB monitor (see
+   * FdbSource.restart); the ports the bridge learns nothing on are the tripwire's unicast watch.
+   */
   portsListed(infos: readonly PortInfo[]): void;
   /** What measures here, for status (sysfs, packet, fdb, tripwire). */
   ids(): string[];
@@ -27,6 +30,11 @@ export interface LocalSampling {
 }
 
 const NO_MOVES: ReadonlyArray<number | string> = Object.freeze([]);
+
+/** Pure: the bridge ports the bridge learns nothing on, by ifindex, ascending (the tripwire's unicast watch). */
+export function noLearnIfindexes(infos: readonly PortInfo[]): number[] {
+  return infos.filter((p) => p.noLearn === true && p.bridge !== null).map((p) => p.ifindex).sort((a, b) => a - b);
+}
 
 /** onMove: the FDB monitor saw a MAC move (wakes the sampler; see daemon/scheduler.ts). */
 export function startLocalSampling(log: Logger, startNs: number, now: () => number, onMove?: () => void): LocalSampling {
@@ -41,6 +49,20 @@ export function startLocalSampling(log: Logger, startNs: number, now: () => numb
   let fdb: FdbSource | null = null;
   let tripwire: Tripwire | null = null;
   const renames = createRenameWatch();
+  // Ports whose unknown unicast the tripwire watches for moves (see sources/tripwire.ts), as a key.
+  let unicast: number[] = [];
+  let unicastKey = '';
+  let unicastApplied = false;
+  function watchUnicast(): void {
+    if (!tripwire || unicastApplied) return;
+    unicastApplied = true;
+    try {
+      const n = tripwire.watchUnicast(unicast);
+      if (n < unicast.length) log.warn({ component: 'tripwire', ports: unicast.length, watched: n }, 'too many learning-off ports: unknown unicast watched on the first ones only');
+    } catch (err) {
+      log.warn({ component: 'tripwire', err: (err as Error).message }, 'unknown-unicast watch unavailable: loops through learning-off ports are judged at the sampling rate');
+    }
+  }
   const local = createLocalSource(readers, startNs);
   // The tripwire's moves, for the FDB source: only while both run (see sources/tripwire-moves.ts).
   // Ports by ifindex, rebuilt when the local source's list changes (a storm brings many moves).
@@ -65,6 +87,14 @@ export function startLocalSampling(log: Logger, startNs: number, now: () => numb
       else if (!p.fdb.enabled && fdb) (into.remove(fdb), fdb.close(), (fdb = null));
     },
     portsListed(infos) {
+      const next = noLearnIfindexes(infos);
+      const key = next.join(',');
+      if (key !== unicastKey) {
+        unicast = next;
+        unicastKey = key;
+        unicastApplied = false;
+        watchUnicast();
+      }
       const renamed = renames(infos);
       if (renamed.length === 0 || !fdb) return;
       log.info({ component: 'fdb', renamed }, 'ports renamed: restarting bridge monitor fdb (it keeps the names it started with)');
@@ -82,6 +112,7 @@ export function startLocalSampling(log: Logger, startNs: number, now: () => numb
       }
       try {
         tripwire = createTripwire(addon, onFrame, prio);
+        watchUnicast();
       } catch (err) {
         log.warn({ component: 'tripwire', err: (err as Error).message }, 'tripwire unavailable; idle sampling capped at 10 ms');
       }

@@ -141,8 +141,9 @@ export function rescanLocal(
   if (joins) resolved = withJoins(resolved, joins.watch(infos, names, joins.now()));
   const changed = local.watch(infos, resolved);
   watched.merge();
+  // Every rescan, not only on a change: a port's learning mode changes without one.
+  listed?.(infos);
   if (!changed) return;
-  listed?.(local.infos());
   const list = local.infos().filter((p) => named.has(p.name)).map((p) => ({ port: p.name, bridge: p.bridge, role: named.get(p.name)?.role }));
   const observed = local.infos().filter((p) => !named.has(p.name)).map((p) => ({ port: p.name, bridge: p.bridge }));
   log.info({ component: 'ports', watched: list, ...(observed.length > 0 ? { observedNotNamed: observed } : {}), ...changed }, 'watched ports changed');

@@ -33,7 +33,9 @@
 //    circling unknown unicast moves no flood counter, so it was never caught (lab, session 16:
 //    learning off on both uplinks, one unknown-unicast frame circled 600 ms untouched). Such a
 //    port's sustained run is judged on its total rx, at the total-rx falling edge, as where no
-//    flood counter exists.
+//    flood counter exists. The tripwire watches such ports' unknown unicast for source MACs
+//    moving between them (native/packet_stats.c): those moves are a flap like the FDB's, so such
+//    a loop is judged by flap within a few ms, and the sustained run is the fallback.
 //  - hairpin: a port in hairpin mode sends frames back out the port they came in by, so a loop
 //    needs only that port (and a switch reflecting them, or a hairpin bridge beyond it): one
 //    watched member of its bridge, hot with rx ≈ tx for holdSamples, is a loop there. Without
@@ -776,7 +778,7 @@ function loopVerdict(
         : `rx≈tx on ${tr.port} (${kpps(tr.rxPps)}/${kpps(tr.txPps)} pps)`,
     );
     if (ports.get(tr.port)!.observed === true) clues.push(`${tr.port} is not named by the policy: observed only, never shut`);
-    if (tr.noLearn) clues.push(`${b.bridge} learns no MAC on ${tr.port} (learning off or ageing_time 0): no flap can show, its total rx is judged`);
+    if (tr.noLearn) clues.push(`${b.bridge} learns no MAC on ${tr.port} (learning off or ageing_time 0): ${how === 'flap' ? 'the tripwire saw the frames it receives move between ports' : 'no flap can show, its total rx is judged'}`);
   }
   thresholds.rxTxFactor = how === 'sustained' ? SLOW_RX_TX_FACTOR : RX_TX_FACTOR;
   if (how === 'flap' || how === 'sustained') thresholds.loopFloorPps = LOOP_FLOOR_PPS;

@@ -42,6 +42,13 @@ export interface PacketAddon {
    * when there are none (read every tick: no empty array each time).
    */
   readTripwireMoves(h: TripwireHandle): Array<number | string> | undefined;
+  /**
+   * Watch these interfaces' unknown unicast (PACKET_OTHERHOST) for source MACs moving between
+   * them: each move joins readTripwireMoves', the first fires the armed tripwire (a loop circling
+   * unknown unicast through ports the bridge learns nothing on). [] stops; returns how many are
+   * watched (at most 128, the first ones). Throws Error with `code` = errno name.
+   */
+  tripwireUnicast(h: TripwireHandle, ifindexes: readonly number[]): number;
   /** SCHED_FIFO for the calling thread, reset on fork (children run at normal priority). */
   setRealtime(priority: number): void;
 }

@@ -6,7 +6,9 @@ import type { PacketAddon, TripwireFrame } from './packet.js';
 // storm starves). It fires once per arm(), when the thread has received minFrames frames within
 // windowNs: chatter below that rate never reaches the JS thread. It decides nothing about ports.
 // It also notes source MACs that arrive on another interface than their last frame (moves), which
-// the FDB source takes in beside `bridge monitor fdb`'s (sources/fdb.ts).
+// the FDB source takes in beside `bridge monitor fdb`'s (sources/fdb.ts). On ports the bridge
+// learns nothing on, a second native thread does the same for unknown unicast and fires on the
+// first move (watchUnicast; native/packet_stats.c says why).
 
 export interface Tripwire {
   /** Discard stale frames and fire on the next burst of minFrames within windowNs (no-op while armed). */
@@ -17,6 +19,8 @@ export interface Tripwire {
   frames(): TripwireFrame[];
   /** Source MACs moved between interfaces since the last call: [monoNs, ifindex, mac, ...] (see PacketAddon). */
   moves(): ReadonlyArray<number | string>;
+  /** Watch these ports' unknown unicast for moves (see PacketAddon.tripwireUnicast); returns how many are watched. */
+  watchUnicast(ifindexes: readonly number[]): number;
   close(): void;
 }
 
@@ -49,6 +53,9 @@ export function createTripwire(addon: PacketAddon, onFrame: () => void, realtime
     },
     moves() {
       return closed ? NO_MOVES : (addon.readTripwireMoves(handle) ?? NO_MOVES);
+    },
+    watchUnicast(ifindexes) {
+      return closed ? 0 : addon.tripwireUnicast(handle, ifindexes);
     },
     close() {
       if (closed) return;
