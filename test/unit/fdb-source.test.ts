@@ -6,7 +6,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { createFdbSource, LINE_BURST } from '../../agent/sources/fdb.js';
+import { createFdbSource, LINE_BURST, warmUpFdbParsing } from '../../agent/sources/fdb.js';
 import { deliverLines } from '../../agent/host/line-child.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sbt-fdb-'));
@@ -119,6 +119,15 @@ it('runs the monitor at the sampling thread SCHED_FIFO priority (a storm must no
     plain.close();
   }
   expect(pid).toBeGreaterThan(0);
+});
+
+it('the start-up warm-up runs the parser and a move tracker on flapping MACs (every path: learns, moves, deletes, self entries)', () => {
+  // Moves seen: a warm-up that saw none compiled nothing of the move path.
+  const moves = warmUpFdbParsing();
+  expect(moves).toBeGreaterThan(300);
+  // Pure: the same again (its tracker is its own, not a module-level one).
+  expect(warmUpFdbParsing()).toBe(moves);
+  expect(warmUpFdbParsing(2)).toBeGreaterThan(0);
 });
 
 it('deliverLines hands over at most max complete lines and keeps the unfinished one, skipped lines never split', () => {
