@@ -67,12 +67,13 @@ export function warmUpDetector(
     // Real intervals and rates are never whole numbers: neither are these (see the file comment).
     const jitter = 1 + ((i * 7919) % 13) / 997;
     tNs += 1e6 * jitter;
-    // 0 quiet; 1 loop over the rate gate with a flap; 2 slow loop; 3 unicast loop with a flap; 4 flood.
+    // 0 quiet; 1 loop over the rate gate with a flap, of three members (the breaker's escalation
+    // runs: one shut does not end it); 2 slow loop; 3 unicast loop with a flap; 4 flood.
     const loopPps = jitter * (phase === 1 ? 5 * t.floodPps : phase === 2 ? t.clearPps / 2 : phase === 3 ? 4 * t.floodPps : 0.25);
     const flood = phase === 3 ? 0 : loopPps;
     for (let k = 0; k < rs.length; k++) {
       const r = rs[k]!;
-      const member = k < 2;
+      const member = k < 2 || (phase === 1 && k === 2);
       r.rxPps = phase === 4 ? (k === 2 ? 8 * jitter * t.floodPps : 0) : member ? loopPps : 0;
       r.txPps = phase === 4 ? (k === 2 ? 0 : 8 * jitter * t.floodPps) : member ? loopPps * 1.02 : 2 * loopPps;
       r.floodPps = phase === 4 ? r.rxPps : member ? flood : 0;

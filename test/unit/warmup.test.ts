@@ -17,6 +17,14 @@ describe('detector warm-up', () => {
     // Cheap enough to run at every start (generous bound for a loaded CI machine).
     expect(ms).toBeLessThan(2000);
   });
+
+  it('one of its loops has three members, so the breaker warm-up escalates on the evidence after a shut, not only after settle', () => {
+    const policy = testPolicy();
+    const pp = testPorts({ x: 'vm' }, policy).get('x')!;
+    const sizes = new Set<number>();
+    warmUpDetector(policy, pp, 3000, (vs) => vs.forEach((v) => v.kind === 'loop' && sizes.add(v.members.length)));
+    expect([...sizes].sort()).toEqual([2, 3]);
+  });
 });
 
 describe('breaker warm-up', () => {
