@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""A stand-in guest on macvtap NICs: reads and writes the /dev/tapN character devices of macvtap
+interfaces, as QEMU does for a libvirt `<interface type='direct'>` (macvtap) NIC.
+
+Run as: ip netns exec NS python3 tapvm.py --dir DIR --tap macvtap0 [--tap macvtap1]
+            [--mode bridge|guest] [--duration S]
+
+  bridge: the guest bridges its NICs: every frame read from one tap is written to the others
+          (a VM with br0 over eth0/eth1 inside; with each NIC on another host uplink into the
+          same switch, that closes a loop through the switch).
+  guest:  an ordinary guest: reads and drops what arrives; forwards nothing.
+  echo:   an ordinary guest that answers: every broadcast read on a tap is answered on that tap
+          with one broadcast from the tap's own MAC (as a DHCP server answers DISCOVERs with
+          broadcast OFFERs); forwards nothing between taps.
+
+The character device of a macvtap is /dev/tap<ifindex> on a host with udev; this lab makes its
+own node (mknod, major:minor from /sys/class/net/NAME/macvtap/tapIFINDEX/dev) inside DIR, a
+private directory the caller created, and removes it at exit. A tap file is opened with
+IFF_VNET_HDR set (the kernel's default for macvtap): each read starts with a virtio-net header,
+and a frame read from one tap is written with its header unchanged to the other.
+
+Prints one JSON line {"ready": true} once every tap is open, and at exit {"forwarded", "read"}.
+Ends at its deadline (<= 300 s) or on SIGTERM/SIGINT/stdin EOF. Refuses to run outside a named
+network namespace (`ip netns add`): lab traffic must never leave the lab.
+"""
+import argparse
+import json
+import os
+import re
+import select
+import signal
+import stat
+import sys
+import time
+
+MAX_DURATION_S = 300.0
+IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+DEVNUM = re.compile(r"^(\d+):(\d+)$")
+BATCH = 64
+VNET_HDR = 10  # sizeof(struct virtio_net_hdr), the tap's default vnet_hdr_sz
+stop = False
+
+
+def fail(msg, code=2):
+    print(f"tapvm.py: {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+def in_lab_netns():
+    me = os.stat("/proc/self/ns/net")
+    for d in ("/run/netns", "/var/run/netns"):
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for n in names:
+            try:
+                st = os.stat(os.path.join(d, n))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (me.st_dev, me.st_ino):
+                return n.startswith("sb")
+    return False
+
+
+def tap_node(dirpath, name):
+    """mknod DIR/NAME for macvtap NAME's character device; returns its path."""
+    if not IFNAME.match(name):
+        fail(f"invalid interface name {name!r}")
+    ifindex = open(f"/sys/class/net/{name}/ifindex").read().strip()
+    if not ifindex.isdigit():
+        fail(f"{name}: no ifindex")
+    dev = open(f"/sys/class/net/{name}/macvtap/tap{ifindex}/dev").read().strip()
+    m = DEVNUM.match(dev)
+    if not m:
+        fail(f"{name}: unexpected dev {dev!r}")
+    path = os.path.join(dirpath, name)
+    os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(int(m.group(1)), int(m.group(2))))
+    return path
+
+
+def on_signal(_s, _f):
+    global stop
+    stop = True
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--tap", action="append", required=True)
+    ap.add_argument("--mode", choices=("bridge", "guest", "echo"), default="bridge")
+    ap.add_argument("--duration", type=float, default=60.0)
+    a = ap.parse_args()
+    if not in_lab_netns():
+        fail("not inside an sb* lab network namespace; refusing")
+    if not (0 < a.duration <= MAX_DURATION_S):
+        fail(f"--duration must be in (0, {MAX_DURATION_S}]")
+    if not os.path.isdir(a.dir) or os.listdir(a.dir):
+        fail("--dir must be an existing, empty directory")
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    nodes, fds, macs = [], [], {}
+    read = forwarded = 0
+    try:
+        for t in a.tap:
+            p = tap_node(a.dir, t)
+            nodes.append(p)
+            fds.append(os.open(p, os.O_RDWR | os.O_NONBLOCK))
+            macs[fds[-1]] = bytes.fromhex(open(f"/sys/class/net/{t}/address").read().strip().replace(":", ""))
+        poll = select.poll()
+        for fd in fds:
+            poll.register(fd, select.POLLIN)
+        poll.register(sys.stdin.fileno(), select.POLLIN)
+        print(json.dumps({"ready": True}), flush=True)
+        deadline = time.monotonic() + a.duration
+        while not stop and time.monotonic() < deadline:
+            for fd, ev in poll.poll(100):
+                if fd == sys.stdin.fileno():
+                    if not os.read(fd, 4096):
+                        return finish(read, forwarded)
+                    continue
+                for _ in range(BATCH):
+                    try:
+                        buf = os.read(fd, 65536)
+                    except BlockingIOError:
+                        break
+                    except OSError:
+                        break  # the interface went down (EIO on a downed macvtap is not fatal)
+                    read += 1
+                    if a.mode == "echo":
+                        answer(fd, buf, macs[fd])
+                        forwarded += 1
+                        continue
+                    if a.mode != "bridge":
+                        continue
+                    for out in fds:
+                        if out == fd:
+                            continue
+                        try:
+                            os.write(out, buf)
+                            forwarded += 1
+                        except OSError:
+                            pass  # queue full or the other NIC down: a guest bridge drops too
+        finish(read, forwarded)
+    finally:
+        for fd in fds:
+            os.close(fd)
+        for p in nodes:
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+
+
+def answer(fd, buf, mac):
+    """One broadcast from `mac` for a broadcast read (buf: virtio-net header + frame)."""
+    frame = buf[VNET_HDR:]
+    if len(frame) < 14 or frame[:6] != b"\xff" * 6:
+        return
+    try:
+        os.write(fd, bytes(VNET_HDR) + b"\xff" * 6 + mac + frame[12:])
+    except OSError:
+        pass
+
+
+def finish(read, forwarded):
+    print(json.dumps({"read": read, "forwarded": forwarded}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
