@@ -31,6 +31,11 @@ export interface PortInfo {
   noLearn?: boolean;
   /** The bridge sends frames back out this port they came in by (brport/hairpin_mode 1). */
   hairpin?: boolean;
+  /**
+   * A port of a macvlan forwarding domain (no bridge): a NIC with macvlan/macvtap devices on it,
+   * or one of those devices; `bridge` then names the NIC (host/interfaces.ts, macvlanDomainOf).
+   */
+  macvlan?: boolean;
 }
 
 /**
@@ -110,6 +115,8 @@ export interface PortRates {
   noLearn?: boolean;
   /** The port is in hairpin mode (PortInfo.hairpin): a loop can circle through it alone. */
   hairpin?: boolean;
+  /** The port is of a macvlan forwarding domain (PortInfo.macvlan): `bridge` names its NIC. */
+  macvlan?: boolean;
 }
 
 /** A MAC address seen moving between ports of one bridge (bridge monitor fdb). */

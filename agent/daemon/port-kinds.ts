@@ -63,7 +63,8 @@ export function localKind(policy: () => Policy, bridgeIfindex: (port: string) =>
 
 /** The ifindex of a bridge port among the local source's ports (undefined: not one of them, or in no bridge). */
 export function bridgeIfindexOf(infos: readonly PortInfo[], port: string): number | undefined {
-  for (const p of infos) if (p.name === port) return p.bridge !== null ? p.ifindex : undefined;
+  // A macvlan domain's port has no bridge state to set (its `bridge` is the NIC's name).
+  for (const p of infos) if (p.name === port) return p.bridge !== null && p.macvlan !== true ? p.ifindex : undefined;
   return undefined;
 }
 

@@ -40,6 +40,13 @@
 //    needs only that port (and a switch reflecting them, or a hairpin bridge beyond it): one
 //    watched member of its bridge, hot with rx ≈ tx for holdSamples, is a loop there. Without
 //    hairpin a lone member is no loop (the bridge never re-sends a frame by its ingress port).
+//  - macvlan domains: a host without a bridge whose guests have macvtap/macvlan NICs on its NICs
+//    (libvirt's direct interfaces) forwards all the same; each NIC and the macvlan devices on it
+//    are one "bridge", keyed by the NIC's name (PortRates.macvlan, host/interfaces.ts). There a
+//    loop verdict needs MACVLAN_MIN_DOMAINS such domains at once (one alone is a guest answering
+//    through its NIC), and a loop circling one way only (no port shows rx ≈ tx) is judged by a
+//    guest's device re-sending another NIC's flood (ringVerdicts). A macvlan device's rx is what
+//    reaches its guest, so its hot rx is never a flood FROM it.
 //
 // Floods from one port are cut in proportion to their size: the frames above the threshold in
 // force fill a bucket while the port is hot, and the port is cut when it exceeds
@@ -121,6 +128,17 @@ export const SLOW_RX_TX_FACTOR = 1.5;
 export const SLOW_LOOP_MS = 100;
 /** Frames above the threshold a single-port flood may send before its port is cut (storm-control's burst). */
 export const FLOOD_BURST_FRAMES = 2000;
+/**
+ * A loop through NICs without a bridge, each with macvlan/macvtap devices on it (a guest bridging
+ * its macvtap NICs on two uplinks into one switch), circles through this many such NICs' domains
+ * at once. One domain alone is never a loop: each frame a guest receives or sends by its macvtap
+ * crosses the NIC too, so a guest answering requests (a DHCP server's broadcast OFFERs to a PXE
+ * wave) makes both the NIC and its macvtap show rx ≈ tx, exactly as a loop does; and nothing
+ * there learns MACs (no flap can tell them apart).
+ */
+export const MACVLAN_MIN_DOMAINS = 2;
+/** A guest's macvlan device re-sending another NIC's flood this long is a one-way loop (see ringVerdicts). */
+export const MACVLAN_ECHO_MS = 30;
 /** A port with no valid sample for this long is forgotten (it vanished or cannot be read). */
 export const FORGET_AFTER_MS = 1000;
 
@@ -159,6 +177,10 @@ export interface PortTrack {
   /** The bridge learns nothing on this port, and it is in hairpin mode (PortRates, as of the last sample). */
   noLearn: boolean;
   hairpin: boolean;
+  /** The port is of a macvlan forwarding domain (PortRates.macvlan): `bridge` names its NIC. */
+  macvlan: boolean;
+  /** Since when this macvlan device re-sends what another NIC's receives (a one-way ring), or NaN. */
+  echoSinceNs: number;
   /** EWMA of the averaged total rx outside sustained runs (the baseline of a noLearn port's sustained run). */
   totalBaseline: number;
   slowSinceNs: number;
@@ -220,8 +242,16 @@ export interface BridgeTrack {
   hairpin: number;
   /** A MAC flapping over >= 2 symmetric watched ports this tick, or null. */
   flap: Flap | null;
+  /** A member this tick is of a macvlan domain (the bridge is a NIC's, see MACVLAN_MIN_DOMAINS). */
+  macvlan: boolean;
+  /** Pass 2's judgement this tick: how the tallies make a loop, or null. */
+  how: LoopHow | null;
+  byFlap: boolean;
+  bySustain: boolean;
   lastActiveNs: number;
 }
+
+type LoopHow = 'rate' | 'flap' | 'sustained' | 'hairpin';
 
 export interface DetectorState {
   ports: Map<string, PortTrack>;
@@ -297,8 +327,10 @@ export function step(
   // Pass 1: loop membership by rate (hot) and by sustained evidence, and per-bridge tallies.
   let candidateBridges = 0;
   let egress = 0;
+  let guestRx = 0;
   for (const tr of state.ports.values()) {
     if (tr.egressHot) egress++;
+    if (tr.hot && guestSide(tr)) guestRx++;
     // A port the policy stopped watching (reload) is ignored until the sweep forgets it.
     const pp = ports.get(tr.port);
     tr.loopMember =
@@ -310,6 +342,7 @@ export function step(
     const slow = pp !== undefined && sustained(tr, pp, tick, tNs);
     if ((!tr.loopMember && !slow) || tr.bridge === null) continue;
     const b = tallied(state, tr.bridge, seq, tNs);
+    if (tr.macvlan) b.macvlan = true;
     if (tr.loopMember) {
       b.members++;
       if (heldByRate(tr, pp!, tick, tNs)) b.held++;
@@ -332,10 +365,13 @@ export function step(
 
   // Pass 2: loop verdicts, only for candidate bridges (rare: a storm).
   let verdicts: Verdict[] | null = candidateBridges > 0 ? loopVerdicts(state, seq, tick, ports, policy) : null;
+  // Pass 2b: a one-way ring through a guest's macvlan devices (rare: only while one receives a flood).
+  if (guestRx > 0) verdicts = ringVerdicts(state, tick, ports, policy, verdicts);
 
   // Pass 3: floods from a single port (hot rx, tx not ≈ rx).
   for (const tr of state.ports.values()) {
-    if (!tr.hot || tr.loopMember) continue;
+    // A macvlan device's rx is what reaches its guest: a flood INTO the guest, never from it.
+    if (!tr.hot || tr.loopMember || guestSide(tr)) continue;
     const pp = ports.get(tr.port);
     // An observed-only port (no rule names it) flooding alone is judged like any port; the breaker
     // only reports it (it is protected): the operator learns which unnamed port floods.
@@ -365,24 +401,99 @@ export function step(
 function loopVerdicts(state: DetectorState, seq: number, tick: Tick, ports: ReadonlyMap<string, PortPolicy>, policy: Policy): Verdict[] | null {
   const tNs = tick.tNs;
   let verdicts: Verdict[] | null = null;
+  let macvlanLoops = 0;
   for (const b of state.bridges.values()) {
     if (b.seq !== seq) continue;
-    // MAC flapping is near-proof of a loop: then one sample per member suffices.
-    if (b.flap === null && b.members >= 2) {
-      pruneMoves(b, tNs);
-      b.flap = b.fdbLen >= FDB_MIN_MOVES ? worstFlap(b) : null;
-    }
-    const byRate = b.members >= 2 && (b.flap !== null || b.held >= 2);
-    const byFlap = b.flap !== null && symmetricWatched(state, b.bridge, b.flap, ports) >= 2;
-    const bySustain = b.slow >= 2;
-    // A lone member in hairpin mode: the frames it re-sends come back by it (see the file comment).
-    const byHairpin = b.members === 1 && b.hairpin === 1;
-    if (!byRate && !byFlap && !bySustain && !byHairpin) continue;
-    markMembers(state, b, byFlap, bySustain, ports, tick, tNs);
-    const how = byRate ? 'rate' : byFlap ? 'flap' : bySustain ? 'sustained' : 'hairpin';
-    (verdicts ??= []).push(loopVerdict(state, b, b.flap, how, tick, ports, policy));
+    judgeLoop(state, b, ports, tNs);
+    if (b.how !== null && b.macvlan) macvlanLoops++;
+  }
+  for (const b of state.bridges.values()) {
+    if (b.seq !== seq || b.how === null) continue;
+    // One macvlan domain alone is a guest talking through its NIC (see MACVLAN_MIN_DOMAINS).
+    if (b.macvlan && macvlanLoops < MACVLAN_MIN_DOMAINS) continue;
+    markMembers(state, b, b.byFlap, b.bySustain, ports, tick, tNs);
+    (verdicts ??= []).push(loopVerdict(state, b, b.flap, b.how, tick, ports, policy, b.macvlan ? macvlanLoops : 0));
   }
   return verdicts;
+}
+
+/** Sets b.how (and byFlap, bySustain): do this tick's tallies make a loop of b, and by which rule? */
+function judgeLoop(state: DetectorState, b: BridgeTrack, ports: ReadonlyMap<string, PortPolicy>, tNs: number): void {
+  // MAC flapping is near-proof of a loop: then one sample per member suffices.
+  if (b.flap === null && b.members >= 2) {
+    pruneMoves(b, tNs);
+    b.flap = b.fdbLen >= FDB_MIN_MOVES ? worstFlap(b) : null;
+  }
+  const byRate = b.members >= 2 && (b.flap !== null || b.held >= 2);
+  b.byFlap = b.flap !== null && symmetricWatched(state, b.bridge, b.flap, ports) >= 2;
+  b.bySustain = b.slow >= 2;
+  // A lone member in hairpin mode: the frames it re-sends come back by it (see the file comment).
+  const byHairpin = b.members === 1 && b.hairpin === 1;
+  b.how = byRate ? 'rate' : b.byFlap ? 'flap' : b.bySustain ? 'sustained' : byHairpin ? 'hairpin' : null;
+}
+
+/** A macvlan/macvtap device (not its NIC): its rx is what its guest receives, its tx what the guest sends. */
+function guestSide(tr: PortTrack): boolean {
+  return tr.macvlan && tr.bridge !== tr.port;
+}
+
+/**
+ * Pass 2b: a guest re-sending by one macvlan device what another, on another NIC, receives. A
+ * frame that entered the ring by one side only circles one way: up2 -> macvtap1 -> guest ->
+ * macvtap0 -> up1 -> switch -> up2 (lab: a broadcast from a bridge-mode macvlan guest on up1 is
+ * not delivered back to that NIC's bridge-mode macvlans, so the other way dies at once). Then no
+ * port shows rx ≈ tx: macvtap1 only receives, macvtap0 only sends, and the receiving side alone
+ * looked like a flood FROM macvtap1 (cut as one on the old code: the right guest, by luck, and
+ * every other guest on that NIC would have been cut as well in a storm from elsewhere). The
+ * sender S: a macvlan device sending >= LOOP_FLOOR_PPS, at least RX_TX_FACTOR x what it receives,
+ * within SLOW_RX_TX_FACTOR of the rx of a hot macvlan device R of another NIC, held
+ * MACVLAN_ECHO_MS. Members S and R: the guest's two NICs. Not for a sender already in a loop.
+ */
+function ringVerdicts(state: DetectorState, tick: Tick, ports: ReadonlyMap<string, PortPolicy>, policy: Policy, verdicts: Verdict[] | null): Verdict[] | null {
+  const tNs = tick.tNs;
+  for (const s of state.ports.values()) {
+    if (!guestSide(s) || s.loopMember || ports.get(s.port) === undefined) continue;
+    const r = s.txAvg >= LOOP_FLOOR_PPS && s.rxAvg * RX_TX_FACTOR <= s.txAvg ? echoed(state, s, ports) : null;
+    if (r === null) {
+      s.echoSinceNs = NaN;
+      continue;
+    }
+    if (Number.isNaN(s.echoSinceNs)) s.echoSinceNs = tNs;
+    if (tNs - s.echoSinceNs < MACVLAN_ECHO_MS * 1e6) continue;
+    (verdicts ??= []).push(ringVerdict(s, r, tick, ports, policy));
+  }
+  return verdicts;
+}
+
+/** The hot macvlan device of another NIC whose rx the sender's tx matches (SLOW_RX_TX_FACTOR), or null. */
+function echoed(state: DetectorState, s: PortTrack, ports: ReadonlyMap<string, PortPolicy>): PortTrack | null {
+  for (const r of state.ports.values()) {
+    if (r === s || !r.hot || !guestSide(r) || r.bridge === s.bridge) continue;
+    const pp = ports.get(r.port);
+    if (pp === undefined || r.hotCount < pp.thresholds.holdSamples) continue;
+    if (s.txAvg <= SLOW_RX_TX_FACTOR * r.rxAvg && r.rxAvg <= SLOW_RX_TX_FACTOR * s.txAvg) return r;
+  }
+  return null;
+}
+
+function ringVerdict(s: PortTrack, r: PortTrack, tick: Tick, ports: ReadonlyMap<string, PortPolicy>, policy: Policy): Verdict {
+  const members = [s, r].sort((x, y) => (x.port < y.port ? -1 : 1));
+  const thresholds = thresholdRecord();
+  for (const tr of members) {
+    portThresholds(thresholds, tr, ports.get(tr.port)!.thresholds);
+    thresholds[`${tr.port}.txPps`] = tr.txPps;
+  }
+  thresholds.rxTxFactor = SLOW_RX_TX_FACTOR;
+  thresholds.loopFloorPps = LOOP_FLOOR_PPS;
+  thresholds.macvlanEchoMs = MACVLAN_ECHO_MS;
+  const clues = [
+    `${s.port} (on ${s.bridge}) sends what ${r.port} (on ${r.bridge}) receives: ${kpps(s.txAvg)} pps out against ${kpps(r.rxAvg)} pps of flood in, for ${Math.round((tick.tNs - s.echoSinceNs) / 1e6)} ms (a guest forwarding between its NICs: a one-way loop through the switch)`,
+    `${s.bridge} and ${r.bridge} have no bridge: each forwards with the macvlan/macvtap devices on it`,
+    `${r.port} hot for ${r.hotCount} samples`,
+  ];
+  for (const tr of members) if (ports.get(tr.port)!.observed === true) clues.push(`${tr.port} is not named by the policy: observed only, never shut`);
+  const first = ports.get((members.find((m) => ports.get(m.port)!.observed !== true) ?? members[0]!).port)!;
+  return { kind: 'loop', bridge: s.bridge, members: members.map((m) => m.port), evidence: evidence(members, thresholds, clues, first.rule, tick, policy) };
 }
 
 function newTrack(port: string, bridge: string | null, tNs: number): PortTrack {
@@ -410,6 +521,8 @@ function newTrack(port: string, bridge: string | null, tNs: number): PortTrack {
     slowSinceNs: 0,
     noLearn: false,
     hairpin: false,
+    macvlan: false,
+    echoSinceNs: NaN,
     totalBaseline: 0,
     excess: 0,
     hotFrames: 0,
@@ -506,6 +619,7 @@ function observe(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number): void 
   if (tr.slowFlood) tr.symmetric = true;
   tr.noLearn = r.noLearn === true;
   tr.hairpin = r.hairpin === true;
+  tr.macvlan = r.macvlan === true;
   // Without a flood counter only a rate at the falling edge's level counts: totals carry unicast.
   // Where the bridge learns nothing, totals too (see the file comment), over their own baseline.
   const totals = byFlood && tr.noLearn;
@@ -591,6 +705,10 @@ function bridgeTrack(state: DetectorState, bridge: string, tNs: number): BridgeT
       slow: 0,
       hairpin: 0,
       flap: null,
+      macvlan: false,
+      how: null,
+      byFlap: false,
+      bySustain: false,
       lastActiveNs: tNs,
     };
     state.bridges.set(bridge, b);
@@ -608,6 +726,7 @@ function tallied(state: DetectorState, bridge: string, seq: number, tNs: number)
     b.slow = 0;
     b.hairpin = 0;
     b.flap = null;
+    b.macvlan = false;
   }
   b.lastActiveNs = tNs;
   return b;
@@ -748,10 +867,12 @@ function loopVerdict(
   state: DetectorState,
   b: BridgeTrack,
   flap: Flap | null,
-  how: 'rate' | 'flap' | 'sustained' | 'hairpin',
+  how: LoopHow,
   tick: Tick,
   ports: ReadonlyMap<string, PortPolicy>,
   policy: Policy,
+  /** Macvlan domains circling in this tick (0: b is a bridge). */
+  macvlanLoops = 0,
 ): Verdict {
   const members: PortTrack[] = [];
   for (const tr of state.ports.values()) if (tr.loopMember && tr.bridge === b.bridge) members.push(tr);
@@ -779,6 +900,10 @@ function loopVerdict(
     );
     if (ports.get(tr.port)!.observed === true) clues.push(`${tr.port} is not named by the policy: observed only, never shut`);
     if (tr.noLearn) clues.push(`${b.bridge} learns no MAC on ${tr.port} (learning off or ageing_time 0): ${how === 'flap' ? 'the tripwire saw the frames it receives move between ports' : 'no flap can show, its total rx is judged'}`);
+  }
+  if (macvlanLoops > 0) {
+    clues.push(`${b.bridge} has no bridge: it and the macvlan/macvtap devices on it forward as one; ${macvlanLoops} such NICs circle at once (a guest joins them)`);
+    thresholds.macvlanDomains = macvlanLoops;
   }
   thresholds.rxTxFactor = how === 'sustained' ? SLOW_RX_TX_FACTOR : RX_TX_FACTOR;
   if (how === 'flap' || how === 'sustained') thresholds.loopFloorPps = LOOP_FLOOR_PPS;

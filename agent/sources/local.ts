@@ -119,8 +119,9 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
   };
 }
 
-/** The listing's learning and hairpin modes onto the port's rates (the detector reads them there). */
+/** The listing's learning and hairpin modes and macvlan domain onto the port's rates (the detector reads them there). */
 function portModes(r: PortRates, p: PortInfo): void {
   r.noLearn = p.noLearn === true;
   r.hairpin = p.hairpin === true;
+  r.macvlan = p.macvlan === true;
 }

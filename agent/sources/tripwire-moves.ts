@@ -25,7 +25,7 @@ export interface NativeMoves {
 
 export function createNativeMoves(
   read: () => ReadonlyArray<number | string>,
-  portAt: (ifindex: number) => { name: string; bridge: string | null } | undefined,
+  portAt: (ifindex: number) => { name: string; bridge: string | null; macvlan?: boolean } | undefined,
 ): NativeMoves {
   const track = createMoveTracker();
   const last = new Map<string, number>();
@@ -35,7 +35,9 @@ export function createNativeMoves(
       const flat = read();
       for (let i = 0; i + 2 < flat.length; i += 3) {
         const p = portAt(flat[i + 1] as number);
-        if (p === undefined || p.bridge === null) continue;
+        // In a macvlan domain every broadcast arrives on the NIC and then on each macvlan on it:
+        // the same MAC "moves" with every frame, which is no flap (see host/interfaces.ts).
+        if (p === undefined || p.bridge === null || p.macvlan === true) continue;
         // In time order with what was pushed before (the detector prunes moves from the oldest).
         newest = Math.max(newest, flat[i] as number);
         const mv = track({ mac: flat[i + 2] as string, dev: p.name, master: p.bridge, deleted: false }, newest);

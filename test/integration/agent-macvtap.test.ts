@@ -1,0 +1,175 @@
+// A hypervisor host with NO bridge (session 17): libvirt's direct (macvtap) NICs. The host has
+// uplinks up1/up2 into one switch and a guest with macvtap0@up1 and macvtap1@up2, run as QEMU
+// runs it (scripts/lab/tapvm.py reads and writes the macvtaps' /dev/tapN character devices on
+// the host; see scripts/lab/macvtap-shapes.ts). A guest that bridges its two NICs closes a loop
+// through the switch. The policy is what a new user writes from README's Policy section: the
+// uplinks as role uplink, the guests' NICs (libvirt names them macvtapN) as role vm.
+//  - A broadcast from the LAN (prod) circles both ways: every port shows rx ≈ tx, but no port has
+//    a bridge, so the old main saw no loop: in one run nothing journaled (~24k frames at prod in
+//    600 ms until the test opened the loop by hand), in another macvtap0 cut after 106 ms as "a
+//    flood from macvtap0 (not a loop)".
+//  - A broadcast from a guest on up1 (vm1, a bridge-mode macvlan) circles one way only (the
+//    macvlan driver does not hand a bridge-mode macvlan's frame back to the macvlans of its own
+//    NIC): macvtap1 only receives, macvtap0 only sends. The old main cut macvtap1 as "a flood
+//    from macvtap1", reading the frames its guest RECEIVES as sent by it.
+//  - Not a loop: a broadcast flood from elsewhere reaching the guests (the old main cut the
+//    receiving guests' macvtaps as flooding VMs), and a guest answering an ARP scan with
+//    broadcasts of its own (its NIC and its macvtap both show rx ≈ tx, as a loop's members do).
+// The right cut is the guest's NIC (a macvtap), never an uplink. Every storm is bounded:
+// frameStorm opens the loop by hand after OBSERVE_MS, a guard downs the macvtaps after 5 s, the
+// guest process ends with each test (and at its own deadline), the lab is torn down in afterAll.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
+import { frameStorm, type FrameStorm } from '../../scripts/lab/more-shapes.js';
+import { buildMacvtapLab, startTapGuest, type GuestMode, type MacvtapLab, type TapGuest } from '../../scripts/lab/macvtap-shapes.js';
+import { downHostPorts, resetPorts } from '../../scripts/lab/scenario.js';
+import { flood, inject } from '../../scripts/lab/traffic.js';
+import { eventsOf, newStateDir, readJournalStrict, requireBuiltAgent, sleep, stopAgentAndLab, stormGuard, waitForNew } from '../helpers/agent-lab.js';
+import { teardownLab } from '../../scripts/lab/topology.js';
+import { readLinkStats, statsDelta } from '../../scripts/lab/counters.js';
+
+const PREFIX = 'sbsh17-';
+const OBSERVE_MS = 600;
+/** Loop verdict from the injected frame: a few ms idle (one-way: MACVLAN_ECHO_MS 30 after R is hot); room for a busy core. */
+const VERDICT_MS = 300;
+
+const POLICY = `version: 1
+ports:
+  - match: "up*"
+    role: uplink
+  - match: "macvtap*"
+    role: vm
+`;
+
+let lab: MacvtapLab;
+let agent: AgentHandle | null = null;
+let guest: TapGuest | null = null;
+
+beforeAll(async () => {
+  requireBuiltAgent();
+  const dir = newStateDir('macvtap');
+  const policy = join(dir, 'policy.yaml');
+  writeFileSync(policy, POLICY);
+  lab = await buildMacvtapLab(PREFIX, 'bridge');
+  try {
+    agent = await startAgent(lab.ns.host, { policy, stateDir: dir });
+    await sleep(1500); // the first listing and the warm-up
+  } catch (err) {
+    await teardownLab(PREFIX);
+    throw err;
+  }
+});
+
+afterEach(async () => {
+  await guest?.stop();
+  guest = null;
+});
+
+afterAll(() => stopAgentAndLab(agent, PREFIX));
+
+async function runGuest(mode: GuestMode, taps: readonly string[] = lab.taps): Promise<void> {
+  await guest?.stop();
+  guest = await startTapGuest(lab, mode, 60, taps);
+}
+
+const evTNs = (t: Record<string, unknown>) => (t.evidence as { tNs: number }).tNs;
+
+/** One broadcast from `from` (vm1: a guest on up1; prod: a host on the switch) into the bridging guest's loop. */
+async function storm(tag: string, from: 'vm1' | 'prod'): Promise<{ r: FrameStorm; trips: Array<Record<string, unknown>>; verdictMs: number }> {
+  const a = agent!;
+  const seen = readJournalStrict(a.stateDir).length;
+  const cancel = stormGuard(lab, 5000);
+  let r: FrameStorm;
+  try {
+    r = await frameStorm({ ...lab, ns: { ...lab.ns, vm1: lab.ns[from] } }, a, { kind: 'broadcast' }, OBSERVE_MS);
+  } finally {
+    cancel();
+    await guest?.stop(); // no frame circles while the ports come back up
+    guest = null;
+  }
+  await sleep(100); // the trip line follows its verified link-down
+  const trips = eventsOf(readJournalStrict(a.stateDir).slice(seen), 'trip');
+  for (const t of trips) {
+    const restored = waitForNew(a, (l) => l.msg === 'restore' && l.port === t.port, 5000);
+    await a.ask('restore', { port: t.port, reason: 'sbsh17: next storm' });
+    await restored;
+  }
+  await resetPorts(lab);
+  const verdictMs = trips.length > 0 ? (evTNs(trips[0]!) - r.tInjectNs) / 1e6 : NaN;
+  console.log(
+    `[macvtap ${tag}] down=${r.downAtEnd.join(',') || 'none'} openedByHand=${r.openedByHand} msToQuiet=${r.stats.msToQuiet?.toFixed(1)} frames=${r.stats.framesLeaked} verdictMs=${verdictMs.toFixed(1)} ` +
+      `trips=${trips.map((t) => `${String(t.port)}(${String(t.reason)})`).join(';')} clue=${String((trips[0]?.evidence as { clues?: string[] } | undefined)?.clues?.[0] ?? '')}`,
+  );
+  return { r, trips, verdictMs };
+}
+
+function expectOneGuestNicCut(r: FrameStorm, trips: Array<Record<string, unknown>>, verdictMs: number): void {
+  expect(r.stats.firstFrameNs).not.toBeNull(); // the frame did circle and reach prod
+  expect(trips).toHaveLength(1);
+  expect(lab.taps).toContain(trips[0]!.port);
+  expect(String(trips[0]!.reason)).toMatch(/^loop on up[12]: shut macvtap[01]/);
+  expect(r.downAtEnd).toEqual([trips[0]!.port]); // no uplink, one guest NIC
+  expect(r.openedByHand).toBe(false);
+  expect(verdictMs).toBeLessThan(VERDICT_MS);
+  expect(r.stats.quietAtNs).not.toBeNull();
+  expect((r.stats.quietAtNs! - r.tInjectNs) / 1e6).toBeLessThan(OBSERVE_MS);
+}
+
+describe('a guest bridging its macvtap NICs on two uplinks (no host bridge)', () => {
+  it("a broadcast from the LAN circles both ways: one macvtap shut, as a loop (the old main: nothing, or 'a flood from' a macvtap)", async () => {
+    await runGuest('bridge');
+    const { r, trips, verdictMs } = await storm('from-lan', 'prod');
+    expectOneGuestNicCut(r, trips, verdictMs);
+    expect(String((trips[0]!.evidence as { clues: string[] }).clues.join(' | '))).toMatch(/no bridge: it and the macvlan\/macvtap devices on it forward as one; 2 such NICs/);
+  });
+
+  it("a broadcast from a guest on up1 circles one way: one macvtap shut, as a loop (the old main: macvtap1 cut as 'a flood from' it)", async () => {
+    await runGuest('bridge');
+    const { r, trips, verdictMs } = await storm('from-guest', 'vm1');
+    expectOneGuestNicCut(r, trips, verdictMs);
+    expect(String((trips[0]!.evidence as { clues: string[] }).clues[0])).toMatch(/macvtap0 \(on up1\) sends what macvtap1 \(on up2\) receives/);
+  });
+});
+
+describe('guests that do not bridge: nothing is cut', () => {
+  /** Journal lines since `seen` that act on or would act on a port, and any flood report that is not an uplink's. */
+  function actions(seen: number): Array<Record<string, unknown>> {
+    return readJournalStrict(agent!.stateDir)
+      .slice(seen)
+      .filter((l) => ['trip', 'would-trip', 'escalate'].includes(String(l.event)) || (l.event === 'flood-observed' && !/^up[12]$/.test(String(l.port))));
+  }
+
+  it('a broadcast flood from elsewhere reaching the guests (a victim host): no guest NIC cut (the old main: cut them as flooding VMs)', async () => {
+    await runGuest('guest');
+    const seen = readJournalStrict(agent!.stateDir).length;
+    const r = await flood(lab, 'prod', 'eth0', { duration: 1, kind: 'broadcast' });
+    await sleep(300);
+    const acted = actions(seen);
+    console.log(`[macvtap victim] sent=${r.sent} acted=${JSON.stringify(acted.map((l) => `${String(l.event)} ${String(l.port)}: ${String(l.reason)}`))}`);
+    expect(r.sent).toBeGreaterThan(20_000);
+    expect(acted).toEqual([]);
+    expect(await downHostPorts(lab)).toEqual([]);
+  });
+
+  it('a guest answering an ARP scan with broadcasts (up1 and its macvtap0 both rx ≈ tx): nothing', async () => {
+    // One NIC answers (a DHCP server's broadcast OFFERs); a guest answering on NICs of both
+    // uplinks would show two domains at rx ≈ tx, as a loop does (README: not told apart).
+    await runGuest('echo', ['macvtap0']);
+    const seen = readJournalStrict(agent!.stateDir).length;
+    const before = await readLinkStats(lab.ns.host);
+    const r = await inject(lab, 'prod', 'eth0', { kind: 'arp', pps: 5000, duration: 2, randomSrc: true });
+    const d = statsDelta(before, await readLinkStats(lab.ns.host), ['up1', 'macvtap0']);
+    await sleep(300);
+    const acted = actions(seen);
+    console.log(`[macvtap echo] sent=${r.sent} counters=${JSON.stringify(d)} acted=${JSON.stringify(acted.map((l) => `${String(l.event)} ${String(l.port)}: ${String(l.reason)}`))}`);
+    expect(r.sent).toBeGreaterThan(5000);
+    // The guest did answer: up1 and macvtap0 each carried rx ≈ tx (as a loop's members would).
+    for (const p of ['up1', 'macvtap0']) {
+      expect(d[p]!.rx).toBeGreaterThan(0.8 * r.sent);
+      expect(d[p]!.tx).toBeGreaterThan(0.8 * d[p]!.rx);
+    }
+    expect(acted).toEqual([]);
+  });
+});

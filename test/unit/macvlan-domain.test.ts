@@ -1,0 +1,123 @@
+// A host without a bridge whose guests have macvtap/macvlan NICs (session 17): discovery of the
+// NIC + macvlan-devices forwarding domain from sysfs, and the detector's judgement on it.
+import { afterAll, describe, expect, it } from 'vitest';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { bridgeMembers, listInterfaces, macvlanDomainOf } from '../../agent/host/interfaces.js';
+import { initialDetectorState, MACVLAN_ECHO_MS, step } from '../../agent/detect/signature.js';
+import { testPolicy, testPorts } from '../../agent/testing/policy.js';
+import { buildTrace, type LoadFn } from '../../agent/testing/traces.js';
+import type { Tick, Verdict } from '../../agent/types.js';
+
+// A fake /sys/class/net: up1 with macvtap0 (a macvtap), mv0 (a macvlan) and up1.100 (a VLAN) on
+// it; up2 with macvtap1; up3 with nothing; br0 with port vnet0.
+const root = mkdtempSync(join(tmpdir(), 'sbt-macvlan-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+function dev(name: string, ifindex: number, o: { lower?: string; master?: string; devtype?: string; macvtap?: boolean; bridge?: boolean } = {}): void {
+  mkdirSync(join(root, name), { recursive: true });
+  writeFileSync(join(root, name, 'ifindex'), `${ifindex}\n`);
+  writeFileSync(join(root, name, 'uevent'), `INTERFACE=${name}\nIFINDEX=${ifindex}\n${o.devtype ? `DEVTYPE=${o.devtype}\n` : ''}`);
+  if (o.macvtap) mkdirSync(join(root, name, 'macvtap'));
+  if (o.bridge) mkdirSync(join(root, name, 'bridge'));
+  if (o.lower) {
+    symlinkSync(join(root, o.lower), join(root, name, `lower_${o.lower}`));
+    symlinkSync(join(root, name), join(root, o.lower, `upper_${name}`));
+  }
+  if (o.master) {
+    symlinkSync(join(root, o.master), join(root, name, 'master'));
+    symlinkSync(join(root, o.master), join(root, name, `upper_${o.master}`));
+    symlinkSync(join(root, name), join(root, o.master, `lower_${name}`));
+  }
+}
+dev('up1', 2);
+dev('up2', 3);
+dev('up3', 4);
+dev('br0', 5, { bridge: true, devtype: 'bridge' });
+dev('macvtap0', 10, { lower: 'up1', macvtap: true });
+dev('mv0', 11, { lower: 'up1' });
+dev('up1.100', 12, { lower: 'up1', devtype: 'vlan' });
+dev('macvtap1', 13, { lower: 'up2', macvtap: true });
+dev('vnet0', 14, { master: 'br0' });
+mkdirSync(join(root, 'br0', 'brif'));
+symlinkSync(join(root, 'vnet0'), join(root, 'br0', 'brif', 'vnet0'));
+
+describe('a macvlan forwarding domain from sysfs', () => {
+  it('a NIC with macvlan/macvtap devices and those devices share the NIC as their bridge; a VLAN, a plain NIC and bridge ports do not', () => {
+    const byName = new Map(listInterfaces(root).map((p) => [p.name, p]));
+    for (const n of ['up1', 'macvtap0', 'mv0']) expect(byName.get(n)).toMatchObject({ bridge: 'up1', macvlan: true });
+    for (const n of ['up2', 'macvtap1']) expect(byName.get(n)).toMatchObject({ bridge: 'up2', macvlan: true });
+    expect(byName.get('up1.100')).toMatchObject({ bridge: null });
+    expect(byName.get('up3')).toMatchObject({ bridge: null });
+    expect(byName.get('vnet0')).toMatchObject({ bridge: 'br0' });
+    for (const n of ['up1.100', 'up3', 'vnet0', 'br0']) expect(byName.get(n)!.macvlan).toBeUndefined();
+    expect(bridgeMembers('up1', root)).toEqual(['up1', 'macvtap0', 'mv0']);
+    expect(bridgeMembers('up3', root)).toEqual([]);
+    expect(bridgeMembers('br0', root)).toEqual(['vnet0']);
+    expect(macvlanDomainOf('gone0', root)).toBeNull();
+    expect(macvlanDomainOf('bad/name', root)).toBeNull();
+  });
+});
+
+// The detector on the lab's host: up1 + macvtap0 (domain up1), up2 + macvtap1 (domain up2).
+const policy = testPolicy();
+const names = ['up1', 'macvtap0', 'up2', 'macvtap1'];
+const ports = testPorts({ up1: 'uplink', up2: 'uplink', macvtap0: 'vm', macvtap1: 'vm' }, policy);
+const domainOf = (p: string) => (p === 'up1' || p === 'macvtap0' ? 'up1' : 'up2');
+
+function trace(load: LoadFn, ms = 400, macvlan = true): Tick[] {
+  const ticks = buildTrace({ name: 'custom', ports: names.map((port) => ({ port, bridge: domainOf(port) })), load }, ms);
+  return ticks.map((t) => ({ ...t, ports: t.ports.map((r) => ({ ...r, macvlan })) }));
+}
+
+function run(ticks: Tick[]): { all: Verdict[]; firstLoopMs: number } {
+  const state = initialDetectorState();
+  const perTick = ticks.map((t) => step(state, t, ports, policy).verdicts);
+  const i = perTick.findIndex((v) => v.some((x) => x.kind === 'loop'));
+  return { all: perTick.flat(), firstLoopMs: i < 0 ? Infinity : (ticks[i]!.tNs - ticks[0]!.tNs) / 1e6 - 100 };
+}
+
+const quiet = { rxPps: 300, txPps: 300, bcastPps: 10 };
+
+describe('the detector on macvlan domains', () => {
+  it('a loop circling both ways (every port rx ≈ tx) is a loop of each domain, within a few samples', () => {
+    const r = run(trace((_p, t) => (t < 100 ? quiet : { rxPps: 60_000, txPps: 60_000, bcastPps: 60_000 })));
+    expect(r.firstLoopMs).toBeLessThan(5);
+    const loops = r.all.filter((v) => v.kind === 'loop');
+    expect(new Set(loops.map((v) => v.kind === 'loop' && v.bridge))).toEqual(new Set(['up1', 'up2']));
+    expect(loops[0]!.evidence.clues.join(' | ')).toMatch(/2 such NICs circle at once/);
+  });
+
+  it('one domain alone at rx ≈ tx (a guest answering broadcasts through its NIC), fast or sustained: no verdict', () => {
+    for (const pps of [60_000, 5_000]) {
+      const one: LoadFn = (p, t) => (t < 100 || domainOf(p) !== 'up1' ? quiet : { rxPps: pps, txPps: pps, bcastPps: pps });
+      expect(run(trace(one, 600)).all).toEqual([]);
+    }
+  });
+
+  it('a one-way ring (macvtap1 receives, macvtap0 re-sends it) is a loop of both macvtaps after MACVLAN_ECHO_MS; no flood verdict names a macvtap', () => {
+    const ring: LoadFn = (p, t) => {
+      if (t < 100) return quiet;
+      if (p === 'macvtap1' || p === 'up2') return { rxPps: 60_000, txPps: 0, bcastPps: 60_000 };
+      return { rxPps: 0, txPps: 60_000, bcastPps: 0 };
+    };
+    const r = run(trace(ring));
+    expect(r.firstLoopMs).toBeGreaterThanOrEqual(MACVLAN_ECHO_MS);
+    expect(r.firstLoopMs).toBeLessThan(MACVLAN_ECHO_MS + 15);
+    const v = r.all.find((x) => x.kind === 'loop')!;
+    expect(v).toMatchObject({ bridge: 'up1', members: ['macvtap0', 'macvtap1'] });
+    expect(v.evidence.clues[0]).toMatch(/macvtap0 \(on up1\) sends what macvtap1 \(on up2\) receives/);
+    expect(r.all.filter((x) => x.kind === 'flood' && x.port.startsWith('macvtap'))).toEqual([]);
+  });
+
+  it("a flood from elsewhere reaching the guests (victim host): no verdict names a guest's macvtap (the same counters on bridge ports: a flood from each)", () => {
+    const victim: LoadFn = (_p, t) => (t < 100 ? quiet : { rxPps: 60_000, txPps: 0, bcastPps: 60_000 });
+    const r = run(trace(victim, 600));
+    expect(r.all.filter((x) => x.kind === 'loop')).toEqual([]);
+    expect(r.all.filter((x) => x.kind === 'flood' && x.port.startsWith('macvtap'))).toEqual([]);
+    // Control: on a bridge the same rx with no tx is a flood from those ports.
+    const bridged = run(trace(victim, 600, false));
+    expect(bridged.all.some((x) => x.kind === 'flood' && x.port === 'macvtap0')).toBe(true);
+  });
+});
