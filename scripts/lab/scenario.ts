@@ -46,9 +46,12 @@ export async function openLoop(lab: Lab): Promise<void> {
   for (const p of lab.loopPorts) await run(ns(lab.ns.host, ['ip', 'link', 'set', 'dev', p, 'down'])).catch(() => undefined);
 }
 
-/** Two loop members still up close a loop (three uplinks into one switch need two shut). */
-export function loopStillClosed(lab: Pick<Lab, 'loopPorts'>, downs: readonly string[]): boolean {
-  return lab.loopPorts.filter((p) => !downs.includes(p)).length >= 2;
+/**
+ * Two loop members still up close a loop (three uplinks into one switch need two shut); one does
+ * where a hairpin port loops alone (Lab.loopMinMembers).
+ */
+export function loopStillClosed(lab: Pick<Lab, 'loopPorts' | 'loopMinMembers'>, downs: readonly string[]): boolean {
+  return lab.loopPorts.filter((p) => !downs.includes(p)).length >= (lab.loopMinMembers ?? 2);
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

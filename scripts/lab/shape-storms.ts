@@ -15,7 +15,7 @@ import { linkDown, type Lab, type Shape } from './topology.js';
 import type { AgentHandle } from './agent.js';
 import type { NearLimitResult } from './near-limit.js';
 
-export const SHAPES = ['kvm', 'esx', 'kvm-unicast', 'kvm-multicast', 'kvm-slow', 'kvm-slow-1500', 'kvm-jumbo', 'kvm-3up', 'vm-flood', 'kvm-hotplug', 'kvm-carrier', 'kvm-nolearn'] as const;
+export const SHAPES = ['kvm', 'esx', 'kvm-unicast', 'kvm-multicast', 'kvm-slow', 'kvm-slow-1500', 'kvm-jumbo', 'kvm-3up', 'vm-flood', 'kvm-hotplug', 'kvm-carrier', 'kvm-nolearn', 'kvm-hairpin'] as const;
 export type ShapeName = (typeof SHAPES)[number];
 
 export interface ShapeSpec {
@@ -111,13 +111,28 @@ export function shapeSpec(name: ShapeName, floodSender: 'c' | 'python' = 'c'): S
       };
     case 'kvm-nolearn':
       // MAC learning off on both uplinks (bridge link set dev upN learning off), one unknown
-      // unicast frame: no MAC flaps, no flood counter moves; judged on the ports' totals
-      // (sustained, SLOW_LOOP_MS) as in agent-port-modes.
+      // unicast frame: the bridge's FDB moves nothing, no flood counter moves; judged by the
+      // tripwire's unknown-unicast watch (the frame's source MAC moving between the uplinks),
+      // else on the ports' totals (sustained, SLOW_LOOP_MS), as in agent-port-modes.
       return {
         ...plain('kvm', 'unicast', ['up1']),
         prepare: async (l) => {
           for (const p of ['up1', 'up2']) await run(ns(l.ns.host, ['bridge', 'link', 'set', 'dev', p, 'learning', 'off']));
           return l;
+        },
+      };
+    case 'kvm-hairpin':
+      // A loop of one port (as agent-port-modes' hairpin case): hairpin on up1 and on the switch
+      // port beyond it (sw1), up2 down and out of the shape's ports. One broadcast leaves by up1,
+      // comes back in by it and is sent out by it again. The lab's loop is up1 alone
+      // (loopMinMembers 1), so the bench opens it by hand when up1 stays up.
+      return {
+        ...plain('kvm', 'broadcast', ['up1']),
+        prepare: async (l) => {
+          await linkDown(l, 'up2');
+          await run(ns(l.ns.host, ['bridge', 'link', 'set', 'dev', 'up1', 'hairpin', 'on']));
+          await run(ns(l.ns.sw, ['bridge', 'link', 'set', 'dev', 'sw1', 'hairpin', 'on']));
+          return { ...l, loopPorts: ['up1'], loopMinMembers: 1, hostPorts: l.hostPorts.filter((p) => p !== 'up2') };
         },
       };
     case 'kvm-carrier':
@@ -175,7 +190,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * no two loop members are left up (a flood's lab has one loop port: any new down stops it). A
  * storm the bench had to end (loop opened by hand, flood run out) has no time of the breaker's.
  */
-export function stoppedByBreaker(lab: Pick<Lab, 'loopPorts'>, downBefore: readonly string[], downAfter: readonly string[]): boolean {
+export function stoppedByBreaker(lab: Pick<Lab, 'loopPorts' | 'loopMinMembers'>, downBefore: readonly string[], downAfter: readonly string[]): boolean {
   return downAfter.some((p) => !downBefore.includes(p)) && !loopStillClosed(lab, downAfter);
 }
 

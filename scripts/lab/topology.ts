@@ -28,6 +28,8 @@ export interface Lab {
   bridge: 'br0' | 'vsw0';
   /** Host-side ports that close the loop (kvm: up1, up2; esx: vmA1, vmA2). */
   loopPorts: string[];
+  /** How many of loopPorts up close the loop: 2 when absent; 1 for a hairpin port looping alone. */
+  loopMinMembers?: number;
   /** Every port enslaved to the host bridge. */
   hostPorts: string[];
 }

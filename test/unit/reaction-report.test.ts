@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { reactionTable, shapeSummary, type RunFigures, type ShapeFigures } from '../../scripts/lab/reaction-report.js';
 import { pollerMiss, POLLER_MS, shapeSpec, stoppedByBreaker, SHAPES } from '../../scripts/lab/shape-storms.js';
 import { enslaveArgv } from '../../scripts/lab/shapes.js';
-import { fullIntervalEndNs } from '../../scripts/lab/scenario.js';
+import { fullIntervalEndNs, loopStillClosed } from '../../scripts/lab/scenario.js';
 
 const stopped = (ms: number, frames = 10): RunFigures => ({ msFromInject: ms, framesLeaked: frames, down: ['up1'], stoppedByBreaker: true });
 const byHand: RunFigures = { msFromInject: NaN, framesLeaked: 70, down: [], stoppedByBreaker: false };
@@ -97,6 +97,13 @@ describe('who stopped a storm', () => {
   it('a flood (up2 down before the storm): only a new down stops it', () => {
     expect(stoppedByBreaker({ loopPorts: ['up1'] }, ['up2'], ['up2'])).toBe(false);
     expect(stoppedByBreaker({ loopPorts: ['up1'] }, ['up2'], ['up2', 'vm1'])).toBe(true);
+  });
+  it('a hairpin port looping alone (loopMinMembers 1): only its own down stops it, and up it is still closed', () => {
+    const hairpin = { loopPorts: ['up1'], loopMinMembers: 1 };
+    expect(stoppedByBreaker(hairpin, [], ['vm1'])).toBe(false);
+    expect(stoppedByBreaker(hairpin, [], ['up1'])).toBe(true);
+    expect(loopStillClosed(hairpin, [])).toBe(true);
+    expect(loopStillClosed({ loopPorts: ['up1'] }, [])).toBe(false);
   });
 });
 
