@@ -37,7 +37,7 @@ export interface MacvtapLab extends Lab {
 
 const ip = (netns: string, ...a: string[]) => run(['ip', '-n', assertNetns(netns), ...a]);
 /** A guest process lives at most this long, whatever the test does. */
-const GUEST_MAX_S = 120;
+const GUEST_MAX_S = 600;
 
 /**
  * kvm lab -> a bridgeless host with macvtap0@up1 and macvtap1@up2 (no guest yet: quiet) and vm1
@@ -46,6 +46,16 @@ const GUEST_MAX_S = 120;
 export async function buildMacvtapLab(prefix: string, mode: MacvtapMode = 'bridge'): Promise<MacvtapLab> {
   const lab = await buildLab('kvm', prefix);
   try {
+    return await toMacvtapLab(lab, mode);
+  } catch (err) {
+    await teardownLab(prefix).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** A built kvm lab -> the macvtap lab (see buildMacvtapLab); the caller tears down on failure. */
+export async function toMacvtapLab(lab: Lab, mode: MacvtapMode = 'bridge'): Promise<MacvtapLab> {
+  {
     const h = lab.ns.host;
     // No bridge on this host: vm1 and mgmt0 were its ports; the uplinks stay up, unenslaved.
     for (const dev of ['vm1', 'mgmt0', 'br0']) await ip(h, 'link', 'del', 'dev', dev);
@@ -62,16 +72,13 @@ export async function buildMacvtapLab(prefix: string, mode: MacvtapMode = 'bridg
     const out: MacvtapLab = { ...lab, loopPorts: [...taps], hostPorts: ['up1', 'up2', ...taps], taps };
     await assertQuiet(out);
     return out;
-  } catch (err) {
-    await teardownLab(prefix).catch(() => undefined);
-    throw err;
   }
 }
 
 /**
  * Start the guest on the lab's macvtaps: `bridge` forwards every frame between them (the loop),
  * `echo` answers each broadcast with one of its own on the same NIC,
- * `guest` reads and drops. Resolves once its taps are open. Bounded to `seconds` (<= 120).
+ * `guest` reads and drops. Resolves once its taps are open. Bounded to `seconds` (<= 600).
  */
 export async function startTapGuest(lab: MacvtapLab, mode: GuestMode, seconds = 60, taps: readonly string[] = lab.taps): Promise<TapGuest> {
   if (!(seconds > 0 && seconds <= GUEST_MAX_S)) throw new Error(`guest seconds must be in (0, ${GUEST_MAX_S}], got ${seconds}`);

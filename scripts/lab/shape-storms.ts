@@ -10,12 +10,13 @@ import { labDistEntry } from './assets.js';
 import { startJsonProc } from './jsonproc.js';
 import { addUplink, setEnslaved, setSwitchEnd, shapeUplinks } from './shapes.js';
 import { setLabMtu } from './more-shapes.js';
+import { startTapGuest, toMacvtapLab } from './macvtap-shapes.js';
 import { downHostPorts, loopStillClosed, openLoop, resetPorts } from './scenario.js';
 import { linkDown, type Lab, type Shape } from './topology.js';
 import type { AgentHandle } from './agent.js';
 import type { NearLimitResult } from './near-limit.js';
 
-export const SHAPES = ['kvm', 'esx', 'kvm-unicast', 'kvm-multicast', 'kvm-slow', 'kvm-slow-1500', 'kvm-jumbo', 'kvm-3up', 'vm-flood', 'kvm-hotplug', 'kvm-carrier', 'kvm-nolearn', 'kvm-hairpin'] as const;
+export const SHAPES = ['kvm', 'esx', 'kvm-unicast', 'kvm-multicast', 'kvm-slow', 'kvm-slow-1500', 'kvm-jumbo', 'kvm-3up', 'vm-flood', 'kvm-hotplug', 'kvm-carrier', 'kvm-nolearn', 'kvm-hairpin', 'kvm-macvtap'] as const;
 export type ShapeName = (typeof SHAPES)[number];
 
 export interface ShapeSpec {
@@ -133,6 +134,21 @@ export function shapeSpec(name: ShapeName, floodSender: 'c' | 'python' = 'c'): S
           await run(ns(l.ns.host, ['bridge', 'link', 'set', 'dev', 'up1', 'hairpin', 'on']));
           await run(ns(l.ns.sw, ['bridge', 'link', 'set', 'dev', 'sw1', 'hairpin', 'on']));
           return { ...l, loopPorts: ['up1'], loopMinMembers: 1, hostPorts: l.hostPorts.filter((p) => p !== 'up2') };
+        },
+      };
+    case 'kvm-macvtap':
+      // A host with no bridge (libvirt direct interfaces, scripts/lab/macvtap-shapes.ts): a guest
+      // bridging its NICs macvtap0@up1 and macvtap1@up2 (tapvm.py on the macvtaps' char devices,
+      // for the bench's life, at most 600 s; teardown ends it). vm1's NIC is a bridge-mode macvlan
+      // on up1, so its broadcast circles one way (agent-macvtap's second case). Needs a policy
+      // naming macvtap* (lab-bench.yaml does: role vm). The poller cuts macvtap1, the side whose
+      // rx_packets move (macvtap0 only sends in this ring).
+      return {
+        ...plain('kvm', 'broadcast', ['macvtap1']),
+        prepare: async (l) => {
+          const m = await toMacvtapLab(l, 'bridge');
+          await startTapGuest(m, 'bridge', 600);
+          return m;
         },
       };
     case 'kvm-carrier':

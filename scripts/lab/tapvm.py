@@ -20,7 +20,7 @@ IFF_VNET_HDR set (the kernel's default for macvtap): each read starts with a vir
 and a frame read from one tap is written with its header unchanged to the other.
 
 Prints one JSON line {"ready": true} once every tap is open, and at exit {"forwarded", "read"}.
-Ends at its deadline (<= 300 s) or on SIGTERM/SIGINT/stdin EOF. Refuses to run outside a named
+Ends at its deadline (<= 600 s) or on SIGTERM/SIGINT/stdin EOF. Refuses to run outside a named
 network namespace (`ip netns add`): lab traffic must never leave the lab.
 """
 import argparse
@@ -33,7 +33,7 @@ import stat
 import sys
 import time
 
-MAX_DURATION_S = 300.0
+MAX_DURATION_S = 600.0
 IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 DEVNUM = re.compile(r"^(\d+):(\d+)$")
 BATCH = 64

@@ -1,6 +1,7 @@
 // The reaction benchmark's report and shape list (issue 11): a storm the bench had to end is
 // counted, never timed; a shape whose near-limit poller stopped none has no reference (no ratio,
 // no NaN in the JSON); the slow large-frame loops are bench shapes in the default list.
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { reactionTable, shapeSummary, type RunFigures, type ShapeFigures } from '../../scripts/lab/reaction-report.js';
 import { pollerMiss, POLLER_MS, shapeSpec, stoppedByBreaker, SHAPES } from '../../scripts/lab/shape-storms.js';
@@ -159,5 +160,11 @@ describe('bench shapes', () => {
     expect(enslaveArgv(lab as never, 'up2', true)).toEqual(['ip', '-n', 'sbx-host', 'link', 'set', 'dev', 'up2', 'master', 'br0']);
     expect(enslaveArgv(lab as never, 'up2', false)).toEqual(['ip', '-n', 'sbx-host', 'link', 'set', 'dev', 'up2', 'nomaster']);
     expect(() => enslaveArgv(lab as never, 'up2;x', true)).toThrow();
+  });
+
+  it('kvm-macvtap runs by default: a bridgeless host, one broadcast, the poller cuts the guest NIC macvtap1 (the receiving side); lab-bench.yaml names macvtap* as vm', () => {
+    expect(SHAPES).toContain('kvm-macvtap');
+    expect(shapeSpec('kvm-macvtap')).toMatchObject({ base: 'kvm', kind: 'broadcast', flood: false, cut: ['macvtap1'], baseline: false });
+    expect(readFileSync(new URL('../../policies/lab-bench.yaml', import.meta.url), 'utf8')).toMatch(/match: "macvtap\*".*\n\s+role: vm/);
   });
 });
