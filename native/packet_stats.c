@@ -780,6 +780,8 @@ static void *tripwire_unicast_main(void *arg) {
   tripwire_t *tw = arg;
   uint8_t buf[TW_UNICAST_SNAP];
   struct sockaddr_ll sll;
+  // Named, so that its cost shows on its own (top -H, /proc/PID/task/*/comm).
+  (void)pthread_setname_np(pthread_self(), "sb-unicast");
   if (tw->prio > 0) {
     struct sched_param sp = { .sched_priority = tw->prio };
     (void)sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp);
