@@ -3,13 +3,14 @@ import { loadPolicyFile } from './policy/load.js';
 import { formatPolicyError } from './policy/errors.js';
 import { breakerBusy, holdExpiryDue } from './breaker/state.js';
 import { startControlServer } from './control/server.js';
-import { createHistogram, observe, type MetricsServer } from './notify/metrics.js';
+import { createHistogram, observe } from './notify/histogram.js';
+import type { MetricsServer } from './notify/metrics.js';
 import { openRecording, type Recording } from './daemon/recorder.js';
 import { policyInForce } from './daemon/reload.js';
 import { socketGroupId, StartupError, type Daemon, type DaemonOptions } from './daemon/options.js';
 import { startLocalSampling } from './daemon/local.js';
 import { carrierJoinChecks, createJoinWatch, createUnbridgedMoves, createWatchedPorts, enslavedSinceListed, followLinkChanges, lowestClearPps, rescanLocal } from './daemon/ports.js';
-import { startEsxiHosts } from './daemon/esxi-hosts.js';
+import type { startEsxiHosts } from './daemon/esxi-hosts.js';
 import { bridgeIfindexOf, localKind, portKinds } from './daemon/port-kinds.js';
 import { breakerFromJournal } from './daemon/restore.js';
 import { createTick } from './daemon/tick.js';
@@ -19,7 +20,6 @@ import { createExecutor } from './daemon/executor.js';
 import { createReachability } from './daemon/reachability.js';
 import { buildStatus } from './daemon/status.js';
 import { controlHandler, outcomeWithinMs } from './daemon/commands.js';
-import { startDaemonMetrics } from './daemon/metrics.js';
 import { warmUp } from './daemon/warmup.js';
 import { createIdleGc, minorGc } from './daemon/idle-gc.js';
 import { connectionCap, MAX_CONNECTIONS, readNofile } from './host/fd-limit.js';
@@ -36,7 +36,11 @@ const RESCAN_MS = 1000;
 
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const base = await openRecord(opts);
-  return serve(base, wirePipeline(base));
+  // The ESXi code (SSH sessions, the fuse, the esxcli parsers) loads only for a policy with ESXi
+  // hosts, which are read once, at start: compiled ahead (daemon/keep-code.ts), it cost every
+  // agent ~40 ms of its start. Loaded here, before anything runs, when the policy names a host.
+  const esxi = (base.first.esxi?.hosts.length ?? 0) > 0 ? await import('./daemon/esxi-hosts.js') : null;
+  return serve(base, wirePipeline(base, esxi?.startEsxiHosts ?? null));
 }
 
 /** What everything else records into, and the policy as first loaded. */
@@ -53,11 +57,11 @@ async function openRecord(opts: DaemonOptions): Promise<Base> {
   if ('errors' in loaded) throw new StartupError(loaded.errors.map(formatPolicyError).join('\n'), 1);
   const gid = socketGroupId(opts.socketGroup); // an unknown group stops the start here
   // Notifications (and metrics): the command line wins over the policy; both read once, at start.
-  return { ...openRecording(opts.stateDir, opts.log, opts.webhook, loaded.policy), opts, first: loaded.policy, gid, life: { stopped: false } };
+  return { ...(await openRecording(opts.stateDir, opts.log, opts.webhook, loaded.policy)), opts, first: loaded.policy, gid, life: { stopped: false } };
 }
 
 /** sources -> tick -> executor, driven by the scheduler; reachability checks what was done. */
-function wirePipeline(b: Base) {
+function wirePipeline(b: Base, startEsxi: typeof startEsxiHosts | null) {
   const { rec, life, opts } = b;
   const log = opts.log;
   const isStopped = (): boolean => life.stopped;
@@ -85,7 +89,7 @@ function wirePipeline(b: Base) {
   });
   watched.add(sampling.local);
   sampling.followPolicy(policy(), watched);
-  const esx = startEsxiHosts(policy(), {
+  const esx = startEsxi === null ? [] : startEsxi(policy(), {
     log,
     portsChanged: () => watched.merge(),
     ratesArrived: () => scheduler.runNow(),
@@ -208,6 +212,8 @@ async function serve(b: Base, p: ReturnType<typeof wirePipeline>): Promise<Daemo
   let metrics: MetricsServer | null = null;
   if (metricsAt) {
     try {
+      // Only with metrics configured: the HTTP server's code is not loaded otherwise.
+      const { startDaemonMetrics } = await import('./daemon/metrics.js');
       metrics = await startDaemonMetrics({ at: metricsAt, log, status, reaction: p.reaction, tripsTotal: rec.tripsTotal, hooks: notifiers.hooks });
     } catch (err) {
       life.stopped = true;

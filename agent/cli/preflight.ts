@@ -10,9 +10,12 @@ import { isValidIfName } from '../host/names.js';
 import { loadPolicyFile } from '../policy/load.js';
 import { formatPolicyError } from '../policy/errors.js';
 import type { Policy } from '../types.js';
-import { fails, renderJson, renderText, type CheckReport } from '../preflight/findings.js';
-import { DEFAULT_WATCH_MS, guardUp, GuardUsageError } from '../preflight/guard.js';
-import { runPreflight } from '../preflight/preflight.js';
+import type { CheckReport } from '../preflight/findings.js';
+import { DEFAULT_WATCH_MS } from '../preflight/watch.js';
+
+// The checks' own code is imported by the commands that run them, not when the CLI loads: the
+// daemon (`run`) loads this file too and compiles what it loads ahead (daemon/keep-code.ts).
+const findings = () => import('../preflight/findings.js');
 
 const EXIT = { ok: 0, finding: 1, usage: 2 } as const;
 const MAX_WATCH_MS = 600_000;
@@ -34,7 +37,8 @@ function failed(cmd: string, err: unknown, json: boolean): void {
   if (json) process.stdout.write(JSON.stringify({ ok: false, error: { code: typeof e.code === 'string' ? e.code : 'E_PREFLIGHT', message: e.message } }, null, 2) + '\n');
 }
 
-function print(report: CheckReport, json: boolean, strict: boolean): void {
+async function print(report: CheckReport, json: boolean, strict: boolean): Promise<void> {
+  const { renderJson, renderText } = await findings();
   process.stdout.write(json ? renderJson(report, strict) : renderText(report));
 }
 
@@ -51,6 +55,7 @@ export function registerPreflight(program: Command): void {
       if (!policy) return;
       let report: CheckReport;
       try {
+        const { runPreflight } = await import('../preflight/preflight.js');
         report = await runPreflight({ policy, probe: o.probe });
       } catch (err) {
         // A check that could not run is a failed check, never a silent pass.
@@ -58,8 +63,8 @@ export function registerPreflight(program: Command): void {
         process.exitCode = EXIT.finding;
         return;
       }
-      print(report, o.json, o.strict);
-      process.exitCode = fails(report.findings, o.strict) ? EXIT.finding : EXIT.ok;
+      await print(report, o.json, o.strict);
+      process.exitCode = (await findings()).fails(report.findings, o.strict) ? EXIT.finding : EXIT.ok;
     });
 
   program
@@ -83,11 +88,12 @@ export function registerPreflight(program: Command): void {
       }
       const policy = await policyOrExit(o.policy);
       if (!policy) return;
+      const { guardUp, GuardUsageError } = await import('../preflight/guard.js');
       try {
         const r = await guardUp({ policy, port, watchMs });
         const report = { ...r.report, stats: { ...(r.report.stats ?? {}), guard: { port, outcome: r.outcome } } };
-        print(report, o.json, false);
-        const ok = (r.outcome === 'up' || r.outcome === 'already-up') && !fails(r.report.findings);
+        await print(report, o.json, false);
+        const ok = (r.outcome === 'up' || r.outcome === 'already-up') && !(await findings()).fails(r.report.findings);
         process.exitCode = ok ? EXIT.ok : EXIT.finding;
       } catch (err) {
         failed('guard-up', err, o.json);

@@ -11,8 +11,6 @@ import { registerPreflight } from './preflight.js';
 import { effectivePolicy, resolvePorts } from '../policy/match.js';
 import { observedNames } from '../policy/observed.js';
 import { bridgeMembers, listInterfaceNames, listInterfaces } from '../host/interfaces.js';
-import { runPreflight } from '../preflight/preflight.js';
-import { fails, renderText } from '../preflight/findings.js';
 import { renderEvent, renderOutcome, renderStatus, renderWhy, type CommandOutcome, type StatusView } from './render.js';
 import { parseDuration } from '../control/duration.js';
 
@@ -98,6 +96,8 @@ program
         for (const e of loaded.errors) process.stderr.write(formatPolicyError(e) + '\n');
         process.exit(EXIT.finding);
       }
+      // The preflight's code loads only for `run --preflight` (the daemon does not need it).
+      const [{ runPreflight }, { fails, renderText }] = await Promise.all([import('../preflight/preflight.js'), import('../preflight/findings.js')]);
       const report = await runPreflight({ policy: loaded.policy, probe: true });
       if (report.findings.length > 0) process.stderr.write(renderText(report));
       if (fails(report.findings) && !o.preflightWarnOnly) {

@@ -3,7 +3,8 @@ import type { ActionResult, JournalEvent, Policy } from '../types.js';
 import { startEsxHost, type EsxHost } from '../esxi/host.js';
 import { fuseReportReason } from '../esxi/host-fuse.js';
 import { executeEsxiAction } from '../actions/esxi.js';
-import { esxiKind, type PortKind } from './port-kinds.js';
+import { esxiKind } from './esxi-kind.js';
+import type { PortKind } from './port-kinds.js';
 
 // The policy's ESXi hosts, each a TickSource and a port kind: their ports join the same detector
 // and breaker as local ones. Read once at start (a reload keeps the hosts it started with).

@@ -1,6 +1,6 @@
 import type { Logger } from '../log.js';
 import type { Policy } from '../types.js';
-import { createWebhookNotifier, type EventNotifier, type WebhookOptions } from '../notify/webhook.js';
+import type { EventNotifier, WebhookOptions } from '../notify/webhook.js';
 
 // Notifications come from the command line (--webhook, --hook-argv) or else from the policy's
 // `notify`: the CLI wins, as an operator's explicit override, and then the policy's section is
@@ -13,9 +13,13 @@ export interface Notifiers {
   targets: WebhookOptions[];
 }
 
-export function startNotifiers(fromCli: WebhookOptions | undefined, policy: Policy, log: Logger): Notifiers {
+export async function startNotifiers(fromCli: WebhookOptions | undefined, policy: Policy, log: Logger): Promise<Notifiers> {
   const onError = (e: Error & { code?: string }): void => log.warn({ component: 'webhook', code: e.code, err: e.message }, 'notification failed');
   const targets = fromCli ? [fromCli] : notifyFromPolicy(policy.notify);
+  if (targets.length === 0) return { hooks: null, targets };
+  // Loaded only when a target is configured, and before the agent says it runs: the webhook code
+  // and node:https cost an agent without notifications ~30-60 ms of its start (see keep-code.ts).
+  const { createWebhookNotifier } = await import('../notify/webhook.js');
   return { hooks: combineNotifiers(targets.map((w) => createWebhookNotifier({ ...w, onError }))), targets };
 }
 

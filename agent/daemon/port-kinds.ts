@@ -1,14 +1,12 @@
-import type { ActionRequest, ActionResult, EsxiActionRecord, EsxiHostPolicy, Policy, PortInfo } from '../types.js';
+import type { ActionRequest, ActionResult, EsxiActionRecord, Policy, PortInfo } from '../types.js';
 import { executeLinkAction } from '../actions/link.js';
-import { tripUndone } from '../actions/esxi.js';
 import { isAdminUp } from '../host/interfaces.js';
 import { isValidIfName } from '../host/names.js';
-import { esxHostOf } from '../esxi/ports.js';
-import type { EsxHost } from '../esxi/host.js';
 
 // One table of what can be done to a port, per kind of port (the model: lldpd's per-port ops):
-// a Linux interface of this host, or a port of one ESXi host. The daemon finds a port's kind by
-// asking each kind whether the name is its own, and never looks at name syntax itself.
+// a Linux interface of this host, or a port of one ESXi host (esxi-kind.ts, loaded only with
+// ESXi hosts in the policy). The daemon finds a port's kind by asking each kind whether the name
+// is its own, and never looks at name syntax itself.
 
 export interface PortKind {
   readonly id: string;
@@ -66,19 +64,4 @@ export function bridgeIfindexOf(infos: readonly PortInfo[], port: string): numbe
   // A macvlan domain's port has no bridge state to set (its `bridge` is the NIC's name).
   for (const p of infos) if (p.name === port) return p.bridge !== null && p.macvlan !== true ? p.ifindex : undefined;
   return undefined;
-}
-
-/** Ports of one ESXi host (`<host>/vmnicN`, `<host>/vnic-<mac>`), acted on over its SSH session. */
-export function esxiKind(host: EsxHost, hp: EsxiHostPolicy): PortKind {
-  return {
-    id: `esxi:${hp.name}`,
-    checkName: (port) => esxHostOf(port) === hp.name,
-    down: (req, previous) => host.act(req, previous),
-    up: (req, previous) => host.act(req, previous),
-    verify: (port, previous) => {
-      const inv = host.inventory();
-      return inv === null ? null : !tripUndone(inv, hp, port, previous);
-    },
-    reassertReason: (what, r) => (r.ok ? `port was ${what} and found undone on ${hp.name}; cut again` : `could not cut ${what} port again on ${hp.name}: ${r.error}`),
-  };
 }

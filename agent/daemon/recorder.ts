@@ -114,7 +114,7 @@ export interface Recording {
  * over them. systemd (Type=notify): READY once sampling runs, WATCHDOG from the tick itself (a
  * stalled sampler is a dead agent), STATUS on trips, STOPPING on the way out.
  */
-export function openRecording(stateDir: string, log: Logger, webhook: WebhookOptions | undefined, policy: Policy): Recording {
+export async function openRecording(stateDir: string, log: Logger, webhook: WebhookOptions | undefined, policy: Policy): Promise<Recording> {
   const sd = createSdNotifier(process.env, undefined, { onError: (err: Error, msg: string) => log.warn({ component: 'sdnotify', err: err.message, msg }, 'sd_notify failed') });
   // A journal that cannot be written never stops protection: records wait in memory and the
   // condition is said once when it starts and once when it ends (log, systemd STATUS, status,
@@ -124,6 +124,6 @@ export function openRecording(stateDir: string, log: Logger, webhook: WebhookOpt
   if (replay.error) log.error({ component: 'journal', path: journal.path, err: replay.error }, 'journal cannot be read: starting without its record of tripped ports');
   if (replay.badLines.length > 0) log.warn({ component: 'journal', badLines: replay.badLines }, 'journal has unreadable lines (skipped)');
   if (sd.problem) log.error({ component: 'sdnotify', err: sd.problem }, 'systemd notification unavailable: a Type=notify unit will time out');
-  const notifiers = startNotifiers(webhook, policy, log);
+  const notifiers = await startNotifiers(webhook, policy, log);
   return { rec: createRecorder({ journal, replayed: replay.events, log, sd, hooks: notifiers.hooks }), replay, sd, notifiers };
 }

@@ -3,6 +3,7 @@ import { isLoopbackHost } from '../host/address.js';
 import type { Role } from '../types.js';
 import type { PortStatusRow, StatusAnswer } from '../control/protocol.js';
 import type { EsxHostStatus } from '../esxi/host.js';
+import type { Histogram } from './histogram.js';
 
 // Prometheus text exposition (format 0.0.4) of the agent's state, for an existing monitoring
 // stack to alert on trips, a lagging sampler or a dead agent. renderMetrics is pure (a
@@ -15,30 +16,9 @@ import type { EsxHostStatus } from '../esxi/host.js';
 export const PORT_STATES = ['forwarding', 'tripping', 'tripped', 'restoring', 'held'] as const;
 export type MetricsPortState = (typeof PORT_STATES)[number];
 
-/** Default upper bounds (ms) of the reaction histogram: verdict to verified link-down. */
-export const REACTION_BUCKETS_MS: readonly number[] = [0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000];
-
-/** A histogram as plain data: counts[i] observations <= bounds[i] (not cumulative); the last slot is +Inf. */
-export interface Histogram {
-  bounds: readonly number[];
-  counts: number[];
-  sum: number;
-  count: number;
-}
-
-export function createHistogram(bounds: readonly number[] = REACTION_BUCKETS_MS): Histogram {
-  return { bounds, counts: new Array<number>(bounds.length + 1).fill(0), sum: 0, count: 0 };
-}
-
-/** Records one observation in place (no allocation). */
-export function observe(h: Histogram, value: number): void {
-  if (!Number.isFinite(value)) return;
-  let i = 0;
-  while (i < h.bounds.length && value > h.bounds[i]!) i++;
-  h.counts[i] = (h.counts[i] ?? 0) + 1;
-  h.sum += value;
-  h.count++;
-}
+// The histogram is its own module: the daemon keeps one from the start, and loads this file
+// (and node:http) only when metrics are configured.
+export { createHistogram, observe, REACTION_BUCKETS_MS, type Histogram } from './histogram.js';
 
 export interface PortSnapshot {
   port: string;

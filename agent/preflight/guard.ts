@@ -73,7 +73,7 @@ const CMD_TIMEOUT_MS = 3000;
 /** Probe rounds before a port counts as closing no loop, and the pause between rounds. */
 const PROBE_ROUNDS = 3;
 const PROBE_ROUND_GAP_MS = 100;
-export const DEFAULT_WATCH_MS = 3000;
+export { DEFAULT_WATCH_MS } from './watch.js';
 const DEFAULT_SAMPLE_MS = 2;
 
 function readTrim(path: string): string | null {

@@ -5,6 +5,9 @@
 // row trip. A freshly enabled port has no baseline, so baselineFactor does not apply here.
 import type { Thresholds } from '../types.js';
 
+/** How long guard-up watches a port after it starts forwarding (ms), unless told. */
+export const DEFAULT_WATCH_MS = 3000;
+
 export interface WatchSample {
   /** Monotonic ms. */
   tMs: number;

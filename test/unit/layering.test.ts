@@ -81,6 +81,62 @@ describe('layering (imports read from agent/**/*.ts)', () => {
   });
 });
 
+/**
+ * What loading `file` loads: its value imports and re-exports (relative ones as repository paths,
+ * the rest as written, e.g. `node:http`), without type-only ones (erased) and without import().
+ */
+function staticImportsOf(file: string): string[] {
+  const out: string[] = [];
+  for (const st of SOURCES.get(file)!.statements) {
+    let spec: ts.Expression | undefined;
+    if (ts.isImportDeclaration(st)) {
+      const c = st.importClause;
+      const typesOnly = c !== undefined && (c.isTypeOnly || (!c.name && c.namedBindings !== undefined && ts.isNamedImports(c.namedBindings) && c.namedBindings.elements.length > 0 && c.namedBindings.elements.every((e) => e.isTypeOnly)));
+      if (!typesOnly) spec = st.moduleSpecifier;
+    } else if (ts.isExportDeclaration(st) && st.moduleSpecifier && !st.isTypeOnly) {
+      const ex = st.exportClause;
+      if (!(ex && ts.isNamedExports(ex) && ex.elements.every((e) => e.isTypeOnly))) spec = st.moduleSpecifier;
+    }
+    if (spec && ts.isStringLiteral(spec)) out.push(spec.text.startsWith('.') ? relative(ROOT, resolve(ROOT, dirname(file), spec.text)).replace(/\.js$/, '.ts') : spec.text);
+  }
+  return out;
+}
+
+/** Every file and package loaded, statically, from `entry`. */
+function loadedFrom(entry: string): Set<string> {
+  const seen = new Set<string>();
+  const visit = (f: string): void => {
+    if (seen.has(f)) return;
+    seen.add(f);
+    if (SOURCES.has(f)) for (const p of staticImportsOf(f)) visit(p);
+  };
+  visit(entry);
+  return seen;
+}
+
+// The daemon compiles all the code it loads ahead (daemon/keep-code.ts), so every module on the
+// path of `run` costs every start: the ESXi code, the preflight checks, the webhook and metrics
+// servers (and node:http, node:https) are imported by the code that needs them, when configured,
+// before the agent says it runs.
+describe('what the daemon loads at start (agent/cli/program.ts, statically)', () => {
+  const loaded = loadedFrom('agent/cli/program.ts');
+
+  it('reads what it judges: the daemon and its tick are loaded, ESXi hosts by import()', () => {
+    expect(loaded).toContain('agent/daemon.ts');
+    expect(loaded).toContain('agent/daemon/tick.ts');
+    expect(loaded).toContain('pino');
+    expect(IMPORTS.get('agent/daemon.ts')).toContain('agent/daemon/esxi-hosts.ts');
+  });
+
+  it('no ESXi, preflight check, webhook or metrics server code, and no node:http or node:https', () => {
+    const heavy = (p: string): boolean =>
+      under('agent/esxi')(p) ||
+      (under('agent/preflight')(p) && p !== 'agent/preflight/watch.ts') ||
+      ['agent/daemon/esxi-hosts.ts', 'agent/daemon/esxi-kind.ts', 'agent/actions/esxi.ts', 'agent/daemon/metrics.ts', 'agent/notify/metrics.ts', 'agent/notify/webhook.ts', 'node:http', 'node:https'].includes(p);
+    expect([...loaded].filter(heavy)).toEqual([]);
+  });
+});
+
 describe('function length (agent/**/*.ts)', () => {
   it(`no function is longer than ${MAX_FUNCTION_LINES} lines`, () => {
     const long: string[] = [];
