@@ -22,7 +22,8 @@ import { buildStatus } from './daemon/status.js';
 import { controlHandler, outcomeWithinMs } from './daemon/commands.js';
 import { warmUp } from './daemon/warmup.js';
 import { createIdleGc, minorGc } from './daemon/idle-gc.js';
-import { connectionCap, MAX_CONNECTIONS, readNofile } from './host/fd-limit.js';
+import { connectionCap, keptFilesCap, MAX_CONNECTIONS, readNofile } from './host/fd-limit.js';
+import { createKeptPortFiles } from './host/port-files.js';
 import { createCaptures } from './daemon/captures.js';
 
 // The wiring root: each part lives in daemon/ with the narrow interface it needs; here they are
@@ -71,7 +72,11 @@ function wirePipeline(b: Base, startEsxi: typeof startEsxiHosts | null) {
 
   // Sources: the registry every tick reads.
   const sampling = startLocalSampling(log, hrNs(), hrNs, () => !life.stopped && scheduler.onMoves());
-  const joins = { watch: createJoinWatch(), now: hrNs }; // a port that joined a bridge is cut first (breaker/state.ts)
+  // Each listing's per-port mode and carrier files, kept open across listings (host/port-files.ts).
+  const nofile = readNofile();
+  const portFiles = createKeptPortFiles(undefined, undefined, () => keptFilesCap(nofile, watched.all().size));
+  const carrierUps = (name: string, ifindex: number): number | null => portFiles.readInt(name, ifindex, 'carrier_up_count');
+  const joins = { watch: createJoinWatch(carrierUps), now: hrNs }; // a port that joined a bridge is cut first (breaker/state.ts)
   const carrier = carrierJoinChecks(sampling.local, () => watched.merge(), joins.watch, log);
   // A port enslaved since the last listing is listed again inside the tick, before the detector,
   // once it carries flood traffic or MACs move onto it (see enslavedSinceListed).
@@ -147,7 +152,7 @@ function wirePipeline(b: Base, startEsxi: typeof startEsxiHosts | null) {
     stopped: isStopped,
   });
 
-  const rescan = (): void => rescanLocal(sampling.local, policy(), watched, log, sampling.portsListed, joins);
+  const rescan = (): void => rescanLocal(sampling.local, policy(), watched, log, sampling.portsListed, joins, portFiles);
   function applied(p: Policy): void {
     sampling.followPolicy(p, watched);
     try {
@@ -157,7 +162,7 @@ function wirePipeline(b: Base, startEsxi: typeof startEsxiHosts | null) {
       log.error({ component: 'ports', err: (err as Error).message }, 'rescan after reload failed');
     }
   }
-  return { pol, policy, sampling, watched, esx, kinds, tick, wake, scheduler, executor, reaction, reach, rescan, atLoopVerdict };
+  return { pol, policy, sampling, watched, esx, kinds, tick, wake, scheduler, executor, reaction, reach, rescan, atLoopVerdict, portFiles };
 }
 
 /** Housekeeping, the control socket, the tripwire, metrics: the agent as others see it. */
@@ -245,6 +250,7 @@ async function serve(b: Base, p: ReturnType<typeof wirePipeline>): Promise<Daemo
       notifiers.hooks?.close();
       await metrics?.close();
       p.sampling.close();
+      p.portFiles.close();
       await Promise.all(p.watched.sources().map((s) => s.close()));
     },
   };

@@ -6,6 +6,7 @@ import { observedNames, observedPort } from '../policy/observed.js';
 import type { LocalSource } from '../sources/local.js';
 import { createLinkMonitor, type LinkMonitor } from '../sources/links.js';
 import { portPolicyOf } from '../policy/port-policy.js';
+import type { KeptPortFiles } from '../host/port-files.js';
 
 // The watched set: every TickSource in one registry (the local host, each ESXi host, the FDB
 // monitor, and whatever comes next), merged into what the detector and the breaker read. The
@@ -115,6 +116,7 @@ export function createWatchedPorts(now: () => number, afterCollect?: (s: TickSou
  * List the host's interfaces, resolve them against the policy, hand them to the local source
  * and re-merge (every second, on a link change, and at once after a reload). A changed set is
  * logged. `joins` (createJoinWatch) stamps ports that joined a bridge with the time it saw them.
+ * `files` keeps the ports' mode files open across listings; those of ports no longer listed close.
  */
 export function rescanLocal(
   local: LocalSource,
@@ -123,10 +125,11 @@ export function rescanLocal(
   log: Logger,
   listed?: (infos: readonly PortInfo[]) => void,
   joins?: { watch: JoinWatch; now: () => number },
+  files?: KeptPortFiles,
 ): void {
   const names = listInterfaceNames();
   const named = resolvePorts(policy, names);
-  const infos = listInterfaces(undefined, (name) => named.has(name));
+  const infos = listInterfaces(undefined, (name) => named.has(name), files);
   // The unnamed ports of every bridge a watched port is on: read, never acted on (policy/observed.ts).
   const extra = observedNames(infos, named, (b) => bridgeMembers(b));
   let resolved: ReadonlyMap<string, PortPolicy> = named;
@@ -135,10 +138,11 @@ export function rescanLocal(
     for (const n of extra) all.set(n, observedPort(policy, n));
     resolved = all;
     const more = new Set(extra);
-    infos.push(...listInterfaces(undefined, (name) => more.has(name)));
+    infos.push(...listInterfaces(undefined, (name) => more.has(name), files));
     infos.sort((a, b) => a.name.localeCompare(b.name));
   }
   if (joins) resolved = withJoins(resolved, joins.watch(infos, names, joins.now()));
+  files?.retain(new Set(infos.map((p) => p.name)));
   const changed = local.watch(infos, resolved);
   watched.merge();
   // Every rescan, not only on a change: a port's learning mode changes without one.
@@ -261,7 +265,7 @@ interface Member {
  * (the breaker decides what is recent: breaker/state.ts RECENT_JOIN_MS). Pure apart from its own
  * maps, which hold only listed interfaces and the host's names, and the injected carrier reader.
  */
-export function createJoinWatch(carrierUps: (name: string) => number | null = readCarrierUps): JoinWatch {
+export function createJoinWatch(carrierUps: (name: string, ifindex: number) => number | null = (name) => readCarrierUps(name)): JoinWatch {
   let host: ReadonlySet<string> | null = null; // every name on the host at the previous listing
   let seen = new Map<number, Member>();
   let watchedNames: ReadonlySet<string> = new Set();
@@ -273,7 +277,7 @@ export function createJoinWatch(carrierUps: (name: string) => number | null = re
     for (const p of infos) {
       const was = seen.get(p.ifindex);
       let join: Join | null = null;
-      const ups = p.bridge !== null ? carrierUps(p.name) : null;
+      const ups = p.bridge !== null ? carrierUps(p.name, p.ifindex) : null;
       if (p.bridge !== null) {
         if (was !== undefined) {
           if (was.bridge !== p.bridge) join = { atNs: tNs, by: 'bridge' };
@@ -294,11 +298,11 @@ export function createJoinWatch(carrierUps: (name: string) => number | null = re
   const check = (tNs: number, want: (m: Member) => boolean): ReadonlyMap<string, Join> | null => {
     // A walk over the listing (a few ports; only on a verdict or while ports are hot): no index to keep in step.
     let rose = false;
-    for (const m of seen.values()) {
+    for (const [ifindex, m] of seen) {
       if (m.bridge === null || !want(m)) continue;
       if (tNs >= m.checkedNs && tNs - m.checkedNs < CARRIER_FRESH_MS * 1e6) continue;
       m.checkedNs = tNs;
-      const ups = carrierUps(m.name);
+      const ups = carrierUps(m.name, ifindex);
       if (!carrierRose(m.carrierUps, ups)) continue;
       // Stored, so the next listing sees no second rise and keeps this join (and its time).
       m.carrierUps = ups;

@@ -42,3 +42,14 @@ export function connectionCap(nofile: number | null, ports: number): number {
   const left = nofile - ACTION_RESERVE - FDS_PER_PORT * ports;
   return Math.max(MIN_CONNECTIONS, Math.min(MAX_CONNECTIONS, Math.floor(left / FDS_PER_CONNECTION)));
 }
+
+/**
+ * Descriptors the kept port files (up to three per bridged port: host/port-files.ts) may hold:
+ * what is left once the ports' own, the action reserve and the most control connections are
+ * counted. They only make listings cheaper (a file past the cap is read by path), so they come
+ * last and never shrink the connection cap. Pure.
+ */
+export function keptFilesCap(nofile: number | null, ports: number): number {
+  if (nofile === null) return Infinity;
+  return Math.max(0, nofile - ACTION_RESERVE - FDS_PER_PORT * ports - FDS_PER_CONNECTION * MAX_CONNECTIONS);
+}

@@ -2,12 +2,18 @@ import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { PortInfo } from '../types.js';
 import { isValidIfName } from './names.js';
+import { pathPortFiles, readIntFile, type PortFiles } from './port-files.js';
 
 /**
  * The host's interfaces as sysfs shows them (inside `ip netns exec`, the namespace's own).
  * Called on a slow timer (rescan), never per sample.
  */
-export function listInterfaces(root = '/sys/class/net', wanted: (name: string) => boolean = () => true): PortInfo[] {
+export function listInterfaces(
+  root = '/sys/class/net',
+  wanted: (name: string) => boolean = () => true,
+  /** The per-port mode files; the daemon keeps theirs open across listings (host/port-files.ts). */
+  files: PortFiles = pathPortFiles(root),
+): PortInfo[] {
   const out: PortInfo[] = [];
   let names: string[];
   try {
@@ -20,13 +26,16 @@ export function listInterfaces(root = '/sys/class/net', wanted: (name: string) =
     // Filter by name before touching the files: a host with hundreds of unwatched interfaces
     // would otherwise cost two reads each per rescan (12.7 ms/s at 514 links, bench-cost).
     if (!isValidIfName(name) || !wanted(name)) continue;
+    // Read by path every listing: it ties the name to its interface now (a kept fd would follow
+    // a renamed interface, not the name).
+    const ifindex = readIntFile(`${root}/${name}/ifindex`);
+    if (ifindex === null) continue; // vanished between readdir and read
     try {
-      const ifindex = Number(readFileSync(`${root}/${name}/ifindex`, 'utf8').trim());
       const master = masterOf(name, root);
       // A port of no bridge may still forward: a NIC with macvlan/macvtap devices on it.
       const domain = master === null ? macvlanDomainOf(name, root) : null;
       const bridge = master ?? domain;
-      out.push({ name, ifindex, bridge, ...bridgePortModes(name, master, root, ageing), ...(domain !== null ? { macvlan: true } : {}) });
+      out.push({ name, ifindex, bridge, ...bridgePortModes(name, master, root, ageing, files, ifindex), ...(domain !== null ? { macvlan: true } : {}) });
     } catch {
       // vanished between readdir and read
     }
@@ -45,24 +54,16 @@ export function bridgePortModes(
   root = '/sys/class/net',
   /** Each bridge's ageing_time, read once per listing (a bridge has many ports). */
   ageing = new Map<string, number | null>(),
+  files: PortFiles = pathPortFiles(root),
+  /** The port's ifindex as listed (kept fds are per interface); -1 when unknown. */
+  ifindex = -1,
 ): { noLearn: boolean; hairpin: boolean } {
   if (bridge === null || !isValidIfName(bridge)) return { noLearn: false, hairpin: false };
-  if (!ageing.has(bridge)) ageing.set(bridge, readSysInt(`${root}/${bridge}/bridge/ageing_time`));
+  if (!ageing.has(bridge)) ageing.set(bridge, readIntFile(`${root}/${bridge}/bridge/ageing_time`));
   return {
-    noLearn: readSysInt(`${root}/${name}/brport/learning`) === 0 || ageing.get(bridge) === 0,
-    hairpin: readSysInt(`${root}/${name}/brport/hairpin_mode`) === 1,
+    noLearn: files.readInt(name, ifindex, 'brport/learning') === 0 || ageing.get(bridge) === 0,
+    hairpin: files.readInt(name, ifindex, 'brport/hairpin_mode') === 1,
   };
-}
-
-/** A sysfs file holding one integer, or null (unreadable, empty, not an integer). */
-function readSysInt(path: string): number | null {
-  try {
-    const txt = readFileSync(path, 'latin1').trim();
-    const n = Number(txt);
-    return txt !== '' && Number.isInteger(n) ? n : null;
-  } catch {
-    return null;
-  }
 }
 
 /** The bridge (or bond) `name` is enslaved to, or null (one readlink, ~5 µs). */
@@ -183,5 +184,5 @@ export function isAdminUp(name: string, root = '/sys/class/net'): boolean | null
 
 /** /sys/class/net/NAME/carrier_up_count (Linux >= 4.16): carrier-up transitions since the link was created; null if unreadable. */
 export function readCarrierUps(name: string, root = '/sys/class/net'): number | null {
-  return isValidIfName(name) ? readSysInt(`${root}/${name}/carrier_up_count`) : null;
+  return isValidIfName(name) ? readIntFile(`${root}/${name}/carrier_up_count`) : null;
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { ACTION_RESERVE, connectionCap, FDS_PER_PORT, MAX_CONNECTIONS, MIN_CONNECTIONS, parseNofile, readNofile } from '../../agent/host/fd-limit.js';
+import { ACTION_RESERVE, connectionCap, FDS_PER_CONNECTION, FDS_PER_PORT, keptFilesCap, MAX_CONNECTIONS, MIN_CONNECTIONS, parseNofile, readNofile } from '../../agent/host/fd-limit.js';
 
 // The control socket's connection cap from the real RLIMIT_NOFILE (host/fd-limit.ts).
 
@@ -31,5 +31,17 @@ describe('descriptor limit', () => {
     // A limit below what the ports need: the operator still gets in, the log says why.
     expect(connectionCap(200, 40)).toBe(MIN_CONNECTIONS);
     expect(ACTION_RESERVE + FDS_PER_PORT * 170 + 2 * 23).toBeLessThanOrEqual(1024);
+  });
+
+  it('kept port files get only what ports, actions and the most connections leave', () => {
+    expect(keptFilesCap(null, 256)).toBe(Infinity);
+    // 20000 with 256 ports: 20000 - 128 - 1280 - 128 = 18464, room for three files of every port.
+    expect(keptFilesCap(20000, 256)).toBe(20000 - ACTION_RESERVE - FDS_PER_PORT * 256 - FDS_PER_CONNECTION * MAX_CONNECTIONS);
+    expect(keptFilesCap(20000, 256)).toBeGreaterThan(3 * 256);
+    // 1024 with 150 ports: 1024 - 128 - 750 - 128 = 18 kept; the connection cap is unchanged.
+    expect(keptFilesCap(1024, 150)).toBe(18);
+    expect(connectionCap(1024, 150)).toBe(MAX_CONNECTIONS);
+    expect(keptFilesCap(1024, 170)).toBe(0);
+    expect(keptFilesCap(200, 40)).toBe(0);
   });
 });
