@@ -61,12 +61,16 @@
 //     NETLINK_ROUTE socket kept open. The fast stop of a looping port (agent/actions/link.ts).
 //   sdNotify(socketPath, message) -> bytes: one datagram to systemd's notification socket
 //     ($NOTIFY_SOCKET; '@' = abstract namespace), as sd_notify(3) does, without libsystemd.
+//   preadInts(fds: Int32Array, out: Float64Array, n): the integer at the start of each of the
+//     first n fds (pread at offset 0: the sysfs counters the local source keeps open), NaN
+//     without digits, -errno on a failed read; one call per tick instead of three per port.
 
 #include <node_api.h>
 
 #include "tripwire_ring.h"
 
 #include <errno.h>
+#include <math.h>
 #include <net/if.h>
 #include <arpa/inet.h>
 #include <linux/filter.h>
@@ -1411,6 +1415,51 @@ static napi_value js_set_bridge_port_state(napi_env env, napi_callback_info info
   return r;
 }
 
+// preadInts(fds: Int32Array, out: Float64Array, n): for i < n, the decimal integer at the start of
+// fds[i] read at offset 0 (a sysfs counter through a kept-open fd), NaN when it holds no digits,
+// -errno when the read failed (ENODEV: the interface is gone). The local sysfs source reads three
+// counters per port per tick: through fs.readSync each cost ~3.1 µs, ~1 µs of it Node's argument
+// checks and the call into C (256 ports, lab, session 17); one call here for all of them.
+static napi_value js_pread_ints(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_typedarray_type tf, to;
+  size_t nf = 0, no = 0;
+  void *df = NULL, *dout = NULL;
+  uint32_t n = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 3 || napi_get_typedarray_info(env, argv[0], &tf, &nf, &df, NULL, NULL) != napi_ok || tf != napi_int32_array ||
+      napi_get_typedarray_info(env, argv[1], &to, &no, &dout, NULL, NULL) != napi_ok || to != napi_float64_array ||
+      napi_get_value_uint32(env, argv[2], &n) != napi_ok || n > nf || n > no) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "preadInts: (fds: Int32Array, out: Float64Array, n <= both lengths)");
+    return NULL;
+  }
+  const int32_t *fds = df;
+  double *out = dout;
+  char b[32];
+  for (uint32_t i = 0; i < n; i++) {
+    ssize_t r = pread(fds[i], b, sizeof b, 0);
+    if (r < 0) {
+      out[i] = -(double)errno;
+      continue;
+    }
+    // As parseDecimal in agent/sources/sysfs.ts: digits after any leading non-digits, up to the next non-digit.
+    double v = 0;
+    int digits = 0;
+    for (ssize_t k = 0; k < r; k++) {
+      char c = b[k];
+      if (c >= '0' && c <= '9') {
+        v = v * 10 + (c - '0');
+        digits++;
+      } else if (digits > 0) {
+        break;
+      }
+    }
+    out[i] = digits > 0 ? v : NAN;
+  }
+  return NULL;
+}
+
 static void finalize_state(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
@@ -1444,7 +1493,8 @@ NAPI_MODULE_INIT() {
               { "tripwireUnicast", js_tripwire_unicast },
               { "setRealtime", js_set_realtime }, { "probeOpen", js_probe_open },
               { "probeSend", js_probe_send }, { "probeRecv", js_probe_recv }, { "peerCred", js_peer_cred },
-              { "sdNotify", js_sd_notify }, { "setBridgePortState", js_set_bridge_port_state } };
+              { "sdNotify", js_sd_notify }, { "setBridgePortState", js_set_bridge_port_state },
+              { "preadInts", js_pread_ints } };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, s, &fn) != napi_ok ||

@@ -51,6 +51,8 @@ export interface PacketAddon {
   tripwireUnicast(h: TripwireHandle, ifindexes: readonly number[]): number;
   /** SCHED_FIFO for the calling thread, reset on fork (children run at normal priority). */
   setRealtime(priority: number): void;
+  /** Many kept sysfs fds read at offset 0 as integers (sources/sysfs.ts SysfsOptions.preadInts); absent from builds before it. */
+  preadInts?(fds: Int32Array, out: Float64Array, n: number): void;
 }
 
 /** One frame the tripwire kept: wall-clock time, interface, original length, first bytes. */
