@@ -33,6 +33,9 @@ import stat
 import sys
 import time
 
+# The same lab-namespace check as send.py (this directory is on sys.path: the script's own).
+from send import current_lab_netns  # noqa: E402
+
 MAX_DURATION_S = 600.0
 IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 DEVNUM = re.compile(r"^(\d+):(\d+)$")
@@ -47,20 +50,8 @@ def fail(msg, code=2):
 
 
 def in_lab_netns():
-    me = os.stat("/proc/self/ns/net")
-    for d in ("/run/netns", "/var/run/netns"):
-        try:
-            names = os.listdir(d)
-        except OSError:
-            continue
-        for n in names:
-            try:
-                st = os.stat(os.path.join(d, n))
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) == (me.st_dev, me.st_ino):
-                return n.startswith("sb")
-    return False
+    netns = current_lab_netns()
+    return netns is not None and netns.startswith("sb")
 
 
 def tap_node(dirpath, name):
