@@ -77,19 +77,7 @@ export function createSysfsSource(opts: SysfsOptions = {}): CounterReader {
     for (let i = 0; i < n; i++) {
       const p = order[i]!;
       const c = out.get(p.name);
-      if (!c) continue;
-      const rx = vals[3 * i]!;
-      const tx = vals[3 * i + 1]!;
-      const bytes = vals[3 * i + 2]!;
-      // A vanished interface reads as ENODEV (negative here) or as no digits (NaN): no sample, never a rate.
-      if (!(rx >= 0 && tx >= 0 && bytes >= 0)) {
-        c.ok = false;
-        p.failed = true;
-        continue;
-      }
-      c.rxPackets = rx;
-      c.txPackets = tx;
-      c.rxBytes = bytes;
+      if (c) store(c, p, vals[3 * i]!, vals[3 * i + 1]!, vals[3 * i + 2]!);
     }
   }
 
@@ -133,18 +121,7 @@ export function createSysfsSource(opts: SysfsOptions = {}): CounterReader {
         const c = out.get(name);
         if (!c) continue;
         try {
-          const rx = readCounter(p.rx);
-          const tx = readCounter(p.tx);
-          const bytes = readCounter(p.bytes);
-          // A vanished interface reads as ENODEV (throws) or as no digits: no sample, never a rate.
-          if (Number.isNaN(rx) || Number.isNaN(tx) || Number.isNaN(bytes)) {
-            c.ok = false;
-            p.failed = true;
-            continue;
-          }
-          c.rxPackets = rx;
-          c.txPackets = tx;
-          c.rxBytes = bytes;
+          store(c, p, readCounter(p.rx), readCounter(p.tx), readCounter(p.bytes));
         } catch {
           c.ok = false;
           p.failed = true;
@@ -156,4 +133,20 @@ export function createSysfsSource(opts: SysfsOptions = {}): CounterReader {
       if (batch) layOut();
     },
   };
+}
+
+/**
+ * One port's three values into its Counters. A vanished interface reads as ENODEV (a throw on the
+ * per-file path, a negative errno from preadInts) or as no digits (NaN): no sample, never a rate,
+ * and the port is reopened at the next listing.
+ */
+function store(c: Counters, p: PortFds, rx: number, tx: number, bytes: number): void {
+  if (!(rx >= 0 && tx >= 0 && bytes >= 0)) {
+    c.ok = false;
+    p.failed = true;
+    return;
+  }
+  c.rxPackets = rx;
+  c.txPackets = tx;
+  c.rxBytes = bytes;
 }
