@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { PortInfo } from '../types.js';
 import { isValidIfName } from './names.js';
@@ -109,13 +109,13 @@ export function bridgeMembers(bridge: string, root = '/sys/class/net'): string[]
  */
 export function isMacvlanKind(name: string, root = '/sys/class/net'): boolean {
   if (!isValidIfName(name)) return false;
-  if (existsSync(`${root}/${name}/macvtap`)) return true;
-  let entries: string[];
-  try {
-    entries = readdirSync(`${root}/${name}`);
-  } catch {
-    return false;
-  }
+  const entries = dirEntries(`${root}/${name}`);
+  return entries !== null && macvlanKindOf(name, entries, root);
+}
+
+/** isMacvlanKind on the device directory's entries, already read. */
+function macvlanKindOf(name: string, entries: readonly string[], root: string): boolean {
+  if (entries.includes('macvtap')) return true;
   if (entries.filter((e) => e.startsWith('lower_')).length !== 1) return false;
   if (entries.includes('master') || entries.includes('bridge') || entries.includes('bonding')) return false;
   try {
@@ -128,12 +128,11 @@ export function isMacvlanKind(name: string, root = '/sys/class/net'): boolean {
 /** The macvlan-kind devices on NIC `lower` (its upper_ links), by name. */
 export function macvlanUppers(lower: string, root = '/sys/class/net'): string[] {
   if (!isValidIfName(lower)) return [];
-  let entries: string[];
-  try {
-    entries = readdirSync(`${root}/${lower}`);
-  } catch {
-    return [];
-  }
+  return uppersOf(dirEntries(`${root}/${lower}`) ?? [], root);
+}
+
+/** The macvlan-kind devices among a NIC directory's upper_ links, sorted. */
+function uppersOf(entries: readonly string[], root: string): string[] {
   const out: string[] = [];
   for (const e of entries) {
     if (!e.startsWith('upper_')) continue;
@@ -145,20 +144,27 @@ export function macvlanUppers(lower: string, root = '/sys/class/net'): string[] 
 
 /**
  * The macvlan domain of a port with no master, or null: its own name for a NIC with macvlan-kind
- * devices on it, the NIC's for such a device (itself without a master). Read at each listing only.
+ * devices on it, the NIC's for such a device (itself without a master). Read at each listing
+ * only, one readdir of the port's directory.
  */
 export function macvlanDomainOf(name: string, root = '/sys/class/net'): string | null {
   if (!isValidIfName(name)) return null;
-  if (isMacvlanKind(name, root)) {
-    let lower: string | undefined;
-    try {
-      lower = readdirSync(`${root}/${name}`).find((e) => e.startsWith('lower_'))?.slice('lower_'.length);
-    } catch {
-      return null;
-    }
+  const entries = dirEntries(`${root}/${name}`);
+  if (entries === null) return null;
+  if (macvlanKindOf(name, entries, root)) {
+    const lower = entries.find((e) => e.startsWith('lower_'))?.slice('lower_'.length);
     return lower !== undefined && isValidIfName(lower) && masterOf(lower, root) === null ? lower : null;
   }
-  return macvlanUppers(name, root).length > 0 ? name : null;
+  return uppersOf(entries, root).length > 0 ? name : null;
+}
+
+/** A directory's entries, or null when it cannot be read (the interface vanished). */
+function dirEntries(dir: string): string[] | null {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return null;
+  }
 }
 
 /** Interface names only (one readdir), to match against the policy before reading anything. */
