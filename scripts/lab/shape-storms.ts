@@ -11,12 +11,13 @@ import { startJsonProc } from './jsonproc.js';
 import { addUplink, setEnslaved, setSwitchEnd, shapeUplinks } from './shapes.js';
 import { setLabMtu } from './more-shapes.js';
 import { startTapGuest, toMacvtapLab } from './macvtap-shapes.js';
+import { hostStp, waitStp } from './stp-shapes.js';
 import { downHostPorts, loopStillClosed, openLoop, resetPorts } from './scenario.js';
 import { linkDown, type Lab, type Shape } from './topology.js';
 import type { AgentHandle } from './agent.js';
 import type { NearLimitResult } from './near-limit.js';
 
-export const SHAPES = ['kvm', 'esx', 'kvm-unicast', 'kvm-multicast', 'kvm-slow', 'kvm-slow-1500', 'kvm-jumbo', 'kvm-3up', 'vm-flood', 'kvm-hotplug', 'kvm-carrier', 'kvm-nolearn', 'kvm-hairpin', 'kvm-macvtap'] as const;
+export const SHAPES = ['kvm', 'esx', 'kvm-unicast', 'kvm-multicast', 'kvm-slow', 'kvm-slow-1500', 'kvm-jumbo', 'kvm-3up', 'vm-flood', 'kvm-hotplug', 'kvm-carrier', 'kvm-nolearn', 'kvm-hairpin', 'kvm-macvtap', 'kvm-stp'] as const;
 export type ShapeName = (typeof SHAPES)[number];
 
 export interface ShapeSpec {
@@ -150,6 +151,16 @@ export function shapeSpec(name: ShapeName, floodSender: 'c' | 'python' = 'c'): S
           await startTapGuest(m, 'bridge', 600);
           return m;
         },
+      };
+    case 'kvm-stp':
+      // Kernel STP on br0 (stp_state 1), the switch dropping BPDUs (scripts/lab/stp-shapes.ts):
+      // both uplinks forward and a broadcast storms. The kernel refuses the bridge state from
+      // user space under its STP, so the agent stops the port by its admin state, as the poller
+      // does. A port brought back up forwards only after STP's listening and learning (~4 s).
+      return {
+        ...plain('kvm', 'broadcast', ['up1']),
+        prepare: async (l) => (await hostStp(l, true), await waitStp(l, ['up1', 'up2'], 'forwarding'), l),
+        reset: async (l) => (await resetPorts(l), await waitStp(l, ['up1', 'up2'], 'forwarding')),
       };
     case 'kvm-carrier':
       // A cable plugged into a NIC already in the bridge (the commonest way to close a loop by

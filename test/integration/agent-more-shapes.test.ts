@@ -14,7 +14,11 @@
 //    enough: two must go, the second by escalation);
 //  - uplinks renamed as VLAN subinterfaces are (up1.100, up2.100), named by a glob, with a
 //    VLAN-100 tagged loop. (This kernel has no 8021q, bonding or bridge vlan_filtering, so real
-//    VLAN devices and bonds cannot be built here; the names and the tagged frames can.)
+//    VLAN devices and bonds cannot be built here; the names and the tagged frames can.);
+//  - kernel STP on the host bridge (stp_state 1) beside a switch that drops BPDUs: the loop
+//    storms as with STP off, and the kernel refuses the bridge state from user space (EBUSY),
+//    so the agent must take its fallback (admin-down); with BPDUs passing, STP blocks an
+//    uplink and a broadcast stream through it must trip nothing.
 // Each storm must shut up1 alone (first by name of two uplinks), as a loop, and go quiet by the
 // agent's doing inside the observation. Every storm is bounded: frameStorm opens the loop by hand
 // after OBSERVE_MS, a guard downs the loop members after 5 s, and the lab is torn down in afterAll.
@@ -25,6 +29,7 @@ import type { AgentHandle } from '../../scripts/lab/agent.js';
 import { frameStorm, macOf, pinMac, removeUplink, renameHostPorts, setLabMtu, unpinMac, type FrameStorm } from '../../scripts/lab/more-shapes.js';
 import { resetPorts } from '../../scripts/lab/scenario.js';
 import { addUplink, shapeUplinks, unshapeUplinks } from '../../scripts/lab/shapes.js';
+import { hostStp, hostStpOff, waitStp } from '../../scripts/lab/stp-shapes.js';
 import { linkDown, type Lab } from '../../scripts/lab/topology.js';
 import { inject, type InjectOptions, type InjectResult } from '../../scripts/lab/traffic.js';
 import { eventsOf, newStateDir, readJournalStrict, kvmLabWithAgent, sleep, stopAgentAndLab, stormGuard, waitForNew } from '../helpers/agent-lab.js';
@@ -239,6 +244,43 @@ describe('three uplinks over a slow link', () => {
       await unshapeUplinks(lab, lab.loopPorts);
       lab = await removeUplink(lab, 'up3');
       await up1JoinedLast(); // two members were restored, up1 not necessarily last
+    }
+  });
+});
+
+describe('kernel STP on the host bridge', () => {
+  it('STP on, the switch dropping BPDUs: a broadcast loop shuts up1 by its admin state (the kernel refuses the bridge state), as a loop', async () => {
+    await hostStp(lab, true);
+    try {
+      await waitStp(lab, lab.loopPorts, 'forwarding');
+      await up1JoinedLast();
+      await waitStp(lab, lab.loopPorts, 'forwarding');
+      const { r, trips } = await storm('stp-bpdu-filtered', { kind: 'broadcast' }, { before: () => waitStp(lab, lab.loopPorts, 'forwarding') });
+      expectUp1Cut(r, trips);
+      const action = trips[0]!.action as { via?: string; fallback?: string };
+      expect(action.fallback).toMatch(/bridge state refused: EBUSY/);
+      expect(action.via).toBe('sysfs-flags');
+    } finally {
+      await hostStpOff(lab);
+    }
+  });
+
+  it('STP on with BPDUs passing: STP blocks an uplink; broadcast both ways at 5k frames/s for 1 s trips nothing', async () => {
+    await hostStp(lab, false);
+    try {
+      // The host hears its own hellos back through the switch: one uplink goes blocking.
+      await waitStp(lab, lab.loopPorts, (s) => [...s].sort().join(',') === 'blocking,forwarding');
+      const seen = readJournalStrict(agent!.stateDir).length;
+      const t = agent!.logs.length;
+      await Promise.all([
+        inject(lab, 'vm1', 'eth0', { kind: 'broadcast', pps: 5000, duration: 1 }),
+        inject(lab, 'prod', 'eth0', { kind: 'broadcast', pps: 5000, duration: 1 }),
+      ]);
+      await sleep(300);
+      expect(eventsOf(readJournalStrict(agent!.stateDir).slice(seen), 'trip')).toEqual([]);
+      expect(agent!.logs.slice(t).filter((l) => l.msg === 'trip' || l.msg === 'would-trip')).toEqual([]);
+    } finally {
+      await hostStpOff(lab);
     }
   });
 });
