@@ -36,6 +36,19 @@ export interface PortInfo {
    * or one of those devices; `bridge` then names the NIC (host/interfaces.ts, macvlanDomainOf).
    */
   macvlan?: boolean;
+  /** A tunnel port of an overlay (a VXLAN device enslaved to the bridge), see OverlayInfo. */
+  overlay?: OverlayInfo;
+}
+
+/**
+ * A bridge port that is a VXLAN device (uevent DEVTYPE=vxlan): frames it forwards leave the host
+ * encapsulated in UDP through `underlay` (its lower device, the `dev` it was created on; null when
+ * none was given and the route decides), which is no port of the bridge and carries every VNI's
+ * tunnel: a loop through the overlay is cut at the tunnel port, never at the underlay.
+ */
+export interface OverlayInfo {
+  kind: 'vxlan';
+  underlay: string | null;
 }
 
 /**
@@ -216,6 +229,12 @@ export interface PortPolicy {
    * that last read its count) and before joinedNs; when, in between, is not known.
    */
   joinedAfterNs?: number;
+  /**
+   * The port is an overlay's tunnel port (PortInfo.overlay, as of the last listing). Within one
+   * shutOrder role, and after a recent joiner, the breaker cuts a tunnel port before a physical
+   * one of the same loop (breaker/state.ts candidates).
+   */
+  overlay?: OverlayInfo;
 }
 
 /** What made a port a joiner (PortPolicy.joinedBy). */

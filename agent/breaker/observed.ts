@@ -15,6 +15,11 @@ export function unnamedShutNote(members: readonly string[], ports: ReadonlyMap<s
   if (u.length === 0) return '';
   const them = u.join(',');
   const is = u.length === 1 ? 'is' : 'are';
+  // A tunnel port is worth naming as such: the cut then fell on a physical port instead.
+  const tunnels = u.filter((m) => ports.get(m)?.overlay !== undefined);
+  if (tunnels.length > 0) {
+    return `; the loop runs through ${them} (${tunnels.join(',')}: VXLAN tunnel port), which ${is} not named by the policy, so not touched: ${shut} was shut instead (name ${them} in a policy rule to let the breaker choose ${u.length === 1 ? 'it' : 'them'}; a tunnel port goes before a physical one of its role)`;
+  }
   return `; the loop runs through ${them}, which ${is} not named by the policy, so not touched: ${shut} was shut instead (name ${them} in a policy rule to let the breaker choose ${u.length === 1 ? 'it' : 'them'})`;
 }
 

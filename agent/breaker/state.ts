@@ -783,7 +783,21 @@ function olderSampleNs(ev: Evidence, m: string, i: number): number {
  */
 export const RECENT_JOIN_MS = 60_000;
 
-/** Members that may be shut now, in shut order (recent joiners first within a role, see RECENT_JOIN_MS). */
+/**
+ * Within one shutOrder role, after a recent joiner, an overlay's tunnel port (a VXLAN device in
+ * the bridge, PortPolicy.overlay) is cut before a physical port. A loop through a tunnel and a
+ * physical uplink of one bridge (two hosts each bridging the segment's VXLAN port with an uplink
+ * into the same switch: the classic overlay mistake) means the tunnel carries the bridge to a
+ * segment it already reaches by its own wire. Either cut leaves every host reachable (a loop is a
+ * cycle), but cutting the uplink sends this host's traffic for the LAN round through the tunnel
+ * and a remote host's uplink, and depends on that host; cutting the tunnel leaves the host on its
+ * own wire, as it would be without the mistake, and the underlay (no bridge port) untouched.
+ * This host cannot see the far side, so the journal says what it knows: which port is the tunnel
+ * and over which underlay it runs.
+ */
+const OVERLAY_FIRST = 'tunnels first';
+
+/** Members that may be shut now, in shut order (recent joiners first within a role, see RECENT_JOIN_MS; then tunnels, OVERLAY_FIRST). */
 function candidates(ctx: Ctx, b: BridgeEntry, members: readonly string[]): string[] {
   const out: string[] = [];
   for (const m of members) {
@@ -805,6 +819,10 @@ function candidates(ctx: Ctx, b: BridgeEntry, members: readonly string[]): strin
     const ax = joinedAgo(ctx, px);
     const ay = joinedAgo(ctx, py);
     if (ax !== ay) return ax < ay ? -1 : 1;
+    // Then a tunnel port before a physical one (see OVERLAY_FIRST).
+    const ox = px.overlay === undefined ? 1 : 0;
+    const oy = py.overlay === undefined ? 1 : 0;
+    if (ox !== oy) return ox - oy;
     const d = px.shutRank - py.shutRank;
     return d !== 0 ? d : x < y ? -1 : x > y ? 1 : 0;
   });
@@ -873,7 +891,7 @@ function shutForLoop(
   const joined = Number.isFinite(ago) ? { joinedMsBefore: Math.round(ago / 1e5) / 10, joinedBy: pp.joinedBy ?? 'bridge', ...withinMs(ctx, pp) } : null;
   const order = joined
     ? `${joinText(ctx, target, key, pp, ago)}: cutting it undoes the change that closed the loop; first of ${cands.join(',')} by shut order, recent joiners first`
-    : `first of ${cands.join(',')} by shut order`;
+    : overlayOrder(ctx, target, pp, cands) ?? `first of ${cands.join(',')} by shut order`;
   const reason = `loop on ${key}: shut ${target} (${order})${unnamedShutNote(b.members, ctx.ports, target)}`;
   if (!dry && !budgetLeft(ctx)) {
     notice(ctx, `budget:${key}`, 'flood-observed', target, `shut budget exhausted: ${budgetText(ctx)}; loop on ${key} continues, would shut ${target}`, {
@@ -905,6 +923,27 @@ function shutForLoop(
   const e = autoLinkDown(ctx, target, reason, evidence, key, cands.slice(1), undefined);
   if (joined) e.extra = joined; // journaled with the trip
   b.inFlight = target;
+}
+
+/**
+ * Why a tunnel port was chosen over a physical one of its role (OVERLAY_FIRST), or null when that
+ * rule did not decide: the target is no tunnel, or every candidate of its role is one.
+ */
+function overlayOrder(ctx: Ctx, target: string, pp: PortPolicy, cands: readonly string[]): string | null {
+  const o = pp.overlay;
+  if (o === undefined) return null;
+  const tier = roleTier(pp.shutRank);
+  const physical = cands.filter((c) => {
+    const cp = ctx.ports.get(c);
+    return cp !== undefined && cp.overlay === undefined && roleTier(cp.shutRank) === tier;
+  });
+  if (physical.length === 0) return null;
+  const under = o.underlay !== null ? `its underlay ${o.underlay} is no bridge port and stays up` : 'its underlay is no bridge port and stays up';
+  return (
+    `${target} is a VXLAN tunnel port (${under}): a loop through it and ${physical.join(',')} means the tunnel joins ${
+      physical.length === 1 ? 'a segment that port' : 'a segment those ports'
+    } already reach${physical.length === 1 ? 'es' : ''}, so the tunnel goes and the host keeps its own wire; first of ${cands.join(',')} by shut order, ${OVERLAY_FIRST}`
+  );
 }
 
 /** The breaker's own link-down: issue it and take the port into 'tripping' with why and what next. */

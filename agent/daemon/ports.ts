@@ -5,7 +5,7 @@ import { resolvePorts } from '../policy/match.js';
 import { observedNames, observedPort } from '../policy/observed.js';
 import type { LocalSource } from '../sources/local.js';
 import { createLinkMonitor, type LinkMonitor } from '../sources/links.js';
-import { portPolicyOf } from '../policy/port-policy.js';
+import { portPolicyOf, withOverlay } from '../policy/port-policy.js';
 import type { KeptPortFiles } from '../host/port-files.js';
 
 // The watched set: every TickSource in one registry (the local host, each ESXi host, the FDB
@@ -141,6 +141,7 @@ export function rescanLocal(
     infos.push(...listInterfaces(undefined, (name) => more.has(name), files));
     infos.sort((a, b) => a.name.localeCompare(b.name));
   }
+  resolved = withOverlays(resolved, infos);
   if (joins) resolved = withJoins(resolved, joins.watch(infos, names, joins.now()));
   files?.retain(new Set(infos.map((p) => p.name)));
   const changed = local.watch(infos, resolved);
@@ -190,6 +191,17 @@ export function createUnbridgedMoves(): (moves: readonly FdbMove[], infos: reado
     for (let i = 0; i < moves.length; i++) if (unbridged.has(moves[i]!.port)) return true;
     return false;
   };
+}
+
+/** Ports with their overlay kind (PortPolicy.overlay) from the listing; the map itself when no port is a tunnel. */
+export function withOverlays(ports: ReadonlyMap<string, PortPolicy>, infos: readonly PortInfo[]): ReadonlyMap<string, PortPolicy> {
+  let out: Map<string, PortPolicy> | null = null;
+  for (const p of infos) {
+    const pp = ports.get(p.name);
+    if (p.overlay === undefined || pp === undefined) continue;
+    (out ??= new Map(ports)).set(p.name, withOverlay(pp, p.overlay));
+  }
+  return out ?? ports;
 }
 
 /** Ports with their join (PortPolicy.joinedNs, joinedBy) set; the map itself when none joined. */

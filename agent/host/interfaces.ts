@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { basename } from 'node:path';
-import type { PortInfo } from '../types.js';
+import type { OverlayInfo, PortInfo } from '../types.js';
 import { isValidIfName } from './names.js';
 import { pathPortFiles, readIntFile, type PortFiles } from './port-files.js';
 
@@ -35,12 +35,53 @@ export function listInterfaces(
       // A port of no bridge may still forward: a NIC with macvlan/macvtap devices on it.
       const domain = master === null ? macvlanDomainOf(name, root) : null;
       const bridge = master ?? domain;
-      out.push({ name, ifindex, bridge, ...bridgePortModes(name, master, root, ageing, files, ifindex), ...(domain !== null ? { macvlan: true } : {}) });
+      const overlay = master !== null ? overlayOf(name, ifindex, root) : null;
+      out.push({
+        name,
+        ifindex,
+        bridge,
+        ...bridgePortModes(name, master, root, ageing, files, ifindex),
+        ...(domain !== null ? { macvlan: true } : {}),
+        ...(overlay !== null ? { overlay } : {}),
+      });
     } catch {
       // vanished between readdir and read
     }
   }
   return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+// What kind of device a bridge port is never changes for one interface, so it is read once per
+// name and ifindex (a uevent read and, for a VXLAN device, a readdir), not at every listing: a
+// host with hundreds of bridged taps would otherwise pay a file read per port per second.
+const overlayCache = new Map<string, { ifindex: number; overlay: OverlayInfo | null }>();
+/** The cache is cleared whole past this many entries (interfaces come and go on a busy host). */
+const OVERLAY_CACHE_MAX = 4096;
+
+/**
+ * Is bridge port `name` a VXLAN device (uevent DEVTYPE=vxlan), and on which underlay device
+ * (its one lower_ link: the `dev` it was created on; none when the route picks the way out)?
+ * null for any other kind of port, or when its files cannot be read.
+ */
+export function overlayOf(name: string, ifindex: number, root = '/sys/class/net'): OverlayInfo | null {
+  if (!isValidIfName(name)) return null;
+  const key = `${root}\0${name}`;
+  const c = overlayCache.get(key);
+  if (c !== undefined && c.ifindex === ifindex) return c.overlay;
+  let overlay: OverlayInfo | null = null;
+  let uevent: string;
+  try {
+    uevent = readFileSync(`${root}/${name}/uevent`, 'latin1');
+  } catch {
+    return null; // vanished: nothing to remember
+  }
+  if (/^DEVTYPE=vxlan$/m.test(uevent)) {
+    const lower = (dirEntries(`${root}/${name}`) ?? []).find((e) => e.startsWith('lower_'))?.slice('lower_'.length);
+    overlay = { kind: 'vxlan', underlay: lower !== undefined && isValidIfName(lower) ? lower : null };
+  }
+  if (overlayCache.size >= OVERLAY_CACHE_MAX) overlayCache.clear();
+  overlayCache.set(key, { ifindex, overlay });
+  return overlay;
 }
 
 /**

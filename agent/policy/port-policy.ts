@@ -8,7 +8,7 @@
 // `settleMs`, observed ones `observed`. So the ports re-resolved by the first rescan after the
 // warm-up deoptimised observe (its threshold reads), loopVerdict, the evidence builder and the
 // local source's collect in the first storm's ticks (lab, kvm, --trace-deopt-verbose, session 16).
-import type { PortPolicy, Thresholds } from '../types.js';
+import type { OverlayInfo, PortPolicy, Thresholds } from '../types.js';
 
 /** A copy of `t` with the one hidden class every thresholds object has. */
 export function thresholdsOf(t: Thresholds): Thresholds {
@@ -42,7 +42,15 @@ export function portPolicyOf(p: PortPolicy, join: JoinStamp = p): PortPolicy {
     joinedNs: join.joinedNs,
     joinedBy: join.joinedBy,
     joinedAfterNs: join.joinedAfterNs,
+    overlay: p.overlay,
   };
+}
+
+/** A copy of `p` (portPolicyOf) that is, or is not, a tunnel port (PortPolicy.overlay). */
+export function withOverlay(p: PortPolicy, overlay: OverlayInfo | undefined): PortPolicy {
+  const out = portPolicyOf(p);
+  out.overlay = overlay;
+  return out;
 }
 
 // A field's storage follows the values it has held: small integers only, then any number, then
@@ -54,5 +62,5 @@ for (const v of [0.5, Infinity, undefined]) {
   const n = v ?? 0.25;
   const t = { floodPps: n, clearPps: n, rxPps: n, broadcastShare: n, holdSamples: n, floodHoldMs: n, baselineFactor: n };
   const recovery = v === undefined ? undefined : { mode: 'manual' as const, cooldownMs: n, probeMs: n, backoff: n, maxTries: n };
-  portPolicyOf({ name: 'x', role: 'other', protected: false, shutRank: n, thresholds: t, rule: n, dryRun: false, settleMs: v, joinedNs: v, joinedBy: v === undefined ? undefined : 'carrier', joinedAfterNs: v, observed: v === undefined ? undefined : true, recovery });
+  portPolicyOf({ name: 'x', role: 'other', protected: false, shutRank: n, thresholds: t, rule: n, dryRun: false, settleMs: v, joinedNs: v, joinedBy: v === undefined ? undefined : 'carrier', joinedAfterNs: v, observed: v === undefined ? undefined : true, recovery, overlay: v === undefined ? undefined : { kind: 'vxlan', underlay: v === Infinity ? null : 'x' } });
 }
