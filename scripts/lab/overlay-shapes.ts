@@ -103,15 +103,17 @@ export async function toOverlayLab(lab: Lab): Promise<OverlayLab> {
   for (const [h, devs] of [[n.hostc, ['vmc', VX, 'br0']], [n.hostb, [VX, 'br0']], [a, [VX]]] as const) {
     for (const d of devs) await ip(h, 'link', 'set', 'dev', d, 'up');
   }
+  // hostPorts are A's bridge ports (what storm-control polices and the bench brings back up);
+  // the underlay NIC is no bridge port, but it must be quiet too.
   const out: OverlayLab = {
     ...lab,
     ns: { ...lab.ns, ...n },
     vtep: VTEP,
     loopPorts: ['up1', VX],
-    hostPorts: ['up1', VX, 'vm1', 'mgmt0', 'ul0'],
+    hostPorts: ['up1', VX, 'vm1', 'mgmt0'],
   };
   await setRemoteUplink(out, true); // closes the loop
-  await assertQuiet(out);
+  await assertQuiet({ ...out, hostPorts: [...out.hostPorts, 'ul0'] });
   return out;
 }
 
@@ -137,6 +139,40 @@ export async function setFloodList(lab: OverlayLab, remotes: ReadonlyArray<Exclu
     await run(['bridge', '-n', assertNetns(lab.ns.host), 'fdb', 'del', '00:00:00:00:00:00', 'dev', VX, 'dst', VTEP[r]]).catch(() => undefined);
   }
   for (const r of remotes) await run(['bridge', '-n', assertNetns(lab.ns.host), 'fdb', 'append', '00:00:00:00:00:00', 'dev', VX, 'dst', VTEP[r]]);
+}
+
+/** The second segment's VXLAN port (addSecondSegment). */
+export const VX6 = 'vxlan-6';
+
+/**
+ * A second segment, VNI 6: A gets br1 with a second uplink up3 (into the same switch, sw3) and
+ * vxlan-6; B puts its own vxlan-6 into its br0, beside vxlan-5: B bridges the two segments (a
+ * host or gateway VM joining two VNIs, where it should route). With B's uplink down that closes
+ * a loop through A's two bridges and the overlay only: switch -> up1 -> A.br0 -> vxlan-5 -> B ->
+ * vxlan-6 -> A.br1 -> up3 -> switch. Left open (both vxlan-6 down): setSecondSegment closes it.
+ * The loop's breakable members are A's two tunnels (loopPorts); A's hostPorts gain br1's ports.
+ */
+export async function addSecondSegment(lab: OverlayLab): Promise<OverlayLab> {
+  const a = lab.ns.host;
+  const b = lab.ns.hostb;
+  await ip(a, 'link', 'add', 'name', 'br1', ...bridgeArgs);
+  await ip(a, 'link', 'add', 'name', 'up3', 'type', 'veth', 'peer', 'name', 'sw3', 'netns', lab.ns.sw);
+  await ip(lab.ns.sw, 'link', 'set', 'dev', 'sw3', 'master', 'sw0');
+  await ip(a, 'link', 'set', 'dev', 'up3', 'master', 'br1');
+  for (const [h, me, remote] of [[a, VTEP.a, VTEP.b], [b, VTEP.b, VTEP.a]] as const) {
+    await ip(h, 'link', 'add', 'name', VX6, 'type', 'vxlan', 'id', '6', 'dstport', '4789', 'local', me, 'dev', 'ul0');
+    await run(['bridge', '-n', assertNetns(h), 'fdb', 'append', '00:00:00:00:00:00', 'dev', VX6, 'dst', remote]);
+  }
+  await ip(a, 'link', 'set', 'dev', VX6, 'master', 'br1');
+  await ip(b, 'link', 'set', 'dev', VX6, 'master', 'br0');
+  await ip(lab.ns.sw, 'link', 'set', 'dev', 'sw3', 'up');
+  for (const d of ['br1', 'up3']) await ip(a, 'link', 'set', 'dev', d, 'up');
+  return { ...lab, loopPorts: [VX, VX6], hostPorts: [...lab.hostPorts, 'up3', VX6] };
+}
+
+/** Close (both hosts' vxlan-6 up) or open (down: no VNI 6 frame reaches the underlay) the loop of addSecondSegment. */
+export async function setSecondSegment(lab: OverlayLab, up: boolean): Promise<void> {
+  for (const h of [lab.ns.hostb, lab.ns.host]) await ip(h, 'link', 'set', 'dev', VX6, up ? 'up' : 'down');
 }
 
 /** A's vxlan-5 FDB (`bridge fdb show dev vxlan-5`): remote MACs learned with their VTEP (dst). */

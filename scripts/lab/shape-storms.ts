@@ -12,12 +12,13 @@ import { addUplink, setEnslaved, setSwitchEnd, shapeUplinks } from './shapes.js'
 import { setLabMtu } from './more-shapes.js';
 import { startTapGuest, toMacvtapLab } from './macvtap-shapes.js';
 import { hostStp, waitStp } from './stp-shapes.js';
+import { toOverlayLab, VX } from './overlay-shapes.js';
 import { downHostPorts, loopStillClosed, openLoop, resetPorts } from './scenario.js';
 import { linkDown, type Lab, type Shape } from './topology.js';
 import type { AgentHandle } from './agent.js';
 import type { NearLimitResult } from './near-limit.js';
 
-export const SHAPES = ['kvm', 'esx', 'kvm-unicast', 'kvm-multicast', 'kvm-slow', 'kvm-slow-1500', 'kvm-jumbo', 'kvm-3up', 'vm-flood', 'kvm-hotplug', 'kvm-carrier', 'kvm-nolearn', 'kvm-hairpin', 'kvm-macvtap', 'kvm-stp'] as const;
+export const SHAPES = ['kvm', 'esx', 'kvm-unicast', 'kvm-multicast', 'kvm-slow', 'kvm-slow-1500', 'kvm-jumbo', 'kvm-3up', 'vm-flood', 'kvm-hotplug', 'kvm-carrier', 'kvm-nolearn', 'kvm-hairpin', 'kvm-macvtap', 'kvm-stp', 'kvm-vxlan'] as const;
 export type ShapeName = (typeof SHAPES)[number];
 
 export interface ShapeSpec {
@@ -152,6 +153,14 @@ export function shapeSpec(name: ShapeName, floodSender: 'c' | 'python' = 'c'): S
           return m;
         },
       };
+    case 'kvm-vxlan':
+      // The classic overlay loop (scripts/lab/overlay-shapes.ts, agent-overlay's first case): host
+      // A (the agent's) bridges up1 and vxlan-5, host B (no agent) bridges its uplink up2 and its
+      // vxlan-5, both uplinks into one switch; a broadcast from vm1 circles through the switch and
+      // the tunnel (UDP over the underlay NIC ul0, no bridge port). Needs a policy naming vxlan-*
+      // (lab-bench.yaml does: role uplink); the agent cuts the tunnel port, and so does the
+      // poller. Storm-control polices A's bridge ports, not the underlay.
+      return { ...plain('kvm', 'broadcast', [VX]), prepare: (l) => toOverlayLab(l), baseline: true };
     case 'kvm-stp':
       // Kernel STP on br0 (stp_state 1), the switch dropping BPDUs (scripts/lab/stp-shapes.ts):
       // both uplinks forward and a broadcast storms. The kernel refuses the bridge state from

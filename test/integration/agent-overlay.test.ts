@@ -11,6 +11,9 @@
 //    an unknown unicast, a multicast, and with head-end replication to B and C (A sends each
 //    flooded frame twice into the underlay). Each: one port of A's br0 cut, as a loop, quiet
 //    within the observation; ul0 never touched.
+//  - A remote host bridging two VNIs (B's vxlan-5 and vxlan-6 in one bridge, B's uplink down)
+//    joins A's br0 (up1, vxlan-5) and br1 (up3, vxlan-6) through the overlay: a loop on each of
+//    A's bridges, one tunnel cut, not a member of each bridge.
 //  - Not loops (B's uplink down: the overlay as it should be): an ARP scan from C's VM, a PXE
 //    wave from the LAN answered by a DHCP server on C's VM (broadcast both ways through up1 and
 //    vxlan-5: rx ≈ tx on both), a multicast stream through the tunnel, a unicast flood to an
@@ -22,13 +25,13 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 import { frameStorm, type FrameStorm } from '../../scripts/lab/more-shapes.js';
-import { buildOverlayLab, setFloodList, setRemoteUplink, vxlanFdb, VX, type OverlayLab } from '../../scripts/lab/overlay-shapes.js';
+import { addSecondSegment, buildOverlayLab, setFloodList, setRemoteUplink, setSecondSegment, vxlanFdb, VX, VX6, type OverlayLab } from '../../scripts/lab/overlay-shapes.js';
 import { downHostPorts, resetPorts } from '../../scripts/lab/scenario.js';
 import { flood, inject, wave, type FrameKind } from '../../scripts/lab/traffic.js';
 import { readLinkStats, statsDelta } from '../../scripts/lab/counters.js';
 import { run, ns } from '../../scripts/lab/exec.js';
 import { teardownLab } from '../../scripts/lab/topology.js';
-import { eventsOf, newStateDir, readJournalStrict, removeStateDirs, requireBuiltAgent, sleep, stopAgentAndLab, stormGuard, waitForNew } from '../helpers/agent-lab.js';
+import { eventsOf, isUp, newStateDir, readJournalStrict, removeStateDirs, requireBuiltAgent, sleep, stopAgentAndLab, stormGuard, waitForNew } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbvx18-';
 const OBSERVE_MS = 600;
@@ -82,13 +85,13 @@ afterAll(async () => {
 const evTNs = (t: Record<string, unknown>) => (t.evidence as { tNs: number }).tNs;
 
 /** One frame of `kind` from `from` into the closed loop; the agent's trips restored afterwards. */
-async function storm(tag: string, from: 'vm1' | 'prod' | 'vmc', kind: FrameKind): Promise<{ r: FrameStorm; trips: Array<Record<string, unknown>>; verdictMs: number }> {
+async function storm(tag: string, from: 'vm1' | 'prod' | 'vmc', kind: FrameKind, l: OverlayLab = lab): Promise<{ r: FrameStorm; trips: Array<Record<string, unknown>>; verdictMs: number }> {
   const a = agent!;
   const seen = readJournalStrict(a.stateDir).length;
-  const cancel = stormGuard(lab, 5000);
+  const cancel = stormGuard(l, 5000);
   let r: FrameStorm;
   try {
-    r = await frameStorm({ ...lab, ns: { ...lab.ns, vm1: lab.ns[from] } }, a, { kind }, OBSERVE_MS);
+    r = await frameStorm({ ...l, ns: { ...l.ns, vm1: l.ns[from] } }, a, { kind }, OBSERVE_MS);
   } finally {
     cancel();
   }
@@ -99,7 +102,7 @@ async function storm(tag: string, from: 'vm1' | 'prod' | 'vmc', kind: FrameKind)
     await a.ask('restore', { port: t.port, reason: 'sbvx18: next storm' });
     await restored;
   }
-  await resetPorts(lab);
+  await resetPorts(l);
   await sleep(200); // nothing left circling
   const verdictMs = trips.length > 0 ? (evTNs(trips[0]!) - r.tInjectNs) / 1e6 : NaN;
   console.log(
@@ -109,12 +112,13 @@ async function storm(tag: string, from: 'vm1' | 'prod' | 'vmc', kind: FrameKind)
   return { r, trips, verdictMs };
 }
 
-function expectOneCut(r: FrameStorm, trips: Array<Record<string, unknown>>, verdictMs: number): void {
+async function expectOneCut(r: FrameStorm, trips: Array<Record<string, unknown>>, verdictMs: number): Promise<void> {
   expect(r.stats.firstFrameNs).not.toBeNull(); // the frame did circle and reach prod
   expect(trips).toHaveLength(1);
   expect(trips[0]!.port).toBe(VX);
   expect(String(trips[0]!.reason)).toMatch(/^loop on br0: shut vxlan-5 /);
-  expect(r.downAtEnd).toEqual([VX]); // up1 and the underlay NIC ul0 untouched
+  expect(r.downAtEnd).toEqual([VX]); // up1 untouched
+  expect(await isUp(lab.ns.host, 'ul0')).toBe(true); // the underlay NIC too (it is no bridge port)
   expect(r.openedByHand).toBe(false);
   expect(verdictMs).toBeLessThan(VERDICT_MS);
   expect(r.stats.quietAtNs).not.toBeNull();
@@ -124,38 +128,66 @@ function expectOneCut(r: FrameStorm, trips: Array<Record<string, unknown>>, verd
 describe('two hosts bridging one VXLAN segment and uplinks into one switch (the loop is closed)', () => {
   it('a broadcast from a VM on A: vxlan-5 cut, as a loop; up1 and ul0 stay up', async () => {
     const { r, trips, verdictMs } = await storm('bcast-vm1', 'vm1', 'broadcast');
-    expectOneCut(r, trips, verdictMs);
+    await expectOneCut(r, trips, verdictMs);
     expect(String(trips[0]!.reason)).toMatch(/VXLAN/);
   });
 
   it('a broadcast from the LAN', async () => {
     const { r, trips, verdictMs } = await storm('bcast-lan', 'prod', 'broadcast');
-    expectOneCut(r, trips, verdictMs);
+    await expectOneCut(r, trips, verdictMs);
   });
 
   it('a broadcast from a VM on a third VTEP (enters A by the tunnel)', async () => {
     const { r, trips, verdictMs } = await storm('bcast-vmc', 'vmc', 'broadcast');
-    expectOneCut(r, trips, verdictMs);
+    await expectOneCut(r, trips, verdictMs);
   });
 
   it('an unknown unicast', async () => {
     const { r, trips, verdictMs } = await storm('unicast', 'vm1', 'unicast');
-    expectOneCut(r, trips, verdictMs);
+    await expectOneCut(r, trips, verdictMs);
   });
 
   it('a multicast', async () => {
     const { r, trips, verdictMs } = await storm('multicast', 'vm1', 'multicast');
-    expectOneCut(r, trips, verdictMs);
+    await expectOneCut(r, trips, verdictMs);
   });
 
   it('head-end replication to two VTEPs (B and C): every flooded frame leaves vxlan-5 twice', async () => {
     await setFloodList(lab, ['b', 'c']);
     try {
       const { r, trips, verdictMs } = await storm('head-end', 'vm1', 'broadcast');
-      expectOneCut(r, trips, verdictMs);
+      await expectOneCut(r, trips, verdictMs);
     } finally {
       await setFloodList(lab, ['b']);
     }
+  });
+});
+
+describe('a remote host bridging two VNIs (B: vxlan-5 and vxlan-6 in one bridge) joins two bridges of A through the overlay', () => {
+  // B's uplink down: the loop runs switch -> up1 -> A.br0 -> vxlan-5 -> B -> vxlan-6 -> A.br1 -> up3 -> switch.
+  let two: OverlayLab;
+  beforeAll(async () => {
+    await setRemoteUplink(lab, false);
+    two = await addSecondSegment(lab);
+    await setSecondSegment(two, true);
+    await sleep(1500); // A's listing sees br1, up3 and vxlan-6
+  });
+  afterAll(async () => {
+    await setSecondSegment(two, false);
+  });
+
+  it('a broadcast from a VM on A: a loop on br0 and on br1, one tunnel cut (not both bridges\' members), up1, up3 and ul0 stay up', async () => {
+    const { r, trips, verdictMs } = await storm('two-vnis', 'vm1', 'broadcast', two);
+    expect(r.stats.firstFrameNs).not.toBeNull();
+    expect(trips).toHaveLength(1);
+    expect([VX, VX6]).toContain(trips[0]!.port);
+    expect(String(trips[0]!.reason)).toMatch(/^loop on br[01]: shut vxlan-[56] \(vxlan-[56] is a VXLAN tunnel port/);
+    expect(r.downAtEnd).toEqual([trips[0]!.port]);
+    expect(r.openedByHand).toBe(false);
+    expect(await isUp(lab.ns.host, 'ul0')).toBe(true);
+    expect(verdictMs).toBeLessThan(VERDICT_MS);
+    expect(r.stats.quietAtNs).not.toBeNull();
+    expect((r.stats.quietAtNs! - r.tInjectNs) / 1e6).toBeLessThan(OBSERVE_MS);
   });
 });
 
@@ -187,6 +219,7 @@ describe('the overlay as it should be (B without an uplink into the switch): hea
     console.log(`[overlay legit ${tag}] ${what} counters=${JSON.stringify(d)} acted=${JSON.stringify(acted)}`);
     expect(acted).toEqual([]);
     expect(await downHostPorts(lab)).toEqual([]);
+    expect(await isUp(lab.ns.host, 'ul0')).toBe(true);
     return d;
   }
 

@@ -146,7 +146,7 @@ describe('bench shapes', () => {
     expect(SHAPES).toContain('kvm-jumbo');
     expect(shapeSpec('kvm-slow-1500')).toMatchObject({ base: 'kvm', kind: 'broadcast', size: 1500, flood: false, cut: ['up1'], baseline: false });
     expect(shapeSpec('kvm-jumbo')).toMatchObject({ base: 'kvm', kind: 'broadcast', size: 9000, flood: false, cut: ['up1'], baseline: false });
-    expect(SHAPES.filter((s) => shapeSpec(s).baseline)).toEqual(['kvm', 'esx']);
+    expect(SHAPES.filter((s) => shapeSpec(s).baseline)).toEqual(['kvm', 'esx', 'kvm-vxlan']);
   });
 
   it('kvm-hotplug runs by default: up2 freed at prepare and every reset, enslaved by plug; the poller may cut both uplinks', () => {
@@ -166,5 +166,11 @@ describe('bench shapes', () => {
     expect(SHAPES).toContain('kvm-macvtap');
     expect(shapeSpec('kvm-macvtap')).toMatchObject({ base: 'kvm', kind: 'broadcast', flood: false, cut: ['macvtap1'], baseline: false });
     expect(readFileSync(new URL('../../policies/lab-bench.yaml', import.meta.url), 'utf8')).toMatch(/match: "macvtap\*".*\n\s+role: vm/);
+  });
+
+  it('kvm-vxlan runs by default: the overlay loop, one broadcast, the poller cuts the tunnel port; storm-control applies; lab-bench.yaml names vxlan-* as uplink', () => {
+    expect(SHAPES).toContain('kvm-vxlan');
+    expect(shapeSpec('kvm-vxlan')).toMatchObject({ base: 'kvm', kind: 'broadcast', flood: false, cut: ['vxlan-5'], baseline: true });
+    expect(readFileSync(new URL('../../policies/lab-bench.yaml', import.meta.url), 'utf8')).toMatch(/match: "vxlan-\*".*\n\s+role: uplink/);
   });
 });
