@@ -22,12 +22,20 @@ import { assertIfName, assertNetns } from './names.js';
 import { assertQuiet, buildLab, teardownLab, type Lab } from './topology.js';
 
 export type MacvtapMode = 'bridge' | 'vepa' | 'private';
-export type GuestMode = 'bridge' | 'guest' | 'echo';
+export type GuestMode = 'bridge' | 'guest' | 'echo' | 'send';
 
 export interface TapGuest {
   /** End the guest (SIGTERM, then SIGKILL after 2 s); resolves when it is gone. */
   stop(): Promise<void>;
   readonly child: ChildProcess;
+  /** Mode send: resolves with the frames written once the guest is done sending (never otherwise). */
+  readonly sent: Promise<number>;
+}
+
+/** Mode send: how many broadcasts (0: until the guest's end) and how fast (0: as fast as it writes). */
+export interface SendOptions {
+  count?: number;
+  pps?: number;
 }
 
 export interface MacvtapLab extends Lab {
@@ -78,12 +86,16 @@ export async function toMacvtapLab(lab: Lab, mode: MacvtapMode = 'bridge'): Prom
 /**
  * Start the guest on the lab's macvtaps: `bridge` forwards every frame between them (the loop),
  * `echo` answers each broadcast with one of its own on the same NIC,
- * `guest` reads and drops. Resolves once its taps are open. Bounded to `seconds` (<= 600).
+ * `guest` reads and drops, `send` sends broadcasts from its first tap's MAC by that tap (`send`
+ * options) and reads and drops. Resolves once its taps are open. Bounded to `seconds` (<= 600).
  */
-export async function startTapGuest(lab: MacvtapLab, mode: GuestMode, seconds = 60, taps: readonly string[] = lab.taps): Promise<TapGuest> {
+export async function startTapGuest(lab: MacvtapLab, mode: GuestMode, seconds = 60, taps: readonly string[] = lab.taps, send: SendOptions = {}): Promise<TapGuest> {
   if (!(seconds > 0 && seconds <= GUEST_MAX_S)) throw new Error(`guest seconds must be in (0, ${GUEST_MAX_S}], got ${seconds}`);
+  const count = Math.trunc(send.count ?? 0);
+  const pps = send.pps ?? 0;
+  if (!(count >= 0 && pps >= 0 && Number.isFinite(pps))) throw new Error(`guest send count and pps must be >= 0, got ${count}, ${pps}`);
   const dir = mkdtempSync(join(tmpdir(), `${lab.prefix}tap-`));
-  const args = ['--dir', dir, '--mode', mode, '--duration', String(seconds), ...taps.flatMap((t) => ['--tap', assertIfName(t)])];
+  const args = ['--dir', dir, '--mode', mode, '--duration', String(seconds), '--count', String(count), '--pps', String(pps), ...taps.flatMap((t) => ['--tap', assertIfName(t)])];
   const child = spawn('ip', ['netns', 'exec', assertNetns(lab.ns.host), 'python3', labAsset('tapvm.py'), ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
   const gone = new Promise<void>((r) => child.once('close', () => r()));
   void gone.then(() => rmSync(dir, { recursive: true, force: true }));
@@ -91,11 +103,15 @@ export async function startTapGuest(lab: MacvtapLab, mode: GuestMode, seconds = 
   void gone.then(() => clearTimeout(killer));
   let err = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  let sentDone: (n: number) => void = () => undefined;
+  const sent = new Promise<number>((r) => (sentDone = r));
   const ready = new Promise<void>((resolve, reject) => {
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
       out += d;
       if (out.includes('"ready"')) resolve();
+      const m = /"sent": (\d+)/.exec(out);
+      if (m) sentDone(Number(m[1]));
     });
     void gone.then(() => reject(new Error(`tapvm.py ended before it was ready: ${err.trim() || 'no output'}`)));
   });
@@ -114,5 +130,5 @@ export async function startTapGuest(lab: MacvtapLab, mode: GuestMode, seconds = 
     await stop();
     throw e;
   }
-  return { stop, child };
+  return { stop, child, sent };
 }

@@ -3,7 +3,7 @@
 interfaces, as QEMU does for a libvirt `<interface type='direct'>` (macvtap) NIC.
 
 Run as: ip netns exec NS python3 tapvm.py --dir DIR --tap macvtap0 [--tap macvtap1]
-            [--mode bridge|guest] [--duration S]
+            [--mode bridge|guest|echo|send] [--duration S] [--count N] [--pps R]
 
   bridge: the guest bridges its NICs: every frame read from one tap is written to the others
           (a VM with br0 over eth0/eth1 inside; with each NIC on another host uplink into the
@@ -12,6 +12,11 @@ Run as: ip netns exec NS python3 tapvm.py --dir DIR --tap macvtap0 [--tap macvta
   echo:   an ordinary guest that answers: every broadcast read on a tap is answered on that tap
           with one broadcast from the tap's own MAC (as a DHCP server answers DISCOVERs with
           broadcast OFFERs); forwards nothing between taps.
+  send:   a guest SENDING broadcast from its own MAC by its first tap (an ARP request frame,
+          as a guest flooding or streaming does): --count frames (0: until the deadline), at
+          --pps frames/s (0: as fast as it can write: a flooding guest); reads and drops what
+          arrives on every tap. Prints {"sent": N} when done sending and keeps reading until
+          the deadline or stdin EOF.
 
 The character device of a macvtap is /dev/tap<ifindex> on a host with udev; this lab makes its
 own node (mknod, major:minor from /sys/class/net/NAME/macvtap/tapIFINDEX/dev) inside DIR, a
@@ -79,8 +84,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", required=True)
     ap.add_argument("--tap", action="append", required=True)
-    ap.add_argument("--mode", choices=("bridge", "guest", "echo"), default="bridge")
+    ap.add_argument("--mode", choices=("bridge", "guest", "echo", "send"), default="bridge")
     ap.add_argument("--duration", type=float, default=60.0)
+    ap.add_argument("--count", type=int, default=0)
+    ap.add_argument("--pps", type=float, default=0.0)
     a = ap.parse_args()
     if not in_lab_netns():
         fail("not inside an sb* lab network namespace; refusing")
@@ -104,6 +111,9 @@ def main():
         poll.register(sys.stdin.fileno(), select.POLLIN)
         print(json.dumps({"ready": True}), flush=True)
         deadline = time.monotonic() + a.duration
+        if a.mode == "send":
+            n = send(fds[0], macs[fds[0]], a.count, a.pps, deadline)
+            print(json.dumps({"sent": n}), flush=True)
         while not stop and time.monotonic() < deadline:
             for fd, ev in poll.poll(100):
                 if fd == sys.stdin.fileno():
@@ -141,6 +151,28 @@ def main():
                 os.unlink(p)
             except OSError:
                 pass
+
+
+def send(fd, mac, count, pps, deadline):
+    """Broadcast ARP requests from `mac` by tap fd: `count` (0: until the deadline or a stop), paced
+    to `pps` per 1 ms slot (0: as fast as writes go). Returns the frames written."""
+    arp = bytes.fromhex("0001080006040001") + mac + bytes([10, 9, 0, 1]) + bytes(6) + bytes([10, 9, 0, 2])
+    frame = bytes(VNET_HDR) + b"\xff" * 6 + mac + b"\x08\x06" + arp + bytes(18)
+    sent = 0
+    t0 = time.monotonic()
+    while not stop and (count == 0 or sent < count):
+        now = time.monotonic()
+        if now >= deadline:
+            break
+        if pps > 0 and sent >= (now - t0) * pps:
+            time.sleep(0.0002)
+            continue
+        try:
+            os.write(fd, frame)
+            sent += 1
+        except OSError:
+            pass  # queue full or the NIC down: a guest's driver drops too
+    return sent
 
 
 def answer(fd, buf, mac):
