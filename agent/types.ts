@@ -13,12 +13,19 @@ export interface Counters {
   rxBroadcast: number;
   /** Incoming multicast frames; NaN when unknown. */
   rxMulticast: number;
+  /**
+   * Outgoing broadcast+multicast frames, and of those the ones not from the port's own MAC; NaN
+   * unless counted (the packet source counts them on a guest's macvtap/macvlan device only: its
+   * transmit is what the guest sends, see native/packet_stats.c).
+   */
+  txFlood: number;
+  txForeign: number;
   /** false when a read of this port failed this tick: the sample is dropped, never acted on. */
   ok: boolean;
 }
 
 export function emptyCounters(): Counters {
-  return { rxPackets: 0, txPackets: 0, rxBytes: 0, rxBroadcast: NaN, rxMulticast: NaN, ok: false };
+  return { rxPackets: 0, txPackets: 0, rxBytes: 0, rxBroadcast: NaN, rxMulticast: NaN, txFlood: NaN, txForeign: NaN, ok: false };
 }
 
 /** A watched port as discovered on the host. */
@@ -119,6 +126,11 @@ export interface PortRates {
    * unknown. Judged only on uplinks: a flood leaving the host whose source no watched port shows.
    */
   txFloodPps?: number;
+  /**
+   * Of txFloodPps, the frames whose source MAC is not the port's own: what a guest FORWARDS by its
+   * macvtap (a bridge inside it). NaN unless counted (a guest's macvtap/macvlan device only).
+   */
+  txFwdPps?: number;
   /** false when the counters reset/wrapped or a read failed: no rate for this interval. */
   valid: boolean;
   /**

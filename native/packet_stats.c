@@ -18,7 +18,14 @@
 // running 64-bit total per fd, an ordinary monotonically increasing counter for JS.
 //
 // API (see agent/sources/packet.ts):
-//   open(ifname, 'broadcast' | 'multicast') -> fd
+//   open(ifname, 'broadcast' | 'multicast' | 'txflood' | 'txforeign') -> fd
+//     txflood / txforeign (for a macvtap/macvlan device: what its GUEST sends, session 18):
+//     the device's OUTGOING frames to a group address (broadcast or multicast), and of those
+//     the ones whose source MAC is not the device's own (read at open: frames the guest
+//     forwards, as a bridge inside it does). A macvtap's transmit is its guest's send; no
+//     counter of it exists elsewhere. Outgoing frames reach the socket by dev_queue_xmit_nit,
+//     which clones each frame the guest sends once for all such sockets (incoming frames are
+//     not cloned): open these on guests' devices only.
 //   read(fd) -> cumulative count (throws ENODEV once the interface is deleted)
 //   close(fd)
 //   closeMany(fds) -> Promise<void>: closes many at once, off the JS thread (see below)
@@ -84,6 +91,7 @@
 #include <string.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/ioctl.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <pthread.h>
@@ -160,7 +168,7 @@ static int attach_filter(int fd, struct sock_filter *code, unsigned short len) {
 // they are even cloned for us (kernel >= 4.20; the filters reject them anyway), bind (ifindex 0:
 // every interface; a down interface is hooked on NETDEV_UP), drain what queued meanwhile, clear
 // the statistics, then swap in the real filter. Returns 0 or -errno; the caller closes on error.
-static int arm_packet_socket(int fd, int ifindex, struct sock_filter *code, unsigned short len, int drain_max) {
+static int arm_packet_socket_dir(int fd, int ifindex, struct sock_filter *code, unsigned short len, int drain_max, int outgoing) {
   struct sock_filter drop_all[] = {
     BPF_STMT(BPF_RET | BPF_K, 0),
   };
@@ -170,7 +178,7 @@ static int arm_packet_socket(int fd, int ifindex, struct sock_filter *code, unsi
   struct sockaddr_ll sll;
   char byte;
   if (attach_filter(fd, drop_all, 1) < 0) return -errno;
-  if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0 &&
+  if (!outgoing && setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0 &&
       errno != ENOPROTOOPT && errno != EINVAL)
     return -errno;
   memset(&sll, 0, sizeof sll);
@@ -186,6 +194,53 @@ static int arm_packet_socket(int fd, int ifindex, struct sock_filter *code, unsi
   return 0;
 }
 
+static int arm_packet_socket(int fd, int ifindex, struct sock_filter *code, unsigned short len, int drain_max) {
+  return arm_packet_socket_dir(fd, ifindex, code, len, drain_max, 0);
+}
+
+// A counter socket (tiny receive buffer, nonblocking) armed with `code`; returns fd or -errno.
+static int open_counter_filter(int ifindex, struct sock_filter *code, unsigned short len, int outgoing) {
+  int zero = 0, err;
+  // Protocol 0: the socket sees nothing until bind() hooks it to the interface.
+  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  // The kernel raises 0 to its minimum (SOCK_MIN_RCVBUF): a frame or two fit.
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &zero, sizeof zero) < 0) {
+    err = -errno;
+  } else {
+    err = arm_packet_socket_dir(fd, ifindex, code, len, 64, outgoing);
+  }
+  if (err < 0) {
+    close(fd);
+    return err;
+  }
+  return fd;
+}
+
+// Outgoing frames to a group address (first destination byte's low bit); with `own` (6 bytes),
+// only those whose source MAC is not `own`. Returns fd or -errno.
+static int open_tx_counter(int ifindex, const unsigned char *own) {
+  uint32_t hi = own ? ((uint32_t)own[0] << 24 | (uint32_t)own[1] << 16 | (uint32_t)own[2] << 8 | own[3]) : 0;
+  uint32_t lo = own ? ((uint32_t)own[4] << 8 | own[5]) : 0;
+  struct sock_filter code[] = {
+    /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)(SKF_AD_OFF + SKF_AD_PKTTYPE)),
+    /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_OUTGOING, 0, 7),
+    /* 2 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 0),
+    /* 3 */ BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x01, 0, 5),
+    /* 4 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 6),
+    /* 5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, hi, 0, 2),
+    /* 6 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 10),
+    /* 7 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, lo, 1, 0),
+    /* 8 */ BPF_STMT(BPF_RET | BPF_K, 1),
+    /* 9 */ BPF_STMT(BPF_RET | BPF_K, 0),
+  };
+  if (!own) {
+    // Every group-addressed frame: accept at 4 (jump straight to the accept).
+    code[4] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, 1);
+  }
+  return open_counter_filter(ifindex, code, sizeof code / sizeof code[0], 1);
+}
+
 // Opens and configures the socket; returns fd or -errno.
 static int open_counter(int ifindex, unsigned pkttype) {
   // A = skb->pkt_type; accept (snaplen 1) if it is the wanted type, else drop.
@@ -196,21 +251,7 @@ static int open_counter(int ifindex, unsigned pkttype) {
     BPF_STMT(BPF_RET | BPF_K, 1),
     BPF_STMT(BPF_RET | BPF_K, 0),
   };
-  int zero = 0, err;
-  // Protocol 0: the socket sees nothing until bind() hooks it to the interface.
-  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -errno;
-  // The kernel raises 0 to its minimum (SOCK_MIN_RCVBUF): a frame or two fit.
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &zero, sizeof zero) < 0) {
-    err = -errno;
-  } else {
-    err = arm_packet_socket(fd, ifindex, by_type, sizeof by_type / sizeof by_type[0], 64);
-  }
-  if (err < 0) {
-    close(fd);
-    return err;
-  }
-  return fd;
+  return open_counter_filter(ifindex, by_type, sizeof by_type / sizeof by_type[0], 0);
 }
 
 
@@ -283,6 +324,20 @@ static napi_value register_fd(napi_env env, state_t *s, int fd, int ifindex, con
   return out;
 }
 
+// The interface's hardware address (SIOCGIFHWADDR) into own[6]; 0 or -errno.
+static int own_mac(const char *ifname, unsigned char *own) {
+  struct ifreq ifr;
+  int fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  memset(&ifr, 0, sizeof ifr);
+  memcpy(ifr.ifr_name, ifname, strnlen(ifname, IFNAMSIZ - 1));  // zero-terminated by the memset
+  int r = ioctl(fd, SIOCGIFHWADDR, &ifr);
+  int err = r < 0 ? -errno : 0;
+  close(fd);
+  if (err == 0) memcpy(own, ifr.ifr_hwaddr.sa_data, 6);
+  return err;
+}
+
 static napi_value js_open(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -299,15 +354,20 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
                           "packet_stats open: ifname must be a string of 1-15 bytes");
     return NULL;
   }
-  unsigned pkttype;
+  unsigned pkttype = 0;
+  int tx = 0;  // 1: txflood, 2: txforeign
   if (napi_get_value_string_utf8(env, argv[1], kind, sizeof kind, &n) != napi_ok) n = 0;
   if (n > 0 && strcmp(kind, "broadcast") == 0) {
     pkttype = PACKET_BROADCAST;
   } else if (n > 0 && strcmp(kind, "multicast") == 0) {
     pkttype = PACKET_MULTICAST;
+  } else if (n > 0 && strcmp(kind, "txflood") == 0) {
+    tx = 1;
+  } else if (n > 0 && strcmp(kind, "txforeign") == 0) {
+    tx = 2;
   } else {
     napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE",
-                          "packet_stats open: kind must be 'broadcast' or 'multicast'");
+                          "packet_stats open: kind must be 'broadcast', 'multicast', 'txflood' or 'txforeign'");
     return NULL;
   }
 
@@ -316,7 +376,14 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     throw_errno(env, errno ? errno : ENODEV, "open", ifname);
     return NULL;
   }
-  int fd = open_counter((int)ifindex, pkttype);
+  int fd;
+  if (tx == 2) {
+    unsigned char own[6];
+    int err = own_mac(ifname, own);
+    fd = err < 0 ? err : open_tx_counter((int)ifindex, own);
+  } else {
+    fd = tx == 1 ? open_tx_counter((int)ifindex, NULL) : open_counter((int)ifindex, pkttype);
+  }
   if (fd < 0) {
     throw_errno(env, -fd, "open", ifname);
     return NULL;

@@ -56,6 +56,11 @@ export function computeRates(
   // Sources that count only broadcast (nft `ether daddr ff:ff:ff:ff:ff:ff`) or only multicast
   // still give a flood rate: a loop storm is usually one or the other, rarely a mix.
   out.floodPps = bKnown && mKnown ? (dB + dM) * perSec : bKnown ? dB * perSec : mKnown ? dM * perSec : NaN;
+  // A guest's send by its macvtap (NaN where not counted; a source may set txFloodPps after).
+  const dTf = cur.txFlood - prev.txFlood;
+  const dTw = cur.txForeign - prev.txForeign;
+  out.txFloodPps = dTf >= 0 ? dTf * perSec : NaN;
+  out.txFwdPps = dTw >= 0 ? dTw * perSec : NaN;
   out.valid = true;
   return out;
 }
@@ -77,7 +82,7 @@ function invalid(out: PortRates): PortRates {
  * second shape deoptimised nine detector functions in the first storm's tick, lab --trace-deopt).
  */
 export function blankRates(port: string, bridge: string | null, flood: number): PortRates {
-  return { port, bridge, dtMs: D0, rxPps: D0, txPps: D0, rxBps: D0, floodPps: flood, bcastPps: flood, txFloodPps: NaN, valid: false, noLearn: false, hairpin: false, macvlan: false };
+  return { port, bridge, dtMs: D0, rxPps: D0, txPps: D0, rxBps: D0, floodPps: flood, bcastPps: flood, txFloodPps: NaN, txFwdPps: NaN, valid: false, noLearn: false, hairpin: false, macvlan: false };
 }
 
 /**
@@ -88,8 +93,8 @@ export function blankRates(port: string, bridge: string | null, flood: number): 
  * local source's collect around it at its first short interval (lab, session 16).
  */
 export function warmUpRates(rounds = 2000): number {
-  const prev: Counters = { rxPackets: 0, txPackets: 0, rxBytes: 0, rxBroadcast: NaN, rxMulticast: NaN, ok: false };
-  const cur: Counters = { rxPackets: 0, txPackets: 0, rxBytes: 0, rxBroadcast: NaN, rxMulticast: NaN, ok: false };
+  const prev: Counters = { rxPackets: 0, txPackets: 0, rxBytes: 0, rxBroadcast: NaN, rxMulticast: NaN, txFlood: NaN, txForeign: NaN, ok: false };
+  const cur: Counters = { rxPackets: 0, txPackets: 0, rxBytes: 0, rxBroadcast: NaN, rxMulticast: NaN, txFlood: NaN, txForeign: NaN, ok: false };
   const out = blankRates('(warm-up)'.split('').join(''), null, NaN);
   let valid = 0;
   for (let i = 0; i < rounds; i++) {
@@ -105,6 +110,10 @@ export function warmUpRates(rounds = 2000): number {
     cur.rxBytes = (base + 100) * 64;
     cur.rxBroadcast = prev.rxBroadcast + 50;
     cur.rxMulticast = prev.rxMulticast + 10;
+    prev.txFlood = i % 2 === 0 ? NaN : base;
+    prev.txForeign = prev.txFlood;
+    cur.txFlood = prev.txFlood + 20;
+    cur.txForeign = prev.txForeign + 5;
     cur.ok = true;
     const dtNs = i % 13 === 3 ? MIN_DT_NS / 2 : 1e6 + (i % 17) * 1000.5;
     if (computeRates(prev, cur, dtNs, out.port, i % 2 ? null : out.port, out).valid) valid++;
@@ -122,6 +131,8 @@ export function copyCounters(from: Counters, to: Counters): Counters {
   to.rxBytes = from.rxBytes;
   to.rxBroadcast = from.rxBroadcast;
   to.rxMulticast = from.rxMulticast;
+  to.txFlood = from.txFlood;
+  to.txForeign = from.txForeign;
   to.ok = from.ok;
   return to;
 }

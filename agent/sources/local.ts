@@ -100,7 +100,9 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
         const r = computeRates(prev.get(p.name)!, cur.get(p.name)!, dt, p.name, bridge, rates[i]!);
         const th = policies.get(p.name)?.thresholds;
         // Only flood traffic warms the sampler: a busy uplink's unicast must not keep it at 1 ms.
-        const hot = th !== undefined && r.valid && (Number.isFinite(r.floodPps) ? r.floodPps : r.rxPps * (th.clearPps / th.floodPps)) >= th.clearPps;
+        // A guest's macvtap: also what its guest sends (txFloodPps, NaN elsewhere): its flood
+        // reaches no counter of its own NIC's domain but that transmit.
+        const hot = th !== undefined && r.valid && ((Number.isFinite(r.floodPps) ? r.floodPps : r.rxPps * (th.clearPps / th.floodPps)) >= th.clearPps || r.txFloodPps! >= th.clearPps);
         warm ||= hot;
         if (hot && bridge === null) unbridgedWarm = true;
         if (hot && bridge !== null) hotPorts.push(p.name);

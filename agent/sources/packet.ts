@@ -10,7 +10,8 @@ import { addonPath, loadAddon } from '../host/addon.js';
 // statistics into running totals, so values here are ordinary monotonic counters that
 // restart at 0 only when a port's sockets are reopened.
 
-export type PacketKind = 'broadcast' | 'multicast';
+/** txflood / txforeign: a guest's device's outgoing broadcast+multicast, all / not from its own MAC. */
+export type PacketKind = 'broadcast' | 'multicast' | 'txflood' | 'txforeign';
 
 /** The native addon's API (build/Release/packet_stats.node). */
 export interface PacketAddon {
@@ -93,6 +94,15 @@ interface Watched {
   /** -1 when the port could not be opened: its broadcast/multicast counts are unknown (NaN). */
   bcast: number;
   mcast: number;
+  /**
+   * A guest's macvtap/macvlan device (guestDevice): its outgoing flood frames, all and those not
+   * from its own MAC (-1: not counted). Its transmit is what its guest sends, which the incoming
+   * counters above never see; a guest flooding through it showed nowhere (session 17).
+   */
+  txFlood: number;
+  txForeign: number;
+  /** Opened as a guest's device (txFlood wanted). */
+  guest: boolean;
   /** A read failed (interface deleted): report not ok until watch() reopens it. */
   dead: boolean;
 }
@@ -115,13 +125,13 @@ export function createPacketSource(log?: PacketLog, addon?: PacketAddon): Counte
   // kernel has released them all (an exit with sockets left would release them one by one).
   const closing = new Set<Promise<void>>();
 
-  function closePorts(ws: readonly Watched[]): void {
+  /** Close the ports' sockets (txOnly: their guest transmit counters only). */
+  function closePorts(ws: readonly Watched[], txOnly = false): void {
     const fds: number[] = [];
     for (const w of ws) {
-      if (w.bcast >= 0) fds.push(w.bcast);
-      if (w.mcast >= 0) fds.push(w.mcast);
-      w.bcast = -1;
-      w.mcast = -1;
+      for (const fd of txOnly ? [w.txFlood, w.txForeign] : [w.bcast, w.mcast, w.txFlood, w.txForeign]) if (fd >= 0) fds.push(fd);
+      if (!txOnly) w.bcast = w.mcast = -1;
+      w.txFlood = w.txForeign = -1;
     }
     if (fds.length === 0) return;
     let p: Promise<void>;
@@ -136,7 +146,7 @@ export function createPacketSource(log?: PacketLog, addon?: PacketAddon): Counte
   }
 
   function openPort(p: PortInfo): Watched {
-    const w: Watched = { name: p.name, ifindex: p.ifindex, bcast: -1, mcast: -1, dead: false };
+    const w: Watched = { name: p.name, ifindex: p.ifindex, bcast: -1, mcast: -1, txFlood: -1, txForeign: -1, guest: guestDevice(p), dead: false };
     try {
       w.bcast = native.open(p.name, 'broadcast');
       w.mcast = native.open(p.name, 'multicast');
@@ -144,7 +154,9 @@ export function createPacketSource(log?: PacketLog, addon?: PacketAddon): Counte
       closePorts([w]);
       const e = err as NodeJS.ErrnoException;
       log?.warn({ port: p.name, code: e.code, err: e.message }, 'packet counters unavailable for port');
+      return w;
     }
+    if (w.guest && !openGuestTx(native, w, log)) closePorts([w], true);
     return w;
   }
 
@@ -163,7 +175,7 @@ export function createPacketSource(log?: PacketLog, addon?: PacketAddon): Counte
         // Keep open sockets of ports still watched so their counts run on without a
         // reset; reopen only a port that is a different interface now (new ifindex),
         // vanished, or failed to open before.
-        if (prev && prev.ifindex === p.ifindex && !prev.dead && prev.bcast >= 0) {
+        if (prev && prev.ifindex === p.ifindex && !prev.dead && prev.bcast >= 0 && prev.guest === guestDevice(p)) {
           old.delete(p.name);
           next.push(prev);
           continue;
@@ -187,11 +199,15 @@ export function createPacketSource(log?: PacketLog, addon?: PacketAddon): Counte
           // Could not open: unknown, not zero. Other sources' rx counts still protect it.
           c.rxBroadcast = NaN;
           c.rxMulticast = NaN;
+          c.txFlood = NaN;
+          c.txForeign = NaN;
           continue;
         }
         try {
           c.rxBroadcast = native.read(w.bcast);
           c.rxMulticast = native.read(w.mcast);
+          c.txFlood = w.txFlood >= 0 ? native.read(w.txFlood) : NaN;
+          c.txForeign = w.txForeign >= 0 ? native.read(w.txForeign) : NaN;
         } catch (err) {
           // The interface was deleted or moved: this sample is dropped, and so is every
           // later one until the daemon's rescan calls watch() again. Logged once per port.
@@ -209,4 +225,26 @@ export function createPacketSource(log?: PacketLog, addon?: PacketAddon): Counte
       await Promise.all([...closing]);
     },
   };
+}
+
+/** A guest's macvtap/macvlan device (not its NIC): its transmit is what the guest sends. */
+function guestDevice(p: PortInfo): boolean {
+  return p.macvlan === true && p.bridge !== p.name;
+}
+
+/**
+ * A guest device's transmit counters into w (txFlood, txForeign). false: they could not be
+ * opened (logged; w keeps the fds that did open, for the caller to close with the rest). The
+ * guest's floods then go unseen, as before session 18.
+ */
+function openGuestTx(native: PacketAddon, w: Watched, log?: PacketLog): boolean {
+  try {
+    w.txFlood = native.open(w.name, 'txflood');
+    w.txForeign = native.open(w.name, 'txforeign');
+    return true;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    log?.warn({ port: w.name, code: e.code, err: e.message }, 'guest transmit counters unavailable for macvtap/macvlan port');
+    return false;
+  }
 }

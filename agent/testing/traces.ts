@@ -152,6 +152,8 @@ export class TraceGen {
       rxBytes: v(a.bytes),
       rxBroadcast: bKnown ? v(a.bcast) : NaN,
       rxMulticast: mKnown ? v(a.mcast) : NaN,
+      txFlood: NaN,
+      txForeign: NaN,
       ok: true,
     };
   }
