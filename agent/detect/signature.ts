@@ -46,7 +46,11 @@
 //    loop verdict needs MACVLAN_MIN_DOMAINS such domains at once (one alone is a guest answering
 //    through its NIC), and a loop circling one way only (no port shows rx ≈ tx) is judged by a
 //    guest's device re-sending another NIC's flood (ringVerdicts). A macvlan device's rx is what
-//    reaches its guest, so its hot rx is never a flood FROM it.
+//    reaches its guest, so its hot rx is never a flood FROM it; what its guest sends is its
+//    transmit, counted by the packet source on guests' devices (PortRates.txFloodPps, and
+//    txFwdPps: those frames not from the device's own MAC, i.e. forwarded by a bridge inside the
+//    guest). A guest flooding through its device is cut by the same budget as a flood from a
+//    bridge port (guestFlood); a guest forwarding another NIC's flood is a ring at once.
 //
 // Floods from one port are cut in proportion to their size: the frames above the threshold in
 // force fill a bucket while the port is hot, and the port is cut when it exceeds
@@ -137,7 +141,11 @@ export const FLOOD_BURST_FRAMES = 2000;
  * there learns MACs (no flap can tell them apart).
  */
 export const MACVLAN_MIN_DOMAINS = 2;
-/** A guest's macvlan device re-sending another NIC's flood this long is a one-way loop (see ringVerdicts). */
+/**
+ * A guest's macvlan device re-sending another NIC's flood this long is a one-way loop, where its
+ * forwarded frames are not counted (see ringVerdicts). Where they are, the frames it sends that
+ * are not from its own MAC are the guest's bridge at work, and no hold is needed.
+ */
 export const MACVLAN_ECHO_MS = 30;
 /** A port with no valid sample for this long is forgotten (it vanished or cannot be read). */
 export const FORGET_AFTER_MS = 1000;
@@ -181,6 +189,22 @@ export interface PortTrack {
   macvlan: boolean;
   /** Since when this macvlan device re-sends what another NIC's receives (a one-way ring), or NaN. */
   echoSinceNs: number;
+  /** A guest's device (macvlan, not its NIC) whose transmit is counted: txFwdPps known. */
+  fwdKnown: boolean;
+  /** Its forwarded flood (txFwdPps) averaged over ~LOOP_WINDOW_MS. */
+  fwdAvg: number;
+  // What the guest of a macvlan device sends (txFloodPps), judged as `hot` is for a bridge port's
+  // rx: hysteresis, the flood budget and the hold (see guestFlood).
+  gHot: boolean;
+  gCount: number;
+  gSinceNs: number;
+  gCoolNs: number;
+  gExcess: number;
+  gFrames: number;
+  gMs: number;
+  gBaseline: number;
+  gRise: number;
+  gPps: number;
   /** EWMA of the averaged total rx outside sustained runs (the baseline of a noLearn port's sustained run). */
   totalBaseline: number;
   slowSinceNs: number;
@@ -370,8 +394,17 @@ export function step(
 
   // Pass 3: floods from a single port (hot rx, tx not ≈ rx).
   for (const tr of state.ports.values()) {
-    // A macvlan device's rx is what reaches its guest: a flood INTO the guest, never from it.
-    if (!tr.hot || tr.loopMember || guestSide(tr)) continue;
+    // A macvlan device's rx is what reaches its guest: a flood INTO the guest, never from it. What
+    // the guest sends is judged on the device's transmit, by the same budget and hold.
+    if (guestSide(tr)) {
+      if (!tr.gHot || tr.loopMember) continue;
+      const pp = ports.get(tr.port);
+      if (pp === undefined || tr.gCount < pp.thresholds.holdSamples) continue;
+      if (tr.gExcess < FLOOD_BURST_FRAMES && (tick.tNs - tr.gSinceNs < pp.thresholds.floodHoldMs * 1e6 || tr.gFrames * 1000 < tr.gRise * tr.gMs)) continue;
+      (verdicts ??= []).push(guestFloodVerdict(tr, pp, tick, policy));
+      continue;
+    }
+    if (!tr.hot || tr.loopMember) continue;
     const pp = ports.get(tr.port);
     // An observed-only port (no rule names it) flooding alone is judged like any port; the breaker
     // only reports it (it is protected): the operator learns which unnamed port floods.
@@ -448,30 +481,44 @@ function guestSide(tr: PortTrack): boolean {
  * sender S: a macvlan device sending >= LOOP_FLOOR_PPS, at least RX_TX_FACTOR x what it receives,
  * within SLOW_RX_TX_FACTOR of the rx of a hot macvlan device R of another NIC, held
  * MACVLAN_ECHO_MS. Members S and R: the guest's two NICs. Not for a sender already in a loop.
+ *
+ * Where S's transmit is counted (fwdKnown, session 18), the rule asks for what a ring is: S
+ * FORWARDS frames (group-addressed, not from its own MAC: a bridge inside the guest) at
+ * >= LOOP_FLOOR_PPS, within SLOW_RX_TX_FACTOR of R's rx; then R's own holdSamples is the only
+ * hold, and S's rx is not asked about (a ring circling both ways forwards both ways). The 30 ms
+ * hold guards a guest that merely SENDS broadcast reaching a guest on another NIC through the
+ * switch (its tx ≈ that guest's rx, as a ring's), for a burst shorter than the hold only (lab,
+ * agent-macvtap: 25k/s from macvtap0 for 200 ms, under the flood budget, was cut as a ring after
+ * 33 ms). Its frames are from its own MAC: not forwarded, so no ring at any length where that is
+ * counted; a flood of them is judged as one (guestFlood).
  */
 function ringVerdicts(state: DetectorState, tick: Tick, ports: ReadonlyMap<string, PortPolicy>, policy: Policy, verdicts: Verdict[] | null): Verdict[] | null {
   const tNs = tick.tNs;
   for (const s of state.ports.values()) {
     if (!guestSide(s) || s.loopMember || ports.get(s.port) === undefined) continue;
-    const r = s.txAvg >= LOOP_FLOOR_PPS && s.rxAvg * RX_TX_FACTOR <= s.txAvg ? echoed(state, s, ports) : null;
+    let r: PortTrack | null;
+    if (s.fwdKnown) r = s.fwdAvg >= LOOP_FLOOR_PPS ? echoed(state, s, ports, s.fwdAvg) : null;
+    else r = s.txAvg >= LOOP_FLOOR_PPS && s.rxAvg * RX_TX_FACTOR <= s.txAvg ? echoed(state, s, ports, s.txAvg) : null;
     if (r === null) {
       s.echoSinceNs = NaN;
       continue;
     }
     if (Number.isNaN(s.echoSinceNs)) s.echoSinceNs = tNs;
-    if (tNs - s.echoSinceNs < MACVLAN_ECHO_MS * 1e6) continue;
+    if (!s.fwdKnown && tNs - s.echoSinceNs < MACVLAN_ECHO_MS * 1e6) continue;
     (verdicts ??= []).push(ringVerdict(s, r, tick, ports, policy));
+    // Its guest's send is this ring's, not a flood of its own (pass 3 skips loop members).
+    s.loopMember = true;
   }
   return verdicts;
 }
 
-/** The hot macvlan device of another NIC whose rx the sender's tx matches (SLOW_RX_TX_FACTOR), or null. */
-function echoed(state: DetectorState, s: PortTrack, ports: ReadonlyMap<string, PortPolicy>): PortTrack | null {
+/** The hot macvlan device of another NIC whose rx the sender's `sent` (averaged) matches (SLOW_RX_TX_FACTOR), or null. */
+function echoed(state: DetectorState, s: PortTrack, ports: ReadonlyMap<string, PortPolicy>, sent: number): PortTrack | null {
   for (const r of state.ports.values()) {
     if (r === s || !r.hot || !guestSide(r) || r.bridge === s.bridge) continue;
     const pp = ports.get(r.port);
     if (pp === undefined || r.hotCount < pp.thresholds.holdSamples) continue;
-    if (s.txAvg <= SLOW_RX_TX_FACTOR * r.rxAvg && r.rxAvg <= SLOW_RX_TX_FACTOR * s.txAvg) return r;
+    if (sent <= SLOW_RX_TX_FACTOR * r.rxAvg && r.rxAvg <= SLOW_RX_TX_FACTOR * sent) return r;
   }
   return null;
 }
@@ -485,9 +532,11 @@ function ringVerdict(s: PortTrack, r: PortTrack, tick: Tick, ports: ReadonlyMap<
   }
   thresholds.rxTxFactor = SLOW_RX_TX_FACTOR;
   thresholds.loopFloorPps = LOOP_FLOOR_PPS;
-  thresholds.macvlanEchoMs = MACVLAN_ECHO_MS;
+  if (!s.fwdKnown) thresholds.macvlanEchoMs = MACVLAN_ECHO_MS;
   const clues = [
-    `${s.port} (on ${s.bridge}) sends what ${r.port} (on ${r.bridge}) receives: ${kpps(s.txAvg)} pps out against ${kpps(r.rxAvg)} pps of flood in, for ${Math.round((tick.tNs - s.echoSinceNs) / 1e6)} ms (a guest forwarding between its NICs: a one-way loop through the switch)`,
+    s.fwdKnown
+      ? `${s.port} (on ${s.bridge}) forwards what ${r.port} (on ${r.bridge}) receives: ${kpps(s.fwdAvg)} pps of broadcast/multicast not from its own MAC out against ${kpps(r.rxAvg)} pps of flood in (a guest bridging its NICs: a loop through the switch)`
+      : `${s.port} (on ${s.bridge}) sends what ${r.port} (on ${r.bridge}) receives: ${kpps(s.txAvg)} pps out against ${kpps(r.rxAvg)} pps of flood in, for ${Math.round((tick.tNs - s.echoSinceNs) / 1e6)} ms (a guest forwarding between its NICs: a one-way loop through the switch)`,
     `${s.bridge} and ${r.bridge} have no bridge: each forwards with the macvlan/macvtap devices on it`,
     `${r.port} hot for ${r.hotCount} samples`,
   ];
@@ -523,6 +572,18 @@ function newTrack(port: string, bridge: string | null, tNs: number): PortTrack {
     hairpin: false,
     macvlan: false,
     echoSinceNs: NaN,
+    fwdKnown: false,
+    fwdAvg: 0,
+    gHot: false,
+    gCount: 0,
+    gSinceNs: 0,
+    gCoolNs: -Infinity,
+    gExcess: 0,
+    gFrames: 0,
+    gMs: 0,
+    gBaseline: 0,
+    gRise: 0,
+    gPps: 0,
     totalBaseline: 0,
     excess: 0,
     hotFrames: 0,
@@ -620,6 +681,7 @@ function observe(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number): void 
   tr.noLearn = r.noLearn === true;
   tr.hairpin = r.hairpin === true;
   tr.macvlan = r.macvlan === true;
+  guestFlood(tr, r, t, tNs, a);
   // Without a flood counter only a rate at the falling edge's level counts: totals carry unicast.
   // Where the bridge learns nothing, totals too (see the file comment), over their own baseline.
   const totals = byFlood && tr.noLearn;
@@ -636,7 +698,8 @@ function observe(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number): void 
   }
   // Same threshold as rx: in a loop every member re-sends what it receives.
   tr.txHot = r.txPps >= base;
-  const txf = r.txFloodPps ?? NaN;
+  // A guest device's transmit is its guest's send (guestFlood), not a flood leaving the host.
+  const txf = guestSide(tr) ? NaN : (r.txFloodPps ?? NaN);
   if (!Number.isFinite(txf)) tr.egressHot = false;
   else if (tr.egressHot) tr.egressHot = txf >= t.clearPps;
   else tr.egressHot = txf >= t.floodPps;
@@ -653,6 +716,52 @@ function observe(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number): void 
   tr.risePps = rise;
   tr.clearPps = clear;
   tr.byFlood = byFlood;
+}
+
+/**
+ * What the guest of a macvlan device sends, where the packet source counts it (txFloodPps, its
+ * device's outgoing broadcast+multicast): hot over the rising threshold (floodPps, or its own
+ * baseline x baselineFactor), cool under clearPps, and while hot the same budget as a bridge
+ * port's flood (observe): frames over the threshold against FLOOD_BURST_FRAMES, frames and ms for
+ * the hold's mean. A bridged VM's flood arrives as its port's rx; a macvtap guest's leaves by the
+ * device's transmit and showed nowhere (session 17: not cut). Also averages txFwdPps (ringVerdicts).
+ */
+function guestFlood(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number, a: number): void {
+  const fwd = r.txFwdPps ?? NaN;
+  tr.fwdKnown = guestSide(tr) && Number.isFinite(fwd);
+  tr.fwdAvg += a * ((tr.fwdKnown ? fwd : 0) - tr.fwdAvg);
+  const m = guestSide(tr) ? (r.txFloodPps ?? NaN) : NaN;
+  if (!Number.isFinite(m)) {
+    tr.gHot = false;
+    tr.gCount = 0;
+    return;
+  }
+  const rise = Math.max(t.floodPps, tr.gBaseline * t.baselineFactor);
+  if (tr.gHot) {
+    if (m < t.clearPps) {
+      tr.gHot = false;
+      tr.gCoolNs = tNs;
+    }
+  } else if (m >= rise) tr.gHot = true;
+  tr.gPps = m;
+  tr.gRise = rise;
+  if (tr.gHot) {
+    // As observe: a gap of up to LOOP_WINDOW_MS (a descheduled sender) does not restart the run.
+    if (tr.gCount === 0 && tNs - tr.gCoolNs > LOOP_WINDOW_MS * 1e6) {
+      tr.gSinceNs = tNs;
+      tr.gExcess = 0;
+      tr.gFrames = 0;
+      tr.gMs = 0;
+    }
+    tr.gCount++;
+    tr.gExcess = Math.max(0, tr.gExcess + ((m - rise) * r.dtMs) / 1000);
+    tr.gFrames += (m * r.dtMs) / 1000;
+  } else {
+    tr.gCount = 0;
+    tr.gExcess = Math.max(0, tr.gExcess - (rise * r.dtMs) / 1000);
+    tr.gBaseline += Math.min(1, r.dtMs / BASELINE_TAU_MS) * (m - tr.gBaseline);
+  }
+  tr.gMs += r.dtMs;
 }
 
 /** The falling edge of total rx (thresholds.rxPps in the proportion clearPps has to floodPps). */
@@ -942,6 +1051,31 @@ function floodVerdict(tr: PortTrack, pp: PortPolicy, tick: Tick, policy: Policy)
   clues.push(`rx only: tx ${kpps(tr.txPps)} pps (not a loop member)`);
   clues.push(`hot for ${tr.hotCount} samples over ${Math.round((tick.tNs - tr.hotSinceNs) / 1e6)} ms at a mean ${kpps((tr.hotFrames * 1000) / Math.max(tr.hotMs, 1e-9))} pps, ${Math.round(tr.excess)} frames over the threshold (budget ${FLOOD_BURST_FRAMES})`);
   return { kind: 'flood', port: tr.port, evidence: evidence([tr], thresholds, clues, pp.rule, tick, policy) };
+}
+
+/** A guest flooding through its macvlan device (guestFlood): the device's transmit is what the guest sends. */
+function guestFloodVerdict(tr: PortTrack, pp: PortPolicy, tick: Tick, policy: Policy): Verdict {
+  const t = pp.thresholds;
+  const p = tr.port;
+  const thresholds = thresholdRecord();
+  thresholds[`${p}.txFloodPps`] = tr.gPps;
+  thresholds[`${p}.floodPps`] = t.floodPps;
+  thresholds[`${p}.risePps`] = tr.gRise;
+  thresholds[`${p}.clearPps`] = t.clearPps;
+  thresholds[`${p}.baselinePps`] = tr.gBaseline;
+  thresholds[`${p}.baselineFactor`] = t.baselineFactor;
+  thresholds[`${p}.rxPps`] = tr.rxPps;
+  thresholds[`${p}.holdSamples`] = t.holdSamples;
+  thresholds[`${p}.floodHoldMs`] = t.floodHoldMs;
+  thresholds[`${p}.excessFrames`] = tr.gExcess;
+  thresholds.floodBurstFrames = FLOOD_BURST_FRAMES;
+  const clues = [
+    `broadcast+multicast ${kpps(tr.gPps)} pps sent by the guest of ${p} (the transmit of its macvlan/macvtap device on ${tr.bridge ?? '?'}) >= ${kpps(tr.gRise)}`,
+    `of that, not from ${p}'s own MAC: ${kpps(tr.fwdAvg)} pps (averaged)`,
+    `received by ${p}: ${kpps(tr.rxPps)} pps (not a loop member)`,
+    `hot for ${tr.gCount} samples over ${Math.round((tick.tNs - tr.gSinceNs) / 1e6)} ms at a mean ${kpps((tr.gFrames * 1000) / Math.max(tr.gMs, 1e-9))} pps, ${Math.round(tr.gExcess)} frames over the threshold (budget ${FLOOD_BURST_FRAMES})`,
+  ];
+  return { kind: 'flood', port: p, evidence: evidence([tr], thresholds, clues, pp.rule, tick, policy) };
 }
 
 /** Is a watched port of tr's bridge (other than tr) hot on rx? Then the flood's source is watched. */

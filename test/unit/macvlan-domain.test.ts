@@ -66,9 +66,19 @@ const names = ['up1', 'macvtap0', 'up2', 'macvtap1'];
 const ports = testPorts({ up1: 'uplink', up2: 'uplink', macvtap0: 'vm', macvtap1: 'vm' }, policy);
 const domainOf = (p: string) => (p === 'up1' || p === 'macvtap0' ? 'up1' : 'up2');
 
-function trace(load: LoadFn, ms = 400, macvlan = true): Tick[] {
+/** What a guest sends by its macvtap (its transmit, as the packet source counts it on guests' devices, session 18). */
+type GuestTx = (port: string, tMs: number) => { flood: number; fwd: number } | null;
+
+function trace(load: LoadFn, ms = 400, macvlan = true, tx?: GuestTx): Tick[] {
   const ticks = buildTrace({ name: 'custom', ports: names.map((port) => ({ port, bridge: domainOf(port) })), load }, ms);
-  return ticks.map((t) => ({ ...t, ports: t.ports.map((r) => ({ ...r, macvlan })) }));
+  const t0 = ticks[0]!.tNs;
+  return ticks.map((t) => ({
+    ...t,
+    ports: t.ports.map((r) => {
+      const g = tx && r.port.startsWith('macvtap') ? tx(r.port, (t.tNs - t0) / 1e6) : null;
+      return { ...r, macvlan, ...(g === null ? {} : { txFloodPps: g.flood, txFwdPps: g.fwd }) };
+    }),
+  }));
 }
 
 function run(ticks: Tick[]): { all: Verdict[]; firstLoopMs: number } {
@@ -119,5 +129,69 @@ describe('the detector on macvlan domains', () => {
     // Control: on a bridge the same rx with no tx is a flood from those ports.
     const bridged = run(trace(victim, 600, false));
     expect(bridged.all.some((x) => x.kind === 'flood' && x.port === 'macvtap0')).toBe(true);
+  });
+
+  describe("with the guests' transmit counted (txFloodPps, txFwdPps: session 18)", () => {
+    /** A guest on up1 sending `pps` of broadcast by macvtap0 from its own MAC (fwd 0) from 100 ms on for `forMs`; macvtap1 receives it through the switch. */
+    const sending = (pps: number, forMs: number): { load: LoadFn; tx: GuestTx } => {
+      const on = (t: number) => t >= 100 && t < 100 + forMs;
+      return {
+        load: (p, t) => {
+          if (!on(t)) return quiet;
+          if (p === 'macvtap0' || p === 'up1') return { rxPps: 0, txPps: pps, bcastPps: 0 };
+          return { rxPps: pps, txPps: 0, bcastPps: pps };
+        },
+        tx: (p, t) => (p === 'macvtap0' && on(t) ? { flood: pps, fwd: 0 } : { flood: 0, fwd: 0 }),
+      };
+    };
+
+    it('a one-way ring whose sender forwards (frames not from its MAC) is a loop within a few samples, no hold', () => {
+      const ring: LoadFn = (p, t) => {
+        if (t < 100) return quiet;
+        if (p === 'macvtap1' || p === 'up2') return { rxPps: 60_000, txPps: 0, bcastPps: 60_000 };
+        return { rxPps: 0, txPps: 60_000, bcastPps: 0 };
+      };
+      const r = run(trace(ring, 400, true, (p, t) => (p === 'macvtap0' && t >= 100 ? { flood: 60_000, fwd: 60_000 } : { flood: 0, fwd: 0 })));
+      expect(r.firstLoopMs).toBeLessThan(5);
+      const v = r.all.find((x) => x.kind === 'loop')!;
+      expect(v).toMatchObject({ bridge: 'up1', members: ['macvtap0', 'macvtap1'] });
+      expect(v.evidence.clues[0]).toMatch(/macvtap0 \(on up1\) forwards what macvtap1 \(on up2\) receives/);
+      expect(r.all.filter((x) => x.kind === 'flood' && x.port.startsWith('macvtap'))).toEqual([]);
+    });
+
+    it('a guest streaming 25k/s of its own broadcast for 200 ms to a guest on the other NIC: nothing (without the counts: a ring after 30 ms)', () => {
+      const s = sending(25_000, 200);
+      expect(run(trace(s.load, 600, true, s.tx)).all).toEqual([]);
+      // The same counters without the guest's transmit counted: the old rule's one-way ring.
+      expect(run(trace(s.load, 600)).all.some((v) => v.kind === 'loop')).toBe(true);
+    });
+
+    it('a guest flooding by its macvtap is cut as a flood from it, by the flood budget: sooner the bigger', () => {
+      const at = (pps: number): number => {
+        const s = sending(pps, 500);
+        const ticks = trace(s.load, 700, true, s.tx);
+        const state = initialDetectorState();
+        for (const t of ticks) {
+          const v = step(state, t, ports, policy).verdicts;
+          expect(v.filter((x) => x.kind === 'loop')).toEqual([]);
+          // up2 receives the flood from the switch: a flood on an uplink, which is never cut for one.
+          expect(v.filter((x) => x.kind === 'flood' && x.port === 'macvtap1')).toEqual([]);
+          const f = v.find((x) => x.kind === 'flood' && x.port.startsWith('macvtap'));
+          if (f !== undefined) {
+            expect(f).toMatchObject({ kind: 'flood', port: 'macvtap0' });
+            expect(f.evidence.clues[0]).toMatch(/sent by the guest of macvtap0/);
+            return (t.tNs - ticks[0]!.tNs) / 1e6 - 100;
+          }
+        }
+        return Infinity;
+      };
+      const fast = at(175_000);
+      const slow = at(60_000);
+      // 2000 frames over 20k/s: ~13 ms at 175k/s, ~50 ms at 60k/s.
+      expect(fast).toBeGreaterThan(10);
+      expect(fast).toBeLessThan(16);
+      expect(slow).toBeGreaterThan(45);
+      expect(slow).toBeLessThan(56);
+    });
   });
 });
