@@ -981,6 +981,11 @@ function onFlood(ctx: Ctx, v: Extract<Verdict, { kind: 'flood' }>): void {
     notice(ctx, `flood:${p}`, 'flood-observed', p, unnamedFloodReason(p), { evidence: v.evidence });
     return;
   }
+  const tunnels = tunnelsOver(ctx.ports, p);
+  if (tunnels !== null) {
+    notice(ctx, `flood:${p}`, 'flood-observed', p, `flood on ${p}, the underlay of ${tunnels} (VXLAN): its frames are the tunnels' own, encapsulated, for every segment they carry; never shut for a flood (the tunnel ports are judged on their own)`, { evidence: v.evidence });
+    return;
+  }
   if (pp.protected || !ctx.policy.breaker.floodShutRoles.includes(pp.role)) {
     const why = pp.protected ? 'port is protected' : `role ${pp.role} is not in breaker.floodShutRoles`;
     notice(ctx, `flood:${p}`, 'flood-observed', p, `flood on ${p} (role ${pp.role}): not shut, ${why}`, { evidence: v.evidence });
@@ -999,6 +1004,21 @@ function onFlood(ctx: Ctx, v: Extract<Verdict, { kind: 'flood' }>): void {
   }
   ctx.st.autoShuts.push(ctx.tNs);
   autoLinkDown(ctx, p, reason, v.evidence, null, [], undefined);
+}
+
+/**
+ * The watched tunnel ports whose underlay device is `port` (PortPolicy.overlay), comma-joined, or
+ * null. With a multicast underlay a VXLAN device sends each flooded frame to its group, so the
+ * underlay NIC receives every VNI's broadcast and multicast as IP multicast: a heavy stream from
+ * a VM on another host made it "a flood from ul0", and a NIC ranked `other` was cut, every
+ * tunnel of the host with it (lab, agent-overlay, session 18). Read on a flood verdict only.
+ */
+function tunnelsOver(ports: ReadonlyMap<string, PortPolicy>, port: string): string | null {
+  let out: string | null = null;
+  for (const pp of ports.values()) {
+    if (pp.overlay?.underlay === port) out = out === null ? pp.name : `${out},${pp.name}`;
+  }
+  return out;
 }
 
 /**

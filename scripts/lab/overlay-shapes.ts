@@ -141,6 +141,35 @@ export async function setFloodList(lab: OverlayLab, remotes: ReadonlyArray<Exclu
   for (const r of remotes) await run(['bridge', '-n', assertNetns(lab.ns.host), 'fdb', 'append', '00:00:00:00:00:00', 'dev', VX, 'dst', VTEP[r]]);
 }
 
+/** The multicast group of multicastUnderlay (an administratively scoped IPv4 group). */
+const GROUP = '239.1.1.5';
+
+/**
+ * Every host's vxlan-5 recreated on a multicast underlay (`group 239.1.1.5 dev ul0`, no flood
+ * list: a VTEP sends each flooded frame once, to the group, and the fabric bridge delivers it to
+ * every VTEP), or back on unicast head-end replication (A to B, B and C to the others). The
+ * underlay NICs then carry the overlay's BUM frames as IP multicast (01:00:5e:01:01:05), which
+ * the agent's tripwire and packet counters see on ul0; IFF_MULTICAST goes on for the group joins
+ * (their IGMP reports stay on the fabric, which is no loop). A's vxlan-5 is re-enslaved, so A's
+ * listing sees a new interface under the same name.
+ */
+export async function setUnderlay(lab: OverlayLab, mode: 'multicast' | 'unicast'): Promise<void> {
+  const hosts: Record<Vtep, string> = { a: lab.ns.host, b: lab.ns.hostb, c: lab.ns.hostc };
+  const remotes: Record<Vtep, Vtep[]> = { a: ['b'], b: ['a', 'c'], c: ['a', 'b'] };
+  for (const v of ['c', 'b', 'a'] as const) {
+    const h = hosts[v];
+    await ip(h, 'link', 'del', 'dev', VX);
+    await ip(h, 'link', 'set', 'dev', 'ul0', 'multicast', mode === 'multicast' ? 'on' : 'off');
+    if (mode === 'multicast') {
+      await ip(h, 'link', 'add', 'name', VX, 'type', 'vxlan', 'id', VNI, 'dstport', '4789', 'local', VTEP[v], 'group', GROUP, 'dev', 'ul0');
+      await ip(h, 'link', 'set', 'dev', VX, 'master', 'br0');
+    } else {
+      await vxlanPort(h, v, remotes[v]);
+    }
+    await ip(h, 'link', 'set', 'dev', VX, 'up');
+  }
+}
+
 /** The second segment's VXLAN port (addSecondSegment). */
 export const VX6 = 'vxlan-6';
 

@@ -14,6 +14,9 @@
 //  - A remote host bridging two VNIs (B's vxlan-5 and vxlan-6 in one bridge, B's uplink down)
 //    joins A's br0 (up1, vxlan-5) and br1 (up3, vxlan-6) through the overlay: a loop on each of
 //    A's bridges, one tunnel cut, not a member of each bridge.
+//  - A multicast underlay (vxlan-5 with a group: ul0 receives every VNI's BUM as IP multicast):
+//    the classic loop, a 15k/s stream (nothing), and a 40k/s flood from a VM on C with ul0 ranked
+//    `other` by the policy (reloaded): reported, ul0 never cut (the old main cut it).
 //  - Not loops (B's uplink down: the overlay as it should be): an ARP scan from C's VM, a PXE
 //    wave from the LAN answered by a DHCP server on C's VM (broadcast both ways through up1 and
 //    vxlan-5: rx ≈ tx on both), a multicast stream through the tunnel, a unicast flood to an
@@ -25,7 +28,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 import { frameStorm, type FrameStorm } from '../../scripts/lab/more-shapes.js';
-import { addSecondSegment, buildOverlayLab, setFloodList, setRemoteUplink, setSecondSegment, vxlanFdb, VX, VX6, type OverlayLab } from '../../scripts/lab/overlay-shapes.js';
+import { addSecondSegment, buildOverlayLab, setFloodList, setRemoteUplink, setSecondSegment, setUnderlay, vxlanFdb, VX, VX6, type OverlayLab } from '../../scripts/lab/overlay-shapes.js';
 import { downHostPorts, resetPorts } from '../../scripts/lab/scenario.js';
 import { flood, inject, wave, type FrameKind } from '../../scripts/lab/traffic.js';
 import { readLinkStats, statsDelta } from '../../scripts/lab/counters.js';
@@ -58,11 +61,13 @@ ports:
 
 let lab: OverlayLab;
 let agent: AgentHandle | null = null;
+let policyPath = '';
 
 beforeAll(async () => {
   requireBuiltAgent();
   const dir = newStateDir('overlay');
   const policy = join(dir, 'policy.yaml');
+  policyPath = policy;
   writeFileSync(policy, POLICY);
   lab = await buildOverlayLab(PREFIX);
   try {
@@ -189,6 +194,69 @@ describe('a remote host bridging two VNIs (B: vxlan-5 and vxlan-6 in one bridge)
     expect(r.stats.quietAtNs).not.toBeNull();
     expect((r.stats.quietAtNs! - r.tInjectNs) / 1e6).toBeLessThan(OBSERVE_MS);
   });
+});
+
+describe('a multicast underlay (vxlan-5 with group 239.1.1.5 on every host): BUM leaves each VTEP once, as IP multicast on ul0', () => {
+  beforeAll(async () => {
+    await setUnderlay(lab, 'multicast');
+    await sleep(1500); // A's listing sees the new vxlan-5
+  });
+  afterAll(async () => {
+    await setRemoteUplink(lab, true);
+    await setUnderlay(lab, 'unicast');
+    await setRemoteUplink(lab, false);
+    await sleep(1500);
+  });
+
+  it("the classic loop (B's uplink up): vxlan-5 cut, ul0 (which now receives the storm as multicast) untouched", async () => {
+    await setRemoteUplink(lab, true);
+    try {
+      const { r, trips, verdictMs } = await storm('mcast-underlay', 'vm1', 'broadcast');
+      await expectOneCut(r, trips, verdictMs);
+    } finally {
+      await setRemoteUplink(lab, false);
+    }
+  });
+
+  it('a multicast stream from C at 15k frames/s for 2 s with the loop open: nothing journaled', async () => {
+    const seen = readJournalStrict(agent!.stateDir).length;
+    const before = await readLinkStats(lab.ns.host);
+    const sent = (await inject(lab, 'vmc', 'eth0', { kind: 'multicast', pps: 15_000, duration: 2 })).sent;
+    const d = statsDelta(before, await readLinkStats(lab.ns.host), ['up1', VX, 'ul0']);
+    await sleep(300);
+    const acted = readJournalStrict(agent!.stateDir).slice(seen).map((l) => `${String(l.event)} ${String(l.port)}: ${String(l.reason)}`);
+    console.log(`[overlay mcast-underlay legit] sent=${sent} counters=${JSON.stringify(d)} journal=${JSON.stringify(acted)}`);
+    expect(sent).toBeGreaterThan(20_000);
+    expect(d.up1!.tx).toBeGreaterThan(0.9 * sent);
+    expect(acted).toEqual([]);
+  }, 30_000);
+
+  it('a flood from a VM on C at 40k frames/s, the underlay NIC named role other: reported, ul0 never cut (the old main cut it as "a flood from ul0")', async () => {
+    // An operator may rank a NIC that is no uplink of a bridge as `other`; floods from `other`
+    // ports are cut (breaker.floodShutRoles). ul0's multicast is every VNI's BUM, encapsulated.
+    const a = agent!;
+    writeFileSync(policyPath, POLICY.replace('  - match: "ul0"\n    role: uplink', '  - match: "ul0"\n    role: other'));
+    try {
+      expect(await a.ask('reload')).toMatchObject({ ok: true });
+      await sleep(1200); // the next listing resolves ul0 with the new role
+      const seen = readJournalStrict(a.stateDir).length;
+      const sent = (await inject(lab, 'vmc', 'eth0', { kind: 'multicast', pps: 40_000, duration: 1 })).sent;
+      await sleep(300);
+      const lines = readJournalStrict(a.stateDir).slice(seen);
+      console.log(`[overlay mcast-underlay flood] sent=${sent} journal=${JSON.stringify(lines.map((l) => `${String(l.event)} ${String(l.port)}: ${String(l.reason)}`))}`);
+      expect(sent).toBeGreaterThan(25_000);
+      expect(await isUp(lab.ns.host, 'ul0')).toBe(true);
+      expect(lines.filter((l) => ['trip', 'would-trip', 'escalate'].includes(String(l.event)))).toEqual([]);
+      expect(lines.some((l) => l.event === 'flood-observed' && l.port === 'ul0' && /underlay of vxlan-5/.test(String(l.reason)))).toBe(true);
+    } finally {
+      writeFileSync(policyPath, POLICY);
+      await a.ask('reload');
+      await resetPorts(lab);
+      await run(ns(lab.ns.host, ['ip', 'link', 'set', 'dev', 'ul0', 'up']));
+      const st = (await a.ask('status')) as { ports: Array<{ port: string; state: string }> };
+      for (const p of st.ports.filter((x) => x.state === 'tripped')) await a.ask('restore', { port: p.port, reason: 'sbvx18: next case' });
+    }
+  }, 30_000);
 });
 
 describe('the overlay as it should be (B without an uplink into the switch): heavy BUM through the tunnel trips nothing', () => {

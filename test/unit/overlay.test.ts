@@ -125,6 +125,19 @@ describe('a loop through a tunnel port and a physical port of one bridge', () =>
     expect(out.commands).toEqual([{ kind: 'link-down', port: 'vxlan-5', reason: 'loop on br0: shut vxlan-5 (first of vxlan-5,vxlan-6 by shut order)' }]);
   });
 
+  it('a flood on the underlay NIC of a watched tunnel (a multicast underlay) is reported, never cut, whatever its role', () => {
+    const p = ports();
+    p.set('ul0', { ...testPorts({ ul0: 'other' }, policy).get('ul0')! });
+    const d = breakerDriver(p, policy);
+    const out = d.at(5, { verdicts: [verdictsFor(policy).flood('ul0')] });
+    expect(out.commands).toEqual([]);
+    expect(out.events).toMatchObject([{ event: 'flood-observed', port: 'ul0', reason: expect.stringContaining('flood on ul0, the underlay of vxlan-5 (VXLAN)') }]);
+    // A NIC that carries no tunnel is still cut as a flooding `other` port.
+    const q = ports();
+    q.set('eth9', { ...testPorts({ eth9: 'other' }, policy).get('eth9')! });
+    expect(breakerDriver(q, policy).at(5, { verdicts: [verdictsFor(policy).flood('eth9')] }).commands.map((c) => c.port)).toEqual(['eth9']);
+  });
+
   it('a tunnel the policy does not name is never cut: the uplink is, and the note says the unnamed port is a tunnel', () => {
     const out = breakerDriver(ports({ unnamed: ['vxlan-5'] }), policy).at(5, { verdicts: [loop(['up1', 'vxlan-5'])] });
     expect(out.commands[0]!.port).toBe('up1');
