@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { listInterfaces, overlayOf } from '../../agent/host/interfaces.js';
 import { withOverlays } from '../../agent/daemon/ports.js';
+import { parseFdbLine } from '../../agent/sources/fdb-lines.js';
 import { testPolicy, testPorts } from '../../agent/testing/policy.js';
 import type { OverlayInfo, PortPolicy } from '../../agent/types.js';
 import { breakerDriver, result, T0, verdictsFor } from '../helpers/breaker-driver.js';
@@ -71,6 +72,17 @@ describe('a VXLAN bridge port from sysfs', () => {
     expect(ports.get('vxlan-5')!.overlay).toBeUndefined(); // a copy, not a change
     const plain = testPorts({ up1: 'uplink', tap0: 'vm' });
     expect(withOverlays(plain, listInterfaces(root, (n) => plain.has(n)))).toBe(plain);
+  });
+});
+
+describe("a VXLAN device's own FDB in `bridge fdb` lines", () => {
+  // As the lab printed them in a storm through vx0 (bridge fdb show br br0, session 18): the
+  // bridge's entry for the circling frame's source MAC, and the VXLAN device's own (self) entry
+  // for the same MAC with its remote VTEP, and the device's flood-list entry.
+  it('reads the bridge\'s entry as a move candidate and ignores the tunnel\'s own entries (no master)', () => {
+    expect(parseFdbLine('0a:6c:7a:49:70:57 dev vx0 master br0 ')).toEqual({ mac: '0a:6c:7a:49:70:57', dev: 'vx0', master: 'br0', deleted: false });
+    expect(parseFdbLine('0a:6c:7a:49:70:57 dev vx0 dst 10.99.0.2 self ')).toBeNull();
+    expect(parseFdbLine('00:00:00:00:00:00 dev vx0 dst 10.99.0.2 via ul0 self permanent')).toBeNull();
   });
 });
 
