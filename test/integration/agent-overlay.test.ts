@@ -11,6 +11,8 @@
 //    an unknown unicast, a multicast, and with head-end replication to B and C (A sends each
 //    flooded frame twice into the underlay). Each: one port of A's br0 cut, as a loop, quiet
 //    within the observation; ul0 never touched.
+//  - The same loop under a policy that does not name vxlan-*: the tunnel is observed, never cut;
+//    up1 is, and its reason names vxlan-5 as a VXLAN tunnel port.
 //  - A remote host bridging two VNIs (B's vxlan-5 and vxlan-6 in one bridge, B's uplink down)
 //    joins A's br0 (up1, vxlan-5) and br1 (up3, vxlan-6) through the overlay: a loop on each of
 //    A's bridges, one tunnel cut, not a member of each bridge.
@@ -343,4 +345,30 @@ describe('the overlay as it should be (B without an uplink into the switch): hea
     expect(sent).toBeGreaterThan(20_000);
     expect(d[VX]!.tx).toBeGreaterThan(0.5 * sent);
   }, 30_000);
+});
+
+// Last: up1, cut here and restored, would count as a recent joiner for a minute (the breaker's
+// RECENT_JOIN_MS) and go before a tunnel in the cases above.
+describe('a policy that does not name the tunnel port (observed only)', () => {
+  it('the classic loop: up1 cut (vxlan-5 is never touched), and the trip says the loop runs through a VXLAN tunnel port', async () => {
+    const a = agent!;
+    writeFileSync(policyPath, POLICY.replace('  - match: "vxlan-*"\n    role: uplink\n', ''));
+    await setRemoteUplink(lab, true); // the classic loop, closed again
+    try {
+      expect(await a.ask('reload')).toMatchObject({ ok: true });
+      await sleep(1200); // the next listing resolves vxlan-5 as observed
+      const { r, trips, verdictMs } = await storm('unnamed-tunnel', 'vm1', 'broadcast');
+      expect(trips).toHaveLength(1);
+      expect(trips[0]!.port).toBe('up1');
+      expect(String(trips[0]!.reason)).toContain('the loop runs through vxlan-5 (vxlan-5: VXLAN tunnel port), which is not named by the policy, so not touched: up1 was shut instead');
+      expect(r.downAtEnd).toEqual(['up1']);
+      expect(await isUp(lab.ns.host, 'ul0')).toBe(true);
+      expect(verdictMs).toBeLessThan(VERDICT_MS);
+      expect(r.stats.quietAtNs).not.toBeNull();
+    } finally {
+      await setRemoteUplink(lab, false);
+      writeFileSync(policyPath, POLICY);
+      await a.ask('reload');
+    }
+  });
 });

@@ -421,6 +421,8 @@ describe('example policies', () => {
     expect(resolvePort(p, 'eno2')?.role).toBe('uplink');
     expect(resolvePort(p, 'vnet12')?.role).toBe('vm');
     expect(resolvePort(p, 'tap100i0')?.role).toBe('vm');
+    expect(resolvePort(p, 'vxlan-5')?.role).toBe('uplink');
+    expect(resolvePort(p, 'vxlan_zone1')?.role).toBe('uplink');
     expect(resolvePort(p, 'eno3')).toMatchObject({ role: 'mgmt', protected: true });
     expect(resolvePort(p, 'eno4')).toBeNull();
   });
