@@ -12,7 +12,7 @@
 // (On the slow large-frame loops, ~140-165 frames/s per port, it still cut every storm in
 // 8-10 ms: two 1 ms samples in a row saw frames within the storm's first few.)
 //   node dist/scripts/bench-reaction.js [--storms 10] [--idle 2] [--idle-gap-ms 2500] [--cold 5] [--cold-idle-ms 30000] [--near 5]
-//     [--baseline 3] [--chatter-pps 0] [--gap-ms 150] [--flood-sender c|python] [--shapes kvm,esx,kvm-unicast,kvm-multicast,kvm-slow,kvm-slow-1500,kvm-jumbo,kvm-3up,vm-flood,kvm-hotplug,kvm-carrier,kvm-nolearn,kvm-hairpin,kvm-macvtap,kvm-stp,kvm-vxlan]
+//     [--baseline 3] [--chatter-pps 0] [--gap-ms 150] [--flood-sender c|python] [--shapes kvm,esx,kvm-unicast,kvm-multicast,kvm-slow,kvm-slow-1500,kvm-jumbo,kvm-3up,vm-flood,kvm-hotplug,kvm-carrier,kvm-nolearn,kvm-hairpin,kvm-macvtap,kvm-stp,kvm-vxlan,kvm-many]
 //     [--prefix sb-bench-] [--out out/bench-reaction.json] [--observer kernel|poll]
 // Prod's frames are timed by observe-ts (each frame's kernel receive time: exact, however late the
 // reader runs) unless --observer poll (observe.mjs, rx_packets polled every 0.25 ms: the time of

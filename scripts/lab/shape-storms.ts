@@ -13,12 +13,13 @@ import { setLabMtu } from './more-shapes.js';
 import { startTapGuest, toMacvtapLab } from './macvtap-shapes.js';
 import { hostStp, waitStp } from './stp-shapes.js';
 import { toOverlayLab, VX } from './overlay-shapes.js';
+import { addGuestPorts } from './many-ports.js';
 import { downHostPorts, loopStillClosed, openLoop, resetPorts } from './scenario.js';
 import { linkDown, type Lab, type Shape } from './topology.js';
 import type { AgentHandle } from './agent.js';
 import type { NearLimitResult } from './near-limit.js';
 
-export const SHAPES = ['kvm', 'esx', 'kvm-unicast', 'kvm-multicast', 'kvm-slow', 'kvm-slow-1500', 'kvm-jumbo', 'kvm-3up', 'vm-flood', 'kvm-hotplug', 'kvm-carrier', 'kvm-nolearn', 'kvm-hairpin', 'kvm-macvtap', 'kvm-stp', 'kvm-vxlan'] as const;
+export const SHAPES = ['kvm', 'esx', 'kvm-unicast', 'kvm-multicast', 'kvm-slow', 'kvm-slow-1500', 'kvm-jumbo', 'kvm-3up', 'vm-flood', 'kvm-hotplug', 'kvm-carrier', 'kvm-nolearn', 'kvm-hairpin', 'kvm-macvtap', 'kvm-stp', 'kvm-vxlan', 'kvm-many'] as const;
 export type ShapeName = (typeof SHAPES)[number];
 
 export interface ShapeSpec {
@@ -171,6 +172,11 @@ export function shapeSpec(name: ShapeName, floodSender: 'c' | 'python' = 'c'): S
         prepare: async (l) => (await hostStp(l, true), await waitStp(l, ['up1', 'up2'], 'forwarding'), l),
         reset: async (l) => (await resetPorts(l), await waitStp(l, ['up1', 'up2'], 'forwarding')),
       };
+    case 'kvm-many':
+      // A full hypervisor (scripts/lab/many-ports.ts): br0 with 126 guest NICs beside up1/up2,
+      // 128 ports to sample each tick; every storm frame is flooded out of all of them. The poller
+      // reads the two uplinks only. lab-bench.yaml names vnet* as vm.
+      return { ...plain('kvm', 'broadcast', ['up1']), prepare: (l) => addGuestPorts(l, 126) };
     case 'kvm-carrier':
       // A cable plugged into a NIC already in the bridge (the commonest way to close a loop by
       // hand, and on ESXi a vmnic in the vSwitch that gets link). The agent starts with up2 in br0
