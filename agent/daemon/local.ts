@@ -1,6 +1,7 @@
 import type { Logger } from '../log.js';
 import type { CounterReader, Policy, PortInfo, TickSource } from '../types.js';
-import { createSysfsSource } from '../sources/sysfs.js';
+import { createSysfsSource, type PreadInts } from '../sources/sysfs.js';
+import { createNetDevSource } from '../sources/net-dev.js';
 import { createPacketSource, loadPacketAddon, type PacketAddon } from '../sources/packet.js';
 import { createLocalSource, type LocalSource } from '../sources/local.js';
 import { createFdbSource, type FdbSource } from '../sources/fdb.js';
@@ -36,13 +37,26 @@ export function noLearnIfindexes(infos: readonly PortInfo[]): number[] {
   return infos.filter((p) => p.noLearn === true && p.bridge !== null).map((p) => p.ifindex).sort((a, b) => a - b);
 }
 
+/**
+ * Packet and byte counters of every port: one read of /proc/net/dev a tick (sources/net-dev.ts),
+ * or, where that file cannot be opened, three sysfs files per port (the addon's batch read).
+ */
+function packetsAndBytes(log: Logger, preadInts: PreadInts | undefined): CounterReader {
+  try {
+    return createNetDevSource();
+  } catch (err) {
+    log.warn({ component: 'net-dev', err: (err as Error).message }, '/proc/net/dev unreadable: port counters read from sysfs, three files per port');
+    return createSysfsSource({ warn: (obj, msg) => log.warn({ component: 'sysfs', ...obj }, msg), ...(preadInts ? { preadInts } : {}) });
+  }
+}
+
 /** onMove: the FDB monitor saw a MAC move (wakes the sampler; see daemon/scheduler.ts). */
 export function startLocalSampling(log: Logger, startNs: number, now: () => number, onMove?: () => void): LocalSampling {
   const warn = (component: string) => (obj: object, msg: string) => log.warn({ component, ...obj }, msg);
   const addon: PacketAddon | { error: string } = loadPacketAddon();
   // The addon's batch read of the sysfs counters when this build has it (one call per tick, not three per port).
   const preadInts = !('error' in addon) && typeof addon.preadInts === 'function' ? addon.preadInts.bind(addon) : undefined;
-  const readers: CounterReader[] = [createSysfsSource({ warn: warn('sysfs'), ...(preadInts ? { preadInts } : {}) })];
+  const readers: CounterReader[] = [packetsAndBytes(log, preadInts)];
   if ('error' in addon) {
     log.warn({ component: 'packet', err: addon.error }, 'broadcast counting unavailable: falling back to total rx rates');
   } else {
