@@ -13,7 +13,7 @@
 // 8-10 ms: two 1 ms samples in a row saw frames within the storm's first few.)
 //   node dist/scripts/bench-reaction.js [--storms 10] [--idle 2] [--idle-gap-ms 2500] [--cold 5] [--cold-idle-ms 30000] [--near 5]
 //     [--baseline 3] [--chatter-pps 0] [--gap-ms 150] [--flood-sender c|python] [--shapes kvm,esx,kvm-unicast,kvm-multicast,kvm-slow,kvm-slow-1500,kvm-jumbo,kvm-3up,vm-flood,kvm-hotplug,kvm-carrier,kvm-nolearn,kvm-hairpin,kvm-macvtap,kvm-stp,kvm-vxlan,kvm-many]
-//     [--prefix sb-bench-] [--out out/bench-reaction.json] [--observer kernel|poll]
+//     [--prefix sb-bench-] [--out out/bench-reaction.json] [--observer kernel|poll] [--cpu-prof DIR]
 // Prod's frames are timed by observe-ts (each frame's kernel receive time: exact, however late the
 // reader runs) unless --observer poll (observe.mjs, rx_packets polled every 0.25 ms: the time of
 // the poll that saw the last frame, late whenever something held the poller's core).
@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { buildLab, teardownLab, type Lab } from './lab/topology.js';
 import { startAgent, type AgentHandle } from './lab/agent.js';
+import { labDistEntry } from './lab/assets.js';
 import { resetPorts, stormWithStormControl, type StormRun } from './lab/scenario.js';
 import { pollerMiss, restoreAfter, shapeSpec, shapeStorm, SHAPES, type ShapeName, type ShapeRun, type ShapeSpec } from './lab/shape-storms.js';
 import { fmt } from './lab/stats.js';
@@ -58,6 +59,8 @@ const { values } = parseArgs({
     'flood-sender': { type: 'string', default: 'c' },
     // What times prod's frames (see the header).
     observer: { type: 'string', default: 'kernel' },
+    // Profile the agent (see profWrap): a directory for its .cpuprofile files.
+    'cpu-prof': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -110,10 +113,21 @@ function note(shape: string, who: string, i: number, of: number, r: ShapeRun): v
   process.stderr.write(`${shape} ${who} ${i + 1}/${of}: ${ms} (verdict ${fmt(r.msToVerdict, 2)} ms${forwarding}), ${r.framesLeaked} frames, down ${r.down.join(',')}${drops}${lull}${plug}\n`);
 }
 
+/**
+ * --cpu-prof DIR: the agent under node --cpu-prof (NODE_OPTIONS refuses it, so through
+ * node-flags.js, as bench-cost), its profile written when it stops. Sampling costs the agent
+ * time of its own: figures of a profiled run are for finding where a tick goes, not for reporting.
+ */
+function profWrap(name: string): string[] {
+  const dir = values['cpu-prof'];
+  if (!dir) return [];
+  return [process.execPath, '--cpu-prof', '--cpu-prof-interval=100', `--cpu-prof-dir=${resolve(dir)}`, `--cpu-prof-name=agent-${name}.cpuprofile`, labDistEntry('node-flags.js')];
+}
+
 async function agentStorms(lab: Lab, spec: ShapeSpec, shape: ShapeName, res: ShapeResult): Promise<void> {
   let agent: AgentHandle | null = null;
   try {
-    agent = await startAgent(lab.ns.host, { policy: values.policy! });
+    agent = await startAgent(lab.ns.host, { policy: values.policy!, wrap: profWrap(`${shape}-warm`) });
     await warmStorms(lab, spec, shape, res, agent);
     // Idle: the same process, so its code is hot; only the sampler is back at its idle rate.
     for (let i = 0; i < n('idle'); i++) {
@@ -128,7 +142,7 @@ async function agentStorms(lab: Lab, spec: ShapeSpec, shape: ShapeName, res: Sha
   }
   // Cold: what a real agent meets after months of idling is its first storm.
   for (let i = 0; i < n('cold'); i++) {
-    const a = await startAgent(lab.ns.host, { policy: values.policy! });
+    const a = await startAgent(lab.ns.host, { policy: values.policy!, wrap: profWrap(`${shape}-cold-${i + 1}`) });
     try {
       await sleep(n('cold-idle-ms'));
       const r = await shapeStorm(lab, spec, { kind: 'agent', agent: a }, OBSERVE_MS, obsOpts);

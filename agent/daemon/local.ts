@@ -60,7 +60,8 @@ export function startLocalSampling(log: Logger, startNs: number, now: () => numb
   if ('error' in addon) {
     log.warn({ component: 'packet', err: addon.error }, 'broadcast counting unavailable: falling back to total rx rates');
   } else {
-    readers.push(createPacketSource({ warn: warn('packet') }, addon));
+    // After packetsAndBytes: this tick's rx packets tell the packet source which ports were quiet.
+    readers.push(createPacketSource({ warn: warn('packet') }, addon, { skipQuiet: true }));
   }
   let fdb: FdbSource | null = null;
   let tripwire: Tripwire | null = null;
