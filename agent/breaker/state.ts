@@ -651,15 +651,30 @@ function onLoop(ctx: Ctx, v: Extract<Verdict, { kind: 'loop' }>): void {
   // One shut at a time per loop, and its effect is judged only after settle, or as soon as the
   // evidence shows the loop going on without the shut port (three uplinks into one switch: one
   // shut is not enough, and every ms of settle is a ms of storm).
-  if (b.inFlight !== null || (ctx.tNs < b.settleUntilNs && !persistsAfter(ctx, v, b.shutDoneNs))) return;
+  if (b.inFlight !== null) return;
+  // Inside settle, only the members seen circling after the stop say the loop goes on, and only
+  // they are cut next (circlingAfter): two of them are the loop going on. Three or more may be a
+  // loop and a member that only drains: with two loops on one bridge (up1/up2 through the
+  // switch, a VM bridging vm7/vm8), cutting vm7 ends the VM's loop, and vm8 drains for 0.6-4 ms
+  // looking like up1 and up2 over the span (rx ≈ tx), and was cut next, needlessly (lab,
+  // agent-operator-shapes). So with three or more the early judgement waits: a drain's rx ends,
+  // its share of the span falls under 1/PERSIST_RX_TX within a few samples, and the members left
+  // are the loop (or settle's end judges the whole verdict). Of two, one whose frames came back
+  // goes first (circlesAfter's CAME_BACK).
+  const after = ctx.tNs < b.settleUntilNs ? circlingAfter(ctx, v, b.shutDoneNs) : null;
+  if (after !== null && after.alive.length !== PERSIST_MEMBERS) return;
+  const alive = after === null ? null : after.back.length > 0 ? after.back : after.alive;
   if (waitsForOtherShut(ctx, key, v)) {
     b.members = [...v.members];
     b.waitUntilNs = ctx.tNs + ctx.policy.breaker.settleMs * 1e6;
     return;
   }
   for (const [p, t] of b.tried) if (ctx.tNs - t >= ctx.windowNs) b.tried.delete(p);
-  const cands = candidates(ctx, b, v.members);
+  const cands = candidates(ctx, b, alive ?? v.members);
   if (cands.length === 0) {
+    // Inside settle the loop goes on through members none of which may be cut now (protected,
+    // tried, spared, or none seen coming back yet): a later sample or settle's end decides.
+    if (alive !== null) return;
     const why = unnamedOnlyReason(key, v.members, ctx.ports) ?? `loop on ${key} but every member is protected or already tripped`;
     notice(ctx, `none:${key}`, 'flood-observed', key, why, {
       members: v.members,
@@ -670,7 +685,7 @@ function onLoop(ctx: Ctx, v: Extract<Verdict, { kind: 'loop' }>): void {
   b.members = [...v.members];
   // Inside settle only when persistsAfter said so: the journal says which evidence decided.
   const early = ctx.tNs < b.settleUntilNs && b.lastPort !== null;
-  shutForLoop(ctx, key, b, v.evidence, cands, early ? { port: b.lastPort!, why: `loop on ${key} still circling on ${v.members.join(',')} in the samples measured after ${b.lastDry ? 'would-trip of' : 'shutting'} ${b.lastPort} (${Math.round((ctx.tNs - b.shutDoneNs) / 1e6)} ms after it landed)` } : null);
+  shutForLoop(ctx, key, b, v.evidence, cands, early ? { port: b.lastPort!, why: `loop on ${key} still circling on ${(alive ?? v.members).join(',')} in the samples measured after ${b.lastDry ? 'would-trip of' : 'shutting'} ${b.lastPort} (${Math.round((ctx.tNs - b.shutDoneNs) / 1e6)} ms after it landed)` } : null);
 }
 
 /**
@@ -698,6 +713,8 @@ function hostOfBridge(key: string): string {
   return i < 0 ? '' : key.slice(0, i);
 }
 
+/** Members seen circling after a shut that show the loop going on (a loop needs two). */
+const PERSIST_MEMBERS = 2;
 /** Samples of a member, each measured wholly after the shut landed, that the early judgement needs at least. */
 const PERSIST_SAMPLES = 2;
 /** ... the newest of them read at least this long after the stop. */
@@ -712,7 +729,8 @@ const PERSIST_RX_TX = 4;
  * interval must start at doneNs or later: the one that ends after it but starts before straddles
  * the shut): at least PERSIST_SAMPLES of them, the newest with traffic and read at least
  * PERSIST_MIN_NS after doneNs. Frames in flight when the shut landed are gone within a sample; a
- * loop that is broken leaves its other members with nothing to re-send.
+ * loop that is broken leaves its other members with nothing to re-send. (Which of them is cut
+ * next: see circlesAfter's CAME_BACK.)
  *
  * rx ≈ tx is judged on the frames of the whole span, not sample by sample: at 1 ms samples a
  * member's counts come in bursts (a three-uplink storm showed samples of rx 0 between samples of
@@ -729,22 +747,52 @@ const PERSIST_RX_TX = 4;
  * the previous entry, an interval that lies wholly after the stop looked like it straddled it.
  */
 function persistsAfter(ctx: Ctx, v: Extract<Verdict, { kind: 'loop' }>, doneNs: number): boolean {
-  let alive = 0;
-  for (const m of v.members) {
-    if ((ctx.st.ports.get(m)?.state ?? 'forwarding') !== 'forwarding') continue;
-    if (circlesAfter(v.evidence, m, doneNs)) alive++;
-  }
-  return alive >= 2;
+  return circlingAfter(ctx, v, doneNs).alive.length >= PERSIST_MEMBERS;
 }
 
-/** One member's part of persistsAfter: its frames over the intervals wholly after doneNs, newest back. */
-function circlesAfter(ev: Evidence, m: string, doneNs: number): boolean {
+/**
+ * The verdict's members still forwarding that circle frames wholly after doneNs (alive, see
+ * persistsAfter), and those of them whose frames also came back (back, see circlesAfter).
+ */
+function circlingAfter(ctx: Ctx, v: Extract<Verdict, { kind: 'loop' }>, doneNs: number): { alive: string[]; back: string[] } {
+  const out = { alive: [] as string[], back: [] as string[] };
+  for (const m of v.members) {
+    if ((ctx.st.ports.get(m)?.state ?? 'forwarding') !== 'forwarding') continue;
+    const c = circlesAfter(v.evidence, m, doneNs);
+    if (c !== NOT_CIRCLING) out.alive.push(m);
+    if (c === CAME_BACK) out.back.push(m);
+  }
+  return out;
+}
+
+const NOT_CIRCLING = 0;
+const CIRCLING = 1;
+const CAME_BACK = 2;
+
+/**
+ * One member's part of persistsAfter: its frames over the intervals wholly after doneNs, newest
+ * back. CAME_BACK when, over the intervals after the first one in which it sent frames, it also
+ * received at least 1/PERSIST_RX_TX of what it sent there: a member of a loop going on receives
+ * again what it sent; one that only drains receives what was in flight at the stop, and what it
+ * sends after the stop never comes back, however long the drain lasts (vm8 of the two loops
+ * above: rx 91k pps for ~0.6 ms after the stop with the machine idle, ~22k pps for 4 ms with one
+ * core busy, then nothing, while it sent the uplinks' storm flooded to it). That needs a round
+ * trip seen after the stop, up to a sample later than CIRCLING (kvm-3up bench: stop to
+ * escalation verdict p50 2.6-2.8 ms on CIRCLING, 3.5-3.7 ms waiting for CAME_BACK), so onLoop
+ * does not wait for it: of two members circling, one that came back is cut first. It is no proof
+ * either: a drain that overlaps the member's own sending passes it (lab, once in 4 runs).
+ */
+function circlesAfter(ev: Evidence, m: string, doneNs: number): number {
   const w = ev.window;
-  let rx = 0;
-  let tx = 0;
   let n = 0;
   let newestNs = NaN;
   let newestMoves = false;
+  // Frames in and out over the intervals newer than the current one (rxNewer, txNewer), and over
+  // those newer than the oldest interval with frames out so far (rxBack, txBack: what came back).
+  let rxNewer = 0;
+  let txNewer = 0;
+  let rxBack = 0;
+  let txBack = 0;
   for (let i = w.length - 1; i >= 0; i--) {
     const x = w[i]!;
     if (x.port !== m) continue;
@@ -757,12 +805,19 @@ function circlesAfter(ev: Evidence, m: string, doneNs: number): boolean {
     const startNs = x.dtMs !== undefined && x.dtMs > 0 ? t - x.dtMs * 1e6 : olderSampleNs(ev, m, i);
     if (!(startNs >= doneNs - 1e3)) break; // this interval straddles the shut (or its start is unknown)
     const dt = t - startNs;
-    rx += x.rxPps * dt;
-    tx += x.txPps * dt;
+    if (x.txPps > 0) {
+      rxBack = rxNewer;
+      txBack = txNewer;
+    }
+    rxNewer += x.rxPps * dt;
+    txNewer += x.txPps * dt;
     n++;
   }
-  if (n < PERSIST_SAMPLES || !newestMoves || newestNs - doneNs < PERSIST_MIN_NS) return false;
-  return rx > 0 && tx > 0 && rx <= PERSIST_RX_TX * tx && tx <= PERSIST_RX_TX * rx;
+  if (n < PERSIST_SAMPLES || !newestMoves || newestNs - doneNs < PERSIST_MIN_NS) return NOT_CIRCLING;
+  const rx = rxNewer;
+  const tx = txNewer;
+  if (!(rx > 0 && tx > 0 && rx <= PERSIST_RX_TX * tx && tx <= PERSIST_RX_TX * rx)) return NOT_CIRCLING;
+  return rxBack > 0 && PERSIST_RX_TX * rxBack >= txBack ? CAME_BACK : CIRCLING;
 }
 
 /** A window entry without dtMs (written before it was kept): its interval starts at the port's previous entry; NaN: none. */

@@ -2,6 +2,8 @@
 //  - two bridges: br0 with uplink up1, br1 with uplink up2 (both into the same switch), and a VM
 //    (namespace vmB) bridging its vNIC vmb0 on br0 with its vNIC vmb1 on br1. Per bridge only one
 //    uplink and one VM port carry the loop. Or the same two bridges joined by a veth pair ln0/ln1.
+//  - two loops on one bridge at once: up1/up2 through the switch, and a VM bridging its vNICs
+//    vm7 and vm8, both on br0 (twoLoopsOnBridge): each loop needs one cut, and only one.
 //  - a victim host: one uplink only, and a storm arriving from a loop elsewhere in the network.
 //  - a VM bridging a named vNIC with a tap the policy does not name, both on br0 (tapOnBridge),
 //    and a guest on such a tap that only sends ordinary traffic (unnamedGuest).
@@ -56,6 +58,24 @@ export async function tapOnBridge(lab: Lab): Promise<Lab> {
   await bridgingVm(lab, `${lab.prefix}vmC`, [['vm7', 'br0'], ['myvm0', 'br0']]);
   const out: Lab = { ...lab, ns: { ...lab.ns }, loopPorts: ['vm7', 'myvm0'], hostPorts: ['up1', 'vm1', 'mgmt0', 'vm7', 'myvm0'] };
   for (const p of out.loopPorts) await ip(h, 'link', 'set', 'dev', p, 'up');
+  await assertQuiet(out);
+  return out;
+}
+
+/**
+ * kvm lab -> two loops on br0 at once: the lab's own (up1/up2 through the switch) and a VM
+ * (namespace `<prefix>vmD`) bridging its vNICs vm7 and vm8, both on br0. One frame starts both:
+ * br0 floods it out all four. Each loop needs exactly one cut (one of vm7/vm8, one of up1/up2);
+ * a second cut in either pair is needless. loopPorts lists all four and loopMinMembers is 3: the
+ * scenario opens them by hand when fewer than two are down (the caller bounds the case of two
+ * down in one pair).
+ */
+export async function twoLoopsOnBridge(lab: Lab): Promise<Lab> {
+  const h = lab.ns.host;
+  await ip(h, 'link', 'set', 'dev', 'up2', 'down');
+  await bridgingVm(lab, `${lab.prefix}vmD`, [['vm7', 'br0'], ['vm8', 'br0']]);
+  const out: Lab = { ...lab, ns: { ...lab.ns }, loopPorts: ['up1', 'up2', 'vm7', 'vm8'], loopMinMembers: 3, hostPorts: [...lab.hostPorts, 'vm7', 'vm8'] };
+  for (const p of ['vm7', 'vm8', 'up2']) await ip(h, 'link', 'set', 'dev', p, 'up');
   await assertQuiet(out);
   return out;
 }
