@@ -2,9 +2,9 @@
 // vnetN names), their peers in a namespace of their own as a guest's interfaces are. Every storm
 // frame is flooded out of each of them, and the agent samples all of them each tick, while the
 // near-limit poller reads only the loop's two uplinks.
-import { ns, run } from './exec.js';
+import { run } from './exec.js';
 import { assertNetns } from './names.js';
-import type { Lab } from './topology.js';
+import { ipv6Off, type Lab } from './topology.js';
 
 /** Guest NICs a "many" lab adds (a busy host; bench-cost measures the agent at 256 at rest). */
 export const MAX_GUEST_PORTS = 512;
@@ -17,7 +17,7 @@ export async function addGuestPorts(lab: Lab, n: number): Promise<Lab> {
   if (!Number.isInteger(n) || n < 1 || n > MAX_GUEST_PORTS) throw new Error(`guest ports must be an integer in 1..${MAX_GUEST_PORTS}, got ${n}`);
   const vms = assertNetns(`${lab.prefix}vms`);
   await run(['ip', 'netns', 'add', vms]);
-  for (const key of ['net.ipv6.conf.all.disable_ipv6', 'net.ipv6.conf.default.disable_ipv6']) await run(ns(vms, ['sysctl', '-q', '-w', `${key}=1`]));
+  await ipv6Off(vms);
   const names = Array.from({ length: n }, (_, i) => `vnet${i}`);
   const host = names.flatMap((p, i) => [`link add name ${p} type veth peer name g${i} netns ${vms}`, `link set dev ${p} master ${lab.bridge}`, `link set dev ${p} up`]);
   const timeoutMs = 30_000 + n * 100;

@@ -10,7 +10,7 @@
 // Quiet-lab rules as in topology.ts: IPv6 off in a new namespace before its links exist, bridges
 // without STP or multicast snooping, loop members up last, then assertQuiet.
 import { run } from './exec.js';
-import { assertQuiet, type Lab } from './topology.js';
+import { assertQuiet, ipv6Off, type Lab } from './topology.js';
 
 const ip = (netns: string, ...a: string[]) => run(['ip', '-n', netns, ...a]);
 const bridgeArgs = ['type', 'bridge', 'stp_state', '0', 'mcast_snooping', '0'];
@@ -28,7 +28,7 @@ async function secondBridge(lab: Lab): Promise<void> {
 async function bridgingVm(lab: Lab, vm: string, ports: ReadonlyArray<readonly [string, string]>): Promise<void> {
   const h = lab.ns.host;
   await run(['ip', 'netns', 'add', vm]);
-  for (const k of ['all', 'default']) await run(['ip', 'netns', 'exec', vm, 'sysctl', '-q', '-w', `net.ipv6.conf.${k}.disable_ipv6=1`]);
+  await ipv6Off(vm);
   await ip(vm, 'link', 'add', 'name', 'vbr', ...bridgeArgs);
   for (const [i, [port, br]] of ports.entries()) {
     await ip(h, 'link', 'add', 'name', port, 'type', 'veth', 'peer', 'name', `eth${i}`, 'netns', vm);
@@ -109,7 +109,7 @@ export async function unnamedGuest(lab: Lab): Promise<Lab & { ns: Lab['ns'] & { 
   const vmC = `${lab.prefix}vmC`;
   await ip(h, 'link', 'set', 'dev', 'up2', 'down');
   await run(['ip', 'netns', 'add', vmC]);
-  for (const k of ['all', 'default']) await run(['ip', 'netns', 'exec', vmC, 'sysctl', '-q', '-w', `net.ipv6.conf.${k}.disable_ipv6=1`]);
+  await ipv6Off(vmC);
   await ip(h, 'link', 'add', 'name', 'myvm0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', vmC);
   await ip(h, 'link', 'set', 'dev', 'myvm0', 'master', 'br0');
   await ip(vmC, 'link', 'set', 'dev', 'lo', 'up');

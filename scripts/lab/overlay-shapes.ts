@@ -20,7 +20,7 @@
 // when B's up2 comes up, last. teardownLab(prefix) removes every namespace, B's and C's included.
 import { run } from './exec.js';
 import { assertIfName, assertNetns } from './names.js';
-import { assertQuiet, buildLab, teardownLab, type Lab } from './topology.js';
+import { assertQuiet, buildLab, ipv6Off, teardownLab, type Lab } from './topology.js';
 
 /** The segment's VXLAN port on every host (OpenStack linuxbridge names it vxlan-<VNI>). */
 export const VX = 'vxlan-5';
@@ -39,7 +39,7 @@ const bridgeArgs = ['type', 'bridge', 'stp_state', '0', 'mcast_snooping', '0'];
 
 async function newNetns(name: string): Promise<void> {
   await run(['ip', 'netns', 'add', assertNetns(name)]);
-  for (const k of ['all', 'default']) await run(['ip', 'netns', 'exec', name, 'sysctl', '-q', '-w', `net.ipv6.conf.${k}.disable_ipv6=1`]);
+  await ipv6Off(name);
   await ip(name, 'link', 'set', 'dev', 'lo', 'up');
 }
 

@@ -118,6 +118,11 @@ function sysctlArgv(netns: string, key: string): string[] {
   return ['ip', 'netns', 'exec', netns, 'sysctl', '-q', '-w', `${key}=1`];
 }
 
+/** IPv6 off in a lab namespace (all and default), so no router solicitation or DAD frame joins a storm's count. */
+export async function ipv6Off(netns: string): Promise<void> {
+  for (const k of ['all', 'default']) await run(sysctlArgv(assertNetns(netns), `net.ipv6.conf.${k}.disable_ipv6`));
+}
+
 function bridgeAddArgv(b: BridgeSpec): string[] {
   return ['ip', '-n', b.ns, 'link', 'add', 'name', b.name, 'type', 'bridge', 'stp_state', '0', 'mcast_snooping', '0'];
 }
@@ -233,8 +238,7 @@ export async function buildHostOnly(prefix: string, nPorts: number, opts: { peer
   await teardownLab(prefix);
   try {
     await run(['ip', 'netns', 'add', host]);
-    await run(sysctlArgv(host, 'net.ipv6.conf.all.disable_ipv6'));
-    await run(sysctlArgv(host, 'net.ipv6.conf.default.disable_ipv6'));
+    await ipv6Off(host);
     // One `ip -batch` instead of 4N spawns: hundreds of ports build in well under a second.
     const lines = ['link add name br0 type bridge stp_state 0 mcast_snooping 0', 'link set dev br0 up'];
     ports.forEach((p, i) => {
@@ -245,8 +249,7 @@ export async function buildHostOnly(prefix: string, nPorts: number, opts: { peer
     if (!opts.peersNs) return { prefix, ns: { host }, bridge: 'br0', ports };
     const vms = assertNetns(`${prefix}vms`);
     await run(['ip', 'netns', 'add', vms]);
-    await run(sysctlArgv(vms, 'net.ipv6.conf.all.disable_ipv6'));
-    await run(sysctlArgv(vms, 'net.ipv6.conf.default.disable_ipv6'));
+    await ipv6Off(vms);
     const moves = ports.map((_, i) => `link set dev q${i} netns ${vms}`);
     await run(['ip', '-n', host, '-batch', '-'], { input: `${moves.join('\n')}\n`, timeoutMs: 30_000 + nPorts * 100 });
     const ups = ports.map((_, i) => `link set dev q${i} up`);
