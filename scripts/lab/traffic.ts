@@ -187,6 +187,10 @@ export interface WaveOptions {
   repeat?: number;
   /** dhcp-server: seconds to answer for (<= 10). */
   duration?: number;
+  /** dhcp-server: send the queued OFFERs together every this many ms (a busy server's bursts). */
+  batchMs?: number;
+  /** dhcp-server with batchMs: a burst's rate, frames/s (absent: as fast as it can). */
+  burstPps?: number;
   /** First 3 bytes of the wave's MACs (the rest is the index). */
   macPrefix?: string;
 }
@@ -195,6 +199,8 @@ export interface WaveResult {
   sent?: number;
   seen?: number;
   answered?: number;
+  /** dhcp-server with batchMs: bursts sent. */
+  batches?: number;
   tFirstNs: number;
   tLastNs: number;
 }
@@ -208,6 +214,8 @@ export function waveArgs(iface: string, mode: WaveMode, o: WaveOptions): string[
   if (o.retryMs !== undefined) a.push('--retry-ms', String(o.retryMs));
   if (o.repeat !== undefined) a.push('--repeat', String(o.repeat));
   if (o.duration !== undefined) a.push('--duration', String(o.duration));
+  if (o.batchMs !== undefined) a.push('--batch-ms', String(o.batchMs));
+  if (o.burstPps !== undefined) a.push('--burst-pps', String(o.burstPps));
   if (o.macPrefix !== undefined) a.push('--mac-prefix', o.macPrefix);
   return a;
 }
@@ -223,6 +231,11 @@ export async function wave(
   const netns = labNetns(lab, nsName);
   const argv = ns(netns, ['python3', labAsset('waves.py'), ...waveArgs(iface, mode, opts)]);
   const { stdout } = await run(argv, { timeoutMs: 25_000 });
-  const r = JSON.parse(stdout.trim().split('\n').pop() ?? '') as { sent?: number; seen?: number; answered?: number; t_first_ns: number; t_last_ns: number };
-  return { ...(r.sent !== undefined ? { sent: r.sent } : {}), ...(r.seen !== undefined ? { seen: r.seen, answered: r.answered ?? 0 } : {}), tFirstNs: r.t_first_ns, tLastNs: r.t_last_ns };
+  const r = JSON.parse(stdout.trim().split('\n').pop() ?? '') as { sent?: number; seen?: number; answered?: number; batches?: number; t_first_ns: number; t_last_ns: number };
+  return {
+    ...(r.sent !== undefined ? { sent: r.sent } : {}),
+    ...(r.seen !== undefined ? { seen: r.seen, answered: r.answered ?? 0, batches: r.batches ?? 0 } : {}),
+    tFirstNs: r.t_first_ns,
+    tLastNs: r.t_last_ns,
+  };
 }

@@ -5,9 +5,11 @@ Run as: ip netns exec NS python3 waves.py IFACE MODE [options]
   dhcp-clients  --clients N --spread-ms S [--retries R --retry-ms M] [--mac-prefix P]
                 N PXE clients booting at once: one DHCPDISCOVER (broadcast, UDP 68->67) per client
                 MAC, spread evenly over S ms, then R retries of the whole wave every M ms.
-  dhcp-server   --duration S [--limit N]
+  dhcp-server   --duration S [--limit N] [--batch-ms B [--burst-pps P]]
                 A DHCP server: answers each DISCOVER it receives with a broadcast OFFER (the
-                broadcast flag of a PXE ROM), for S seconds or until it answered N.
+                broadcast flag of a PXE ROM), for S seconds or until it answered N. With B, the
+                OFFERs leave in bursts: those queued are sent together every B ms (a busy server),
+                at P frames/s (default: as fast as it can).
   rarp          --macs N --spread-ms S [--repeat K] [--mac-prefix P]
                 vMotion-style announcements: K RARP requests (ethertype 0x8035, broadcast) from
                 each of N MACs, the whole set spread over S ms (what a hypervisor sends for every
@@ -115,16 +117,24 @@ def paced(sock, frames, spread_ns, t0):
 SO_RCVBUFFORCE = 33  # socket.h; root may exceed rmem_max
 
 
-def run_server(sock, own, duration_s, limit):
+def run_server(sock, own, duration_s, limit, batch_ms=0.0, burst_pps=0.0):
     # A wave arrives faster than Python answers: queue it rather than drop it.
     try:
         sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
     except OSError:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
-    sock.settimeout(0.05)
-    seen = answered = 0
+    sock.settimeout(0.05 if batch_ms <= 0 else min(0.05, batch_ms / 4000))
+    seen = answered = batches = 0
+    queued = []
+    flushed = now_ns()
     deadline = now_ns() + int(duration_s * 1e9)
-    while now_ns() < deadline and answered < limit:
+    while now_ns() < deadline and answered + len(queued) < limit:
+        if queued and now_ns() - flushed >= batch_ms * 1e6:
+            paced(sock, queued, int(len(queued) / burst_pps * 1e9) if burst_pps > 0 else 0, now_ns())
+            answered += len(queued)
+            batches += 1
+            queued = []
+            flushed = now_ns()
         try:
             data, addr = sock.recvfrom(2048)
         except socket.timeout:
@@ -142,9 +152,16 @@ def run_server(sock, own, duration_s, limit):
             continue
         seen += 1
         xid = struct.unpack("!I", data[b + 4:b + 8])[0]
+        if batch_ms > 0:
+            queued.append(offer(own, xid, data[b + 28:b + 44], seen))
+            continue
         sock.send(offer(own, xid, data[b + 28:b + 44], seen))
         answered += 1
-    return {"seen": seen, "answered": answered}
+    if queued:
+        paced(sock, queued, int(len(queued) / burst_pps * 1e9) if burst_pps > 0 else 0, now_ns())
+        answered += len(queued)
+        batches += 1
+    return {"seen": seen, "answered": answered, "batches": batches}
 
 
 def main():
@@ -159,6 +176,8 @@ def main():
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--duration", type=float, default=2.0)
     p.add_argument("--limit", type=int, default=MAX_ITEMS * 4)
+    p.add_argument("--batch-ms", type=float, default=0.0)
+    p.add_argument("--burst-pps", type=float, default=0.0)
     p.add_argument("--mac-prefix", default="02:5b:01")
     a = p.parse_args()
     if not IFNAME.match(a.iface):
@@ -181,7 +200,9 @@ def main():
     own = sock.getsockname()[4]
     t_first = now_ns()
     if a.mode == "dhcp-server":
-        out = run_server(sock, own, a.duration, a.limit)
+        if not (0 <= a.batch_ms <= 1000) or not (0 <= a.burst_pps <= 1e6):
+            fail("--batch-ms must be in 0..1000 and --burst-pps in 0..1000000")
+        out = run_server(sock, own, a.duration, a.limit, a.batch_ms, a.burst_pps)
     elif a.mode == "dhcp-clients":
         macs = [mac_of(a.mac_prefix, i) for i in range(n)]
         sent = 0
