@@ -85,6 +85,8 @@ export interface TickFrame {
   fdbMoves: readonly FdbMove[];
   /** Ports on which the FDB monitor has seen the bridge learn a MAC (the FDB source sets it; absent otherwise). */
   fdbPorts?: ReadonlySet<string>;
+  /** Bridges on which the FDB monitor has seen learning on any port (the FDB source sets it; absent otherwise). */
+  fdbBridges?: ReadonlySet<string>;
   /** A port's flood rate reached its falling edge: sample at the active rate. */
   warm: boolean;
 }
@@ -164,6 +166,11 @@ export interface Tick {
    * Absent: no port has an FDB view (fdb off, ESXi).
    */
   fdbPorts?: ReadonlySet<string>;
+  /**
+   * Bridges the FDB monitor has seen learn on any port since it started: a port of such a bridge
+   * that learns (not noLearn) has an FDB view too, though none of its MACs was learned since.
+   */
+  fdbBridges?: ReadonlySet<string>;
 }
 
 export interface Thresholds {

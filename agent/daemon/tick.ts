@@ -79,7 +79,7 @@ export function createTick(d: TickDeps): PipelineTick {
   let recoveryDueNs = Infinity;
   let noticeEndNs = Infinity;
   const inbox: Inbox = { results: [], operator: [], unreachable: [] };
-  const frame: TickFrame = { tNs: 0, fdbMoves: NO_MOVES, fdbPorts: NO_PORTS, warm: false };
+  const frame: TickFrame = { tNs: 0, fdbMoves: NO_MOVES, fdbPorts: NO_PORTS, fdbBridges: NO_PORTS, warm: false };
   const tick = emptyTick();
   const input = { tNs: 0, wallMs: 0, verdicts: [] as readonly Verdict[], results: inbox.results, operator: inbox.operator, unreachable: inbox.unreachable };
   const outcome: TickOutcome = { warm: false, probing: false, verdicts: 0 };
@@ -172,11 +172,13 @@ export function createTick(d: TickDeps): PipelineTick {
     frame.warm = false;
     frame.fdbMoves = NO_MOVES;
     frame.fdbPorts = NO_PORTS;
+    frame.fdbBridges = NO_PORTS;
     d.watched.collect(frame);
     tick.tNs = t;
     tick.ports = d.watched.rates();
     tick.fdbMoves = frame.fdbMoves;
     tick.fdbPorts = frame.fdbPorts ?? NO_PORTS;
+    tick.fdbBridges = frame.fdbBridges ?? NO_PORTS;
     const v = detectStep(det, tick, d.watched.judged(), policy);
     det = v.state;
     d.watched.consume();

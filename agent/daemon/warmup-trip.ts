@@ -125,6 +125,7 @@ function oneLoop(policy: Policy, portPolicy: PortPolicy, kind: PortKind, journal
   const ports = warmPorts(portPolicy);
   const rates: PortRates[] = WARM_PORTS.map((p) => blankRates(p, WARM_BRIDGE, NaN));
   const learning = new Set(WARM_PORTS);
+  const learningBridges = new Set([WARM_BRIDGE]);
   const move: FdbMove = { tNs: 0, bridge: WARM_BRIDGE, mac: macFromLine(), port: WARM_PORTS[0]! };
   const moves: FdbMove[] = [move];
   const none: FdbMove[] = [];
@@ -154,6 +155,7 @@ function oneLoop(policy: Policy, portPolicy: PortPolicy, kind: PortKind, journal
       move.port = WARM_PORTS[i % 2]!;
       f.fdbMoves = loop ? moves : none;
       f.fdbPorts = learning;
+      f.fdbBridges = learningBridges;
       f.warm = loop;
     },
     consume() {},

@@ -23,8 +23,8 @@
 //  - sustained: >= 2 ports of one bridge whose flood rate (or total rx, where no flood counter
 //    exists) stays >= the port's floor and baselineFactor x its own baseline with rx ≈ tx within
 //    SLOW_RX_TX_FACTOR, for holdSamples samples and SLOW_LOOP_MS: the signature of a loop where
-//    no FDB can be seen (ESXi vmnics, fdb off). Only there (tick.fdbPorts): where the bridge is
-//    seen learning, a loop flaps MACs, and rx ≈ tx without a flap is a request/response exchange
+//    no FDB can be seen (ESXi vmnics, fdb off). Only there (tick.fdbPorts, tick.fdbBridges): where
+//    the bridge is seen learning (on the port, or on any port of its bridge), a loop flaps MACs, and rx ≈ tx without a flap is a request/response exchange
 //    (a DHCP server answering a PXE boot wave with broadcast OFFERs, 10k frames/s each way
 //    through a VM port and the uplink, was shut as a loop in the lab: agent-benign-waves).
 //    Totals alone are never judged without a flap: a TCP transfer shows rx ≈ tx too (data one
@@ -297,8 +297,8 @@ const NO_VERDICTS: readonly Verdict[] = Object.freeze([]);
  * A tick to fill in place, every field present: the daemon's tick and the warm-up's are made
  * here, so the detector's compiled code sees one object shape (detect/warmup.ts says why).
  */
-export function emptyTick(): Tick & { fdbPorts: ReadonlySet<string> } {
-  return { tNs: 0, ports: [], fdbMoves: [], fdbPorts: new Set<string>() };
+export function emptyTick(): Tick & { fdbPorts: ReadonlySet<string>; fdbBridges: ReadonlySet<string> } {
+  return { tNs: 0, ports: [], fdbMoves: [], fdbPorts: new Set<string>(), fdbBridges: new Set<string>() };
 }
 
 export function initialDetectorState(): DetectorState {
@@ -852,9 +852,16 @@ function heldByRate(tr: PortTrack, pp: PortPolicy, tick: Tick, tNs: number): boo
   return tr.hotCount >= pp.thresholds.holdSamples && (!fdbView(tr, tick) || tNs - tr.hotSinceNs >= SLOW_LOOP_MS * 1e6);
 }
 
-/** Would a loop through this port flap a MAC the FDB monitor sees? (Seen learning, and learning is not off.) */
+/**
+ * Would a loop through this port flap a MAC the FDB monitor sees? Learning is not off on it, and
+ * the monitor has seen it learn, or seen its bridge learn on another port: a port whose MACs were
+ * all learned before the agent started prints no line, but a loop through it moves the circling
+ * frames' MACs onto it like any port of that bridge. (A macvlan domain is no bridge: its own port only.)
+ */
 function fdbView(tr: PortTrack, tick: Tick): boolean {
-  return tick.fdbPorts?.has(tr.port) === true && !tr.noLearn;
+  if (tr.noLearn) return false;
+  if (tick.fdbPorts?.has(tr.port) === true) return true;
+  return !tr.macvlan && tr.bridge !== null && tick.fdbBridges?.has(tr.bridge) === true;
 }
 
 /** How many of the flap's ports are watched, of this bridge and symmetric now. */

@@ -14,6 +14,8 @@ export { createMoveTracker, parseFdbLine, type FdbLine } from './fdb-lines.js';
 export interface FdbSource extends TickSource {
   /** Ports the bridge was seen learning a MAC on since the monitor (re)started. */
   learning(): ReadonlySet<string>;
+  /** Bridges seen learning a MAC (on any of their ports) since the monitor (re)started. */
+  learningBridges(): ReadonlySet<string>;
   /** Moves since the last drain, oldest first (the array is reused; copy if kept). */
   drain(): readonly FdbMove[];
   /** Moves dropped (the oldest) because the buffer was full, since start. */
@@ -75,6 +77,11 @@ export function createFdbSource(opts: {
   // rx ≈ tx alone for a loop (a DHCP server answering a PXE wave is rx ≈ tx too). Forgotten
   // when the monitor restarts: moves it missed meanwhile must not count as "no flap".
   const learning = new Set<string>();
+  // The same per bridge: a port whose MACs were all learned before the agent started prints no
+  // line, yet a loop through it flaps the circling frames' MACs like any port of a learning
+  // bridge (an uplink never seen learning let a PXE wave through vm1 and up1 read as a loop by
+  // rate alone: clean-clone CI, session 18).
+  const bridges = new Set<string>();
   let t = opts.now();
   let woke = false;
   let tokens = budget.burst;
@@ -103,13 +110,19 @@ export function createFdbSource(opts: {
       tokens = Math.min(budget.burst, tokens + ((t - was) / 1e6) * budget.perMs);
       return Math.floor(tokens);
     },
-    onExit: () => learning.clear(),
+    onExit: () => {
+      learning.clear();
+      bridges.clear();
+    },
     ...(opts.realtimePriority ? { realtimePriority: opts.realtimePriority } : {}),
     onLine: (line) => {
       tokens--;
       const e = parseFdbLine(line);
       if (!e) return;
-      if (!e.deleted && !learning.has(e.dev) && learning.size < MAX_LEARNING) learning.add(e.dev);
+      if (!e.deleted && !learning.has(e.dev) && learning.size < MAX_LEARNING) {
+        learning.add(e.dev);
+        if (e.master) bridges.add(e.master);
+      }
       const mv = track(e, t);
       if (!mv || native?.seen(mv)) return;
       keep(mv);
@@ -137,8 +150,10 @@ export function createFdbSource(opts: {
       native?.pull(keep);
       f.fdbMoves = drain();
       f.fdbPorts = learning;
+      f.fdbBridges = bridges;
     },
     learning: () => learning,
+    learningBridges: () => bridges,
     consume() {},
     drain,
     get dropped() {

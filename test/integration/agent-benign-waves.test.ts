@@ -3,6 +3,8 @@
 //  - a PXE boot wave: 2000 clients behind vm1 send DHCPDISCOVER within 200 ms (10k frames/s, twice)
 //    and a DHCP server behind the switch answers each with a broadcast OFFER: broadcast both ways
 //    through vm1 and up1 at once, rx ≈ tx on both, which is what a loop looks like by counters;
+//    and a faster wave whose server answers in bursts (up1 rx ≈ tx a few ms at a time), the
+//    server's MAC learned before the agent started (its FDB monitor never saw up1 learn);
 //  - a vMotion wave: 256 MACs learned behind the uplink move to vm1 (3 RARPs each within 100 ms)
 //    and back, while a migration stream runs both ways between prod and vm1 (so both ports carry
 //    symmetric traffic and only "one move per MAC, not a flap" tells it from a loop);

@@ -568,6 +568,32 @@ describe('loops under the rate gate (issue 11)', () => {
     const flapNow = (tMs: number) => [{ bridge: 'br0', mac: '02:00:00:00:00:01', port: Math.round(tMs) % 2 ? 'up1' : 'up2' }];
     expect(firstLoopMs(run(learn(buildTrace(spec(ports4, loop, { fdb: flapNow }), 300)), kvmPorts))).toBeLessThan(15);
   });
+
+  it('an uplink whose MACs were all learned before the agent started: its bridge seen learning on vm1 is its FDB view too', () => {
+    // Clean-clone CI, session 18: the PXE wave's DHCP server sat behind up1 with a MAC learned
+    // before the monitor started, so the monitor had seen br0 learn on vm1 only, and up1 counted
+    // as a port without an FDB view: "trip vm1: loop on br0 ... up1 hot for 2 samples; vm1 hot for 119".
+    const burst: LoadFn = (p, t) => (t >= 100 && (t - 100) % 200 < 40 && (p === 'vm1' || p === 'up1') ? { rxPps: 33_000, txPps: 24_000, bcastPps: 33_000 } : { rxPps: 0, txPps: 0, bcastPps: 0 });
+    // vm1 hot all along (the DISCOVERs in, the OFFERs out), up1 hot in bursts.
+    const vmAll: LoadFn = (p, t) => (t >= 100 && (p === 'vm1' || (p === 'up1' && (t - 100) % 200 < 40)) ? { rxPps: 33_000, txPps: 24_000, bcastPps: 33_000 } : { rxPps: 0, txPps: 0, bcastPps: 0 });
+    const vm1Only = new Set(['vm1']);
+    const br0 = new Set(['br0']);
+    const seen = (ticks: Tick[], bridges?: ReadonlySet<string>) => ticks.map((t) => ({ ...t, fdbPorts: vm1Only, ...(bridges ? { fdbBridges: bridges } : {}) }));
+    for (const load of [burst, vmAll]) expect(run(seen(buildTrace(spec(ports4, load), 600), br0), kvmPorts).all).toEqual([]);
+    // Seen per port only (the old view): up1 had none, and once vm1 had been hot SLOW_LOOP_MS, up1's next burst made a loop by rate.
+    const ms = firstLoopMs(run(seen(buildTrace(spec(ports4, vmAll), 600)), kvmPorts));
+    expect(ms).toBeGreaterThanOrEqual(SLOW_LOOP_MS);
+    expect(ms).toBeLessThan(250);
+    // Another bridge's learning is no view of br0's up1: judged as without one.
+    expect(firstLoopMs(run(seen(buildTrace(spec(ports4, vmAll), 600), new Set(['br9'])), kvmPorts))).toBe(ms);
+    // A real loop through up1 and up2 on that bridge: flapping MACs catch it at once; without a flap, after SLOW_LOOP_MS.
+    const loop: LoadFn = (p, t) => (t < 100 ? { rxPps: 0, txPps: 0, bcastPps: 0 } : p === 'up1' || p === 'up2' ? { rxPps: 90_000, txPps: 90_000, bcastPps: 90_000 } : { rxPps: 0, txPps: 90_000, bcastPps: 0 });
+    const flapNow = (tMs: number) => [{ bridge: 'br0', mac: '02:00:00:00:00:01', port: Math.round(tMs) % 2 ? 'up1' : 'up2' }];
+    expect(firstLoopMs(run(seen(buildTrace(spec(ports4, loop, { fdb: flapNow }), 300), br0), kvmPorts))).toBeLessThan(15);
+    const own = firstLoopMs(run(seen(buildTrace(spec(ports4, loop), 400), br0), kvmPorts));
+    expect(own).toBeGreaterThanOrEqual(SLOW_LOOP_MS - 2);
+    expect(own).toBeLessThan(SLOW_LOOP_MS + 20);
+  });
 });
 
 describe('flood hold', () => {

@@ -65,7 +65,7 @@ it('parses at most LINE_BURST lines plus LINES_PER_MS per ms: a storm of lines i
   }
 });
 
-it('reports the ports the bridge was seen learning on, and forgets them when the monitor exits', async () => {
+it('reports the ports and bridges seen learning, and forgets them when the monitor exits', async () => {
   const bin = join(dir, 'bridge-learn');
   // Two learns and a self entry (no master: not learned by the bridge), then the child exits.
   writeFileSync(bin, `#!/bin/sh\necho "02:00:00:00:00:01 dev up1 master br0"\necho "02:00:00:00:00:02 dev vm1 master br0"\necho "02:00:00:00:00:03 dev up2 self permanent"\nsleep 0.3\n`);
@@ -77,9 +77,12 @@ it('reports the ports the bridge was seen learning on, and forgets them when the
     const f = { tNs: 0, fdbMoves: [], warm: false } as import('../../agent/types.js').TickFrame;
     src.collect(f);
     expect([...f.fdbPorts!].sort()).toEqual(['up1', 'vm1']);
+    // ...and their bridge (a port of it whose MACs predate the monitor has a view too); the self entry names none.
+    expect([...f.fdbBridges!]).toEqual(['br0']);
     // Moves missed while it restarts must not read as "no flap": the ports are forgotten.
     for (let i = 0; i < 40 && src.learning().size > 0; i++) await new Promise((r) => setTimeout(r, 20));
     expect(src.learning().size).toBe(0);
+    expect(src.learningBridges().size).toBe(0);
   } finally {
     src.close();
   }
