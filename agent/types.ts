@@ -20,12 +20,18 @@ export interface Counters {
    */
   txFlood: number;
   txForeign: number;
+  /**
+   * Frames received that came back: the same bytes received again by this port shortly after
+   * (native/packet_stats.c tw_return_seen, among the frames the tripwire reads). A running total;
+   * NaN unless the tripwire runs (sources/returns.ts).
+   */
+  rxReturned: number;
   /** false when a read of this port failed this tick: the sample is dropped, never acted on. */
   ok: boolean;
 }
 
 export function emptyCounters(): Counters {
-  return { rxPackets: 0, txPackets: 0, rxBytes: 0, rxBroadcast: NaN, rxMulticast: NaN, txFlood: NaN, txForeign: NaN, ok: false };
+  return { rxPackets: 0, txPackets: 0, rxBytes: 0, rxBroadcast: NaN, rxMulticast: NaN, txFlood: NaN, txForeign: NaN, rxReturned: NaN, ok: false };
 }
 
 /** A watched port as discovered on the host. */
@@ -133,6 +139,11 @@ export interface PortRates {
    * macvtap (a bridge inside it). NaN unless counted (a guest's macvtap/macvlan device only).
    */
   txFwdPps?: number;
+  /**
+   * Frames per second received that came back (Counters.rxReturned): a frame circling a ring
+   * arrives again unchanged. NaN unless counted (the tripwire runs).
+   */
+  rxRetPps?: number;
   /** false when the counters reset/wrapped or a read failed: no rate for this interval. */
   valid: boolean;
   /**

@@ -47,6 +47,9 @@
 //     readTripwireMoves(handle) -> [mono, ifindex, mac, ...] or undefined: the source MACs the thread saw
 //     arrive on another interface than their previous frame since the last call (a loop's
 //     flap, ~2 ms before `bridge monitor fdb` prints it; see tw_source_seen).
+//     tripwireReturns(handle) -> [ifindex, count, ...] or undefined: per interface, how many frames
+//     it read since the last call came back (the same bytes received again by that interface
+//     within TW_RETURN_NS; see tw_return_seen).
 //     A dedicated thread rather than a read on libuv's pool so that its priority is ours to
 //     set: under a storm that pegs a core, a normal-priority waker is exactly what starves.
 //   setRealtime(priority) -> SCHED_FIFO for the calling (JS) thread only, reset on fork
@@ -646,6 +649,24 @@ typedef struct {
   uint8_t mac[6];
 } tw_move_t;
 
+// Frames the tripwire remembers to see them come back (tw_return_seen), and the interfaces whose
+// returns it counts (the first TW_RET_PORTS to have one: the ports of a loop are few).
+#define TW_SEEN 1024
+#define TW_RET_PORTS 64
+// The same frame received again by the same interface within this long came back: a ring of up
+// to a few hundred frames at a few thousand frames/s brings each one round within it.
+#define TW_RETURN_NS 100000000LL
+
+typedef struct {
+  uint64_t hash; // of the frame's first bytes, its length and the interface; 0: empty
+  int64_t mono;
+} tw_seen_t;
+
+typedef struct {
+  int32_t ifindex;
+  uint64_t count;
+} tw_ret_t;
+
 typedef struct {
   int fd;
   int prio;
@@ -671,6 +692,10 @@ typedef struct {
   int ufd;
   pthread_t uthread;
   tw_source_t usrc[TW_SOURCES];
+  // Frames seen (tw_return_seen) and, per interface, how many came back since JS last read them, under mu.
+  tw_seen_t seen[TW_SEEN];
+  tw_ret_t rets[TW_RET_PORTS];
+  uint32_t nrets;
 } tripwire_t;
 
 // A source MAC received on another interface than its previous frame: a move, as the bridge's
@@ -703,6 +728,37 @@ static int tw_source_seen(tripwire_t *tw, tw_source_t *table, const uint8_t *fra
   return moved;
 }
 
+// A frame received by an interface that received the very same bytes (the first TW_SNAP, and the
+// length) within TW_RETURN_NS: it came back. That is what makes a loop a loop, whatever its rate:
+// a frame circling a ring arrives again and again, unchanged, where a guest bridging two separate
+// LANs forwards frames that never return (by rates alone the two look alike: session 18, a
+// one-way macvtap ring under 20k frames/s was never cut). A host repeating one frame unchanged
+// (a flood tool, an ARP retry) returns too: the detector asks for more than returns (a guest
+// forwarding what its other NIC receives, signature.ts). Keyed by frame and interface, so that the
+// copy a macvtap receives after its NIC does is no return of the NIC's. Direct-mapped: a
+// collision forgets a frame, never invents a return. The thread reads one frame per
+// TW_STORM_READ_NS in a storm: returns are counted among the frames read, not all frames.
+static void tw_return_seen(tripwire_t *tw, const uint8_t *frame, ssize_t n, uint32_t len, int ifindex, int64_t mono) {
+  if (n < 14) return;
+  uint64_t h = 1469598103934665603ULL;
+  for (ssize_t i = 0; i < n; i++) h = (h ^ frame[i]) * 1099511628211ULL;
+  h = (h ^ len) * 1099511628211ULL;
+  h = (h ^ (uint32_t)ifindex) * 1099511628211ULL;
+  if (h == 0) h = 1;
+  tw_seen_t *s = &tw->seen[h % TW_SEEN];
+  int back = s->hash == h && mono - s->mono <= TW_RETURN_NS;
+  s->hash = h;
+  s->mono = mono;
+  if (!back) return;
+  for (uint32_t i = 0; i < tw->nrets; i++) {
+    if (tw->rets[i].ifindex == ifindex) {
+      tw->rets[i].count++;
+      return;
+    }
+  }
+  if (tw->nrets < TW_RET_PORTS) tw->rets[tw->nrets++] = (tw_ret_t){ .ifindex = ifindex, .count = 1 };
+}
+
 // While a storm rolls through the tail (the head frozen: its onset is kept), the thread reads at
 // most one frame per TW_STORM_READ_NS and sleeps between reads; the frames meanwhile are dropped at
 // the socket's tiny buffer without waking it. Reading every frame at SCHED_FIFO took ~50% of a core
@@ -733,6 +789,7 @@ static int tripwire_keep(tripwire_t *tw, const uint8_t *buf, ssize_t n, const st
   pthread_mutex_lock(&tw->mu);
   tw_keep(&tw->ev, ts.tv_sec, (int32_t)ts.tv_nsec, mono, buf, cap, len, sll->sll_ifindex, sll->sll_pkttype);
   (void)tw_source_seen(tw, tw->src, buf, n, sll->sll_ifindex, mono);
+  tw_return_seen(tw, buf, (ssize_t)cap, len, sll->sll_ifindex, mono);
   int frozen = tw->ev.frozen;
   pthread_mutex_unlock(&tw->mu);
   return frozen;
@@ -1108,6 +1165,35 @@ static napi_value js_tripwire_frames(napi_env env, napi_callback_info info) {
   napi_create_array(env, &arr);
   ring_out(env, arr, &k, &head, frozen);
   ring_out(env, arr, &k, &tail, 0);
+  return arr;
+}
+
+// Frames that came back per interface (tw_return_seen) since the last call, as one flat array
+// [ifindex, count, ...]; undefined when none did (it is read every tick).
+static napi_value js_tripwire_returns(napi_env env, napi_callback_info info) {
+  tripwire_t *tw = tripwire_arg(env, info);
+  if (tw == NULL) return NULL;
+  static tw_ret_t out[TW_RET_PORTS];
+  uint32_t n = 0;
+  pthread_mutex_lock(&tw->mu);
+  for (uint32_t i = 0; i < tw->nrets; i++) {
+    if (tw->rets[i].count == 0) continue;
+    out[n++] = tw->rets[i];
+    tw->rets[i].count = 0;
+  }
+  pthread_mutex_unlock(&tw->mu);
+  napi_value arr, v;
+  if (n == 0) {
+    napi_get_undefined(env, &arr);
+    return arr;
+  }
+  napi_create_array_with_length(env, (size_t)n * 2, &arr);
+  for (uint32_t i = 0; i < n; i++) {
+    napi_create_int32(env, out[i].ifindex, &v);
+    napi_set_element(env, arr, 2 * i, v);
+    napi_create_double(env, (double)out[i].count, &v);
+    napi_set_element(env, arr, 2 * i + 1, v);
+  }
   return arr;
 }
 
@@ -1557,6 +1643,7 @@ NAPI_MODULE_INIT() {
               { "close", js_close }, { "closeMany", js_close_many }, { "startTripwire", js_start_tripwire },
               { "armTripwire", js_arm_tripwire }, { "stopTripwire", js_stop_tripwire },
               { "tripwireFrames", js_tripwire_frames }, { "readTripwireMoves", js_read_tripwire_moves },
+              { "tripwireReturns", js_tripwire_returns },
               { "tripwireUnicast", js_tripwire_unicast },
               { "setRealtime", js_set_realtime }, { "probeOpen", js_probe_open },
               { "probeSend", js_probe_send }, { "probeRecv", js_probe_recv }, { "peerCred", js_peer_cred },

@@ -6,6 +6,7 @@ import { createPacketSource, loadPacketAddon, type PacketAddon } from '../source
 import { createLocalSource, type LocalSource } from '../sources/local.js';
 import { createFdbSource, type FdbSource } from '../sources/fdb.js';
 import { createTripwire, type Tripwire } from '../sources/tripwire.js';
+import { createReturnsReader } from '../sources/returns.js';
 import { createRenameWatch } from './ports.js';
 
 // What this host measures itself: sysfs counters always; broadcast counting and the tripwire
@@ -65,6 +66,8 @@ export function startLocalSampling(log: Logger, startNs: number, now: () => numb
   }
   let fdb: FdbSource | null = null;
   let tripwire: Tripwire | null = null;
+  // Frames that came back, per port (the tripwire's count; NaN while it does not run).
+  if (!('error' in addon)) readers.push(createReturnsReader(() => tripwire?.returns(), () => tripwire !== null));
   const renames = createRenameWatch();
   // Ports whose unknown unicast the tripwire watches for moves (see sources/tripwire.ts), as a key.
   let unicast: number[] = [];

@@ -61,6 +61,8 @@ export function computeRates(
   const dTw = cur.txForeign - prev.txForeign;
   out.txFloodPps = dTf >= 0 ? dTf * perSec : NaN;
   out.txFwdPps = dTw >= 0 ? dTw * perSec : NaN;
+  const dRet = cur.rxReturned - prev.rxReturned;
+  out.rxRetPps = dRet >= 0 ? dRet * perSec : NaN;
   out.valid = true;
   return out;
 }
@@ -82,7 +84,7 @@ function invalid(out: PortRates): PortRates {
  * second shape deoptimised nine detector functions in the first storm's tick, lab --trace-deopt).
  */
 export function blankRates(port: string, bridge: string | null, flood: number): PortRates {
-  return { port, bridge, dtMs: D0, rxPps: D0, txPps: D0, rxBps: D0, floodPps: flood, bcastPps: flood, txFloodPps: NaN, txFwdPps: NaN, valid: false, noLearn: false, hairpin: false, macvlan: false };
+  return { port, bridge, dtMs: D0, rxPps: D0, txPps: D0, rxBps: D0, floodPps: flood, bcastPps: flood, txFloodPps: NaN, txFwdPps: NaN, rxRetPps: NaN, valid: false, noLearn: false, hairpin: false, macvlan: false };
 }
 
 /**
@@ -93,8 +95,8 @@ export function blankRates(port: string, bridge: string | null, flood: number): 
  * local source's collect around it at its first short interval (lab, session 16).
  */
 export function warmUpRates(rounds = 2000): number {
-  const prev: Counters = { rxPackets: 0, txPackets: 0, rxBytes: 0, rxBroadcast: NaN, rxMulticast: NaN, txFlood: NaN, txForeign: NaN, ok: false };
-  const cur: Counters = { rxPackets: 0, txPackets: 0, rxBytes: 0, rxBroadcast: NaN, rxMulticast: NaN, txFlood: NaN, txForeign: NaN, ok: false };
+  const prev: Counters = { rxPackets: 0, txPackets: 0, rxBytes: 0, rxBroadcast: NaN, rxMulticast: NaN, txFlood: NaN, txForeign: NaN, rxReturned: NaN, ok: false };
+  const cur: Counters = { rxPackets: 0, txPackets: 0, rxBytes: 0, rxBroadcast: NaN, rxMulticast: NaN, txFlood: NaN, txForeign: NaN, rxReturned: NaN, ok: false };
   const out = blankRates('(warm-up)'.split('').join(''), null, NaN);
   let valid = 0;
   for (let i = 0; i < rounds; i++) {
@@ -114,6 +116,8 @@ export function warmUpRates(rounds = 2000): number {
     prev.txForeign = prev.txFlood;
     cur.txFlood = prev.txFlood + 20;
     cur.txForeign = prev.txForeign + 5;
+    prev.rxReturned = i % 3 === 1 ? NaN : base;
+    cur.rxReturned = prev.rxReturned + 2;
     cur.ok = true;
     const dtNs = i % 13 === 3 ? MIN_DT_NS / 2 : 1e6 + (i % 17) * 1000.5;
     if (computeRates(prev, cur, dtNs, out.port, i % 2 ? null : out.port, out).valid) valid++;
@@ -133,6 +137,7 @@ export function copyCounters(from: Counters, to: Counters): Counters {
   to.rxMulticast = from.rxMulticast;
   to.txFlood = from.txFlood;
   to.txForeign = from.txForeign;
+  to.rxReturned = from.rxReturned;
   to.ok = from.ok;
   return to;
 }

@@ -44,6 +44,12 @@ export interface PacketAddon {
    */
   readTripwireMoves(h: TripwireHandle): Array<number | string> | undefined;
   /**
+   * Per interface, the frames the tripwire read since the last call that came back (the same
+   * first bytes and length received again by that interface within 100 ms): flat [ifindex,
+   * count, ...]; undefined when none did (read every tick).
+   */
+  tripwireReturns(h: TripwireHandle): number[] | undefined;
+  /**
    * Watch these interfaces' unknown unicast (PACKET_OTHERHOST) for source MACs moving between
    * them: each move joins readTripwireMoves', the first fires the armed tripwire (a loop circling
    * unknown unicast through ports the bridge learns nothing on). [] stops; returns how many are

@@ -8,7 +8,9 @@ import type { PacketAddon, TripwireFrame } from './packet.js';
 // It also notes source MACs that arrive on another interface than their last frame (moves), which
 // the FDB source takes in beside `bridge monitor fdb`'s (sources/fdb.ts). On ports the bridge
 // learns nothing on, a second native thread does the same for unknown unicast and fires on the
-// first move (watchUnicast; native/packet_stats.c says why).
+// first move (watchUnicast; native/packet_stats.c says why). And it counts, per interface, the
+// frames it reads that come back (the same bytes received again: a frame circling a ring), which
+// sources/returns.ts hands to the detector as a counter.
 
 export interface Tripwire {
   /** Discard stale frames and fire on the next burst of minFrames within windowNs (no-op while armed). */
@@ -19,6 +21,8 @@ export interface Tripwire {
   frames(): TripwireFrame[];
   /** Source MACs moved between interfaces since the last call: [monoNs, ifindex, mac, ...] (see PacketAddon). */
   moves(): ReadonlyArray<number | string>;
+  /** Frames that came back per interface since the last call: [ifindex, count, ...], or undefined (see PacketAddon.tripwireReturns). */
+  returns(): ReadonlyArray<number> | undefined;
   /** Watch these ports' unknown unicast for moves (see PacketAddon.tripwireUnicast); returns how many are watched. */
   watchUnicast(ifindexes: readonly number[]): number;
   close(): void;
@@ -53,6 +57,9 @@ export function createTripwire(addon: PacketAddon, onFrame: () => void, realtime
     },
     moves() {
       return closed ? NO_MOVES : (addon.readTripwireMoves(handle) ?? NO_MOVES);
+    },
+    returns() {
+      return closed ? undefined : addon.tripwireReturns(handle);
     },
     watchUnicast(ifindexes) {
       return closed ? 0 : addon.tripwireUnicast(handle, ifindexes);
