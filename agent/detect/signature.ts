@@ -50,7 +50,10 @@
 //    transmit, counted by the packet source on guests' devices (PortRates.txFloodPps, and
 //    txFwdPps: those frames not from the device's own MAC, i.e. forwarded by a bridge inside the
 //    guest). A guest flooding through its device is cut by the same budget as a flood from a
-//    bridge port (guestFlood); a guest forwarding another NIC's flood is a ring at once.
+//    bridge port (guestFlood); a guest forwarding what another NIC's guest device receives is a
+//    ring at once when those frames come back (PortRates.rxRetPps, the tripwire's count of frames
+//    received again unchanged), at any rate; by rates alone (a hot receiver) only where returns
+//    are not counted.
 //
 // Floods from one port are cut in proportion to their size: the frames above the threshold in
 // force fill a bucket while the port is hot, and the port is cut when it exceeds
@@ -147,6 +150,19 @@ export const MACVLAN_MIN_DOMAINS = 2;
  * are not from its own MAC are the guest's bridge at work, and no hold is needed.
  */
 export const MACVLAN_ECHO_MS = 30;
+/**
+ * Frames that came back (PortRates.rxRetPps: the same bytes received again by a port, counted by
+ * the tripwire among the frames it reads) are summed over about this long (decaying linearly).
+ */
+export const RETURN_WINDOW_MS = 50;
+/**
+ * A guest forwarding what a guest device of another NIC receives is a ring at any rate once this
+ * many of the frames that device or its NIC receives came back within RETURN_WINDOW_MS: a frame
+ * circling returns unchanged, a frame a guest bridging two separate LANs forwards never does (by
+ * rates the two are alike; see ringVerdicts). A host's own retransmits (an ARP retry each second,
+ * a frame sent twice) are far fewer.
+ */
+export const RING_MIN_RETURNS = 4;
 /** A port with no valid sample for this long is forgotten (it vanished or cannot be read). */
 export const FORGET_AFTER_MS = 1000;
 
@@ -191,8 +207,13 @@ export interface PortTrack {
   echoSinceNs: number;
   /** A guest's device (macvlan, not its NIC) whose transmit is counted: txFwdPps known. */
   fwdKnown: boolean;
-  /** Its forwarded flood (txFwdPps) averaged over ~LOOP_WINDOW_MS. */
+  /** Its forwarded flood (txFwdPps) averaged over ~LOOP_WINDOW_MS, and when it last forwarded a frame. */
   fwdAvg: number;
+  fwdLastNs: number;
+  /** Frames that came back (rxRetPps) over ~RETURN_WINDOW_MS; 0 where not counted. */
+  retFrames: number;
+  /** Frames that come back are counted on this port (rxRetPps known: the tripwire runs). */
+  retKnown: boolean;
   // What the guest of a macvlan device sends (txFloodPps), judged as `hot` is for a bridge port's
   // rx: hysteresis, the flood budget and the hold (see guestFlood).
   gHot: boolean;
@@ -352,9 +373,11 @@ export function step(
   let candidateBridges = 0;
   let egress = 0;
   let guestRx = 0;
+  let returning = 0;
   for (const tr of state.ports.values()) {
     if (tr.egressHot) egress++;
     if (tr.hot && guestSide(tr)) guestRx++;
+    if (tr.retFrames >= RING_MIN_RETURNS) returning++;
     // A port the policy stopped watching (reload) is ignored until the sweep forgets it.
     const pp = ports.get(tr.port);
     tr.loopMember =
@@ -389,19 +412,17 @@ export function step(
 
   // Pass 2: loop verdicts, only for candidate bridges (rare: a storm).
   let verdicts: Verdict[] | null = candidateBridges > 0 ? loopVerdicts(state, seq, tick, ports, policy) : null;
-  // Pass 2b: a one-way ring through a guest's macvlan devices (rare: only while one receives a flood).
-  if (guestRx > 0) verdicts = ringVerdicts(state, tick, ports, policy, verdicts);
+  // Pass 2b: a one-way ring through a guest's macvlan devices (rare: only while one receives a
+  // flood, or frames come back to a port).
+  if (guestRx > 0 || returning > 0) verdicts = ringVerdicts(state, tick, ports, policy, verdicts, returning > 0);
 
   // Pass 3: floods from a single port (hot rx, tx not ≈ rx).
   for (const tr of state.ports.values()) {
     // A macvlan device's rx is what reaches its guest: a flood INTO the guest, never from it. What
     // the guest sends is judged on the device's transmit, by the same budget and hold.
     if (guestSide(tr)) {
-      if (!tr.gHot || tr.loopMember) continue;
       const pp = ports.get(tr.port);
-      if (pp === undefined || tr.gCount < pp.thresholds.holdSamples) continue;
-      if (tr.gExcess < FLOOD_BURST_FRAMES && (tick.tNs - tr.gSinceNs < pp.thresholds.floodHoldMs * 1e6 || tr.gFrames * 1000 < tr.gRise * tr.gMs)) continue;
-      (verdicts ??= []).push(guestFloodVerdict(tr, pp, tick, policy));
+      if (pp !== undefined && guestFloodDue(tr, pp, tick.tNs)) (verdicts ??= []).push(guestFloodVerdict(tr, pp, tick, policy));
       continue;
     }
     if (!tr.hot || tr.loopMember) continue;
@@ -428,6 +449,12 @@ export function step(
   }
 
   return { state, verdicts: verdicts ?? NO_VERDICTS };
+}
+
+/** A guest's flood through its macvlan device (guestFlood) due for a verdict: its budget spent, or held floodHoldMs at a mean over the threshold. */
+function guestFloodDue(tr: PortTrack, pp: PortPolicy, tNs: number): boolean {
+  if (!tr.gHot || tr.loopMember || tr.gCount < pp.thresholds.holdSamples) return false;
+  return tr.gExcess >= FLOOD_BURST_FRAMES || (tNs - tr.gSinceNs >= pp.thresholds.floodHoldMs * 1e6 && tr.gFrames * 1000 >= tr.gRise * tr.gMs);
 }
 
 /** Pass 2 of step: a loop verdict for each bridge whose tallies this tick make one (null: none). */
@@ -491,13 +518,22 @@ function guestSide(tr: PortTrack): boolean {
  * agent-macvtap: 25k/s from macvtap0 for 200 ms, under the flood budget, was cut as a ring after
  * 33 ms). Its frames are from its own MAC: not forwarded, so no ring at any length where that is
  * counted; a flood of them is judged as one (guestFlood).
+ *
+ * Session 19, loop evidence before rates: by rates a guest bridging two separate LANs (a router
+ * or firewall VM) forwards what its other NIC receives exactly as the ring's guest does; what
+ * differs is that a ring's frames come back. Where the tripwire counts frames that return
+ * (PortRates.rxRetPps, on R or its NIC), R must have RING_MIN_RETURNS of them, at any rate: then
+ * R need not be hot (returned: a ring under floodPps, never cut before, or one starting under it,
+ * judged only once a sample passed it), and a hot R without returns is no ring (an ARP scan at
+ * 5k/s into such a guest, sent in bursts, had two 1 ms samples over floodPps: cut as a ring).
+ * Where returns are not counted (no tripwire), the rules above stand.
  */
-function ringVerdicts(state: DetectorState, tick: Tick, ports: ReadonlyMap<string, PortPolicy>, policy: Policy, verdicts: Verdict[] | null): Verdict[] | null {
+function ringVerdicts(state: DetectorState, tick: Tick, ports: ReadonlyMap<string, PortPolicy>, policy: Policy, verdicts: Verdict[] | null, returning: boolean): Verdict[] | null {
   const tNs = tick.tNs;
   for (const s of state.ports.values()) {
     if (!guestSide(s) || s.loopMember || ports.get(s.port) === undefined) continue;
     let r: PortTrack | null;
-    if (s.fwdKnown) r = s.fwdAvg >= LOOP_FLOOR_PPS ? echoed(state, s, ports, s.fwdAvg) : null;
+    if (s.fwdKnown) r = s.fwdAvg >= LOOP_FLOOR_PPS ? (echoed(state, s, ports, s.fwdAvg) ?? (returning ? returned(state, s, ports, tNs) : null)) : null;
     else r = s.txAvg >= LOOP_FLOOR_PPS && s.rxAvg * RX_TX_FACTOR <= s.txAvg ? echoed(state, s, ports, s.txAvg) : null;
     if (r === null) {
       s.echoSinceNs = NaN;
@@ -505,25 +541,61 @@ function ringVerdicts(state: DetectorState, tick: Tick, ports: ReadonlyMap<strin
     }
     if (Number.isNaN(s.echoSinceNs)) s.echoSinceNs = tNs;
     if (!s.fwdKnown && tNs - s.echoSinceNs < MACVLAN_ECHO_MS * 1e6) continue;
-    (verdicts ??= []).push(ringVerdict(s, r, tick, ports, policy));
+    (verdicts ??= []).push(ringVerdict(state, s, r, tick, ports, policy));
     // Its guest's send is this ring's, not a flood of its own (pass 3 skips loop members).
     s.loopMember = true;
   }
   return verdicts;
 }
 
-/** The hot macvlan device of another NIC whose rx the sender's `sent` (averaged) matches (SLOW_RX_TX_FACTOR), or null. */
+/**
+ * Loop evidence before the rate gate (issue 11): a guest device R of another NIC than the sender
+ * S's, receiving about what S forwards (SLOW_RX_TX_FACTOR, averaged; both moved frames within
+ * LOOP_RECENT_MS), whose frames come back (RING_MIN_RETURNS, on R or on its NIC): what S forwards
+ * returns to R through the switch. R need not be hot: such a ring starting under floodPps waited
+ * until a sample passed it (bench kvm-macvtap, session 18: its slow cold storms, 9-16 ms), and
+ * one staying under it (a VEPA ring at ~5k/s) was never cut. A guest bridging two separate LANs
+ * forwards at the same rates, but its frames never come back (agent-macvtap).
+ */
+function returned(state: DetectorState, s: PortTrack, ports: ReadonlyMap<string, PortPolicy>, tNs: number): PortTrack | null {
+  const recent = LOOP_RECENT_MS * 1e6;
+  if (tNs - s.fwdLastNs > recent) return null;
+  for (const r of state.ports.values()) {
+    if (r === s || !guestSide(r) || r.bridge === s.bridge || ports.get(r.port) === undefined || tNs - r.lastRxNs > recent) continue;
+    if (!(s.fwdAvg <= SLOW_RX_TX_FACTOR * r.rxAvg && r.rxAvg <= SLOW_RX_TX_FACTOR * s.fwdAvg)) continue;
+    if (returnsTo(state, r) >= RING_MIN_RETURNS) return r;
+  }
+  return null;
+}
+
+/** Frames that came back to a guest device or to its NIC (the more of the two; see RETURN_WINDOW_MS). */
+function returnsTo(state: DetectorState, r: PortTrack): number {
+  const nic = r.bridge === null ? undefined : state.ports.get(r.bridge);
+  return Math.max(r.retFrames, nic?.retFrames ?? 0);
+}
+
+/** Where frames that come back are counted (on R or its NIC), a ring needs them at any rate (see echoed). */
+function returnsMissing(state: DetectorState, r: PortTrack): boolean {
+  const nic = r.bridge === null ? undefined : state.ports.get(r.bridge);
+  return (r.retKnown || nic?.retKnown === true) && returnsTo(state, r) < RING_MIN_RETURNS;
+}
+
+/** The hot macvlan device of another NIC (whose frames come back, where that is counted) whose rx the sender's `sent` (averaged) matches (SLOW_RX_TX_FACTOR), or null. */
 function echoed(state: DetectorState, s: PortTrack, ports: ReadonlyMap<string, PortPolicy>, sent: number): PortTrack | null {
   for (const r of state.ports.values()) {
     if (r === s || !r.hot || !guestSide(r) || r.bridge === s.bridge) continue;
     const pp = ports.get(r.port);
     if (pp === undefined || r.hotCount < pp.thresholds.holdSamples) continue;
+    // By rates alone only where returns are not counted: a guest bridging two separate LANs sends
+    // what its other NIC receives too, and a bursty sender there lifts two 1 ms samples over
+    // floodPps (lab, agent-macvtap: an ARP scan at 5k/s, cut as a ring in 1 of 2 full runs).
+    if (returnsMissing(state, r)) continue;
     if (sent <= SLOW_RX_TX_FACTOR * r.rxAvg && r.rxAvg <= SLOW_RX_TX_FACTOR * sent) return r;
   }
   return null;
 }
 
-function ringVerdict(s: PortTrack, r: PortTrack, tick: Tick, ports: ReadonlyMap<string, PortPolicy>, policy: Policy): Verdict {
+function ringVerdict(state: DetectorState, s: PortTrack, r: PortTrack, tick: Tick, ports: ReadonlyMap<string, PortPolicy>, policy: Policy): Verdict {
   const members = [s, r].sort((x, y) => (x.port < y.port ? -1 : 1));
   const thresholds = thresholdRecord();
   for (const tr of members) {
@@ -538,8 +610,14 @@ function ringVerdict(s: PortTrack, r: PortTrack, tick: Tick, ports: ReadonlyMap<
       ? `${s.port} (on ${s.bridge}) forwards what ${r.port} (on ${r.bridge}) receives: ${kpps(s.fwdAvg)} pps of broadcast/multicast not from its own MAC out against ${kpps(r.rxAvg)} pps of flood in (a guest bridging its NICs: a loop through the switch)`
       : `${s.port} (on ${s.bridge}) sends what ${r.port} (on ${r.bridge}) receives: ${kpps(s.txAvg)} pps out against ${kpps(r.rxAvg)} pps of flood in, for ${Math.round((tick.tNs - s.echoSinceNs) / 1e6)} ms (a guest forwarding between its NICs: a one-way loop through the switch)`,
     `${s.bridge} and ${r.bridge} have no bridge: each forwards with the macvlan/macvtap devices on it`,
-    `${r.port} hot for ${r.hotCount} samples`,
+    r.hot ? `${r.port} hot for ${r.hotCount} samples` : `${r.port} not hot (${kpps(r.measure)} pps of flood, under ${kpps(r.risePps)})`,
   ];
+  const back = returnsTo(state, r);
+  if (back > 0) {
+    clues.push(`${Math.round(back)} frames came back to ${r.port} or ${r.bridge} within ~${RETURN_WINDOW_MS} ms (the same frames received again: they circle)`);
+    thresholds.returnedFrames = back;
+    thresholds.ringMinReturns = RING_MIN_RETURNS;
+  }
   for (const tr of members) if (ports.get(tr.port)!.observed === true) clues.push(`${tr.port} is not named by the policy: observed only, never shut`);
   const first = ports.get((members.find((m) => ports.get(m.port)!.observed !== true) ?? members[0]!).port)!;
   return { kind: 'loop', bridge: s.bridge, members: members.map((m) => m.port), evidence: evidence(members, thresholds, clues, first.rule, tick, policy) };
@@ -574,6 +652,9 @@ function newTrack(port: string, bridge: string | null, tNs: number): PortTrack {
     echoSinceNs: NaN,
     fwdKnown: false,
     fwdAvg: 0,
+    fwdLastNs: -Infinity,
+    retFrames: 0,
+    retKnown: false,
     gHot: false,
     gCount: 0,
     gSinceNs: 0,
@@ -681,6 +762,9 @@ function observe(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number): void 
   tr.noLearn = r.noLearn === true;
   tr.hairpin = r.hairpin === true;
   tr.macvlan = r.macvlan === true;
+  const ret = r.rxRetPps ?? NaN;
+  tr.retKnown = Number.isFinite(ret);
+  tr.retFrames = tr.retFrames * Math.max(0, 1 - r.dtMs / RETURN_WINDOW_MS) + (Number.isFinite(ret) ? (ret * r.dtMs) / 1000 : 0);
   guestFlood(tr, r, t, tNs, a);
   // Without a flood counter only a rate at the falling edge's level counts: totals carry unicast.
   // Where the bridge learns nothing, totals too (see the file comment), over their own baseline.
@@ -730,6 +814,7 @@ function guestFlood(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number, a: 
   const fwd = r.txFwdPps ?? NaN;
   tr.fwdKnown = guestSide(tr) && Number.isFinite(fwd);
   tr.fwdAvg += a * ((tr.fwdKnown ? fwd : 0) - tr.fwdAvg);
+  if (tr.fwdKnown && fwd > 0) tr.fwdLastNs = tNs;
   const m = guestSide(tr) ? (r.txFloodPps ?? NaN) : NaN;
   if (!Number.isFinite(m)) {
     tr.gHot = false;

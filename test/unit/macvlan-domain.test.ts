@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bridgeMembers, listInterfaces, macvlanDomainOf } from '../../agent/host/interfaces.js';
-import { initialDetectorState, MACVLAN_ECHO_MS, step } from '../../agent/detect/signature.js';
+import { initialDetectorState, MACVLAN_ECHO_MS, RING_MIN_RETURNS, step } from '../../agent/detect/signature.js';
 import { testPolicy, testPorts } from '../../agent/testing/policy.js';
 import { buildTrace, type LoadFn } from '../../agent/testing/traces.js';
 import type { Tick, Verdict } from '../../agent/types.js';
@@ -192,6 +192,56 @@ describe('the detector on macvlan domains', () => {
       expect(fast).toBeLessThan(16);
       expect(slow).toBeGreaterThan(45);
       expect(slow).toBeLessThan(56);
+    });
+  });
+
+  describe('with frames that come back counted (rxRetPps, the tripwire: session 19)', () => {
+    /** A one-way ring (or a guest bridging two LANs: the same rates) at `pps` from 100 ms: up2/macvtap1 receive, macvtap0 forwards it out by up1. */
+    const oneWay = (pps: number): LoadFn => (p, t) => {
+      if (t < 100) return quiet;
+      if (p === 'macvtap1' || p === 'up2') return { rxPps: pps, txPps: 0, bcastPps: pps };
+      return { rxPps: 0, txPps: pps, bcastPps: 0 };
+    };
+    const forwards = (pps: number): GuestTx => (p, t) => (p === 'macvtap0' && t >= 100 ? { flood: pps, fwd: pps } : { flood: 0, fwd: 0 });
+    /** Frames that come back per second on up2 and macvtap1 (NaN: not counted, no tripwire) from 100 ms on. */
+    function withReturns(ticks: Tick[], ret: number): Tick[] {
+      const t0 = ticks[0]!.tNs;
+      return ticks.map((t) => ({
+        ...t,
+        ports: t.ports.map((r) => ({ ...r, rxRetPps: Number.isNaN(ret) ? NaN : (r.port === 'up2' || r.port === 'macvtap1') && (t.tNs - t0) / 1e6 >= 100 ? ret : 0 })),
+      }));
+    }
+
+    it('a ring at 5k frames/s, under floodPps, whose frames come back: a loop of both macvtaps within a few samples', () => {
+      const r = run(withReturns(trace(oneWay(5000), 400, true, forwards(5000)), 2000));
+      expect(r.firstLoopMs).toBeLessThan(5);
+      const v = r.all.find((x) => x.kind === 'loop')!;
+      expect(v).toMatchObject({ bridge: 'up1', members: ['macvtap0', 'macvtap1'] });
+      const clues = v.evidence.clues.join(' | ');
+      expect(clues).toMatch(/macvtap0 \(on up1\) forwards what macvtap1 \(on up2\) receives/);
+      expect(clues).toMatch(/macvtap1 not hot/);
+      expect(clues).toMatch(/frames came back to macvtap1 or up2/);
+      expect(v.evidence.thresholds.ringMinReturns).toBe(RING_MIN_RETURNS);
+    });
+
+    it('the same rates with no frame coming back (a guest bridging two separate LANs), at 5k/s and at 60k/s: nothing', () => {
+      for (const pps of [5000, 60_000]) {
+        expect(run(withReturns(trace(oneWay(pps), 400, true, forwards(pps)), 0)).all.filter((v) => v.kind === 'loop')).toEqual([]);
+      }
+      // Without returns counted (no tripwire) the rates decide as before: 60k/s a ring, 5k/s nothing.
+      expect(run(withReturns(trace(oneWay(60_000), 400, true, forwards(60_000)), NaN)).firstLoopMs).toBeLessThan(5);
+      expect(run(withReturns(trace(oneWay(5000), 400, true, forwards(5000)), NaN)).all).toEqual([]);
+    });
+
+    it('frames coming back to a guest that forwards nothing (a host repeating one frame into the LAN): no loop', () => {
+      const r = run(withReturns(trace(oneWay(5000), 400, true, () => ({ flood: 0, fwd: 0 })), 2000));
+      expect(r.all.filter((v) => v.kind === 'loop')).toEqual([]);
+    });
+
+    it('a few returns (under RING_MIN_RETURNS within the window: a frame sent twice now and then) are no ring', () => {
+      // One return every 20 ms: ~2 within the 50 ms window.
+      const r = run(withReturns(trace(oneWay(5000), 400, true, forwards(5000)), 50));
+      expect(r.all.filter((v) => v.kind === 'loop')).toEqual([]);
     });
   });
 });
