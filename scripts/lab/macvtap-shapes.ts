@@ -32,7 +32,7 @@ export interface TapGuest {
   readonly sent: Promise<number>;
 }
 
-/** Mode send: how many broadcasts (0: until the guest's end) and how fast (0: as fast as it writes). */
+/** Mode send: how many broadcasts (0: until the guest's end) and how fast (0: as fast as it writes); mode bridge: pps caps what it forwards. */
 export interface SendOptions {
   count?: number;
   pps?: number;
@@ -81,6 +81,16 @@ export async function toMacvtapLab(lab: Lab, mode: MacvtapMode = 'bridge'): Prom
     await assertQuiet(out);
     return out;
   }
+}
+
+/**
+ * Two LANs instead of one (on) or back to one (off): up1's switch port sw1 leaves the switch's
+ * bridge sw0, so up1 leads to a LAN of its own (here nothing beyond sw1) and up2 stays on the
+ * switch with prod. A guest bridging macvtap0@up1 and macvtap1@up2 then joins two separate LANs,
+ * as a firewall or router VM does: it forwards broadcast, and none of it comes back.
+ */
+export async function separateLans(lab: MacvtapLab, on: boolean): Promise<void> {
+  await ip(lab.ns.sw, 'link', 'set', 'dev', 'sw1', ...(on ? ['nomaster'] : ['master', 'sw0']));
 }
 
 /**

@@ -7,7 +7,9 @@ Run as: ip netns exec NS python3 tapvm.py --dir DIR --tap macvtap0 [--tap macvta
 
   bridge: the guest bridges its NICs: every frame read from one tap is written to the others
           (a VM with br0 over eth0/eth1 inside; with each NIC on another host uplink into the
-          same switch, that closes a loop through the switch).
+          same switch, that closes a loop through the switch). With --pps R > 0 it forwards at
+          most R frames/s, holding each frame until its turn (a guest on a slow vCPU or a
+          rate-limited NIC: a ring circles at that rate, under the agent's flood threshold).
   guest:  an ordinary guest: reads and drops what arrives; forwards nothing.
   echo:   an ordinary guest that answers: every broadcast read on a tap is answered on that tap
           with one broadcast from the tap's own MAC (as a DHCP server answers DISCOVERs with
@@ -111,6 +113,7 @@ def main():
         poll.register(sys.stdin.fileno(), select.POLLIN)
         print(json.dumps({"ready": True}), flush=True)
         deadline = time.monotonic() + a.duration
+        pace = Pacer(a.pps if a.mode == "bridge" else 0)
         if a.mode == "send":
             n = send(fds[0], macs[fds[0]], a.count, a.pps, deadline)
             print(json.dumps({"sent": n}), flush=True)
@@ -134,6 +137,7 @@ def main():
                         continue
                     if a.mode != "bridge":
                         continue
+                    pace.wait()
                     for out in fds:
                         if out == fd:
                             continue
@@ -151,6 +155,25 @@ def main():
                 os.unlink(p)
             except OSError:
                 pass
+
+
+class Pacer:
+    """At most `pps` frames/s (0: no limit): wait() holds the caller until the next frame's turn.
+    A frame is held, never dropped: one frame circling a ring keeps circling, at this rate."""
+
+    def __init__(self, pps):
+        self.gap = 1.0 / pps if pps > 0 else 0.0
+        self.next = 0.0
+
+    def wait(self):
+        if self.gap == 0.0:
+            return
+        now = time.monotonic()
+        # No credit for idle time: after a pause the next frame goes at once, then one per gap.
+        self.next = max(self.next, now)
+        while not stop and time.monotonic() < self.next:
+            time.sleep(0.00005)
+        self.next += self.gap
 
 
 def send(fd, mac, count, pps, deadline):
