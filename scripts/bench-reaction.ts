@@ -223,13 +223,15 @@ mkdirSync(dirname(values.out!), { recursive: true });
 const slim = (x: ShapeRun) => ({ msFromInjection: x.msFromInject, stoppedByBreaker: x.stoppedByBreaker, ...(x.msStopStart !== undefined ? { msStopStart: x.msStopStart } : {}), msQuietObserved: x.msQuietObserved, ...(Number.isFinite(x.msQuietAfter) ? { msQuietAfter: x.msQuietAfter } : {}), msToVerdict: x.msToVerdict, framesLeaked: x.framesLeaked, down: x.down, trips: x.trips.map((t) => tripFacts(t, x.tInjectNs)), ...(x.msFirstLull !== undefined ? { msFirstLull: x.msFirstLull } : {}), ...(x.msPlugToInject !== undefined ? { msPlugToInject: x.msPlugToInject } : {}), ...(x.pollerWindow ? { pollerWindow: x.pollerWindow } : {}), ...(x.pollerCuts ? { pollerCuts: x.pollerCuts } : {}), ...(x.ringDrops ? { ringDrops: x.ringDrops } : {}) });
 /** A trip or escalation as the journal has it, timed from the injection (same monotonic clock): when its evidence was read, how long the link-down took, and the escalation's evidence window after the first shut. */
 function tripFacts(t: Record<string, unknown>, t0: number): Record<string, unknown> {
-  const ev = t.evidence as { tNs?: number; window?: Array<{ port: string; tMs: number; rxPps: number; txPps: number }> } | undefined;
+  const ev = t.evidence as { tNs?: number; clues?: string[]; window?: Array<{ port: string; tMs: number; rxPps: number; txPps: number }> } | undefined;
   const action = t.action as { durationMs?: number; stoppedNs?: number; forwardingStoppedMs?: number } | undefined;
   const out: Record<string, unknown> = { event: t.msg, port: t.port, reason: t.reason };
   if (ev?.tNs) out.msEvidence = Math.round((ev.tNs - t0) / 1e4) / 100;
   if (action?.durationMs !== undefined) out.actionMs = action.durationMs;
   if (action?.stoppedNs) out.msStopped = Math.round((action.stoppedNs - t0) / 1e4) / 100;
   if (action?.forwardingStoppedMs !== undefined) out.actionToStoppedMs = Math.round(action.forwardingStoppedMs * 100) / 100;
+  // What the verdict rested on (which rule, how long a member had been hot): why a storm was slow.
+  if (ev?.clues) out.clues = ev.clues;
   if (t.msg === 'escalate' && ev?.window) out.window = ev.window.filter((w) => w.tMs > -12).map((w) => `${w.port} ${w.tMs.toFixed(2)} ${Math.round(w.rxPps)}/${Math.round(w.txPps)}`);
   return out;
 }
