@@ -882,7 +882,7 @@ static void *tripwire_main(void *arg) {
 // 14-byte header) read by its own thread: every such move goes into the moves JS reads (the
 // detector's flap), and the first one fires the armed tripwire. Legitimate unicast through such
 // a port keeps each source MAC on the port it comes in by: no move, no wake. Its reads are paced,
-// the frames between two reads dropping at the tiny buffer before they are cloned: the pause
+// the frames between two reads dropping at a small buffer before they are cloned: the pause
 // after a read doubles from TW_UNICAST_PAUSE_MIN_NS up to TW_UNICAST_PAUSE_MAX_NS while frames
 // keep coming without a move (a busy uplink: at most 250 reads a second), and falls back to the
 // minimum after a move or a quiet spell (a loop's first frames on a quiet port are read within
@@ -891,12 +891,30 @@ static void *tripwire_main(void *arg) {
 // watch (lab, agent-port-modes). Its own source
 // table, so that a broadcast's trip up to the bridge device (a move in the tripwire's table) is
 // never taken for one. Without a listed port the socket does not exist (no per-frame cost).
+//
+// Each read drains the whole queue (one recvmmsg, up to TW_UNICAST_BATCH frames) rather than
+// taking one frame. One frame a read from a queue of ~3 (SO_RCVBUF 0) kept the queue full: the
+// slot a read freed went to the next frame the kernel handled after it, and at ~120k frames/s a
+// port that frame came in by the same uplink read after read (the loop's frames are handled in
+// batches, so where the read falls in the two members' alternation is not random). No move came
+// for 15-124 ms while the loop ran (lab, session 19, bench kvm-nolearn: 2-4 moves at the onset,
+// then 7-30 reads of one ifindex in a row; 1-5 of 6 storms a run went quiet 15-124 ms late).
+// Emptied at each read, the queue fills during the pause with the frames as they come, and a
+// loop's batch alternates between its members (a move every ~0.3 ms). TW_UNICAST_RCVBUF holds
+// ~24 veth frames (fewer of a NIC's larger buffers), all of them taken in one batch; the frames
+// past it still drop before they are cloned. Moves recorded per batch stop at
+// TW_UNICAST_BATCH_MOVES (a flap needs 3), so a loop does not flood the moves JS reads each tick.
 static tripwire_t *tripwire_args(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv);
 
 #define TW_UNICAST_PAUSE_MIN_NS 250000LL
 #define TW_UNICAST_PAUSE_MAX_NS 4000000LL
 #define TW_UNICAST_MAX 128
 #define TW_UNICAST_SNAP 14
+// SO_RCVBUF asked for (the kernel doubles it): 20-24 clones of a 60-byte veth frame queued at
+// most (lab), fewer of a NIC's page-sized buffers. A drain takes them all (TW_UNICAST_BATCH).
+#define TW_UNICAST_RCVBUF 8192
+#define TW_UNICAST_BATCH 64
+#define TW_UNICAST_BATCH_MOVES 3
 
 static int64_t mono_ns(void) {
   struct timespec mt;
@@ -906,8 +924,19 @@ static int64_t mono_ns(void) {
 
 static void *tripwire_unicast_main(void *arg) {
   tripwire_t *tw = arg;
-  uint8_t buf[TW_UNICAST_SNAP];
-  struct sockaddr_ll sll;
+  // One batch: the first frame blocking (a quiet port: the loop's first frame wakes it), the
+  // rest of the queue without waiting (see above: a read empties the queue).
+  uint8_t buf[TW_UNICAST_BATCH][TW_UNICAST_SNAP];
+  struct sockaddr_ll sll[TW_UNICAST_BATCH];
+  struct iovec iov[TW_UNICAST_BATCH];
+  struct mmsghdr msg[TW_UNICAST_BATCH];
+  memset(msg, 0, sizeof msg);
+  for (int i = 0; i < TW_UNICAST_BATCH; i++) {
+    iov[i] = (struct iovec){ .iov_base = buf[i], .iov_len = TW_UNICAST_SNAP };
+    msg[i].msg_hdr.msg_name = &sll[i];
+    msg[i].msg_hdr.msg_iov = &iov[i];
+    msg[i].msg_hdr.msg_iovlen = 1;
+  }
   // Named, so that its cost shows on its own (top -H, /proc/PID/task/*/comm).
   (void)pthread_setname_np(pthread_self(), "sb-unicast");
   if (tw->prio > 0) {
@@ -916,16 +945,22 @@ static void *tripwire_unicast_main(void *arg) {
   }
   int64_t pause = TW_UNICAST_PAUSE_MIN_NS;
   while (!atomic_load(&tw->stop)) {
-    socklen_t sl = sizeof sll;
+    for (int i = 0; i < TW_UNICAST_BATCH; i++) msg[i].msg_hdr.msg_namelen = sizeof sll[i];
     int64_t asked = mono_ns();
-    ssize_t n = recvfrom(tw->ufd, buf, sizeof buf, 0, (struct sockaddr *)&sll, &sl);
+    ssize_t n = recvmsg(tw->ufd, &msg[0].msg_hdr, 0);
     if (n < 0) {
       pause = TW_UNICAST_PAUSE_MIN_NS;
       continue; // EAGAIN every 500 ms (SO_RCVTIMEO) or EINTR: check stop, wait again
     }
+    msg[0].msg_len = (unsigned)n;
+    int more = recvmmsg(tw->ufd, &msg[1], TW_UNICAST_BATCH - 1, MSG_DONTWAIT, NULL);
+    int got = 1 + (more > 0 ? more : 0);
     int64_t mono = mono_ns();
+    int moved = 0;
     pthread_mutex_lock(&tw->mu);
-    int moved = sll.sll_pkttype == PACKET_OTHERHOST && tw_source_seen(tw, tw->usrc, buf, n, sll.sll_ifindex, mono);
+    for (int i = 0; i < got && moved < TW_UNICAST_BATCH_MOVES; i++) {
+      if (sll[i].sll_pkttype == PACKET_OTHERHOST) moved += tw_source_seen(tw, tw->usrc, buf[i], (ssize_t)msg[i].msg_len, sll[i].sll_ifindex, mono);
+    }
     pthread_mutex_unlock(&tw->mu);
     if (moved && atomic_load(&tw->armed) && atomic_exchange(&tw->armed, 0)) napi_call_threadsafe_function(tw->tsfn, NULL, napi_tsfn_nonblocking);
     // Waited longer than the pause for this frame: a quiet port. Otherwise busy, and no move: back off.
@@ -954,11 +989,11 @@ static unsigned short unicast_filter(struct sock_filter *code, const int32_t *if
 
 // The watch's socket and thread, at the first listed port; 0 or an errno.
 static int unicast_start(tripwire_t *tw, struct sock_filter *code, unsigned short len) {
-  int zero = 0, err;
+  int rcvbuf = TW_UNICAST_RCVBUF, err;
   struct timeval tv = { .tv_sec = 0, .tv_usec = 500000 };
   int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
   if (fd < 0) return errno;
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &zero, sizeof zero) < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) {
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) {
     err = errno;
   } else {
     err = -arm_packet_socket(fd, 0, code, len, 64);

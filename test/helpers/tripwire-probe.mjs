@@ -1,11 +1,15 @@
 // Drives the native tripwire inside a network namespace for test/integration/tripwire.test.ts:
-// `ip netns exec NS node tripwire-probe.mjs ADDON`. The tripwire's socket sees the namespace it
-// is opened in, so it has to run here.
+// `ip netns exec NS node tripwire-probe.mjs ADDON [PRIORITY]`. The tripwire's socket sees the
+// namespace it is opened in, so it has to run here. PRIORITY: its threads' SCHED_FIFO priority
+// (0, the default: normal; the agent's default is 10).
 //
 // Protocol: one JSON command per stdin line, one JSON reply per stdout line.
 //   {"op":"arm","minFrames":K,"windowNs":W} -> {"ok":true}
 //   {"op":"fired"}                           -> {"ok":true,"fired":N}: onFrame calls so far
 //   {"op":"moves"}                           -> {"ok":true,"moves":[mono, ifindex, mac, ...]} since the last
+//   {"op":"unicast","ifindexes":[...]}       -> {"ok":true,"watched":N}: the unknown-unicast watch on those ports
+//   {"op":"collect","ms":T}                  -> {"ok":true,"moves":[...]}: every move over the next T ms, read
+//                                               each ms as the agent's ticks do (the native ring keeps 256)
 //   {"op":"close"}                           -> {"ok":true} and exit
 import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
@@ -17,7 +21,7 @@ if (!addonPath) {
 }
 const addon = createRequire(import.meta.url)(addonPath);
 let fired = 0;
-const handle = addon.startTripwire(() => fired++, 0);
+const handle = addon.startTripwire(() => fired++, Number(process.argv[3] ?? 0));
 const reply = (o) => process.stdout.write(`${JSON.stringify({ ok: true, ...o })}\n`);
 
 createInterface({ input: process.stdin }).on('line', (line) => {
@@ -29,6 +33,18 @@ createInterface({ input: process.stdin }).on('line', (line) => {
     reply({ fired });
   } else if (cmd.op === 'moves') {
     reply({ moves: addon.readTripwireMoves(handle) ?? 'none' });
+  } else if (cmd.op === 'unicast') {
+    reply({ watched: addon.tripwireUnicast(handle, cmd.ifindexes) });
+  } else if (cmd.op === 'collect') {
+    const moves = [];
+    const end = performance.now() + cmd.ms;
+    const timer = setInterval(() => {
+      moves.push(...(addon.readTripwireMoves(handle) ?? []));
+      if (performance.now() >= end) {
+        clearInterval(timer);
+        reply({ moves });
+      }
+    }, 1);
   } else if (cmd.op === 'close') {
     addon.stopTripwire(handle);
     reply({});

@@ -26,18 +26,18 @@ class Probe {
   private readonly child: ChildProcessWithoutNullStreams;
   private readonly pending: Array<(line: string) => void> = [];
   private readonly stderr: string[] = [];
-  constructor() {
-    this.child = spawn('ip', ['netns', 'exec', NS, process.execPath, PROBE, ADDON], { stdio: 'pipe' });
+  constructor(netns = NS, priority = 0) {
+    this.child = spawn('ip', ['netns', 'exec', netns, process.execPath, PROBE, ADDON, String(priority)], { stdio: 'pipe' });
     createInterface({ input: this.child.stdout }).on('line', (line) => this.pending.shift()?.(line));
     this.child.stderr.on('data', (d: Buffer) => this.stderr.push(d.toString()));
   }
-  async send(cmd: object): Promise<{ ok: boolean; fired?: number; moves?: Array<number | string> | 'none'; error?: string }> {
+  async send(cmd: object): Promise<{ ok: boolean; fired?: number; moves?: Array<number | string> | 'none'; watched?: number; error?: string }> {
     const line = new Promise<string>((res, rej) => {
-      const timer = setTimeout(() => rej(new Error(`probe timeout; stderr: ${this.stderr.join('')}`)), 10_000);
+      const timer = setTimeout(() => rej(new Error(`probe timeout; stderr: ${this.stderr.join('')}`)), 20_000);
       this.pending.push((l) => (clearTimeout(timer), res(l)));
     });
     this.child.stdin.write(`${JSON.stringify(cmd)}\n`);
-    const r = JSON.parse(await line) as { ok: boolean; fired?: number; moves?: Array<number | string> | 'none'; error?: string };
+    const r = JSON.parse(await line) as { ok: boolean; fired?: number; moves?: Array<number | string> | 'none'; watched?: number; error?: string };
     if (!r.ok) throw new Error(r.error);
     return r;
   }
@@ -121,4 +121,87 @@ describe('tripwire (native thread, real frames)', () => {
     expect(t[1]!).toBeLessThan(Number(process.hrtime.bigint()));
     expect((await probe!.send({ op: 'moves' })).moves).toBe('none'); // undefined when none: no array per tick
   });
+});
+
+// The unknown-unicast watch against a real loop at CPU speed (session 19): a host bridge whose
+// two uplinks learn nothing, both into one switch bridge, one unknown-unicast frame circling.
+//
+//   v0 ==veth== hv ─ brh ─ hp1 ==veth== sp1 ─ brs
+//                      └── hp2 ==veth== sp2 ──┘      (hp1, hp2: learning off; NS2, IPv6 off)
+//
+// The watch must keep reporting the frame's source MAC moving between hp1 and hp2 while the loop
+// runs, not only at its onset: a flap verdict needs 3 moves within 50 ms, and the agent judges
+// it on the first tick that has them. Reading one frame per pause from an always-full tiny
+// queue, the old thread saw the same uplink read after read (the bench's kvm-nolearn storms went
+// quiet 15-124 ms late, 1-5 of 6 a run): here 2-4 moves at the onset, then gaps of tens of ms.
+const NS2 = `sbn-tuw${process.pid % 100000}`;
+const ns2 = (...argv: string[]) => sh('ip', 'netns', 'exec', NS2, ...argv);
+/** The longest wait for a move while the loop circles: a flap's 3 moves in well under a sample burst. */
+const MAX_MOVE_GAP_MS = 10;
+const LOOP_MS = 300;
+
+describe('unknown-unicast watch (native thread, a real loop through learning-off ports)', () => {
+  let probe: Probe | null = null;
+
+  beforeAll(async () => {
+    await sh('ip', 'netns', 'delete', NS2).catch(() => undefined);
+    await sh('ip', 'netns', 'add', NS2);
+    await ns2('sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1');
+    for (const br of ['brh', 'brs']) await ns2('ip', 'link', 'add', br, 'type', 'bridge', 'stp_state', '0');
+    const pairs: Array<[string, string, string | null, string | null]> = [
+      ['v0', 'hv', null, 'brh'],
+      ['hp1', 'sp1', 'brh', 'brs'],
+      ['hp2', 'sp2', 'brh', 'brs'],
+    ];
+    for (const [a, b, ma, mb] of pairs) {
+      await ns2('ip', 'link', 'add', a, 'type', 'veth', 'peer', 'name', b);
+      if (ma) await ns2('ip', 'link', 'set', a, 'master', ma);
+      if (mb) await ns2('ip', 'link', 'set', b, 'master', mb);
+    }
+    for (const p of ['hp1', 'hp2']) await ns2('bridge', 'link', 'set', 'dev', p, 'learning', 'off');
+    for (const d of ['brs', 'sp1', 'sp2', 'hp1', 'brh', 'hv', 'v0']) await ns2('ip', 'link', 'set', d, 'up');
+    probe = new Probe(NS2, 10);
+    await probe.fired(); // started
+  }, 30_000);
+
+  afterAll(async () => {
+    await ns2('ip', 'link', 'set', 'hp2', 'down').catch(() => undefined);
+    if (probe) await probe.send({ op: 'close' }).catch(() => probe?.kill());
+    await sh('ip', 'netns', 'delete', NS2).catch(() => undefined);
+  });
+
+  it(`reports the circling frame's source MAC moving between the uplinks all through the loop (no gap over ${MAX_MOVE_GAP_MS} ms)`, async () => {
+    const ifindex = async (dev: string) => Number((await ns2('cat', `/sys/class/net/${dev}/ifindex`)).stdout.trim());
+    const [hp1, hp2] = [await ifindex('hp1'), await ifindex('hp2')];
+    const mac = (await ns2('cat', '/sys/class/net/v0/address')).stdout.trim();
+    expect((await probe!.send({ op: 'unicast', ifindexes: [hp1, hp2] })).watched).toBe(2);
+    await ns2('ip', 'link', 'set', 'hp2', 'up'); // the loop is closed from here on
+    let moves: Array<number | string>;
+    try {
+      const collected = probe!.send({ op: 'collect', ms: LOOP_MS + 400 });
+      await sleep(50);
+      await ns2('python3', SENDER, 'v0', '--unicast', '1');
+      moves = (await collected).moves as Array<number | string>;
+    } finally {
+      await ns2('ip', 'link', 'set', 'hp2', 'down'); // the loop opened
+    }
+    // The circling frame's moves between the uplinks (the broadcast tripwire's moves, which share
+    // the ring, are any interface's; the agent keeps only moves between ports of one bridge).
+    const t: number[] = [];
+    const other: string[] = [];
+    for (let i = 0; i + 2 < moves.length; i += 3) {
+      if ((moves[i + 1] === hp1 || moves[i + 1] === hp2) && moves[i + 2] === mac) t.push(moves[i] as number);
+      else other.push(`${String(moves[i + 1])}:${String(moves[i + 2])}`);
+    }
+    // The loop ran from the frame on; the collect ended before it was opened. Judged over its first LOOP_MS.
+    expect(t.length).toBeGreaterThanOrEqual(3);
+    const inLoop = t.filter((x) => x - t[0]! <= LOOP_MS * 1e6);
+    let gap = 0;
+    for (let i = 1; i < inLoop.length; i++) gap = Math.max(gap, inLoop[i]! - inLoop[i - 1]!);
+    const last = inLoop[inLoop.length - 1]!;
+    console.log(`[tripwire unicast loop] (hp1 ${hp1}, hp2 ${hp2}; other moves: ${[...new Set(other)].join(' ') || 'none'}) ${t.length} moves, ${inLoop.length} in the first ${LOOP_MS} ms, longest gap ${(gap / 1e6).toFixed(2)} ms, last at ${((last - t[0]!) / 1e6).toFixed(1)} ms`);
+    expect(gap / 1e6).toBeLessThan(MAX_MOVE_GAP_MS);
+    // Moves until the end of the window, not only at the onset.
+    expect((last - t[0]!) / 1e6).toBeGreaterThan(LOOP_MS - MAX_MOVE_GAP_MS);
+  }, 30_000);
 });
