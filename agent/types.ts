@@ -155,6 +155,12 @@ export interface PortRates {
   hairpin?: boolean;
   /** The port is of a macvlan forwarding domain (PortInfo.macvlan): `bridge` names its NIC. */
   macvlan?: boolean;
+  /**
+   * The port is a VM's port (a vNIC) on an ESXi standard vSwitch (`bridge`). Such a vSwitch never
+   * sends a frame received by one uplink out of another (split horizon), so a loop through it
+   * crosses a guest that forwards between two vNICs (detect/signature.ts, ESXI_EXCHANGE_MS).
+   */
+  esxiVm?: boolean;
 }
 
 /** A MAC address seen moving between ports of one bridge (bridge monitor fdb). */

@@ -40,6 +40,18 @@
 //    needs only that port (and a switch reflecting them, or a hairpin bridge beyond it): one
 //    watched member of its bridge, hot with rx ≈ tx for holdSamples, is a loop there. Without
 //    hairpin a lone member is no loop (the bridge never re-sends a frame by its ingress port).
+//  - ESXi: a standard vSwitch never sends a frame received by one uplink out of another (split
+//    horizon: VMware's "traffic received by a vSwitch on one uplink is never forwarded out another
+//    uplink"), and a guest's bridge never sends a frame back by the vNIC it came in by, so a loop
+//    through the host crosses a guest forwarding between two of its vNICs: two VM ports circling.
+//    A vmnic and ONE VM port hot with rx ≈ tx is that VM's own exchange through the uplink (a DHCP
+//    server behind the uplink answering a PXE wave from the VM with broadcast OFFERs, > floodPps
+//    both ways: shut as a loop in the stand-in ESXi lab, esxi-benign), and no FDB shows there to
+//    tell them apart. So where exactly one member by rate or sustained evidence is a VM port
+//    (PortRates.esxiVm), the verdict waits until that port stayed hot ESXI_EXCHANGE_MS: a loop
+//    through a guest whose other vNIC is not watched is still cut, later. Uplinks alone are judged
+//    as before (the forwarding guest out of sight), unless watched VM ports send what they send
+//    (esxiVmSends: a VM's own stream, which the physical switch returns by the other uplink).
 //  - macvlan domains: a host without a bridge whose guests have macvtap/macvlan NICs on its NICs
 //    (libvirt's direct interfaces) forwards all the same; each NIC and the macvlan devices on it
 //    are one "bridge", keyed by the NIC's name (PortRates.macvlan, host/interfaces.ts). There a
@@ -163,6 +175,12 @@ export const RETURN_WINDOW_MS = 50;
  * a frame sent twice) are far fewer.
  */
 export const RING_MIN_RETURNS = 4;
+/**
+ * On an ESXi vSwitch, members with one VM port among them are a loop only once that port stayed a
+ * member this long (see the file comment): a request/response exchange through an uplink ends with
+ * its wave (a PXE wave of 6000 clients at 24k frames/s lasts 250 ms); a loop does not.
+ */
+export const ESXI_EXCHANGE_MS = 2000;
 /** A port with no valid sample for this long is forgotten (it vanished or cannot be read). */
 export const FORGET_AFTER_MS = 1000;
 
@@ -203,6 +221,8 @@ export interface PortTrack {
   hairpin: boolean;
   /** The port is of a macvlan forwarding domain (PortRates.macvlan): `bridge` names its NIC. */
   macvlan: boolean;
+  /** A VM's port on an ESXi standard vSwitch (PortRates.esxiVm, as of the last sample). */
+  esxiVm: boolean;
   /** Since when this macvlan device re-sends what another NIC's receives (a one-way ring), or NaN. */
   echoSinceNs: number;
   /** A guest's device (macvlan, not its NIC) whose transmit is counted: txFwdPps known. */
@@ -289,6 +309,9 @@ export interface BridgeTrack {
   flap: Flap | null;
   /** A member this tick is of a macvlan domain (the bridge is a NIC's, see MACVLAN_MIN_DOMAINS). */
   macvlan: boolean;
+  /** Members this tick (by rate or sustained evidence) that are ESXi VM ports, and how many of them held ESXI_EXCHANGE_MS. */
+  vmPorts: number;
+  vmLong: number;
   /** Pass 2's judgement this tick: how the tallies make a loop, or null. */
   how: LoopHow | null;
   byFlap: boolean;
@@ -389,7 +412,7 @@ export function step(
     const slow = pp !== undefined && sustained(tr, pp, tick, tNs);
     if ((!tr.loopMember && !slow) || tr.bridge === null) continue;
     const b = tallied(state, tr.bridge, seq, tNs);
-    if (tr.macvlan) b.macvlan = true;
+    tallyKind(b, tr, slow, tNs);
     if (tr.loopMember) {
       b.members++;
       if (heldByRate(tr, pp!, tick, tNs)) b.held++;
@@ -484,12 +507,43 @@ function judgeLoop(state: DetectorState, b: BridgeTrack, ports: ReadonlyMap<stri
     pruneMoves(b, tNs);
     b.flap = b.fdbLen >= FDB_MIN_MOVES ? worstFlap(b) : null;
   }
-  const byRate = b.members >= 2 && (b.flap !== null || b.held >= 2);
+  // One VM port among them on an ESXi vSwitch: that VM's exchange through an uplink, for a while;
+  // none, while a watched VM sends what the uplinks send: its own stream, returned by the switch.
+  const exchange = b.flap === null && ((b.vmPorts === 1 && b.vmLong === 0) || (b.vmPorts === 0 && b.members + b.slow >= 2 && esxiVmSends(state, b, ports)));
+  const byRate = !exchange && b.members >= 2 && (b.flap !== null || b.held >= 2);
   b.byFlap = b.flap !== null && symmetricWatched(state, b.bridge, b.flap, ports) >= 2;
-  b.bySustain = b.slow >= 2;
+  b.bySustain = !exchange && b.slow >= 2;
   // A lone member in hairpin mode: the frames it re-sends come back by it (see the file comment).
   const byHairpin = b.members === 1 && b.hairpin === 1;
   b.how = byRate ? 'rate' : b.byFlap ? 'flap' : b.bySustain ? 'sustained' : byHairpin ? 'hairpin' : null;
+}
+
+/**
+ * On an ESXi vSwitch whose members are uplinks only: do watched VM ports send (rx from their VMs,
+ * averaged) at least what the busiest uplink sends, within SLOW_RX_TX_FACTOR? An uplink sends only
+ * what VM ports sent (split horizon), so its tx is then those VMs' own frames, and its rx the
+ * physical network's copies of them (the stand-in's switch returns a VM's multicast stream by the
+ * other uplink: both vmnics rx ≈ tx at 15k frames/s, shut as a loop). A loop through a guest whose
+ * vNICs are not watched sends the circling frames, not a watched VM's.
+ */
+function esxiVmSends(state: DetectorState, b: BridgeTrack, ports: ReadonlyMap<string, PortPolicy>): boolean {
+  let sent = 0;
+  let upTx = 0;
+  for (const tr of state.ports.values()) {
+    if (tr.bridge !== b.bridge || !ports.has(tr.port)) continue;
+    if (tr.esxiVm) sent += tr.rxAvg;
+    else upTx = Math.max(upTx, tr.txAvg);
+  }
+  return sent >= LOOP_FLOOR_PPS && sent * SLOW_RX_TX_FACTOR >= upTx;
+}
+
+/** A member this tick (by rate, or `slow`: sustained) of a macvlan domain, or an ESXi VM port (and did it hold ESXI_EXCHANGE_MS?). */
+function tallyKind(b: BridgeTrack, tr: PortTrack, slow: boolean, tNs: number): void {
+  if (tr.macvlan) b.macvlan = true;
+  if (!tr.esxiVm) return;
+  b.vmPorts++;
+  const since = Math.min(tr.loopMember ? tr.hotSinceNs : Infinity, slow ? tr.slowSinceNs : Infinity);
+  if (tNs - since >= ESXI_EXCHANGE_MS * 1e6) b.vmLong++;
 }
 
 /** A macvlan/macvtap device (not its NIC): its rx is what its guest receives, its tx what the guest sends. */
@@ -649,6 +703,7 @@ function newTrack(port: string, bridge: string | null, tNs: number): PortTrack {
     noLearn: false,
     hairpin: false,
     macvlan: false,
+    esxiVm: false,
     echoSinceNs: NaN,
     fwdKnown: false,
     fwdAvg: 0,
@@ -762,6 +817,7 @@ function observe(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number): void 
   tr.noLearn = r.noLearn === true;
   tr.hairpin = r.hairpin === true;
   tr.macvlan = r.macvlan === true;
+  tr.esxiVm = r.esxiVm === true;
   const ret = r.rxRetPps ?? NaN;
   tr.retKnown = Number.isFinite(ret);
   tr.retFrames = tr.retFrames * Math.max(0, 1 - r.dtMs / RETURN_WINDOW_MS) + (Number.isFinite(ret) ? (ret * r.dtMs) / 1000 : 0);
@@ -900,6 +956,8 @@ function bridgeTrack(state: DetectorState, bridge: string, tNs: number): BridgeT
       hairpin: 0,
       flap: null,
       macvlan: false,
+      vmPorts: 0,
+      vmLong: 0,
       how: null,
       byFlap: false,
       bySustain: false,
@@ -921,6 +979,8 @@ function tallied(state: DetectorState, bridge: string, seq: number, tNs: number)
     b.hairpin = 0;
     b.flap = null;
     b.macvlan = false;
+    b.vmPorts = 0;
+    b.vmLong = 0;
   }
   b.lastActiveNs = tNs;
   return b;
@@ -1101,6 +1161,10 @@ function loopVerdict(
     );
     if (ports.get(tr.port)!.observed === true) clues.push(`${tr.port} is not named by the policy: observed only, never shut`);
     if (tr.noLearn) clues.push(`${b.bridge} learns no MAC on ${tr.port} (learning off or ageing_time 0): ${how === 'flap' ? 'the tripwire saw the frames it receives move between ports' : 'no flap can show, its total rx is judged'}`);
+  }
+  if (b.vmPorts === 1 && (how === 'rate' || how === 'sustained')) {
+    clues.push(`one VM port of ${b.bridge} among them, a member for >= ${ESXI_EXCHANGE_MS} ms: longer than a VM's exchange through an uplink (a loop crosses a guest forwarding between two vNICs; its other one is not watched)`);
+    thresholds.esxiExchangeMs = ESXI_EXCHANGE_MS;
   }
   if (macvlanLoops > 0) {
     clues.push(`${b.bridge} has no bridge: it and the macvlan/macvtap devices on it forward as one; ${macvlanLoops} such NICs circle at once (a guest joins them)`);

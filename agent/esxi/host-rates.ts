@@ -68,6 +68,8 @@ export function hostRates(host: EsxiHostPolicy, log: Log): HostRates {
       if (o && o.port.id === p.id) return { ...o, port: p };
       return { port: p, prev: emptyCounters(), cur: emptyCounters(), prevNs: 0, rates: blankRates(p.name, p.bridge, 0), bcast: undefined, lastError: null, txFloodPrev: NaN, txFloodCur: NaN };
     });
+    // A vNIC's port, not a vmnic: the vSwitch forwards uplink to VM and VM to anything, never uplink to uplink.
+    for (const t of tracks) t.rates.esxiVm = t.port.kind === 'port';
     byItem = new Map(tracks.map((t) => [itemKey(t.port.kind, t.port.id), t]));
     portMap = new Map(tracks.map((t) => [t.port.name, t.port.policy]));
     rateList = tracks.map((t) => t.rates);
