@@ -209,7 +209,7 @@ async function serve(b: Base, p: ReturnType<typeof wirePipeline>): Promise<Daemo
   const tripwire = p.sampling.startTripwire(() => scheduler.onWaker(), policy().sampling.realtimePriority);
   scheduler.useWaker(tripwire);
   // Evidence after each automatic trip, once the port is down: the tripwire's last frames as a pcapng.
-  const captures = createCaptures({ stateDir: opts.stateDir, frames: () => tripwire?.frames() ?? null, isLocal: (port) => p.kinds.of(port)?.id === 'local', record: rec.record, log, stopped: () => life.stopped, busy: () => breakerBusy(tick.breaker(), hrNs()) });
+  const captures = createCaptures({ stateDir: opts.stateDir, frames: () => tripwire?.frames() ?? null, hold: () => tripwire?.hold(), isLocal: (port) => p.kinds.of(port)?.id === 'local', record: rec.record, log, stopped: () => life.stopped, busy: () => breakerBusy(tick.breaker(), hrNs()) });
   const unsubscribeCaptures = rec.onRecord(captures.onRecord);
   scheduler.start();
   p.reach.baseline(); // at start: a target that never answers must not make the first action look bad

@@ -47,6 +47,7 @@
 //     readTripwireMoves(handle) -> [mono, ifindex, mac, ...] or undefined: the source MACs the thread saw
 //     arrive on another interface than their previous frame since the last call (a loop's
 //     flap, ~2 ms before `bridge monitor fdb` prints it; see tw_source_seen).
+//     tripwireHold(handle) -> frozen: freeze the evidence's head now (at a trip; see tw_hold).
 //     tripwireReturns(handle) -> [ifindex, count, ...] or undefined: per interface, how many frames
 //     it read since the last call came back (the same bytes received again by that interface
 //     within TW_RETURN_NS; see tw_return_seen).
@@ -1203,6 +1204,19 @@ static napi_value js_tripwire_frames(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+// Freeze the evidence's head now (tw_hold): called at a trip, before the capture is taken.
+static napi_value js_tripwire_hold(napi_env env, napi_callback_info info) {
+  tripwire_t *tw = tripwire_arg(env, info);
+  if (tw == NULL) return NULL;
+  int64_t mono = mono_ns();
+  pthread_mutex_lock(&tw->mu);
+  int frozen = tw_hold(&tw->ev, mono);
+  pthread_mutex_unlock(&tw->mu);
+  napi_value v;
+  napi_get_boolean(env, frozen != 0, &v);
+  return v;
+}
+
 // Frames that came back per interface (tw_return_seen) since the last call, as one flat array
 // [ifindex, count, ...]; undefined when none did (it is read every tick).
 static napi_value js_tripwire_returns(napi_env env, napi_callback_info info) {
@@ -1678,7 +1692,7 @@ NAPI_MODULE_INIT() {
               { "close", js_close }, { "closeMany", js_close_many }, { "startTripwire", js_start_tripwire },
               { "armTripwire", js_arm_tripwire }, { "stopTripwire", js_stop_tripwire },
               { "tripwireFrames", js_tripwire_frames }, { "readTripwireMoves", js_read_tripwire_moves },
-              { "tripwireReturns", js_tripwire_returns },
+              { "tripwireReturns", js_tripwire_returns }, { "tripwireHold", js_tripwire_hold },
               { "tripwireUnicast", js_tripwire_unicast },
               { "setRealtime", js_set_realtime }, { "probeOpen", js_probe_open },
               { "probeSend", js_probe_send }, { "probeRecv", js_probe_recv }, { "peerCred", js_peer_cred },

@@ -26,6 +26,9 @@
 // < 640 frames/s, or 100 ms without a frame: the flood is over.
 #define TW_QUIET_NS 100000000LL
 #define TW_QUIET_FRAMES 64
+// A head held at a trip (tw_hold) stays frozen until its capture takes it, or this long: a quiet
+// spell after the cut is no reason to roll the storm's first frames out before the copy.
+#define TW_HOLD_NS 1000000000LL
 
 typedef struct {
   int64_t sec;
@@ -48,6 +51,7 @@ typedef struct {
   tw_ring_t tail; // rolling while the head is frozen: the latest frames
   int frozen;
   int64_t last_ns; // monotonic time of the previous frame
+  int64_t held_ns; // monotonic time of the trip that held the head (tw_hold); 0: not held
 } tw_evidence_t;
 
 static inline void tw_put(tw_ring_t *r, int64_t sec, int32_t nsec, int64_t mono, const uint8_t *buf, size_t cap, uint32_t len, int ifindex, uint8_t pkttype) {
@@ -70,11 +74,12 @@ static inline int64_t tw_mono_of(const tw_ring_t *r, uint64_t k) {
 
 // One frame (cap <= TW_SNAP bytes of it in buf) into the evidence.
 static inline void tw_keep(tw_evidence_t *ev, int64_t sec, int32_t nsec, int64_t mono, const uint8_t *buf, size_t cap, uint32_t len, int ifindex, uint8_t pkttype) {
-  if (ev->frozen) {
+  if (ev->frozen && (ev->held_ns == 0 || mono - ev->held_ns > TW_HOLD_NS)) {
     const tw_ring_t *t = &ev->tail;
     if (mono - ev->last_ns >= TW_QUIET_NS || (t->next >= TW_QUIET_FRAMES && mono - tw_mono_of(t, TW_QUIET_FRAMES - 1) > TW_QUIET_NS)) {
       // The flood is over and nobody read it (no trip): the head rolls again from here.
       ev->frozen = 0;
+      ev->held_ns = 0;
       ev->tail.next = 0;
     }
   }
@@ -87,12 +92,26 @@ static inline void tw_keep(tw_evidence_t *ev, int64_t sec, int32_t nsec, int64_t
   ev->last_ns = mono;
 }
 
+// A trip's verdict came: freeze the head as it is, so that a storm cut before it froze by rate (a
+// fast cut, or a reader starved of its core missing frames) keeps its first frames; whatever
+// floods after the cut goes to the tail until the capture is taken (tw_take), however quiet it
+// gets meanwhile (up to TW_HOLD_NS). Returns frozen.
+static inline int tw_hold(tw_evidence_t *ev, int64_t mono) {
+  if (!ev->frozen && ev->head.next > 0) {
+    ev->frozen = 1;
+    ev->tail.next = 0;
+  }
+  if (ev->frozen) ev->held_ns = mono > 0 ? mono : 1;
+  return ev->frozen;
+}
+
 // Copy the evidence out (head, and the tail when frozen; an unfrozen tail comes back empty) and
 // re-open the head, so the next storm's onset is not mixed with this one's. Returns frozen.
 static inline int tw_take(tw_evidence_t *ev, tw_ring_t *head, tw_ring_t *tail) {
   int frozen = ev->frozen;
   memcpy(head, &ev->head, sizeof *head);
   memcpy(tail, &ev->tail, sizeof *tail);
+  ev->held_ns = 0;
   if (frozen) {
     ev->frozen = 0;
     ev->tail.next = 0;

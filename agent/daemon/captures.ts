@@ -9,8 +9,8 @@ import { AUTO_RECOVERY } from '../breaker/state.js';
 // Evidence of a storm: after an automatic trip of a local port (the link is down: the breaker
 // journals a trip only once its link-down succeeded), the tripwire's rings (the storm's first
 // frames, frozen when the flood began, and the last ones it received) are copied out and written as a pcapng into STATE_DIR/captures, then a `capture` event
-// names the file for the journal and `why`. Nothing here runs in the tick: the trip event only
-// schedules the work, and the file is written on libuv's pool. While the breaker is still busy
+// names the file for the journal and `why`. Nothing here runs in the tick but a hold of the head
+// ring (one lock): the trip event only schedules the work, and the file is written on libuv's pool. While the breaker is still busy
 // with the storm (a loop shut settling, an escalation in flight) the copy waits, polled every
 // CAPTURE_POLL_MS, at most CAPTURE_WAIT_MAX_MS: under a three-uplink storm the copy and encode
 // took the JS thread 8-20 ms right after the first trip (lab trace, 2026-12-05: the first sample
@@ -24,6 +24,8 @@ export interface CaptureDeps {
   stateDir: string;
   /** The tripwire's ring, oldest first; null when there is no tripwire (no addon, no socket). */
   frames(): TripwireFrame[] | null;
+  /** Keep the tripwire's frames so far as the onset (called at the trip, in the tick: one lock, no copy). */
+  hold?(): void;
   /** Is this port one of this host's interfaces (the tripwire sees only those)? */
   isLocal(port: string): boolean;
   record(e: JournalEvent): void;
@@ -110,6 +112,11 @@ export function createCaptures(d: CaptureDeps): Captures {
   return {
     onRecord(e) {
       if (!wantsCapture(e, d.isLocal)) return;
+      // Now, not when the copy is taken (up to CAPTURE_WAIT_MAX_MS later): a storm cut before its
+      // rate froze the head (a fast cut; a reader that missed frames on a loaded core) had its
+      // first frames rolled out by what flooded meanwhile: a capture without the injected frame,
+      // holding only a later burst's (clean-clone CI with one core busy, session 19).
+      d.hold?.();
       const p = calm()
         .then(() => capture(e))
         .catch((err: unknown) => problem((err as Error).message, e.port))

@@ -38,6 +38,11 @@ export interface PacketAddon {
    */
   tripwireFrames(h: TripwireHandle): TripwireFrame[];
   /**
+   * Freeze the evidence's head as it is (a trip: its capture is taken later, off the tick): a
+   * storm cut before its rate froze the head keeps its first frames. Returns whether it is frozen.
+   */
+  tripwireHold(h: TripwireHandle): boolean;
+  /**
    * Source MACs seen arriving on another interface than their previous frame since the last call,
    * oldest first, flat: [monoNs, ifindex, mac, ...] (the bridge's FDB moves, ~2 ms sooner); undefined
    * when there are none (read every tick: no empty array each time).

@@ -19,6 +19,8 @@ export interface Tripwire {
   readonly fired: number;
   /** The last frames the tripwire received (evidence for a trip; read after the shut, allocates). */
   frames(): TripwireFrame[];
+  /** Keep the frames received so far as the storm's onset (at a trip; see PacketAddon.tripwireHold). */
+  hold(): void;
   /** Source MACs moved between interfaces since the last call: [monoNs, ifindex, mac, ...] (see PacketAddon). */
   moves(): ReadonlyArray<number | string>;
   /** Frames that came back per interface since the last call: [ifindex, count, ...], or undefined (see PacketAddon.tripwireReturns). */
@@ -54,6 +56,9 @@ export function createTripwire(addon: PacketAddon, onFrame: () => void, realtime
     },
     frames() {
       return closed ? [] : addon.tripwireFrames(handle);
+    },
+    hold() {
+      if (!closed) addon.tripwireHold(handle);
     },
     moves() {
       return closed ? NO_MOVES : (addon.readTripwireMoves(handle) ?? NO_MOVES);

@@ -10,6 +10,8 @@
 //   {"op":"unicast","ifindexes":[...]}       -> {"ok":true,"watched":N}: the unknown-unicast watch on those ports
 //   {"op":"collect","ms":T}                  -> {"ok":true,"moves":[...]}: every move over the next T ms, read
 //                                               each ms as the agent's ticks do (the native ring keeps 256)
+//   {"op":"hold"}                            -> {"ok":true,"frozen":bool}: the evidence's head held (a trip)
+//   {"op":"frames"}                          -> {"ok":true,"onset":{ifindex:n},"rest":{ifindex:n}}: the evidence taken
 //   {"op":"close"}                           -> {"ok":true} and exit
 import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
@@ -45,6 +47,16 @@ createInterface({ input: process.stdin }).on('line', (line) => {
         reply({ moves });
       }
     }, 1);
+  } else if (cmd.op === 'hold') {
+    reply({ frozen: addon.tripwireHold(handle) });
+  } else if (cmd.op === 'frames') {
+    const onset = {};
+    const rest = {};
+    for (const f of addon.tripwireFrames(handle)) {
+      const into = f.onset === true ? onset : rest;
+      into[f.ifindex] = (into[f.ifindex] ?? 0) + 1;
+    }
+    reply({ onset, rest });
   } else if (cmd.op === 'close') {
     addon.stopTripwire(handle);
     reply({});

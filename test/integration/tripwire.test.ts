@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 // The native tripwire against real frames in a namespace: it wakes the JS thread once per arm,
 // on the first burst of minFrames frames within windowNs, and never for frames slower than that
-// (ordinary broadcast chatter costs the agent's thread nothing).
+// (ordinary broadcast chatter costs the agent's thread nothing). Its evidence (the frames a trip
+// saves) holds a storm's first frames, also when the storm was cut before it froze by rate.
 //
 //   q0 ==veth== p0        (inside NS, IPv6 off, no addresses; frames sent on q0 arrive on p0)
 
@@ -22,6 +23,17 @@ const sh = (file: string, ...args: string[]) => run(file, args, { timeout: 20_00
 const nsx = (...argv: string[]) => sh('ip', 'netns', 'exec', NS, ...argv);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+interface Reply {
+  ok: boolean;
+  fired?: number;
+  moves?: Array<number | string> | 'none';
+  watched?: number;
+  frozen?: boolean;
+  onset?: Record<string, number>;
+  rest?: Record<string, number>;
+  error?: string;
+}
+
 class Probe {
   private readonly child: ChildProcessWithoutNullStreams;
   private readonly pending: Array<(line: string) => void> = [];
@@ -31,13 +43,13 @@ class Probe {
     createInterface({ input: this.child.stdout }).on('line', (line) => this.pending.shift()?.(line));
     this.child.stderr.on('data', (d: Buffer) => this.stderr.push(d.toString()));
   }
-  async send(cmd: object): Promise<{ ok: boolean; fired?: number; moves?: Array<number | string> | 'none'; watched?: number; error?: string }> {
+  async send(cmd: object): Promise<Reply> {
     const line = new Promise<string>((res, rej) => {
       const timer = setTimeout(() => rej(new Error(`probe timeout; stderr: ${this.stderr.join('')}`)), 20_000);
       this.pending.push((l) => (clearTimeout(timer), res(l)));
     });
     this.child.stdin.write(`${JSON.stringify(cmd)}\n`);
-    const r = JSON.parse(await line) as { ok: boolean; fired?: number; moves?: Array<number | string> | 'none'; watched?: number; error?: string };
+    const r = JSON.parse(await line) as Reply;
     if (!r.ok) throw new Error(r.error);
     return r;
   }
@@ -120,6 +132,43 @@ describe('tripwire (native thread, real frames)', () => {
     expect(t[1]!).toBeGreaterThan(t[0]!);
     expect(t[1]!).toBeLessThan(Number(process.hrtime.bigint()));
     expect((await probe!.send({ op: 'moves' })).moves).toBe('none'); // undefined when none: no array per tick
+  });
+
+  it('a trip holds the evidence as it is: a storm cut before its rate froze the head keeps its frames when a burst floods after the cut', async () => {
+    // q2 ==veth== p2: the later burst, told apart from the storm's frames (from q0) by interface;
+    // q3 ==veth== p3: a frame every 20 ms throughout (chatter), so that the sender's start between
+    // storm and burst is no 100 ms silence (which ends a flood: tripwire_ring.h).
+    for (const [q, p] of [['q2', 'p2'], ['q3', 'p3']] as const) {
+      await nsx('ip', 'link', 'add', q, 'type', 'veth', 'peer', 'name', p);
+      await nsx('ip', 'link', 'set', q, 'up');
+      await nsx('ip', 'link', 'set', p, 'up');
+    }
+    const chatter = nsx('python3', SENDER, 'q3', '--broadcast', '150', '--burst', '1', '--gap-ms', '20');
+    await sleep(300); // its python is up
+    const ifindex = async (dev: string) => String((await nsx('cat', `/sys/class/net/${dev}/ifindex`)).stdout.trim());
+    const [p0, p2] = [await ifindex('p0'), await ifindex('p2')];
+    await probe!.send({ op: 'frames' }); // whatever came before
+    const storm = () => nsx('python3', SENDER, 'q0', '--broadcast', '60', '--burst', '1', '--gap-ms', '2'); // ~500/s: never freezes the head
+    const burst = () => nsx('python3', SENDER, 'q2', '--broadcast', '1000', '--burst', '10', '--gap-ms', '1'); // ~10k/s: freezes it
+    // Without a hold (the old capture, taken up to 60 ms after the trip): the burst froze the
+    // head by its rate, and the storm's frames were rolled out of it.
+    await storm();
+    await burst();
+    await sleep(50);
+    const old = await probe!.send({ op: 'frames' });
+    expect(old.onset![p0] ?? 0).toBe(0);
+    expect(old.onset![p2]).toBeGreaterThanOrEqual(200); // 256 but the chatter's
+    // Held at the trip: the storm's frames are the onset, the burst goes to the tail.
+    await storm();
+    expect((await probe!.send({ op: 'hold' })).frozen).toBe(true);
+    await burst();
+    await sleep(50);
+    const held = await probe!.send({ op: 'frames' });
+    console.log(`[tripwire hold] by interface (storm p${p0}, burst p${p2}): without a hold ${JSON.stringify(old)}; held ${JSON.stringify(held)}`);
+    expect(held.onset![p0]).toBeGreaterThanOrEqual(55);
+    expect(held.onset![p2] ?? 0).toBe(0);
+    expect(held.rest![p2]).toBeGreaterThan(0);
+    await chatter;
   });
 });
 

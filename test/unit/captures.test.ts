@@ -87,6 +87,28 @@ describe('storm captures in the daemon', () => {
     expect(h2.recorded).toHaveLength(1);
   });
 
+  it('holds the tripwire\'s head at the trip itself, before the (later) copy; not for a trip it does not capture', async () => {
+    const order: string[] = [];
+    const log = silentLogger();
+    const c = createCaptures({
+      stateDir: tmp(),
+      frames: () => (order.push('frames'), [frame(4)]),
+      hold: () => void order.push('hold'),
+      isLocal: (p) => !p.includes('/'),
+      record: () => undefined,
+      log,
+      stopped: () => false,
+      names: () => new Map([[4, 'up1']]),
+    });
+    c.onRecord(trip({ by: { uid: 0, source: 'kernel' } })); // an operator's trip: no capture, no hold
+    c.onRecord(trip({ event: 'would-trip' }));
+    expect(order).toEqual([]);
+    c.onRecord(trip());
+    expect(order).toEqual(['hold']); // synchronously, in the recording tick
+    await c.idle();
+    expect(order).toEqual(['hold', 'frames']);
+  });
+
   it('a failure to write is said once (not per trip) and again when captures work; nothing is recorded for it', async () => {
     const d = tmp();
     writeFileSync(join(d, 'captures'), 'not a directory'); // root ignores modes: a file where the directory goes
