@@ -152,14 +152,19 @@ describe('on-host fuse, management in band, uplinks saturated', () => {
     const f = fuse(await labFusePlan(lab, { leaseMs: 8000 }));
     await armed(f);
     await setAgentLink('down');
+    let heard = -1;
     try {
       await storm(() => until('vnA0 disconnected on the host', async () => !(await connected()).vnA0, STORM_GUARD_MS));
+      heard = f.cuts.filter((c) => c.cut.outcome === 'cut').length;
+      // The old ssh client is stuck on a dead path: killed while it still is. Once the link is
+      // back, TCP may yet deliver the cut's report to it (a clean-clone run, session 19: heard
+      // after the link came up, and the cases after it inherited a disconnected vNIC).
+      await f.client.stop();
     } finally {
       await setAgentLink('up');
     }
-    expect(f.cuts.filter((c) => c.cut.outcome === 'cut')).toHaveLength(0); // never heard: the link was down
+    expect(heard).toBe(0); // never heard: the link was down
     expect(events()).toContain('"outcome":"cut"');
-    await f.client.stop(); // the old ssh client is stuck on a dead path: killed
     await reconnectAll();
     // Reconnect: a new fuse replays what the old one did; acked, it is forgotten.
     const g = fuse(await labFusePlan(lab));
