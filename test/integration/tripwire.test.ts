@@ -149,15 +149,16 @@ describe('tripwire (native thread, real frames)', () => {
     const [p0, p2] = [await ifindex('p0'), await ifindex('p2')];
     await probe!.send({ op: 'frames' }); // whatever came before
     const storm = () => nsx('python3', SENDER, 'q0', '--broadcast', '60', '--burst', '1', '--gap-ms', '2'); // ~500/s: never freezes the head
-    const burst = () => nsx('python3', SENDER, 'q2', '--broadcast', '1000', '--burst', '10', '--gap-ms', '1'); // ~10k/s: freezes it
-    // Without a hold (the old capture, taken up to 60 ms after the trip): the burst froze the
-    // head by its rate, and the storm's frames were rolled out of it.
+    const burst = () => nsx('python3', SENDER, 'q2', '--broadcast', '3000', '--burst', '10', '--gap-ms', '1'); // ~10k/s for ~0.3 s
+    // Without a hold (the old capture, taken up to 60 ms after the trip): the burst rolled the
+    // storm's frames out of the head (and froze it by its rate where the reader kept up with it:
+    // not always with a core busy, a clean-clone run read too few within 50 ms).
     await storm();
     await burst();
     await sleep(50);
     const old = await probe!.send({ op: 'frames' });
-    expect(old.onset![p0] ?? 0).toBe(0);
-    expect(old.onset![p2]).toBeGreaterThanOrEqual(200); // 256 but the chatter's
+    expect((old.onset![p0] ?? 0) + (old.rest![p0] ?? 0)).toBe(0);
+    expect((old.onset![p2] ?? 0) + (old.rest![p2] ?? 0)).toBeGreaterThanOrEqual(200);
     // Held at the trip: the storm's frames are the onset, the burst goes to the tail.
     await storm();
     expect((await probe!.send({ op: 'hold' })).frozen).toBe(true);
