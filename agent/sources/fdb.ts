@@ -119,9 +119,10 @@ export function createFdbSource(opts: {
       tokens--;
       const e = parseFdbLine(line);
       if (!e) return;
-      if (!e.deleted && !learning.has(e.dev) && learning.size < MAX_LEARNING) {
-        learning.add(e.dev);
-        if (e.master) bridges.add(e.master);
+      if (!e.deleted) {
+        if (!learning.has(e.dev) && learning.size < MAX_LEARNING) learning.add(e.dev);
+        // Per line, not per new port: a port moved to another bridge learns there under its old name.
+        if (e.master && !bridges.has(e.master) && bridges.size < MAX_LEARNING) bridges.add(e.master);
       }
       const mv = track(e, t);
       if (!mv || native?.seen(mv)) return;
