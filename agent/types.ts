@@ -161,6 +161,12 @@ export interface PortRates {
    * crosses a guest that forwards between two vNICs (detect/signature.ts, ESXI_EXCHANGE_MS).
    */
   esxiVm?: boolean;
+  /**
+   * The port's bridge is an ESXi vSwitch with a watched VM port (esxiVm), set where the ESXi source
+   * lists its ports: only there does the detector look at what VM ports send (esxiVmSends), so a
+   * storm on a Linux bridge never walks the ports for it.
+   */
+  vmSwitch?: boolean;
 }
 
 /** A MAC address seen moving between ports of one bridge (bridge monitor fdb). */

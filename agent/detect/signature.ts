@@ -223,6 +223,8 @@ export interface PortTrack {
   macvlan: boolean;
   /** A VM's port on an ESXi standard vSwitch (PortRates.esxiVm, as of the last sample). */
   esxiVm: boolean;
+  /** Its bridge is an ESXi vSwitch with a watched VM port (PortRates.vmSwitch, as of the last sample). */
+  vmSwitch: boolean;
   /** Since when this macvlan device re-sends what another NIC's receives (a one-way ring), or NaN. */
   echoSinceNs: number;
   /** A guest's device (macvlan, not its NIC) whose transmit is counted: txFwdPps known. */
@@ -312,6 +314,8 @@ export interface BridgeTrack {
   /** Members this tick (by rate or sustained evidence) that are ESXi VM ports, and how many of them held ESXI_EXCHANGE_MS. */
   vmPorts: number;
   vmLong: number;
+  /** A member this tick is of an ESXi vSwitch with a watched VM port (PortRates.vmSwitch): only then can esxiVmSends be true. */
+  vmSwitch: boolean;
   /** Pass 2's judgement this tick: how the tallies make a loop, or null. */
   how: LoopHow | null;
   byFlap: boolean;
@@ -509,7 +513,8 @@ function judgeLoop(state: DetectorState, b: BridgeTrack, ports: ReadonlyMap<stri
   }
   // One VM port among them on an ESXi vSwitch: that VM's exchange through an uplink, for a while;
   // none, while a watched VM sends what the uplinks send: its own stream, returned by the switch.
-  const exchange = b.flap === null && ((b.vmPorts === 1 && b.vmLong === 0) || (b.vmPorts === 0 && b.members + b.slow >= 2 && esxiVmSends(state, b, ports)));
+  // (esxiVmSends walks every port: only on a vSwitch with a watched VM port, never on a Linux bridge.)
+  const exchange = b.flap === null && ((b.vmPorts === 1 && b.vmLong === 0) || (b.vmPorts === 0 && b.vmSwitch && b.members + b.slow >= 2 && esxiVmSends(state, b, ports)));
   const byRate = !exchange && b.members >= 2 && (b.flap !== null || b.held >= 2);
   b.byFlap = b.flap !== null && symmetricWatched(state, b.bridge, b.flap, ports) >= 2;
   b.bySustain = !exchange && b.slow >= 2;
@@ -540,6 +545,7 @@ function esxiVmSends(state: DetectorState, b: BridgeTrack, ports: ReadonlyMap<st
 /** A member this tick (by rate, or `slow`: sustained) of a macvlan domain, or an ESXi VM port (and did it hold ESXI_EXCHANGE_MS?). */
 function tallyKind(b: BridgeTrack, tr: PortTrack, slow: boolean, tNs: number): void {
   if (tr.macvlan) b.macvlan = true;
+  if (tr.vmSwitch) b.vmSwitch = true;
   if (!tr.esxiVm) return;
   b.vmPorts++;
   const since = Math.min(tr.loopMember ? tr.hotSinceNs : Infinity, slow ? tr.slowSinceNs : Infinity);
@@ -704,6 +710,7 @@ function newTrack(port: string, bridge: string | null, tNs: number): PortTrack {
     hairpin: false,
     macvlan: false,
     esxiVm: false,
+    vmSwitch: false,
     echoSinceNs: NaN,
     fwdKnown: false,
     fwdAvg: 0,
@@ -818,6 +825,7 @@ function observe(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number): void 
   tr.hairpin = r.hairpin === true;
   tr.macvlan = r.macvlan === true;
   tr.esxiVm = r.esxiVm === true;
+  tr.vmSwitch = r.vmSwitch === true;
   const ret = r.rxRetPps ?? NaN;
   tr.retKnown = Number.isFinite(ret);
   tr.retFrames = tr.retFrames * Math.max(0, 1 - r.dtMs / RETURN_WINDOW_MS) + (Number.isFinite(ret) ? (ret * r.dtMs) / 1000 : 0);
@@ -958,6 +966,7 @@ function bridgeTrack(state: DetectorState, bridge: string, tNs: number): BridgeT
       macvlan: false,
       vmPorts: 0,
       vmLong: 0,
+      vmSwitch: false,
       how: null,
       byFlap: false,
       bySustain: false,
@@ -981,6 +990,7 @@ function tallied(state: DetectorState, bridge: string, seq: number, tNs: number)
     b.macvlan = false;
     b.vmPorts = 0;
     b.vmLong = 0;
+    b.vmSwitch = false;
   }
   b.lastActiveNs = tNs;
   return b;

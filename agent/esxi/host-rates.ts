@@ -70,6 +70,9 @@ export function hostRates(host: EsxiHostPolicy, log: Log): HostRates {
     });
     // A vNIC's port, not a vmnic: the vSwitch forwards uplink to VM and VM to anything, never uplink to uplink.
     for (const t of tracks) t.rates.esxiVm = t.port.kind === 'port';
+    // A vSwitch with a watched VM port: only there does the detector weigh what VM ports send.
+    const vmSwitches = new Set(tracks.filter((t) => t.rates.esxiVm).map((t) => t.port.bridge));
+    for (const t of tracks) t.rates.vmSwitch = vmSwitches.has(t.port.bridge);
     byItem = new Map(tracks.map((t) => [itemKey(t.port.kind, t.port.id), t]));
     portMap = new Map(tracks.map((t) => [t.port.name, t.port.policy]));
     rateList = tracks.map((t) => t.rates);

@@ -18,10 +18,10 @@ const ALL = [UP0, UP1, A0, A1, VM1];
 const VNICS = [A0, A1, VM1];
 const esxPorts = testPorts({ [UP0]: 'uplink', [UP1]: 'uplink', [A0]: 'vm', [A1]: 'vm', [VM1]: 'vm' }, policy);
 
-/** `load` sampled every 15 ms (the fuse's burst period) on vSwitch0, VM ports marked as the ESXi source marks them. */
+/** `load` sampled every 15 ms (the fuse's burst period) on vSwitch0, VM ports and the vSwitch marked as the ESXi source marks them. */
 function esxTrace(load: LoadFn, ms: number, esxiVm = true): Tick[] {
   const ticks = buildTrace({ name: 'esxi', ports: ALL.map((port) => ({ port, bridge: 'esx1/vSwitch0' })), load, periodMs: 15, jitterMs: 3 }, ms);
-  return ticks.map((t) => ({ ...t, ports: t.ports.map((r) => ({ ...r, esxiVm: esxiVm && VNICS.includes(r.port) })) }));
+  return ticks.map((t) => ({ ...t, ports: t.ports.map((r) => ({ ...r, esxiVm: esxiVm && VNICS.includes(r.port), vmSwitch: esxiVm })) }));
 }
 
 function verdicts(ticks: Tick[], ports: ReadonlyMap<string, PortPolicy> = esxPorts): Array<{ ms: number; v: Verdict }> {

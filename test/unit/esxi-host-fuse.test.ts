@@ -143,6 +143,25 @@ describe("the fuse's samples as rates", () => {
   });
 });
 
+describe('the ports as the detector sees them', () => {
+  it('VM ports are esxiVm; every port of a vSwitch with a watched VM port is vmSwitch, none where only vmnics are watched', () => {
+    const log = { info: () => undefined, warn: () => undefined };
+    const rates = hostRates(host, log);
+    rates.set(watched);
+    const vmBridges = new Set(watched.filter((p) => p.kind === 'port').map((p) => p.bridge));
+    expect(vmBridges.size).toBeGreaterThan(0);
+    const kindOf = new Map(watched.map((p) => [p.name, p.kind]));
+    for (const r of rates.rates()) {
+      expect(r.esxiVm).toBe(kindOf.get(r.port) === 'port');
+      expect(r.vmSwitch).toBe(vmBridges.has(r.bridge!));
+    }
+    expect(rates.rates().some((r) => r.vmSwitch && !r.esxiVm)).toBe(true); // a vmnic of such a vSwitch
+    rates.set(watched.filter((p) => p.kind !== 'port'));
+    expect(rates.rates().length).toBeGreaterThan(0);
+    expect(rates.rates().map((r) => r.vmSwitch)).toEqual(rates.rates().map(() => false));
+  });
+});
+
 describe("the agent's own link-down of a vNIC the armed fuse would cut", () => {
   it("waits for the fuse's report and takes it as its result; cuts itself when the fuse would not, or not in time", async () => {
     const w = fuseWaits();
