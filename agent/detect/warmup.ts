@@ -14,9 +14,7 @@ import type { PortPolicy, PortRates, Policy, FdbMove, Verdict } from '../types.j
 import { blankRates } from '../sample/rates.js';
 import { emptyTick, initialDetectorState, step } from './signature.js';
 import { portPolicyOf } from '../policy/port-policy.js';
-
-/** A string made at run time, as sources make theirs (a literal is interned: another string type to the compiler). */
-const runtime = (s: string): string => s.split('').join('');
+import { runtime, warmUpDomains, type DomainWarmUp } from './warmup-domains.js';
 export const WARM_BRIDGE = runtime('(warm-up)');
 export const WARM_PORTS: readonly string[] = ['warm-a', 'warm-b', 'warm-c'].map(runtime);
 /** The synthetic storms, each for an equal share of the ticks (see warmUpDetector). */
@@ -40,17 +38,19 @@ export function macFromLine(): string {
 
 /**
  * Run `ticks` synthetic 1 ms ticks through a fresh detector state: quiet, a two-port loop with a
- * flapping MAC, a slow loop, a unicast loop and a single-port flood, so every verdict path runs.
- * `portPolicy` supplies the thresholds (the policy's defaults, as a real port would have).
- * `each` sees every tick's verdicts (the breaker's warm-up feeds them on). Returns the verdicts it
- * produced by path (a path with none was not warmed).
+ * flapping MAC, a slow loop, a unicast loop and a single-port flood, so every verdict path runs;
+ * then the other forwarding domains' storms (macvtap rings, a guest's flood, an ESXi vSwitch:
+ * warmup-domains.ts), on states and ports of their own. `portPolicy` supplies the thresholds (the
+ * policy's defaults, as a real port would have). `each` sees every tick's verdicts of the
+ * bridge's storms (the breaker's warm-up feeds them on; a ring's loop verdict takes the same
+ * breaker path as a bridge's). Returns the verdicts it produced by path (a path with none was not warmed).
  */
 export function warmUpDetector(
   policy: Policy,
   portPolicy: PortPolicy,
   ticks = 3000,
   each?: (verdicts: readonly Verdict[], tNs: number) => void,
-): Record<'rate' | 'flap' | 'sustained' | 'flood', number> {
+): Record<'rate' | 'flap' | 'sustained' | 'flood', number> & { domains: DomainWarmUp } {
   const ports = warmPorts(portPolicy);
   const st = initialDetectorState();
   const rs = WARM_PORTS.map(rates);
@@ -98,5 +98,5 @@ export function warmUpDetector(
       else seen.rate++;
     }
   }
-  return seen;
+  return { ...seen, domains: warmUpDomains(policy, portPolicy) };
 }
