@@ -167,6 +167,15 @@ export interface PortRates {
    * storm on a Linux bridge never walks the ports for it.
    */
   vmSwitch?: boolean;
+  /**
+   * ESXi VM ports only: which VM the vNIC belongs to, `<host>/world <World ID>` (esxcli network vm
+   * list), or `<host>/vm <name>` where the World ID is not known; '' or absent elsewhere. Two
+   * member ports with the same id are one guest forwarding between its own vNICs: a loop through
+   * it, not a VM's exchange with the world (detect/signature.ts guestPeer).
+   */
+  esxiVmId?: string;
+  /** The VM's name (inventory), for the verdict's words only. */
+  esxiVmName?: string;
 }
 
 /** A MAC address seen moving between ports of one bridge (bridge monitor fdb). */
@@ -466,7 +475,14 @@ export interface Evidence {
 }
 
 export type Verdict =
-  | { kind: 'loop'; bridge: string | null; members: string[]; evidence: Evidence }
+  | {
+      kind: 'loop';
+      bridge: string | null;
+      members: string[];
+      evidence: Evidence;
+      /** A loop through an ESXi guest: its member vNICs (on any of the host's vSwitches) are of this one VM. */
+      guest?: { vm: string; ports: string[] };
+    }
   | { kind: 'flood'; port: string; evidence: Evidence }
   /** An uplink transmits a flood while no watched port of its bridge is hot: reported, never acted on. */
   | { kind: 'egress'; port: string; evidence: Evidence };

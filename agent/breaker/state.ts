@@ -153,6 +153,8 @@ interface BridgeEntry {
   members: string[];
   /** A loop verdict here waits for another bridge's shut until then (see waitsForOtherShut); members as above. */
   waitUntilNs: number;
+  /** The last loop verdict's guest (an ESXi VM forwarding between its own vNICs), said in the shut's reason. */
+  guest: { vm: string; ports: string[] } | null;
 }
 
 export interface BreakerState {
@@ -683,6 +685,7 @@ function onLoop(ctx: Ctx, v: Extract<Verdict, { kind: 'loop' }>): void {
     return;
   }
   b.members = [...v.members];
+  b.guest = v.guest ?? null;
   // Inside settle only when persistsAfter said so: the journal says which evidence decided.
   const early = ctx.tNs < b.settleUntilNs && b.lastPort !== null;
   shutForLoop(ctx, key, b, v.evidence, cands, early ? { port: b.lastPort!, why: `loop on ${key} still circling on ${(alive ?? v.members).join(',')} in the samples measured after ${b.lastDry ? 'would-trip of' : 'shutting'} ${b.lastPort} (${Math.round((ctx.tNs - b.shutDoneNs) / 1e6)} ms after it landed)` } : null);
@@ -947,7 +950,7 @@ function shutForLoop(
   const order = joined
     ? `${joinText(ctx, target, key, pp, ago)}: cutting it undoes the change that closed the loop; first of ${cands.join(',')} by shut order, recent joiners first`
     : overlayOrder(ctx, target, pp, cands) ?? `first of ${cands.join(',')} by shut order`;
-  const reason = `loop on ${key}: shut ${target} (${order})${unnamedShutNote(b.members, ctx.ports, target)}`;
+  const reason = `loop on ${key}${guestText(b, target)}: shut ${target} (${order})${unnamedShutNote(b.members, ctx.ports, target)}`;
   if (!dry && !budgetLeft(ctx)) {
     notice(ctx, `budget:${key}`, 'flood-observed', target, `shut budget exhausted: ${budgetText(ctx)}; loop on ${key} continues, would shut ${target}`, {
       evidence,
@@ -978,6 +981,14 @@ function shutForLoop(
   const e = autoLinkDown(ctx, target, reason, evidence, key, cands.slice(1), undefined);
   if (joined) e.extra = joined; // journaled with the trip
   b.inFlight = target;
+}
+
+/** ' through VM x (...)' when the loop crosses an ESXi guest forwarding between its vNICs; '' otherwise. */
+function guestText(b: BridgeEntry, target: string): string {
+  const g = b.guest;
+  if (g === null) return '';
+  const which = g.ports.includes(target) ? `; ${target} is its vNIC` : '';
+  return ` through VM ${g.vm} (the guest forwards between its vNICs ${g.ports.join(',')}${which})`;
 }
 
 /**
@@ -1290,7 +1301,7 @@ function entry(ctx: Ctx, port: string): PortEntry {
 function bridge(ctx: Ctx, key: string): BridgeEntry {
   let b = ctx.st.bridges.get(key);
   if (b === undefined) {
-    b = { inFlight: null, settleUntilNs: -Infinity, shutDoneNs: -Infinity, quietUntilNs: -Infinity, lastPort: null, lastNs: -Infinity, lastDry: false, tried: new Map(), members: [], waitUntilNs: -Infinity };
+    b = { inFlight: null, settleUntilNs: -Infinity, shutDoneNs: -Infinity, quietUntilNs: -Infinity, lastPort: null, lastNs: -Infinity, lastDry: false, tried: new Map(), members: [], waitUntilNs: -Infinity, guest: null };
     ctx.st.bridges.set(key, b);
   }
   return b;

@@ -49,7 +49,13 @@
 //    both ways: shut as a loop in the stand-in ESXi lab, esxi-benign), and no FDB shows there to
 //    tell them apart. So where exactly one member by rate or sustained evidence is a VM port
 //    (PortRates.esxiVm), the verdict waits until that port stayed hot ESXI_EXCHANGE_MS: a loop
-//    through a guest whose other vNIC is not watched is still cut, later. Uplinks alone are judged
+//    through a guest whose other vNIC is not watched is still cut, later. Unless that VM port's
+//    guest is seen forwarding: another member port of the SAME VM (PortRates.esxiVmId, on this
+//    vSwitch or another of the host's), each one sending about what the other delivers to the guest
+//    (guestPeer). A VM's exchange with the world is one vNIC of it against uplinks; two of its
+//    vNICs passing the same frames to each other is the guest bridging them, a loop through it,
+//    judged at once (session 20: a guest bridging a vNIC on vSwitch0 with one on vSwitch1 was cut
+//    only after ESXI_EXCHANGE_MS, each vSwitch showing one VM port). Uplinks alone are judged
 //    as before (the forwarding guest out of sight), unless watched VM ports send what they send
 //    (esxiVmSends: a VM's own stream, which the physical switch returns by the other uplink).
 //  - macvlan domains: a host without a bridge whose guests have macvtap/macvlan NICs on its NICs
@@ -225,6 +231,11 @@ export interface PortTrack {
   esxiVm: boolean;
   /** Its bridge is an ESXi vSwitch with a watched VM port (PortRates.vmSwitch, as of the last sample). */
   vmSwitch: boolean;
+  /** Its VM's identity and name (PortRates.esxiVmId, esxiVmName; '' when not a VM port or unknown). */
+  vmId: string;
+  vmName: string;
+  /** The step (state.seq) in which it was last a loop member by rate or sustained evidence (guestPeer asks). */
+  memberSeq: number;
   /** Since when this macvlan device re-sends what another NIC's receives (a one-way ring), or NaN. */
   echoSinceNs: number;
   /** A guest's device (macvlan, not its NIC) whose transmit is counted: txFwdPps known. */
@@ -316,6 +327,9 @@ export interface BridgeTrack {
   vmLong: number;
   /** A member this tick is of an ESXi vSwitch with a watched VM port (PortRates.vmSwitch): only then can esxiVmSends be true. */
   vmSwitch: boolean;
+  /** The last VM port tallied this tick, and the member of the same VM that it forwards with (guestPeer), or null. */
+  vmPort: PortTrack | null;
+  guest: PortTrack | null;
   /** Pass 2's judgement this tick: how the tallies make a loop, or null. */
   how: LoopHow | null;
   byFlap: boolean;
@@ -514,7 +528,9 @@ function judgeLoop(state: DetectorState, b: BridgeTrack, ports: ReadonlyMap<stri
   // One VM port among them on an ESXi vSwitch: that VM's exchange through an uplink, for a while;
   // none, while a watched VM sends what the uplinks send: its own stream, returned by the switch.
   // (esxiVmSends walks every port: only on a vSwitch with a watched VM port, never on a Linux bridge.)
-  const exchange = b.flap === null && ((b.vmPorts === 1 && b.vmLong === 0) || (b.vmPorts === 0 && b.vmSwitch && b.members + b.slow >= 2 && esxiVmSends(state, b, ports)));
+  // Unless that VM port's guest forwards with another vNIC of its own that is a member too: a loop through it.
+  b.guest = b.vmPort !== null ? guestPeer(state, b.vmPort, ports) : null;
+  const exchange = b.flap === null && ((b.vmPorts === 1 && b.vmLong === 0 && b.guest === null) || (b.vmPorts === 0 && b.vmSwitch && b.members + b.slow >= 2 && esxiVmSends(state, b, ports)));
   const byRate = !exchange && b.members >= 2 && (b.flap !== null || b.held >= 2);
   b.byFlap = b.flap !== null && symmetricWatched(state, b.bridge, b.flap, ports) >= 2;
   b.bySustain = !exchange && b.slow >= 2;
@@ -542,12 +558,39 @@ function esxiVmSends(state: DetectorState, b: BridgeTrack, ports: ReadonlyMap<st
   return sent >= LOOP_FLOOR_PPS && sent * SLOW_RX_TX_FACTOR >= upTx;
 }
 
+/**
+ * Another loop member this tick of the same VM as `v` (a VM port member), on any bridge, between
+ * which and `v` the guest passes the frames: what one delivers to the guest (tx) the other sends
+ * (rx), both ways, within RX_TX_FACTOR, averaged. That is a guest bridging its own vNICs. A VM with
+ * two vNICs that does not forward between them (a router, a host answering on both) is not a member
+ * on both by its own traffic: its answers are unicast, or only its own streams; and where its
+ * vNICs carry what the other's delivers (its own stream sent by both and returned by the physical
+ * switch) each stream must ALSO match the other direction's, which two separate streams rarely
+ * do. Null when none (or when v's VM is not known).
+ */
+function guestPeer(state: DetectorState, v: PortTrack, ports: ReadonlyMap<string, PortPolicy>): PortTrack | null {
+  if (v.vmId === '') return null;
+  for (const p of state.ports.values()) {
+    if (p === v || p.vmId !== v.vmId || p.memberSeq !== state.seq || !ports.has(p.port)) continue;
+    if (within(v.txAvg, p.rxAvg, RX_TX_FACTOR) && within(p.txAvg, v.rxAvg, RX_TX_FACTOR)) return p;
+  }
+  return null;
+}
+
+/** a and b both > 0 and within `factor` of each other. */
+function within(a: number, b: number, factor: number): boolean {
+  return a > 0 && b > 0 && a <= factor * b && b <= factor * a;
+}
+
 /** A member this tick (by rate, or `slow`: sustained) of a macvlan domain, or an ESXi VM port (and did it hold ESXI_EXCHANGE_MS?). */
 function tallyKind(b: BridgeTrack, tr: PortTrack, slow: boolean, tNs: number): void {
+  // b.seq is this step's (tallied): guestPeer asks which ports are members now.
+  tr.memberSeq = b.seq;
   if (tr.macvlan) b.macvlan = true;
   if (tr.vmSwitch) b.vmSwitch = true;
   if (!tr.esxiVm) return;
   b.vmPorts++;
+  b.vmPort = tr;
   const since = Math.min(tr.loopMember ? tr.hotSinceNs : Infinity, slow ? tr.slowSinceNs : Infinity);
   if (tNs - since >= ESXI_EXCHANGE_MS * 1e6) b.vmLong++;
 }
@@ -711,6 +754,9 @@ function newTrack(port: string, bridge: string | null, tNs: number): PortTrack {
     macvlan: false,
     esxiVm: false,
     vmSwitch: false,
+    vmId: '',
+    vmName: '',
+    memberSeq: 0,
     echoSinceNs: NaN,
     fwdKnown: false,
     fwdAvg: 0,
@@ -826,6 +872,8 @@ function observe(tr: PortTrack, r: PortRates, t: Thresholds, tNs: number): void 
   tr.macvlan = r.macvlan === true;
   tr.esxiVm = r.esxiVm === true;
   tr.vmSwitch = r.vmSwitch === true;
+  tr.vmId = r.esxiVmId ?? '';
+  tr.vmName = r.esxiVmName ?? '';
   const ret = r.rxRetPps ?? NaN;
   tr.retKnown = Number.isFinite(ret);
   tr.retFrames = tr.retFrames * Math.max(0, 1 - r.dtMs / RETURN_WINDOW_MS) + (Number.isFinite(ret) ? (ret * r.dtMs) / 1000 : 0);
@@ -967,6 +1015,8 @@ function bridgeTrack(state: DetectorState, bridge: string, tNs: number): BridgeT
       vmPorts: 0,
       vmLong: 0,
       vmSwitch: false,
+      vmPort: null,
+      guest: null,
       how: null,
       byFlap: false,
       bySustain: false,
@@ -991,6 +1041,8 @@ function tallied(state: DetectorState, bridge: string, seq: number, tNs: number)
     b.vmPorts = 0;
     b.vmLong = 0;
     b.vmSwitch = false;
+    b.vmPort = null;
+    b.guest = null;
   }
   b.lastActiveNs = tNs;
   return b;
@@ -1172,7 +1224,16 @@ function loopVerdict(
     if (ports.get(tr.port)!.observed === true) clues.push(`${tr.port} is not named by the policy: observed only, never shut`);
     if (tr.noLearn) clues.push(`${b.bridge} learns no MAC on ${tr.port} (learning off or ageing_time 0): ${how === 'flap' ? 'the tripwire saw the frames it receives move between ports' : 'no flap can show, its total rx is judged'}`);
   }
-  if (b.vmPorts === 1 && (how === 'rate' || how === 'sustained')) {
+  const v = b.vmPort;
+  const g = b.guest;
+  if (v !== null && g !== null && (how === 'rate' || how === 'sustained')) {
+    const vm = v.vmName !== '' ? `${v.vmName} (${v.vmId})` : v.vmId;
+    clues.push(
+      `${v.port} (on ${v.bridge}) and ${g.port} (on ${g.bridge}) are vNICs of one VM, ${vm}, and it forwards between them: ` +
+        `${kpps(v.txAvg)} pps delivered to it by ${v.port} against ${kpps(g.rxAvg)} pps sent by ${g.port}, ${kpps(g.txAvg)} against ${kpps(v.rxAvg)} the other way (a loop through that guest, not its exchange with the world)`,
+    );
+    thresholds.guestRxTxFactor = RX_TX_FACTOR;
+  } else if (b.vmPorts === 1 && (how === 'rate' || how === 'sustained')) {
     clues.push(`one VM port of ${b.bridge} among them, a member for >= ${ESXI_EXCHANGE_MS} ms: longer than a VM's exchange through an uplink (a loop crosses a guest forwarding between two vNICs; its other one is not watched)`);
     thresholds.esxiExchangeMs = ESXI_EXCHANGE_MS;
   }
@@ -1194,12 +1255,14 @@ function loopVerdict(
 
   // The rule of the first named member (an observed-only port has none).
   const first = ports.get((members.find((m) => ports.get(m.port)!.observed !== true) ?? members[0]!).port)!;
-  return {
+  const verdict: Extract<Verdict, { kind: 'loop' }> = {
     kind: 'loop',
     bridge: b.bridge,
     members: members.map((m) => m.port),
     evidence: evidence(members, thresholds, clues, first.rule, tick, policy),
   };
+  if (v !== null && g !== null) verdict.guest = { vm: v.vmName !== '' ? v.vmName : v.vmId, ports: [v.port, g.port].sort() };
+  return verdict;
 }
 
 function floodVerdict(tr: PortTrack, pp: PortPolicy, tick: Tick, policy: Policy): Verdict {

@@ -3,7 +3,7 @@
 import type { Counters, EsxiHostPolicy, PortPolicy, PortRates } from '../types.js';
 import { emptyCounters } from '../types.js';
 import { blankRates, computeRates } from '../sample/rates.js';
-import { judgeBroadcast, sectionCounters, toCounters, type BroadcastJudgement, type EsxPort, type RawCounters } from './ports.js';
+import { judgeBroadcast, sectionCounters, toCounters, vmIdOf, type BroadcastJudgement, type EsxPort, type RawCounters } from './ports.js';
 import { VALUES_PER_ITEM } from './fuse/lines.js';
 import type { Result } from './result.js';
 import { itemKey, type Block } from './stream.js';
@@ -69,7 +69,12 @@ export function hostRates(host: EsxiHostPolicy, log: Log): HostRates {
       return { port: p, prev: emptyCounters(), cur: emptyCounters(), prevNs: 0, rates: blankRates(p.name, p.bridge, 0), bcast: undefined, lastError: null, txFloodPrev: NaN, txFloodCur: NaN };
     });
     // A vNIC's port, not a vmnic: the vSwitch forwards uplink to VM and VM to anything, never uplink to uplink.
-    for (const t of tracks) t.rates.esxiVm = t.port.kind === 'port';
+    // And whose: two members of one VM are that guest forwarding between its vNICs (a loop through it).
+    for (const t of tracks) {
+      t.rates.esxiVm = t.port.kind === 'port';
+      t.rates.esxiVmId = vmIdOf(host.name, t.port);
+      t.rates.esxiVmName = t.port.vm ?? '';
+    }
     // A vSwitch with a watched VM port: only there does the detector weigh what VM ports send.
     const vmSwitches = new Set(tracks.filter((t) => t.rates.esxiVm).map((t) => t.port.bridge));
     for (const t of tracks) t.rates.vmSwitch = vmSwitches.has(t.port.bridge);

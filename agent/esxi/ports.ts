@@ -26,6 +26,11 @@ export interface EsxPort {
   /** VM ports only. */
   vm?: string;
   /**
+   * VM ports only: the VM's World ID (`esxcli network vm list`, the id `vm port list -w` took),
+   * null when not known. With the host's name it is the VM's identity in the rates (vmIdOf).
+   */
+  worldId?: string | null;
+  /**
    * VM ports only: why it is watched. 'portgroup': on a port group the policy names.
    * 'bridging-vm': its VM has another vNIC in the same L2 (watchBridgingVms), so the guest can
    * close a loop through the vSwitch, and that loop is cut best at this vNIC.
@@ -37,6 +42,16 @@ export interface EsxPort {
 
 export const nicPortName = (host: string, nic: string): string => `${host}/${nic}`;
 export const vnicPortName = (host: string, mac: string): string => `${host}/vnic-${mac.toLowerCase().replace(/:/g, '')}`;
+
+/**
+ * The identity of a VM port's VM in PortRates.esxiVmId: by World ID (unique among a host's
+ * running VMs, where names may repeat), by name where the World ID is not known; '' for a vmnic.
+ */
+export function vmIdOf(host: string, p: Pick<EsxPort, 'kind' | 'vm' | 'worldId'>): string {
+  if (p.kind !== 'port') return '';
+  if (p.worldId) return `${host}/world ${p.worldId}`;
+  return p.vm ? `${host}/vm ${p.vm}` : '';
+}
 
 /** The MAC a vNIC port name carries (`vnic-000c295ba000` -> `00:0c:29:5b:a0:00`), or null. */
 export function macOfVnicPort(local: string): string | null {
@@ -106,6 +121,7 @@ export function watchedPorts(policy: Policy, host: EsxiHostPolicy, inv: EsxInven
         bridge: `${host.name}/${n.vswitch}`,
         policy: portPolicy(policy, host, name, 'vm', protectedPgs.has(n.portgroup), i++),
         vm: vm.name,
+        worldId: vm.worldId,
         portgroup: n.portgroup,
         mac: n.mac,
         watched: why,

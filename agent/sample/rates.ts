@@ -84,7 +84,7 @@ function invalid(out: PortRates): PortRates {
  * second shape deoptimised nine detector functions in the first storm's tick, lab --trace-deopt).
  */
 export function blankRates(port: string, bridge: string | null, flood: number): PortRates {
-  return { port, bridge, dtMs: D0, rxPps: D0, txPps: D0, rxBps: D0, floodPps: flood, bcastPps: flood, txFloodPps: NaN, txFwdPps: NaN, rxRetPps: NaN, valid: false, noLearn: false, hairpin: false, macvlan: false, esxiVm: false, vmSwitch: false };
+  return { port, bridge, dtMs: D0, rxPps: D0, txPps: D0, rxBps: D0, floodPps: flood, bcastPps: flood, txFloodPps: NaN, txFwdPps: NaN, rxRetPps: NaN, valid: false, noLearn: false, hairpin: false, macvlan: false, esxiVm: false, vmSwitch: false, esxiVmId: '', esxiVmName: '' };
 }
 
 /**

@@ -185,6 +185,21 @@ describe('a loop through two bridges of one host', () => {
     expect(d.kinds()).toEqual(['trip:vmb0']);
   });
 
+  it('a loop through a guest (the verdict names it, session 20): the shut of its vNIC says so in the reason', () => {
+    const d = driver(ports);
+    const guest = { vm: 'fnOS_2', ports: ['vmb0', 'vmb1'] };
+    const v0 = { ...loop(['up1', 'vmb0'], 'br0'), guest } as Verdict;
+    const v1 = { ...loop(['up2', 'vmb1'], 'br1'), guest } as Verdict;
+    d.at(0, { verdicts: [v0, v1] });
+    expect(d.commands.map((c) => [c.port, c.reason])).toEqual([
+      ['vmb0', expect.stringMatching(/^loop on br0 through VM fnOS_2 \(the guest forwards between its vNICs vmb0,vmb1; vmb0 is its vNIC\): shut vmb0 /)],
+    ]);
+    // A verdict without a guest says nothing of one.
+    const plain = driver(ports);
+    plain.at(0, { verdicts: [loop(['up1', 'vmb0'], 'br0')] });
+    expect(plain.commands[0]!.reason).toMatch(/^loop on br0: shut vmb0 /);
+  });
+
   it('an unrelated loop on the other bridge is shut as soon as its samples show it going on after the first shut landed', () => {
     const d = driver(ports);
     d.at(0, { verdicts: [loop(['up1', 'vmb0'], 'br0'), circling('br1', ['up2', 'vmb1'], 0)] });

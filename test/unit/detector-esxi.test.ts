@@ -99,3 +99,87 @@ describe('ESXi vSwitch: one VM port and the uplinks hot with rx ≈ tx is an exc
     expect(first.ms - 100).toBeLessThan(60);
   });
 });
+
+// Session 20: which VM a vNIC belongs to (PortRates.esxiVmId). A guest with one vNIC on vSwitch0
+// and one on vSwitch1 that bridges them closes a loop through both vSwitches: each shows one VM port
+// and its uplink circling, which alone is that VM's exchange until ESXI_EXCHANGE_MS. Both ports of
+// ONE VM forwarding to each other is that guest bridging them: a loop at once.
+describe('ESXi: two member vNICs of one VM (on two vSwitches) forwarding to each other are a loop through that guest', () => {
+  const W = 'esx1/world 2270220';
+  const S0 = 'esx1/vSwitch0';
+  const S1 = 'esx1/vSwitch1';
+  const B0 = 'esx1/vnic-000c29723fe3';
+  const B1 = 'esx1/vnic-000c29723fed';
+  const VM2 = 'esx1/vnic-000c29000002';
+  const SPLIT = [UP0, B0, VM1, UP1, B1, VM2];
+  const bridgeOf = (p: string): string => ([UP0, B0, VM1].includes(p) ? S0 : S1);
+  const vmOf: Record<string, [string, string]> = { [B0]: [W, 'fnOS_2'], [B1]: [W, 'fnOS_2'], [VM1]: ['esx1/world 2100861', 'Docker'], [VM2]: ['esx1/world 2104084', 'Snapshot'] };
+  const splitPorts = testPorts({ [UP0]: 'uplink', [UP1]: 'uplink', [B0]: 'vm', [B1]: 'vm', [VM1]: 'vm', [VM2]: 'vm' }, policy);
+
+  function splitTrace(load: LoadFn, ms: number, identity = true): Tick[] {
+    const ticks = buildTrace({ name: 'esxi-split', ports: SPLIT.map((port) => ({ port, bridge: bridgeOf(port) })), load, periodMs: 15, jitterMs: 3 }, ms);
+    return ticks.map((t) => ({
+      ...t,
+      ports: t.ports.map((r) => {
+        const vm = vmOf[r.port];
+        return { ...r, esxiVm: vm !== undefined, esxiVmId: identity && vm ? vm[0] : '', esxiVmName: identity && vm ? vm[1] : '' };
+      }),
+    }));
+  }
+
+  it('the guest bridging B0 (vSwitch0) and B1 (vSwitch1): a loop on each vSwitch within a few samples, naming the guest', () => {
+    const loop = splitTrace(symmetric([UP0, B0, UP1, B1], 100_000, 3000), 800);
+    const out = verdicts(loop, splitPorts);
+    const first = out[0]!;
+    expect(first.ms - 100).toBeLessThan(60);
+    const bridges = new Set(out.filter((x) => x.ms === first.ms).map((x) => (x.v as { bridge: string }).bridge));
+    expect(bridges).toEqual(new Set([S0, S1]));
+    const v = first.v as Extract<Verdict, { kind: 'loop' }>;
+    expect(v.guest).toEqual({ vm: 'fnOS_2', ports: [B0, B1] });
+    expect(v.members).toEqual(expect.arrayContaining([v.bridge === S0 ? B0 : B1]));
+    expect(v.evidence.clues.join(' | ')).toMatch(/are vNICs of one VM, fnOS_2 \(esx1\/world 2270220\), and it forwards between them/);
+  });
+
+  it('the same counters without the VM identity (old rates): no verdict before ESXI_EXCHANGE_MS', () => {
+    const out = verdicts(splitTrace(symmetric([UP0, B0, UP1, B1], 100_000, 3000), 1500, false), splitPorts);
+    expect(out).toEqual([]);
+  });
+
+  it('two VMs, one on each vSwitch, each answering a PXE wave through its uplink (24k/s both ways, 1 s): no verdict', () => {
+    expect(verdicts(splitTrace(symmetric([UP0, VM1, UP1, VM2], 24_000, 1000), 1300), splitPorts)).toEqual([]);
+  });
+
+  it('one VM with a vNIC on each vSwitch answering two separate waves (24k/s on one, 120k/s on the other): no verdict', () => {
+    // A DHCP server with a leg in two LANs: each vNIC rx ≈ tx with its own uplink, but what one
+    // delivers to the guest is not what the other sends.
+    const twoWaves: LoadFn = (p, tMs) => {
+      if (tMs < 100 || tMs >= 1100) return quiet;
+      const pps = bridgeOf(p) === S0 ? 24_000 : 120_000;
+      if ([UP0, B0, UP1, B1].includes(p)) return { rxPps: pps * 0.98, txPps: pps * 1.02, bcastPps: pps * 0.98 };
+      return { rxPps: 20, txPps: pps, bcastPps: 10 };
+    };
+    expect(verdicts(splitTrace(twoWaves, 1300), splitPorts)).toEqual([]);
+  });
+
+  it('one VM with a vNIC on each vSwitch answering ARP on both (a multi-homed host: broadcast in, unicast out, 60k/s): no verdict', () => {
+    const arp: LoadFn = (p, tMs) => {
+      if (tMs < 100 || tMs >= 2600) return quiet;
+      if (p === UP0 || p === UP1) return { rxPps: 60_000, txPps: 60_000, bcastPps: 60_000 };
+      if (p === B0 || p === B1) return { rxPps: 60_000, txPps: 60_000, bcastPps: 0 };
+      return { rxPps: 0, txPps: 60_000, bcastPps: 0 };
+    };
+    expect(verdicts(splitTrace(arp, 2800), splitPorts)).toEqual([]);
+  });
+
+  it('a guest forwarding one way only (a bridge between two LANs, a flood from vSwitch0 passed on to vSwitch1, not back): no loop verdict', () => {
+    const oneWay: LoadFn = (p, tMs) => {
+      if (tMs < 100 || tMs >= 1100) return quiet;
+      if (p === UP0) return { rxPps: 100_000, txPps: 20, bcastPps: 100_000 };
+      if (p === B0) return { rxPps: 20, txPps: 100_000, bcastPps: 10 };
+      if (p === B1) return { rxPps: 100_000, txPps: 20, bcastPps: 100_000 };
+      if (p === UP1) return { rxPps: 20, txPps: 100_000, bcastPps: 10 };
+      return { rxPps: 20, txPps: 100_000, bcastPps: 10 };
+    };
+    expect(verdicts(splitTrace(oneWay, 1300), splitPorts).filter((x) => x.v.kind === 'loop')).toEqual([]);
+  });
+});
