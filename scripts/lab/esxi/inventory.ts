@@ -112,6 +112,8 @@ export interface EsxiInventory {
 }
 
 export const INVENTORY_FILE = 'inventory.json';
+/** vSwitch1's port group in the split variant (plan.ts), named as on the captured host. */
+export const SPLIT_PORTGROUP = 'VM Network1';
 
 export interface InventoryOptions {
   driverReportsBroadcast?: boolean;
@@ -150,7 +152,7 @@ export function defaultInventory(plan: EsxiLabPlan, uplinks: UplinkFacts, opts: 
   const vmNic = (n: EsxiLabPlan['vmNics'][number], i: number): EsxiInvVmNic => ({
     key: n.key,
     mac: n.mac,
-    portgroup: 'VM Network',
+    portgroup: n.vswitch === 'vSwitch1' ? SPLIT_PORTGROUP : 'VM Network',
     portId: n.portId,
     dev: n.dev,
     connected: true,
@@ -168,6 +170,7 @@ export function defaultInventory(plan: EsxiLabPlan, uplinks: UplinkFacts, opts: 
     nics: plan.vmNics.filter((n) => n.vm === name).map(vmNic),
   });
   const trunk = [...(opts.trunkVlans ?? [])];
+  const vs0Uplinks = plan.uplinks.filter((u) => u !== plan.split?.uplink);
   for (const v of trunk) if (!Number.isInteger(v) || v < 1 || v > 4094) throw new Error(`trunk VLAN must be 1-4094, got ${v}`);
   return {
     version: 1,
@@ -178,7 +181,7 @@ export function defaultInventory(plan: EsxiLabPlan, uplinks: UplinkFacts, opts: 
       {
         name: 'vSwitch0',
         bridge: plan.bridge,
-        uplinks: [...plan.uplinks],
+        uplinks: vs0Uplinks,
         portgroups: ['VM Network', 'Management Network'],
         mtu: 1500,
         // As in the captured `vswitch standard list` (elatov): 2816 ports, 128 configured.
@@ -186,10 +189,16 @@ export function defaultInventory(plan: EsxiLabPlan, uplinks: UplinkFacts, opts: 
         configuredPorts: 128,
         cdpStatus: 'listen',
       },
+      ...(plan.split
+        ? [{ name: plan.split.bridge, bridge: plan.split.bridge, uplinks: [plan.split.uplink], portgroups: [SPLIT_PORTGROUP], mtu: 1500, numPorts: 2816, configuredPorts: 128, cdpStatus: 'listen' }]
+        : []),
     ],
     portgroups: [
-      { name: 'VM Network', vswitch: 'vSwitch0', vlanId: 0, security: { ...SECURITY_DEFAULT }, activeUplinks: [...plan.uplinks], standbyUplinks: [] },
-      { name: 'Management Network', vswitch: 'vSwitch0', vlanId: 0, security: { ...SECURITY_DEFAULT }, activeUplinks: [...plan.uplinks], standbyUplinks: [] },
+      { name: 'VM Network', vswitch: 'vSwitch0', vlanId: 0, security: { ...SECURITY_DEFAULT }, activeUplinks: [...vs0Uplinks], standbyUplinks: [] },
+      { name: 'Management Network', vswitch: 'vSwitch0', vlanId: 0, security: { ...SECURITY_DEFAULT }, activeUplinks: [...vs0Uplinks], standbyUplinks: [] },
+      ...(plan.split
+        ? [{ name: SPLIT_PORTGROUP, vswitch: plan.split.bridge, vlanId: 0, security: { ...SECURITY_DEFAULT }, activeUplinks: [plan.split.uplink], standbyUplinks: [] }]
+        : []),
     ],
     vms: [vm('vmA', 1, 2101001), vm('vm1', 2, 2101002)],
     vmknics: [{ name: 'vmk0', dev: plan.mgmt.dev, portgroup: 'Management Network', portId: 33554436, ip: plan.mgmt.esxIp }],

@@ -91,7 +91,7 @@ async function assertQuiet(plan: EsxiLabPlan, windowMs = QUIET_WINDOW_MS): Promi
 }
 
 export async function buildEsxiLab(prefix: string, opts: BuildOptions = {}): Promise<EsxiLab> {
-  const plan = esxiLabPlan(prefix, { ...(opts.mgmt ? { mgmt: opts.mgmt } : {}), ...(opts.uplinkRate ? { uplinkRate: opts.uplinkRate } : {}) });
+  const plan = esxiLabPlan(prefix, { ...(opts.mgmt ? { mgmt: opts.mgmt } : {}), ...(opts.uplinkRate ? { uplinkRate: opts.uplinkRate } : {}), ...(opts.split ? { split: true } : {}) });
   await teardownEsxiLab(prefix);
   const dir = await mkdtemp(join(TMP, `${prefix}esxi-`));
   const lab: EsxiLab = {

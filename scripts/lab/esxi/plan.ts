@@ -31,6 +31,22 @@
 // rules in an nft bridge table the stand-in rewrites (standin/esxi_standin/vlan.py); it starts
 // empty: every port on VLAN 0.
 //
+// Variant split (session 20): vmA's second vNIC (vnA1) sits on a second vSwitch, vSwitch1, and
+// vmnic1 is that vSwitch's uplink, still into the same physical switch, as a guest with a vNIC on
+// each of two port groups/vSwitches has on a real host (the captured fnOS_2: "VM Network" on
+// vSwitch0 by vmnic0, "VM Network1" on vSwitch1 by vmnic1). Each vSwitch then has ONE VM port of
+// vmA and one uplink, and the loop vmA closes crosses both vSwitches and the switch:
+//
+//            swe0 ── vmnic0 ─ vSwitch0 ── vnA0 ── eth0 ┐ vbr (${p}vmA)
+//                                     └── vn10 ── eth0 (${p}vm1)
+//            swe1 ── vmnic1 ─ vSwitch1 ── vnA1 ── eth1 ┘
+//
+// One uplink per vSwitch also keeps out what a Linux bridge does and ESXi does not: with two
+// uplinks, vSwitch0 sends a VM's broadcast out of both, and the switch returns each copy by the
+// other (ESXi teaming sends by one uplink and drops its own frames coming back); in a first
+// try with vmnic0/vmnic1 on vSwitch0 and a third uplink on vSwitch1, that doubling left vnA1
+// sending 125k frames/s against 17k received, judged a flood, not the loop it is.
+//
 // Quiet-lab rules (LAB-FACTS.md, as in ../topology.ts): IPv6 off before any link
 // exists, bridges with stp_state 0 and mcast_snooping 0, no addresses on loop members. The loop
 // (vmA's eth0/eth1) stays down until closeLoop().
@@ -69,6 +85,8 @@ export interface VethSpec {
 
 export interface VmNicPlan {
   vm: 'vmA' | 'vm1';
+  /** The vSwitch (Linux bridge in ${p}esx) its host-side veth is a port of. */
+  vswitch: 'vSwitch0' | 'vSwitch1';
   /** Host-side veth on vSwitch0 (what esxcli/vim-cmd act on). */
   dev: string;
   /** Guest-side interface in the VM namespace. */
@@ -89,6 +107,8 @@ export interface EsxiLabPlan {
   /** The Linux bridge that plays vSwitch0. */
   bridge: 'vSwitch0';
   uplinks: ['vmnic0', 'vmnic1'];
+  /** Variant split: vnA1 and vmnic1 on vSwitch1 (null: one vSwitch, both uplinks on vSwitch0). */
+  split: { bridge: 'vSwitch1'; uplink: 'vmnic1' } | null;
   vmNics: VmNicPlan[];
   loop: { ns: string; bridge: 'vbr'; ports: ['eth0', 'eth1'] };
   mgmt: { dev: 'vmk0'; esxIp: string; agentIp: string; prefixLen: 30; agentIf: 'eth0' };
@@ -106,6 +126,8 @@ export interface PlanOptions {
   mgmt?: MgmtMode;
   /** tc rate, e.g. '4mbit' (digits and a tc unit). */
   uplinkRate?: string;
+  /** vmA's second vNIC on a second vSwitch with its own uplink (see the file comment). */
+  split?: boolean;
 }
 
 /** tbf queue per shaped uplink direction: 6 kB drains in ~12 ms at 4 Mbit/s. */
@@ -119,6 +141,8 @@ export const MGMT_ESX_IP = '192.168.254.1';
 export const MGMT_AGENT_IP = '192.168.254.2';
 /** First VM port ID: 0x2000008, the range ESXi gives VM ports on vSwitch0. */
 export const FIRST_VM_PORT_ID = 33554440;
+/** vnA1's port ID on vSwitch1 (split): 0x4000008, the next portset's range. */
+export const SPLIT_VM_PORT_ID = 67108872;
 
 /** Pure: the lab's layout for a prefix. */
 export function esxiLabPlan(prefix: string, opts: PlanOptions = {}): EsxiLabPlan {
@@ -137,25 +161,28 @@ export function esxiLabPlan(prefix: string, opts: PlanOptions = {}): EsxiLabPlan
   const namespaces = Object.values(ns);
   for (const n of namespaces) assertNetns(n);
   // VMware's OUI for generated vNIC MACs (00:0c:29), as in the captures.
+  const split = opts.split === true ? ({ bridge: 'vSwitch1', uplink: 'vmnic1' } as const) : null;
   const vmNics: VmNicPlan[] = [
-    { vm: 'vmA', dev: 'vnA0', guestIf: 'eth0', mac: '00:0c:29:5b:a0:00', key: 4000, portId: FIRST_VM_PORT_ID, type: 'VirtualVmxnet3' },
-    { vm: 'vmA', dev: 'vnA1', guestIf: 'eth1', mac: '00:0c:29:5b:a0:01', key: 4001, portId: FIRST_VM_PORT_ID + 1, type: 'VirtualVmxnet3' },
-    { vm: 'vm1', dev: 'vn10', guestIf: 'eth0', mac: '00:0c:29:5b:10:00', key: 4000, portId: FIRST_VM_PORT_ID + 2, type: 'VirtualE1000' },
+    { vm: 'vmA', vswitch: 'vSwitch0', dev: 'vnA0', guestIf: 'eth0', mac: '00:0c:29:5b:a0:00', key: 4000, portId: FIRST_VM_PORT_ID, type: 'VirtualVmxnet3' },
+    // On vSwitch1 (split) a port of that vSwitch's range, as ESXi numbers ports per portset.
+    { vm: 'vmA', vswitch: split ? 'vSwitch1' : 'vSwitch0', dev: 'vnA1', guestIf: 'eth1', mac: '00:0c:29:5b:a0:01', key: 4001, portId: split ? SPLIT_VM_PORT_ID : FIRST_VM_PORT_ID + 1, type: 'VirtualVmxnet3' },
+    { vm: 'vm1', vswitch: 'vSwitch0', dev: 'vn10', guestIf: 'eth0', mac: '00:0c:29:5b:10:00', key: 4000, portId: FIRST_VM_PORT_ID + 2, type: 'VirtualE1000' },
   ];
   const bridges: BridgeSpec[] = [
     { ns: ns.sw, name: 'sw0' },
     { ns: ns.esx, name: 'vSwitch0' },
+    ...(split ? [{ ns: ns.esx, name: split.bridge }] : []),
     { ns: ns.vmA, name: 'vbr' },
   ];
   const veths: VethSpec[] = [
     { ns: ns.prod, name: 'eth0', peerNs: ns.sw, peer: 'swprod', peerMaster: 'sw0' },
     { ns: ns.esx, name: 'vmnic0', master: 'vSwitch0', isolated: true, peerNs: ns.sw, peer: 'swe0', peerMaster: 'sw0' },
-    { ns: ns.esx, name: 'vmnic1', master: 'vSwitch0', isolated: true, peerNs: ns.sw, peer: 'swe1', peerMaster: 'sw0' },
+    { ns: ns.esx, name: 'vmnic1', master: split ? split.bridge : 'vSwitch0', isolated: true, peerNs: ns.sw, peer: 'swe1', peerMaster: 'sw0' },
     ...vmNics.map(
       (n): VethSpec => ({
         ns: ns.esx,
         name: n.dev,
-        master: 'vSwitch0',
+        master: n.vswitch,
         peerNs: n.vm === 'vmA' ? ns.vmA : ns.vm1,
         peer: n.guestIf,
         peerMac: n.mac,
@@ -178,6 +205,7 @@ export function esxiLabPlan(prefix: string, opts: PlanOptions = {}): EsxiLabPlan
     veths,
     bridge: 'vSwitch0',
     uplinks: ['vmnic0', 'vmnic1'],
+    split,
     vmNics,
     loop: { ns: ns.vmA, bridge: 'vbr', ports: ['eth0', 'eth1'] },
     mgmt: { dev: 'vmk0', esxIp: MGMT_ESX_IP, agentIp: MGMT_AGENT_IP, prefixLen: 30, agentIf: 'eth0' },
