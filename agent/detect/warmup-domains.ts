@@ -17,7 +17,7 @@ export const runtime = (s: string): string => s.split('').join('');
 /** Two NICs, each with one guest's macvtap on it (the guest bridges them: a ring through the switch). */
 export const WARM_NICS: readonly string[] = ['warm-n0', 'warm-n1'].map(runtime);
 export const WARM_TAPS: readonly string[] = ['warm-t0', 'warm-t1'].map(runtime);
-/** An ESXi vSwitch: two vmnics, two VM ports (one guest's vNICs). */
+/** An ESXi vSwitch: two vmnics, two VM ports (one guest's vNICs, one VM identity). */
 export const WARM_VSWITCH = runtime('warm-esx/vSwitch0');
 export const WARM_VMNICS: readonly string[] = ['warm-esx/vmnic0', 'warm-esx/vmnic1'].map(runtime);
 export const WARM_VNICS: readonly string[] = ['warm-esx/vnic-0', 'warm-esx/vnic-1'].map(runtime);
@@ -117,9 +117,16 @@ function macvtapStorm(policy: Policy, portPolicy: PortPolicy, pps: number, fwd: 
 function esxiStorm(policy: Policy, portPolicy: PortPolicy, shape: 'exchange' | 'stream' | 'loop'): { loops: number; held: number } {
   const names = [...WARM_VMNICS, ...WARM_VNICS];
   const ports = new Map(names.map((n, i) => port(portPolicy, n, i < 2 ? 'uplink' : 'vm', i)));
+  // Both vNICs of one VM (PortRates.esxiVmId): the loop shape runs guestPeer's match and its clue.
+  const vm = runtime('warm-esx/world 1');
+  const vmName = runtime('warm-vm');
   const rs = names.map((n, i) => rates(n, WARM_VSWITCH, (r) => {
     r.esxiVm = i >= 2;
     r.vmSwitch = true;
+    if (i >= 2) {
+      r.esxiVmId = vm;
+      r.esxiVmName = vmName;
+    }
   }));
   const st = initialDetectorState();
   const tick = emptyTick();

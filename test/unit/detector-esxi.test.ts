@@ -122,7 +122,8 @@ describe('ESXi: two member vNICs of one VM (on two vSwitches) forwarding to each
       ...t,
       ports: t.ports.map((r) => {
         const vm = vmOf[r.port];
-        return { ...r, esxiVm: vm !== undefined, esxiVmId: identity && vm ? vm[0] : '', esxiVmName: identity && vm ? vm[1] : '' };
+        // Both vSwitches have a watched VM port (vmSwitch, as host-rates sets it).
+        return { ...r, esxiVm: vm !== undefined, vmSwitch: true, esxiVmId: identity && vm ? vm[0] : '', esxiVmName: identity && vm ? vm[1] : '' };
       }),
     }));
   }
