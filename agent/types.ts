@@ -482,6 +482,13 @@ export type Verdict =
       evidence: Evidence;
       /** A loop through an ESXi guest: its member vNICs (on any of the host's vSwitches) are of this one VM. */
       guest?: { vm: string; ports: string[] };
+      /**
+       * Every other port of the bridge was read just now and takes in none of the kind of frames
+       * that circle (detector's onlyWaysIn): the members are all of the loop's ways back into
+       * the bridge. Absent where that cannot be known (a macvlan domain, an ESXi vSwitch, a
+       * member in hairpin mode, a port not read lately).
+       */
+      onlyWaysIn?: true;
     }
   | { kind: 'flood'; port: string; evidence: Evidence }
   /** An uplink transmits a flood while no watched port of its bridge is hot: reported, never acted on. */

@@ -137,6 +137,8 @@ interface PortEntry {
 interface BridgeEntry {
   /** Automatic link-down issued for this bridge's loop and not answered yet. */
   inFlight: string | null;
+  /** The second port of a two-port cut (twoCutsWhy), issued with inFlight and not stopped yet (its stop or result not in). */
+  along: string | null;
   /** Loop verdicts are ignored until then (the last shut needs time to show in the counters)... */
   settleUntilNs: number;
   /** ...unless the loop is seen going on entirely after this tNs, when the last shut landed (see persistsAfter). */
@@ -269,7 +271,7 @@ export function portStates(state: BreakerState): PortStatus[] {
  */
 export function breakerBusy(state: BreakerState, tNs: number): boolean {
   for (const e of state.ports.values()) if (e.state === 'tripping' || e.state === 'restoring' || e.state === 'probing') return true;
-  for (const b of state.bridges.values()) if (b.inFlight !== null || tNs < b.settleUntilNs) return true;
+  for (const b of state.bridges.values()) if (cutInFlight(b) || tNs < b.settleUntilNs) return true;
   return false;
 }
 
@@ -279,8 +281,13 @@ export function breakerBusy(state: BreakerState, tNs: number): boolean {
  * next member's stop needs rtnl too. No allocation.
  */
 export function loopSettling(state: BreakerState, tNs: number): boolean {
-  for (const b of state.bridges.values()) if (b.inFlight !== null || tNs < b.quietUntilNs) return true;
+  for (const b of state.bridges.values()) if (cutInFlight(b) || tNs < b.quietUntilNs) return true;
   return false;
+}
+
+/** A link-down of this bridge's loop issued and not yet stopped or answered (both of a two-port cut). */
+function cutInFlight(b: BridgeEntry): boolean {
+  return b.inFlight !== null || b.along !== null;
 }
 
 interface Ctx {
@@ -409,8 +416,9 @@ function onResult(ctx: Ctx, r: ActionResult): void {
     // The loop is still there: try the next member of the same verdict right away.
     const b = bridge(ctx, loop);
     if (b.inFlight === r.port) b.inFlight = null;
+    if (b.along === r.port) b.along = null;
     // After a stop, the loop may have moved on to another member already: the verdicts decide then.
-    if (b.inFlight !== null) return;
+    if (cutInFlight(b)) return;
     const cands = candidates(ctx, b, next);
     if (cands.length === 0) {
       notice(ctx, `none:${loop}`, 'flood-observed', loop, `loop on ${loop} but every member is protected or already tripped`, {
@@ -459,8 +467,9 @@ function onResult(ctx: Ctx, r: ActionResult): void {
 function onStopped(ctx: Ctx, e: PortEntry, r: ActionResult): void {
   if (r.kind !== 'link-down' || e.state !== 'tripping' || e.loop === null) return;
   const b = bridge(ctx, e.loop);
-  if (b.inFlight !== r.port) return;
-  b.inFlight = null;
+  if (b.inFlight === r.port) b.inFlight = null;
+  else if (b.along === r.port) b.along = null;
+  else return;
   e.stopped = true;
   // Only the evidence (persistsAfter: whole samples after the stop) escalates before the final
   // result; settle's plain timeout runs from the final result, as before the stages: under load
@@ -468,7 +477,8 @@ function onStopped(ctx: Ctx, e: PortEntry, r: ActionResult): void {
   // of a two-member loop). The stopped port's admin-down waits for quietUntilNs only.
   b.settleUntilNs = Infinity;
   b.quietUntilNs = ctx.tNs + settleMsOf(ctx, r.port) * 1e6;
-  b.shutDoneNs = r.stoppedNs !== undefined && r.stoppedNs < ctx.tNs ? r.stoppedNs : ctx.tNs;
+  // The later stop of a two-port cut: the loop goes on only if it does without both.
+  b.shutDoneNs = Math.max(b.shutDoneNs, r.stoppedNs !== undefined && r.stoppedNs < ctx.tNs ? r.stoppedNs : ctx.tNs);
 }
 
 /** A loop shut's final result (ok): settle runs from now. */
@@ -481,10 +491,12 @@ function loopShutLanded(ctx: Ctx, e: PortEntry, r: ActionResult): void {
     return;
   }
   if (b.inFlight === r.port) b.inFlight = null;
+  if (b.along === r.port) b.along = null;
   b.settleUntilNs = ctx.tNs + settleMsOf(ctx, r.port) * 1e6;
   // A bridge port stops forwarding when its state is set, before the admin-down returns:
-  // samples after that already show whether the loop goes on (persistsAfter).
-  b.shutDoneNs = r.stoppedNs !== undefined && r.stoppedNs < ctx.tNs ? r.stoppedNs : ctx.tNs;
+  // samples after that already show whether the loop goes on (persistsAfter). The later of a
+  // two-port cut's stops counts.
+  b.shutDoneNs = Math.max(b.shutDoneNs, r.stoppedNs !== undefined && r.stoppedNs < ctx.tNs ? r.stoppedNs : ctx.tNs);
 }
 
 // --- reachability --------------------------------------------------------------------------------
@@ -511,11 +523,12 @@ function onUnreachable(ctx: Ctx, port: string, target: string): void {
     const b = bridge(ctx, loop);
     b.tried.set(port, ctx.tNs);
     if (b.inFlight === port) b.inFlight = null;
-    const cands = b.inFlight === null ? candidates(ctx, b, b.members) : [];
+    if (b.along === port) b.along = null;
+    const cands = !cutInFlight(b) ? candidates(ctx, b, b.members) : [];
     if (cands.length > 0) {
       // Down first, then up: the loop is never closed again while it may still carry frames.
       shutForLoop(ctx, loop, b, evidence, cands, { port, why: reason });
-    } else if (b.inFlight === null) {
+    } else if (!cutInFlight(b)) {
       notice(ctx, `unreach:${loop}`, 'flood-observed', loop, `loop on ${loop}: no other member may be shut after ${reason}; reachability comes first, so the loop may storm again`, { evidence });
     }
   }
@@ -653,7 +666,7 @@ function onLoop(ctx: Ctx, v: Extract<Verdict, { kind: 'loop' }>): void {
   // One shut at a time per loop, and its effect is judged only after settle, or as soon as the
   // evidence shows the loop going on without the shut port (three uplinks into one switch: one
   // shut is not enough, and every ms of settle is a ms of storm).
-  if (b.inFlight !== null) return;
+  if (cutInFlight(b)) return;
   // Inside settle, only the members seen circling after the stop say the loop goes on, and only
   // they are cut next (circlingAfter): two of them are the loop going on. Three or more may be a
   // loop and a member that only drains: with two loops on one bridge (up1/up2 through the
@@ -688,7 +701,45 @@ function onLoop(ctx: Ctx, v: Extract<Verdict, { kind: 'loop' }>): void {
   b.guest = v.guest ?? null;
   // Inside settle only when persistsAfter said so: the journal says which evidence decided.
   const early = ctx.tNs < b.settleUntilNs && b.lastPort !== null;
+  const two = early ? null : twoCutsWhy(ctx, key, b, v, cands);
+  if (two !== null) {
+    shutForLoop(ctx, key, b, v.evidence, cands, null, { why: two, other: cands[1]!, with: false });
+    shutForLoop(ctx, key, b, v.evidence, cands.slice(1), null, { why: two, other: cands[0]!, with: true });
+    return;
+  }
   shutForLoop(ctx, key, b, v.evidence, cands, early ? { port: b.lastPort!, why: `loop on ${key} still circling on ${(alive ?? v.members).join(',')} in the samples measured after ${b.lastDry ? 'would-trip of' : 'shutting'} ${b.lastPort} (${Math.round((ctx.tNs - b.shutDoneNs) / 1e6)} ms after it landed)` } : null);
+}
+
+/**
+ * Does this loop verdict need two cuts at once, and why (null: one, then the evidence decides)?
+ * Three members that are every way the circling frames come back into their bridge (the
+ * detector's onlyWaysIn: each other port read just now takes in none of them): whatever lies
+ * beyond, each member is on a cycle through the bridge, so they all lead into one segment (a
+ * member alone in its segment would have no way back), and one cut leaves the other two a loop.
+ * Three unbonded uplinks into one switch were cut one, then the second once the samples after
+ * the first stop showed the loop going on (at least 2 ms, then rx ≈ tx over them): 2.3-4.0 ms
+ * from the first stop to that verdict and 0.3-1.3 ms more to the second stop, quiet at 4.7-7.7 ms
+ * where the near-limit poller, cutting both at once, was quiet at ~3 (bench-reaction kvm-3up,
+ * session 20, 8 storms; cutting both at the first verdict: 1.5-4.8 ms). Only on a fresh story (no shut of this loop within windowMs, every
+ * member forwarding), on a local bridge (an ESXi vSwitch never forwards between uplinks), with
+ * two members that may be shut and budget for both. With four or more members the count does not
+ * say which to keep: two loops through one bridge (two uplinks into each of two switches, a
+ * guest bridging two vNICs beside two uplinks) need one cut each, and cutting all but one would
+ * cut a whole switch off; those go one at a time, as before. Not covered (either would cut one
+ * member too many): a switch port that reflects frames back to a port not in hairpin mode, and a
+ * storm from elsewhere entering by one member while the host's own loop runs through the other two.
+ */
+function twoCutsWhy(ctx: Ctx, key: string, b: BridgeEntry, v: Extract<Verdict, { kind: 'loop' }>, cands: readonly string[]): string | null {
+  if (v.onlyWaysIn !== true || v.members.length !== 3 || cands.length < 2 || key === NO_BRIDGE || hostOfBridge(key) !== '') return null;
+  if (b.lastPort !== null && ctx.tNs - b.lastNs < ctx.windowNs) return null;
+  for (const m of v.members) if ((ctx.st.ports.get(m)?.state ?? 'forwarding') !== 'forwarding') return null;
+  // Budget for both, or neither goes as a pair (one alone is the old story: settle, then evidence).
+  const dry = (p: string): boolean => ctx.ports.get(p)!.dryRun || ctx.policy.dryRun;
+  const need = (dry(cands[0]!) ? 0 : 1) + (dry(cands[1]!) ? 0 : 1);
+  if (need > 0 && !budgetLeft(ctx)) return null;
+  if (ctx.st.autoShuts.length + need > ctx.policy.breaker.maxShuts) return null;
+  const keep = v.members.find((m) => m !== cands[0] && m !== cands[1])!;
+  return `${v.members.join(',')} are every way back into ${key} (no other port takes in what circles): a loop through three ports of one bridge needs two cuts, one leaves the other two circling; ${keep} stays up`;
 }
 
 /**
@@ -703,8 +754,8 @@ function waitsForOtherShut(ctx: Ctx, key: string, v: Extract<Verdict, { kind: 'l
   const host = hostOfBridge(key);
   for (const [k, o] of ctx.st.bridges) {
     if (k === key || o.lastPort === null || hostOfBridge(k) !== host) continue;
-    if (o.inFlight !== null) {
-      if (ctx.tNs - o.lastNs < settleMsOf(ctx, o.inFlight) * 1e6) return true;
+    if (cutInFlight(o)) {
+      if (ctx.tNs - o.lastNs < settleMsOf(ctx, (o.inFlight ?? o.along)!) * 1e6) return true;
     } else if (ctx.tNs < o.settleUntilNs && !persistsAfter(ctx, v, o.shutDoneNs)) return true;
   }
   return false;
@@ -932,7 +983,9 @@ function joinedAgo(ctx: Ctx, pp: PortPolicy): number {
 
 /**
  * `instead`: the member this shut replaces right away (its link-down failed or was undone), or
- * (early) the one whose shut did not end the loop, and why.
+ * (early) the one whose shut did not end the loop, and why. `two`: this shut is one of the two a
+ * three-member loop needs at once (twoCutsWhy): why, and the other port (`with`: the first one,
+ * shut in this same step; this one then goes along with it, b.along, no escalation).
  */
 function shutForLoop(
   ctx: Ctx,
@@ -941,7 +994,8 @@ function shutForLoop(
   evidence: Evidence | undefined,
   cands: string[],
   instead: { port: string; why: string } | null,
-): void {
+  two: { why: string; other: string; with: boolean } | null = null,
+): boolean {
   const target = cands[0]!;
   const pp = ctx.ports.get(target)!;
   const dry = pp.dryRun || ctx.policy.dryRun;
@@ -950,14 +1004,15 @@ function shutForLoop(
   const order = joined
     ? `${joinText(ctx, target, key, pp, ago)}: cutting it undoes the change that closed the loop; first of ${cands.join(',')} by shut order, recent joiners first`
     : overlayOrder(ctx, target, pp, cands) ?? `first of ${cands.join(',')} by shut order`;
-  const reason = `loop on ${key}${guestText(b, target)}: shut ${target} (${order})${unnamedShutNote(b.members, ctx.ports, target)}`;
+  const both = two === null ? '' : two.with ? `; ${two.why}: shut with ${two.other}` : `; ${two.why}: ${two.other} is shut with it`;
+  const reason = `loop on ${key}${guestText(b, target)}: shut ${target} (${order}${both})${unnamedShutNote(b.members, ctx.ports, target)}`;
   if (!dry && !budgetLeft(ctx)) {
     notice(ctx, `budget:${key}`, 'flood-observed', target, `shut budget exhausted: ${budgetText(ctx)}; loop on ${key} continues, would shut ${target}`, {
       evidence,
     });
-    return;
+    return false;
   }
-  const prev = instead?.port ?? (b.lastPort !== null && ctx.tNs - b.lastNs < ctx.windowNs ? b.lastPort : null);
+  const prev = two?.with ? null : instead?.port ?? (b.lastPort !== null && ctx.tNs - b.lastNs < ctx.windowNs ? b.lastPort : null);
   if (prev !== null) {
     const why =
       instead !== null
@@ -975,12 +1030,14 @@ function shutForLoop(
     b.settleUntilNs = ctx.tNs + settleMsOf(ctx, target) * 1e6;
     // The would-trip "lands" now: only samples after it may show the loop going on without it.
     b.shutDoneNs = ctx.tNs;
-    return;
+    return true;
   }
   ctx.st.autoShuts.push(ctx.tNs);
   const e = autoLinkDown(ctx, target, reason, evidence, key, cands.slice(1), undefined);
   if (joined) e.extra = joined; // journaled with the trip
-  b.inFlight = target;
+  if (two?.with) b.along = target;
+  else b.inFlight = target;
+  return true;
 }
 
 /** ' through VM x (...)' when the loop crosses an ESXi guest forwarding between its vNICs; '' otherwise. */
@@ -1036,7 +1093,7 @@ function onFlood(ctx: Ctx, v: Extract<Verdict, { kind: 'flood' }>): void {
   // Frames still in flight when a loop member goes down make the other member look like a
   // single-source flood for a sample or two (rx hot, tx already falling): judge it after settle.
   for (const b of ctx.st.bridges.values()) {
-    if ((b.inFlight !== null || ctx.tNs < b.settleUntilNs || ctx.tNs < b.waitUntilNs) && b.members.includes(p)) return;
+    if ((cutInFlight(b) || ctx.tNs < b.settleUntilNs || ctx.tNs < b.waitUntilNs) && b.members.includes(p)) return;
   }
   const spare = ctx.st.ports.get(p)?.spareUntilNs;
   if (spare !== undefined && ctx.tNs < spare) {
@@ -1301,7 +1358,7 @@ function entry(ctx: Ctx, port: string): PortEntry {
 function bridge(ctx: Ctx, key: string): BridgeEntry {
   let b = ctx.st.bridges.get(key);
   if (b === undefined) {
-    b = { inFlight: null, settleUntilNs: -Infinity, shutDoneNs: -Infinity, quietUntilNs: -Infinity, lastPort: null, lastNs: -Infinity, lastDry: false, tried: new Map(), members: [], waitUntilNs: -Infinity, guest: null };
+    b = { inFlight: null, along: null, settleUntilNs: -Infinity, shutDoneNs: -Infinity, quietUntilNs: -Infinity, lastPort: null, lastNs: -Infinity, lastDry: false, tried: new Map(), members: [], waitUntilNs: -Infinity, guest: null };
     ctx.st.bridges.set(key, b);
   }
   return b;

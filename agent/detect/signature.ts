@@ -1253,6 +1253,9 @@ function loopVerdict(
     clues.push(how === 'sustained' ? `${tr.port} sustained for ${tr.slowRun} samples over ${Math.round((tick.tNs - tr.slowSinceNs) / 1e6)} ms` : `${tr.port} hot for ${tr.hotCount} samples`);
   }
 
+  const waysIn = macvlanLoops > 0 ? null : onlyWaysIn(state, b, members, how, tick.tNs);
+  if (waysIn !== null) clues.push(waysIn);
+
   // The rule of the first named member (an observed-only port has none).
   const first = ports.get((members.find((m) => ports.get(m.port)!.observed !== true) ?? members[0]!).port)!;
   const verdict: Extract<Verdict, { kind: 'loop' }> = {
@@ -1260,9 +1263,47 @@ function loopVerdict(
     bridge: b.bridge,
     members: members.map((m) => m.port),
     evidence: evidence(members, thresholds, clues, first.rule, tick, policy),
+    ...(waysIn !== null ? { onlyWaysIn: true as const } : {}),
   };
   if (v !== null && g !== null) verdict.guest = { vm: v.vmName !== '' ? v.vmName : v.vmId, ports: [v.port, g.port].sort() };
   return verdict;
+}
+
+/**
+ * Are the members every way the circling frames come back into their bridge? Then the breaker
+ * knows how many cuts the loop needs at this bridge (a loop through three ports into one segment
+ * needs two: breaker/state.ts twoCutsWhy). Yes when every other port of the bridge was read
+ * within LOOP_WINDOW_MS and takes in less than a loop's floor of the kind of frames that circle
+ * (broadcast+multicast when that is what the members carry, else every frame): averaged under
+ * LOOP_FLOOR_PPS over ~LOOP_WINDOW_MS and under SLOW_FLAP_FLOOR_PPS over ~SLOW_FLAP_WINDOW_MS.
+ * A port that closes a second loop through the same bridge (two more uplinks into another
+ * switch, a guest bridging two of its vNICs) takes in the storm too, within a sample or two of
+ * the members, and says no; so does a busy port of the bridge, which only costs the fast cut.
+ * The frame a VM sent to start the storm is ~100 pps over 10 ms. Not judged (null) where the
+ * count says nothing about cuts: a member in hairpin mode (a loop of one port), an ESXi vSwitch
+ * (split horizon) or a macvlan domain. Returns the clue, or null. Runs on verdicts only.
+ */
+function onlyWaysIn(state: DetectorState, b: BridgeTrack, members: readonly PortTrack[], how: LoopHow, tNs: number): string | null {
+  if (how === 'hairpin' || b.macvlan || b.vmPorts > 0 || members.length < 2) return null;
+  let flood = true;
+  for (const m of members) {
+    if (m.hairpin || m.esxiVm || m.macvlan) return null;
+    if (!m.byFlood || m.floodSlow * RX_TX_FACTOR < m.rxSlow) flood = false;
+  }
+  let others = 0;
+  for (const tr of state.ports.values()) {
+    if (tr.bridge !== b.bridge || members.includes(tr)) continue;
+    if (tNs - tr.lastSeenNs > LOOP_WINDOW_MS * 1e6 || tr.esxiVm || tr.macvlan) return null;
+    const byFlood = flood && tr.byFlood;
+    const avg = byFlood ? tr.measureAvg : tr.rxAvg;
+    const slow = byFlood ? tr.floodSlow : tr.rxSlow;
+    if (!(avg < LOOP_FLOOR_PPS && slow < SLOW_FLAP_FLOOR_PPS)) return null;
+    others++;
+  }
+  const what = flood ? 'broadcast/multicast' : 'frames';
+  return others === 0
+    ? `${b.bridge} has no other port read: ${members.map((m) => m.port).join(',')} are every way back into it`
+    : `the ${others} other port(s) of ${b.bridge} take in no ${what} at a loop's rate (< ${LOOP_FLOOR_PPS} pps over ${LOOP_WINDOW_MS} ms, < ${SLOW_FLAP_FLOOR_PPS} over ${SLOW_FLAP_WINDOW_MS} ms): ${members.map((m) => m.port).join(',')} are every way back into it`;
 }
 
 function floodVerdict(tr: PortTrack, pp: PortPolicy, tick: Tick, policy: Policy): Verdict {

@@ -67,8 +67,9 @@ export function warmUpDetector(
     // Real intervals and rates are never whole numbers: neither are these (see the file comment).
     const jitter = 1 + ((i * 7919) % 13) / 997;
     tNs += 1e6 * jitter;
-    // 0 quiet; 1 loop over the rate gate with a flap, of three members (the breaker's escalation
-    // runs: one shut does not end it); 2 slow loop; 3 unicast loop with a flap; 4 flood.
+    // 0 quiet; 1 loop over the rate gate with a flap, of three members that are every way into
+    // the bridge (the breaker's two cuts at once run); 2 slow loop; 3 unicast loop with a flap
+    // (the breaker's settle escalation runs: the synthetic loop goes on after one shut); 4 flood.
     const loopPps = jitter * (phase === 1 ? 5 * t.floodPps : phase === 2 ? t.clearPps / 2 : phase === 3 ? 4 * t.floodPps : 0.25);
     const flood = phase === 3 ? 0 : loopPps;
     for (let k = 0; k < rs.length; k++) {

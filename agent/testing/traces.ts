@@ -231,6 +231,11 @@ export interface LoopOptions extends ScenarioOptions {
   fdbFlap?: boolean;
   /** The flapping MAC. */
   mac?: string;
+  /**
+   * Multicast the other ports send into the bridge all along, pps (a VM's stream beside the loop):
+   * then the members are not the only ports taking frames in (the detector's onlyWaysIn).
+   */
+  othersSendPps?: number;
 }
 
 /**
@@ -248,8 +253,11 @@ export function kvmLoop(o: LoopOptions = {}): TraceSpec {
   const quiet = bg(o);
   const active = (tMs: number, down: ReadonlySet<string>): boolean =>
     tMs >= start && members.filter((m) => !down.has(m)).length >= 2;
+  const send = o.othersSendPps ?? 0;
+  const sending = { ...quiet, rxPps: quiet.rxPps + send, bcastPps: quiet.bcastPps + send };
   const load: LoadFn = (port, tMs, down) => {
-    if (!active(tMs, down)) return quiet;
+    const other = !members.includes(port);
+    if (!active(tMs, down)) return other ? sending : quiet;
     const r = rate(tMs - start);
     const i = members.indexOf(port);
     const bcast = (x: number): number => (o.bcastKnown === false ? NaN : x);
@@ -259,7 +267,7 @@ export function kvmLoop(o: LoopOptions = {}): TraceSpec {
       const tx = r * (i % 2 === 0 ? 1.01 : 0.98);
       return { rxPps: rx + quiet.rxPps, txPps: tx + quiet.txPps, bcastPps: bcast(rx + quiet.bcastPps) };
     }
-    return { rxPps: quiet.rxPps, txPps: r + quiet.txPps, bcastPps: quiet.bcastPps };
+    return { rxPps: sending.rxPps, txPps: r + quiet.txPps, bcastPps: sending.bcastPps };
   };
   const mac = o.mac ?? '02:00:00:00:00:01';
   let k = 0;

@@ -11,7 +11,8 @@
 //  - a loop that starts while a legitimate unicast stream runs both ways through the uplinks
 //    (20k frames/s each way to MACs pinned in both bridges, so the stream is never flooded);
 //  - three uplinks into one switch, shaped to 10 Mbit/s, 1500-byte frames (one shut is not
-//    enough: two must go, the second by escalation);
+//    enough: two must go, at the first verdict when the three are every way into br0, else the
+//    second by escalation);
 //  - uplinks renamed as VLAN subinterfaces are (up1.100, up2.100), named by a glob, with a
 //    VLAN-100 tagged loop. (This kernel has no 8021q, bonding or bridge vlan_filtering, so real
 //    VLAN devices and bonds cannot be built here; the names and the tagged frames can.);

@@ -72,7 +72,8 @@ describe('staged link-down (stopped, then admin-down)', () => {
 
   it('three uplinks, admin-down slower than the storm (40 ms): the second shut goes a few samples after the first stop, not after its admin-down', () => {
     const ADMIN_DOWN_MS = 40;
-    const gen = new TraceGen(kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'] }));
+    // vm1 sends a multicast stream meanwhile: one member at a time (not breaker twoCutsWhy).
+    const gen = new TraceGen(kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'], othersSendPps: 2000 }));
     const det = initialDetectorState();
     const brk = initialBreakerState();
     const commands: Array<ActionRequest & { tMs: number }> = [];

@@ -17,6 +17,13 @@ import { landOnTrace, result, WALL0 } from '../helpers/breaker-driver.js';
 const policy = testPolicy();
 const SETTLE = policy.breaker.settleMs;
 const ports = testPorts({ up1: 'uplink', up2: 'uplink', up3: 'uplink', vm1: 'vm', mgmt0: 'mgmt' }, policy);
+/**
+ * vm1 sends a multicast stream into br0 meanwhile: the three uplinks are not the only ports that
+ * take frames in, so the detector cannot say they are every way back into br0 (onlyWaysIn) and
+ * the breaker cuts one, then judges the evidence after it (without the stream, three members
+ * that are every way in go two at once: 'two cuts at once' below).
+ */
+const VM_STREAM_PPS = 2000;
 
 interface Run {
   commands: Array<ActionRequest & { tMs: number }>;
@@ -56,7 +63,7 @@ function starvedLoop(spec: TraceSpec, blockMs: number, starvedMs: number, ms: nu
 
 describe('escalation on a starved sampler (three uplinks into one switch)', () => {
   it('shuts the second member on the second sample measured wholly after the first shut landed, inside settle', () => {
-    const r = starvedLoop(kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'] }), 60, 12, 400);
+    const r = starvedLoop(kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'], othersSendPps: VM_STREAM_PPS }), 60, 12, 400);
     expect(r.commands.map((c) => `${c.kind}:${c.port}`)).toEqual(['link-down:up1', 'link-down:up2']);
     expect(r.events.map((e) => `${e.event}:${e.port}`)).toEqual(['trip:up1', 'escalate:up2', 'trip:up2']);
     // up1's result came with the tick at landed[0] (that interval straddles the shut); the next
@@ -70,13 +77,13 @@ describe('escalation on a starved sampler (three uplinks into one switch)', () =
   });
 
   it('with 1 ms samples: two samples after the landing tick', () => {
-    const r = starvedLoop(kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'] }), 1, 1, 300);
+    const r = starvedLoop(kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'], othersSendPps: VM_STREAM_PPS }), 1, 1, 300);
     expect(r.commands.map((c) => c.port)).toEqual(['up1', 'up2']);
     expect(r.commands[1]!.tMs - r.landed[0]!).toBeCloseTo(2, 6);
   });
 
   it('does not escalate when the first shut ended the loop, even with frames in flight on the others for a sample', () => {
-    const base = kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'] });
+    const base = kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'], othersSendPps: VM_STREAM_PPS });
     let landedAt = Infinity;
     // The loop runs through up1 only: once it is down, up2/up3 carry the frames that were in
     // flight (rx ≈ tx at storm rate) for the sample right after the landing tick, then nothing.
@@ -124,12 +131,12 @@ describe('escalation after a bridge-state stop (the admin-down returns later, of
   }
 
   it('judges the samples after the stop, not after the result: escalates as the result lands', () => {
-    const r = fastStopLoop(kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'] }), 20, 300, true);
+    const r = fastStopLoop(kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'], othersSendPps: VM_STREAM_PPS }), 20, 300, true);
     expect(r.commands.map((c) => `${c.kind}:${c.port}`)).toEqual(['link-down:up1', 'link-down:up2']);
     // Twenty 1 ms samples after the stop show up2/up3 circling: no further sample is needed.
     expect(r.commands[1]!.tMs - r.landed[0]!).toBeCloseTo(0, 6);
     // Counting from the landing tick (a result without stoppedNs) costs two more samples.
-    const old = fastStopLoop(kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'] }), 20, 300, false);
+    const old = fastStopLoop(kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'], othersSendPps: VM_STREAM_PPS }), 20, 300, false);
     expect(old.commands[1]!.tMs - old.landed[0]!).toBeCloseTo(2, 6);
   });
 
@@ -139,7 +146,7 @@ describe('escalation after a bridge-state stop (the admin-down returns later, of
     // sample has rx 5x tx: the detector's verdicts go on (its members need the sample at hand
     // only), but judged sample by sample no two samples in a row looked like a loop after the
     // shut, and escalation waited for settle. Over the span, rx is 2x tx: a loop going on.
-    const base = kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'] });
+    const base = kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'], othersSendPps: VM_STREAM_PPS });
     const load: LoadFn = (port, tMs, down) => {
       const l = base.load(port, tMs, down);
       if (!down.has('up1') || port === 'vm1') return l;
@@ -188,7 +195,7 @@ describe('escalation timed from the stop, on each sample\'s own interval (sessio
     }
     return run;
   }
-  const threeUp = () => kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'] });
+  const threeUp = () => kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1'], othersSendPps: VM_STREAM_PPS });
 
   it('counts PERSIST_MIN_NS from the stop: samples 0.95 ms apart escalate on the second whole interval, not a third', () => {
     // up1 stops 0.3 ms after its verdict tick T; the tick at T+0.95 takes the stop in (its

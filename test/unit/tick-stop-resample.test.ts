@@ -11,6 +11,12 @@ import { testPolicy, testPorts } from '../../agent/testing/policy.js';
 import type { ActionRequest, PortRates, TickSource } from '../../agent/types.js';
 
 const UPLINKS = ['up1', 'up2', 'up3'];
+/**
+ * vm1 sends a multicast stream into br0 meanwhile: the uplinks are not the only ports taking
+ * frames in, so the loop is cut one member at a time, judged on the evidence after each stop
+ * (with nothing else taking frames in, three members go two at once: breaker twoCutsWhy).
+ */
+const VM_STREAM_PPS = 2000;
 
 /**
  * Three uplinks of br0 into one switch (`down`: down from the start): a storm circles while two
@@ -18,7 +24,7 @@ const UPLINKS = ['up1', 'up2', 'up3'];
  * its port during the breaker's step, actionMs after the tick's sample, and reports stage
  * 'stopped' at once, as the executor does (the admin-down's final result comes much later).
  */
-function starvedUplinks(periodMs: number, actionMs: number, withClock: boolean, down: string[] = []) {
+function starvedUplinks(periodMs: number, actionMs: number, withClock: boolean, down: string[] = [], vmPps = VM_STREAM_PPS) {
   const policy = testPolicy();
   const ports = testPorts({ up1: 'uplink', up2: 'uplink', up3: 'uplink', vm1: 'vm' }, policy);
   let now = 1e12;
@@ -38,9 +44,10 @@ function starvedUplinks(periodMs: number, actionMs: number, withClock: boolean, 
         r.dtMs = (f.tNs - lastT) / 1e6;
         r.valid = r.dtMs >= 0.2;
         const uplink = r.port !== 'vm1' && !down.includes(r.port);
-        r.rxPps = storm && uplink ? 100_000 : 100;
+        const vm = r.port === 'vm1' ? vmPps : 0;
+        r.rxPps = storm && uplink ? 100_000 : 100 + vm;
         r.txPps = storm && !stopped.has(r.port) ? 100_000 : 100;
-        r.floodPps = storm && uplink ? 99_000 : 10;
+        r.floodPps = storm && uplink ? 99_000 : 10 + vm;
         r.bcastPps = r.floodPps;
       }
       if (storm) f.warm = true;
@@ -90,6 +97,12 @@ describe('tick: a sample at the stop of a link-down', () => {
     const downs = starvedUplinks(4, 1, false);
     expect(downs.map((d) => d.port)).toEqual(['up1', 'up2']);
     expect(downs[1]!.tMs - downs[0]!.tMs).toBeCloseTo(12 + 1, 6);
+  });
+
+  it('three uplinks and no other port taking frames in: two of them at the first verdict, in one tick', () => {
+    const downs = starvedUplinks(4, 1, true, [], 0);
+    expect(downs.map((d) => d.port)).toEqual(['up1', 'up2']);
+    expect(downs[1]!.tMs - downs[0]!.tMs).toBeCloseTo(1, 6); // the second stop's own actionMs
   });
 
   it('a two-uplink loop is still shut once: the resample does not escalate to the last member', () => {

@@ -18,12 +18,20 @@ describe('detector warm-up', () => {
     expect(ms).toBeLessThan(2000);
   });
 
-  it('one of its loops has three members, so the breaker warm-up escalates on the evidence after a shut, not only after settle', () => {
+  it('one of its loops has three members, so the breaker warm-up runs the two cuts at once a three-member loop gets', () => {
     const policy = testPolicy();
     const pp = testPorts({ x: 'vm' }, policy).get('x')!;
     const sizes = new Set<number>();
-    warmUpDetector(policy, pp, 3000, (vs) => vs.forEach((v) => v.kind === 'loop' && sizes.add(v.members.length)));
+    let waysIn = 0;
+    warmUpDetector(policy, pp, 3000, (vs) =>
+      vs.forEach((v) => {
+        if (v.kind !== 'loop') return;
+        sizes.add(v.members.length);
+        if (v.members.length === 3 && v.onlyWaysIn) waysIn++;
+      }),
+    );
     expect([...sizes].sort()).toEqual([2, 3]);
+    expect(waysIn).toBeGreaterThan(0);
   });
 });
 
