@@ -32,7 +32,11 @@ export function warmUpBreaker(policy: Policy, portPolicy: PortPolicy, ticks = 30
   warmUpDetector(policy, portPolicy, ticks, (verdicts: readonly Verdict[], tNs: number) => {
     const i = n++;
     if (i % phase === 0) st = initialBreakerState();
-    const operator = i % phase === phase >> 1 ? restores(st) : [];
+    const half = i % phase === phase >> 1;
+    const operator = half ? restores(st) : [];
+    // The phase's second story (the three-member loop's: one cut, then the escalation on the
+    // evidence) needs a budget of its own: the first spent it.
+    if (half) st.autoShuts.length = 0;
     if (verdicts.length === 0 && results.length === 0 && operator.length === 0 && !breakerBusy(st, tNs)) return;
     input.tNs = tNs;
     input.wallMs = tNs / 1e6;

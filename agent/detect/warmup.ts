@@ -16,9 +16,15 @@ import { emptyTick, initialDetectorState, step } from './signature.js';
 import { portPolicyOf } from '../policy/port-policy.js';
 import { runtime, warmUpDomains, type DomainWarmUp } from './warmup-domains.js';
 export const WARM_BRIDGE = runtime('(warm-up)');
-export const WARM_PORTS: readonly string[] = ['warm-a', 'warm-b', 'warm-c'].map(runtime);
+export const WARM_PORTS: readonly string[] = ['warm-a', 'warm-b', 'warm-c', 'warm-d'].map(runtime);
 /** The synthetic storms, each for an equal share of the ticks (see warmUpDetector). */
 export const WARM_PHASES = 5;
+/**
+ * Where in the three-member loop's phase warm-d starts its stream (a share of the phase). The
+ * breaker's warm-up restores what it shut half way through each phase: the stream starts before
+ * that, so its 10 ms average is over a loop's floor when the loop is judged again.
+ */
+const STREAM_FROM = 0.4;
 
 /** The warm-up's ports, each with `portPolicy`'s thresholds, unprotected, live (not dry-run). */
 export function warmPorts(portPolicy: PortPolicy): Map<string, PortPolicy> {
@@ -67,17 +73,20 @@ export function warmUpDetector(
     // Real intervals and rates are never whole numbers: neither are these (see the file comment).
     const jitter = 1 + ((i * 7919) % 13) / 997;
     tNs += 1e6 * jitter;
-    // 0 quiet; 1 loop over the rate gate with a flap, of three members that are every way into
-    // the bridge (the breaker's two cuts at once run); 2 slow loop; 3 unicast loop with a flap
-    // (the breaker's settle escalation runs: the synthetic loop goes on after one shut); 4 flood.
+    // 0 quiet; 1 loop over the rate gate with a flap, of three members: in its first part they
+    // are every way into the bridge (the breaker's two cuts at once run), from STREAM_FROM on
+    // warm-d sends a multicast stream beside them (one cut, then the breaker's escalation on the
+    // evidence after it: the synthetic loop goes on); 2 slow loop; 3 unicast loop with a flap
+    // (the breaker's settle escalation runs); 4 flood.
     const loopPps = jitter * (phase === 1 ? 5 * t.floodPps : phase === 2 ? t.clearPps / 2 : phase === 3 ? 4 * t.floodPps : 0.25);
     const flood = phase === 3 ? 0 : loopPps;
+    const stream = phase === 1 && (i / ticks) * WARM_PHASES - phase >= STREAM_FROM ? jitter * t.floodPps * 0.1 : 0;
     for (let k = 0; k < rs.length; k++) {
       const r = rs[k]!;
       const member = k < 2 || (phase === 1 && k === 2);
-      r.rxPps = phase === 4 ? (k === 2 ? 8 * jitter * t.floodPps : 0) : member ? loopPps : 0;
+      r.rxPps = phase === 4 ? (k === 2 ? 8 * jitter * t.floodPps : 0) : member ? loopPps : k === 3 ? stream : 0;
       r.txPps = phase === 4 ? (k === 2 ? 0 : 8 * jitter * t.floodPps) : member ? loopPps * 1.02 : 2 * loopPps;
-      r.floodPps = phase === 4 ? r.rxPps : member ? flood : 0;
+      r.floodPps = phase === 4 ? r.rxPps : member ? flood : k === 3 ? stream : 0;
       r.bcastPps = r.floodPps;
       r.rxBps = r.rxPps * 64.5;
       r.dtMs = jitter;
