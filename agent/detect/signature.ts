@@ -546,14 +546,20 @@ function judgeLoop(state: DetectorState, b: BridgeTrack, ports: ReadonlyMap<stri
  * physical network's copies of them (the stand-in's switch returns a VM's multicast stream by the
  * other uplink: both vmnics rx ≈ tx at 15k frames/s, shut as a loop). A loop through a guest whose
  * vNICs are not watched sends the circling frames, not a watched VM's.
+ * Compared over SLOW_FLAP_WINDOW_MS (rxSlow/txSlow), not the 10 ms averages: the host reads its
+ * ports one after another, and a busy host reads some ms late, so one 5 ms fuse sample showed
+ * vmnic0 at 18k and vmnic1 at 1k pps from one 15k stream (lab, esxi-benign under load, session 20).
+ * On 10 ms averages the VM's send fell under an uplink's tx on one tick in a second's stream, and
+ * the vmnics were shut as a sustained loop; a read's lateness is made up in the next sample, so
+ * over several samples the two agree. The sustained rule itself waits SLOW_LOOP_MS anyway.
  */
 function esxiVmSends(state: DetectorState, b: BridgeTrack, ports: ReadonlyMap<string, PortPolicy>): boolean {
   let sent = 0;
   let upTx = 0;
   for (const tr of state.ports.values()) {
     if (tr.bridge !== b.bridge || !ports.has(tr.port)) continue;
-    if (tr.esxiVm) sent += tr.rxAvg;
-    else upTx = Math.max(upTx, tr.txAvg);
+    if (tr.esxiVm) sent += tr.rxSlow;
+    else upTx = Math.max(upTx, tr.txSlow);
   }
   return sent >= LOOP_FLOOR_PPS && sent * SLOW_RX_TX_FACTOR >= upTx;
 }

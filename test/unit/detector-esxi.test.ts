@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { ESXI_EXCHANGE_MS, initialDetectorState, step } from '../../agent/detect/signature.js';
 import { testPolicy, testPorts } from '../../agent/testing/policy.js';
-import { buildTrace, type LoadFn } from '../../agent/testing/traces.js';
+import { buildTrace, mulberry32, type LoadFn } from '../../agent/testing/traces.js';
 import type { PortPolicy, Tick, Verdict } from '../../agent/types.js';
 
 const policy = testPolicy();
@@ -90,6 +90,37 @@ describe('ESXi vSwitch: one VM port and the uplinks hot with rx ≈ tx is an exc
       return { rxPps: 0, txPps: 30_000, bcastPps: 0 };
     };
     expect(verdicts(esxTrace(stream, 3000)).map((x) => x.v.kind)).toEqual([]);
+  });
+
+  it("the same stream read with each port's counters skewed by up to 4 ms per 5 ms sample (a busy host's fuse): no verdict", () => {
+    // Lab, esxi-benign under load (session 20): the fuse samples every 5 ms while warm and reads
+    // the items one after another; a busy host delays some reads by ms, so one sample showed vmnic0
+    // at 18k and vmnic1 at 1k from one 15k stream. vm1's send on a 10 ms average then fell under
+    // an uplink's tx / SLOW_RX_TX_FACTOR on one tick, and the vmnics, rx ≈ tx for a second, were
+    // shut as a sustained loop. Each port here is read `skew` ms late, a new draw per sample:
+    // the frames counted are the stream's between two reads, over the sample's nominal interval.
+    const rand = mulberry32(20);
+    const skew = new Map<string, number>(); // port -> last read's lateness, ms
+    const at = new Map<string, number>(); // port -> tMs of the last draw
+    const factor = (p: string, tMs: number): number => {
+      const before = skew.get(p) ?? 0;
+      if (at.get(p) !== tMs) {
+        at.set(p, tMs);
+        skew.set(p, rand() * 4);
+      }
+      return Math.max(0, (PERIOD + skew.get(p)! - before) / PERIOD);
+    };
+    const PERIOD = 5;
+    const stream: LoadFn = (p, tMs) => {
+      if (tMs < 100) return quiet;
+      const f = factor(p, tMs); // rx and tx of one port are read together
+      if (p === VM1) return { rxPps: 15_000 * f, txPps: 30_000 * f, bcastPps: 15_000 };
+      if (p === UP0 || p === UP1) return { rxPps: 15_000 * f, txPps: 15_000 * f, bcastPps: 15_000 };
+      return { rxPps: 0, txPps: 30_000 * f, bcastPps: 0 };
+    };
+    const ticks = buildTrace({ name: 'esxi-skew', ports: ALL.map((port) => ({ port, bridge: 'esx1/vSwitch0' })), load: stream, periodMs: PERIOD }, 3000);
+    const marked = ticks.map((t) => ({ ...t, ports: t.ports.map((r) => ({ ...r, esxiVm: VNICS.includes(r.port), vmSwitch: true })) }));
+    expect(verdicts(marked).map((x) => `${x.v.kind} ${x.v.evidence.clues.join('; ')}`)).toEqual([]);
   });
 
   it('a loop through a guest whose vNICs are not watched, vm1 watched and quiet: the vmnics circling are a loop', () => {
