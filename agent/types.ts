@@ -45,6 +45,11 @@ export interface PortInfo {
   /** The bridge sends frames back out this port they came in by (brport/hairpin_mode 1). */
   hairpin?: boolean;
   /**
+   * STP holds this port listening or blocking (as of the last listing): frames still arrive on it,
+   * but the bridge neither learns nor forwards them, so a MAC seen arriving here is no move.
+   */
+  stpDiscarding?: boolean;
+  /**
    * A port of a macvlan forwarding domain (no bridge): a NIC with macvlan/macvtap devices on it,
    * or one of those devices; `bridge` then names the NIC (host/interfaces.ts, macvlanDomainOf).
    */

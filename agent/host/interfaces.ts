@@ -22,6 +22,7 @@ export function listInterfaces(
     return out;
   }
   const ageing = new Map<string, number | null>();
+  const stp = new Map<string, number | null>();
   for (const name of names) {
     // Filter by name before touching the files: a host with hundreds of unwatched interfaces
     // would otherwise cost two reads each per rescan (12.7 ms/s at 514 links, bench-cost).
@@ -40,7 +41,7 @@ export function listInterfaces(
         name,
         ifindex,
         bridge,
-        ...bridgePortModes(name, master, root, ageing, files, ifindex),
+        ...bridgePortModes(name, master, root, ageing, files, ifindex, stp),
         ...(domain !== null ? { macvlan: true } : {}),
         ...(overlay !== null ? { overlay } : {}),
       });
@@ -86,8 +87,10 @@ export function overlayOf(name: string, ifindex: number, root = '/sys/class/net'
 
 /**
  * How the bridge treats a port, as its loop evidence depends on it: learning off (brport/learning
- * 0, or the bridge's ageing_time 0: Linux then learns nothing, br_fdb_update) and hairpin mode.
- * Both false for a port of no bridge (a bond's, or none) or whose files cannot be read.
+ * 0, or the bridge's ageing_time 0: Linux then learns nothing, br_fdb_update), hairpin mode, and
+ * whether STP holds it discarding (brport/state 1 listening or 4 blocking, on a bridge running STP:
+ * the bridge neither learns nor forwards what arrives there, though the frames still arrive).
+ * All false for a port of no bridge (a bond's, or none) or whose files cannot be read.
  */
 export function bridgePortModes(
   name: string,
@@ -98,14 +101,25 @@ export function bridgePortModes(
   files: PortFiles = pathPortFiles(root),
   /** The port's ifindex as listed (kept fds are per interface); -1 when unknown. */
   ifindex = -1,
-): { noLearn: boolean; hairpin: boolean } {
-  if (bridge === null || !isValidIfName(bridge)) return { noLearn: false, hairpin: false };
+  /** Each bridge's stp_state, read once per listing. */
+  stp = new Map<string, number | null>(),
+): { noLearn: boolean; hairpin: boolean; stpDiscarding: boolean } {
+  if (bridge === null || !isValidIfName(bridge)) return { noLearn: false, hairpin: false, stpDiscarding: false };
   if (!ageing.has(bridge)) ageing.set(bridge, readIntFile(`${root}/${bridge}/bridge/ageing_time`));
+  if (!stp.has(bridge)) stp.set(bridge, readIntFile(`${root}/${bridge}/bridge/stp_state`));
+  // Only where STP runs (kernel or user space): without it every port forwards, and a port the
+  // agent itself stopped by its bridge state must keep showing the moves of a loop through it.
+  const state = (stp.get(bridge) ?? 0) !== 0 ? readIntFile(`${root}/${name}/brport/state`) : null;
   return {
     noLearn: files.readInt(name, ifindex, 'brport/learning') === 0 || ageing.get(bridge) === 0,
     hairpin: files.readInt(name, ifindex, 'brport/hairpin_mode') === 1,
+    stpDiscarding: state === BR_STATE_LISTENING || state === BR_STATE_BLOCKING,
   };
 }
+
+/** brport/state values (linux/if_bridge.h) in which STP discards what arrives. */
+const BR_STATE_LISTENING = 1;
+const BR_STATE_BLOCKING = 4;
 
 /** The bridge (or bond) `name` is enslaved to, or null (one readlink, ~5 µs). */
 export function masterOf(name: string, root = '/sys/class/net'): string | null {

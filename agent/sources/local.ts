@@ -56,8 +56,12 @@ export function createLocalSource(readers: readonly CounterReader[], startNs: nu
       policies = resolved;
       for (const r of readers) r.watch(next);
       if (!changed) {
-        // The bridge's view of a port (learning, hairpin) can change without a relisting change.
-        for (let i = 0; i < next.length; i++) portModes(rates[i]!, next[i]!);
+        // The bridge's view of a port (learning, hairpin, STP state) can change without a
+        // relisting change. The listed objects keep their identity (consumers key on it).
+        for (let i = 0; i < next.length; i++) {
+          portModes(rates[i]!, next[i]!);
+          infos[i]!.stpDiscarding = next[i]!.stpDiscarding;
+        }
         return null;
       }
       const added = next.filter((p) => !prev.has(p.name)).map((p) => p.name);

@@ -25,7 +25,7 @@ export interface NativeMoves {
 
 export function createNativeMoves(
   read: () => ReadonlyArray<number | string>,
-  portAt: (ifindex: number) => { name: string; bridge: string | null; macvlan?: boolean } | undefined,
+  portAt: (ifindex: number) => { name: string; bridge: string | null; macvlan?: boolean; stpDiscarding?: boolean } | undefined,
 ): NativeMoves {
   const track = createMoveTracker();
   const last = new Map<string, number>();
@@ -38,6 +38,11 @@ export function createNativeMoves(
         // In a macvlan domain every broadcast arrives on the NIC and then on each macvlan on it:
         // the same MAC "moves" with every frame, which is no flap (see host/interfaces.ts).
         if (p === undefined || p.bridge === null || p.macvlan === true) continue;
+        // A port STP holds blocking still receives the switch's copies of every broadcast (the
+        // thread sees them), but its bridge learns nothing there: each such frame "moved" its
+        // MAC between the forwarding and the blocking uplink, a flap that lent a legitimate
+        // exchange's one hot sample a loop verdict (lab, agent-more-shapes STP case under load).
+        if (p.stpDiscarding === true) continue;
         // In time order with what was pushed before (the detector prunes moves from the oldest).
         newest = Math.max(newest, flat[i] as number);
         const mv = track({ mac: flat[i + 2] as string, dev: p.name, master: p.bridge, deleted: false }, newest);

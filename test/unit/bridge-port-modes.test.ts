@@ -35,15 +35,28 @@ describe('bridge port modes (learning off, hairpin) from sysfs', () => {
     expect(byName.get('vm1')).toMatchObject({ bridge: 'br0', noLearn: false, hairpin: false });
     expect(byName.get('e1')).toMatchObject({ bridge: 'bond0', noLearn: false, hairpin: false });
     expect(byName.get('br0')).toMatchObject({ bridge: null, noLearn: false, hairpin: false });
-    expect(bridgePortModes('gone0', 'br0', root)).toEqual({ noLearn: false, hairpin: false });
+    expect(bridgePortModes('gone0', 'br0', root)).toEqual({ noLearn: false, hairpin: false, stpDiscarding: false });
   });
 
   it('ageing_time 0 on the bridge: no port of it learns (Linux learns nothing then)', () => {
     writeFileSync(join(root, 'br0', 'bridge', 'ageing_time'), '0\n');
     try {
-      expect(bridgePortModes('vm1', 'br0', root)).toEqual({ noLearn: true, hairpin: false });
+      expect(bridgePortModes('vm1', 'br0', root)).toEqual({ noLearn: true, hairpin: false, stpDiscarding: false });
     } finally {
       writeFileSync(join(root, 'br0', 'bridge', 'ageing_time'), '30000\n');
+    }
+  });
+
+  it('STP on the bridge: a port it holds blocking or listening discards (no moves there); with STP off the state is not read', () => {
+    for (const [p, st] of [['up1', 4], ['up2', 1], ['vm1', 3]] as const) writeFileSync(join(root, p, 'brport', 'state'), `${st}\n`);
+    writeFileSync(join(root, 'br0', 'bridge', 'stp_state'), '1\n');
+    try {
+      const byName = new Map(listInterfaces(root).map((p) => [p.name, p]));
+      expect([byName.get('up1')?.stpDiscarding, byName.get('up2')?.stpDiscarding, byName.get('vm1')?.stpDiscarding]).toEqual([true, true, false]);
+      writeFileSync(join(root, 'br0', 'bridge', 'stp_state'), '0\n'); // the agent's own bridge-state shut (STP off) still shows moves
+      expect(bridgePortModes('up1', 'br0', root).stpDiscarding).toBe(false);
+    } finally {
+      rmSync(join(root, 'br0', 'bridge', 'stp_state'));
     }
   });
 });

@@ -5,11 +5,12 @@ import type { FdbMove } from '../../agent/types.js';
 // The tripwire's moves as FDB moves: between ports of one bridge only, in time order, and a
 // monitor move the thread already reported is not counted twice.
 
-const PORTS: Record<number, { name: string; bridge: string | null }> = {
+const PORTS: Record<number, { name: string; bridge: string | null; stpDiscarding?: boolean }> = {
   2: { name: 'up1', bridge: 'br0' },
   3: { name: 'up2', bridge: 'br0' },
   4: { name: 'br0', bridge: null }, // the bridge device: frames going up to the host
   5: { name: 'eth9', bridge: null },
+  6: { name: 'up3', bridge: 'br0', stpDiscarding: true }, // STP holds it blocking
 };
 const X = '02:00:00:00:00:0a';
 
@@ -44,6 +45,13 @@ describe('tripwire moves', () => {
       { tNs: 1e9 + 20, bridge: 'br0', mac: X, port: 'up2' },
       { tNs: 1e9 + 40, bridge: 'br0', mac: X, port: 'up1' },
     ]);
+  });
+
+  it('a port STP holds blocking is no place a MAC moves to: the switch returns every broadcast there, and the bridge learns nothing there', () => {
+    const { feed, got } = setup();
+    // up1 (learn), up3 (blocking: nothing), up1 (nothing), up3, up2 (move): one move only.
+    feed(1e9, 2, X, 1e9 + 10, 6, X, 1e9 + 20, 2, X, 1e9 + 30, 6, X, 1e9 + 40, 3, X);
+    expect(got).toEqual([{ tNs: 1e9 + 40, bridge: 'br0', mac: X, port: 'up2' }]);
   });
 
   it('a monitor move to where the thread saw the MAC go within the flap window is the same move (a failover and back stays two moves)', () => {
