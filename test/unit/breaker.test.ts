@@ -222,6 +222,40 @@ describe('a loop through two bridges of one host', () => {
     expect(d.commands.map((c) => c.port)).toEqual(['vmb0', 'vmb1']);
   });
 
+  it("a loop through a guest: its other vNIC is not taken for a flood while the cut settles, and is after it if it goes on", () => {
+    const d = driver(ports);
+    const guest = { vm: 'vmA', ports: ['vmb0', 'vmb1'] };
+    d.at(0, { verdicts: [{ ...loop(['up1', 'vmb0'], 'br0'), guest } as Verdict] });
+    d.at(1, { verdicts: [flood('vmb1')] }); // the shut in flight
+    d.at(2, { verdicts: [flood('vmb1')], results: [result('link-down', 'vmb0')] });
+    d.at(2 + SETTLE - 1, { verdicts: [flood('vmb1')] }); // settling
+    expect(d.commands.map((c) => c.port)).toEqual(['vmb0']);
+    d.at(2 + SETTLE + 1, { verdicts: [flood('vmb1')] });
+    expect(d.commands.map((c) => c.port)).toEqual(['vmb0', 'vmb1']);
+    // Without the guest named, vmb1 is no member of br0's loop: a flood as ever.
+    const plain = driver(ports);
+    plain.at(0, { verdicts: [loop(['up1', 'vmb0'], 'br0')] });
+    plain.at(1, { verdicts: [flood('vmb1')] });
+    expect(plain.commands.map((c) => c.port)).toEqual(['vmb0', 'vmb1']);
+  });
+
+  it("a loop through a guest seen on its other vSwitch waits for the guest's cut however long the call takes", () => {
+    const ep = testPorts({ 'esx1/vmnic0': 'uplink', 'esx1/vnA0': 'vm', 'esx1/vmnic1': 'uplink', 'esx1/vnA1': 'vm' }, policy);
+    const guest = { vm: 'vmA', ports: ['esx1/vnA0', 'esx1/vnA1'] };
+    const v0 = { ...loop(['esx1/vmnic0', 'esx1/vnA0'], 'esx1/vSwitch0'), guest } as Verdict;
+    const v1 = { ...loop(['esx1/vmnic1', 'esx1/vnA1'], 'esx1/vSwitch1'), guest } as Verdict;
+    const d = driver(ep);
+    d.at(0, { verdicts: [v0] });
+    // The cut call (vim-cmd over SSH) still running long past settle: the same guest's loop on vSwitch1 waits.
+    for (let t = 1; t < 10 * SETTLE; t += 5) d.at(t, { verdicts: [v1] });
+    expect(d.commands.map((c) => c.port)).toEqual(['esx1/vnA0']);
+    // Another guest's loop on vSwitch1 waits only as long as settle.
+    const other = driver(ep);
+    other.at(0, { verdicts: [v0] });
+    for (let t = 1; t < 10 * SETTLE; t += 5) other.at(t, { verdicts: [{ ...v1, guest: { vm: 'vmB', ports: ['esx1/vnA1'] } } as Verdict] });
+    expect(other.commands.map((c) => c.port)).toEqual(['esx1/vnA0', 'esx1/vnA1']);
+  });
+
   it('vSwitches of two different ESXi hosts do not wait for each other', () => {
     const ep = testPorts({ 'esxA/vmnic0': 'uplink', 'esxA/vnic-a': 'vm', 'esxB/vmnic0': 'uplink', 'esxB/vnic-b': 'vm' }, policy);
     const d = driver(ep);
