@@ -1,7 +1,10 @@
 // The pure breaker driven by hand in unit tests: verdict and result factories, and a driver whose
-// `at(ms, ...)` is one breakerStep at that monotonic time. Shared by breaker*.test.ts.
+// `at(ms, ...)` is one breakerStep at that monotonic time; the detector and breaker in a closed
+// loop over a generated trace. Shared by breaker*.test.ts and two-cuts.test.ts.
 import { expect } from 'vitest';
 import { breakerStep, initialBreakerState, portStates, type BreakerInput, type BreakerState, type BreakerStep } from '../../agent/breaker/state.js';
+import { initialDetectorState, step } from '../../agent/detect/signature.js';
+import { TraceGen, type TraceSpec } from '../../agent/testing/traces.js';
 import type { ActionRequest, ActionResult, Evidence, JournalEvent, Policy, PortPolicy, Verdict } from '../../agent/types.js';
 
 export const WALL0 = Date.UTC(2025, 0, 2, 3, 4, 5);
@@ -63,4 +66,31 @@ export function breakerDriver(
     stateOf: (port: string) => portStates(state).find((p) => p.port === port)?.state ?? 'forwarding',
     kinds: () => events.map((e) => `${e.event}:${e.port}`),
   };
+}
+
+/**
+ * Detector + breaker in a closed loop over a generated trace that reacts to link-downs: the
+ * commands of one tick take effect during the next interval (an action takes ~0.2-3 ms, about one
+ * sample). Returns what was commanded (with the trace's ms), journaled, and how many ticks had verdicts.
+ */
+export function closedLoop(spec: TraceSpec, ports: ReadonlyMap<string, PortPolicy>, ms: number, pol: Policy) {
+  const gen = new TraceGen(spec);
+  const det = initialDetectorState();
+  const brk = initialBreakerState();
+  const commands: Array<ActionRequest & { tMs: number }> = [];
+  const events: JournalEvent[] = [];
+  let pending: ActionRequest[] = [];
+  let verdictTicks = 0;
+  while (gen.tMs < ms) {
+    const results = landOnTrace(gen.down, pending);
+    pending = [];
+    const tick = gen.next();
+    const d = step(det, tick, ports, pol);
+    if (d.verdicts.length) verdictTicks++;
+    const out = breakerStep(brk, { tNs: tick.tNs, wallMs: WALL0 + gen.tMs, verdicts: d.verdicts, results, operator: [] }, ports, pol);
+    for (const c of out.commands) commands.push({ ...c, tMs: gen.tMs });
+    pending.push(...out.commands);
+    events.push(...out.events);
+  }
+  return { commands, events, verdictTicks, down: gen.down };
 }

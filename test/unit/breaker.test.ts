@@ -10,11 +10,10 @@ import {
   type BreakerState,
   type OperatorCommand,
 } from '../../agent/breaker/state.js';
-import { initialDetectorState, step } from '../../agent/detect/signature.js';
 import { testPolicy, testPorts } from '../../agent/testing/policy.js';
-import { esxLoop, kvmLoop, TraceGen, uplinkFlood, vmFlood, type TraceSpec } from '../../agent/testing/traces.js';
-import type { ActionRequest, JournalEvent, Policy, PortPolicy, Verdict } from '../../agent/types.js';
-import { breakerDriver, landOnTrace, result, T0, verdictsFor, WALL0 } from '../helpers/breaker-driver.js';
+import { esxLoop, kvmLoop, uplinkFlood, vmFlood, type TraceSpec } from '../../agent/testing/traces.js';
+import type { Policy, PortPolicy, Verdict } from '../../agent/types.js';
+import { breakerDriver, closedLoop as closedLoopWith, result, T0, verdictsFor, WALL0 } from '../helpers/breaker-driver.js';
 
 const policy = testPolicy();
 const SETTLE = policy.breaker.settleMs;
@@ -556,29 +555,8 @@ describe('restart and status', () => {
 
 // --- closed loop: detector + breaker + a trace that reacts to link-downs ------------------------
 
-function closedLoop(spec: TraceSpec, ports: ReadonlyMap<string, PortPolicy>, ms: number, pol: Policy = policy) {
-  const gen = new TraceGen(spec);
-  const det = initialDetectorState();
-  const brk = initialBreakerState();
-  const commands: Array<ActionRequest & { tMs: number }> = [];
-  const events: JournalEvent[] = [];
-  let pending: ActionRequest[] = [];
-  let verdictTicks = 0;
-  while (gen.tMs < ms) {
-    // The commands of the previous tick take effect during this interval (an action takes
-    // ~0.2-3 ms, about one sample).
-    const results = landOnTrace(gen.down, pending);
-    pending = [];
-    const tick = gen.next();
-    const d = step(det, tick, ports, pol);
-    if (d.verdicts.length) verdictTicks++;
-    const out = breakerStep(brk, { tNs: tick.tNs, wallMs: WALL0 + gen.tMs, verdicts: d.verdicts, results, operator: [] }, ports, pol);
-    for (const c of out.commands) commands.push({ ...c, tMs: gen.tMs });
-    pending.push(...out.commands);
-    events.push(...out.events);
-  }
-  return { commands, events, verdictTicks, down: gen.down };
-}
+/** The shared closed loop (helpers/breaker-driver.ts) with this file's policy by default. */
+const closedLoop = (spec: TraceSpec, ports: ReadonlyMap<string, PortPolicy>, ms: number, pol: Policy = policy) => closedLoopWith(spec, ports, ms, pol);
 
 describe('closed loop over generated traces', () => {
   const kvmPorts = testPorts({ up1: 'uplink', up2: 'uplink', up3: 'uplink', vm1: 'vm', mgmt0: 'mgmt' }, policy);

@@ -5,12 +5,12 @@
 // going on (2-4 ms of storm more in the lab, bench-reaction kvm-3up, session 20). Everything else
 // (two members, four, another port taking frames in, an ESXi vSwitch) goes one at a time.
 import { describe, expect, it } from 'vitest';
-import { breakerStep, initialBreakerState, loopSettling } from '../../agent/breaker/state.js';
+import { loopSettling } from '../../agent/breaker/state.js';
 import { initialDetectorState, step } from '../../agent/detect/signature.js';
 import { testPolicy, testPorts } from '../../agent/testing/policy.js';
 import { kvmLoop, TraceGen, type TraceSpec } from '../../agent/testing/traces.js';
-import type { ActionRequest, ActionResult, JournalEvent, PortPolicy, Verdict } from '../../agent/types.js';
-import { breakerDriver, landOnTrace, result, verdictsFor, WALL0 } from '../helpers/breaker-driver.js';
+import type { ActionResult, PortPolicy, Verdict } from '../../agent/types.js';
+import { breakerDriver, closedLoop as closedLoopWith, result, verdictsFor } from '../helpers/breaker-driver.js';
 
 const policy = testPolicy();
 const SETTLE = policy.breaker.settleMs;
@@ -164,25 +164,7 @@ describe('breaker: two cuts at once for three members that are every way in', ()
 });
 
 describe('detector and breaker in a closed loop (1 ms samples)', () => {
-  function closedLoop(spec: TraceSpec, ms: number) {
-    const gen = new TraceGen(spec);
-    const det = initialDetectorState();
-    const brk = initialBreakerState();
-    const commands: Array<ActionRequest & { tMs: number }> = [];
-    const events: JournalEvent[] = [];
-    let pending: ActionRequest[] = [];
-    while (gen.tMs < ms) {
-      const results = landOnTrace(gen.down, pending);
-      pending = [];
-      const tick = gen.next();
-      const d = step(det, tick, ports, policy);
-      const out = breakerStep(brk, { tNs: tick.tNs, wallMs: WALL0 + gen.tMs, verdicts: d.verdicts, results, operator: [] }, ports, policy);
-      for (const c of out.commands) commands.push({ ...c, tMs: gen.tMs });
-      pending.push(...out.commands);
-      events.push(...out.events);
-    }
-    return { commands, events, down: gen.down };
-  }
+  const closedLoop = (spec: TraceSpec, ms: number) => closedLoopWith(spec, ports, ms, policy);
 
   it('three uplinks into one switch: two shut at the first verdict, the loop ends, the third stays up', () => {
     const r = closedLoop(kvmLoop({ members: ['up1', 'up2', 'up3'], others: ['vm1', 'mgmt0'] }), 400);
