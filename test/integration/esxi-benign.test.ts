@@ -18,16 +18,13 @@
 // agent logged no trip, would-trip or escalation. The positive control runs in the same lab with
 // the same agent: the bridging VM's loop closed, one broadcast: cut as a loop at vmA's vNIC.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { buildEsxiLab, closeLoop, openLoop, standinArgv, teardownEsxiLab, type EsxiLab } from '../../scripts/lab/esxi/lab.js';
-import { readInventory } from '../../scripts/lab/esxi/inventory.js';
-import { esxiLabPolicy } from '../../scripts/lab/esxi/policy.js';
-import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
+import { closeLoop, openLoop, type EsxiLab } from '../../scripts/lab/esxi/lab.js';
+import type { AgentHandle } from '../../scripts/lab/agent.js';
 import { inject, wave } from '../../scripts/lab/traffic.js';
 import { run, ns } from '../../scripts/lab/exec.js';
 import { readLinkStats } from '../../scripts/lab/counters.js';
-import { newStateDir, removeStateDirs, requireBuiltAgent, sleep, waitForNew, type Line } from '../helpers/agent-lab.js';
+import { describeLine, restoreAll as restoreAllOf, startEsxiCase, stopEsxiCase } from '../helpers/esxi-case.js';
+import { sleep, waitForNew, type Line } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbeb-';
 const VNIC_A0 = 'esx1/vnic-000c295ba000';
@@ -38,39 +35,15 @@ let lab: EsxiLab;
 let agent: AgentHandle | null = null;
 
 beforeAll(async () => {
-  requireBuiltAgent();
-  lab = await buildEsxiLab(PREFIX);
-  const policy = join(lab.dir, 'policy.yaml');
-  writeFileSync(policy, esxiLabPolicy(lab, { fuse: 'stream' }));
-  agent = await startAgent(lab.ns.agent, { policy, stateDir: newStateDir('esxi-benign') });
-  await agent.waitFor((l) => l.component === 'esxi' && l.state === 'streaming', 15_000);
-  await sleep(500);
+  ({ lab, agent } = await startEsxiCase(PREFIX, 'esxi-benign'));
 }, 60_000);
 
 afterAll(async () => {
-  try {
-    if (lab) await openLoop(lab).catch(() => undefined);
-    await agent?.stop();
-  } finally {
-    await teardownEsxiLab(PREFIX);
-    removeStateDirs();
-  }
+  await stopEsxiCase(PREFIX, { lab, agent: agent ?? undefined });
 }, 60_000);
 
-function describeLine(l: Line): string {
-  const ev = l.evidence as { clues?: string[] } | undefined;
-  return `${String(l.msg)} ${String(l.port ?? '')}: ${String(l.reason ?? '')}; ${(ev?.clues ?? []).join('; ')}`;
-}
-
-/** Every vNIC the agent disconnected put back, every vmnic up: the next phase starts clean. */
-async function restoreAll(): Promise<void> {
-  const inv = await readInventory(lab);
-  for (const vm of inv.vms) for (const n of vm.nics) if (!n.connected) await run(standinArgv(lab, 'vim-cmd', ['vmsvc/device.connection', String(vm.vmid), String(n.key), '1']));
-  for (const n of ['vmnic0', 'vmnic1']) await run(standinArgv(lab, 'esxcli', ['network', 'nic', 'up', '-n', n]));
-  const st = (await agent!.ask('status')) as { ports: Array<{ port: string; state: string }> };
-  for (const p of st.ports.filter((x) => x.state === 'tripped')) await agent!.ask('restore', { port: p.port, reason: 'sbt esxi benign: next phase' }).catch(() => undefined);
-  await sleep(1500); // the agent re-reads the host after a reconnect
-}
+/** The next case starts clean (helpers/esxi-case.ts). */
+const restoreAll = (): Promise<void> => restoreAllOf({ lab, agent: agent! }, 'sbt esxi benign: next phase', { vmnics: true });
 
 /** Run one benign phase; returns what the agent said that it must not have said. */
 async function quietly(fn: () => Promise<void>): Promise<string[]> {

@@ -18,16 +18,13 @@
 // under a second, by the flood rule and for the wrong reason, and otherwise after ~2.3 s; the
 // assertion on the reason fails there every time, the one on time in 1 run of 4.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { buildEsxiLab, closeLoop, openLoop, standinArgv, teardownEsxiLab, type EsxiLab } from '../../scripts/lab/esxi/lab.js';
-import { readInventory } from '../../scripts/lab/esxi/inventory.js';
-import { esxiLabPolicy } from '../../scripts/lab/esxi/policy.js';
-import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
+import { closeLoop, openLoop, type EsxiLab } from '../../scripts/lab/esxi/lab.js';
+import type { AgentHandle } from '../../scripts/lab/agent.js';
 import { inject } from '../../scripts/lab/traffic.js';
-import { run, ns } from '../../scripts/lab/exec.js';
+import { run } from '../../scripts/lab/exec.js';
 import { readLinkStats } from '../../scripts/lab/counters.js';
-import { newStateDir, removeStateDirs, requireBuiltAgent, sleep, waitForNew, type Line } from '../helpers/agent-lab.js';
+import { describeLine, restoreAll as restoreAllOf, startEsxiCase, stopEsxiCase } from '../helpers/esxi-case.js';
+import { sleep, waitForNew, type Line } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbeg-';
 const VNIC_A0 = 'esx1/vnic-000c295ba000';
@@ -40,38 +37,15 @@ let lab: EsxiLab;
 let agent: AgentHandle | null = null;
 
 beforeAll(async () => {
-  requireBuiltAgent();
-  lab = await buildEsxiLab(PREFIX, { split: true });
-  const policy = join(lab.dir, 'policy.yaml');
-  writeFileSync(policy, esxiLabPolicy(lab, { fuse: 'stream', portgroups: '["VM Network", "VM Network1"]' }));
-  agent = await startAgent(lab.ns.agent, { policy, stateDir: newStateDir('esxi-guest-loop') });
-  await agent.waitFor((l) => l.component === 'esxi' && l.state === 'streaming', 15_000);
-  await sleep(500);
+  ({ lab, agent } = await startEsxiCase(PREFIX, 'esxi-guest-loop', { split: true, portgroups: '["VM Network", "VM Network1"]' }));
 }, 60_000);
 
 afterAll(async () => {
-  try {
-    if (lab) await openLoop(lab).catch(() => undefined);
-    await agent?.stop();
-  } finally {
-    await teardownEsxiLab(PREFIX);
-    removeStateDirs();
-  }
+  await stopEsxiCase(PREFIX, { lab, agent: agent ?? undefined });
 }, 60_000);
 
-function describeLine(l: Line): string {
-  const ev = l.evidence as { clues?: string[] } | undefined;
-  return `${String(l.msg)} ${String(l.port ?? '')}: ${String(l.reason ?? '')}; ${(ev?.clues ?? []).join('; ')}`;
-}
-
-/** Every vNIC the agent disconnected put back, every tripped port restored: the next case starts clean. */
-async function restoreAll(): Promise<void> {
-  const inv = await readInventory(lab);
-  for (const vm of inv.vms) for (const n of vm.nics) if (!n.connected) await run(standinArgv(lab, 'vim-cmd', ['vmsvc/device.connection', String(vm.vmid), String(n.key), '1']));
-  const st = (await agent!.ask('status')) as { ports: Array<{ port: string; state: string }> };
-  for (const p of st.ports.filter((x) => x.state === 'tripped')) await agent!.ask('restore', { port: p.port, reason: 'sbt esxi guest loop: next case' }).catch(() => undefined);
-  await sleep(1500); // the agent re-reads the host after a reconnect
-}
+/** The next case starts clean (helpers/esxi-case.ts). */
+const restoreAll = (): Promise<void> => restoreAllOf({ lab, agent: agent! }, 'sbt esxi guest loop: next case');
 
 /** vmA as a multi-homed host: eth0 and eth1 out of its bridge, up, an address on each (Linux answers ARP for either on both). */
 async function multiHomed(on: boolean): Promise<void> {
