@@ -1275,6 +1275,9 @@ function loopVerdict(
   return verdict;
 }
 
+/** The members' count for which onlyWaysIn is judged: the breaker's two cuts at once (twoCutsWhy). */
+const WAYS_IN_MEMBERS = 3;
+
 /**
  * Are the members every way the circling frames come back into their bridge? Then the breaker
  * knows how many cuts the loop needs at this bridge (a loop through three ports into one segment
@@ -1287,10 +1290,12 @@ function loopVerdict(
  * the members, and says no; so does a busy port of the bridge, which only costs the fast cut.
  * The frame a VM sent to start the storm is ~100 pps over 10 ms. Not judged (null) where the
  * count says nothing about cuts: a member in hairpin mode (a loop of one port), an ESXi vSwitch
- * (split horizon) or a macvlan domain. Returns the clue, or null. Runs on verdicts only.
+ * (split horizon) or a macvlan domain. Returns the clue, or null. Runs on verdicts only, and only
+ * for three members: the breaker uses it for nothing else, and the walk over every port of the
+ * bridge (128 on a full hypervisor) would otherwise run in every loop verdict's tick.
  */
 function onlyWaysIn(state: DetectorState, b: BridgeTrack, members: readonly PortTrack[], how: LoopHow, tNs: number): string | null {
-  if (how === 'hairpin' || b.macvlan || b.vmPorts > 0 || members.length < 2) return null;
+  if (how === 'hairpin' || b.macvlan || b.vmPorts > 0 || members.length !== WAYS_IN_MEMBERS) return null;
   let flood = true;
   for (const m of members) {
     if (m.hairpin || m.esxiVm || m.macvlan) return null;
