@@ -478,7 +478,12 @@ function onStopped(ctx: Ctx, e: PortEntry, r: ActionResult): void {
   b.settleUntilNs = Infinity;
   b.quietUntilNs = ctx.tNs + settleMsOf(ctx, r.port) * 1e6;
   // The later stop of a two-port cut: the loop goes on only if it does without both.
-  b.shutDoneNs = Math.max(b.shutDoneNs, r.stoppedNs !== undefined && r.stoppedNs < ctx.tNs ? r.stoppedNs : ctx.tNs);
+  b.shutDoneNs = Math.max(b.shutDoneNs, stopTimeNs(ctx, r));
+}
+
+/** When the port stopped forwarding: the action's own stop time, never later than now. */
+function stopTimeNs(ctx: Ctx, r: ActionResult): number {
+  return r.stoppedNs !== undefined && r.stoppedNs < ctx.tNs ? r.stoppedNs : ctx.tNs;
 }
 
 /** A loop shut's final result (ok): settle runs from now. */
@@ -496,7 +501,7 @@ function loopShutLanded(ctx: Ctx, e: PortEntry, r: ActionResult): void {
   // A bridge port stops forwarding when its state is set, before the admin-down returns:
   // samples after that already show whether the loop goes on (persistsAfter). The later of a
   // two-port cut's stops counts.
-  b.shutDoneNs = Math.max(b.shutDoneNs, r.stoppedNs !== undefined && r.stoppedNs < ctx.tNs ? r.stoppedNs : ctx.tNs);
+  b.shutDoneNs = Math.max(b.shutDoneNs, stopTimeNs(ctx, r));
 }
 
 // --- reachability --------------------------------------------------------------------------------
