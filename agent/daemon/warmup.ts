@@ -7,6 +7,7 @@ import { warmUpTrips, type TripWarmUp } from './warmup-trip.js';
 import { keepCompiledCode } from './keep-code.js';
 import { warmUpRates } from '../sample/rates.js';
 import { warmUpFdbParsing } from '../sources/fdb.js';
+import { warmUpReturns } from '../sources/returns.js';
 
 // Pay a first storm's one-time costs at start (issue 11 item 4): a fresh agent's first stop
 // (traced in the lab) spent ~1.2 ms in a breaker step that had never run and ~0.9 ms more in a
@@ -23,6 +24,7 @@ export async function warmUp(policy: Policy, first: PortPolicy | undefined, log:
   let trips: TripWarmUp | null = null;
   warmUpRates();
   warmUpFdbParsing();
+  warmUpReturns();
   if (first) {
     warmUpBreaker(policy, first);
     bridgePortOf(first.name);

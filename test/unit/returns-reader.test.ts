@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createReturnsReader } from '../../agent/sources/returns.js';
+import { createReturnsReader, warmUpReturns } from '../../agent/sources/returns.js';
 import { emptyCounters, type Counters, type PortInfo } from '../../agent/types.js';
 
 // The tripwire's frames-that-came-back, per interface since its last read, as each port's running
@@ -39,5 +39,13 @@ describe('returns reader', () => {
     r.read(out);
     expect(out.get('up2')!.rxReturned).toBe(8);
     expect(out.get('macvtap1')!.rxReturned).toBe(0);
+  });
+});
+
+describe('returns reader warm-up', () => {
+  it('adds returned-frame counts on throwaway ports (the path a storm takes), ignoring an unknown ifindex', () => {
+    // 200 reads of 3 and 4 returns, the third pair's ifindex watched by nobody.
+    expect(warmUpReturns(200)).toBe(200 * 7);
+    expect(warmUpReturns(1)).toBe(7);
   });
 });
