@@ -43,15 +43,22 @@ async function rxOver(port: string, ms: number): Promise<number> {
  * Start a storm (one broadcast frame from prod) and prove it circles; the guard bounds it. 8 s:
  * at 2.5 s it likely fired once with one core busy before the action's node process had loaded: the
  * port was then already down and the action took the sysfs route (seen once, not reproduced).
+ * The returned end(stopped) cancels the guard; unless the case saw the storm stopped it opens the
+ * loop at once (a failed assertion used to cancel the guard and leave the storm circling through
+ * the next case and the teardown).
  */
-async function storm(): Promise<() => void> {
-  const guard = setTimeout(() => {
-    for (const p of lab.loopPorts) void linkDown(lab, p).catch(() => undefined);
-  }, 8000);
+async function storm(): Promise<(stopped: boolean) => Promise<void>> {
+  const openLoop = async () => {
+    for (const p of lab.loopPorts) await linkDown(lab, p).catch(() => undefined);
+  };
+  const guard = setTimeout(() => void openLoop(), 8000);
   await inject(lab, 'prod', 'eth0', { count: 1, kind: 'broadcast' });
   await sleep(50);
   expect(await rxOver('up2', 100)).toBeGreaterThan(1000);
-  return () => clearTimeout(guard);
+  return async (stopped) => {
+    clearTimeout(guard);
+    if (!stopped) await openLoop();
+  };
 }
 
 beforeAll(async () => {
@@ -65,7 +72,8 @@ afterAll(async () => {
 
 describe('link-down of a looping bridge port', () => {
   it('stops the storm by the bridge state (netlink), is admin-down after; link-up brings it back forwarding', async () => {
-    const cancel = await storm();
+    const end = await storm();
+    let stopped = false;
     try {
       const r = await action('down', 'up1');
       expect(r).toMatchObject({ ok: true, verified: true, via: 'netlink-brport-state', adminDownVia: 'sysfs-flags' });
@@ -74,15 +82,17 @@ describe('link-down of a looping bridge port', () => {
       expect(await adminUp('up1')).toBe(false);
       await sleep(30);
       expect(await rxOver('up2', 150)).toBeLessThan(50);
+      stopped = true;
     } finally {
-      cancel();
+      await end(stopped);
     }
     const up = await action('up', 'up1');
     expect(up).toMatchObject({ ok: true, verified: true });
     expect(await adminUp('up1')).toBe(true);
     expect(await sys('up1', 'brport/state')).toBe('3');
     // Forwarding again: the loop is closed and a new frame storms.
-    const cancel2 = await storm();
+    const end2 = await storm();
+    let stopped2 = false;
     try {
       // The kernel's part alone: the state set, the port still admin-up, and the storm is over.
       const s = await action('stop-only', 'up1');
@@ -90,8 +100,9 @@ describe('link-down of a looping bridge port', () => {
       expect(await adminUp('up1')).toBe(true);
       await sleep(30);
       expect(await rxOver('up2', 150)).toBeLessThan(50);
+      stopped2 = true;
     } finally {
-      cancel2();
+      await end2(stopped2);
     }
     // A port whose admin-down never happened: link-up alone would leave it disabled.
     expect(await action('up', 'up1')).toMatchObject({ ok: true, verified: true });
