@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 import { run, ns } from '../../scripts/lab/exec.js';
-import { downHostPorts, stormWithAgent } from '../../scripts/lab/scenario.js';
+import { downHostPorts, resetPorts, stormWithAgent } from '../../scripts/lab/scenario.js';
 import { listNamespaces, teardownLab, type Lab } from '../../scripts/lab/topology.js';
 import { eventsOf, isUp, newStateDir, readJournalStrict, REPO, sleep, stormGuard, until, useKvmLab, waitForNew } from '../helpers/agent-lab.js';
 
@@ -93,6 +93,9 @@ describe('agent restart (kvm)', () => {
     } finally {
       await first?.stop('SIGKILL');
       await second?.stop('SIGTERM');
+      // up1 (or both members, opened by hand) left down by a failure above would fail the next
+      // case's first check (no host port down) for a reason that is not its own.
+      await resetPorts(lab);
     }
   });
 
