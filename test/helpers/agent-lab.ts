@@ -88,6 +88,19 @@ export async function until(cond: () => Promise<boolean> | boolean, timeoutMs: n
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
+ * Until the agent's port listing (status: the watched and observed ports as last listed) has each
+ * port of `want` in its bridge; false after timeoutMs. For a case that changed the host's ports and
+ * needs the agent's rescan (every 1 s, later on a busy machine) to have seen the change before its
+ * storm: waited for, not assumed from a fixed sleep.
+ */
+export async function listedIn(agent: AgentHandle, want: Readonly<Record<string, string>>, timeoutMs = 5000): Promise<boolean> {
+  return until(async () => {
+    const st = (await agent.ask('status')) as { ports: Array<{ port: string; bridge: string | null }> };
+    return Object.entries(want).every(([port, bridge]) => st.ports.some((p) => p.port === port && p.bridge === bridge));
+  }, timeoutMs);
+}
+
+/**
  * Down every loop member afterMs from now unless cancelled: no storm outlives a failed or hung
  * test, whatever the agent does. 6 s by default: at 2.5 s it once fired on a loaded machine while
  * agent-loops' storm helper was still observing, and downed the loop member the agent had rightly

@@ -33,7 +33,7 @@ import { addUplink, shapeUplinks, unshapeUplinks } from '../../scripts/lab/shape
 import { hostStp, hostStpOff, waitStp } from '../../scripts/lab/stp-shapes.js';
 import { linkDown, type Lab } from '../../scripts/lab/topology.js';
 import { inject, type InjectOptions, type InjectResult } from '../../scripts/lab/traffic.js';
-import { eventsOf, newStateDir, readJournalStrict, kvmLabWithAgent, sleep, stopAgentAndLab, stormGuard, waitForNew } from '../helpers/agent-lab.js';
+import { eventsOf, listedIn, newStateDir, readJournalStrict, kvmLabWithAgent, sleep, stopAgentAndLab, stormGuard, waitForNew } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbsh11-';
 const OBSERVE_MS = 600;
@@ -231,8 +231,9 @@ describe('three uplinks over a slow link', () => {
   it('1500-byte broadcasts over three 10 Mbit/s uplinks: two of them shut (one is not enough), the loop goes quiet', async () => {
     lab = await addUplink(lab, 'up3', 'sw3');
     await shapeUplinks(lab, lab.loopPorts, 10);
-    await sleep(1500); // the agent's port rescan (1 s) finds up3
     try {
+      // The agent's port rescan (1 s) has found up3 in br0 (a fixed 1.5 s assumed it).
+      expect(await listedIn(agent!, { up3: 'br0' }), "up3 in br0 in the agent's listing").toBe(true);
       const { r, trips } = await storm('slow-3up-10mbit-1500B', { kind: 'broadcast', size: 1500 });
       expect(r.stats.firstFrameNs).not.toBeNull();
       expect(r.downAtEnd).toHaveLength(2);
@@ -289,7 +290,8 @@ describe('kernel STP on the host bridge', () => {
 describe('uplinks named as VLAN subinterfaces', () => {
   it('up1.100 / up2.100 (a glob rule names them), a VLAN-100 tagged loop: shuts up1.100, as a loop', async () => {
     lab = await renameHostPorts(lab, new Map([['up1', 'up1.100'], ['up2', 'up2.100']]));
-    await sleep(1500); // the agent's port rescan (1 s) finds the renamed ports
+    // The agent's port rescan (1 s) has found the renamed ports (a fixed 1.5 s assumed it).
+    expect(await listedIn(agent!, { 'up1.100': 'br0', 'up2.100': 'br0' }), "the renamed uplinks in the agent's listing").toBe(true);
     await up1JoinedLast('up1.100'); // a rename takes each port down and up: up2.100 came up last
     const { r, trips } = await storm('up1.100-vlan100', { kind: 'broadcast', vlan: 100 });
     expectUp1Cut(r, trips, 'up1.100');

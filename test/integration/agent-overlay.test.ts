@@ -36,7 +36,7 @@ import { flood, inject, wave, type FrameKind } from '../../scripts/lab/traffic.j
 import { readLinkStats, statsDelta } from '../../scripts/lab/counters.js';
 import { run, ns } from '../../scripts/lab/exec.js';
 import { teardownLab } from '../../scripts/lab/topology.js';
-import { eventsOf, isUp, newStateDir, readJournalStrict, removeStateDirs, requireBuiltAgent, sleep, stopAgentAndLab, stormGuard, waitForNew } from '../helpers/agent-lab.js';
+import { eventsOf, isUp, listedIn, newStateDir, readJournalStrict, removeStateDirs, requireBuiltAgent, sleep, stopAgentAndLab, stormGuard, waitForNew } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbvx18-';
 const OBSERVE_MS = 600;
@@ -177,7 +177,8 @@ describe('a remote host bridging two VNIs (B: vxlan-5 and vxlan-6 in one bridge)
     await setRemoteUplink(lab, false);
     two = await addSecondSegment(lab);
     await setSecondSegment(two, true);
-    await sleep(1500); // A's listing sees br1, up3 and vxlan-6
+    // A's listing has br1's members up3 and vxlan-6 (a fixed 1.5 s assumed it).
+    if (!(await listedIn(agent!, { up3: 'br1', 'vxlan-6': 'br1' }))) throw new Error("up3 and vxlan-6 not in br1 in the agent's listing within 5 s");
   });
   afterAll(async () => {
     await setSecondSegment(two, false);
