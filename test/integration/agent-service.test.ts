@@ -74,7 +74,8 @@ describe('the agent as a service', () => {
     const ev = JSON.parse(readFileSync(hookOut, 'utf8').trim().split('\n').find((l) => l.includes('"event":"trip"'))!) as { port: string; evidence: unknown };
     expect(ev.port).toBe('up1');
     expect(ev.evidence).toBeTruthy();
-    expect(received.some((m) => m.startsWith('STATUS=trip up1'))).toBe(true);
+    // The receiver prints each datagram as it comes: waited for, not read at this instant.
+    expect(await until(() => received.some((m) => m.startsWith('STATUS=trip up1')), 3000)).toBe(true);
   });
 
   it('says STOPPING on the way out', async () => {
