@@ -47,17 +47,21 @@ describe('a loop closed by plugging a second uplink into the bridge', () => {
     } finally {
       cancel();
     }
-    await a.waitFor((l) => l.msg === 'trip', 2000).catch(() => undefined);
-    const trips = eventsOf(readJournalStrict(a.stateDir), 'trip');
-    console.log(`[agent-hotplug] down=${r.down.join(',')} msToVerdict=${r.msToVerdict.toFixed(2)} msFromInject=${r.msFromInject.toFixed(2)} frames=${r.framesLeaked} trips=${trips.map((t) => `${t.port}(${String(t.reason)})`).join(';')}`);
-    expect(r.stoppedByBreaker).toBe(true);
-    expect(r.down).toEqual(['up2']);
-    expect(trips.map((t) => t.port)).toEqual(['up2']);
-    expect(String(trips[0]!.reason)).toMatch(/^loop on br0: shut up2 \(up2 joined br0 \d+ ms before this verdict: cutting it undoes the change that closed the loop; first of up2,up1 by shut order, recent joiners first\)$/);
-    expect(trips[0]!.joinedMsBefore).toBeGreaterThanOrEqual(0);
-    expect(trips[0]!.joinedMsBefore).toBeLessThan(5000);
-    expect(await isUp(lab.ns.host, 'up1')).toBe(true);
-    await restoreAfter(lab, spec, r, a);
+    try {
+      await a.waitFor((l) => l.msg === 'trip', 2000).catch(() => undefined);
+      const trips = eventsOf(readJournalStrict(a.stateDir), 'trip');
+      console.log(`[agent-hotplug] down=${r.down.join(',')} msToVerdict=${r.msToVerdict.toFixed(2)} msFromInject=${r.msFromInject.toFixed(2)} frames=${r.framesLeaked} trips=${trips.map((t) => `${t.port}(${String(t.reason)})`).join(';')}`);
+      expect(r.stoppedByBreaker).toBe(true);
+      expect(r.down).toEqual(['up2']);
+      expect(trips.map((t) => t.port)).toEqual(['up2']);
+      expect(String(trips[0]!.reason)).toMatch(/^loop on br0: shut up2 \(up2 joined br0 \d+ ms before this verdict: cutting it undoes the change that closed the loop; first of up2,up1 by shut order, recent joiners first\)$/);
+      expect(trips[0]!.joinedMsBefore).toBeGreaterThanOrEqual(0);
+      expect(trips[0]!.joinedMsBefore).toBeLessThan(5000);
+      expect(await isUp(lab.ns.host, 'up1')).toBe(true);
+    } finally {
+      // The shape back as it was, whatever failed above: the next case checks up2 up, unenslaved.
+      await restoreAfter(lab, spec, r, a);
+    }
   });
 
   // The plug is told to the agent by `ip -o monitor link`, a normal-priority child: a storm that
