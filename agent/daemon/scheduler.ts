@@ -17,7 +17,8 @@ export type { Clock, Timers };
 //
 // MAC moves wake it too (issue 11): a loop circling an unknown-unicast frame moves no broadcast
 // counter, so the tripwire never fires for it, but its source MAC flaps between the members
-// from the first passes. The FDB monitor reports each move; the first one starts a burst of
+// from the first passes. The FDB monitor reports each move (with the tripwire's thread, which
+// sees a broadcast loop's moves first: sources/fdb.ts wakes on either); the first one starts a burst of
 // per-port ticks at once (the flap is judged within a few ms instead of at the next idle tick,
 // <= idleMs). Legitimate moves (a VM migrating, a NIC failover) cost one burst at most every
 // FDB_WAKE_REARM_MS, so a host whose MACs move all the time (a round-robin bond) is not held

@@ -68,9 +68,7 @@ export function createFdbSource(opts: {
   tripwire?: { read: () => ReadonlyArray<number | string>; portAt: (ifindex: number) => { name: string; bridge: string | null } | undefined };
 }): FdbSource {
   const budget = opts.lineBudget ?? { perMs: LINES_PER_MS, burst: LINE_BURST };
-  let buf: FdbMove[] = [];
-  let spare: FdbMove[] = [];
-  let dropped = 0;
+  const moves = createMoveBuffer();
   let track = createMoveTracker();
   // Where the bridge learns, a loop through the port flaps the circling frames' source MACs
   // (they arrive from both directions): the detector then asks for that flap rather than take
@@ -86,16 +84,21 @@ export function createFdbSource(opts: {
   let woke = false;
   let tokens = budget.burst;
   const native = opts.tripwire ? createNativeMoves(opts.tripwire.read, opts.tripwire.portAt) : null;
-  const keep = (mv: FdbMove): void => {
-    // Full (a storm between two slow ticks): drop the OLDEST half. The detector judges moves
-    // of the last few tens of ms, so keeping the first 4096 of a long interval would keep
-    // only moves too old to count and hide the flap.
-    if (buf.length >= MAX_BUFFERED) {
-      buf.copyWithin(0, MAX_BUFFERED / 2);
-      buf.length = MAX_BUFFERED / 2;
-      dropped += MAX_BUFFERED / 2;
-    }
-    buf.push(mv);
+  const keep = moves.keep;
+  // A move counts as a wake once per chunk, whichever saw it first: the thread's moves are taken
+  // in at each chunk, and the monitor's lines for those same moves are then not counted again
+  // (seen), so a flap the thread sees all of (a broadcast loop) woke the sampler only when a line
+  // happened to come before the thread's move was taken in. A loop too slow for the tripwire's
+  // burst (kvm-many: ~1.5-3.5k frames/s per port) then lost the active rate 5 ms after its first
+  // wake and waited for the next idle tick: a cold storm judged at 105 ms (lab trace, session 21).
+  const wake = (): void => {
+    if (woke) return;
+    woke = true;
+    opts.onMove?.();
+  };
+  const keepAndWake = (mv: FdbMove): void => {
+    keep(mv);
+    wake();
   };
   const child = superviseLines({
     file: opts.bridgeBin ?? 'bridge',
@@ -103,10 +106,10 @@ export function createFdbSource(opts: {
     name: 'bridge monitor fdb',
     ...(opts.warn ? { warn: opts.warn } : {}),
     onChunk: () => {
-      native?.pull(keep); // first: a line's move the thread saw already is not counted again
+      woke = false;
+      native?.pull(keepAndWake); // first: a line's move the thread saw already is not counted again
       const was = t;
       t = opts.now();
-      woke = false;
       tokens = Math.min(budget.burst, tokens + ((t - was) / 1e6) * budget.perMs);
       return Math.floor(tokens);
     },
@@ -126,21 +129,9 @@ export function createFdbSource(opts: {
       }
       const mv = track(e, t);
       if (!mv || native?.seen(mv)) return;
-      keep(mv);
-      if (!woke) {
-        woke = true;
-        opts.onMove?.();
-      }
+      keepAndWake(mv);
     },
   });
-
-  function drain(): readonly FdbMove[] {
-    const out = buf;
-    buf = spare;
-    buf.length = 0;
-    spare = out;
-    return out;
-  }
 
   return {
     id: 'fdb',
@@ -149,22 +140,50 @@ export function createFdbSource(opts: {
     fresh: () => true,
     collect(f: TickFrame) {
       native?.pull(keep);
-      f.fdbMoves = drain();
+      f.fdbMoves = moves.drain();
       f.fdbPorts = learning;
       f.fdbBridges = bridges;
     },
     learning: () => learning,
     learningBridges: () => bridges,
     consume() {},
-    drain,
+    drain: moves.drain,
     get dropped() {
-      return dropped;
+      return moves.dropped();
     },
     restart() {
       track = createMoveTracker();
       child.restart();
     },
     close: () => child.close(),
+  };
+}
+
+/** Moves between two drains, in two arrays reused in turn (drain hands one out, the other fills). */
+function createMoveBuffer(): { keep(mv: FdbMove): void; drain(): readonly FdbMove[]; dropped(): number } {
+  let buf: FdbMove[] = [];
+  let spare: FdbMove[] = [];
+  let dropped = 0;
+  return {
+    keep(mv) {
+      // Full (a storm between two slow ticks): drop the OLDEST half. The detector judges moves
+      // of the last few tens of ms, so keeping the first 4096 of a long interval would keep
+      // only moves too old to count and hide the flap.
+      if (buf.length >= MAX_BUFFERED) {
+        buf.copyWithin(0, MAX_BUFFERED / 2);
+        buf.length = MAX_BUFFERED / 2;
+        dropped += MAX_BUFFERED / 2;
+      }
+      buf.push(mv);
+    },
+    drain() {
+      const out = buf;
+      buf = spare;
+      buf.length = 0;
+      spare = out;
+      return out;
+    },
+    dropped: () => dropped,
   };
 }
 

@@ -184,3 +184,44 @@ it('takes in the tripwire\'s moves beside the monitor\'s, and a monitor line for
     src.close();
   }
 });
+
+it('wakes the sampler on the thread\'s moves too: a chunk whose lines are only moves the thread saw first still wakes it, once', async () => {
+  // A broadcast loop: the thread sees every flap before the monitor prints it, so the monitor's
+  // lines are all "seen". The wake once came only from a line's own move, and a loop too slow for
+  // the tripwire's burst lost the active rate until the next idle tick (lab, kvm-many, session 21).
+  const bin = join(dir, 'bridge-seen');
+  writeFileSync(bin, `#!/bin/sh\nsleep 0.2\necho "02:00:00:00:00:0c dev up1 master br0"\necho "02:00:00:00:00:0c dev up2 master br0"\nexec sleep 5\n`);
+  chmodSync(bin, 0o755);
+  const X = '02:00:00:00:00:0c';
+  const t = 1e9;
+  let pending: Array<number | string> = [t, 2, X, t + 1e5, 3, X];
+  let wakes = 0;
+  let quietWakes = 0;
+  const tripwire = {
+    read: () => {
+      const out = pending;
+      pending = [];
+      return out;
+    },
+    portAt: (i: number) => ({ 2: { name: 'up1', bridge: 'br0' }, 3: { name: 'up2', bridge: 'br0' } })[i],
+  };
+  const src = createFdbSource({ now: () => t, bridgeBin: bin, tripwire, onMove: () => wakes++ });
+  // Control: the same lines with nothing from the thread are a move of the monitor's own, which woke it before too.
+  const plain = createFdbSource({ now: () => t, bridgeBin: bin, onMove: () => quietWakes++ });
+  try {
+    let moves: unknown[] = [];
+    for (let i = 0; i < 30 && (moves.length === 0 || quietWakes === 0); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      moves = moves.concat(src.drain().map((m) => ({ ...m })));
+    }
+    // The one move is the thread's (the monitor's line for it was not counted again)...
+    expect(moves).toEqual([{ tNs: t + 1e5, bridge: 'br0', mac: X, port: 'up2' }]);
+    // ...and it woke the sampler, as the monitor's own move does.
+    expect(wakes).toBeGreaterThanOrEqual(1);
+    expect(wakes).toBeLessThanOrEqual(2); // at most once per chunk (the two lines may come in two)
+    expect(quietWakes).toBeGreaterThanOrEqual(1);
+  } finally {
+    src.close();
+    plain.close();
+  }
+});
