@@ -233,6 +233,9 @@ function tripFacts(t: Record<string, unknown>, t0: number): Record<string, unkno
   // What the verdict rested on (which rule, how long a member had been hot): why a storm was slow.
   if (ev?.clues) out.clues = ev.clues;
   if (t.msg === 'escalate' && ev?.window) out.window = ev.window.filter((w) => w.tMs > -12).map((w) => `${w.port} ${w.tMs.toFixed(2)} ${Math.round(w.rxPps)}/${Math.round(w.txPps)}`);
+  // A trip's samples timed from the injection (the member ports' last ones): a gap between two is
+  // a sampler that did not run (session 21: 14 ms after a wake's burst ended, a slow loop not yet judged).
+  if (t.msg === 'trip' && ev?.window && ev.tNs) out.windowFromInject = ev.window.filter((w) => w.tMs > -16).map((w) => `${w.port} ${(w.tMs + (ev.tNs! - t0) / 1e6).toFixed(2)} ${Math.round(w.rxPps)}/${Math.round(w.txPps)}`);
   return out;
 }
 writeFileSync(
