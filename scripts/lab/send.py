@@ -44,6 +44,7 @@ ETHERTYPE_VLAN = 0x8100
 MAX_FRAME = 9000
 MIN_FRAME = 60  # Ethernet minimum without FCS; veth would carry shorter frames, real links not.
 SPIN_BATCH = 32
+LIVE_LAG_NS = 5_000_000  # --live: how late a frame may still be sent
 now_ns = lambda: time.clock_gettime_ns(time.CLOCK_MONOTONIC)  # noqa: E731
 
 
@@ -131,6 +132,9 @@ def main():
     p.add_argument("--payload-tag", default="stormbreaker-lab")
     p.add_argument("--size", type=int, default=MIN_FRAME, help=f"frame length without FCS ({MIN_FRAME}..{MAX_FRAME})")
     p.add_argument("--vlan", type=int, default=None, help="an 802.1Q tag with this VLAN id (1..4094)")
+    p.add_argument("--live", action="store_true",
+                   help="paced only: frames more than %d ms late are dropped, not sent in a burst (a live feed: "
+                        "a stalled python must not send faster than --pps to catch up)" % (LIVE_LAG_NS // 1_000_000))
     p.add_argument("--armed", action="store_true",
                    help="print {\"ready\": true} once the socket is open, send when a line arrives on stdin "
                         "(EOF: send nothing): the frame leaves within a pipe wake-up, not a python start")
@@ -152,6 +156,8 @@ def main():
         fail("--vlan must be in 1..4094")
     if a.random_src and a.src_mac:
         fail("--random-src and --src-mac are exclusive")
+    if a.live and a.pps is None:
+        fail("--live needs --pps")
     if a.dst_mac and a.kind != "unicast":
         fail("--dst-mac needs --kind unicast")
     tag = a.payload_tag.encode()[:32]
@@ -181,6 +187,7 @@ def main():
             return
     period_ns = int(1e9 / a.pps) if a.pps else 0
     sent = 0
+    dropped = 0
     t_first = t_last = 0
     t0 = now_ns()
     # Even a paced run stops at its duration (plus one period, so that R*S frames fit): a slow
@@ -198,6 +205,13 @@ def main():
                 continue
             if ahead > 0:
                 continue  # busy-wait on the monotonic clock
+            if a.live and -ahead > LIVE_LAG_NS:
+                # Late by more than the lag a live feed allows: skip those frames.
+                skip = (-ahead - LIVE_LAG_NS) // period_ns + 1
+                t0 += skip * period_ns
+                dropped += skip
+                count = max(sent, count - skip)
+                continue
             # Send what is due now (at most a small batch) so pacing never bursts far.
             n = min(count - sent, SPIN_BATCH, 1 + (t - due) // period_ns)
         else:
@@ -210,7 +224,7 @@ def main():
             sent += 1
         t_last = now_ns()
     sock.close()
-    print(json.dumps({"sent": sent, "t_first_ns": t_first, "t_last_ns": t_last, "netns": netns}), flush=True)
+    print(json.dumps({"sent": sent, "dropped_late": dropped, "t_first_ns": t_first, "t_last_ns": t_last, "netns": netns}), flush=True)
 
 
 if __name__ == "__main__":

@@ -28,10 +28,15 @@ export interface InjectOptions {
   size?: number;
   /** An 802.1Q tag with this VLAN id. */
   vlan?: number;
+  /** With pps: a live feed. Frames more than 5 ms late are dropped, never sent in a catch-up burst
+   * above pps (a python stalled on a busy machine otherwise sends its backlog at full speed). */
+  live?: boolean;
 }
 
 export interface InjectResult {
   sent: number;
+  /** live: frames dropped as too late (absent otherwise). */
+  droppedLate?: number;
   /** CLOCK_MONOTONIC ns (same clock as process.hrtime.bigint()) just before the first send. */
   tFirstNs: number;
   tLastNs: number;
@@ -50,6 +55,7 @@ export function sendArgs(iface: string, o: InjectOptions): string[] {
   if (o.payloadTag) a.push('--payload-tag', o.payloadTag);
   if (o.size !== undefined) a.push('--size', String(o.size));
   if (o.vlan !== undefined) a.push('--vlan', String(o.vlan));
+  if (o.live) a.push('--live');
   if (o.count === undefined && o.duration === undefined) a.push('--count', '1');
   return a;
 }
@@ -76,8 +82,8 @@ export async function inject(
   const argv = ns(netns, ['python3', labAsset('send.py'), ...sendArgs(iface, opts)]);
   const { stdout } = await run(argv, { timeoutMs: seconds * 1000 + 5000 });
   const line = stdout.trim().split('\n').pop() ?? '';
-  const r = JSON.parse(line) as { sent: number; t_first_ns: number; t_last_ns: number };
-  return { sent: r.sent, tFirstNs: r.t_first_ns, tLastNs: r.t_last_ns };
+  const r = JSON.parse(line) as { sent: number; dropped_late?: number; t_first_ns: number; t_last_ns: number };
+  return { sent: r.sent, droppedLate: r.dropped_late ?? 0, tFirstNs: r.t_first_ns, tLastNs: r.t_last_ns };
 }
 
 /** Path of the compiled C flood sender (scripts/lab/flood.c, built by scripts/setup.sh into dist/scripts/lab/). */

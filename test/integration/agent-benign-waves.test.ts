@@ -236,12 +236,13 @@ describe('legitimate waves from many MACs trip nothing (kvm, loop open); the sam
     let d = { rx: 0, tx: 0 };
     const noise = await quietly(async () => {
       const s0 = await hostStats();
-      sent = (await inject(lab, 'vm1', 'eth0', { kind: 'multicast', pps: 15_000, duration: 3 })).sent;
+      // A live feed (late frames dropped): a stalled python's catch-up burst runs over floodPps.
+      sent = (await inject(lab, 'vm1', 'eth0', { kind: 'multicast', pps: 15_000, duration: 3, live: true })).sent;
       d = delta(s0, await hostStats(), 'up1');
     });
     console.log(`[agent-benign-waves multicast] sent ${sent}; up1 tx +${d.tx}`);
     expect(noise).toEqual([]);
-    expect(sent).toBeGreaterThanOrEqual(40_000);
+    expect(sent).toBeGreaterThanOrEqual(30_000); // two thirds of the stream at the least
     expect(d.tx).toBeGreaterThanOrEqual(sent); // flooded out of the uplink, every frame
     const trip = await loopControl(() => inject(lab, 'vm1', 'eth0', { kind: 'multicast', pps: 15_000, duration: 0.2 }));
     expect(String(trip.reason)).toMatch(/loop on br0/);

@@ -224,7 +224,7 @@ describe('a multicast underlay (vxlan-5 with group 239.1.1.5 on every host): BUM
   it('a multicast stream from C at 15k frames/s for 2 s with the loop open: nothing journaled', async () => {
     const seen = readJournalStrict(agent!.stateDir).length;
     const before = await readLinkStats(lab.ns.host);
-    const sent = (await inject(lab, 'vmc', 'eth0', { kind: 'multicast', pps: 15_000, duration: 2 })).sent;
+    const sent = (await inject(lab, 'vmc', 'eth0', { kind: 'multicast', pps: 15_000, duration: 2, live: true })).sent;
     const d = statsDelta(before, await readLinkStats(lab.ns.host), ['up1', VX, 'ul0']);
     await sleep(300);
     const acted = readJournalStrict(agent!.stateDir).slice(seen).map((l) => `${String(l.event)} ${String(l.port)}: ${String(l.reason)}`);
@@ -330,7 +330,7 @@ describe('the overlay as it should be (B without an uplink into the switch): hea
   it('a multicast stream from C through the tunnel at 15k frames/s for 3 s', async () => {
     let sent = 0;
     const d = await quietly('multicast', async () => {
-      sent = (await inject(lab, 'vmc', 'eth0', { kind: 'multicast', pps: 15_000, duration: 3 })).sent;
+      sent = (await inject(lab, 'vmc', 'eth0', { kind: 'multicast', pps: 15_000, duration: 3, live: true })).sent;
       return `sent=${sent}`;
     });
     expect(sent).toBeGreaterThan(30_000);

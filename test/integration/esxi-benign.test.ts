@@ -51,7 +51,12 @@ async function quietly(fn: () => Promise<void>): Promise<string[]> {
   await fn();
   await sleep(500); // a verdict at the very end of the phase (over SSH, a few samples late) is still seen
   const noise = agent!.logs.slice(seen).filter((l) => NOISE.includes(String(l.msg)));
-  if (noise.length > 0) await restoreAll();
+  if (noise.length > 0) {
+    // Whole lines (evidence window, thresholds, clues) and what the agent said around them: a
+    // failure in a clean-clone CI run must be explainable from its log alone.
+    console.log(`[esxi-benign noise] ${JSON.stringify(agent!.logs.slice(seen))}`);
+    await restoreAll();
+  }
   return noise.map(describeLine);
 }
 
@@ -156,15 +161,21 @@ describe('legitimate traffic next to a stand-in ESXi host trips nothing; the bri
 
   it('a multicast stream from vm1 at 15k frames/s for 1.5 s', async () => {
     let sent = 0;
+    let late = 0;
     let d = { rx: 0, tx: 0 };
     const noise = await quietly(async () => {
       const s0 = await esxStats();
-      sent = (await inject(lab, 'vm1', 'eth0', { kind: 'multicast', pps: 15_000, duration: 1.5 })).sent;
+      // A live feed: a sender stalled on a busy machine drops what is late rather than catching up
+      // at full speed (which ran 300 ms at 26k/s over floodPps and was rightly cut as a flood).
+      const r = await inject(lab, 'vm1', 'eth0', { kind: 'multicast', pps: 15_000, duration: 1.5, live: true });
+      sent = r.sent;
+      late = r.droppedLate ?? 0;
       d = delta(s0, await esxStats(), 'vmnic0');
     });
-    console.log(`[esxi-benign multicast] sent ${sent}; vmnic0 tx +${d.tx}`);
+    console.log(`[esxi-benign multicast] sent ${sent} (${late} dropped late); vmnic0 tx +${d.tx}`);
     expect(noise).toEqual([]);
-    expect(sent).toBeGreaterThanOrEqual(20_000);
+    // At least two thirds of the stream ran (a 10k/s average at the least).
+    expect(sent).toBeGreaterThanOrEqual(15_000);
     expect(d.tx).toBeGreaterThanOrEqual(sent); // out of the uplink, every frame
   }, 30_000);
 

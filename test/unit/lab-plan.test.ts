@@ -100,6 +100,7 @@ describe('argv builders', () => {
     expect(sendArgs('eth0', { pps: 1000, duration: 2, kind: 'multicast', randomSrc: true })).toEqual([
       'eth0', '--pps', '1000', '--duration', '2', '--kind', 'multicast', '--random-src',
     ]);
+    expect(sendArgs('eth0', { pps: 15000, duration: 1.5, live: true })).toEqual(['eth0', '--pps', '15000', '--duration', '1.5', '--live']);
     expect(() => sendArgs('eth0; rm', {})).toThrow(/invalid interface name/);
   });
 
