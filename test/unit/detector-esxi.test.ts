@@ -3,7 +3,7 @@
 // A vmnic and one VM port hot with rx ≈ tx is that VM's exchange through the uplink (a PXE wave
 // answered by a DHCP server behind it), not a loop, until it lasts ESXI_EXCHANGE_MS.
 import { describe, expect, it } from 'vitest';
-import { ESXI_EXCHANGE_MS, initialDetectorState, step } from '../../agent/detect/signature.js';
+import { ESXI_EXCHANGE_MS, initialDetectorState, step, VM_READ_GAP_MAX_MS } from '../../agent/detect/signature.js';
 import { testPolicy, testPorts } from '../../agent/testing/policy.js';
 import { buildTrace, mulberry32, type LoadFn } from '../../agent/testing/traces.js';
 import type { PortPolicy, Tick, Verdict } from '../../agent/types.js';
@@ -121,6 +121,38 @@ describe('ESXi vSwitch: one VM port and the uplinks hot with rx ≈ tx is an exc
     const ticks = buildTrace({ name: 'esxi-skew', ports: ALL.map((port) => ({ port, bridge: 'esx1/vSwitch0' })), load: stream, periodMs: PERIOD }, 3000);
     const marked = ticks.map((t) => ({ ...t, ports: t.ports.map((r) => ({ ...r, esxiVm: VNICS.includes(r.port), vmSwitch: true })) }));
     expect(verdicts(marked).map((x) => `${x.v.kind} ${x.v.evidence.clues.join('; ')}`)).toEqual([]);
+  });
+
+  /** ticks with `port`'s samples in [fromMs, toMs) unread (valid false, rates 0), as the ESXi rates give a failed read. */
+  const unread = (ticks: Tick[], port: string, fromMs: number, toMs: number): Tick[] =>
+    ticks.map((t) => {
+      const ms = (t.tNs - ticks[0]!.tNs) / 1e6;
+      if (ms < fromMs || ms >= toMs) return t;
+      return { ...t, ports: t.ports.map((r) => (r.port === port ? { ...r, valid: false, rxPps: 0, txPps: 0, floodPps: 0, bcastPps: 0 } : r)) };
+    });
+  /** vm1 sends `pps` broadcast from 100 ms (a PXE wave): out of both vmnics, each copy returned by the other, on to vm1. */
+  const vmWave =
+    (pps: number): LoadFn =>
+    (p, tMs) => {
+      if (tMs < 100) return quiet;
+      if (p === VM1) return { rxPps: pps, txPps: 2 * pps, bcastPps: pps };
+      if (p === UP0 || p === UP1) return { rxPps: pps, txPps: pps, bcastPps: pps };
+      return { rxPps: 0, txPps: 2 * pps, bcastPps: 0 };
+    };
+
+  it("vm1's wave through the uplinks with vm1's counters unread as it begins (a failed read, ~50 ms): no verdict", () => {
+    // A failed read leaves vm1's 50 ms average behind the uplinks' once it is read again: on old
+    // code the vmnics were then judged uplinks alone circling, a loop by rate, at ~130 ms.
+    const ticks = unread(esxTrace(vmWave(24_000), 1500), VM1, 80, 130);
+    expect(verdicts(ticks).map((x) => `${x.v.kind} ${x.v.evidence.clues.join('; ')}`)).toEqual([]);
+  });
+
+  it('vm1 unread for good (a read that keeps failing): an uplinks-only loop is judged after VM_READ_GAP_MAX_MS at the latest', () => {
+    const vm1Watched = testPorts({ [UP0]: 'uplink', [UP1]: 'uplink', [VM1]: 'vm' }, policy);
+    const ticks = unread(esxTrace(symmetric([A0, A1, UP0, UP1], 100_000, 1500), 1500), VM1, 90, 1500);
+    const first = verdicts(ticks, vm1Watched)[0]!;
+    expect(first.v).toMatchObject({ kind: 'loop', members: [UP0, UP1] });
+    expect(first.ms - 100).toBeLessThan(VM_READ_GAP_MAX_MS + 100);
   });
 
   it('a loop through a guest whose vNICs are not watched, vm1 watched and quiet: the vmnics circling are a loop', () => {
