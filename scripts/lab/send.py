@@ -45,6 +45,7 @@ MAX_FRAME = 9000
 MIN_FRAME = 60  # Ethernet minimum without FCS; veth would carry shorter frames, real links not.
 SPIN_BATCH = 32
 LIVE_LAG_NS = 5_000_000  # --live: how late a frame may still be sent
+LIVE_NAP_NS = 500_000  # --live: shortest sleep between batches (due frames go out together)
 now_ns = lambda: time.clock_gettime_ns(time.CLOCK_MONOTONIC)  # noqa: E731
 
 
@@ -200,6 +201,12 @@ def main():
         if period_ns:
             due = t0 + sent * period_ns
             ahead = due - t
+            if a.live and ahead > 0:
+                # A live feed sleeps rather than spins (what is due then goes out in one small
+                # batch): a spinning sender takes a whole core, and on a busy machine the stalls
+                # it then suffers are what a live feed would drop.
+                time.sleep(max(ahead, LIVE_NAP_NS) / 1e9)
+                continue
             if ahead > 2_000_000:
                 time.sleep((ahead - 1_000_000) / 1e9)  # coarse sleep, then spin for accuracy
                 continue
