@@ -310,7 +310,7 @@ policyCmd
       process.stdout.write(
         `esxi ${h.name}: ${h.user}@${h.address}:${h.port} every ${h.sampleMs} ms (stale after ${h.staleMs} ms), counters ${h.counters}, ` +
           `vmnics ${h.vmnics.map((v) => `${v.name}(${v.role}${v.protected ? ',protected' : ''})`).join(' ')}, ` +
-          `VM ports on ${h.portgroups.length ? h.portgroups.join(', ') : 'none'}${h.watchBridgingVms ? ' and of VMs with two vNICs in one L2' : ''}, protected port groups ${h.protectedPortgroups.join(', ') || 'none'}, ` +
+          `VM ports on ${h.portgroups.length ? h.portgroups.join(', ') : 'none'}${h.watchBridgingVms ? ' and of VMs with two vNICs in one L2 or one on those port groups' : ''}, protected port groups ${h.protectedPortgroups.join(', ') || 'none'}, ` +
           `actions ${h.actions.join(' > ')}${h.quarantineVlan !== null ? ` (quarantine VLAN ${h.quarantineVlan})` : ''}, ` +
           `floodPps ${t.floodPps} clearPps ${t.clearPps} rxPps ${t.rxPps} holdSamples ${t.holdSamples} floodHoldMs ${t.floodHoldMs}\n`,
       );

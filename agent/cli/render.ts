@@ -56,6 +56,7 @@ export function renderStatus(s: StatusView): string {
     for (const p of e.ports) if (p.lastError || !/moves/.test(p.broadcast)) out += `  ${p.port}: ${p.lastError ?? p.broadcast}\n`;
     // Ports the operator did not name: say why they are watched.
     for (const p of e.ports) if (p.watched === 'bridging-vm') out += `  ${p.port}: vNIC of VM ${p.vm} on ${p.portgroup}, watched: the VM has two vNICs in one L2\n`;
+    for (const p of e.ports) if (p.watched === 'guest-peer') out += `  ${p.port}: vNIC of VM ${p.vm} on ${p.portgroup}, watched: the VM has a vNIC on a watched port group, and a guest bridging the two loops through the switch\n`;
   }
   // Ports no rule names on a watched bridge: read for loop evidence, never acted on (policy/observed.ts).
   const seen = s.ports.filter((r) => r.observed === true);

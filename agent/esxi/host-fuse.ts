@@ -6,7 +6,7 @@ import type { ActionResult, EsxiHostPolicy, Evidence, Policy, Thresholds } from 
 import type { EsxInventory } from './inventory.js';
 import type { EsxPort } from './ports.js';
 import type { StreamItem } from './stream.js';
-import { bridgingNics } from './l2.js';
+import { bridgingNics, guestPeerNics } from './l2.js';
 import { esxiHostThresholds } from '../policy/match.js';
 import { buildFusePlan, type FusePlan, type FuseVnic } from './fuse/plan.js';
 import type { FuseCut } from './fuse/lines.js';
@@ -54,7 +54,7 @@ export function fusePlanFor(policy: Policy, host: EsxiHostPolicy, inv: EsxInvent
       portgroup: p.portgroup ?? '',
       vmid,
       key: nic?.deviceKey ?? null,
-      bridgingVm: vm ? bridgingNics(inv, vm).length > 0 : false,
+      bridgingVm: vm ? bridgingNics(inv, vm).length > 0 || guestPeerNics(inv, vm, (n) => host.portgroups.includes(n.portgroup)).length > 0 : false,
     });
   }
   const t = esxiHostThresholds(policy, host);

@@ -37,7 +37,7 @@ export interface EsxHostStatus {
   session: SessionStatus;
   /** Judged right now: streaming and not stale. */
   live: boolean;
-  ports: Array<{ port: string; kind: string; id: string; vm?: string; portgroup?: string; watched?: 'portgroup' | 'bridging-vm'; broadcast: string; lastError: string | null }>;
+  ports: Array<{ port: string; kind: string; id: string; vm?: string; portgroup?: string; watched?: 'portgroup' | 'bridging-vm' | 'guest-peer'; broadcast: string; lastError: string | null }>;
   missing: string[];
   inventoryProblems: string[];
   inventoryAgeMs: number | null;

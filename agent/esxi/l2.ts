@@ -50,6 +50,23 @@ export function bridgingNics(inv: Pick<EsxInventory, 'portgroups'>, vm: EsxVm): 
 }
 
 /**
+ * The other vNICs of `vm` when one of its vNICs is watched by port group (`watched`), on a vSwitch
+ * with an uplink (or one the inventory does not list). A guest forwarding between a watched vNIC
+ * and one on another vSwitch or VLAN closes a loop through the physical switch whenever both reach
+ * it; each vSwitch then shows one VM port and its uplink circling, which alone is that VM's
+ * exchange for ESXI_EXCHANGE_MS. With both vNICs read the detector tells the loop at once
+ * (guestPeer: two member vNICs of one VM passing each other's frames).
+ */
+export function guestPeerNics(inv: Pick<EsxInventory, 'vswitches'>, vm: EsxVm, watched: (n: EsxVmNic) => boolean): EsxVmNic[] {
+  if (!vm.nics.some(watched)) return [];
+  const uplinked = (name: string): boolean => {
+    const vs = inv.vswitches.find((v) => v.name === name);
+    return vs === undefined || vs.uplinks.length > 0;
+  };
+  return vm.nics.filter((n) => !watched(n) && uplinked(n.vswitch));
+}
+
+/**
  * From `esxcli network vm list` alone (before any per-VM read): could this VM have two vNICs in
  * one L2? Its Networks column names one port group per port; the vSwitch and VLAN come from the
  * port group list. When the column cannot be mapped back per port, any VM with two ports might.

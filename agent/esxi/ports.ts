@@ -7,7 +7,7 @@
 // is two or more hot ports of one vSwitch, exactly as on a Linux bridge.
 import type { Counters, EsxiHostPolicy, Policy, PortPolicy, Role } from '../types.js';
 import type { EsxInventory } from './inventory.js';
-import { bridgingNics } from './l2.js';
+import { bridgingNics, guestPeerNics } from './l2.js';
 import type { StreamItem, Section } from './stream.js';
 import { BROADCAST_MIN_FRAMES, broadcastStatus, broadcastUsable, parseNicStats } from './nic-stats.js';
 import { parseVsishPnicStats } from './vsish.js';
@@ -34,8 +34,11 @@ export interface EsxPort {
    * VM ports only: why it is watched. 'portgroup': on a port group the policy names.
    * 'bridging-vm': its VM has another vNIC in the same L2 (watchBridgingVms), so the guest can
    * close a loop through the vSwitch, and that loop is cut best at this vNIC.
+   * 'guest-peer': its VM has a vNIC on a watched port group and this one reaches the physical
+   * switch by another vSwitch or VLAN (watchBridgingVms, l2.ts guestPeerNics): a guest bridging
+   * the two is told from the VM's exchange only with both read.
    */
-  watched?: 'portgroup' | 'bridging-vm';
+  watched?: 'portgroup' | 'bridging-vm' | 'guest-peer';
   portgroup?: string;
   mac?: string;
 }
@@ -109,8 +112,9 @@ export function watchedPorts(policy: Policy, host: EsxiHostPolicy, inv: EsxInven
   let i = host.vmnics.length;
   for (const vm of inv.vms) {
     const bridging = host.watchBridgingVms ? new Set(bridgingNics(inv, vm)) : null;
+    const peers = host.watchBridgingVms ? new Set(guestPeerNics(inv, vm, (n) => watchedPgs.has(n.portgroup))) : null;
     for (const n of vm.nics) {
-      const why = watchedPgs.has(n.portgroup) ? 'portgroup' : bridging?.has(n) ? 'bridging-vm' : null;
+      const why = watchedPgs.has(n.portgroup) ? 'portgroup' : bridging?.has(n) ? 'bridging-vm' : peers?.has(n) ? 'guest-peer' : null;
       if (why === null) continue;
       const name = vnicPortName(host.name, n.mac);
       // A disconnected vNIC has no vSwitch port: listed (so it can be restored), not streamed.

@@ -10,6 +10,7 @@ import type { EsxInventory, EsxVm } from '../../agent/esxi/inventory.js';
 import { bridgingNics, mayBridge, sameL2 } from '../../agent/esxi/l2.js';
 import { parsePortgroupList, type Portgroup } from '../../agent/esxi/portgroup.js';
 import { watchedPorts } from '../../agent/esxi/ports.js';
+import type { VSwitch } from '../../agent/esxi/vswitch.js';
 import { readInventory } from '../../agent/esxi/read-inventory.js';
 import type { Result } from '../../agent/esxi/result.js';
 import type { RemoteExec } from '../../agent/esxi/session.js';
@@ -100,7 +101,27 @@ describe('watchedPorts with watchBridgingVms', () => {
       ['esx1/vnic-000c290000a0', 'portgroup', false],
       ['esx1/vnic-000c290000a1', 'bridging-vm', true],
       ['esx1/vnic-000c290000b0', 'portgroup', false],
+      // split's other vNIC (VLAN 3) is read as its guest's peer: see the next case.
+      ['esx1/vnic-000c290000b1', 'guest-peer', false],
     ]);
+  });
+
+  it("a VM with a vNIC on a watched port group: its vNIC on another vSwitch with an uplink is read too (guest-peer); one on a vSwitch without uplinks is not", () => {
+    // The stand-in lab's split variant: vmA's eth0 on "VM Network" (vSwitch0, vmnic0), its eth1 on
+    // "VM Network1" (vSwitch1, vmnic1), both uplinks into one switch; eth2 on an internal vSwitch.
+    const nic = (mac: string, portgroup: string, vswitch: string, portId: number) => ({ portId, mac, portgroup, vswitch, teamUplink: null, deviceKey: 4000, connected: true });
+    const vmA: EsxVm = { name: 'vmA', worldId: '20', vmid: '4', nics: [nic('00:0c:29:5b:a0:00', 'VM Network', 'vSwitch0', 60), nic('00:0c:29:5b:a0:01', 'VM Network1', 'vSwitch1', 61), nic('00:0c:29:5b:a0:02', 'Internal', 'vSwitch2', 62)] };
+    const lone: EsxVm = { name: 'lone', worldId: '21', vmid: '5', nics: [nic('00:0c:29:5b:b0:00', 'VM Network1', 'vSwitch1', 63), nic('00:0c:29:5b:b0:01', 'Internal', 'vSwitch2', 64)] };
+    const vs = (name: string, uplinks: string[]): VSwitch => ({ name, class: null, numPorts: null, usedPorts: null, configuredPorts: null, mtu: null, cdpStatus: null, beaconEnabled: null, beaconInterval: null, beaconThreshold: null, beaconRequiredBy: [], uplinks, portgroups: [], extra: {} });
+    const i: EsxInventory = { ...inv([vmA, lone]), vswitches: [vs('vSwitch0', ['vmnic0']), vs('vSwitch1', ['vmnic1']), vs('vSwitch2', [])] };
+    const watched = (h: EsxiHostPolicy) => watchedPorts(testPolicy(), h, i).ports.filter((p) => p.kind === 'port').map((p) => [p.name, p.watched, p.bridge]);
+    expect(watched({ ...host, portgroups: ['VM Network'] })).toEqual([
+      ['esx1/vnic-000c295ba000', 'portgroup', 'esx1/vSwitch0'],
+      ['esx1/vnic-000c295ba001', 'guest-peer', 'esx1/vSwitch1'],
+    ]);
+    // Off with watchBridgingVms, like the bridging VMs; a VM with no watched vNIC brings none.
+    expect(watched({ ...host, portgroups: ['VM Network'], watchBridgingVms: false })).toEqual([['esx1/vnic-000c295ba000', 'portgroup', 'esx1/vSwitch0']]);
+    expect(watched({ ...host, portgroups: [] })).toEqual([]);
   });
 });
 
