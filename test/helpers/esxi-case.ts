@@ -3,12 +3,13 @@
 // back what a case cut, and one line per agent verdict for a failure message.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildEsxiLab, openLoop, standinArgv, teardownEsxiLab, type EsxiLab } from '../../scripts/lab/esxi/lab.js';
+import { buildEsxiLab, closeLoop, openLoop, standinArgv, teardownEsxiLab, type EsxiLab } from '../../scripts/lab/esxi/lab.js';
 import { readInventory } from '../../scripts/lab/esxi/inventory.js';
 import { esxiLabPolicy } from '../../scripts/lab/esxi/policy.js';
 import { startAgent, type AgentHandle } from '../../scripts/lab/agent.js';
 import { run } from '../../scripts/lab/exec.js';
-import { newStateDir, removeStateDirs, requireBuiltAgent, sleep, type Line } from './agent-lab.js';
+import { inject } from '../../scripts/lab/traffic.js';
+import { newStateDir, removeStateDirs, requireBuiltAgent, sleep, waitForNew, type Line } from './agent-lab.js';
 
 export interface EsxiCase {
   lab: EsxiLab;
@@ -52,4 +53,28 @@ export async function restoreAll(c: EsxiCase, reason: string, o: { vmnics?: bool
 export function describeLine(l: Line): string {
   const ev = l.evidence as { clues?: string[] } | undefined;
   return `${String(l.msg)} ${String(l.port ?? '')}: ${String(l.reason ?? '')}; ${(ev?.clues ?? []).join('; ')}`;
+}
+
+/**
+ * The bridging guest's loop closed and one broadcast sent from prod; resolves with the agent's
+ * first trip, ms from before the frame to its log line, and every trip of the next 1.5 s (a
+ * second cut would come within the settle). The loop is opened whatever happens (guard: 8 s).
+ */
+export async function guestLoopStorm(c: EsxiCase): Promise<{ trip: Line; ms: number; lines: Line[] }> {
+  const seen = c.agent.logs.length;
+  const tripped = waitForNew(c.agent, (l) => l.msg === 'trip', 8000);
+  tripped.catch(() => undefined);
+  await closeLoop(c.lab);
+  const guard = setTimeout(() => void openLoop(c.lab).catch(() => undefined), 8000);
+  try {
+    const t0 = Date.now();
+    await inject({ prefix: c.lab.prefix, ns: { prod: c.lab.ns.prod } }, 'prod', 'eth0', { count: 1, kind: 'broadcast' });
+    const trip = await tripped;
+    const ms = Date.now() - t0;
+    await sleep(1500);
+    return { trip, ms, lines: c.agent.logs.slice(seen) };
+  } finally {
+    clearTimeout(guard);
+    await openLoop(c.lab);
+  }
 }

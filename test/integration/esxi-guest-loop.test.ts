@@ -18,13 +18,13 @@
 // under a second, by the flood rule and for the wrong reason, and otherwise after ~2.3 s; the
 // assertion on the reason fails there every time, the one on time in 1 run of 4.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closeLoop, openLoop, type EsxiLab } from '../../scripts/lab/esxi/lab.js';
+import type { EsxiLab } from '../../scripts/lab/esxi/lab.js';
 import type { AgentHandle } from '../../scripts/lab/agent.js';
 import { inject } from '../../scripts/lab/traffic.js';
 import { run } from '../../scripts/lab/exec.js';
 import { readLinkStats } from '../../scripts/lab/counters.js';
-import { describeLine, restoreAll as restoreAllOf, startEsxiCase, stopEsxiCase } from '../helpers/esxi-case.js';
-import { sleep, waitForNew, type Line } from '../helpers/agent-lab.js';
+import { describeLine, guestLoopStorm, restoreAll as restoreAllOf, startEsxiCase, stopEsxiCase } from '../helpers/esxi-case.js';
+import { sleep } from '../helpers/agent-lab.js';
 
 const PREFIX = 'sbeg-';
 const VNIC_A0 = 'esx1/vnic-000c295ba000';
@@ -62,26 +62,10 @@ async function multiHomed(on: boolean): Promise<void> {
 
 describe('a guest bridging its vNIC on vSwitch0 with its vNIC on vSwitch1', () => {
   it('is cut as a loop through that guest within a few samples, at one of its vNICs, and only one', async () => {
-    const seen = agent!.logs.length;
-    const tripped = waitForNew(agent!, (l) => l.msg === 'trip', 8000);
-    tripped.catch(() => undefined);
-    await closeLoop(lab);
-    const guard = setTimeout(() => void openLoop(lab).catch(() => undefined), 8000);
-    let trip: Line;
-    let ms: number;
-    try {
-      const t0 = Date.now();
-      await inject({ prefix: lab.prefix, ns: { prod: lab.ns.prod } }, 'prod', 'eth0', { count: 1, kind: 'broadcast' });
-      trip = await tripped;
-      ms = Date.now() - t0;
-      await sleep(1500); // a second cut would come within the settle
-    } finally {
-      clearTimeout(guard);
-      await openLoop(lab);
-    }
-    const trips = agent!.logs.slice(seen).filter((l) => l.msg === 'trip');
+    const { trip, ms, lines } = await guestLoopStorm({ lab, agent: agent! });
+    const trips = lines.filter((l) => l.msg === 'trip');
     console.log(`[esxi-guest-loop] ${ms} ms: ${describeLine(trip)}`);
-    for (const l of agent!.logs.slice(seen).filter((x) => x !== trip && /trip|loop|flood|escalat/.test(String(x.msg)))) console.log(`[esxi-guest-loop] then: ${describeLine(l)}`);
+    for (const l of lines.filter((x) => x !== trip && /trip|loop|flood|escalat/.test(String(x.msg)))) console.log(`[esxi-guest-loop] then: ${describeLine(l)}`);
     await restoreAll();
     expect([VNIC_A0, VNIC_A1]).toContain(trip.port);
     expect(String(trip.reason)).toMatch(/^loop on esx1\/vSwitch[01] through VM vmA \(the guest forwards between its vNICs esx1\/vnic-000c295ba000,esx1\/vnic-000c295ba001; esx1\/vnic-000c295ba00[01] is its vNIC\)/);

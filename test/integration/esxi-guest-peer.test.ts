@@ -8,11 +8,9 @@
 // circling, held as that VM's exchange for ESXI_EXCHANGE_MS (2 s) and then cut.
 // The agent's own detector decides (`fuse: stream`, as esxi-guest-loop).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closeLoop, openLoop, type EsxiLab } from '../../scripts/lab/esxi/lab.js';
+import type { EsxiLab } from '../../scripts/lab/esxi/lab.js';
 import type { AgentHandle } from '../../scripts/lab/agent.js';
-import { inject } from '../../scripts/lab/traffic.js';
-import { describeLine, restoreAll as restoreAllOf, startEsxiCase, stopEsxiCase } from '../helpers/esxi-case.js';
-import { sleep, waitForNew, type Line } from '../helpers/agent-lab.js';
+import { describeLine, guestLoopStorm, restoreAll as restoreAllOf, startEsxiCase, stopEsxiCase } from '../helpers/esxi-case.js';
 
 const PREFIX = 'sbgp-';
 const VNIC_A0 = 'esx1/vnic-000c295ba000';
@@ -44,24 +42,8 @@ describe('a guest bridging a vNIC on a watched port group with one on an unnamed
   }, 20_000);
 
   it('is cut as a loop through that guest within a few samples, not after the exchange hold, and only once', async () => {
-    const seen = agent!.logs.length;
-    const tripped = waitForNew(agent!, (l) => l.msg === 'trip', 8000);
-    tripped.catch(() => undefined);
-    await closeLoop(lab);
-    const guard = setTimeout(() => void openLoop(lab).catch(() => undefined), 8000);
-    let trip: Line;
-    let ms: number;
-    try {
-      const t0 = Date.now();
-      await inject({ prefix: lab.prefix, ns: { prod: lab.ns.prod } }, 'prod', 'eth0', { count: 1, kind: 'broadcast' });
-      trip = await tripped;
-      ms = Date.now() - t0;
-      await sleep(1500); // a second cut would come within the settle
-    } finally {
-      clearTimeout(guard);
-      await openLoop(lab);
-    }
-    const trips = agent!.logs.slice(seen).filter((l) => l.msg === 'trip');
+    const { trip, ms, lines } = await guestLoopStorm({ lab, agent: agent! });
+    const trips = lines.filter((l) => l.msg === 'trip');
     console.log(`[esxi-guest-peer] ${ms} ms: ${describeLine(trip)}`);
     await restoreAllOf({ lab, agent: agent! }, 'sbt esxi guest peer: next case');
     expect([VNIC_A0, VNIC_A1]).toContain(trip.port);
