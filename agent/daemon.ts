@@ -71,7 +71,7 @@ function wirePipeline(b: Base, startEsxi: typeof startEsxiHosts | null) {
   rec.record({ ts: new Date().toISOString(), event: 'start', port: '', reason: 'agent started', policyHash: policy().hash, policyFile: policy().file, dryRun: policy().dryRun });
 
   // Sources: the registry every tick reads.
-  const sampling = startLocalSampling(log, hrNs(), hrNs, () => !life.stopped && scheduler.onMoves());
+  const sampling = startLocalSampling(log, hrNs(), hrNs, (byThread) => !life.stopped && scheduler.onMoves(byThread));
   // Each listing's per-port mode and carrier files, kept open across listings (host/port-files.ts).
   const nofile = readNofile();
   const portFiles = createKeptPortFiles(undefined, undefined, () => keptFilesCap(nofile, watched.all().size));

@@ -51,8 +51,8 @@ function packetsAndBytes(log: Logger, preadInts: PreadInts | undefined): Counter
   }
 }
 
-/** onMove: the FDB monitor saw a MAC move (wakes the sampler; see daemon/scheduler.ts). */
-export function startLocalSampling(log: Logger, startNs: number, now: () => number, onMove?: () => void): LocalSampling {
+/** onMove: the FDB monitor (or the tripwire's thread, byThread) saw a MAC move (wakes the sampler; see daemon/scheduler.ts). */
+export function startLocalSampling(log: Logger, startNs: number, now: () => number, onMove?: (byThread: boolean) => void): LocalSampling {
   const warn = (component: string) => (obj: object, msg: string) => log.warn({ component, ...obj }, msg);
   const addon: PacketAddon | { error: string } = loadPacketAddon();
   // The addon's batch read of the sysfs counters when this build has it (one call per tick, not three per port).

@@ -17,12 +17,21 @@ export type { Clock, Timers };
 //
 // MAC moves wake it too (issue 11): a loop circling an unknown-unicast frame moves no broadcast
 // counter, so the tripwire never fires for it, but its source MAC flaps between the members
-// from the first passes. The FDB monitor reports each move (with the tripwire's thread, which
-// sees a broadcast loop's moves first: sources/fdb.ts wakes on either); the first one starts a burst of
+// from the first passes. The FDB monitor reports each move; the first one starts a burst of
 // per-port ticks at once (the flap is judged within a few ms instead of at the next idle tick,
 // <= idleMs). Legitimate moves (a VM migrating, a NIC failover) cost one burst at most every
 // FDB_WAKE_REARM_MS, so a host whose MACs move all the time (a round-robin bond) is not held
 // at the active rate by them.
+//
+// The tripwire's thread sees a broadcast loop's moves before the monitor prints them (whose lines
+// are then not counted again), so a flap it sees all of woke nothing by moves: a loop too slow for
+// the tripwire's burst (kvm-many, ~1.5-3.5k frames/s per port, its 10 ms averages not yet at the
+// loop floor) lost the active rate TRIPWIRE_BURST_MS after its wake and waited for the next idle
+// tick (lab trace, session 21: judged at 105 ms). The thread's moves now bring back a burst that
+// ended while the flap goes on: only while not sampling fast, within THREAD_MOVES_WAKE_MS of the
+// last wake, once per FDB_WAKE_REARM_MS. They start none: at a storm's onset they come ~1 ms
+// before the tripwire's wake, and waking that early put the agent's per-port reads beside the
+// storm's first passes (alternating runs, kvm-many: verdict p50 4.59 against 4.15 ms).
 
 /** The tripwire as the scheduler uses it (sources/tripwire.ts). */
 export interface Waker {
@@ -71,8 +80,8 @@ export interface Scheduler {
   useWaker(w: Waker | null): void;
   /** The tripwire saw a burst of flood frames. */
   onWaker(): void;
-  /** The FDB monitor saw a MAC move between ports. */
-  onMoves(): void;
+  /** The FDB monitor saw a MAC move between ports (byThread: the tripwire's thread did; see the file comment). */
+  onMoves(byThread?: boolean): void;
   /** Sampling fast now (a storm, a probe, a tripwire burst)? */
   active(tNs: number): boolean;
   idleMs(): number;
@@ -91,6 +100,8 @@ export const TRIPWIRE_WINDOW_MS = 1;
 export const TRIPWIRE_MIN_FRAMES = 2;
 // MAC moves start a burst at most this often (see the file comment).
 export const FDB_WAKE_REARM_MS = 20;
+// The tripwire's thread's moves wake only this long after the last wake (see the file comment).
+export const THREAD_MOVES_WAKE_MS = 50;
 // Without the tripwire nothing wakes an idle sampler early, so the idle period is capped here.
 export const IDLE_MS_WITHOUT_TRIPWIRE = 10;
 // A tick this much later than its period is a stall worth a journal line: the agent was not
@@ -178,9 +189,10 @@ export function createScheduler(d: SchedulerDeps): Scheduler {
     runNow(); // per-port ticks from now on, activeMs apart; a real storm turns warm at once
   }
 
-  function onMoves(): void {
+  function onMoves(byThread = false): void {
     if (stopped) return;
     const now = clock.now();
+    if (byThread && (now < activeUntil || now - Math.max(firedAt, movedAt) > THREAD_MOVES_WAKE_MS * 1e6)) return;
     if (now - movedAt < FDB_WAKE_REARM_MS * 1e6) return;
     movedAt = now;
     activeUntil = Math.max(activeUntil, now + TRIPWIRE_BURST_MS * 1e6);

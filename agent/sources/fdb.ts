@@ -51,8 +51,12 @@ const NO_RATES: readonly PortRates[] = Object.freeze([]);
 
 export function createFdbSource(opts: {
   now: () => number;
-  /** A MAC moved: called at most once per chunk of the monitor's output (the scheduler wakes the sampler). */
-  onMove?: () => void;
+  /**
+   * A MAC moved: called at most once per chunk of the monitor's output for its own moves
+   * (byThread false) and once for the tripwire's taken in with that chunk (byThread true); the
+   * scheduler wakes the sampler (see daemon/scheduler.ts onMoves for why the two differ).
+   */
+  onMove?: (byThread: boolean) => void;
   warn?: (obj: object, msg: string) => void;
   bridgeBin?: string;
   /**
@@ -82,23 +86,18 @@ export function createFdbSource(opts: {
   const bridges = new Set<string>();
   let t = opts.now();
   let woke = false;
+  let wokeByThread = false;
   let tokens = budget.burst;
   const native = opts.tripwire ? createNativeMoves(opts.tripwire.read, opts.tripwire.portAt) : null;
   const keep = moves.keep;
-  // A move counts as a wake once per chunk, whichever saw it first: the thread's moves are taken
-  // in at each chunk, and the monitor's lines for those same moves are then not counted again
-  // (seen), so a flap the thread sees all of (a broadcast loop) woke the sampler only when a line
-  // happened to come before the thread's move was taken in. A loop too slow for the tripwire's
-  // burst (kvm-many: ~1.5-3.5k frames/s per port) then lost the active rate 5 ms after its first
-  // wake and waited for the next idle tick: a cold storm judged at 105 ms (lab trace, session 21).
-  const wake = (): void => {
-    if (woke) return;
-    woke = true;
-    opts.onMove?.();
-  };
-  const keepAndWake = (mv: FdbMove): void => {
+  // The thread's moves are taken in at each chunk, and the monitor's lines for those same moves
+  // are then not counted again (seen): a flap the thread sees all of (a broadcast loop) woke the
+  // sampler only when a line happened to come first. Its moves wake too (see onMove).
+  const keepByThread = (mv: FdbMove): void => {
     keep(mv);
-    wake();
+    if (wokeByThread) return;
+    wokeByThread = true;
+    opts.onMove?.(true);
   };
   const child = superviseLines({
     file: opts.bridgeBin ?? 'bridge',
@@ -107,7 +106,8 @@ export function createFdbSource(opts: {
     ...(opts.warn ? { warn: opts.warn } : {}),
     onChunk: () => {
       woke = false;
-      native?.pull(keepAndWake); // first: a line's move the thread saw already is not counted again
+      wokeByThread = false;
+      native?.pull(keepByThread); // first: a line's move the thread saw already is not counted again
       const was = t;
       t = opts.now();
       tokens = Math.min(budget.burst, tokens + ((t - was) / 1e6) * budget.perMs);
@@ -129,7 +129,10 @@ export function createFdbSource(opts: {
       }
       const mv = track(e, t);
       if (!mv || native?.seen(mv)) return;
-      keepAndWake(mv);
+      keep(mv);
+      if (woke) return;
+      woke = true;
+      opts.onMove?.(false);
     },
   });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createScheduler, FDB_WAKE_REARM_MS, IDLE_MS_WITHOUT_TRIPWIRE, TRIPWIRE_BURST_MS, TRIPWIRE_REARM_MS, TRIPWIRE_WINDOW_MS, type Waker } from '../../agent/daemon/scheduler.js';
+import { createScheduler, FDB_WAKE_REARM_MS, IDLE_MS_WITHOUT_TRIPWIRE, TRIPWIRE_BURST_MS, TRIPWIRE_REARM_MS, TRIPWIRE_WINDOW_MS, THREAD_MOVES_WAKE_MS, type Waker } from '../../agent/daemon/scheduler.js';
 import type { TickOutcome } from '../../agent/daemon/tick.js';
 import { testPolicy } from '../../agent/testing/policy.js';
 import { fakeTime } from '../helpers/fake-time.js';
@@ -256,6 +256,43 @@ describe('scheduler FDB wake while sampling fast', () => {
     s.onMoves();
     time.advance(0);
     expect(ticks).toHaveLength(woke + 1);
+  });
+});
+
+describe('scheduler wake by the tripwire thread\'s moves', () => {
+  it('they start no burst from idle (at a storm\'s onset the tripwire wakes), but bring back one that ended while the flap goes on, once per FDB_WAKE_REARM_MS', () => {
+    const { time, s, ticks, waker } = setup();
+    s.start();
+    time.advance(20);
+    const idle = ticks.length;
+    s.onMoves(true); // a storm's first moves, seen by the thread before its frames fire the tripwire
+    time.advance(0.5);
+    expect(ticks).toHaveLength(idle);
+    waker.fire(); // the tripwire's wake: per-port ticks
+    time.advance(0);
+    expect(ticks).toHaveLength(idle + 1);
+    s.onMoves(true); // while sampling fast: nothing more
+    time.advance(0);
+    expect(ticks).toHaveLength(idle + 1);
+    // A slow loop: no port warm, the burst ends and the sampler is back at its idle rate.
+    time.advance(TRIPWIRE_BURST_MS + 2);
+    expect(s.stats.periodMs).toBe(sampling.idleMs);
+    const after = ticks.length;
+    s.onMoves(true); // the flap goes on: per-port ticks again at once, not at the next idle tick
+    time.advance(0);
+    expect(ticks).toHaveLength(after + 1);
+    // ...at most one burst per FDB_WAKE_REARM_MS (a host whose MACs move all the time).
+    time.advance(TRIPWIRE_BURST_MS + 2);
+    const n = ticks.length;
+    s.onMoves(true);
+    time.advance(0);
+    expect(ticks).toHaveLength(n);
+    // Long after the last wake: the thread's moves alone start nothing (no wake to continue).
+    time.advance(THREAD_MOVES_WAKE_MS + FDB_WAKE_REARM_MS);
+    const m = ticks.length;
+    s.onMoves(true);
+    time.advance(0.5);
+    expect(ticks).toHaveLength(m);
   });
 });
 
