@@ -15,6 +15,12 @@ export interface StatusView {
   >;
 }
 
+/** Why a vNIC whose port group the policy does not name is watched (EsxPort.watched). */
+const WATCHED_WHY: Record<'bridging-vm' | 'guest-peer', string> = {
+  'bridging-vm': 'the VM has two vNICs in one L2',
+  'guest-peer': 'the VM has a vNIC on a watched port group, and a guest bridging the two loops through the switch',
+};
+
 const COLS = ['port', 'bridge', 'role', 'protected', 'state', 'rxPps', 'floodPps', 'txPps', 'lastEvent', 'heldUntil'];
 
 /** Aligned columns; `-` for a missing value. */
@@ -55,8 +61,7 @@ export function renderStatus(s: StatusView): string {
     for (const m of e.missing) out += `  policy names ${m}: not watched\n`;
     for (const p of e.ports) if (p.lastError || !/moves/.test(p.broadcast)) out += `  ${p.port}: ${p.lastError ?? p.broadcast}\n`;
     // Ports the operator did not name: say why they are watched.
-    for (const p of e.ports) if (p.watched === 'bridging-vm') out += `  ${p.port}: vNIC of VM ${p.vm} on ${p.portgroup}, watched: the VM has two vNICs in one L2\n`;
-    for (const p of e.ports) if (p.watched === 'guest-peer') out += `  ${p.port}: vNIC of VM ${p.vm} on ${p.portgroup}, watched: the VM has a vNIC on a watched port group, and a guest bridging the two loops through the switch\n`;
+    for (const p of e.ports) if (p.watched !== undefined && p.watched !== 'portgroup') out += `  ${p.port}: vNIC of VM ${p.vm} on ${p.portgroup}, watched: ${WATCHED_WHY[p.watched]}\n`;
   }
   // Ports no rule names on a watched bridge: read for loop evidence, never acted on (policy/observed.ts).
   const seen = s.ports.filter((r) => r.observed === true);

@@ -6,7 +6,7 @@ import type { ActionResult, EsxiHostPolicy, Evidence, Policy, Thresholds } from 
 import type { EsxInventory } from './inventory.js';
 import type { EsxPort } from './ports.js';
 import type { StreamItem } from './stream.js';
-import { bridgingNics, guestPeerNics } from './l2.js';
+import { bridgingNics } from './l2.js';
 import { esxiHostThresholds } from '../policy/match.js';
 import { buildFusePlan, type FusePlan, type FuseVnic } from './fuse/plan.js';
 import type { FuseCut } from './fuse/lines.js';
@@ -39,6 +39,8 @@ export const fuseBy = (host: string): string => `fuse@${host}`;
 export function fusePlanFor(policy: Policy, host: EsxiHostPolicy, inv: EsxInventory | null, ports: readonly EsxPort[], items: readonly StreamItem[]): FusePlan {
   if (!inv) throw new Error('no inventory read yet');
   const byId = new Map(ports.filter((p) => p.kind === 'port').map((p) => [p.id, p]));
+  // A VM one of whose vNICs is watched as its guest's peer can bridge through the switch (ports.ts).
+  const peerVms = new Set(ports.filter((p) => p.watched === 'guest-peer').map((p) => p.vm));
   const vnics: FuseVnic[] = [];
   for (const it of items) {
     if (it.kind !== 'port') continue;
@@ -54,7 +56,7 @@ export function fusePlanFor(policy: Policy, host: EsxiHostPolicy, inv: EsxInvent
       portgroup: p.portgroup ?? '',
       vmid,
       key: nic?.deviceKey ?? null,
-      bridgingVm: vm ? bridgingNics(inv, vm).length > 0 || guestPeerNics(inv, vm, (n) => host.portgroups.includes(n.portgroup)).length > 0 : false,
+      bridgingVm: vm ? bridgingNics(inv, vm).length > 0 || peerVms.has(vm.name) : false,
     });
   }
   const t = esxiHostThresholds(policy, host);

@@ -75,6 +75,21 @@ describe('the fuse plan the daemon arms', () => {
     expect(fusePlanFor(policy, off, inv, wOff, streamItems(off, wOff)).cutList).toEqual([]);
   });
 
+  it("a VM with a vNIC on a watched port group and one on another vSwitch: that one read as its peer, and the VM cut first, as a bridging one", () => {
+    // web gets a second vNIC on vSwitch1 (its own uplink, vmnic1), whose port group the policy does not name.
+    const vs1 = { ...inv.vswitches[0]!, name: 'vSwitch1', uplinks: ['vmnic1'], portgroups: ['VM Network1'] };
+    const web = { ...inv.vms[0]!, nics: [...inv.vms[0]!.nics, { ...vnic(33554450, '00:0c:29:00:00:0b', 'VM Network1', 4001), vswitch: 'vSwitch1' }] };
+    const i2: EsxInventory = { ...inv, nics: [nic('vmnic0'), nic('vmnic1')], vswitches: [inv.vswitches[0]!, vs1], portgroups: [...inv.portgroups, { ...pg('VM Network1'), vswitch: 'vSwitch1' }], vms: [web, ...inv.vms.slice(1)] };
+    const w = watchedPorts(policy, host, i2).ports;
+    expect(w.filter((p) => p.vm === 'web').map((p) => [p.name, p.watched])).toEqual([
+      ['esx1/vnic-000c2900000a', 'portgroup'],
+      ['esx1/vnic-000c2900000b', 'guest-peer'],
+    ]);
+    const plan = fusePlanFor(policy, host, i2, w, streamItems(host, w));
+    // Bridging VMs (vmA in one L2, web through the switch) before the rest, in watch order.
+    expect(plan.cutList.map((c) => c.port)).toEqual(['esx1/vnic-000c2900000a', 'esx1/vnic-000c2900000b', 'esx1/vnic-000c295ba000', 'esx1/vnic-000c295ba001']);
+  });
+
   it('reports only when the policy says so: fuse stream or dry run; no vnic-disconnect allowed means budget 0', () => {
     expect(fusePlanFor(policy, { ...host, fuse: 'stream' }, inv, watched, items).dryRun).toBe(true);
     expect(fusePlanFor({ ...policy, dryRun: true }, host, inv, watched, items).dryRun).toBe(true);
